@@ -1,0 +1,3 @@
+DROP TABLE alerts;
+DROP TABLE cabinet_events;
+DROP TABLE cabinets;

@@ -1,0 +1,509 @@
+//! One actor per cabinet (DESIGN "Cabinet actor"). For now it owns the login session (boot and
+//! seq, the replay guard), heartbeat facts and liveness recovery; sessions, weights and commands
+//! come with later issues.
+//!
+//! State is loaded from the database when the actor starts. A restarted actor cannot know the
+//! last seq it accepted, so rather than guess (and open a replay window) it asks the cabinet to
+//! log in again.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::registry::{CabinetDied, CabinetStopped, Registry};
+use super::{Shared, now_ms};
+use crate::db::{self, DbError, alerts, cabinets};
+use crate::device::bridge::Inbound;
+use crate::device::frame::{self, AnyUp, Cadence, Envelope, Heartbeat, Login, LoginAck, Reject};
+use crate::device::topic::{self, DownKind, UpKind};
+use crate::domain::alert;
+use crate::domain::cabinet::Sn;
+use crate::domain::liveness::{self, Liveness};
+
+/// How long an actor for a serial number that is not provisioned stays around, answering
+/// `unknown_cabinet`, so a flood of such frames does not become a flood of database reads.
+const UNKNOWN_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Loading,
+    /// No such cabinet is provisioned.
+    Unknown,
+    /// Provisioned, not (or no longer) logged in on this node.
+    AwaitingLogin,
+    Session {
+        boot: u64,
+        last_seq: u64,
+    },
+}
+
+pub struct CabinetActor {
+    sn: Sn,
+    svc: Shared,
+    state: State,
+    key: Vec<u8>,
+    last_boot: u64,
+    liveness: Liveness,
+    /// After a crash: ask the cabinet to log in again as soon as the state is loaded.
+    restarted: bool,
+    down_seq: u64,
+    /// Per rejection reason: when an alert was last written, and how many were not since.
+    alerted: HashMap<Reject, (Instant, u64)>,
+    last_relogin_request: Option<Instant>,
+    notice: DeathNotice,
+}
+
+/// Tells the registry when the actor is gone: cleanly (`stopped`) or by a panic (dropped without
+/// `stopped` having run), and keeps the gauges right either way.
+struct DeathNotice {
+    sn: String,
+    generation: u64,
+    registry: Addr<Registry>,
+    svc: Shared,
+    clean: bool,
+    connected: bool,
+}
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        self.svc.metrics.cabinet_actors.dec();
+        if self.connected {
+            self.svc.metrics.cabinets_connected.dec();
+        }
+        if !self.clean {
+            self.registry.do_send(CabinetDied { sn: self.sn.clone(), generation: self.generation });
+        }
+    }
+}
+
+impl CabinetActor {
+    pub fn new(sn: Sn, svc: Shared, registry: Addr<Registry>, generation: u64, restarted: bool) -> Self {
+        svc.metrics.cabinet_actors.inc();
+        let notice =
+            DeathNotice { sn: sn.to_string(), generation, registry, svc: svc.clone(), clean: false, connected: false };
+        CabinetActor {
+            sn,
+            svc,
+            state: State::Loading,
+            key: Vec::new(),
+            last_boot: 0,
+            liveness: Liveness::Offline,
+            restarted,
+            down_seq: 0,
+            alerted: HashMap::new(),
+            last_relogin_request: None,
+            notice,
+        }
+    }
+
+    fn set_connected(&mut self, connected: bool) {
+        if self.notice.connected != connected {
+            self.notice.connected = connected;
+            if connected {
+                self.svc.metrics.cabinets_connected.inc();
+            } else {
+                self.svc.metrics.cabinets_connected.dec();
+            }
+        }
+    }
+
+    fn set_liveness(&mut self, l: Liveness) {
+        self.liveness = l;
+        let in_session = matches!(self.state, State::Session { .. });
+        self.set_connected(in_session && l != Liveness::Offline);
+    }
+
+    /// Commands carry an increasing sequence; starting from the clock keeps it increasing across
+    /// restarts of the actor and of Heft.
+    fn next_down_seq(&mut self) -> u64 {
+        self.down_seq = (self.down_seq + 1).max(now_ms().max(0) as u64);
+        self.down_seq
+    }
+
+    fn send_down<T: serde::Serialize>(&self, kind: DownKind, m: &T) {
+        let topic = topic::down(self.sn.as_str(), kind);
+        let result = frame::sign(&self.key, &topic, m)
+            .map_err(|e| e.to_string())
+            .and_then(|payload| self.svc.downlink.publish(topic.clone(), payload).map_err(|e| e.to_string()));
+        if let Err(e) = result {
+            tracing::warn!(sn = %self.sn, %topic, error = %e, "could not send to cabinet");
+        }
+    }
+
+    fn send_login_ack(&mut self, boot: u64, refused: Option<&str>) {
+        let seq = self.next_down_seq();
+        let p = &self.svc.config.protocol;
+        let ack = LoginAck {
+            boot,
+            seq,
+            ok: refused.is_none(),
+            reason: refused.map(str::to_string),
+            server_time_ms: now_ms(),
+            cadence: refused.is_none().then_some(Cadence {
+                heartbeat_s: p.heartbeat_s,
+                closed_weight_s: p.closed_weight_s,
+                open_weight_ms: p.open_weight_ms,
+                after_close_weight_ms: p.after_close_weight_ms,
+                after_close_s: p.after_close_s,
+            }),
+        };
+        self.send_down(DownKind::LoginAck, &ack);
+    }
+
+    /// Ask the cabinet for a fresh login, at most once per `protocol.relogin_interval_s`.
+    fn request_login(&mut self) {
+        let interval = Duration::from_secs(self.svc.config.protocol.relogin_interval_s);
+        if self.last_relogin_request.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        self.last_relogin_request = Some(Instant::now());
+        self.send_login_ack(self.last_boot, Some("login_required"));
+    }
+
+    /// Check and apply one frame. Errors are the reason it was dropped.
+    fn accept(&mut self, f: &Inbound, ctx: &mut Context<Self>) -> Result<Option<i64>, Reject> {
+        match self.state {
+            State::Unknown => return Err(Reject::UnknownCabinet),
+            State::Loading => return Err(Reject::NotLoggedIn),
+            _ => {}
+        }
+        let env = Envelope::parse(&f.payload)?;
+        env.verify(&f.topic, &self.key)?;
+        if f.kind == UpKind::Login {
+            let login: Login = env.message()?;
+            let ts = login.h.ts;
+            self.login(login, ctx)?;
+            return Ok(ts);
+        }
+        let State::Session { boot, last_seq } = self.state else {
+            self.request_login();
+            return Err(Reject::NotLoggedIn);
+        };
+        let header = env.message::<AnyUp>()?.h;
+        if header.boot != boot {
+            return Err(Reject::WrongBoot);
+        }
+        if header.seq <= last_seq {
+            return Err(Reject::Replay);
+        }
+        if f.kind == UpKind::Heartbeat {
+            let hb: Heartbeat = env.message()?;
+            self.heartbeat(hb, ctx);
+        }
+        self.state = State::Session { boot, last_seq: header.seq };
+        Ok(header.ts)
+    }
+
+    fn login(&mut self, login: Login, ctx: &mut Context<Self>) -> Result<(), Reject> {
+        let boot = login.h.boot;
+        if login.proto != frame::PROTOCOL_VERSION {
+            self.send_login_ack(boot, Some("unsupported_protocol"));
+            return Err(Reject::BadMessage);
+        }
+        if boot <= self.last_boot {
+            self.send_login_ack(boot, Some("stale_boot"));
+            return Err(Reject::StaleBoot);
+        }
+        if let Some(ts) = login.h.ts {
+            let skew_s = (now_ms() - ts).abs() / 1000;
+            if skew_s > self.svc.config.security.max_clock_skew_s as i64 {
+                tracing::warn!(sn = %self.sn, skew_s, "cabinet clock is off; login_ack carries server_time_ms");
+            }
+        }
+        let record = cabinets::LoginRecord {
+            sn: self.sn.to_string(),
+            boot: i64::try_from(boot).map_err(|_| Reject::BadMessage)?,
+            node_id: self.svc.node_id().to_string(),
+            firmware: login.fw.clone(),
+            lat: login.lat,
+            lng: login.lng,
+            at: db::now(),
+        };
+        let seq = login.h.seq;
+        let svc = self.svc.clone();
+        // `wait`: no other frame of this cabinet is handled until the login is stored, so the
+        // frames that follow it see the new session.
+        ctx.wait(async move { persist_login(&svc, record).await }.into_actor(self).map(move |result, act, _ctx| {
+            match result {
+                Ok(LoginDone::Accepted { previous }) => {
+                    act.last_boot = boot;
+                    act.state = State::Session { boot, last_seq: seq };
+                    if previous != Liveness::Online {
+                        act.svc.metrics.liveness_transitions.with_label_values(&[Liveness::Online.as_str()]).inc();
+                    }
+                    act.set_liveness(Liveness::Online);
+                    act.send_login_ack(boot, None);
+                    tracing::info!(sn = %act.sn, boot, "cabinet logged in");
+                }
+                Ok(LoginDone::Stale { last_boot }) => {
+                    act.last_boot = last_boot;
+                    act.send_login_ack(boot, Some("stale_boot"));
+                }
+                Ok(LoginDone::Unknown) => act.state = State::Unknown,
+                // No ack: the cabinet times out and logs in again with the next boot.
+                Err(e) => tracing::error!(sn = %act.sn, error = %e, "could not store login"),
+            }
+        }));
+        Ok(())
+    }
+
+    fn heartbeat(&mut self, hb: Heartbeat, ctx: &mut Context<Self>) {
+        self.svc.metrics.heartbeats.inc();
+        let svc = self.svc.clone();
+        let sn = self.sn.to_string();
+        let fields = [("temperature_c", hb.temp_c.to_string()), ("heating", hb.heating.to_string())];
+        ctx.spawn(
+            async move {
+                let prior = svc.cache.record_heartbeat(&sn, now_ms(), &fields).await?;
+                match prior.as_deref().and_then(Liveness::parse) {
+                    Some(l) if liveness::on_heard(l).is_none() => Ok(false),
+                    // Suspect, offline, or unknown to the cache (say, Redis restarted): the
+                    // database decides, and records the change once.
+                    _ => recover(&svc, &sn).await,
+                }
+            }
+            .into_actor(self)
+            .map(|result: Result<bool, ActorError>, act, _| match result {
+                Ok(true) => {
+                    act.svc.metrics.liveness_transitions.with_label_values(&[Liveness::Online.as_str()]).inc();
+                    act.set_liveness(Liveness::Online);
+                    tracing::info!(sn = %act.sn, "cabinet back online");
+                }
+                Ok(false) => act.set_liveness(Liveness::Online),
+                Err(e) => tracing::warn!(sn = %act.sn, error = %e, "heartbeat not recorded"),
+            }),
+        );
+    }
+
+    fn reject(&mut self, reason: Reject, ctx: &mut Context<Self>) {
+        self.svc.metrics.rejected(reason);
+        if !reason.is_security() {
+            return;
+        }
+        let cooldown = Duration::from_secs(self.svc.config.security.alert_cooldown_s);
+        let entry = self.alerted.entry(reason).or_insert((Instant::now() - cooldown * 2, 0));
+        if entry.0.elapsed() < cooldown {
+            entry.1 += 1;
+            return;
+        }
+        let suppressed = entry.1;
+        *entry = (Instant::now(), 0);
+        tracing::warn!(sn = %self.sn, reason = reason.as_str(), suppressed, "security: frame dropped");
+        let spec = alert::security(self.sn.as_str(), reason.as_str(), &reason.to_string(), suppressed);
+        let db = self.svc.db.clone();
+        let occurrences = i64::try_from(suppressed).unwrap_or(i64::MAX).saturating_add(1);
+        ctx.spawn(
+            async move {
+                if let Err(e) = db.run(move |c| alerts::raise(c, &spec, occurrences, db::now())).await {
+                    tracing::error!(error = %e, "could not store security alert");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActorError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    #[error("stored frame key cannot be unsealed: {0}")]
+    Key(#[from] crate::secrets::SecretError),
+}
+
+enum LoginDone {
+    Accepted { previous: Liveness },
+    Stale { last_boot: u64 },
+    Unknown,
+}
+
+async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<LoginDone, ActorError> {
+    let sn = record.sn.clone();
+    let at_ms = now_ms();
+    let result = svc.db.run(move |c| cabinets::record_login(c, &record)).await?;
+    let (previous, cabinet) = match result {
+        cabinets::LoginResult::Accepted { previous, cabinet } => (previous, cabinet),
+        cabinets::LoginResult::StaleBoot { last_boot } => {
+            return Ok(LoginDone::Stale { last_boot: u64::try_from(last_boot).unwrap_or(0) });
+        }
+        cabinets::LoginResult::Unknown => return Ok(LoginDone::Unknown),
+    };
+    if previous == Liveness::Offline {
+        let sn = sn.clone();
+        svc.db.run(move |c| alerts::resolve(c, alert::CABINET_OFFLINE, Some(&sn), db::now())).await?;
+    }
+    let mut fields = vec![
+        ("sn", cabinet.sn.clone()),
+        ("status", cabinet.status.clone()),
+        ("type", cabinet.cabinet_type.clone()),
+        ("liveness", Liveness::Online.as_str().to_string()),
+        ("node", svc.node_id().to_string()),
+        ("boot", cabinet.last_boot.to_string()),
+        ("last_login_ms", at_ms.to_string()),
+    ];
+    if let Some(fw) = &cabinet.firmware {
+        fields.push(("firmware", fw.clone()));
+    }
+    if let (Some(lat), Some(lng)) = (cabinet.lat, cabinet.lng) {
+        fields.push(("lat", lat.to_string()));
+        fields.push(("lng", lng.to_string()));
+        if let Err(e) = svc.cache.geo_add(&sn, lng, lat).await {
+            tracing::warn!(%sn, error = %e, "cabinet position not indexed");
+        }
+    }
+    svc.cache.cabinet_set(&sn, &fields).await?;
+    svc.cache.heartbeat_track(&sn, at_ms).await?;
+    Ok(LoginDone::Accepted { previous })
+}
+
+/// A cabinet marked suspect or offline was heard from: back online, with one event.
+async fn recover(svc: &Shared, sn: &str) -> Result<bool, ActorError> {
+    let node = svc.node_id().to_string();
+    let owned = sn.to_string();
+    let changed = svc
+        .db
+        .run(move |c| {
+            let Some(current) = cabinets::liveness(c, &owned)? else {
+                return Ok::<_, DbError>(false);
+            };
+            let at = db::now();
+            let changed =
+                cabinets::change_liveness(c, &owned, current, Liveness::Online, &node, at, Some("heartbeat"))?;
+            if changed && current == Liveness::Offline {
+                alerts::resolve(c, alert::CABINET_OFFLINE, Some(&owned), at)?;
+            }
+            Ok(changed)
+        })
+        .await?;
+    svc.cache.cabinet_set(sn, &[("liveness", Liveness::Online.as_str().to_string())]).await?;
+    Ok(changed)
+}
+
+struct Loaded {
+    key: Vec<u8>,
+    last_boot: u64,
+    liveness: Liveness,
+}
+
+async fn load(svc: Shared, sn: String) -> Result<Option<Loaded>, ActorError> {
+    let Some(row) = svc.db.run(move |c| cabinets::find(c, &sn)).await? else {
+        return Ok(None);
+    };
+    let key = svc.seal.unseal(&row.frame_key_sealed)?;
+    Ok(Some(Loaded {
+        key,
+        last_boot: u64::try_from(row.last_boot).unwrap_or(0),
+        liveness: Liveness::parse(&row.liveness).unwrap_or(Liveness::Offline),
+    }))
+}
+
+impl Actor for CabinetActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Frames that arrive while loading wait in the mailbox: `wait` holds them back.
+        ctx.wait(load(self.svc.clone(), self.sn.to_string()).into_actor(self).map(|result, act, ctx| {
+            match result {
+                Ok(Some(loaded)) => {
+                    act.key = loaded.key;
+                    act.last_boot = loaded.last_boot;
+                    act.liveness = loaded.liveness;
+                    act.state = State::AwaitingLogin;
+                    if act.restarted {
+                        tracing::warn!(sn = %act.sn, "cabinet actor restarted; asking the cabinet to log in again");
+                        act.request_login();
+                    }
+                }
+                Ok(None) => {
+                    act.state = State::Unknown;
+                    ctx.run_later(UNKNOWN_TTL, |_, ctx| ctx.stop());
+                }
+                Err(e) => {
+                    // Leave it to the next frame: the registry starts a fresh actor.
+                    tracing::error!(sn = %act.sn, error = %e, "cabinet state could not be loaded");
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.notice.clean = true;
+        self.notice.registry.do_send(CabinetStopped { sn: self.sn.to_string(), generation: self.notice.generation });
+    }
+}
+
+impl Handler<Inbound> for CabinetActor {
+    type Result = ();
+
+    fn handle(&mut self, f: Inbound, ctx: &mut Context<Self>) {
+        let result = self.accept(&f, ctx);
+        self.svc.metrics.bridge_inflight.dec();
+        match result {
+            Ok(ts) => {
+                self.svc.metrics.accepted(f.kind);
+                if let Some(ts) = ts {
+                    let age_ms = now_ms() - ts;
+                    if (0..3_600_000).contains(&age_ms) {
+                        self.svc.metrics.frame_latency.observe(age_ms as f64 / 1000.0);
+                    }
+                }
+            }
+            Err(reason) => self.reject(reason, ctx),
+        }
+    }
+}
+
+/// The watchdog changed this cabinet's liveness.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LivenessChanged(pub Liveness);
+
+impl Handler<LivenessChanged> for CabinetActor {
+    type Result = ();
+
+    fn handle(&mut self, m: LivenessChanged, _ctx: &mut Context<Self>) {
+        self.set_liveness(m.0);
+    }
+}
+
+/// Fault injection for the supervision tests: the actor panics.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+impl Handler<Crash> for CabinetActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, _ctx: &mut Context<Self>) {
+        panic!("cabinet actor {}: crash injected", self.sn);
+    }
+}
+
+/// A snapshot of the actor's view, for tests and diagnostics.
+#[derive(Message)]
+#[rtype(result = "CabinetView")]
+pub struct Inspect;
+
+#[derive(Debug, Clone, PartialEq, MessageResponse)]
+pub struct CabinetView {
+    pub logged_in: bool,
+    pub boot: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub liveness: Liveness,
+}
+
+impl Handler<Inspect> for CabinetActor {
+    type Result = CabinetView;
+
+    fn handle(&mut self, _: Inspect, _ctx: &mut Context<Self>) -> CabinetView {
+        let (boot, last_seq) = match self.state {
+            State::Session { boot, last_seq } => (Some(boot), Some(last_seq)),
+            _ => (None, None),
+        };
+        CabinetView { logged_in: boot.is_some(), boot, last_seq, liveness: self.liveness }
+    }
+}

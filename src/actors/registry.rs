@@ -1,0 +1,165 @@
+//! The registry: starts one cabinet actor per cabinet that speaks to this node, keeps the routing
+//! table the bridge reads, and restarts an actor that crashed (its state reloaded from storage).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use actix::prelude::*;
+
+use super::Shared;
+use super::cabinet::{CabinetActor, CabinetView, Crash, Inspect, LivenessChanged};
+use crate::device::bridge::Inbound;
+use crate::domain::cabinet::Sn;
+use crate::domain::liveness::Liveness;
+
+/// sn → actor, read by the bridge on its own thread, written only by the registry.
+pub type Routes = Arc<RwLock<HashMap<String, Addr<CabinetActor>>>>;
+
+pub struct Registry {
+    svc: Shared,
+    routes: Routes,
+    /// Generation of the current actor per sn, so a late notice from an old actor is ignored.
+    generations: HashMap<String, u64>,
+}
+
+impl Registry {
+    pub fn new(svc: Shared, routes: Routes) -> Self {
+        Registry { svc, routes, generations: HashMap::new() }
+    }
+
+    fn route(&self, sn: &str) -> Option<Addr<CabinetActor>> {
+        self.routes.read().ok().and_then(|r| r.get(sn).cloned()).filter(|a| a.connected())
+    }
+
+    fn spawn(&mut self, sn: &Sn, restarted: bool, ctx: &mut Context<Self>) -> Addr<CabinetActor> {
+        let generation = self.generations.get(sn.as_str()).copied().unwrap_or(0) + 1;
+        self.generations.insert(sn.to_string(), generation);
+        let addr = CabinetActor::new(sn.clone(), self.svc.clone(), ctx.address(), generation, restarted).start();
+        if let Ok(mut routes) = self.routes.write() {
+            routes.insert(sn.to_string(), addr.clone());
+        }
+        addr
+    }
+
+    fn forget(&mut self, sn: &str, generation: u64) -> bool {
+        if self.generations.get(sn) != Some(&generation) {
+            return false;
+        }
+        self.generations.remove(sn);
+        if let Ok(mut routes) = self.routes.write() {
+            routes.remove(sn);
+        }
+        true
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+/// A frame for a cabinet the bridge had no live route to.
+impl Handler<Inbound> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, f: Inbound, ctx: &mut Context<Self>) {
+        let addr = match self.route(f.sn.as_str()) {
+            Some(addr) => addr,
+            None => self.spawn(&f.sn.clone(), false, ctx),
+        };
+        addr.do_send(f);
+    }
+}
+
+/// Sent by a cabinet actor's drop guard when it died without stopping (a panic).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CabinetDied {
+    pub sn: String,
+    pub generation: u64,
+}
+
+impl Handler<CabinetDied> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, m: CabinetDied, ctx: &mut Context<Self>) {
+        if self.generations.get(&m.sn) != Some(&m.generation) {
+            return;
+        }
+        let Ok(sn) = Sn::parse(&m.sn) else { return };
+        tracing::error!(sn = %m.sn, generation = m.generation, "cabinet actor crashed; restarting it");
+        self.svc.metrics.actor_restarts.inc();
+        self.spawn(&sn, true, ctx);
+    }
+}
+
+/// Sent by a cabinet actor that stopped on purpose.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CabinetStopped {
+    pub sn: String,
+    pub generation: u64,
+}
+
+impl Handler<CabinetStopped> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, m: CabinetStopped, _ctx: &mut Context<Self>) {
+        self.forget(&m.sn, m.generation);
+    }
+}
+
+/// Tell the cabinet's actor on this node, if any, that the watchdog changed its liveness.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotifyLiveness {
+    pub sn: String,
+    pub liveness: Liveness,
+}
+
+impl Handler<NotifyLiveness> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, m: NotifyLiveness, _ctx: &mut Context<Self>) {
+        if let Some(addr) = self.route(&m.sn) {
+            addr.do_send(LivenessChanged(m.liveness));
+        }
+    }
+}
+
+/// Fault injection for the supervision tests.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CrashCabinet(pub String);
+
+impl Handler<CrashCabinet> for Registry {
+    type Result = bool;
+
+    fn handle(&mut self, m: CrashCabinet, _ctx: &mut Context<Self>) -> bool {
+        match self.route(&m.0) {
+            Some(addr) => {
+                addr.do_send(Crash);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The actor's view of one cabinet, if it has an actor on this node.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<CabinetActor>>")]
+pub struct Lookup(pub String);
+
+impl Handler<Lookup> for Registry {
+    type Result = Option<Addr<CabinetActor>>;
+
+    fn handle(&mut self, m: Lookup, _ctx: &mut Context<Self>) -> Self::Result {
+        self.route(&m.0)
+    }
+}
+
+/// Ask a cabinet's actor for its view; `None` when it has none on this node.
+pub async fn inspect(registry: &Addr<Registry>, sn: &str) -> Option<CabinetView> {
+    let addr = registry.send(Lookup(sn.to_string())).await.ok().flatten()?;
+    addr.send(Inspect).await.ok()
+}

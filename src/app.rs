@@ -1,0 +1,147 @@
+//! Wiring: everything `heft serve` runs, started in order and stoppable, so tests can run several
+//! instances in one process on free ports.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_rt::Arbiter;
+use actix_web::{App, HttpServer};
+
+use crate::actors::registry::{CrashCabinet, Registry, Routes};
+use crate::actors::watchdog::{CheckNow, RoundReport, Watchdog, WatchdogError};
+use crate::actors::{Services, Shared};
+use crate::cache::{Cache, MemoryCache, RedisCache};
+use crate::config::Config;
+use crate::db::Db;
+use crate::device::bridge::Bridge;
+use crate::device::{Broker, auth};
+use crate::metrics::Metrics;
+use crate::secrets::SealKey;
+use crate::web::{self, AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("seal key: {0}")]
+    Seal(#[from] crate::secrets::SecretError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("cache: {0}")]
+    Cache(#[from] crate::cache::CacheError),
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+    #[error("HTTP listener {addr}: {source}")]
+    Http { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+}
+
+/// Open the database and apply pending migrations (what `heft migrate` does).
+pub async fn open_database(config: &Config) -> Result<Db, StartError> {
+    let db = Db::open(
+        &config.database.url,
+        config.database.pool_size,
+        Duration::from_secs(config.database.connect_timeout_s),
+    )?;
+    let migrating = db.clone();
+    let applied =
+        tokio::task::spawn_blocking(move || migrating.migrate()).await.map_err(|_| crate::db::DbError::Cancelled)??;
+    for version in applied {
+        tracing::info!(%version, "migration applied");
+    }
+    Ok(db)
+}
+
+pub async fn open_cache(config: &Config) -> Result<Arc<dyn Cache>, StartError> {
+    Ok(if config.cache.url == "memory://" {
+        Arc::new(MemoryCache::new())
+    } else {
+        Arc::new(RedisCache::connect(&config.cache.url, &config.cache.prefix).await?)
+    })
+}
+
+/// A running Heft node.
+pub struct Heft {
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    pub services: Shared,
+    pub registry: Addr<Registry>,
+    pub watchdog: Addr<Watchdog>,
+    http: actix_web::dev::ServerHandle,
+    broker: Broker,
+    bridge: Arbiter,
+}
+
+impl Heft {
+    /// Start every part. Must run inside an actix `System`.
+    pub async fn start(config: Config) -> Result<Heft, StartError> {
+        let config = Arc::new(config);
+        let seal = SealKey::load_or_create(&config.security.seal_key, &config.security.seal_key_file)?;
+        let metrics = Metrics::new()?;
+        let db = open_database(&config).await?;
+        let cache = open_cache(&config).await?;
+
+        let (broker, link_rx) = Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone())))?;
+        let services: Shared = Arc::new(Services {
+            config: config.clone(),
+            db,
+            cache,
+            metrics: metrics.clone(),
+            seal,
+            downlink: broker.downlink.clone(),
+        });
+        let routes = Routes::default();
+        let registry = Registry::new(services.clone(), routes.clone()).start();
+        let bridge = Arbiter::new();
+        bridge.spawn(
+            Bridge {
+                routes,
+                registry: registry.clone(),
+                metrics,
+                max_frame_bytes: config.mqtt.max_frame_bytes,
+                max_inflight: config.mqtt.bridge_queue,
+            }
+            .run(link_rx),
+        );
+        let watchdog = Watchdog::new(services.clone(), registry.clone()).start();
+
+        let state = AppState { svc: services.clone(), registry: registry.clone() };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(actix_web::web::Data::new(state.clone()))
+                .configure(web::json_errors)
+                .configure(web::routes)
+        })
+        .workers(config.http.workers)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .bind(config.http.listen)
+        .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
+        let http_addr = server.addrs().first().copied().unwrap_or(config.http.listen);
+        let server = server.run();
+        let http = server.handle();
+        actix_rt::spawn(server);
+        tracing::info!(%http_addr, mqtt = %config.mqtt.listen, node = %config.node.id, "heft is serving");
+
+        Ok(Heft { http_addr, mqtt_addr: config.mqtt.listen, services, registry, watchdog, http, broker, bridge })
+    }
+
+    /// Run one liveness round now.
+    pub async fn check_liveness(&self) -> Result<RoundReport, WatchdogError> {
+        self.watchdog.send(CheckNow).await.unwrap_or(Ok(RoundReport::Busy))
+    }
+
+    /// Fault injection: make a cabinet's actor panic. True when it had one.
+    pub async fn crash_cabinet(&self, sn: &str) -> bool {
+        self.registry.send(CrashCabinet(sn.to_string())).await.unwrap_or(false)
+    }
+
+    /// Stop HTTP, close the MQTT listener and every device connection.
+    pub async fn stop(self) {
+        self.http.stop(true).await;
+        self.broker.stop();
+        self.bridge.stop();
+        tracing::info!("heft stopped");
+    }
+}

@@ -1,0 +1,108 @@
+//! The cache: fast, shared, non-durable state (DESIGN "Cache").
+//!
+//! Two adapters behind one trait: Redis in production, an in-process map in the embedded profile.
+//! Nothing here is the system of record; the database is. Keys (Redis names, mirrored in memory):
+//! - `{prefix}:cab:{sn}`    hash of cabinet facts (status, liveness, temperature, node, …)
+//! - `{prefix}:hb`          sorted set, sn → last heartbeat (Unix ms), for the liveness watchdog
+//! - `{prefix}:geo`         GEO set for nearby search (GCJ-02 longitude/latitude)
+//! - `{prefix}:lock:{name}` lease value `"{owner}|{token}"` with a TTL
+//! - `{prefix}:fence:{name}` fencing-token counter, only ever increases
+//! - `{prefix}:count:{name}` plain counters
+//!
+//! The prefix comes from config so that several deployments (or parallel tests) can share one Redis.
+
+mod memory;
+mod redis;
+#[cfg(test)]
+mod tests;
+
+pub use memory::MemoryCache;
+pub use redis::RedisCache;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+/// Errors from a cache adapter. The memory adapter never fails; Redis can.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("cache value for {key} is malformed: {reason}")]
+    Malformed { key: String, reason: String },
+}
+
+pub type CacheResult<T> = Result<T, CacheError>;
+
+/// A member of the GEO set found by a radius search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoHit {
+    pub member: String,
+    /// Great-circle distance in metres, as Redis computes it (haversine, R = 6372797.560856 m).
+    pub distance_m: f64,
+}
+
+/// A lease held by `owner`. `token` is the fencing token: it increases every time the lease
+/// changes hands, so a write carrying an older token can be refused by whoever checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub name: String,
+    pub owner: String,
+    pub token: u64,
+}
+
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// Round trip to the backing store (for `/readyz`).
+    async fn ping(&self) -> CacheResult<()>;
+
+    // --- cabinet hash ---------------------------------------------------------------------
+    /// Set some fields of the cabinet hash (HSET with several pairs). Other fields are kept.
+    async fn cabinet_set(&self, sn: &str, fields: &[(&str, String)]) -> CacheResult<()>;
+    /// All fields of the cabinet hash; empty when the cabinet is unknown.
+    async fn cabinet_get(&self, sn: &str) -> CacheResult<HashMap<String, String>>;
+    /// One field of the cabinet hash.
+    async fn cabinet_field(&self, sn: &str, field: &str) -> CacheResult<Option<String>>;
+
+    // --- heartbeats -----------------------------------------------------------------------
+    /// Record a heartbeat received at `at_ms` (Unix ms): set `last_heartbeat_ms` and `fields` on the
+    /// cabinet hash, put the cabinet in the heartbeat set with score `at_ms`, and add one to the
+    /// `heartbeats` counter. Returns the hash's `liveness` field as it was, so the caller can see a
+    /// recovery without a second round trip.
+    async fn record_heartbeat(&self, sn: &str, at_ms: i64, fields: &[(&str, String)]) -> CacheResult<Option<String>>;
+    /// Put a cabinet in the heartbeat set (at login) without counting a heartbeat.
+    async fn heartbeat_track(&self, sn: &str, at_ms: i64) -> CacheResult<()>;
+    /// Cabinets in the heartbeat set whose last heartbeat is strictly before `cutoff_ms`, oldest
+    /// first, at most `limit`.
+    async fn heartbeats_before(&self, cutoff_ms: i64, limit: usize) -> CacheResult<Vec<(String, i64)>>;
+    /// Put a cabinet in the heartbeat set only if it is not there yet (watchdog start-up: a
+    /// cabinet the database believes online gets a full grace period). True when added.
+    async fn heartbeat_track_if_absent(&self, sn: &str, at_ms: i64) -> CacheResult<bool>;
+    /// How many cabinets in the heartbeat set were heard from at or after `since_ms`.
+    async fn heartbeats_since(&self, since_ms: i64) -> CacheResult<u64>;
+    /// Take a cabinet out of the heartbeat set (it is offline; its next heartbeat puts it back).
+    async fn heartbeat_forget(&self, sn: &str) -> CacheResult<()>;
+    /// How many cabinets the heartbeat set holds (the ones we expect heartbeats from).
+    async fn heartbeat_tracked(&self) -> CacheResult<u64>;
+
+    // --- counters ---------------------------------------------------------------------------
+    async fn counter_add(&self, name: &str, by: i64) -> CacheResult<i64>;
+    async fn counter_get(&self, name: &str) -> CacheResult<i64>;
+
+    // --- GEO --------------------------------------------------------------------------------
+    async fn geo_add(&self, member: &str, lng: f64, lat: f64) -> CacheResult<()>;
+    async fn geo_remove(&self, member: &str) -> CacheResult<()>;
+    /// Members within `radius_m` of the point, nearest first, at most `limit`.
+    async fn geo_search(&self, lng: f64, lat: f64, radius_m: f64, limit: usize) -> CacheResult<Vec<GeoHit>>;
+
+    // --- leases -----------------------------------------------------------------------------
+    /// Take the lease if it is free or expired, or extend it if `owner` already holds it.
+    /// `None` when someone else holds it. A new holder gets a larger token than any before.
+    async fn lease_acquire(&self, name: &str, owner: &str, ttl_ms: u64) -> CacheResult<Option<Lease>>;
+    /// Extend a lease still held by `owner` with `token`; false when it was lost.
+    async fn lease_renew(&self, lease: &Lease, ttl_ms: u64) -> CacheResult<bool>;
+    /// Give the lease up if still held with this token; false when it was already lost.
+    async fn lease_release(&self, lease: &Lease) -> CacheResult<bool>;
+    /// The current holder, if any.
+    async fn lease_holder(&self, name: &str) -> CacheResult<Option<Lease>>;
+}

@@ -1,0 +1,391 @@
+//! Typed configuration: `config.toml` (or `--config PATH`), then `HEFT__SECTION__KEY` environment
+//! overrides, then validation. Every limit Heft enforces lives here. A bad value stops the start
+//! with one line naming the key and what is wrong.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const ENV_PREFIX: &str = "HEFT__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key {key}: {message}")]
+    Key { key: String, message: String },
+}
+
+fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key { key: key.to_string(), message: message.into() }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub mqtt: MqttConfig,
+    pub protocol: ProtocolConfig,
+    pub liveness: LivenessConfig,
+    pub security: SecurityConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Recorded on each cabinet this node holds the connection of.
+    pub id: String,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    /// Bearer token for `/ops/*` until operator accounts exist. A secret: never logged.
+    pub ops_token: String,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` (embedded) or `postgres://user@host/db` (production).
+    pub url: String,
+    pub pool_size: u32,
+    pub connect_timeout_s: u64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `memory://` (embedded) or `redis://host:port/db` (production).
+    pub url: String,
+    /// Key prefix, so several deployments can share one Redis.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub listen: SocketAddr,
+    /// Router limit on simultaneous connections.
+    pub max_connections: usize,
+    /// Largest MQTT packet payload the broker accepts; beyond it the broker drops the connection.
+    pub max_packet_bytes: usize,
+    /// Largest frame Heft processes; bigger frames are dropped and counted (`oversize`).
+    pub max_frame_bytes: usize,
+    pub connection_timeout_ms: u16,
+    pub max_inflight_count: usize,
+    pub max_outgoing_packet_count: u64,
+    /// Router commit-log segment size and count: memory held per topic is about 2 × size × count.
+    pub max_segment_size: usize,
+    pub max_segment_count: usize,
+    /// Pause between accepts, which paces reconnect storms.
+    pub next_connection_delay_ms: u64,
+    /// How many frames may wait for the cabinet actors before the bridge holds back the broker.
+    pub bridge_queue: usize,
+}
+
+/// The cadence a cabinet is told in `login_ack`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolConfig {
+    pub heartbeat_s: u64,
+    pub closed_weight_s: u64,
+    pub open_weight_ms: u64,
+    pub after_close_weight_ms: u64,
+    pub after_close_s: u64,
+    /// How long a command waits for its ack before it is retried.
+    pub command_timeout_ms: u64,
+    pub command_retries: u32,
+    /// Least time between two requests to one cabinet to log in again (after a restart of its
+    /// actor, or frames from a cabinet Heft has no session for).
+    pub relogin_interval_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivenessConfig {
+    /// How often the watchdog runs. 0 turns the timer off (tests drive it by hand).
+    pub check_s: u64,
+    /// Silence after which a cabinet is suspect.
+    pub offline_after_s: u64,
+    /// Window over which the fleet's received/expected heartbeat ratio is taken.
+    pub window_s: u64,
+    /// Below this ratio the silence is probably ours (broker, network, ingest), not the cabinets'.
+    pub healthy_ratio: f64,
+    /// Below this many tracked cabinets the ratio says nothing and is not used.
+    pub min_fleet: u64,
+    /// Most cabinets the watchdog examines per round.
+    pub batch: usize,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Base64 of the 32-byte key that seals cabinet frame keys at rest. A secret: never logged.
+    /// Empty → the key is read from `seal_key_file`, which is created on first start.
+    #[serde(default)]
+    pub seal_key: String,
+    pub seal_key_file: PathBuf,
+    /// At most one security alert per cabinet and reason in this many seconds (the rest are counted).
+    pub alert_cooldown_s: u64,
+    /// Device clocks further than this from ours are reported in `login_ack` and logged.
+    pub max_clock_skew_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info,rumqttd=warn".into() }
+    }
+}
+
+// Secrets stay out of Debug output (and so out of logs).
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("node", &self.node)
+            .field("http.listen", &self.http.listen)
+            .field("database", &redact_url(&self.database.url))
+            .field("cache", &redact_url(&self.cache.url))
+            .field("mqtt", &self.mqtt)
+            .field("protocol", &self.protocol)
+            .field("liveness", &self.liveness)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `scheme://user:password@host/…` → `scheme://user:***@host/…`
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Config {
+    /// Load from a file, apply the process environment, validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml_and_env(&text, path, std::env::vars())
+    }
+
+    /// Parse TOML text, apply `HEFT__SECTION__KEY` overrides from `env`, validate.
+    pub fn from_toml_and_env(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        let overrides: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        for (name, value) in overrides {
+            apply_override(&mut table, &name, &value)?;
+        }
+        let deserializer = toml::Value::Table(table);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            key_error(&path, e.into_inner().message().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rules serde cannot express. Each names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key: &str, v: u64| if v == 0 { Err(key_error(key, "must be greater than 0")) } else { Ok(()) };
+        if self.node.id.trim().is_empty() || self.node.id.len() > 64 {
+            return Err(key_error("node.id", "must be 1 to 64 characters"));
+        }
+        if self.http.workers == 0 {
+            return Err(key_error("http.workers", "must be greater than 0"));
+        }
+        if self.http.ops_token.len() < 16 {
+            return Err(key_error("http.ops_token", "must be at least 16 characters"));
+        }
+        if !(self.database.url.starts_with("sqlite://")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return Err(key_error("database.url", "must start with sqlite:// or postgres://"));
+        }
+        positive("database.pool_size", u64::from(self.database.pool_size))?;
+        positive("database.connect_timeout_s", self.database.connect_timeout_s)?;
+        if !(self.cache.url == "memory://"
+            || self.cache.url.starts_with("redis://")
+            || self.cache.url.starts_with("rediss://"))
+        {
+            return Err(key_error("cache.url", "must be memory:// or start with redis://"));
+        }
+        if self.cache.prefix.is_empty() || self.cache.prefix.contains(char::is_whitespace) {
+            return Err(key_error("cache.prefix", "must be non-empty with no spaces"));
+        }
+        positive("mqtt.max_connections", self.mqtt.max_connections as u64)?;
+        positive("mqtt.max_frame_bytes", self.mqtt.max_frame_bytes as u64)?;
+        if self.mqtt.max_packet_bytes < self.mqtt.max_frame_bytes {
+            return Err(key_error(
+                "mqtt.max_packet_bytes",
+                "must be at least mqtt.max_frame_bytes, or oversize frames could not be counted",
+            ));
+        }
+        positive("mqtt.connection_timeout_ms", u64::from(self.mqtt.connection_timeout_ms))?;
+        positive("mqtt.max_inflight_count", self.mqtt.max_inflight_count as u64)?;
+        positive("mqtt.max_outgoing_packet_count", self.mqtt.max_outgoing_packet_count)?;
+        positive("mqtt.max_segment_size", self.mqtt.max_segment_size as u64)?;
+        positive("mqtt.max_segment_count", self.mqtt.max_segment_count as u64)?;
+        positive("mqtt.bridge_queue", self.mqtt.bridge_queue as u64)?;
+        positive("protocol.heartbeat_s", self.protocol.heartbeat_s)?;
+        positive("protocol.closed_weight_s", self.protocol.closed_weight_s)?;
+        positive("protocol.open_weight_ms", self.protocol.open_weight_ms)?;
+        positive("protocol.after_close_weight_ms", self.protocol.after_close_weight_ms)?;
+        positive("protocol.command_timeout_ms", self.protocol.command_timeout_ms)?;
+        positive("liveness.offline_after_s", self.liveness.offline_after_s)?;
+        if self.liveness.offline_after_s < self.protocol.heartbeat_s {
+            return Err(key_error(
+                "liveness.offline_after_s",
+                "must be at least protocol.heartbeat_s, or every cabinet would look silent",
+            ));
+        }
+        positive("liveness.window_s", self.liveness.window_s)?;
+        if !(self.liveness.healthy_ratio > 0.0 && self.liveness.healthy_ratio <= 1.0) {
+            return Err(key_error(
+                "liveness.healthy_ratio",
+                format!("must be in (0, 1], got {}", self.liveness.healthy_ratio),
+            ));
+        }
+        positive("liveness.batch", self.liveness.batch as u64)?;
+        if !self.security.seal_key.is_empty() {
+            crate::secrets::SealKey::from_base64(&self.security.seal_key)
+                .map_err(|e| key_error("security.seal_key", e.to_string()))?;
+        }
+        positive("security.max_clock_skew_s", self.security.max_clock_skew_s)?;
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            return Err(key_error("log.filter", "is not a valid tracing filter"));
+        }
+        Ok(())
+    }
+
+    pub fn is_production_database(&self) -> bool {
+        !self.database.url.starts_with("sqlite://")
+    }
+}
+
+/// `HEFT__LIVENESS__CHECK_S=5` → `table.liveness.check_s = 5`. The new value takes the type of the
+/// value it replaces (so `HEFT__NODE__ID=7` stays a string); a key absent from the file is parsed
+/// as a TOML value when it looks like one, else taken as a string.
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|p| p.to_ascii_lowercase()).collect();
+    let dotted = path.join(".");
+    if path.len() < 2 || path.iter().any(|p| p.is_empty()) {
+        return Err(key_error(name, "environment override must look like HEFT__SECTION__KEY"));
+    }
+    let mut node = table;
+    for part in &path[..path.len() - 1] {
+        let entry = node.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(key_error(&dotted, "is not a section")),
+        };
+    }
+    let last = &path[path.len() - 1];
+    let parsed = match node.get(last) {
+        Some(toml::Value::String(_)) => toml::Value::String(value.to_string()),
+        Some(existing) => parse_scalar(value)
+            .filter(|v| v.same_type(existing))
+            .ok_or_else(|| key_error(&dotted, format!("{name}={value:?} is not of type {}", existing.type_str())))?,
+        None => parse_scalar(value).unwrap_or_else(|| toml::Value::String(value.to_string())),
+    };
+    node.insert(last.clone(), parsed);
+    Ok(())
+}
+
+fn parse_scalar(value: &str) -> Option<toml::Value> {
+    let doc: toml::Table = format!("v = {value}").parse().ok()?;
+    doc.get("v").cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../config.toml");
+
+    fn load(env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml_and_env(
+            SHIPPED,
+            Path::new("config.toml"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn shipped_config_is_valid_and_embedded() {
+        let c = load(&[]).expect("shipped config loads");
+        assert!(c.database.url.starts_with("sqlite://"));
+        assert_eq!(c.cache.url, "memory://");
+        assert_eq!(c.mqtt.listen.port(), 1884, "1883 belongs to the system Mosquitto");
+    }
+
+    #[test]
+    fn env_overrides_keep_types() {
+        let c = load(&[
+            ("HEFT__LIVENESS__CHECK_S", "5"),
+            ("HEFT__NODE__ID", "7"),
+            ("HEFT__DATABASE__URL", "postgres://root@127.0.0.1/test"),
+            ("OTHER__X", "ignored"),
+        ])
+        .expect("overrides apply");
+        assert_eq!(c.liveness.check_s, 5);
+        assert_eq!(c.node.id, "7");
+        assert!(c.is_production_database());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let msg = |env: &[(&str, &str)]| load(env).expect_err("must fail").to_string();
+        assert_eq!(
+            msg(&[("HEFT__LIVENESS__CHECK_S", "soon")]),
+            "config key liveness.check_s: HEFT__LIVENESS__CHECK_S=\"soon\" is not of type integer"
+        );
+        assert!(msg(&[("HEFT__LIVENESS__HEALTHY_RATIO", "1.5")]).starts_with("config key liveness.healthy_ratio:"));
+        assert!(msg(&[("HEFT__MQTT__LISTEN", "nowhere")]).starts_with("config key mqtt.listen:"));
+        assert!(msg(&[("HEFT__MQTT__LISTEN_PORT", "1")]).contains("listen_port"));
+        assert!(msg(&[("HEFT__DATABASE__URL", "mysql://x")]).starts_with("config key database.url:"));
+        assert!(msg(&[("HEFT__HTTP__OPS_TOKEN", "short")]).starts_with("config key http.ops_token:"));
+        assert!(msg(&[("HEFT__SECURITY__SEAL_KEY", "bm90IDMyIGJ5dGVz")]).starts_with("config key security.seal_key:"));
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = load(&[("HEFT__DATABASE__URL", "postgres://heft:hunter2@db/heft")]).expect("loads");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains(&c.http.ops_token));
+    }
+}

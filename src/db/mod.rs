@@ -1,0 +1,194 @@
+//! Storage: diesel over SQLite (embedded) or PostgreSQL (production), one code path.
+//!
+//! `AnyConnection` is diesel's `MultiConnection` over both; queries are written once against it.
+//! Where diesel cannot build a query for `MultiBackend` (upserts, RETURNING), `on_backend!` runs the
+//! same diesel code against the concrete connection. Queries are blocking: async callers go
+//! through [`Db::run`], which uses the blocking thread pool.
+
+pub mod alerts;
+pub mod cabinets;
+pub mod models;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::{Connection, ConnectionError, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("schema/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("schema/sqlite");
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Run the same diesel code against whichever concrete connection `$conn` holds.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:block) => {
+        match $conn {
+            $crate::db::AnyConnection::Postgresql($c) => $body,
+            $crate::db::AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error("database connection: {0}")]
+    Connect(String),
+    #[error("migrations: {0}")]
+    Migration(String),
+    #[error("database holds an unexpected value: {0}")]
+    Corrupt(String),
+    #[error("database task was cancelled")]
+    Cancelled,
+}
+
+impl DbError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+        )
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Opens connections by URL scheme, so a PostgreSQL URL is never mistaken for a SQLite file name.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: String,
+}
+
+impl Manager {
+    fn sqlite_path(&self) -> Option<&str> {
+        self.url.strip_prefix("sqlite://")
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = ConnectionError;
+
+    fn connect(&self) -> Result<AnyConnection, ConnectionError> {
+        match self.sqlite_path() {
+            Some(path) => {
+                let mut conn = SqliteConnection::establish(path)?;
+                // WAL lets readers run beside the one writer; busy_timeout queues writers instead
+                // of failing them; foreign keys are off by default in SQLite.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            None => Ok(AnyConnection::Postgresql(PgConnection::establish(&self.url)?)),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
+        conn.batch_execute("SELECT 1").map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// The database handle shared by the whole process.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Db {
+    /// Open the pool. For SQLite the file's folder is created; PostgreSQL must already exist.
+    pub fn open(url: &str, pool_size: u32, connect_timeout: Duration) -> DbResult<Db> {
+        let manager = Manager { url: url.to_string() };
+        let backend = match manager.sqlite_path() {
+            Some(path) => {
+                let path = std::path::Path::new(path);
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| DbError::Connect(format!("{}: {e}", dir.display())))?;
+                }
+                Backend::Sqlite
+            }
+            None => Backend::Postgres,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(connect_timeout)
+            .build(manager)
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+        Ok(Db { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn conn(&self) -> DbResult<PooledConn> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Run blocking diesel code on the blocking pool.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(DbError::from)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| E::from(DbError::Cancelled))?
+    }
+
+    /// Apply pending migrations; returns the versions applied.
+    pub fn migrate(&self) -> DbResult<Vec<String>> {
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            AnyConnection::Postgresql(c) => c.run_pending_migrations(PG_MIGRATIONS).map(versions),
+            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(versions),
+        };
+        applied.map_err(|e| DbError::Migration(e.to_string()))
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> DbResult<()> {
+        self.run(|c| c.batch_execute("SELECT 1").map_err(DbError::from)).await
+    }
+}
+
+fn versions(v: Vec<diesel::migration::MigrationVersion<'_>>) -> Vec<String> {
+    v.into_iter().map(|m| m.to_string()).collect()
+}
+
+/// Now, as stored: UTC without zone.
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}

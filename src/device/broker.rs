@@ -1,0 +1,105 @@
+//! The embedded rumqttd broker.
+//!
+//! The router runs on its own thread (rumqttd's design). The MQTT listener runs as a future on an
+//! actix Arbiter we own, because rumqttd's own `Broker::start` can never be stopped; stopping the
+//! Arbiter closes the listener and every client connection, so `serve` can restart on the same port.
+//! The router thread stays, idle, until the process exits (rumqttd has no way to end it).
+
+use std::sync::{Arc, Mutex};
+
+use actix_rt::Arbiter;
+use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
+use rumqttd::{ConnectionSettings, LinkType, RouterConfig, Server, ServerSettings};
+
+use super::DeviceError;
+use crate::config::MqttConfig;
+
+pub type AuthFn =
+    Box<dyn Fn(String, String, String) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync + 'static>;
+
+/// Publishes downstream frames through the broker's local link. Local publishes are QoS 0
+/// (rumqttd's limit), which is why every command has its own ack in the protocol.
+#[derive(Clone)]
+pub struct Downlink {
+    tx: Arc<Mutex<LinkTx>>,
+}
+
+impl Downlink {
+    pub fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), DeviceError> {
+        let mut tx = self
+            .tx
+            .lock()
+            .map_err(|_| DeviceError::Publish { topic: topic.clone(), reason: "link poisoned".into() })?;
+        tx.try_publish(topic.clone(), payload)
+            .map(|_| ())
+            .map_err(|e| DeviceError::Publish { topic, reason: e.to_string() })
+    }
+}
+
+/// A running broker: the listener's Arbiter and the link the bridge reads.
+pub struct Broker {
+    listener: Arbiter,
+    pub downlink: Downlink,
+}
+
+impl Broker {
+    /// Start the router, open the local link (subscribed to every upstream topic) and the listener.
+    /// Returns the broker and the link's receiving half for the bridge.
+    pub fn start(cfg: &MqttConfig, auth: AuthFn) -> Result<(Broker, LinkRx), DeviceError> {
+        // Fail fast, with the address, when the port is taken; rumqttd would only log it.
+        std::net::TcpListener::bind(cfg.listen).map_err(|source| DeviceError::Bind { addr: cfg.listen, source })?;
+
+        let router = rumqttd::Router::new(0, router_config(cfg));
+        let router_tx = router.spawn();
+        let (mut link_tx, link_rx, _ack) = LinkBuilder::new("heft-bridge", router_tx.clone())
+            .dynamic_filters(true)
+            .build()
+            .map_err(|e| DeviceError::Link(e.to_string()))?;
+        link_tx.subscribe(super::topic::UP_FILTER).map_err(|e| DeviceError::Link(e.to_string()))?;
+
+        let mut connections = ConnectionSettings {
+            connection_timeout_ms: cfg.connection_timeout_ms,
+            max_payload_size: cfg.max_packet_bytes,
+            max_inflight_count: cfg.max_inflight_count,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        };
+        connections.set_auth_handler(auth);
+        let settings = ServerSettings {
+            name: "heft-mqtt".into(),
+            listen: cfg.listen,
+            tls: None,
+            next_connection_delay_ms: cfg.next_connection_delay_ms,
+            connections,
+        };
+        let listener = Arbiter::new();
+        let listen = cfg.listen;
+        listener.spawn(async move {
+            let mut server = Server::new(settings, router_tx, rumqttd::protocol::v4::V4);
+            if let Err(e) = server.start(LinkType::Remote).await {
+                tracing::error!(%listen, error = %e, "MQTT listener stopped");
+            }
+        });
+        tracing::info!(listen = %cfg.listen, "MQTT broker listening");
+        Ok((Broker { listener, downlink: Downlink { tx: Arc::new(Mutex::new(link_tx)) } }, link_rx))
+    }
+
+    /// Close the listener and every device connection.
+    pub fn stop(&self) {
+        self.listener.stop();
+    }
+}
+
+fn router_config(cfg: &MqttConfig) -> RouterConfig {
+    RouterConfig {
+        // One more than the devices: the bridge's local link counts as a connection.
+        max_connections: cfg.max_connections + 1,
+        max_outgoing_packet_count: cfg.max_outgoing_packet_count,
+        max_segment_size: cfg.max_segment_size,
+        max_segment_count: cfg.max_segment_count,
+        custom_segment: None,
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
+    }
+}

@@ -1,0 +1,117 @@
+//! MQTT topics of device protocol v1: `cabinets/{sn}/up/{kind}` and `cabinets/{sn}/down/{kind}`.
+
+use crate::domain::cabinet::Sn;
+
+pub const UP_FILTER: &str = "cabinets/+/up/+";
+
+/// What a cabinet sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpKind {
+    Login,
+    Heartbeat,
+    Weight,
+    Door,
+    Ack,
+    Event,
+}
+
+impl UpKind {
+    pub const ALL: [UpKind; 6] =
+        [UpKind::Login, UpKind::Heartbeat, UpKind::Weight, UpKind::Door, UpKind::Ack, UpKind::Event];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpKind::Login => "login",
+            UpKind::Heartbeat => "heartbeat",
+            UpKind::Weight => "weight",
+            UpKind::Door => "door",
+            UpKind::Ack => "ack",
+            UpKind::Event => "event",
+        }
+    }
+
+    fn parse(s: &str) -> Option<UpKind> {
+        UpKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// What Heft sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownKind {
+    LoginAck,
+    Open,
+    PriceTags,
+    Calibrate,
+    Config,
+    Reboot,
+}
+
+impl DownKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownKind::LoginAck => "login_ack",
+            DownKind::Open => "open",
+            DownKind::PriceTags => "price_tags",
+            DownKind::Calibrate => "calibrate",
+            DownKind::Config => "config",
+            DownKind::Reboot => "reboot",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic is not UTF-8")]
+    NotUtf8,
+    #[error("topic {0:?} is not cabinets/{{sn}}/up/{{kind}}")]
+    Shape(String),
+    #[error("unknown upstream kind {0:?}")]
+    UnknownKind(String),
+    #[error("invalid serial number in topic: {0}")]
+    BadSn(String),
+}
+
+/// Parse an upstream topic.
+pub fn parse_up(topic: &[u8]) -> Result<(Sn, UpKind), TopicError> {
+    let topic = std::str::from_utf8(topic).map_err(|_| TopicError::NotUtf8)?;
+    let mut parts = topic.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("cabinets"), Some(sn), Some("up"), Some(kind), None) => {
+            let kind = UpKind::parse(kind).ok_or_else(|| TopicError::UnknownKind(kind.to_string()))?;
+            let sn = Sn::parse(sn).map_err(|e| TopicError::BadSn(e.to_string()))?;
+            Ok((sn, kind))
+        }
+        _ => Err(TopicError::Shape(topic.chars().take(128).collect())),
+    }
+}
+
+pub fn up(sn: &str, kind: UpKind) -> String {
+    format!("cabinets/{sn}/up/{}", kind.as_str())
+}
+
+pub fn down(sn: &str, kind: DownKind) -> String {
+    format!("cabinets/{sn}/down/{}", kind.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_upstream_kind() {
+        for kind in UpKind::ALL {
+            let t = up("CAB-001", kind);
+            assert_eq!(parse_up(t.as_bytes()), Ok((Sn::parse("CAB-001").expect("sn"), kind)));
+        }
+    }
+
+    #[test]
+    fn rejects_other_shapes() {
+        assert!(matches!(parse_up(b"cabinets/CAB-001/up/selfie"), Err(TopicError::UnknownKind(_))));
+        assert!(matches!(parse_up(b"cabinets/CAB-001/down/open"), Err(TopicError::Shape(_))));
+        assert!(matches!(parse_up(b"cabinets/CAB-001/up/login/x"), Err(TopicError::Shape(_))));
+        assert!(matches!(parse_up(b"other/topic"), Err(TopicError::Shape(_))));
+        assert!(matches!(parse_up(b"cabinets/a b/up/login"), Err(TopicError::BadSn(_))));
+        assert_eq!(parse_up(&[0xff, 0xfe]), Err(TopicError::NotUtf8));
+    }
+}

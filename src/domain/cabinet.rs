@@ -1,0 +1,111 @@
+//! Cabinet identity and lifecycle.
+
+use std::fmt;
+
+/// A cabinet serial number. It is the MQTT client id, the username and a topic level, so it is
+/// restricted to characters that are safe in all three: ASCII letters, digits, `-` and `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sn(String);
+
+pub const SN_MAX_LEN: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnError {
+    #[error("serial number is empty")]
+    Empty,
+    #[error("serial number is longer than {SN_MAX_LEN} characters")]
+    TooLong,
+    #[error("serial number may contain only ASCII letters, digits, '-' and '_'")]
+    BadChar,
+}
+
+impl Sn {
+    pub fn parse(s: &str) -> Result<Sn, SnError> {
+        if s.is_empty() {
+            return Err(SnError::Empty);
+        }
+        if s.len() > SN_MAX_LEN {
+            return Err(SnError::TooLong);
+        }
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(SnError::BadChar);
+        }
+        Ok(Sn(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a cabinet is in its life. Whether it is reachable is [`super::liveness::Liveness`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CabinetStatus {
+    /// Provisioned, perhaps connected, but not yet configured and calibrated: cannot sell.
+    Initializing,
+    /// Configured and calibrated: sells while its liveness is `online`.
+    Ready,
+    /// Taken out of service by an operator.
+    Disabled,
+}
+
+impl CabinetStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CabinetStatus::Initializing => "initializing",
+            CabinetStatus::Ready => "ready",
+            CabinetStatus::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CabinetStatus> {
+        [CabinetStatus::Initializing, CabinetStatus::Ready, CabinetStatus::Disabled]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// A cabinet type name given at provisioning (`--type`), e.g. `fridge` or `ambient`.
+pub fn validate_type(t: &str) -> Result<(), SnError> {
+    Sn::parse(t).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sn_rules() {
+        assert!(Sn::parse("CAB-0001_a").is_ok());
+        assert_eq!(Sn::parse(""), Err(SnError::Empty));
+        assert_eq!(Sn::parse("a/b"), Err(SnError::BadChar));
+        assert_eq!(Sn::parse("a+"), Err(SnError::BadChar));
+        assert_eq!(Sn::parse("#"), Err(SnError::BadChar));
+        assert_eq!(Sn::parse(&"x".repeat(65)), Err(SnError::TooLong));
+    }
+
+    proptest! {
+        #[test]
+        fn a_valid_sn_is_one_topic_level(s in "\\PC{0,80}") {
+            if let Ok(sn) = Sn::parse(&s) {
+                prop_assert!(!sn.as_str().contains(['/', '+', '#']));
+                prop_assert!(sn.as_str().len() <= SN_MAX_LEN);
+            }
+        }
+    }
+
+    #[test]
+    fn status_round_trip() {
+        for s in [CabinetStatus::Initializing, CabinetStatus::Ready, CabinetStatus::Disabled] {
+            assert_eq!(CabinetStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(CabinetStatus::parse("online"), None);
+    }
+}

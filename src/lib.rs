@@ -1,0 +1,14 @@
+//! Heft: the backend for weight-sensing smart vending cabinets. See `README.md` and `DESIGN.md`.
+
+pub mod actors;
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod device;
+pub mod domain;
+pub mod metrics;
+pub mod provision;
+pub mod secrets;
+pub mod sim;
+pub mod web;

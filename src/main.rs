@@ -1,0 +1,102 @@
+//! The `heft` command line. Each subcommand parses its arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use heft::config::Config;
+
+#[derive(Parser)]
+#[command(name = "heft", version, about = "Backend for weight-sensing smart vending cabinets")]
+struct Cli {
+    /// Configuration file; every key can be overridden by HEFT__SECTION__KEY.
+    #[arg(long, global = true, default_value = "config.toml", env = "HEFT_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node: HTTP API, embedded MQTT broker, cabinet actors, liveness watchdog.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create a cabinet and print its MQTT token and frame-signing key (shown once).
+    Provision {
+        /// Serial number: ASCII letters, digits, '-' and '_', at most 64.
+        #[arg(long)]
+        sn: String,
+        /// Cabinet type, e.g. fridge or ambient.
+        #[arg(long = "type", default_value = "standard")]
+        cabinet_type: String,
+        /// Issue new credentials for an existing cabinet (the old ones stop working).
+        #[arg(long)]
+        rotate: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run simulated cabinets against a broker (load generator and demo).
+    Simulate(heft::sim::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("heft: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let result = actix_rt::System::new().block_on(run(cli.command, config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("heft: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let heft = heft::app::Heft::start(config).await?;
+            tokio::signal::ctrl_c().await?;
+            tracing::info!("shutting down");
+            heft.stop().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            heft::app::open_database(&config).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Provision { sn, cabinet_type, rotate, json } => {
+            let db = heft::app::open_database(&config).await?;
+            let seal =
+                heft::secrets::SealKey::load_or_create(&config.security.seal_key, &config.security.seal_key_file)?;
+            let creds = db.run(move |c| heft::provision::provision(c, &seal, &sn, &cabinet_type, rotate)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&creds)?);
+            } else {
+                println!("sn (MQTT client id and username): {}", creds.sn);
+                println!("token (MQTT password):             {}", creds.token);
+                println!("frame key (base64, HMAC-SHA256):   {}", creds.frame_key);
+                println!();
+                println!("These are shown once; Heft keeps only a hash of the token and the key sealed.");
+            }
+            Ok(())
+        }
+        Command::Simulate(args) => heft::sim::run(args, config).await,
+    }
+}

@@ -1,0 +1,236 @@
+//! The ops API. Until operator accounts exist, every route needs `Authorization: Bearer
+//! <http.ops_token>`.
+
+use std::collections::HashMap;
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::actors::registry;
+use crate::db::alerts::{self, AlertFilter};
+use crate::db::cabinets::{self, CabinetFilter};
+use crate::db::models::{Alert, Cabinet, CabinetEvent};
+use crate::domain::cabinet::{CabinetStatus, Sn};
+use crate::domain::liveness::Liveness;
+use crate::secrets::constant_time_eq;
+
+const MAX_PAGE: i64 = 500;
+
+/// Proof that the request carried the ops bearer token.
+pub struct OpsAuth;
+
+impl FromRequest for OpsAuth {
+    type Error = ApiError;
+    type Future = Ready<Result<OpsAuth, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let expected = req.app_data::<web::Data<AppState>>().map(|s| s.svc.config.http.ops_token.clone());
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        ready(match (expected, presented) {
+            (Some(e), Some(p)) if constant_time_eq(e.as_bytes(), p.trim().as_bytes()) => Ok(OpsAuth),
+            _ => Err(ApiError::Unauthorized),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct CabinetOut {
+    pub sn: String,
+    #[serde(rename = "type")]
+    pub cabinet_type: String,
+    /// Lifecycle: `initializing` until configured and calibrated, then `ready`; or `disabled`.
+    pub status: String,
+    /// Reachability: `online`, `suspect` or `offline`.
+    pub liveness: String,
+    /// Ready and online: a shopper may use it.
+    pub sellable: bool,
+    /// The node holding its connection, as of its last login.
+    pub node: Option<String>,
+    pub firmware: Option<String>,
+    pub boot: i64,
+    /// GCJ-02 (the datum of Amap and Tencent maps).
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub liveness_changed_at: Option<DateTime<Utc>>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub temperature_c: Option<f64>,
+    pub heating: Option<bool>,
+    /// The session as the cabinet's actor sees it, when the actor is on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionOut>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionOut {
+    pub logged_in: bool,
+    pub boot: Option<u64>,
+    pub last_seq: Option<u64>,
+}
+
+fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
+    t.map(|t| t.and_utc())
+}
+
+fn cabinet_out(c: Cabinet, facts: &HashMap<String, String>) -> CabinetOut {
+    let sellable = c.status == CabinetStatus::Ready.as_str() && c.liveness == Liveness::Online.as_str();
+    CabinetOut {
+        sellable,
+        last_heartbeat_at: facts
+            .get("last_heartbeat_ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(DateTime::<Utc>::from_timestamp_millis),
+        temperature_c: facts.get("temperature_c").and_then(|v| v.parse().ok()),
+        heating: facts.get("heating").and_then(|v| v.parse().ok()),
+        sn: c.sn,
+        cabinet_type: c.cabinet_type,
+        status: c.status,
+        liveness: c.liveness,
+        node: c.node_id,
+        firmware: c.firmware,
+        boot: c.last_boot,
+        lat: c.lat,
+        lng: c.lng,
+        last_login_at: utc(c.last_login_at),
+        liveness_changed_at: utc(c.liveness_changed_at),
+        session: None,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub liveness: Option<String>,
+    /// Keyset paging: the `next_after` of the previous page.
+    pub after: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CabinetPage {
+    pub cabinets: Vec<CabinetOut>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(100) {
+        n if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        n => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}, got {n}"))),
+    }
+}
+
+pub async fn list_cabinets(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let filter = CabinetFilter {
+        status: q
+            .status
+            .as_deref()
+            .map(|s| CabinetStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}"))))
+            .transpose()?,
+        liveness: q
+            .liveness
+            .as_deref()
+            .map(|s| Liveness::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown liveness {s:?}"))))
+            .transpose()?,
+        after: q.after,
+    };
+    let limit = page_limit(q.limit)?;
+    let rows = state.svc.db.run(move |c| cabinets::list(c, &filter, limit)).await?;
+    let next_after = (rows.len() as i64 == limit).then(|| rows.last().map(|c| c.sn.clone())).flatten();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let facts = state.svc.cache.cabinet_get(&row.sn).await?;
+        out.push(cabinet_out(row, &facts));
+    }
+    Ok(HttpResponse::Ok().json(CabinetPage { cabinets: out, next_after }))
+}
+
+fn parse_sn(raw: &str) -> Result<Sn, ApiError> {
+    Sn::parse(raw).map_err(|e| ApiError::BadRequest(format!("invalid serial number: {e}")))
+}
+
+pub async fn get_cabinet(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let key = sn.to_string();
+    let row = state
+        .svc
+        .db
+        .run(move |c| cabinets::find(c, &key))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("cabinet {sn}")))?;
+    let facts = state.svc.cache.cabinet_get(sn.as_str()).await?;
+    let mut out = cabinet_out(row, &facts);
+    out.session = registry::inspect(&state.registry, sn.as_str()).await.map(|v| SessionOut {
+        logged_in: v.logged_in,
+        boot: v.boot,
+        last_seq: v.last_seq,
+    });
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    pub kind: Option<String>,
+    pub limit: Option<i64>,
+}
+
+pub async fn cabinet_events(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let limit = page_limit(q.limit)?;
+    let kind = q.into_inner().kind;
+    let key = sn.to_string();
+    let (exists, events): (bool, Vec<CabinetEvent>) = state
+        .svc
+        .db
+        .run(move |c| {
+            let exists = cabinets::find(c, &key)?.is_some();
+            Ok::<_, crate::db::DbError>((exists, cabinets::events(c, &key, kind.as_deref(), limit)?))
+        })
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound(format!("cabinet {sn}")));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "events": events })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AlertsQuery {
+    pub code: Option<String>,
+    pub sn: Option<String>,
+    /// Only alerts not yet resolved (default false).
+    pub open: Option<bool>,
+    pub limit: Option<i64>,
+}
+
+pub async fn list_alerts(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    q: web::Query<AlertsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let limit = page_limit(q.limit)?;
+    let filter = AlertFilter { code: q.code, sn: q.sn, open_only: q.open.unwrap_or(false) };
+    let rows: Vec<Alert> = state.svc.db.run(move |c| alerts::list(c, &filter, limit)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "alerts": rows })))
+}
