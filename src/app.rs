@@ -82,7 +82,8 @@ impl Heft {
         let db = open_database(&config).await?;
         let cache = open_cache(&config).await?;
 
-        let (broker, link_rx) = Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone())))?;
+        let (broker, link_rx) =
+            Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone()))).await?;
         let services: Shared = Arc::new(Services {
             config: config.clone(),
             db,
@@ -140,8 +141,8 @@ impl Heft {
     /// Stop HTTP, close the MQTT listener and every device connection.
     pub async fn stop(self) {
         self.http.stop(true).await;
-        self.broker.stop();
-        self.bridge.stop();
+        self.broker.stop().await;
+        crate::device::broker::stop_arbiter(self.bridge).await;
         tracing::info!("heft stopped");
     }
 }

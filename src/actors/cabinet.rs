@@ -54,15 +54,34 @@ pub struct CabinetActor {
     notice: DeathNotice,
 }
 
-/// Tells the registry when the actor is gone: cleanly (`stopped`) or by a panic (dropped without
-/// `stopped` having run), and keeps the gauges right either way.
+/// Tells the registry when the actor is gone, and keeps the gauges right.
+///
+/// When a handler panics, tokio drops the actor's task, and actix's drop of the context still
+/// runs `stopped`. So "stopped" alone does not mean "stopped on purpose": the actor says so
+/// itself (`on_purpose`) before its few deliberate stops; every other end is a crash.
 struct DeathNotice {
     sn: String,
     generation: u64,
     registry: Addr<Registry>,
     svc: Shared,
-    clean: bool,
+    on_purpose: bool,
+    reported: bool,
     connected: bool,
+}
+
+impl DeathNotice {
+    fn report(&mut self) {
+        if self.reported {
+            return;
+        }
+        self.reported = true;
+        let (sn, generation) = (self.sn.clone(), self.generation);
+        if self.on_purpose {
+            self.registry.do_send(CabinetStopped { sn, generation });
+        } else {
+            self.registry.do_send(CabinetDied { sn, generation });
+        }
+    }
 }
 
 impl Drop for DeathNotice {
@@ -71,17 +90,22 @@ impl Drop for DeathNotice {
         if self.connected {
             self.svc.metrics.cabinets_connected.dec();
         }
-        if !self.clean {
-            self.registry.do_send(CabinetDied { sn: self.sn.clone(), generation: self.generation });
-        }
+        self.report();
     }
 }
 
 impl CabinetActor {
     pub fn new(sn: Sn, svc: Shared, registry: Addr<Registry>, generation: u64, restarted: bool) -> Self {
         svc.metrics.cabinet_actors.inc();
-        let notice =
-            DeathNotice { sn: sn.to_string(), generation, registry, svc: svc.clone(), clean: false, connected: false };
+        let notice = DeathNotice {
+            sn: sn.to_string(),
+            generation,
+            registry,
+            svc: svc.clone(),
+            on_purpose: false,
+            reported: false,
+            connected: false,
+        };
         CabinetActor {
             sn,
             svc,
@@ -253,7 +277,9 @@ impl CabinetActor {
         let svc = self.svc.clone();
         let sn = self.sn.to_string();
         let fields = [("temperature_c", hb.temp_c.to_string()), ("heating", hb.heating.to_string())];
-        ctx.spawn(
+        // `wait`, not `spawn`: spawned futures of one actor may finish in any order, and an
+        // older heartbeat must never overwrite a newer one in the cache.
+        ctx.wait(
             async move {
                 let prior = svc.cache.record_heartbeat(&sn, now_ms(), &fields).await?;
                 match prior.as_deref().and_then(Liveness::parse) {
@@ -419,11 +445,13 @@ impl Actor for CabinetActor {
                 }
                 Ok(None) => {
                     act.state = State::Unknown;
+                    act.notice.on_purpose = true;
                     ctx.run_later(UNKNOWN_TTL, |_, ctx| ctx.stop());
                 }
                 Err(e) => {
                     // Leave it to the next frame: the registry starts a fresh actor.
                     tracing::error!(sn = %act.sn, error = %e, "cabinet state could not be loaded");
+                    act.notice.on_purpose = true;
                     ctx.stop();
                 }
             }
@@ -431,8 +459,7 @@ impl Actor for CabinetActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.notice.clean = true;
-        self.notice.registry.do_send(CabinetStopped { sn: self.sn.to_string(), generation: self.notice.generation });
+        self.notice.report();
     }
 }
 

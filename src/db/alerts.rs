@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::models::{Alert, NewAlert};
 use super::schema::alerts;
-use super::{AnyConnection, DbResult};
+use super::{AnyConnection, DbResult, write_tx};
 use crate::domain::alert::AlertSpec;
 
 /// Raise an alert, or count another occurrence of the same open one. Returns its id.
@@ -18,7 +18,7 @@ pub fn raise(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: N
 }
 
 fn raise_once(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: NaiveDateTime) -> DbResult<i64> {
-    conn.transaction(|c| {
+    write_tx(conn, |c| {
         let open = open_id(c, &spec.code, spec.sn.as_deref())?;
         if let Some(id) = open {
             diesel::update(alerts::table.find(id))

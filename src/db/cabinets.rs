@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::models::{Cabinet, CabinetEvent, NewCabinet, NewCabinetEvent};
 use super::schema::{cabinet_events, cabinets};
-use super::{AnyConnection, DbError, DbResult};
+use super::{AnyConnection, DbError, DbResult, write_tx};
 use crate::domain::cabinet::CabinetStatus;
 use crate::domain::liveness::Liveness;
 
@@ -100,7 +100,7 @@ pub enum LoginResult {
 /// last), record node and firmware, bring liveness back online with one event if it was not,
 /// and log the login itself.
 pub fn record_login(conn: &mut AnyConnection, r: &LoginRecord) -> DbResult<LoginResult> {
-    conn.transaction(|c| {
+    write_tx(conn, |c| {
         let Some(before) = find(c, &r.sn)? else {
             return Ok(LoginResult::Unknown);
         };
@@ -157,7 +157,7 @@ pub fn change_liveness(
     if from == to {
         return Ok(false);
     }
-    conn.transaction(|c| {
+    write_tx(conn, |c| {
         let n = diesel::update(cabinets::table.find(sn).filter(cabinets::liveness.eq(from.as_str())))
             .set((
                 cabinets::liveness.eq(to.as_str()),

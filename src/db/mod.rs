@@ -188,6 +188,54 @@ fn versions(v: Vec<diesel::migration::MigrationVersion<'_>>) -> Vec<String> {
     v.into_iter().map(|m| m.to_string()).collect()
 }
 
+/// Run `f` in a write transaction (or a savepoint, when already inside one).
+///
+/// On SQLite the transaction begins with `BEGIN IMMEDIATE`: a deferred transaction that reads
+/// and then writes fails at once with "database is locked" when another connection wrote in
+/// between, without waiting for `busy_timeout`; taking the write lock first makes it wait instead.
+pub fn write_tx<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    fn depth<C: Connection<TransactionManager = AnsiTransactionManager>>(c: &mut C) -> bool {
+        AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth().ok().flatten().is_some()
+    }
+    let nested = match conn {
+        AnyConnection::Sqlite(c) => depth(c),
+        AnyConnection::Postgresql(c) => depth(c),
+    };
+    if nested {
+        return conn.transaction(f);
+    }
+    match conn {
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    let end = |conn: &mut AnyConnection, commit: bool| -> diesel::QueryResult<()> {
+        match (conn, commit) {
+            (AnyConnection::Sqlite(c), true) => AnsiTransactionManager::commit_transaction(c),
+            (AnyConnection::Sqlite(c), false) => AnsiTransactionManager::rollback_transaction(c),
+            (AnyConnection::Postgresql(c), true) => AnsiTransactionManager::commit_transaction(c),
+            (AnyConnection::Postgresql(c), false) => AnsiTransactionManager::rollback_transaction(c),
+        }
+    };
+    match f(conn) {
+        Ok(value) => match end(conn, true) {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                let _ = end(conn, false);
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let _ = end(conn, false);
+            Err(e)
+        }
+    }
+}
+
 /// Now, as stored: UTC without zone.
 pub fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc()

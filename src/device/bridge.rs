@@ -58,6 +58,9 @@ impl Bridge {
     }
 
     async fn forward(&self, topic: Bytes, payload: Bytes) {
+        if topic::is_down(&topic) {
+            return;
+        }
         if payload.len() > self.max_frame_bytes {
             self.metrics.rejected(Reject::Oversize);
             return;

@@ -43,11 +43,17 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Start the router, open the local link (subscribed to every upstream topic) and the listener.
+    /// Start the router, open the local link (subscribed to every topic) and the listener.
     /// Returns the broker and the link's receiving half for the bridge.
-    pub fn start(cfg: &MqttConfig, auth: AuthFn) -> Result<(Broker, LinkRx), DeviceError> {
-        // Fail fast, with the address, when the port is taken; rumqttd would only log it.
-        std::net::TcpListener::bind(cfg.listen).map_err(|source| DeviceError::Bind { addr: cfg.listen, source })?;
+    pub async fn start(cfg: &MqttConfig, auth: AuthFn) -> Result<(Broker, LinkRx), DeviceError> {
+        // Fail fast, with the address, when the port is taken; rumqttd would only log it. (tokio
+        // sets SO_REUSEADDR like rumqttd's own bind does, so a restart is not refused for sockets
+        // of the previous run in TIME_WAIT.)
+        drop(
+            tokio::net::TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| DeviceError::Bind { addr: cfg.listen, source })?,
+        );
 
         let router = rumqttd::Router::new(0, router_config(cfg));
         let router_tx = router.spawn();
@@ -55,7 +61,7 @@ impl Broker {
             .dynamic_filters(true)
             .build()
             .map_err(|e| DeviceError::Link(e.to_string()))?;
-        link_tx.subscribe(super::topic::UP_FILTER).map_err(|e| DeviceError::Link(e.to_string()))?;
+        link_tx.subscribe(super::topic::BRIDGE_FILTER).map_err(|e| DeviceError::Link(e.to_string()))?;
 
         let mut connections = ConnectionSettings {
             connection_timeout_ms: cfg.connection_timeout_ms,
@@ -85,9 +91,10 @@ impl Broker {
         Ok((Broker { listener, downlink: Downlink { tx: Arc::new(Mutex::new(link_tx)) } }, link_rx))
     }
 
-    /// Close the listener and every device connection.
-    pub fn stop(&self) {
-        self.listener.stop();
+    /// Close the listener and every device connection, and wait until they are closed (so the
+    /// port can be bound again at once).
+    pub async fn stop(self) {
+        stop_arbiter(self.listener).await;
     }
 }
 
@@ -102,4 +109,10 @@ fn router_config(cfg: &MqttConfig) -> RouterConfig {
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
     }
+}
+
+/// Stop an Arbiter and wait for its thread to end (its runtime, and every task on it, dropped).
+pub async fn stop_arbiter(arbiter: Arbiter) {
+    arbiter.stop();
+    let _ = tokio::task::spawn_blocking(move || arbiter.join()).await;
 }

@@ -2,7 +2,15 @@
 
 use crate::domain::cabinet::Sn;
 
-pub const UP_FILTER: &str = "cabinets/+/up/+";
+/// The bridge reads every topic, so that frames on topics outside the protocol are counted
+/// (a misconfigured or misbehaving device shows up in the metrics instead of vanishing).
+pub const BRIDGE_FILTER: &str = "#";
+
+/// Whether a topic is one Heft publishes on (the bridge sees its own publishes and skips them).
+pub fn is_down(topic: &[u8]) -> bool {
+    let mut parts = topic.split(|b| *b == b'/');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(b"cabinets"), Some(_), Some(b"down")))
+}
 
 /// What a cabinet sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,6 +111,13 @@ mod tests {
             let t = up("CAB-001", kind);
             assert_eq!(parse_up(t.as_bytes()), Ok((Sn::parse("CAB-001").expect("sn"), kind)));
         }
+    }
+
+    #[test]
+    fn recognises_downstream_topics() {
+        assert!(is_down(down("CAB-1", DownKind::LoginAck).as_bytes()));
+        assert!(!is_down(up("CAB-1", UpKind::Login).as_bytes()));
+        assert!(!is_down(b"cabinets"));
     }
 
     #[test]

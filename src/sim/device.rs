@@ -125,6 +125,11 @@ impl DeviceClient {
         self.seq
     }
 
+    /// Continue numbering after `seq` (when frames were sent around this client).
+    pub fn skip_to_seq(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
+    }
+
     pub fn header(&mut self) -> Header {
         Header { boot: self.boot, seq: self.next_seq(), ts: Some(chrono::Utc::now().timestamp_millis()) }
     }

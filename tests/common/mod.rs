@@ -1,0 +1,271 @@
+//! Test harness: start Heft in-process on free ports, in either profile, and talk to it as a
+//! cabinet (real MQTT), an operator (HTTP) and a watchdog tick would.
+//!
+//! Production profile tests need PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379). When one
+//! is missing they are skipped with a loud line on stderr; with `CI=true` they fail instead.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use heft::app::Heft;
+use heft::config::Config;
+use heft::provision::Credentials;
+use heft::sim::device::{ConnectOptions, DeviceClient};
+
+pub const SHIPPED_CONFIG: &str = include_str!("../../config.toml");
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const PG_HOST: &str = "127.0.0.1:5432";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const REDIS_HOST: &str = "127.0.0.1:6379";
+pub const OPS_TOKEN: &str = "test-ops-token-0123456789";
+/// Generous bound for "eventually": conditions are polled, so a slow machine only takes longer.
+pub const EVENTUALLY: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Embedded,
+    Production,
+}
+
+/// Where a test instance keeps its state; dropping it removes the PostgreSQL database.
+pub struct Storage {
+    pub database_url: String,
+    pub cache_url: String,
+    pub cache_prefix: String,
+    _dir: tempfile::TempDir,
+    pg_db: Option<String>,
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        let Some(name) = &self.pg_db else { return };
+        if let Ok(mut c) = PgConnection::establish(PG_ADMIN_URL) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c);
+        }
+    }
+}
+
+fn reachable(addr: &str) -> bool {
+    addr.parse::<SocketAddr>().ok().is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+}
+
+/// `None` means skipped (outside CI only).
+pub fn storage(profile: Profile) -> Option<Storage> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = format!("heft-it-{:016x}", rand::random::<u64>());
+    match profile {
+        Profile::Embedded => Some(Storage {
+            database_url: format!("sqlite://{}", dir.path().join("heft.db").display()),
+            cache_url: "memory://".into(),
+            cache_prefix: prefix,
+            _dir: dir,
+            pg_db: None,
+        }),
+        Profile::Production => {
+            let missing: Vec<&str> = [("PostgreSQL", PG_HOST), ("Redis", REDIS_HOST)]
+                .into_iter()
+                .filter(|(_, addr)| !reachable(addr))
+                .map(|(name, _)| name)
+                .collect();
+            if !missing.is_empty() {
+                let msg =
+                    format!("production-profile test needs {} (at {PG_HOST} / {REDIS_HOST})", missing.join(" and "));
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    panic!("{msg}: unreachable, and CI=true makes that a failure");
+                }
+                let _ = writeln!(std::io::stderr(), "SKIPPED: {msg}: unreachable");
+                return None;
+            }
+            let name = format!("heft_it_{:016x}", rand::random::<u64>());
+            let mut admin = PgConnection::establish(PG_ADMIN_URL).expect("connect to PostgreSQL as postgres");
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create test database");
+            Some(Storage {
+                database_url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                cache_url: REDIS_URL.into(),
+                cache_prefix: prefix,
+                _dir: dir,
+                pg_db: Some(name),
+            })
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The shipped config with the test's storage, free ports, fast liveness settings, and the
+/// watchdog timer off (tests run rounds by hand), plus `extra` overrides, all applied the way
+/// an operator would: as `HEFT__SECTION__KEY` variables.
+pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Config {
+    let seal = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let mut env: Vec<(String, String)> = vec![
+        ("HEFT__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
+        ("HEFT__HTTP__WORKERS".into(), "1".into()),
+        ("HEFT__HTTP__OPS_TOKEN".into(), OPS_TOKEN.into()),
+        ("HEFT__MQTT__LISTEN".into(), format!("127.0.0.1:{mqtt_port}")),
+        ("HEFT__DATABASE__URL".into(), storage.database_url.clone()),
+        ("HEFT__DATABASE__POOL_SIZE".into(), "4".into()),
+        ("HEFT__CACHE__URL".into(), storage.cache_url.clone()),
+        ("HEFT__CACHE__PREFIX".into(), storage.cache_prefix.clone()),
+        ("HEFT__SECURITY__SEAL_KEY".into(), seal),
+        ("HEFT__PROTOCOL__HEARTBEAT_S".into(), "1".into()),
+        ("HEFT__PROTOCOL__RELOGIN_INTERVAL_S".into(), "1".into()),
+        ("HEFT__LIVENESS__CHECK_S".into(), "0".into()),
+        ("HEFT__LIVENESS__OFFLINE_AFTER_S".into(), "2".into()),
+        ("HEFT__LIVENESS__WINDOW_S".into(), "2".into()),
+        ("HEFT__LOG__FILTER".into(), "warn".into()),
+    ];
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    Config::from_toml_and_env(SHIPPED_CONFIG, Path::new("config.toml"), env).expect("test config is valid")
+}
+
+/// A running instance plus what a test needs to reach it.
+pub struct TestServer {
+    pub heft: Heft,
+    pub storage: Storage,
+    pub config: Config,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub broker: String,
+}
+
+impl TestServer {
+    /// Start Heft; `None` when the profile's services are missing outside CI.
+    pub async fn start(profile: Profile, extra: &[(&str, &str)]) -> Option<TestServer> {
+        let storage = storage(profile)?;
+        let config = config(&storage, free_port(), extra);
+        Some(Self::start_with(storage, config).await)
+    }
+
+    pub async fn start_with(storage: Storage, config: Config) -> TestServer {
+        // RUST_LOG=heft=debug shows the server's log in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let heft = Heft::start(config.clone()).await.expect("heft starts");
+        let base = format!("http://{}", heft.http_addr);
+        let broker = heft.mqtt_addr.to_string();
+        TestServer { heft, storage, config, http: reqwest::Client::new(), base, broker }
+    }
+
+    /// Stop, keeping the storage for a restart.
+    pub async fn stop(self) -> (Storage, Config) {
+        self.heft.stop().await;
+        (self.storage, self.config)
+    }
+
+    pub fn provision(&self, sn: &str) -> Credentials {
+        let mut conn = self.heft.services.db.conn().expect("db connection");
+        heft::provision::provision(&mut conn, &self.heft.services.seal, sn, "fridge", false).expect("provision")
+    }
+
+    pub async fn device(&self, creds: &Credentials, boot: u64) -> DeviceClient {
+        DeviceClient::connect(&self.broker, creds, boot, ConnectOptions::default()).await.expect("device connects")
+    }
+
+    /// Connect and log in; panics unless the login is accepted.
+    pub async fn logged_in(&self, sn: &str, boot: u64) -> (Credentials, DeviceClient) {
+        let creds = self.provision(sn);
+        let mut dev = self.device(&creds, boot).await;
+        let ack = dev.login(EVENTUALLY).await.expect("login_ack");
+        assert!(ack.ok, "login of {sn} refused: {:?}", ack.reason);
+        (creds, dev)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let res =
+            self.http.get(format!("{}{path}", self.base)).bearer_auth(OPS_TOKEN).send().await.expect("http request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get_ok(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn cabinet(&self, sn: &str) -> serde_json::Value {
+        self.get_ok(&format!("/ops/cabinets/{sn}")).await
+    }
+
+    /// Liveness events of a cabinet, oldest first, as (from, to).
+    pub async fn liveness_events(&self, sn: &str) -> Vec<(String, String)> {
+        let body = self.get_ok(&format!("/ops/cabinets/{sn}/events?kind=liveness&limit=500")).await;
+        let mut events: Vec<(String, String)> = body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| (e["from_state"].as_str().unwrap_or("").into(), e["to_state"].as_str().unwrap_or("").into()))
+            .collect();
+        events.reverse();
+        events
+    }
+
+    pub async fn alerts(&self, query: &str) -> Vec<serde_json::Value> {
+        self.get_ok(&format!("/ops/alerts?{query}")).await["alerts"].as_array().expect("alerts").clone()
+    }
+
+    /// Parsed `/metrics`: `name{labels}` → value.
+    pub async fn metrics(&self) -> HashMap<String, f64> {
+        let text =
+            self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text");
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v))))
+            .collect()
+    }
+
+    pub async fn metric(&self, key: &str) -> f64 {
+        self.metrics().await.get(key).copied().unwrap_or(0.0)
+    }
+}
+
+/// Poll `check` until it returns `Some`, or fail after [`EVENTUALLY`] with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < EVENTUALLY, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Run the same async test body in both profiles.
+#[macro_export]
+macro_rules! both_profiles {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+
+            #[actix_rt::test]
+            async fn embedded() {
+                $body(common::Profile::Embedded).await;
+            }
+
+            #[actix_rt::test]
+            async fn production() {
+                $body(common::Profile::Production).await;
+            }
+        }
+    };
+}

@@ -1,0 +1,482 @@
+//! Cabinets over real MQTT against an in-process Heft, in both profiles: login and heartbeat,
+//! every kind of bad input, liveness (offline once, suspect under mass silence, recovery),
+//! actor supervision, and a restart on the same port.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::{EVENTUALLY, Profile, TestServer, eventually};
+use heft::actors::watchdog::RoundReport;
+use heft::device::frame::{Header, Heartbeat, Reject};
+use heft::device::topic::{self, UpKind};
+use heft::domain::liveness::{FleetHealth, Liveness};
+use heft::sim::device::{ConnectOptions, DeviceClient};
+use tokio::sync::watch;
+
+/// A device heartbeating in the background until stopped.
+struct Beater {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<DeviceClient>,
+}
+
+fn beat(mut dev: DeviceClient, every: Duration) -> Beater {
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            dev.heartbeat(4.0, false).await.expect("heartbeat");
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stopped.changed() => return dev,
+            }
+        }
+    });
+    Beater { stop, task }
+}
+
+impl Beater {
+    async fn stop(self) -> DeviceClient {
+        let _ = self.stop.send(true);
+        self.task.await.expect("beater")
+    }
+}
+
+fn done(report: RoundReport) -> (FleetHealth, Vec<(String, Liveness, Liveness)>) {
+    match report {
+        RoundReport::Done { health, transitions, .. } => {
+            (health, transitions.into_iter().map(|t| (t.sn, t.from, t.to)).collect())
+        }
+        other => panic!("watchdog round did not run: {other:?}"),
+    }
+}
+
+async fn login_and_heartbeat(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let creds = s.provision("CAB-1");
+    let mut dev = s.device(&creds, 1).await;
+    let before = chrono::Utc::now().timestamp_millis();
+    let ack = dev.login(EVENTUALLY).await.expect("login_ack");
+    assert!(ack.ok, "{ack:?}");
+    assert_eq!(ack.boot, 1);
+    let cadence = ack.cadence.expect("cadence");
+    assert_eq!(cadence.heartbeat_s, 1, "cadence comes from config");
+    assert_eq!(cadence.closed_weight_s, s.config.protocol.closed_weight_s);
+    assert!(ack.server_time_ms >= before && ack.server_time_ms <= chrono::Utc::now().timestamp_millis());
+
+    let after_login = s.cabinet("CAB-1").await;
+    assert_eq!(after_login["status"], "initializing");
+    assert_eq!(after_login["liveness"], "online");
+    assert_eq!(after_login["sellable"], false);
+    assert_eq!(after_login["node"], s.config.node.id.as_str());
+    assert_eq!(after_login["boot"], 1);
+    assert_eq!(after_login["type"], "fridge");
+    assert_eq!(after_login["session"]["logged_in"], true);
+
+    dev.heartbeat(4.5, true).await.expect("heartbeat");
+    let cab = eventually("heartbeat visible", || async {
+        let c = s.cabinet("CAB-1").await;
+        (c["temperature_c"] == 4.5).then_some(c)
+    })
+    .await;
+    assert_eq!(cab["heating"], true);
+    assert!(cab["last_heartbeat_at"].is_string());
+    assert_eq!(cab["session"]["last_seq"], 2);
+
+    // A heartbeat touches only the cache: the row and its events do not change.
+    let events_before = s.get_ok("/ops/cabinets/CAB-1/events").await["events"].as_array().map(Vec::len);
+    for i in 0..5 {
+        dev.heartbeat(5.0 + f64::from(i), false).await.expect("heartbeat");
+    }
+    eventually("five more heartbeats", || async {
+        let c = s.cabinet("CAB-1").await;
+        (c["session"]["last_seq"] == 7).then_some(())
+    })
+    .await;
+    // Applied in order: the last heartbeat's facts win.
+    assert_eq!(s.cabinet("CAB-1").await["temperature_c"], 9.0);
+    let later = s.cabinet("CAB-1").await;
+    let events_after = s.get_ok("/ops/cabinets/CAB-1/events").await["events"].as_array().map(Vec::len);
+    assert_eq!(events_before, events_after);
+    assert_eq!(later["liveness_changed_at"], after_login["liveness_changed_at"]);
+    assert_eq!(later["last_login_at"], after_login["last_login_at"]);
+
+    let m = s.metrics().await;
+    assert_eq!(m["heft_frames_total{kind=\"heartbeat\"}"], 6.0);
+    assert_eq!(m["heft_frames_total{kind=\"login\"}"], 1.0);
+    assert_eq!(m["heft_cabinets_connected"], 1.0);
+    assert_eq!(m["heft_cabinet_actors"], 1.0);
+    assert_eq!(m["heft_mqtt_auth_total{result=\"accepted\"}"], 1.0);
+    s.stop().await;
+}
+both_profiles!(login_and_heartbeat_visible, login_and_heartbeat);
+
+async fn refused_connections(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let creds = s.provision("CAB-1");
+    let attempt = |opts: ConnectOptions, creds: heft::provision::Credentials| {
+        let broker = s.broker.clone();
+        async move { DeviceClient::connect(&broker, &creds, 1, opts).await.err() }
+    };
+    let wrong_password = ConnectOptions { password: Some("not-the-token".into()), ..Default::default() };
+    assert!(attempt(wrong_password, creds.clone()).await.is_some(), "wrong password must be refused");
+    let other_client_id = ConnectOptions { client_id: Some("CAB-2".into()), ..Default::default() };
+    assert!(attempt(other_client_id, creds.clone()).await.is_some(), "client id != username must be refused");
+    let mut unknown = creds.clone();
+    unknown.sn = "CAB-404".into();
+    assert!(attempt(ConnectOptions::default(), unknown).await.is_some(), "unprovisioned sn must be refused");
+    let m = s.metrics().await;
+    assert_eq!(m["heft_mqtt_auth_total{result=\"wrong_password\"}"], 1.0);
+    assert_eq!(m["heft_mqtt_auth_total{result=\"client_id_mismatch\"}"], 1.0);
+    assert_eq!(m["heft_mqtt_auth_total{result=\"unknown_cabinet\"}"], 1.0);
+    // The right credentials still work.
+    assert!(attempt(ConnectOptions::default(), creds).await.is_none());
+    s.stop().await;
+}
+both_profiles!(wrong_credentials_are_refused, refused_connections);
+
+async fn bad_frames(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[("HEFT__MQTT__MAX_FRAME_BYTES", "2048")]).await else { return };
+    let (_a_creds, mut a) = s.logged_in("CAB-A", 1).await;
+    let (_b_creds, mut b) = s.logged_in("CAB-B", 1).await;
+    let hb = |h: Header| serde_json::to_string(&Heartbeat { h, temp_c: 4.0, heating: false }).expect("json");
+
+    // 1. A frame for B's topic signed with A's key.
+    let b_topic = topic::up("CAB-B", UpKind::Heartbeat);
+    let m = hb(Header { boot: 1, seq: 100, ts: None });
+    let forged = format!(r#"{{"m":{m},"s":"{}"}}"#, a.sign_raw(&b_topic, &m));
+    a.publish_raw(&b_topic, forged.into_bytes()).await.expect("publish");
+    // 2. Missing signature, and a signature that is not even base64.
+    a.publish_raw(&b_topic, format!(r#"{{"m":{m}}}"#).into_bytes()).await.expect("publish");
+    a.publish_raw(&b_topic, format!(r#"{{"m":{m},"s":"%%%"}}"#).into_bytes()).await.expect("publish");
+    // 3. A replayed seq: the same signed frame twice.
+    let a_topic = topic::up("CAB-A", UpKind::Heartbeat);
+    let m = hb(Header { boot: 1, seq: 5, ts: None });
+    let frame = format!(r#"{{"m":{m},"s":"{}"}}"#, a.sign_raw(&a_topic, &m));
+    a.publish_raw(&a_topic, frame.clone().into_bytes()).await.expect("publish");
+    a.publish_raw(&a_topic, frame.into_bytes()).await.expect("publish");
+    // 4. Another boot, correctly signed.
+    let m = hb(Header { boot: 7, seq: 6, ts: None });
+    a.publish_raw(&a_topic, format!(r#"{{"m":{m},"s":"{}"}}"#, a.sign_raw(&a_topic, &m)).into_bytes())
+        .await
+        .expect("publish");
+    // 5. Malformed JSON, unknown topics, an oversize payload, a cabinet that does not exist.
+    a.publish_raw(&a_topic, b"{not json".to_vec()).await.expect("publish");
+    a.publish_raw("cabinets/CAB-A/up/selfie", b"{}".to_vec()).await.expect("publish");
+    a.publish_raw("somewhere/else", b"{}".to_vec()).await.expect("publish");
+    a.publish_raw(&a_topic, vec![b' '; 4096]).await.expect("publish");
+    let ghost = topic::up("CAB-GHOST", UpKind::Heartbeat);
+    let m = hb(Header { boot: 1, seq: 1, ts: None });
+    a.publish_raw(&ghost, format!(r#"{{"m":{m},"s":"{}"}}"#, a.sign_raw(&ghost, &m)).into_bytes())
+        .await
+        .expect("publish");
+    // 6. A signed message whose fields are wrong.
+    let m = r#"{"boot":1,"seq":9,"temp_c":"warm","heating":false}"#;
+    a.publish_raw(&a_topic, format!(r#"{{"m":{m},"s":"{}"}}"#, a.sign_raw(&a_topic, m)).into_bytes())
+        .await
+        .expect("publish");
+
+    let expected = [
+        ("bad_signature", 2.0),
+        ("missing_signature", 1.0),
+        ("replay", 1.0),
+        ("wrong_boot", 1.0),
+        ("malformed", 1.0),
+        ("unknown_topic", 2.0),
+        ("oversize", 1.0),
+        ("unknown_cabinet", 1.0),
+        ("bad_message", 1.0),
+    ];
+    let counted = |m: &std::collections::HashMap<String, f64>| -> Vec<(String, f64)> {
+        Reject::ALL
+            .iter()
+            .map(|r| {
+                let key = format!("heft_frames_rejected_total{{reason=\"{}\"}}", r.as_str());
+                (r.as_str().to_string(), m.get(&key).copied().unwrap_or(0.0))
+            })
+            .filter(|(_, n)| *n > 0.0)
+            .collect()
+    };
+    let want: Vec<(String, f64)> = expected.iter().map(|(r, n)| (r.to_string(), *n)).collect();
+    let mut want_sorted = want.clone();
+    want_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut last = Vec::new();
+    let matched = tokio::time::timeout(EVENTUALLY, async {
+        loop {
+            let mut got = counted(&s.metrics().await);
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            if got == want_sorted {
+                return;
+            }
+            last = got;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(matched.is_ok(), "rejections counted {last:?}, expected {want_sorted:?}");
+
+    // Security alerts for the signature cases, against the cabinet whose topic was abused.
+    let alerts = s.alerts("sn=CAB-B").await;
+    let codes: Vec<&str> = alerts.iter().filter_map(|a| a["code"].as_str()).collect();
+    assert!(codes.contains(&"frame_bad_signature"), "{codes:?}");
+    assert!(codes.contains(&"frame_missing_signature"), "{codes:?}");
+    let bad_sig = alerts.iter().find(|a| a["code"] == "frame_bad_signature").expect("alert");
+    assert_eq!(bad_sig["audience"], "security");
+    // Two bad signatures within the cooldown: one row, the second counted when it next fires.
+    assert_eq!(alerts.iter().filter(|a| a["code"] == "frame_bad_signature").count(), 1);
+    let a_alerts = s.alerts("sn=CAB-A").await;
+    assert!(a_alerts.iter().any(|a| a["code"] == "frame_replay"), "{a_alerts:?}");
+
+    // Nothing stalled: both cabinets still get through, and the replayed frame was applied once.
+    a.skip_to_seq(100);
+    a.heartbeat(6.5, false).await.expect("heartbeat");
+    b.heartbeat(7.5, true).await.expect("heartbeat");
+    eventually("valid frames still flow", || async {
+        let (ca, cb) = (s.cabinet("CAB-A").await, s.cabinet("CAB-B").await);
+        (ca["temperature_c"] == 6.5 && cb["temperature_c"] == 7.5).then_some(())
+    })
+    .await;
+    let m = s.metrics().await;
+    // A's accepted heartbeats: seq 5 (once) and the last one. B's: the last one. No forged one.
+    assert_eq!(m["heft_frames_total{kind=\"heartbeat\"}"], 3.0);
+    s.stop().await;
+}
+both_profiles!(bad_frames_are_dropped_counted_and_alerted, bad_frames);
+
+async fn stale_boot(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let (creds, dev) = s.logged_in("CAB-1", 5).await;
+    dev.disconnect().await;
+    let mut again = s.device(&creds, 5).await;
+    let ack = again.login(EVENTUALLY).await.expect("login_ack");
+    assert!(!ack.ok);
+    assert_eq!(ack.reason.as_deref(), Some("stale_boot"));
+    again.boot = 6;
+    let ack = again.login(EVENTUALLY).await.expect("login_ack");
+    assert!(ack.ok, "{ack:?}");
+    assert_eq!(s.cabinet("CAB-1").await["boot"], 6);
+    assert_eq!(s.metric("heft_frames_rejected_total{reason=\"stale_boot\"}").await, 1.0);
+    s.stop().await;
+}
+both_profiles!(a_login_must_advance_the_boot, stale_boot);
+
+async fn offline_once(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let mut beaters = Vec::new();
+    for i in 0..3 {
+        let (_, dev) = s.logged_in(&format!("CAB-{i}"), 1).await;
+        beaters.push(beat(dev, Duration::from_millis(200)));
+    }
+    let (_, mut quiet) = s.logged_in("CAB-Q", 1).await;
+    quiet.heartbeat(4.0, false).await.expect("heartbeat");
+    // Silent for longer than offline_after_s (2 s).
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (health, transitions) = done(s.heft.check_liveness().await.expect("round"));
+    assert_eq!(health, FleetHealth::Healthy);
+    assert_eq!(transitions, vec![("CAB-Q".to_string(), Liveness::Online, Liveness::Offline)]);
+    // Further rounds change nothing: offline once, one event.
+    for _ in 0..2 {
+        let (_, transitions) = done(s.heft.check_liveness().await.expect("round"));
+        assert!(transitions.is_empty(), "{transitions:?}");
+    }
+    assert_eq!(s.cabinet("CAB-Q").await["liveness"], "offline");
+    let events = s.liveness_events("CAB-Q").await;
+    assert_eq!(events.iter().filter(|(_, to)| to == "offline").count(), 1, "{events:?}");
+    let open = s.alerts("code=cabinet_offline&open=true").await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["sn"], "CAB-Q");
+    assert_eq!(open[0]["audience"], "maintenance");
+    for i in 0..3 {
+        assert_eq!(s.cabinet(&format!("CAB-{i}")).await["liveness"], "online");
+    }
+    assert_eq!(s.metric("heft_cabinets_connected").await, 3.0);
+
+    // It comes back: online again, with exactly one event, and the alert resolved.
+    quiet.heartbeat(4.0, false).await.expect("heartbeat");
+    quiet.heartbeat(4.1, false).await.expect("heartbeat");
+    eventually("back online", || async { (s.cabinet("CAB-Q").await["liveness"] == "online").then_some(()) }).await;
+    let (_, transitions) = done(s.heft.check_liveness().await.expect("round"));
+    assert!(transitions.is_empty(), "{transitions:?}");
+    let events = s.liveness_events("CAB-Q").await;
+    let recoveries: Vec<_> = events.iter().filter(|(from, to)| from == "offline" && to == "online").collect();
+    // One at the first login (provisioned cabinets start offline), one for this recovery.
+    assert_eq!(recoveries.len(), 2, "{events:?}");
+    assert_eq!(events.last(), Some(&("offline".to_string(), "online".to_string())));
+    assert!(s.alerts("code=cabinet_offline&open=true").await.is_empty());
+    eventually("connected gauge back", || async { (s.metric("heft_cabinets_connected").await == 4.0).then_some(()) })
+        .await;
+    for b in beaters {
+        b.stop().await;
+    }
+    s.stop().await;
+}
+both_profiles!(a_silent_cabinet_goes_offline_once_and_recovers, offline_once);
+
+async fn mass_silence(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[("HEFT__LIVENESS__MIN_FLEET", "5")]).await else { return };
+    let mut beaters = Vec::new();
+    for i in 0..2 {
+        let (_, dev) = s.logged_in(&format!("LOUD-{i}"), 1).await;
+        beaters.push(beat(dev, Duration::from_millis(200)));
+    }
+    let mut quiet = Vec::new();
+    for i in 0..8 {
+        let (_, mut dev) = s.logged_in(&format!("QUIET-{i}"), 1).await;
+        dev.heartbeat(4.0, false).await.expect("heartbeat");
+        quiet.push(dev);
+    }
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (health, transitions) = done(s.heft.check_liveness().await.expect("round"));
+    assert_eq!(health, FleetHealth::Unhealthy);
+    assert_eq!(transitions.len(), 8, "{transitions:?}");
+    assert!(
+        transitions
+            .iter()
+            .all(|(sn, from, to)| sn.starts_with("QUIET-") && *from == Liveness::Online && *to == Liveness::Suspect)
+    );
+    let alerts = s.alerts("code=ingest_unhealthy&open=true").await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["audience"], "ops");
+    assert!(alerts[0]["message"].as_str().unwrap_or("").contains("2 of 10"), "{}", alerts[0]["message"]);
+    // Still unhealthy next round: nobody goes offline, no second alert.
+    let (health, transitions) = done(s.heft.check_liveness().await.expect("round"));
+    assert_eq!(health, FleetHealth::Unhealthy);
+    assert!(transitions.is_empty(), "{transitions:?}");
+    assert_eq!(s.alerts("code=ingest_unhealthy").await.len(), 1);
+    assert!(s.alerts("code=cabinet_offline").await.is_empty());
+    assert_eq!(s.get_ok("/ops/cabinets?liveness=suspect").await["cabinets"].as_array().map(Vec::len), Some(8));
+
+    // The fleet is heard again: each suspect returns online with one event, the alert clears.
+    for dev in quiet.iter_mut() {
+        dev.heartbeat(4.0, false).await.expect("heartbeat");
+    }
+    eventually("all back online", || async {
+        let page = s.get_ok("/ops/cabinets?liveness=online").await;
+        (page["cabinets"].as_array().map(Vec::len) == Some(10)).then_some(())
+    })
+    .await;
+    let (health, transitions) = done(s.heft.check_liveness().await.expect("round"));
+    assert_eq!(health, FleetHealth::Healthy);
+    assert!(transitions.is_empty());
+    assert!(s.alerts("code=ingest_unhealthy&open=true").await.is_empty());
+    for i in 0..8 {
+        let events = s.liveness_events(&format!("QUIET-{i}")).await;
+        assert_eq!(
+            events,
+            vec![
+                ("offline".into(), "online".into()),
+                ("online".into(), "suspect".into()),
+                ("suspect".into(), "online".into())
+            ]
+        );
+    }
+    for b in beaters {
+        b.stop().await;
+    }
+    s.stop().await;
+}
+both_profiles!(mass_silence_makes_suspects_not_offline, mass_silence);
+
+async fn crash_restart(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let (_, mut a) = s.logged_in("CAB-A", 1).await;
+    let (_, mut b) = s.logged_in("CAB-B", 1).await;
+    b.heartbeat(4.0, false).await.expect("heartbeat");
+    assert!(s.heft.crash_cabinet("CAB-A").await);
+    // The restarted actor reloads the cabinet and asks it to log in again.
+    let ack = a.wait_login_ack(EVENTUALLY).await.expect("login_required");
+    assert!(!ack.ok);
+    assert_eq!(ack.reason.as_deref(), Some("login_required"));
+    assert_eq!(ack.boot, 1, "the reloaded state knows the last boot");
+    a.boot = 2;
+    assert!(a.login(EVENTUALLY).await.expect("login_ack").ok);
+    a.heartbeat(5.5, false).await.expect("heartbeat");
+    eventually("A heard after restart", || async { (s.cabinet("CAB-A").await["temperature_c"] == 5.5).then_some(()) })
+        .await;
+    // B never noticed: same session, its frames still accepted.
+    b.heartbeat(6.5, false).await.expect("heartbeat");
+    eventually("B unaffected", || async {
+        let c = s.cabinet("CAB-B").await;
+        (c["temperature_c"] == 6.5 && c["session"]["boot"] == 1 && c["session"]["last_seq"] == 3).then_some(())
+    })
+    .await;
+    let m = s.metrics().await;
+    assert_eq!(m["heft_cabinet_actor_restarts_total"], 1.0);
+    assert_eq!(m["heft_cabinet_actors"], 2.0);
+    assert_eq!(m["heft_cabinets_connected"], 2.0);
+    s.stop().await;
+}
+both_profiles!(a_crashed_cabinet_actor_is_restarted_alone, crash_restart);
+
+async fn restart_same_port(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let (creds, mut dev) = s.logged_in("CAB-1", 1).await;
+    let broker = s.broker.clone();
+    let (storage, config) = s.stop().await;
+    let why = dev.closed(EVENTUALLY).await.expect("connection closes when serve stops");
+    assert!(!why.is_empty());
+    let s = TestServer::start_with(storage, config).await;
+    assert_eq!(s.broker, broker, "same MQTT port");
+    let mut dev = s.device(&creds, 2).await;
+    let ack = dev.login(EVENTUALLY).await.expect("login_ack");
+    assert!(ack.ok, "{ack:?}");
+    dev.heartbeat(3.0, true).await.expect("heartbeat");
+    eventually("heard after restart", || async { (s.cabinet("CAB-1").await["temperature_c"] == 3.0).then_some(()) })
+        .await;
+    s.stop().await;
+}
+both_profiles!(restarting_serve_brings_the_broker_back_on_its_port, restart_same_port);
+
+async fn http_surface(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let healthz = s.http.get(format!("{}/healthz", s.base)).send().await.expect("healthz");
+    assert_eq!(healthz.status(), 200);
+    let readyz: serde_json::Value =
+        s.http.get(format!("{}/readyz", s.base)).send().await.expect("readyz").json().await.expect("json");
+    assert_eq!(readyz["status"], "ready");
+    assert_eq!(readyz["checks"]["database"], "ok");
+    assert_eq!(readyz["checks"]["cache"], "ok");
+
+    let no_token = s.http.get(format!("{}/ops/cabinets", s.base)).send().await.expect("request");
+    assert_eq!(no_token.status(), 401);
+    let body: serde_json::Value = no_token.json().await.expect("json");
+    assert_eq!(body["error"], "unauthorized");
+    let wrong = s.http.get(format!("{}/ops/cabinets", s.base)).bearer_auth("nope").send().await.expect("request");
+    assert_eq!(wrong.status(), 401);
+
+    let (status, body) = s.get("/ops/cabinets/bad!sn").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    let (status, body) = s.get("/ops/cabinets/CAB-NONE").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, _) = s.get("/ops/cabinets?liveness=sleepy").await;
+    assert_eq!(status, 400);
+    let (status, _) = s.get("/ops/cabinets?limit=0").await;
+    assert_eq!(status, 400);
+
+    for i in 0..5 {
+        s.provision(&format!("CAB-{i}"));
+    }
+    let page = s.get_ok("/ops/cabinets?limit=3").await;
+    let sns: Vec<&str> = page["cabinets"].as_array().expect("list").iter().filter_map(|c| c["sn"].as_str()).collect();
+    assert_eq!(sns, ["CAB-0", "CAB-1", "CAB-2"]);
+    let next = page["next_after"].as_str().expect("next page");
+    let page = s.get_ok(&format!("/ops/cabinets?limit=3&after={next}")).await;
+    assert_eq!(page["cabinets"].as_array().map(Vec::len), Some(2));
+    assert!(page["next_after"].is_null());
+    let never = s.cabinet("CAB-0").await;
+    assert_eq!(never["liveness"], "offline");
+    assert!(never["last_heartbeat_at"].is_null());
+
+    let metrics = s.http.get(format!("{}/metrics", s.base)).send().await.expect("metrics").text().await.expect("text");
+    for name in [
+        "heft_cabinets_connected",
+        "heft_frames_total",
+        "heft_frames_rejected_total",
+        "heft_heartbeat_ratio",
+        "heft_cabinet_actors",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
+    s.stop().await;
+}
+both_profiles!(health_metrics_and_ops_api, http_surface);
