@@ -251,6 +251,7 @@ async fn stale_boot(profile: Profile) {
     let ack = again.login(EVENTUALLY).await.expect("login_ack");
     assert!(!ack.ok);
     assert_eq!(ack.reason.as_deref(), Some("stale_boot"));
+    assert_eq!(ack.last_boot, Some(5), "tells the cabinet what to jump past");
     again.boot = 6;
     let ack = again.login(EVENTUALLY).await.expect("login_ack");
     assert!(ack.ok, "{ack:?}");

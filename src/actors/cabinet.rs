@@ -163,6 +163,7 @@ impl CabinetActor {
             seq,
             ok: refused.is_none(),
             reason: refused.map(str::to_string),
+            last_boot: (refused == Some("stale_boot")).then_some(self.last_boot),
             server_time_ms: now_ms(),
             cadence: refused.is_none().then_some(Cadence {
                 heartbeat_s: p.heartbeat_s,

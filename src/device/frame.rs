@@ -214,6 +214,9 @@ pub struct LoginAck {
     /// Why the login was refused, or `login_required` when Heft asks for a fresh login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With `stale_boot`: the last boot Heft accepted, so the cabinet can jump past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_boot: Option<u64>,
     /// Heft's clock, Unix milliseconds.
     pub server_time_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]

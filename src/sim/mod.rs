@@ -297,7 +297,7 @@ async fn login(dev: &mut DeviceClient, stats: &SimStats, boot: &mut u64) -> Resu
         }
         // stale_boot: someone (an earlier run) used a higher boot; jump past it.
         stats.logins_refused.fetch_add(1, Ordering::Relaxed);
-        *boot = (*boot).max(ack.boot) + 1;
+        *boot = (*boot).max(ack.last_boot.unwrap_or(ack.boot)) + 1;
     }
     Err(DeviceClientError::Connection("login refused five times".into()))
 }
