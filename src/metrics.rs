@@ -8,6 +8,10 @@ use prometheus::{
 use crate::device::frame::Reject;
 use crate::device::topic::UpKind;
 
+/// Buckets of `heft_frame_latency_seconds` (the ingest benchmark's bare-broker reader uses the same).
+pub const LATENCY_BUCKETS: [f64; 15] =
+    [0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0];
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -68,7 +72,7 @@ impl Metrics {
             )?,
             frame_latency: Histogram::with_opts(
                 HistogramOpts::new("heft_frame_latency_seconds", "Frame ts (cabinet clock) to handled by its actor")
-                    .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+                    .buckets(LATENCY_BUCKETS.to_vec()),
             )?,
             bridge_inflight: IntGauge::new("heft_bridge_inflight", "Frames handed to actors, not yet handled")?,
             registry,

@@ -74,3 +74,9 @@ pub fn provision(
     }
     Ok(Credentials { sn: sn.to_string(), token, frame_key })
 }
+
+impl From<diesel::result::Error> for ProvisionError {
+    fn from(e: diesel::result::Error) -> Self {
+        ProvisionError::Db(DbError::Query(e))
+    }
+}

@@ -474,9 +474,11 @@ impl Handler<Inbound> for CabinetActor {
             Ok(ts) => {
                 self.svc.metrics.accepted(f.kind);
                 if let Some(ts) = ts {
-                    let age_ms = now_ms() - ts;
-                    if (0..3_600_000).contains(&age_ms) {
-                        self.svc.metrics.frame_latency.observe(age_ms as f64 / 1000.0);
+                    // `ts` has millisecond resolution: take the publish as the middle of its
+                    // millisecond, so the estimate is unbiased (±0.5 ms).
+                    let age_us = chrono::Utc::now().timestamp_micros() - ts.saturating_mul(1000) - 500;
+                    if age_us < 3_600_000_000 {
+                        self.svc.metrics.frame_latency.observe(age_us.max(0) as f64 / 1e6);
                     }
                 }
             }

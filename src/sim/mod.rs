@@ -48,6 +48,9 @@ pub struct SimArgs {
     /// This many cabinets stream weights at the open-door cadence (doors held open).
     #[arg(long, default_value_t = 0)]
     pub open_doors: usize,
+    /// Open-door cabinets stream weights this often instead of the cadence's period.
+    #[arg(long)]
+    pub weight_every_ms: Option<u64>,
     /// Lanes per cabinet in weight frames.
     #[arg(long, default_value_t = 8)]
     pub lanes: usize,
@@ -131,6 +134,11 @@ pub struct Behaviour {
     pub disconnect_after: Option<Duration>,
     pub door_open: bool,
     pub lanes: usize,
+    /// Stream weights this often while the door is open, instead of the cadence's period
+    /// (a load-generator knob).
+    pub weight_every: Option<Duration>,
+    /// Do not log in; follow this cadence. For a bare broker that answers nothing (benchmarks).
+    pub without_login: Option<Cadence>,
 }
 
 pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
@@ -154,20 +162,17 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     };
     let stats = Arc::new(SimStats::default());
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(creds.len());
-    let pace = Duration::from_secs_f64(1.0 / args.ramp_per_s.max(1) as f64);
-    for (i, c) in creds.into_iter().enumerate() {
-        let behaviour = Behaviour {
-            broker: args.broker.clone(),
-            drop_heartbeats: args.drop_heartbeats,
-            bad_signatures: args.bad_signatures,
-            disconnect_after: args.disconnect_after.map(Duration::from_secs),
-            door_open: i < args.open_doors,
-            lanes: args.lanes,
-        };
-        tasks.push(tokio::spawn(run_cabinet(c, behaviour, stats.clone())));
-        tokio::time::sleep(pace).await;
-    }
+    let behaviour = |i: usize| Behaviour {
+        broker: args.broker.clone(),
+        drop_heartbeats: args.drop_heartbeats,
+        bad_signatures: args.bad_signatures,
+        disconnect_after: args.disconnect_after.map(Duration::from_secs),
+        door_open: i < args.open_doors,
+        lanes: args.lanes,
+        weight_every: args.weight_every_ms.map(Duration::from_millis),
+        without_login: None,
+    };
+    let tasks = spawn_fleet(creds, behaviour, stats.clone(), args.ramp_per_s).await;
     let report = {
         let stats = stats.clone();
         let json = args.json;
@@ -217,6 +222,24 @@ fn print_stats(line: &StatsLine, json: bool) {
             line.connect_failures
         );
     }
+}
+
+/// Start one task per cabinet, `ramp_per_s` new connections per second.
+pub async fn spawn_fleet(
+    creds: Vec<Credentials>,
+    behaviour: impl Fn(usize) -> Behaviour,
+    stats: Arc<SimStats>,
+    ramp_per_s: u64,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let pace = Duration::from_secs_f64(1.0 / ramp_per_s.max(1) as f64);
+    let mut tasks = Vec::with_capacity(creds.len());
+    let mut next = tokio::time::Instant::now();
+    for (i, c) in creds.into_iter().enumerate() {
+        tasks.push(tokio::spawn(run_cabinet(c, behaviour(i), stats.clone())));
+        next += pace;
+        tokio::time::sleep_until(next).await;
+    }
+    tasks
 }
 
 /// Create (or re-key) the simulated cabinets in the configured database.
@@ -308,7 +331,10 @@ async fn logged_in_session(
     stats: &SimStats,
     boot: &mut u64,
 ) -> Result<(), DeviceClientError> {
-    let mut cadence = login(dev, stats, boot).await?;
+    let mut cadence = match &b.without_login {
+        Some(c) => c.clone(),
+        None => login(dev, stats, boot).await?,
+    };
     stats.logged_in.fetch_add(1, Ordering::Relaxed);
     let result = follow_cadence(dev, b, stats, boot, &mut cadence).await;
     stats.logged_in.fetch_sub(1, Ordering::Relaxed);
@@ -324,7 +350,7 @@ async fn follow_cadence(
 ) -> Result<(), DeviceClientError> {
     let started = tokio::time::Instant::now();
     let weight_every = if b.door_open {
-        Duration::from_millis(cadence.open_weight_ms)
+        b.weight_every.unwrap_or(Duration::from_millis(cadence.open_weight_ms))
     } else {
         Duration::from_secs(cadence.closed_weight_s)
     };
