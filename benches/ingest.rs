@@ -222,12 +222,10 @@ async fn start_heft(dir: tempfile::TempDir, cabinets: usize) -> (Server, Vec<Cre
     let db = heft::app::open_database(&config).await.expect("database");
     let seal_key = heft::secrets::SealKey::from_base64(&seal).expect("seal");
     let creds: Vec<Credentials> = db
-        .run(move |c| {
-            heft::db::write_tx(c, |c| {
-                (0..cabinets)
-                    .map(|i| heft::provision::provision(c, &seal_key, &format!("BENCH-{i:05}"), "bench", false))
-                    .collect::<Result<Vec<_>, heft::provision::ProvisionError>>()
-            })
+        .write(move |c| {
+            (0..cabinets)
+                .map(|i| heft::provision::provision(c, &seal_key, &format!("BENCH-{i:05}"), "bench", false))
+                .collect::<Result<Vec<_>, heft::provision::ProvisionError>>()
         })
         .await
         .expect("provision");
@@ -407,11 +405,22 @@ async fn run(args: &Args, target: Target, load: Load) -> RunResult {
     };
     let tasks = sim::spawn_fleet(creds, behaviour, stats.clone(), args.ramp_per_s).await;
     let n = args.cabinets as u64;
-    wait_until("fleet connected", Duration::from_secs(120), || {
+    let ramp_start = Instant::now();
+    let mut last_report = Instant::now();
+    wait_until("fleet connected", Duration::from_secs(180), || {
         let stats = stats.clone();
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let l = stats.line(ramp_start.elapsed(), 0.0);
+            eprintln!(
+                "   t={:.0}s connected={} logged_in={} connect_failures={} refused={}",
+                l.elapsed_s, l.connected, l.logged_in, l.connect_failures, l.logins_refused
+            );
+        }
         async move { stats.connected.load(Ordering::Relaxed) >= n }
     })
     .await;
+    eprintln!("   fleet connected in {:.1} s", ramp_start.elapsed().as_secs_f64());
     if target == Target::Heft {
         wait_until("fleet logged in", Duration::from_secs(120), || async { sample(&server).await.held >= n }).await;
     }

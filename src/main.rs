@@ -85,7 +85,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let db = heft::app::open_database(&config).await?;
             let seal =
                 heft::secrets::SealKey::load_or_create(&config.security.seal_key, &config.security.seal_key_file)?;
-            let creds = db.run(move |c| heft::provision::provision(c, &seal, &sn, &cabinet_type, rotate)).await?;
+            let creds = db.write(move |c| heft::provision::provision(c, &seal, &sn, &cabinet_type, rotate)).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&creds)?);
             } else {

@@ -57,6 +57,11 @@ pub fn provision(
             return Err(ProvisionError::Missing(sn.to_string()));
         }
     } else {
+        // Checked first because on PostgreSQL a failed insert would poison the caller's
+        // transaction; the unique key still settles a race.
+        if cabinets::find(conn, sn.as_str())?.is_some() {
+            return Err(ProvisionError::Exists(sn.to_string()));
+        }
         let new = NewCabinet {
             sn: sn.to_string(),
             cabinet_type: cabinet_type.to_string(),

@@ -111,6 +111,48 @@ async fn login_and_heartbeat(profile: Profile) {
 }
 both_profiles!(login_and_heartbeat_visible, login_and_heartbeat);
 
+async fn position_and_burst(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    // A cabinet that reports its position at login is indexed for nearby search.
+    let creds = s.provision("CAB-GEO");
+    let mut dev = s.device(&creds, 1).await;
+    dev.position = Some((31.2304, 121.4737));
+    assert!(dev.login(EVENTUALLY).await.expect("login_ack").ok);
+    let cab = s.cabinet("CAB-GEO").await;
+    assert_eq!((cab["lat"].as_f64(), cab["lng"].as_f64()), (Some(31.2304), Some(121.4737)));
+    let near = s.heft.services.cache.geo_search(121.4740, 31.2306, 500.0, 10).await.expect("geo search");
+    assert_eq!(near.iter().map(|h| h.member.as_str()).collect::<Vec<_>>(), ["CAB-GEO"]);
+    assert!(s.heft.services.cache.geo_search(116.40, 39.90, 5_000.0, 10).await.expect("geo").is_empty());
+
+    // Bursts from several cabinets at once: far more than the ~200 queued frames at which
+    // rumqttd stops serving a link until it is woken; nothing may be lost or stall.
+    const PER_CABINET: u64 = 1500;
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let (_, mut dev) = s.logged_in(&format!("CAB-BURST-{i}"), 1).await;
+        tasks.push(tokio::spawn(async move {
+            for n in 0..PER_CABINET {
+                dev.heartbeat(f64::from(u32::try_from(n % 100).unwrap_or(0)) / 10.0, false).await.expect("heartbeat");
+            }
+            dev
+        }));
+    }
+    let mut devs = Vec::new();
+    for t in tasks {
+        devs.push(t.await.expect("burst"));
+    }
+    eventually("every burst frame handled", || async {
+        (s.metric("heft_frames_total{kind=\"heartbeat\"}").await == (3 * PER_CABINET) as f64).then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        assert_eq!(s.cabinet(&format!("CAB-BURST-{i}")).await["session"]["last_seq"], PER_CABINET + 1);
+    }
+    assert_eq!(s.metric("heft_frames_rejected_total{reason=\"replay\"}").await, 0.0);
+    s.stop().await;
+}
+both_profiles!(positions_are_indexed_and_bursts_are_not_lost, position_and_burst);
+
 async fn refused_connections(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
     let creds = s.provision("CAB-1");

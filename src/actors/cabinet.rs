@@ -322,7 +322,7 @@ impl CabinetActor {
         let occurrences = i64::try_from(suppressed).unwrap_or(i64::MAX).saturating_add(1);
         ctx.spawn(
             async move {
-                if let Err(e) = db.run(move |c| alerts::raise(c, &spec, occurrences, db::now())).await {
+                if let Err(e) = db.write(move |c| alerts::raise(c, &spec, occurrences, db::now())).await {
                     tracing::error!(error = %e, "could not store security alert");
                 }
             }
@@ -350,7 +350,7 @@ enum LoginDone {
 async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<LoginDone, ActorError> {
     let sn = record.sn.clone();
     let at_ms = now_ms();
-    let result = svc.db.run(move |c| cabinets::record_login(c, &record)).await?;
+    let result = svc.db.write(move |c| cabinets::record_login(c, &record)).await?;
     let (previous, cabinet) = match result {
         cabinets::LoginResult::Accepted { previous, cabinet } => (previous, cabinet),
         cabinets::LoginResult::StaleBoot { last_boot } => {
@@ -360,7 +360,7 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
     };
     if previous == Liveness::Offline {
         let sn = sn.clone();
-        svc.db.run(move |c| alerts::resolve(c, alert::CABINET_OFFLINE, Some(&sn), db::now())).await?;
+        svc.db.write(move |c| alerts::resolve(c, alert::CABINET_OFFLINE, Some(&sn), db::now())).await?;
     }
     let mut fields = vec![
         ("sn", cabinet.sn.clone()),
@@ -392,7 +392,7 @@ async fn recover(svc: &Shared, sn: &str) -> Result<bool, ActorError> {
     let owned = sn.to_string();
     let changed = svc
         .db
-        .run(move |c| {
+        .write(move |c| {
             let Some(current) = cabinets::liveness(c, &owned)? else {
                 return Ok::<_, DbError>(false);
             };

@@ -111,7 +111,7 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
     let planned = plan.transitions.clone();
     let applied: Vec<Transition> = svc
         .db
-        .run(move |c| {
+        .write(move |c| {
             let mut applied = Vec::new();
             for t in planned {
                 let at = db::now();
@@ -152,11 +152,11 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
                 ratio = plan.ratio,
                 "ingest looks unhealthy; silent cabinets marked suspect"
             );
-            svc.db.run(move |c| alerts::raise(c, &spec, 1, db::now())).await?;
+            svc.db.write(move |c| alerts::raise(c, &spec, 1, db::now())).await?;
         }
         IngestAlert::Clear => {
             tracing::info!(heard, tracked, ratio = plan.ratio, "ingest healthy again");
-            svc.db.run(|c| alerts::resolve(c, alert::INGEST_UNHEALTHY, None, db::now())).await?;
+            svc.db.write(|c| alerts::resolve(c, alert::INGEST_UNHEALTHY, None, db::now())).await?;
         }
         IngestAlert::Keep => {}
     }

@@ -86,9 +86,11 @@ impl ManageConnection for Manager {
                 let mut conn = SqliteConnection::establish(path)?;
                 // WAL lets readers run beside the one writer; busy_timeout queues writers instead
                 // of failing them; foreign keys are off by default in SQLite.
+                // busy_timeout first: switching to WAL takes a lock that a second connection
+                // opening at the same moment must wait for, not fail on.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(AnyConnection::Sqlite(conn))
@@ -110,9 +112,15 @@ pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConn = r2d2::PooledConnection<Manager>;
 
 /// The database handle shared by the whole process.
+///
+/// Reads and writes take connections from different pools. On SQLite the write pool has one
+/// connection: writers queue in the pool instead of contending for SQLite's lock, where a loser
+/// sleeps in the busy handler and throughput collapses under a login storm, and reads (the MQTT
+/// auth check) never wait behind writes. On PostgreSQL both are the same pool.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    writer: Pool,
     backend: Backend,
 }
 
@@ -136,12 +144,19 @@ impl Db {
             }
             None => Backend::Postgres,
         };
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size)
-            .connection_timeout(connect_timeout)
-            .build(manager)
-            .map_err(|e| DbError::Connect(e.to_string()))?;
-        Ok(Db { pool, backend })
+        let build = |size: u32| {
+            r2d2::Pool::builder()
+                .max_size(size)
+                .connection_timeout(connect_timeout)
+                .build(manager.clone())
+                .map_err(|e| DbError::Connect(e.to_string()))
+        };
+        let pool = build(pool_size)?;
+        let writer = match backend {
+            Backend::Sqlite => build(1)?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Db { pool, writer, backend })
     }
 
     pub fn backend(&self) -> Backend {
@@ -152,14 +167,33 @@ impl Db {
         Ok(self.pool.get()?)
     }
 
-    /// Run blocking diesel code on the blocking pool.
+    /// Run read-only diesel code on the blocking thread pool.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        Self::on(self.pool.clone(), f).await
+    }
+
+    /// Run diesel code that writes, in one write transaction ([`write_tx`]), on a writer
+    /// connection.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+    {
+        Self::on(self.writer.clone(), move |c| write_tx(c, f)).await
+    }
+
+    async fn on<T, E, F>(pool: Pool, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(DbError::from)?;
             f(&mut conn)
@@ -168,9 +202,14 @@ impl Db {
         .map_err(|_| E::from(DbError::Cancelled))?
     }
 
+    /// A writer connection for blocking callers (migrations, provisioning from the CLI).
+    pub fn write_conn(&self) -> DbResult<PooledConn> {
+        Ok(self.writer.get()?)
+    }
+
     /// Apply pending migrations; returns the versions applied.
     pub fn migrate(&self) -> DbResult<Vec<String>> {
-        let mut conn = self.conn()?;
+        let mut conn = self.write_conn()?;
         let applied = match &mut *conn {
             AnyConnection::Postgresql(c) => c.run_pending_migrations(PG_MIGRATIONS).map(versions),
             AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(versions),

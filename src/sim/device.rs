@@ -49,6 +49,8 @@ pub struct DeviceClient {
     key: Vec<u8>,
     client: AsyncClient,
     pub boot: u64,
+    /// GCJ-02 (lat, lng) reported at login, if the cabinet has a positioning module.
+    pub position: Option<(f64, f64)>,
     seq: u64,
     down: mpsc::UnboundedReceiver<Result<Down, DeviceClientError>>,
     /// Set when the connection ends (refused, dropped or closed).
@@ -117,7 +119,7 @@ impl DeviceClient {
             Err(_) => return Err(DeviceClientError::Timeout(opts.timeout)),
         }
         client.subscribe(format!("cabinets/{}/down/+", creds.sn), QoS::AtLeastOnce).await?;
-        Ok(DeviceClient { sn: creds.sn.clone(), key, client, boot, seq: 0, down, closed: Some(closed) })
+        Ok(DeviceClient { sn: creds.sn.clone(), key, client, boot, position: None, seq: 0, down, closed: Some(closed) })
     }
 
     pub fn next_seq(&mut self) -> u64 {
@@ -156,7 +158,8 @@ impl DeviceClient {
     pub async fn login(&mut self, timeout: Duration) -> Result<LoginAck, DeviceClientError> {
         self.seq = 0;
         let h = self.header();
-        let login = Login { h, proto: frame::PROTOCOL_VERSION, fw: Some("sim-1.0".into()), lat: None, lng: None };
+        let (lat, lng) = (self.position.map(|p| p.0), self.position.map(|p| p.1));
+        let login = Login { h, proto: frame::PROTOCOL_VERSION, fw: Some("sim-1.0".into()), lat, lng };
         self.send(UpKind::Login, &login).await?;
         self.wait_login_ack(timeout).await
     }

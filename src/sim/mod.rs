@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::device::frame::{Cadence, Header, LoginAck};
 use crate::device::topic::{self, UpKind};
-use crate::provision::{self, Credentials, ProvisionError};
+use crate::provision::{self, Credentials};
 use device::{ConnectOptions, DeviceClient, DeviceClientError};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -248,11 +248,11 @@ async fn provision_fleet(config: &Config, args: &SimArgs) -> anyhow::Result<Vec<
     let seal = crate::secrets::SealKey::load_or_create(&config.security.seal_key, &config.security.seal_key_file)?;
     let sns: Vec<String> = (args.first..args.first + args.cabinets).map(|i| format!("{}{i:05}", args.prefix)).collect();
     let creds = db
-        .run(move |c| {
+        .write(move |c| {
             sns.iter()
-                .map(|sn| match provision::provision(c, &seal, sn, "sim", false) {
-                    Err(ProvisionError::Exists(_)) => provision::provision(c, &seal, sn, "sim", true),
-                    other => other,
+                .map(|sn| {
+                    let exists = crate::db::cabinets::find(c, sn)?.is_some();
+                    provision::provision(c, &seal, sn, "sim", exists)
                 })
                 .collect::<Result<Vec<_>, _>>()
         })

@@ -168,7 +168,7 @@ impl TestServer {
     }
 
     pub fn provision(&self, sn: &str) -> Credentials {
-        let mut conn = self.heft.services.db.conn().expect("db connection");
+        let mut conn = self.heft.services.db.write_conn().expect("db connection");
         heft::provision::provision(&mut conn, &self.heft.services.seal, sn, "fridge", false).expect("provision")
     }
 
