@@ -383,16 +383,20 @@ async fn run(args: &Args, target: Target, load: Load) -> RunResult {
         after_close_weight_ms: 300,
         after_close_s: 8,
     };
-    let (open_doors, weight_every) = match load {
+    // Max load: every door open; the fleet connects at the normal cadence and goes fast only
+    // once all are connected (a connection storm under saturation measures something else).
+    let (open_doors, fast_ms) = match load {
         Load::Normal => (args.open_doors, None),
-        Load::Max => (args.cabinets, Some(Duration::from_millis(args.max_every_ms))),
+        Load::Max => (args.cabinets, Some(args.max_every_ms)),
     };
     let offered_per_s = args.cabinets as f64 / 30.0
         + (args.cabinets - open_doors.min(args.cabinets)) as f64 / 90.0
-        + open_doors as f64 * 1000.0 / weight_every.map_or(300.0, |d| d.as_millis() as f64);
+        + open_doors as f64 * 1000.0 / fast_ms.unwrap_or(300) as f64;
+    let weight_every_ms = Arc::new(AtomicU64::new(0));
     let stats = Arc::new(SimStats::default());
     let broker = server.mqtt.clone();
     let without_login = (target == Target::Bare).then_some(defaults);
+    let rate = weight_every_ms.clone();
     let behaviour = move |i: usize| Behaviour {
         broker: broker.clone(),
         drop_heartbeats: 0.0,
@@ -400,7 +404,7 @@ async fn run(args: &Args, target: Target, load: Load) -> RunResult {
         disconnect_after: None,
         door_open: i < open_doors,
         lanes: 8,
-        weight_every,
+        weight_every_ms: rate.clone(),
         without_login: without_login.clone(),
     };
     let tasks = sim::spawn_fleet(creds, behaviour, stats.clone(), args.ramp_per_s).await;
@@ -423,6 +427,9 @@ async fn run(args: &Args, target: Target, load: Load) -> RunResult {
     eprintln!("   fleet connected in {:.1} s", ramp_start.elapsed().as_secs_f64());
     if target == Target::Heft {
         wait_until("fleet logged in", Duration::from_secs(120), || async { sample(&server).await.held >= n }).await;
+    }
+    if let Some(ms) = fast_ms {
+        weight_every_ms.store(ms, Ordering::Relaxed);
     }
     tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
     let start = sample(&server).await;
@@ -507,7 +514,17 @@ mod bare {
         loop {
             match rx.recv_deadline(Instant::now() + Duration::from_millis(500)) {
                 Ok(Some(Notification::Forward(f))) => {
+                    if f.publish.topic.ends_with(b"/down/login_ack") {
+                        continue; // our own answer, echoed back by the subscription
+                    }
                     received += 1;
+                    // Answer a login on the cabinet's down topic, as Heft does, so rumqttd holds
+                    // the same topics (and their logs) in both runs.
+                    if let Some(prefix) = f.publish.topic.strip_suffix(b"/up/login") {
+                        let mut topic = prefix.to_vec();
+                        topic.extend_from_slice(b"/down/login_ack");
+                        let _ = tx.try_publish(topic, LOGIN_ACK.as_bytes().to_vec());
+                    }
                     if let Some(ts) = find_ts(&f.publish.payload) {
                         let age_us = chrono::Utc::now().timestamp_micros() - ts * 1000 - 500;
                         let age_s = age_us.max(0) as f64 / 1e6;
@@ -529,6 +546,9 @@ mod bare {
             }
         }
     }
+
+    /// About the size of Heft's signed login_ack.
+    const LOGIN_ACK: &str = r#"{"m":{"boot":1,"seq":1764000000000,"ok":true,"server_time_ms":1764000000000,"cadence":{"heartbeat_s":30,"closed_weight_s":90,"open_weight_ms":300,"after_close_weight_ms":300,"after_close_s":8}},"s":"gsZa2CXvXMEdXqlL+zaDY8RbdpjdBhOBackLC5D+xjA="}"#;
 
     /// The `"ts":` integer of a frame, found by a byte scan (no JSON parsing: the baseline does
     /// no processing beyond what the measurement needs).

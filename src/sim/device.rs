@@ -156,12 +156,17 @@ impl DeviceClient {
 
     /// Send `login` with the current boot and wait for `login_ack`.
     pub async fn login(&mut self, timeout: Duration) -> Result<LoginAck, DeviceClientError> {
+        self.send_login().await?;
+        self.wait_login_ack(timeout).await
+    }
+
+    /// Send `login` with the current boot (seq starts again at 1).
+    pub async fn send_login(&mut self) -> Result<(), DeviceClientError> {
         self.seq = 0;
         let h = self.header();
         let (lat, lng) = (self.position.map(|p| p.0), self.position.map(|p| p.1));
         let login = Login { h, proto: frame::PROTOCOL_VERSION, fw: Some("sim-1.0".into()), lat, lng };
-        self.send(UpKind::Login, &login).await?;
-        self.wait_login_ack(timeout).await
+        self.send(UpKind::Login, &login).await
     }
 
     pub async fn wait_login_ack(&mut self, timeout: Duration) -> Result<LoginAck, DeviceClientError> {

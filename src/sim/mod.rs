@@ -134,10 +134,12 @@ pub struct Behaviour {
     pub disconnect_after: Option<Duration>,
     pub door_open: bool,
     pub lanes: usize,
-    /// Stream weights this often while the door is open, instead of the cadence's period
-    /// (a load-generator knob).
-    pub weight_every: Option<Duration>,
-    /// Do not log in; follow this cadence. For a bare broker that answers nothing (benchmarks).
+    /// Stream weights this often (ms) while the door is open, instead of the cadence's period;
+    /// 0 follows the cadence. Shared and read every period, so a benchmark can raise the rate
+    /// once the whole fleet is connected.
+    pub weight_every_ms: Arc<AtomicU64>,
+    /// Send the login but do not wait for an answer; follow this cadence. For a bare broker that
+    /// answers nothing (benchmarks).
     pub without_login: Option<Cadence>,
 }
 
@@ -162,6 +164,7 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     };
     let stats = Arc::new(SimStats::default());
     let started = Instant::now();
+    let weight_every_ms = Arc::new(AtomicU64::new(args.weight_every_ms.unwrap_or(0)));
     let behaviour = |i: usize| Behaviour {
         broker: args.broker.clone(),
         drop_heartbeats: args.drop_heartbeats,
@@ -169,7 +172,7 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
         disconnect_after: args.disconnect_after.map(Duration::from_secs),
         door_open: i < args.open_doors,
         lanes: args.lanes,
-        weight_every: args.weight_every_ms.map(Duration::from_millis),
+        weight_every_ms: weight_every_ms.clone(),
         without_login: None,
     };
     let tasks = spawn_fleet(creds, behaviour, stats.clone(), args.ramp_per_s).await;
@@ -332,7 +335,12 @@ async fn logged_in_session(
     boot: &mut u64,
 ) -> Result<(), DeviceClientError> {
     let mut cadence = match &b.without_login {
-        Some(c) => c.clone(),
+        Some(c) => {
+            dev.boot = *boot;
+            dev.send_login().await?;
+            stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+            c.clone()
+        }
         None => login(dev, stats, boot).await?,
     };
     stats.logged_in.fetch_add(1, Ordering::Relaxed);
@@ -349,16 +357,19 @@ async fn follow_cadence(
     cadence: &mut Cadence,
 ) -> Result<(), DeviceClientError> {
     let started = tokio::time::Instant::now();
-    let weight_every = if b.door_open {
-        b.weight_every.unwrap_or(Duration::from_millis(cadence.open_weight_ms))
-    } else {
-        Duration::from_secs(cadence.closed_weight_s)
+    let weight_every = |cadence: &Cadence| {
+        let fast = b.weight_every_ms.load(Ordering::Relaxed);
+        match (b.door_open, fast) {
+            (true, 0) => Duration::from_millis(cadence.open_weight_ms),
+            (true, ms) => Duration::from_millis(ms),
+            (false, _) => Duration::from_secs(cadence.closed_weight_s),
+        }
     };
     // Spread the fleet over the period instead of beating in lockstep.
     let phase = |period: Duration| period.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
     let hb_period = Duration::from_secs(cadence.heartbeat_s);
     let mut next_hb = started + phase(hb_period);
-    let mut next_weight = started + phase(weight_every);
+    let mut next_weight = started + phase(weight_every(cadence));
     let mut down_seq = 0u64;
     let mut temp: f64 = 4.0 + rand::thread_rng().gen_range(-0.5..0.5);
     let mut counts: Vec<i64> = (0..b.lanes).map(|_| rand::thread_rng().gen_range(80_000..900_000)).collect();
@@ -412,7 +423,7 @@ async fn follow_cadence(
             }
         }
         if now >= next_weight {
-            next_weight += weight_every;
+            next_weight += weight_every(cadence);
             for c in counts.iter_mut() {
                 *c += rand::thread_rng().gen_range(-40..40);
             }
