@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! cargo bench --bench ingest                                  # 10,000 cabinets, both targets
-//! cargo bench --bench ingest -- --cabinets 2000 --measure-s 20 --only heft
+//! cargo bench --bench ingest -- --cabinets 2000 --measure-s 20 --only heft --load normal
 //! ```
 //! Reported per run: cabinets held, frames/s ingested, p50/p99 publish→handled latency, server RSS
 //! (before and after the fleet connected, and per cabinet), server CPU. Results go in BENCHMARKS.md.
@@ -32,6 +32,7 @@ struct Args {
     measure_s: u64,
     ramp_per_s: u64,
     only: Option<String>,
+    load: Option<String>,
     role_bare: Option<String>,
 }
 
@@ -44,6 +45,7 @@ fn parse_args() -> Args {
         measure_s: 30,
         ramp_per_s: 500,
         only: None,
+        load: None,
         role_bare: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +60,7 @@ fn parse_args() -> Args {
             "--measure-s" => a.measure_s = value.parse().expect("--measure-s N"),
             "--ramp-per-s" => a.ramp_per_s = value.parse().expect("--ramp-per-s N"),
             "--only" => a.only = Some(value),
+            "--load" => a.load = Some(value),
             "--role-bare" => a.role_bare = Some(value),
             // `cargo bench` passes --bench; ignore what we do not know.
             _ => {
@@ -128,7 +131,12 @@ async fn orchestrate(args: Args) {
         _ => vec![Target::Bare, Target::Heft],
     };
     for target in targets {
-        for load in [Load::Normal, Load::Max] {
+        let loads = match args.load.as_deref() {
+            Some("normal") => vec![Load::Normal],
+            Some("max") => vec![Load::Max],
+            _ => vec![Load::Normal, Load::Max],
+        };
+        for load in loads {
             let r = run(&args, target, load).await;
             println!("{r:?}");
             results.push(r);
@@ -473,7 +481,8 @@ mod bare {
         let cfg = heft::config::Config::from_toml_and_env(
             include_str!("../config.toml"),
             std::path::Path::new("config.toml"),
-            std::iter::empty(),
+            // HEFT__MQTT__* set for a run apply to both servers.
+            std::env::vars(),
         )
         .expect("config");
         let m = &cfg.mqtt;

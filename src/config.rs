@@ -87,7 +87,8 @@ pub struct MqttConfig {
     pub connection_timeout_ms: u16,
     pub max_inflight_count: usize,
     pub max_outgoing_packet_count: u64,
-    /// Router commit-log segment size and count: memory held per topic is about 2 × size × count.
+    /// Router commit-log segment size and count, per topic: rumqttd keeps up to size × count
+    /// bytes of every topic whether or not it has been read, so memory ≈ topics × size × count.
     pub max_segment_size: usize,
     pub max_segment_count: usize,
     /// Pause between accepts, which paces reconnect storms.
