@@ -400,7 +400,8 @@ async fn run(args: &Args, target: Target, load: Load) -> RunResult {
     let offered_per_s = args.cabinets as f64 / 30.0
         + (args.cabinets - open_doors.min(args.cabinets)) as f64 / 90.0
         + open_doors as f64 * 1000.0 / fast_ms.unwrap_or(300) as f64;
-    let weight_every_ms = Arc::new(AtomicU64::new(0));
+    // While connecting, open doors stream at the closed-door period.
+    let (set_rate, weight_every_ms) = tokio::sync::watch::channel(if fast_ms.is_some() { 90_000 } else { 0 });
     let stats = Arc::new(SimStats::default());
     let broker = server.mqtt.clone();
     let without_login = (target == Target::Bare).then_some(defaults);
@@ -419,7 +420,7 @@ async fn run(args: &Args, target: Target, load: Load) -> RunResult {
     let n = args.cabinets as u64;
     let ramp_start = Instant::now();
     let mut last_report = Instant::now();
-    wait_until("fleet connected", Duration::from_secs(180), || {
+    wait_until("fleet connected", Duration::from_secs(300), || {
         let stats = stats.clone();
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
@@ -437,7 +438,7 @@ async fn run(args: &Args, target: Target, load: Load) -> RunResult {
         wait_until("fleet logged in", Duration::from_secs(120), || async { sample(&server).await.held >= n }).await;
     }
     if let Some(ms) = fast_ms {
-        weight_every_ms.store(ms, Ordering::Relaxed);
+        let _ = set_rate.send(ms);
     }
     tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
     let start = sample(&server).await;

@@ -137,7 +137,7 @@ pub struct Behaviour {
     /// Stream weights this often (ms) while the door is open, instead of the cadence's period;
     /// 0 follows the cadence. Shared and read every period, so a benchmark can raise the rate
     /// once the whole fleet is connected.
-    pub weight_every_ms: Arc<AtomicU64>,
+    pub weight_every_ms: tokio::sync::watch::Receiver<u64>,
     /// Send the login but do not wait for an answer; follow this cadence. For a bare broker that
     /// answers nothing (benchmarks).
     pub without_login: Option<Cadence>,
@@ -164,7 +164,7 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     };
     let stats = Arc::new(SimStats::default());
     let started = Instant::now();
-    let weight_every_ms = Arc::new(AtomicU64::new(args.weight_every_ms.unwrap_or(0)));
+    let (_rate, weight_every_ms) = tokio::sync::watch::channel(args.weight_every_ms.unwrap_or(0));
     let behaviour = |i: usize| Behaviour {
         broker: args.broker.clone(),
         drop_heartbeats: args.drop_heartbeats,
@@ -357,19 +357,18 @@ async fn follow_cadence(
     cadence: &mut Cadence,
 ) -> Result<(), DeviceClientError> {
     let started = tokio::time::Instant::now();
-    let weight_every = |cadence: &Cadence| {
-        let fast = b.weight_every_ms.load(Ordering::Relaxed);
-        match (b.door_open, fast) {
-            (true, 0) => Duration::from_millis(cadence.open_weight_ms),
-            (true, ms) => Duration::from_millis(ms),
-            (false, _) => Duration::from_secs(cadence.closed_weight_s),
-        }
+    let mut rate = b.weight_every_ms.clone();
+    let mut rate_open = true;
+    let weight_every = |cadence: &Cadence, fast: u64| match (b.door_open, fast) {
+        (true, 0) => Duration::from_millis(cadence.open_weight_ms),
+        (true, ms) => Duration::from_millis(ms),
+        (false, _) => Duration::from_secs(cadence.closed_weight_s),
     };
     // Spread the fleet over the period instead of beating in lockstep.
     let phase = |period: Duration| period.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
     let hb_period = Duration::from_secs(cadence.heartbeat_s);
     let mut next_hb = started + phase(hb_period);
-    let mut next_weight = started + phase(weight_every(cadence));
+    let mut next_weight = started + phase(weight_every(cadence, *rate.borrow()));
     let mut down_seq = 0u64;
     let mut temp: f64 = 4.0 + rand::thread_rng().gen_range(-0.5..0.5);
     let mut counts: Vec<i64> = (0..b.lanes).map(|_| rand::thread_rng().gen_range(80_000..900_000)).collect();
@@ -380,6 +379,17 @@ async fn follow_cadence(
         let wake = next_hb.min(next_weight);
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
+            changed = rate.changed(), if rate_open => {
+                match changed {
+                    // A new rate takes effect now, not after the old period runs out.
+                    Ok(()) => {
+                        let period = weight_every(cadence, *rate.borrow_and_update());
+                        next_weight = tokio::time::Instant::now() + phase(period);
+                    }
+                    Err(_) => rate_open = false,
+                }
+                continue;
+            }
             down = dev.next_down(Duration::from_secs(3600)) => {
                 let down = match down {
                     Ok(d) => d,
@@ -423,7 +433,7 @@ async fn follow_cadence(
             }
         }
         if now >= next_weight {
-            next_weight += weight_every(cadence);
+            next_weight += weight_every(cadence, *rate.borrow());
             for c in counts.iter_mut() {
                 *c += rand::thread_rng().gen_range(-40..40);
             }
