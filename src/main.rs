@@ -55,7 +55,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("heft: {e:#}");
+            // Every error type here already carries its cause in its message.
+            eprintln!("heft: {e}");
             ExitCode::FAILURE
         }
     }
