@@ -469,7 +469,6 @@ impl Handler<Inbound> for CabinetActor {
 
     fn handle(&mut self, f: Inbound, ctx: &mut Context<Self>) {
         let result = self.accept(&f, ctx);
-        self.svc.metrics.bridge_inflight.dec();
         match result {
             Ok(ts) => {
                 self.svc.metrics.accepted(f.kind);

@@ -18,7 +18,7 @@ use crate::domain::cabinet::Sn;
 use crate::metrics::Metrics;
 
 /// One upstream frame, as it travels from the bridge to a cabinet actor.
-#[derive(Debug, Clone, actix::Message)]
+#[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
 pub struct Inbound {
     pub sn: Sn,
@@ -26,6 +26,25 @@ pub struct Inbound {
     pub topic: Bytes,
     pub payload: Bytes,
     pub received: Instant,
+    /// Counts the frame in `heft_bridge_inflight` until it is handled or dropped (say, in the
+    /// mailbox of an actor that crashed), so the bridge's back-pressure never leaks.
+    pub inflight: Inflight,
+}
+
+#[derive(Debug)]
+pub struct Inflight(prometheus::IntGauge);
+
+impl Inflight {
+    fn new(gauge: &prometheus::IntGauge) -> Inflight {
+        gauge.inc();
+        Inflight(gauge.clone())
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 pub struct Bridge {
@@ -78,8 +97,8 @@ impl Bridge {
         while self.metrics.bridge_inflight.get() as usize >= self.max_inflight {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        self.metrics.bridge_inflight.inc();
-        let frame = Inbound { sn, kind, topic, payload, received: Instant::now() };
+        let inflight = Inflight::new(&self.metrics.bridge_inflight);
+        let frame = Inbound { sn, kind, topic, payload, received: Instant::now(), inflight };
         let route = self.routes.read().ok().and_then(|r| r.get(frame.sn.as_str()).cloned());
         match route {
             Some(addr) if addr.connected() => addr.do_send(frame),
