@@ -72,7 +72,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let heft = heft::app::Heft::start(config).await?;
-            tokio::signal::ctrl_c().await?;
+            shutdown_signal().await?;
             tracing::info!("shutting down");
             heft.stop().await;
             Ok(())
@@ -99,5 +99,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => heft::sim::run(args, config).await,
+    }
+}
+
+/// Ctrl-C, or SIGTERM from a service manager.
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
     }
 }
