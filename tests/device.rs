@@ -157,6 +157,39 @@ async fn position_and_burst(profile: Profile) {
 }
 both_profiles!(positions_are_indexed_and_bursts_are_not_lost, position_and_burst);
 
+async fn rotation(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let (_, mut old) = s.logged_in("CAB-R", 1).await;
+    let new_creds = {
+        let mut conn = s.heft.services.db.write_conn().expect("db");
+        heft::provision::provision(&mut conn, &s.heft.services.seal, "CAB-R", "fridge", true).expect("rotate")
+    };
+    // The running node picks the new key up on the first frame it fails to verify.
+    let mut new = s.device(&new_creds, 2).await;
+    new.send_login().await.expect("publish");
+    eventually("the new key's first frame fails and reloads the key", || async {
+        (s.metric("heft_frames_rejected_total{reason=\"bad_signature\"}").await >= 1.0).then_some(())
+    })
+    .await;
+    new.boot = 3;
+    assert!(new.login(EVENTUALLY).await.expect("login_ack").ok, "new credentials work without a restart");
+    // The old connection was dropped when the new one connected with the same client id.
+    old.closed(EVENTUALLY).await.expect("old connection closed");
+    // And a frame signed with the old key no longer verifies.
+    let topic = topic::up("CAB-R", UpKind::Heartbeat);
+    let m = serde_json::to_string(&Heartbeat { h: Header { boot: 3, seq: 50, ts: None }, temp_c: 4.0, heating: false })
+        .expect("json");
+    new.publish_raw(&topic, format!(r#"{{"m":{m},"s":"{}"}}"#, old.sign_raw(&topic, &m)).into_bytes())
+        .await
+        .expect("publish");
+    eventually("old key refused", || async {
+        (s.metric("heft_frames_rejected_total{reason=\"bad_signature\"}").await >= 2.0).then_some(())
+    })
+    .await;
+    s.stop().await;
+}
+both_profiles!(rotated_credentials_take_effect_without_a_restart, rotation);
+
 async fn refused_connections(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
     let creds = s.provision("CAB-1");
@@ -293,14 +326,23 @@ async fn stale_boot(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
     let (creds, dev) = s.logged_in("CAB-1", 5).await;
     dev.disconnect().await;
-    let mut again = s.device(&creds, 5).await;
+    let mut again = s.device(&creds, 4).await;
     let ack = again.login(EVENTUALLY).await.expect("login_ack");
     assert!(!ack.ok);
     assert_eq!(ack.reason.as_deref(), Some("stale_boot"));
     assert_eq!(ack.last_boot, Some(5), "tells the cabinet what to jump past");
+    // The accepted login sent again (as anyone on the broker could): dropped as a replay, and
+    // not answered, or a replayer could keep the cabinet logging in.
+    again.boot = 5;
+    again.send_login().await.expect("publish");
+    eventually("replayed login counted", || async {
+        (s.metric("heft_frames_rejected_total{reason=\"replay\"}").await == 1.0).then_some(())
+    })
+    .await;
     again.boot = 6;
     let ack = again.login(EVENTUALLY).await.expect("login_ack");
-    assert!(ack.ok, "{ack:?}");
+    assert!(ack.ok, "the replay must not have been answered: {ack:?}");
+    assert_eq!(ack.boot, 6);
     assert_eq!(s.cabinet("CAB-1").await["boot"], 6);
     assert_eq!(s.metric("heft_frames_rejected_total{reason=\"stale_boot\"}").await, 1.0);
     s.stop().await;

@@ -51,6 +51,7 @@ pub struct CabinetActor {
     /// Per rejection reason: when an alert was last written, and how many were not since.
     alerted: HashMap<Reject, (Instant, u64)>,
     last_relogin_request: Option<Instant>,
+    last_key_reload: Option<Instant>,
     notice: DeathNotice,
 }
 
@@ -117,6 +118,7 @@ impl CabinetActor {
             down_seq: 0,
             alerted: HashMap::new(),
             last_relogin_request: None,
+            last_key_reload: None,
             notice,
         }
     }
@@ -226,13 +228,19 @@ impl CabinetActor {
             self.send_login_ack(boot, Some("unsupported_protocol"));
             return Err(Reject::BadMessage);
         }
-        if boot <= self.last_boot {
+        if boot == self.last_boot {
+            // The login already accepted, sent again: by anyone (the broker has no topic ACLs).
+            // No answer: a signed refusal for the current boot would send the cabinet into
+            // another login, and a replayer could keep it there.
+            return Err(Reject::Replay);
+        }
+        if boot < self.last_boot {
             self.send_login_ack(boot, Some("stale_boot"));
             return Err(Reject::StaleBoot);
         }
         if let Some(ts) = login.h.ts {
-            let skew_s = (now_ms() - ts).abs() / 1000;
-            if skew_s > self.svc.config.security.max_clock_skew_s as i64 {
+            let skew_s = now_ms().saturating_sub(ts).saturating_abs() / 1000;
+            if skew_s > i64::try_from(self.svc.config.security.max_clock_skew_s).unwrap_or(i64::MAX) {
                 tracing::warn!(sn = %self.sn, skew_s, "cabinet clock is off; login_ack carries server_time_ms");
             }
         }
@@ -278,13 +286,16 @@ impl CabinetActor {
         let svc = self.svc.clone();
         let sn = self.sn.to_string();
         let fields = [("temperature_c", hb.temp_c.to_string()), ("heating", hb.heating.to_string())];
+        // The actor's own view counts too: if the watchdog's cache write failed, the cache may
+        // still say online while the database says offline.
+        let known_online = self.liveness == Liveness::Online;
         // `wait`, not `spawn`: spawned futures of one actor may finish in any order, and an
         // older heartbeat must never overwrite a newer one in the cache.
         ctx.wait(
             async move {
                 let prior = svc.cache.record_heartbeat(&sn, now_ms(), &fields).await?;
                 match prior.as_deref().and_then(Liveness::parse) {
-                    Some(l) if liveness::on_heard(l).is_none() => Ok(false),
+                    Some(l) if liveness::on_heard(l).is_none() && known_online => Ok(false),
                     // Suspect, offline, or unknown to the cache (say, Redis restarted): the
                     // database decides, and records the change once.
                     _ => recover(&svc, &sn).await,
@@ -303,8 +314,30 @@ impl CabinetActor {
         );
     }
 
+    /// The cabinet may have been given new credentials (`heft provision --rotate`) since this
+    /// actor loaded its key: on a bad signature, reload it (at most once per relogin interval) so
+    /// the new key works and the old one stops working without a restart.
+    fn reload_key(&mut self, ctx: &mut Context<Self>) {
+        let interval = Duration::from_secs(self.svc.config.protocol.relogin_interval_s);
+        if self.last_key_reload.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        self.last_key_reload = Some(Instant::now());
+        ctx.wait(load(self.svc.clone(), self.sn.to_string()).into_actor(self).map(|result, act, _| {
+            if let Ok(Some(loaded)) = result
+                && loaded.key != act.key
+            {
+                tracing::info!(sn = %act.sn, "cabinet frame key changed; using the new one");
+                act.key = loaded.key;
+            }
+        }));
+    }
+
     fn reject(&mut self, reason: Reject, ctx: &mut Context<Self>) {
         self.svc.metrics.rejected(reason);
+        if reason == Reject::BadSignature {
+            self.reload_key(ctx);
+        }
         if !reason.is_security() {
             return;
         }
@@ -358,10 +391,6 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
         }
         cabinets::LoginResult::Unknown => return Ok(LoginDone::Unknown),
     };
-    if previous == Liveness::Offline {
-        let sn = sn.clone();
-        svc.db.write(move |c| alerts::resolve(c, alert::CABINET_OFFLINE, Some(&sn), db::now())).await?;
-    }
     let mut fields = vec![
         ("sn", cabinet.sn.clone()),
         ("status", cabinet.status.clone()),
@@ -386,15 +415,17 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
     Ok(LoginDone::Accepted { previous })
 }
 
-/// A cabinet marked suspect or offline was heard from: back online, with one event.
+/// A cabinet marked suspect or offline was heard from: back online, with one event. The cache
+/// then gets whatever the database holds, so the two cannot drift apart when another node or the
+/// watchdog changed it in between.
 async fn recover(svc: &Shared, sn: &str) -> Result<bool, ActorError> {
     let node = svc.node_id().to_string();
     let owned = sn.to_string();
-    let changed = svc
+    let (changed, now) = svc
         .db
         .write(move |c| {
             let Some(current) = cabinets::liveness(c, &owned)? else {
-                return Ok::<_, DbError>(false);
+                return Ok::<_, DbError>((false, None));
             };
             let at = db::now();
             let changed =
@@ -402,10 +433,12 @@ async fn recover(svc: &Shared, sn: &str) -> Result<bool, ActorError> {
             if changed && current == Liveness::Offline {
                 alerts::resolve(c, alert::CABINET_OFFLINE, Some(&owned), at)?;
             }
-            Ok(changed)
+            Ok((changed, cabinets::liveness(c, &owned)?))
         })
         .await?;
-    svc.cache.cabinet_set(sn, &[("liveness", Liveness::Online.as_str().to_string())]).await?;
+    if let Some(now) = now {
+        svc.cache.cabinet_set(sn, &[("liveness", now.as_str().to_string())]).await?;
+    }
     Ok(changed)
 }
 
@@ -475,7 +508,10 @@ impl Handler<Inbound> for CabinetActor {
                 if let Some(ts) = ts {
                     // `ts` has millisecond resolution: take the publish as the middle of its
                     // millisecond, so the estimate is unbiased (±0.5 ms).
-                    let age_us = chrono::Utc::now().timestamp_micros() - ts.saturating_mul(1000) - 500;
+                    let age_us = chrono::Utc::now()
+                        .timestamp_micros()
+                        .saturating_sub(ts.saturating_mul(1000))
+                        .saturating_sub(500);
                     if age_us < 3_600_000_000 {
                         self.svc.metrics.frame_latency.observe(age_us.max(0) as f64 / 1e6);
                     }

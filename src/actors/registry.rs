@@ -31,14 +31,18 @@ impl Registry {
         self.routes.read().ok().and_then(|r| r.get(sn).cloned()).filter(|a| a.connected())
     }
 
-    fn spawn(&mut self, sn: &Sn, restarted: bool, ctx: &mut Context<Self>) -> Addr<CabinetActor> {
+    /// Start a cabinet actor; `first` (the frame that called for it) is queued before the bridge
+    /// can see the new route, so the cabinet's frames keep their order.
+    fn spawn(&mut self, sn: &Sn, restarted: bool, first: Option<Inbound>, ctx: &mut Context<Self>) {
         let generation = self.generations.get(sn.as_str()).copied().unwrap_or(0) + 1;
         self.generations.insert(sn.to_string(), generation);
         let addr = CabinetActor::new(sn.clone(), self.svc.clone(), ctx.address(), generation, restarted).start();
-        if let Ok(mut routes) = self.routes.write() {
-            routes.insert(sn.to_string(), addr.clone());
+        if let Some(f) = first {
+            addr.do_send(f);
         }
-        addr
+        if let Ok(mut routes) = self.routes.write() {
+            routes.insert(sn.to_string(), addr);
+        }
     }
 
     fn forget(&mut self, sn: &str, generation: u64) -> bool {
@@ -62,11 +66,10 @@ impl Handler<Inbound> for Registry {
     type Result = ();
 
     fn handle(&mut self, f: Inbound, ctx: &mut Context<Self>) {
-        let addr = match self.route(f.sn.as_str()) {
-            Some(addr) => addr,
-            None => self.spawn(&f.sn.clone(), false, ctx),
-        };
-        addr.do_send(f);
+        match self.route(f.sn.as_str()) {
+            Some(addr) => addr.do_send(f),
+            None => self.spawn(&f.sn.clone(), false, Some(f), ctx),
+        }
     }
 }
 
@@ -88,7 +91,7 @@ impl Handler<CabinetDied> for Registry {
         let Ok(sn) = Sn::parse(&m.sn) else { return };
         tracing::error!(sn = %m.sn, generation = m.generation, "cabinet actor crashed; restarting it");
         self.svc.metrics.actor_restarts.inc();
-        self.spawn(&sn, true, ctx);
+        self.spawn(&sn, true, None, ctx);
     }
 }
 

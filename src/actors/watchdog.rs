@@ -73,19 +73,31 @@ struct RoundOutput {
 }
 
 async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
-    let RoundInput { svc, lease, lease_ttl_ms, mut seeded, previous } = input;
+    let RoundInput { svc, lease, lease_ttl_ms, mut seeded, mut previous } = input;
     let cfg = &svc.config.liveness;
+    let held_before = lease.as_ref().map(|l| l.token);
     let lease = match lease {
         Some(l) if svc.cache.lease_renew(&l, lease_ttl_ms).await? => Some(l),
         _ => svc.cache.lease_acquire("watchdog", svc.node_id(), lease_ttl_ms).await?,
     };
-    if lease.is_none() {
+    let Some(token) = lease.as_ref().map(|l| l.token) else {
         return Ok(RoundOutput { lease, seeded, report: RoundReport::NotLeader });
+    };
+    if held_before != Some(token) {
+        // New leader (or this node lost the lease and got it back): another node may have
+        // raised the ingest alert, so start from what the database says.
+        seeded = false;
+        let filter = alerts::AlertFilter { code: Some(alert::INGEST_UNHEALTHY.into()), sn: None, open_only: true };
+        let open = svc.db.run(move |c| alerts::list(c, &filter, 1)).await?;
+        previous = if open.is_empty() { FleetHealth::Healthy } else { FleetHealth::Unhealthy };
     }
     let now = now_ms();
-    if !seeded {
-        // Cabinets the database believes reachable, but the cache has never heard of (embedded
-        // profile after a restart, or a flushed Redis), get a full grace period from now.
+    let tracked_now = svc.cache.heartbeat_tracked().await?;
+    let reachable = svc.db.run(cabinets::count_not_offline).await?;
+    if !seeded || tracked_now < u64::try_from(reachable).unwrap_or(0) {
+        // Cabinets the database believes reachable but the cache does not track (embedded
+        // profile after a restart, a flushed or restarted Redis) get a full grace period from now;
+        // without this they would never be judged.
         let sns = svc.db.run(cabinets::not_offline).await?;
         for sn in sns {
             svc.cache.heartbeat_track_if_absent(&sn, now).await?;
@@ -126,7 +138,11 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
         })
         .await?;
     for t in &applied {
-        svc.cache.cabinet_set(&t.sn, &[("liveness", t.to.as_str().to_string())]).await?;
+        // Keep going on a cache error: the database has the change, and every cabinet in the
+        // list must still be told and counted. A stale cache entry is corrected by `recover`.
+        if let Err(e) = svc.cache.cabinet_set(&t.sn, &[("liveness", t.to.as_str().to_string())]).await {
+            tracing::warn!(sn = %t.sn, error = %e, "liveness change not cached");
+        }
         svc.metrics.liveness_transitions.with_label_values(&[t.to.as_str()]).inc();
         tracing::info!(sn = %t.sn, from = t.from.as_str(), to = t.to.as_str(), "liveness changed");
     }

@@ -69,6 +69,11 @@ pub fn not_offline(conn: &mut AnyConnection) -> DbResult<Vec<String>> {
     Ok(cabinets::table.select(cabinets::sn).filter(cabinets::liveness.ne(Liveness::Offline.as_str())).load(conn)?)
 }
 
+/// How many cabinets the database does not consider offline.
+pub fn count_not_offline(conn: &mut AnyConnection) -> DbResult<i64> {
+    Ok(cabinets::table.filter(cabinets::liveness.ne(Liveness::Offline.as_str())).count().get_result(conn)?)
+}
+
 /// What a login records.
 #[derive(Debug, Clone)]
 pub struct LoginRecord {
@@ -101,10 +106,8 @@ pub enum LoginResult {
 /// and log the login itself.
 pub fn record_login(conn: &mut AnyConnection, r: &LoginRecord) -> DbResult<LoginResult> {
     write_tx(conn, |c| {
-        let Some(before) = find(c, &r.sn)? else {
-            return Ok(LoginResult::Unknown);
-        };
-        // The boot condition is in the UPDATE itself, so two racing logins cannot both win.
+        // The boot condition is in the UPDATE itself, so two racing logins cannot both win; and
+        // the row is read after it (locked, on PostgreSQL), so the liveness seen is current.
         let advanced = diesel::update(cabinets::table.find(&r.sn).filter(cabinets::last_boot.lt(r.boot)))
             .set((
                 cabinets::last_boot.eq(r.boot),
@@ -114,6 +117,9 @@ pub fn record_login(conn: &mut AnyConnection, r: &LoginRecord) -> DbResult<Login
                 cabinets::updated_at.eq(r.at),
             ))
             .execute(c)?;
+        let Some(before) = find(c, &r.sn)? else {
+            return Ok(LoginResult::Unknown);
+        };
         if advanced == 0 {
             return Ok(LoginResult::StaleBoot { last_boot: before.last_boot });
         }
@@ -124,6 +130,9 @@ pub fn record_login(conn: &mut AnyConnection, r: &LoginRecord) -> DbResult<Login
         }
         let previous = parse_liveness(&before.liveness)?;
         change_liveness(c, &r.sn, previous, Liveness::Online, &r.node_id, r.at, Some("login"))?;
+        if previous == Liveness::Offline {
+            super::alerts::resolve(c, crate::domain::alert::CABINET_OFFLINE, Some(&r.sn), r.at)?;
+        }
         diesel::insert_into(cabinet_events::table)
             .values(NewCabinetEvent {
                 sn: r.sn.clone(),

@@ -103,8 +103,10 @@ impl ManageConnection for Manager {
         conn.batch_execute("SELECT 1").map_err(ConnectionError::CouldntSetupConfiguration)
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    /// A connection given back mid-transaction (its user panicked) must not be reused: the next
+    /// user's `write_tx` would only make a savepoint inside it, and nothing would be committed.
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        std::thread::panicking() || in_transaction(conn)
     }
 }
 
@@ -227,6 +229,18 @@ fn versions(v: Vec<diesel::migration::MigrationVersion<'_>>) -> Vec<String> {
     v.into_iter().map(|m| m.to_string()).collect()
 }
 
+/// Whether a transaction is open on the connection.
+pub fn in_transaction(conn: &mut AnyConnection) -> bool {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    fn depth<C: Connection<TransactionManager = AnsiTransactionManager>>(c: &mut C) -> bool {
+        AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth().map_or(true, |d| d.is_some())
+    }
+    match conn {
+        AnyConnection::Sqlite(c) => depth(c),
+        AnyConnection::Postgresql(c) => depth(c),
+    }
+}
+
 /// Run `f` in a write transaction (or a savepoint, when already inside one).
 ///
 /// On SQLite the transaction begins with `BEGIN IMMEDIATE`: a deferred transaction that reads
@@ -238,14 +252,7 @@ where
     F: FnOnce(&mut AnyConnection) -> Result<T, E>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    fn depth<C: Connection<TransactionManager = AnsiTransactionManager>>(c: &mut C) -> bool {
-        AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth().ok().flatten().is_some()
-    }
-    let nested = match conn {
-        AnyConnection::Sqlite(c) => depth(c),
-        AnyConnection::Postgresql(c) => depth(c),
-    };
-    if nested {
+    if in_transaction(conn) {
         return conn.transaction(f);
     }
     match conn {
