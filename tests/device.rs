@@ -570,3 +570,65 @@ async fn http_surface(profile: Profile) {
     s.stop().await;
 }
 both_profiles!(health_metrics_and_ops_api, http_surface);
+
+async fn router_limit(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[("HEFT__MQTT__MAX_CONNECTIONS", "1")]).await else { return };
+    let (_, _first) = s.logged_in("CAB-1", 1).await;
+    let second = s.provision("CAB-2");
+    let refused = DeviceClient::connect(&s.broker, &second, 1, ConnectOptions::default()).await;
+    assert!(refused.is_err(), "mqtt.max_connections = 1 admits one cabinet only");
+    s.stop().await;
+}
+both_profiles!(the_router_limits_come_from_config, router_limit);
+
+async fn simulated_fleet(profile: Profile) {
+    use heft::sim::{Behaviour, SimStats, spawn_fleet};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let creds: Vec<_> = (0..4).map(|i| s.provision(&format!("SIM-{i}"))).collect();
+    let (_rate, weight_every_ms) = watch::channel(0u64);
+    let broker = s.broker.clone();
+    // Four cabinets that drop their connection every 2 s; the fourth signs its frames (all but the
+    // login) with a wrong key.
+    let behaviour = |i: usize| Behaviour {
+        broker: broker.clone(),
+        drop_heartbeats: 0.0,
+        bad_signatures: if i == 3 { 1.0 } else { 0.0 },
+        disconnect_after: Some(Duration::from_secs(2)),
+        door_open: false,
+        lanes: 4,
+        weight_every_ms: weight_every_ms.clone(),
+        without_login: None,
+    };
+    let stats = Arc::new(SimStats::default());
+    let tasks = spawn_fleet(creds, behaviour, stats.clone(), 100).await;
+    eventually("every cabinet logged in twice", || async {
+        (s.metric("heft_frames_total{kind=\"login\"}").await >= 8.0).then_some(())
+    })
+    .await;
+    let line = stats.line(Duration::ZERO, 0.0);
+    assert!(stats.reconnects.load(Ordering::Relaxed) >= 4, "each cabinet reconnected: {line:?}");
+    eventually("the honest cabinets' heartbeats land", || async {
+        let mut heard = 0;
+        for i in 0..3 {
+            heard += usize::from(s.cabinet(&format!("SIM-{i}")).await["last_heartbeat_at"].is_string());
+        }
+        (heard == 3).then_some(())
+    })
+    .await;
+    // The forger's logins are its own, but every heartbeat it signs with a wrong key is dropped
+    // and reported.
+    eventually("security alert for the forged frames", || async {
+        (!s.alerts("sn=SIM-3&code=frame_bad_signature").await.is_empty()).then_some(())
+    })
+    .await;
+    assert!(s.metric("heft_frames_rejected_total{reason=\"bad_signature\"}").await >= 1.0);
+    assert!(s.cabinet("SIM-3").await["last_heartbeat_at"].is_null());
+    for t in tasks {
+        t.abort();
+    }
+    s.stop().await;
+}
+both_profiles!(the_simulator_follows_the_protocol_and_reconnects, simulated_fleet);

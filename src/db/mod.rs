@@ -1,8 +1,9 @@
 //! Storage: diesel over SQLite (embedded) or PostgreSQL (production), one code path.
 //!
 //! `AnyConnection` is diesel's `MultiConnection` over both; queries are written once against it.
-//! Where diesel cannot build a query for `MultiBackend` (upserts, RETURNING), `on_backend!` runs the
-//! same diesel code against the concrete connection. Queries are blocking: async callers go
+//! Where diesel cannot build something for `MultiBackend` (upserts, RETURNING, transaction
+//! control), `on_backend!` runs the same diesel code against the concrete connection. Queries are
+//! blocking: async callers go
 //! through [`Db::run`], which uses the blocking thread pool.
 
 pub mod alerts;
@@ -123,7 +124,6 @@ pub type PooledConn = r2d2::PooledConnection<Manager>;
 pub struct Db {
     pool: Pool,
     writer: Pool,
-    backend: Backend,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,15 +158,7 @@ impl Db {
             Backend::Sqlite => build(1)?,
             Backend::Postgres => pool.clone(),
         };
-        Ok(Db { pool, writer, backend })
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    pub fn conn(&self) -> DbResult<PooledConn> {
-        Ok(self.pool.get()?)
+        Ok(Db { pool, writer })
     }
 
     /// Run read-only diesel code on the blocking thread pool.
@@ -235,10 +227,7 @@ pub fn in_transaction(conn: &mut AnyConnection) -> bool {
     fn depth<C: Connection<TransactionManager = AnsiTransactionManager>>(c: &mut C) -> bool {
         AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth().map_or(true, |d| d.is_some())
     }
-    match conn {
-        AnyConnection::Sqlite(c) => depth(c),
-        AnyConnection::Postgresql(c) => depth(c),
-    }
+    on_backend!(conn, |c| { depth(c) })
 }
 
 /// Run `f` in a write transaction (or a savepoint, when already inside one).
@@ -260,12 +249,13 @@ where
         AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
     }
     let end = |conn: &mut AnyConnection, commit: bool| -> diesel::QueryResult<()> {
-        match (conn, commit) {
-            (AnyConnection::Sqlite(c), true) => AnsiTransactionManager::commit_transaction(c),
-            (AnyConnection::Sqlite(c), false) => AnsiTransactionManager::rollback_transaction(c),
-            (AnyConnection::Postgresql(c), true) => AnsiTransactionManager::commit_transaction(c),
-            (AnyConnection::Postgresql(c), false) => AnsiTransactionManager::rollback_transaction(c),
-        }
+        on_backend!(conn, |c| {
+            if commit {
+                AnsiTransactionManager::commit_transaction(c)
+            } else {
+                AnsiTransactionManager::rollback_transaction(c)
+            }
+        })
     };
     match f(conn) {
         Ok(value) => match end(conn, true) {
