@@ -131,6 +131,11 @@ impl Cache for MemoryCache {
         Ok(self.state().cabinets.get(sn).cloned().unwrap_or_default())
     }
 
+    async fn cabinet_get_many(&self, sns: &[String]) -> CacheResult<Vec<HashMap<String, String>>> {
+        let state = self.state();
+        Ok(sns.iter().map(|sn| state.cabinets.get(sn).cloned().unwrap_or_default()).collect())
+    }
+
     async fn cabinet_field(&self, sn: &str, field: &str) -> CacheResult<Option<String>> {
         Ok(self.state().cabinets.get(sn).and_then(|hash| hash.get(field)).cloned())
     }

@@ -61,6 +61,8 @@ pub trait Cache: Send + Sync + 'static {
     async fn cabinet_set(&self, sn: &str, fields: &[(&str, String)]) -> CacheResult<()>;
     /// All fields of the cabinet hash; empty when the cabinet is unknown.
     async fn cabinet_get(&self, sn: &str) -> CacheResult<HashMap<String, String>>;
+    /// The hashes of several cabinets in one round trip, in the order asked (empty for unknown).
+    async fn cabinet_get_many(&self, sns: &[String]) -> CacheResult<Vec<HashMap<String, String>>>;
     /// One field of the cabinet hash.
     async fn cabinet_field(&self, sn: &str, field: &str) -> CacheResult<Option<String>>;
 

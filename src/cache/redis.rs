@@ -161,6 +161,17 @@ impl Cache for RedisCache {
         Ok(::redis::cmd("HGETALL").arg(self.key("cab", sn)).query_async(&mut self.conn()).await?)
     }
 
+    async fn cabinet_get_many(&self, sns: &[String]) -> CacheResult<Vec<HashMap<String, String>>> {
+        if sns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for sn in sns {
+            pipe.cmd("HGETALL").arg(self.key("cab", sn));
+        }
+        Ok(pipe.query_async(&mut self.conn()).await?)
+    }
+
     async fn cabinet_field(&self, sn: &str, field: &str) -> CacheResult<Option<String>> {
         Ok(::redis::cmd("HGET").arg(self.key("cab", sn)).arg(field).query_async(&mut self.conn()).await?)
     }

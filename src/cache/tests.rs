@@ -74,6 +74,7 @@ macro_rules! cache_suite {
             cache_suite!(@tests $make;
                 hash_set_get_merge,
                 hash_field,
+                hash_get_many_keeps_order,
                 heartbeat_returns_prior_liveness,
                 heartbeat_counts_and_tracks,
                 heartbeat_track_does_not_count,
@@ -151,6 +152,17 @@ async fn hash_field(c: &dyn Cache) {
 }
 
 // --- heartbeats -----------------------------------------------------------------------------
+
+async fn hash_get_many_keeps_order(c: &dyn Cache) {
+    assert!(c.cabinet_get_many(&[]).await.unwrap().is_empty());
+    c.cabinet_set("C1", &fields(&[("status", "online")])).await.unwrap();
+    c.cabinet_set("C3", &fields(&[("status", "offline")])).await.unwrap();
+    let got = c.cabinet_get_many(&["C3".into(), "C2".into(), "C1".into()]).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].get("status").map(String::as_str), Some("offline"));
+    assert!(got[1].is_empty(), "unknown cabinet: empty hash");
+    assert_eq!(got[2].get("status").map(String::as_str), Some("online"));
+}
 
 async fn heartbeat_returns_prior_liveness(c: &dyn Cache) {
     // Unknown cabinet: no prior liveness.

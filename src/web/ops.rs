@@ -149,11 +149,9 @@ pub async fn list_cabinets(
     let limit = page_limit(q.limit)?;
     let rows = state.svc.db.run(move |c| cabinets::list(c, &filter, limit)).await?;
     let next_after = (rows.len() as i64 == limit).then(|| rows.last().map(|c| c.sn.clone())).flatten();
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let facts = state.svc.cache.cabinet_get(&row.sn).await?;
-        out.push(cabinet_out(row, &facts));
-    }
+    let sns: Vec<String> = rows.iter().map(|c| c.sn.clone()).collect();
+    let facts = state.svc.cache.cabinet_get_many(&sns).await?;
+    let out: Vec<CabinetOut> = rows.into_iter().zip(facts.iter()).map(|(row, f)| cabinet_out(row, f)).collect();
     Ok(HttpResponse::Ok().json(CabinetPage { cabinets: out, next_after }))
 }
 
