@@ -8,8 +8,11 @@
 
 pub mod alerts;
 pub mod cabinets;
+pub mod commands;
+pub mod layout;
 pub mod models;
 pub mod schema;
+pub mod sessions;
 
 use std::time::Duration;
 

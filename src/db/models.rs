@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::schema::{alerts, cabinet_events, cabinets};
+use super::schema::{alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, sessions};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = cabinets, primary_key(sn))]
@@ -24,6 +24,11 @@ pub struct Cabinet {
     pub liveness_changed_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub address: Option<String>,
+    pub config_version: i64,
+    pub config_acked_version: i64,
+    pub tags_version: i64,
+    pub tags_acked_version: i64,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -93,4 +98,76 @@ pub struct NewAlert {
     pub occurrences: i64,
     pub created_at: NaiveDateTime,
     pub last_seen_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = cabinet_types, primary_key(name))]
+pub struct CabinetType {
+    pub name: String,
+    pub sensor_channels: i32,
+    pub temp_min_c: f64,
+    pub temp_max_c: f64,
+    pub temp_alert_after_s: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = lanes, primary_key(sn, code))]
+pub struct Lane {
+    pub sn: String,
+    pub code: String,
+    pub door: i32,
+    pub position: i32,
+    pub name: String,
+    pub channel: i32,
+    pub capacity: i32,
+    pub threshold: i32,
+    pub product_id: Option<i64>,
+    pub stock: i32,
+    pub zero_counts: Option<i64>,
+    pub counts_per_g: Option<f64>,
+    pub calibrated_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id: i64,
+    pub sn: String,
+    pub kind: String,
+    pub door: Option<i32>,
+    pub started_by: String,
+    pub node_id: String,
+    pub started_at: NaiveDateTime,
+    pub ended_at: Option<NaiveDateTime>,
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession {
+    pub sn: String,
+    pub kind: String,
+    pub door: Option<i32>,
+    pub started_by: String,
+    pub node_id: String,
+    pub started_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = commands)]
+pub struct CommandRow {
+    pub id: String,
+    pub sn: String,
+    pub kind: String,
+    pub session_id: Option<i64>,
+    pub body: String,
+    pub status: String,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub result: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
 }

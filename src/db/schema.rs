@@ -46,9 +46,132 @@ diesel::table! {
         liveness_changed_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        address -> Nullable<Text>,
+        config_version -> Int8,
+        config_acked_version -> Int8,
+        tags_version -> Int8,
+        tags_acked_version -> Int8,
+    }
+}
+
+diesel::table! {
+    cabinet_types (name) {
+        name -> Text,
+        sensor_channels -> Int4,
+        temp_min_c -> Float8,
+        temp_max_c -> Float8,
+        temp_alert_after_s -> Int8,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    commands (id) {
+        id -> Text,
+        sn -> Text,
+        kind -> Text,
+        session_id -> Nullable<Int8>,
+        body -> Text,
+        status -> Text,
+        attempts -> Int4,
+        error -> Nullable<Text>,
+        result -> Nullable<Text>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    lanes (sn, code) {
+        sn -> Text,
+        code -> Text,
+        door -> Int4,
+        position -> Int4,
+        name -> Text,
+        channel -> Int4,
+        capacity -> Int4,
+        threshold -> Int4,
+        product_id -> Nullable<Int8>,
+        stock -> Int4,
+        zero_counts -> Nullable<Int8>,
+        counts_per_g -> Nullable<Float8>,
+        calibrated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    operators (id) {
+        id -> Int8,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        active -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        last_login_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    products (id) {
+        id -> Int8,
+        name -> Text,
+        barcode -> Text,
+        unit_g -> Float8,
+        tolerance_g -> Float8,
+        price_fen -> Int8,
+        image_url -> Nullable<Text>,
+        active -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Int8,
+        sn -> Text,
+        kind -> Text,
+        door -> Nullable<Int4>,
+        started_by -> Text,
+        node_id -> Text,
+        started_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    weight_log (id) {
+        id -> Int8,
+        sn -> Text,
+        session_id -> Nullable<Int8>,
+        kind -> Text,
+        recorded_at -> Timestamp,
+        device_ts -> Nullable<Int8>,
+        counts -> Text,
+        grams -> Nullable<Text>,
     }
 }
 
 diesel::joinable!(cabinet_events -> cabinets (sn));
+diesel::joinable!(commands -> cabinets (sn));
+diesel::joinable!(commands -> sessions (session_id));
+diesel::joinable!(lanes -> cabinets (sn));
+diesel::joinable!(lanes -> products (product_id));
+diesel::joinable!(sessions -> cabinets (sn));
 
-diesel::allow_tables_to_appear_in_same_query!(alerts, cabinet_events, cabinets,);
+diesel::allow_tables_to_appear_in_same_query!(
+    alerts,
+    cabinet_events,
+    cabinet_types,
+    cabinets,
+    commands,
+    lanes,
+    operators,
+    products,
+    sessions,
+    weight_log,
+);

@@ -144,7 +144,7 @@ pub fn sign<T: Serialize>(key: &[u8], topic: &str, m: &T) -> Result<Vec<u8>, ser
 }
 
 /// Fields every upstream message carries.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Header {
     /// The cabinet's login counter: incremented (and persisted) before every login.
     pub boot: u64,

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bridge;
 pub mod broker;
 pub mod frame;
+pub mod messages;
 pub mod topic;
 
 pub use broker::{Broker, Downlink};

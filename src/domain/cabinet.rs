@@ -71,6 +71,27 @@ impl CabinetStatus {
     }
 }
 
+/// The lifecycle status the facts call for: `ready` once the current configuration (version ≥ 1)
+/// is acknowledged by the cabinet and every lane (at least one) is calibrated; `initializing`
+/// otherwise. `disabled` is an operator's decision and stays.
+pub fn readiness(
+    current: CabinetStatus,
+    config_version: i64,
+    config_acked_version: i64,
+    lanes: usize,
+    calibrated_lanes: usize,
+) -> CabinetStatus {
+    if current == CabinetStatus::Disabled {
+        return current;
+    }
+    let configured = config_version >= 1 && config_acked_version == config_version;
+    if configured && lanes > 0 && calibrated_lanes == lanes {
+        CabinetStatus::Ready
+    } else {
+        CabinetStatus::Initializing
+    }
+}
+
 /// A cabinet type name given at provisioning (`--type`), e.g. `fridge` or `ambient`.
 pub fn validate_type(t: &str) -> Result<(), SnError> {
     Sn::parse(t).map(|_| ())
@@ -99,6 +120,17 @@ mod tests {
                 prop_assert!(sn.as_str().len() <= SN_MAX_LEN);
             }
         }
+    }
+
+    #[test]
+    fn ready_only_when_configured_and_calibrated() {
+        use CabinetStatus::*;
+        assert_eq!(readiness(Initializing, 2, 2, 4, 4), Ready);
+        assert_eq!(readiness(Ready, 3, 2, 4, 4), Initializing, "a new configuration not yet acked");
+        assert_eq!(readiness(Ready, 2, 2, 4, 3), Initializing, "a lane not calibrated");
+        assert_eq!(readiness(Initializing, 0, 0, 0, 0), Initializing, "never configured");
+        assert_eq!(readiness(Initializing, 1, 1, 0, 0), Initializing, "no lanes");
+        assert_eq!(readiness(Disabled, 2, 2, 4, 4), Disabled);
     }
 
     #[test]

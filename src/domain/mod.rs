@@ -2,4 +2,10 @@
 
 pub mod alert;
 pub mod cabinet;
+pub mod calibration;
+pub mod layout;
 pub mod liveness;
+pub mod product;
+pub mod temperature;
+pub mod validation;
+pub mod weight;

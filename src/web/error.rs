@@ -5,15 +5,27 @@ use actix_web::{HttpResponse, ResponseError};
 
 use crate::cache::CacheError;
 use crate::db::DbError;
+use crate::domain::validation::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("missing or wrong bearer token")]
-    Unauthorized,
+    /// No credentials, or wrong or expired ones.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but the role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// The request is well formed but conflicts with the state (a session holds the cabinet, the
+    /// product is in use, ...). `code` is stable; `detail` says what it conflicts with.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String, detail: Option<serde_json::Value> },
+    /// The body parsed but its values are refused, field by field.
+    #[error("{} field(s) are invalid", .0.len())]
+    Invalid(Vec<FieldError>),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -24,8 +36,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::Invalid(_) => "invalid",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -36,8 +51,11 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -49,10 +67,16 @@ impl ResponseError for ApiError {
             tracing::error!(%detail, "internal error");
         }
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
+        if matches!(self, ApiError::Unauthorized(_)) {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        res.json(serde_json::json!({"error": self.code(), "message": self.to_string()}))
+        let mut body = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        match self {
+            ApiError::Invalid(fields) => body["fields"] = serde_json::json!(fields),
+            ApiError::Conflict { detail: Some(detail), .. } => body["detail"] = detail.clone(),
+            _ => {}
+        }
+        res.json(body)
     }
 }
 

@@ -35,7 +35,7 @@ impl FromRequest for OpsAuth {
             .and_then(|v| v.strip_prefix("Bearer "));
         ready(match (expected, presented) {
             (Some(e), Some(p)) if constant_time_eq(e.as_bytes(), p.trim().as_bytes()) => Ok(OpsAuth),
-            _ => Err(ApiError::Unauthorized),
+            _ => Err(ApiError::Unauthorized("missing or wrong bearer token".into())),
         })
     }
 }

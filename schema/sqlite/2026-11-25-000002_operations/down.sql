@@ -1,0 +1,12 @@
+DROP TABLE weight_log;
+DROP TABLE commands;
+DROP TABLE sessions;
+DROP TABLE lanes;
+DROP TABLE products;
+ALTER TABLE cabinets DROP COLUMN tags_acked_version;
+ALTER TABLE cabinets DROP COLUMN tags_version;
+ALTER TABLE cabinets DROP COLUMN config_acked_version;
+ALTER TABLE cabinets DROP COLUMN config_version;
+ALTER TABLE cabinets DROP COLUMN address;
+DROP TABLE cabinet_types;
+DROP TABLE operators;

@@ -1,0 +1,287 @@
+//! A cabinet's configuration: its type, doors and lanes, the calibration of each lane, and the
+//! versions of the configuration and of the shelf labels the cabinet has acknowledged.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{CabinetType, Lane, NewCabinetEvent};
+use super::schema::{cabinet_events, cabinet_types, cabinets, lanes, products};
+use super::{AnyConnection, DbError, DbResult};
+use crate::device::messages::PriceTag;
+use crate::domain::cabinet::{self, CabinetStatus};
+use crate::domain::layout::{self, LayoutInput, ProductState};
+use crate::domain::validation::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("cabinet {0} not found")]
+    NotFound(String),
+    #[error("configuration is invalid")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for LayoutError {
+    fn from(e: diesel::result::Error) -> Self {
+        LayoutError::Db(e.into())
+    }
+}
+
+/// Channels a cabinet type has when its type is not in `cabinet_types` (provisioned before the
+/// type was described).
+const DEFAULT_CHANNELS: i32 = 32;
+
+pub fn cabinet_type(conn: &mut AnyConnection, name: &str) -> DbResult<Option<CabinetType>> {
+    Ok(cabinet_types::table.find(name).select(CabinetType::as_select()).first(conn).optional()?)
+}
+
+pub fn cabinet_types(conn: &mut AnyConnection) -> DbResult<Vec<CabinetType>> {
+    Ok(cabinet_types::table.select(CabinetType::as_select()).order(cabinet_types::name).load(conn)?)
+}
+
+/// Insert or replace a cabinet type.
+pub fn put_cabinet_type(conn: &mut AnyConnection, t: &CabinetType) -> DbResult<()> {
+    let updated = diesel::update(cabinet_types::table.find(&t.name))
+        .set((
+            cabinet_types::sensor_channels.eq(t.sensor_channels),
+            cabinet_types::temp_min_c.eq(t.temp_min_c),
+            cabinet_types::temp_max_c.eq(t.temp_max_c),
+            cabinet_types::temp_alert_after_s.eq(t.temp_alert_after_s),
+            cabinet_types::updated_at.eq(t.updated_at),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(cabinet_types::table)
+            .values((
+                cabinet_types::name.eq(&t.name),
+                cabinet_types::sensor_channels.eq(t.sensor_channels),
+                cabinet_types::temp_min_c.eq(t.temp_min_c),
+                cabinet_types::temp_max_c.eq(t.temp_max_c),
+                cabinet_types::temp_alert_after_s.eq(t.temp_alert_after_s),
+                cabinet_types::created_at.eq(t.created_at),
+                cabinet_types::updated_at.eq(t.updated_at),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Lanes of a cabinet in door, then shelf order.
+pub fn lanes(conn: &mut AnyConnection, sn: &str) -> DbResult<Vec<Lane>> {
+    Ok(lanes::table
+        .select(Lane::as_select())
+        .filter(lanes::sn.eq(sn))
+        .order((lanes::door, lanes::position))
+        .load(conn)?)
+}
+
+/// Validate and store a configuration, whole or not at all (call inside a write transaction).
+/// A lane that keeps its code and channel keeps its calibration; any other lane must be
+/// calibrated again. Bumps the configuration and label versions and returns the new
+/// configuration version.
+pub fn save(conn: &mut AnyConnection, sn: &str, input: &LayoutInput, at: NaiveDateTime) -> Result<i64, LayoutError> {
+    let cab = super::cabinets::find(conn, sn)?.ok_or_else(|| LayoutError::NotFound(sn.to_string()))?;
+    let channels = cabinet_type(conn, &cab.cabinet_type)?.map(|t| t.sensor_channels).unwrap_or(DEFAULT_CHANNELS);
+    let wanted: Vec<i64> = input.doors.iter().flat_map(|d| d.lanes.iter().filter_map(|l| l.product_id)).collect();
+    let known: HashMap<i64, bool> = products::table
+        .select((products::id, products::active))
+        .filter(products::id.eq_any(wanted))
+        .load(conn)?
+        .into_iter()
+        .collect();
+    let state = |id: i64| match known.get(&id) {
+        None => ProductState::Unknown,
+        Some(false) => ProductState::Inactive,
+        Some(true) => ProductState::Active,
+    };
+    layout::validate(input, u32::try_from(channels).unwrap_or(0), state).map_err(LayoutError::Invalid)?;
+
+    let previous: HashMap<String, Lane> = lanes(conn, sn)?.into_iter().map(|l| (l.code.clone(), l)).collect();
+    diesel::delete(lanes::table.filter(lanes::sn.eq(sn))).execute(conn)?;
+    let mut rows = Vec::new();
+    for door in &input.doors {
+        for (position, l) in door.lanes.iter().enumerate() {
+            let channel = i32::try_from(l.channel).unwrap_or(i32::MAX);
+            let kept = previous.get(&l.code).filter(|p| p.channel == channel);
+            rows.push(Lane {
+                sn: sn.to_string(),
+                code: l.code.clone(),
+                door: i32::try_from(door.door).unwrap_or(i32::MAX),
+                position: i32::try_from(position).unwrap_or(i32::MAX),
+                name: l.name.clone(),
+                channel,
+                capacity: i32::try_from(l.capacity).unwrap_or(i32::MAX),
+                threshold: i32::try_from(l.threshold).unwrap_or(i32::MAX),
+                product_id: l.product_id,
+                stock: i32::try_from(l.stock).unwrap_or(i32::MAX),
+                zero_counts: kept.and_then(|p| p.zero_counts),
+                counts_per_g: kept.and_then(|p| p.counts_per_g),
+                calibrated_at: kept.and_then(|p| p.calibrated_at),
+            });
+        }
+    }
+    // One statement per lane: SQLite's multi-row insert goes through MultiConnection only one row
+    // at a time anyway, and a cabinet has tens of lanes.
+    for row in &rows {
+        diesel::insert_into(lanes::table).values(row).execute(conn)?;
+    }
+    let version = cab.config_version + 1;
+    let (lat, lng) = match (input.lat, input.lng) {
+        (Some(lat), Some(lng)) => (Some(lat), Some(lng)),
+        _ => (cab.lat, cab.lng),
+    };
+    diesel::update(cabinets::table.find(sn))
+        .set((
+            cabinets::config_version.eq(version),
+            cabinets::tags_version.eq(cab.tags_version + 1),
+            cabinets::address.eq(input.address.clone().or(cab.address)),
+            cabinets::lat.eq(lat),
+            cabinets::lng.eq(lng),
+            cabinets::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(version)
+}
+
+/// The cabinet acknowledged configuration `version`. Returns whether it is the current one.
+pub fn record_config_ack(conn: &mut AnyConnection, sn: &str, version: i64, at: NaiveDateTime) -> DbResult<bool> {
+    let n = diesel::update(
+        cabinets::table
+            .find(sn)
+            .filter(cabinets::config_version.eq(version))
+            .filter(cabinets::config_acked_version.lt(version)),
+    )
+    .set((cabinets::config_acked_version.eq(version), cabinets::updated_at.eq(at)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// The cabinet acknowledged label `version`.
+pub fn record_tags_ack(conn: &mut AnyConnection, sn: &str, version: i64, at: NaiveDateTime) -> DbResult<bool> {
+    let n = diesel::update(
+        cabinets::table
+            .find(sn)
+            .filter(cabinets::tags_version.ge(version))
+            .filter(cabinets::tags_acked_version.lt(version)),
+    )
+    .set((cabinets::tags_acked_version.eq(version), cabinets::updated_at.eq(at)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Labels need sending again to every cabinet with a lane holding one of these products; returns
+/// those cabinets.
+pub fn bump_tags_for_product(conn: &mut AnyConnection, product_id: i64, at: NaiveDateTime) -> DbResult<Vec<String>> {
+    let mut sns: Vec<String> =
+        lanes::table.select(lanes::sn).filter(lanes::product_id.eq(Some(product_id))).distinct().load(conn)?;
+    sns.sort();
+    if !sns.is_empty() {
+        diesel::update(cabinets::table.filter(cabinets::sn.eq_any(sns.clone())))
+            .set((cabinets::tags_version.eq(cabinets::tags_version + 1), cabinets::updated_at.eq(at)))
+            .execute(conn)?;
+    }
+    Ok(sns)
+}
+
+/// The labels of every lane, and the label version they make.
+pub fn price_tags(conn: &mut AnyConnection, sn: &str) -> DbResult<(i64, Vec<PriceTag>)> {
+    let version: i64 = cabinets::table.find(sn).select(cabinets::tags_version).first(conn)?;
+    let rows: Vec<(String, Option<String>, Option<i64>)> = lanes::table
+        .left_join(products::table)
+        .select((lanes::code, products::name.nullable(), products::price_fen.nullable()))
+        .filter(lanes::sn.eq(sn))
+        .order((lanes::door, lanes::position))
+        .load(conn)?;
+    let tags = rows
+        .into_iter()
+        .map(|(lane, name, price)| PriceTag { lane, name: name.unwrap_or_default(), price_fen: price.unwrap_or(0) })
+        .collect();
+    Ok((version, tags))
+}
+
+/// Store a door's calibration: (lane code, zero counts, counts per gram).
+pub fn save_calibration(
+    conn: &mut AnyConnection,
+    sn: &str,
+    cal: &[(String, i64, f64)],
+    at: NaiveDateTime,
+) -> DbResult<()> {
+    for (code, zero, cpg) in cal {
+        diesel::update(lanes::table.find((sn, code)))
+            .set((
+                lanes::zero_counts.eq(Some(*zero)),
+                lanes::counts_per_g.eq(Some(*cpg)),
+                lanes::calibrated_at.eq(Some(at)),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Set `initializing` / `ready` from the facts: ready once the current configuration is acked and
+/// every lane is calibrated. A `disabled` cabinet stays disabled. Records one `status` event on a
+/// change and returns the new status when it changed.
+pub fn refresh_status(
+    conn: &mut AnyConnection,
+    sn: &str,
+    node_id: &str,
+    at: NaiveDateTime,
+) -> DbResult<Option<CabinetStatus>> {
+    let Some(cab) = super::cabinets::find(conn, sn)? else { return Ok(None) };
+    let current =
+        CabinetStatus::parse(&cab.status).ok_or_else(|| DbError::Corrupt(format!("status {:?}", cab.status)))?;
+    let lanes = lanes(conn, sn)?;
+    let calibrated = lanes.iter().filter(|l| l.counts_per_g.is_some() && l.zero_counts.is_some()).count();
+    let next = cabinet::readiness(current, cab.config_version, cab.config_acked_version, lanes.len(), calibrated);
+    if next == current {
+        return Ok(None);
+    }
+    diesel::update(cabinets::table.find(sn).filter(cabinets::status.eq(current.as_str())))
+        .set((cabinets::status.eq(next.as_str()), cabinets::updated_at.eq(at)))
+        .execute(conn)?;
+    diesel::insert_into(cabinet_events::table)
+        .values(NewCabinetEvent {
+            sn: sn.to_string(),
+            kind: "status".into(),
+            from_state: Some(current.as_str().into()),
+            to_state: Some(next.as_str().into()),
+            detail: Some(
+                serde_json::json!({
+                    "config_version": cab.config_version,
+                    "config_acked_version": cab.config_acked_version,
+                    "lanes": lanes.len(),
+                    "calibrated": calibrated,
+                })
+                .to_string(),
+            ),
+            node_id: node_id.to_string(),
+            created_at: at,
+        })
+        .execute(conn)?;
+    Ok(Some(next))
+}
+
+/// Every cabinet with a known position: (sn, lat, lng), to fill the GEO index at start.
+pub fn positions(conn: &mut AnyConnection) -> DbResult<Vec<(String, f64, f64)>> {
+    let rows: Vec<(String, Option<f64>, Option<f64>)> = cabinets::table
+        .select((cabinets::sn, cabinets::lat, cabinets::lng))
+        .filter(cabinets::lat.is_not_null())
+        .filter(cabinets::lng.is_not_null())
+        .load(conn)?;
+    Ok(rows.into_iter().filter_map(|(sn, lat, lng)| Some((sn, lat?, lng?))).collect())
+}
+
+/// Of these cabinets, those with at least one unit of an active product on a lane.
+pub fn with_stock(conn: &mut AnyConnection, sns: &[String]) -> DbResult<Vec<String>> {
+    Ok(lanes::table
+        .inner_join(products::table)
+        .select(lanes::sn)
+        .filter(lanes::sn.eq_any(sns.to_vec()))
+        .filter(lanes::stock.gt(0))
+        .filter(products::active.eq(true))
+        .distinct()
+        .load(conn)?)
+}

@@ -1,0 +1,72 @@
+//! Sessions: what holds a cabinet (the device lock). At most one is open per cabinet; the
+//! database enforces it with a partial unique index, so two nodes cannot both open one.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{NewSession, Session};
+use super::schema::sessions;
+use super::{AnyConnection, DbError, DbResult};
+
+/// Open a session; `Ok(Err(open))` when another session already holds the cabinet.
+pub fn open(conn: &mut AnyConnection, new: &NewSession) -> DbResult<Result<Session, Session>> {
+    if let Some(held) = current(conn, &new.sn)? {
+        return Ok(Err(held));
+    }
+    match diesel::insert_into(sessions::table).values(new).execute(conn) {
+        Ok(_) => {}
+        // Opened elsewhere between the read and the insert.
+        Err(e) => {
+            let e = DbError::from(e);
+            if e.is_unique_violation()
+                && let Some(held) = current(conn, &new.sn)?
+            {
+                return Ok(Err(held));
+            }
+            return Err(e);
+        }
+    }
+    current(conn, &new.sn)?.map(Ok).ok_or_else(|| DbError::Corrupt(format!("session for {} vanished", new.sn)))
+}
+
+/// The open session of a cabinet, if any.
+pub fn current(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<Session>> {
+    Ok(sessions::table
+        .select(Session::as_select())
+        .filter(sessions::sn.eq(sn))
+        .filter(sessions::ended_at.is_null())
+        .first(conn)
+        .optional()?)
+}
+
+/// End a session once; returns whether this call ended it.
+pub fn close(
+    conn: &mut AnyConnection,
+    id: i64,
+    outcome: &str,
+    detail: Option<&str>,
+    at: NaiveDateTime,
+) -> DbResult<bool> {
+    let n = diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
+        .set((
+            sessions::ended_at.eq(Some(at)),
+            sessions::outcome.eq(Some(outcome)),
+            sessions::detail.eq(detail.map(str::to_string)),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Session>> {
+    Ok(sessions::table.find(id).select(Session::as_select()).first(conn).optional()?)
+}
+
+/// Newest first.
+pub fn list(conn: &mut AnyConnection, sn: &str, limit: i64) -> DbResult<Vec<Session>> {
+    Ok(sessions::table
+        .select(Session::as_select())
+        .filter(sessions::sn.eq(sn))
+        .order(sessions::id.desc())
+        .limit(limit)
+        .load(conn)?)
+}
