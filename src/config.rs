@@ -35,6 +35,9 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub protocol: ProtocolConfig,
     pub liveness: LivenessConfig,
+    pub api: ApiConfig,
+    pub weights: WeightsConfig,
+    pub calibration: CalibrationConfig,
     pub security: SecurityConfig,
     #[serde(default)]
     pub log: LogConfig,
@@ -129,6 +132,46 @@ pub struct LivenessConfig {
     pub min_fleet: u64,
     /// Most cabinets the watchdog examines per round.
     pub batch: usize,
+}
+
+/// Limits of the mini-program API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub nearby_default_radius_m: f64,
+    pub nearby_max_radius_m: f64,
+    pub nearby_default_limit: usize,
+    pub nearby_max_limit: usize,
+}
+
+/// How lane weights are judged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsConfig {
+    /// Readings kept per lane in the cabinet actor.
+    pub window: usize,
+    /// A lane is stable when this many consecutive readings lie within its tolerance.
+    pub stable_readings: usize,
+    /// Stability tolerance of a lane without a product (with one, the product's tolerance).
+    pub default_tolerance_g: f64,
+    /// Closed-door change with no session that raises a drift alert: the larger of this and the
+    /// lane product's tolerance.
+    pub drift_min_g: f64,
+}
+
+/// Limits of the calibration steps (see `domain::calibration`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationConfig {
+    /// A span reading that moved less than this per gram of standard weight did not move.
+    pub min_counts_per_g: f64,
+    pub max_counts_per_g: f64,
+    /// Largest standard weight accepted, grams.
+    pub max_standard_g: f64,
+    /// The verification reading must be within this of the standard weight.
+    pub verify_tolerance_g: f64,
+    /// A calibration session with no step for this long is ended, freeing the cabinet.
+    pub idle_timeout_s: u64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -274,6 +317,39 @@ impl Config {
             ));
         }
         positive("liveness.window_s", self.liveness.window_s)?;
+        if !(self.api.nearby_max_radius_m.is_finite() && self.api.nearby_max_radius_m > 0.0) {
+            return Err(key_error("api.nearby_max_radius_m", "must be a number > 0"));
+        }
+        if !(self.api.nearby_default_radius_m > 0.0 && self.api.nearby_default_radius_m <= self.api.nearby_max_radius_m)
+        {
+            return Err(key_error("api.nearby_default_radius_m", "must be in (0, api.nearby_max_radius_m]"));
+        }
+        positive("api.nearby_max_limit", self.api.nearby_max_limit as u64)?;
+        if !(1..=self.api.nearby_max_limit).contains(&self.api.nearby_default_limit) {
+            return Err(key_error("api.nearby_default_limit", "must be in 1..=api.nearby_max_limit"));
+        }
+        positive("weights.window", self.weights.window as u64)?;
+        positive("weights.stable_readings", self.weights.stable_readings as u64)?;
+        if self.weights.stable_readings > self.weights.window {
+            return Err(key_error("weights.stable_readings", "must be at most weights.window"));
+        }
+        let finite_positive = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(key_error(key, format!("must be a number > 0, got {v}")))
+            }
+        };
+        finite_positive("weights.default_tolerance_g", self.weights.default_tolerance_g)?;
+        finite_positive("weights.drift_min_g", self.weights.drift_min_g)?;
+        finite_positive("calibration.min_counts_per_g", self.calibration.min_counts_per_g)?;
+        finite_positive("calibration.max_counts_per_g", self.calibration.max_counts_per_g)?;
+        if self.calibration.max_counts_per_g <= self.calibration.min_counts_per_g {
+            return Err(key_error("calibration.max_counts_per_g", "must be greater than calibration.min_counts_per_g"));
+        }
+        finite_positive("calibration.max_standard_g", self.calibration.max_standard_g)?;
+        finite_positive("calibration.verify_tolerance_g", self.calibration.verify_tolerance_g)?;
+        positive("calibration.idle_timeout_s", self.calibration.idle_timeout_s)?;
         if !(self.liveness.healthy_ratio > 0.0 && self.liveness.healthy_ratio <= 1.0) {
             return Err(key_error(
                 "liveness.healthy_ratio",

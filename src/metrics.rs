@@ -27,6 +27,8 @@ pub struct Metrics {
     /// Share of tracked cabinets heard from within the liveness window (last watchdog round).
     pub heartbeat_ratio: Gauge,
     pub heartbeats: IntCounter,
+    pub commands_sent: IntCounterVec,
+    pub commands_finished: IntCounterVec,
     pub liveness_transitions: IntCounterVec,
     pub mqtt_auth: IntCounterVec,
     /// From the frame's `ts` (cabinet clock) to the cabinet actor having handled it.
@@ -62,6 +64,14 @@ impl Metrics {
                 "Share of tracked cabinets heard from within the liveness window",
             )?,
             heartbeats: IntCounter::new("heft_heartbeats_total", "Heartbeats accepted")?,
+            commands_sent: IntCounterVec::new(
+                Opts::new("heft_commands_sent_total", "Commands sent to cabinets, retries included, by kind"),
+                &["kind"],
+            )?,
+            commands_finished: IntCounterVec::new(
+                Opts::new("heft_commands_finished_total", "Commands that ended, by kind and status"),
+                &["kind", "status"],
+            )?,
             liveness_transitions: IntCounterVec::new(
                 Opts::new("heft_liveness_transitions_total", "Cabinet liveness changes by new state"),
                 &["to"],
@@ -84,6 +94,8 @@ impl Metrics {
         m.registry.register(Box::new(m.frames_rejected.clone()))?;
         m.registry.register(Box::new(m.heartbeat_ratio.clone()))?;
         m.registry.register(Box::new(m.heartbeats.clone()))?;
+        m.registry.register(Box::new(m.commands_sent.clone()))?;
+        m.registry.register(Box::new(m.commands_finished.clone()))?;
         m.registry.register(Box::new(m.liveness_transitions.clone()))?;
         m.registry.register(Box::new(m.mqtt_auth.clone()))?;
         m.registry.register(Box::new(m.frame_latency.clone()))?;

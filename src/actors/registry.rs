@@ -33,7 +33,13 @@ impl Registry {
 
     /// Start a cabinet actor; `first` (the frame that called for it) is queued before the bridge
     /// can see the new route, so the cabinet's frames keep their order.
-    fn spawn(&mut self, sn: &Sn, restarted: bool, first: Option<Inbound>, ctx: &mut Context<Self>) {
+    fn spawn(
+        &mut self,
+        sn: &Sn,
+        restarted: bool,
+        first: Option<Inbound>,
+        ctx: &mut Context<Self>,
+    ) -> Addr<CabinetActor> {
         let generation = self.generations.get(sn.as_str()).copied().unwrap_or(0) + 1;
         self.generations.insert(sn.to_string(), generation);
         let addr = CabinetActor::new(sn.clone(), self.svc.clone(), ctx.address(), generation, restarted).start();
@@ -41,8 +47,9 @@ impl Registry {
             addr.do_send(f);
         }
         if let Ok(mut routes) = self.routes.write() {
-            routes.insert(sn.to_string(), addr);
+            routes.insert(sn.to_string(), addr.clone());
         }
+        addr
     }
 
     fn forget(&mut self, sn: &str, generation: u64) -> bool {
@@ -68,7 +75,9 @@ impl Handler<Inbound> for Registry {
     fn handle(&mut self, f: Inbound, ctx: &mut Context<Self>) {
         match self.route(f.sn.as_str()) {
             Some(addr) => addr.do_send(f),
-            None => self.spawn(&f.sn.clone(), false, Some(f), ctx),
+            None => {
+                self.spawn(&f.sn.clone(), false, Some(f), ctx);
+            }
         }
     }
 }
@@ -158,6 +167,23 @@ impl Handler<Lookup> for Registry {
 
     fn handle(&mut self, m: Lookup, _ctx: &mut Context<Self>) -> Self::Result {
         self.route(&m.0)
+    }
+}
+
+/// The cabinet's actor on this node, started (state loaded from the database) when it has none:
+/// operators may configure a cabinet that is not connected.
+#[derive(Message)]
+#[rtype(result = "Addr<CabinetActor>")]
+pub struct Ensure(pub Sn);
+
+impl Handler<Ensure> for Registry {
+    type Result = MessageResult<Ensure>;
+
+    fn handle(&mut self, m: Ensure, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(addr) = self.route(m.0.as_str()) {
+            return MessageResult(addr);
+        }
+        MessageResult(self.spawn(&m.0, false, None, ctx))
     }
 }
 

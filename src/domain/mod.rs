@@ -6,6 +6,7 @@ pub mod calibration;
 pub mod layout;
 pub mod liveness;
 pub mod product;
+pub mod session;
 pub mod temperature;
 pub mod validation;
 pub mod weight;

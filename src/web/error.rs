@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::actors::cabinet::session::SessionError;
 use crate::cache::CacheError;
 use crate::db::DbError;
 use crate::domain::validation::FieldError;
@@ -23,6 +24,13 @@ pub enum ApiError {
     /// product is in use, ...). `code` is stable; `detail` says what it conflicts with.
     #[error("{message}")]
     Conflict { code: &'static str, message: String, detail: Option<serde_json::Value> },
+    /// The request was carried out and the result refused (a calibration reading that did not
+    /// move, a tare with the door open, ...). `code` is stable.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    /// The cabinet did not carry out a command (refused it, or never answered).
+    #[error("{0}")]
+    Device(String),
     /// The body parsed but its values are refused, field by field.
     #[error("{} field(s) are invalid", .0.len())]
     Invalid(Vec<FieldError>),
@@ -41,6 +49,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
             ApiError::Invalid(_) => "invalid",
+            ApiError::Refused { code, .. } => code,
+            ApiError::Device(_) => "device_failed",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -55,7 +65,8 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Device(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -85,6 +96,29 @@ impl From<DbError> for ApiError {
         match e {
             DbError::Pool(_) | DbError::Connect(_) => ApiError::Unavailable("database unavailable".into()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        let message = e.to_string();
+        let conflict = |code| ApiError::Conflict { code, message: message.clone(), detail: None };
+        match e {
+            SessionError::Busy(info) => ApiError::Conflict {
+                code: "cabinet_busy",
+                message,
+                detail: Some(serde_json::json!({ "session": info })),
+            },
+            SessionError::NotFound => ApiError::NotFound("cabinet".into()),
+            SessionError::NotConnected => conflict("cabinet_not_connected"),
+            SessionError::NotConfigured(_) => conflict("not_configured"),
+            SessionError::NoSession(_) => conflict("no_session"),
+            SessionError::StepOrder(_) => conflict("calibration_step_order"),
+            SessionError::Invalid(fields) => ApiError::Invalid(fields),
+            SessionError::Calibration(c) => ApiError::Refused { code: c.code(), message },
+            SessionError::Command(_) => ApiError::Device(message),
+            SessionError::Internal(detail) => ApiError::Internal(detail),
         }
     }
 }

@@ -155,7 +155,7 @@ pub async fn list_cabinets(
     Ok(HttpResponse::Ok().json(CabinetPage { cabinets: out, next_after }))
 }
 
-fn parse_sn(raw: &str) -> Result<Sn, ApiError> {
+pub fn parse_sn(raw: &str) -> Result<Sn, ApiError> {
     Sn::parse(raw).map_err(|e| ApiError::BadRequest(format!("invalid serial number: {e}")))
 }
 

@@ -1,10 +1,16 @@
-//! One actor per cabinet (DESIGN "Cabinet actor"). For now it owns the login session (boot and
-//! seq, the replay guard), heartbeat facts and liveness recovery; sessions, weights and commands
-//! come with later issues.
+//! One actor per cabinet (DESIGN "Cabinet actor"). It owns the login (boot and seq, the replay
+//! guard), heartbeat facts and liveness recovery, the lanes' calibration and weights
+//! (`weights`), commands with their acks (`commands`), and the one session that may hold the
+//! cabinet (`session`, `requests`).
 //!
 //! State is loaded from the database when the actor starts. A restarted actor cannot know the
 //! last seq it accepted, so rather than guess (and open a replay window) it asks the cabinet to
 //! log in again.
+
+mod commands;
+pub mod requests;
+pub mod session;
+pub mod weights;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,13 +19,17 @@ use actix::prelude::*;
 
 use super::registry::{CabinetDied, CabinetStopped, Registry};
 use super::{Shared, now_ms};
-use crate::db::{self, DbError, alerts, cabinets};
+use crate::db::{self, DbError, alerts, cabinets, commands as command_rows, layout, sessions};
 use crate::device::bridge::Inbound;
 use crate::device::frame::{self, AnyUp, Cadence, Envelope, Heartbeat, Login, LoginAck, Reject};
+use crate::device::messages::{AckUp, DoorUp, WeightUp};
 use crate::device::topic::{self, DownKind, UpKind};
 use crate::domain::alert;
 use crate::domain::cabinet::Sn;
 use crate::domain::liveness::{self, Liveness};
+use crate::domain::session::Outcome;
+use crate::domain::temperature::{TempRule, TempWatch};
+use crate::domain::weight::LaneCalibration;
 
 /// How long an actor for a serial number that is not provisioned stays around, answering
 /// `unknown_cabinet`, so a flood of such frames does not become a flood of database reads.
@@ -53,6 +63,42 @@ pub struct CabinetActor {
     last_relogin_request: Option<Instant>,
     last_key_reload: Option<Instant>,
     notice: DeathNotice,
+    setup: Setup,
+    lanes: Vec<weights::LaneState>,
+    doors: weights::Doors,
+    session: Option<session::Active>,
+    pending: HashMap<String, commands::Pending>,
+    temp_rule: Option<TempRule>,
+    temp_watch: TempWatch,
+}
+
+/// Configuration facts the actor works from, loaded from the database.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Setup {
+    pub status: String,
+    pub versions: Versions,
+    pub lanes: Vec<LaneSetup>,
+    pub temp_rule: Option<TempRule>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Versions {
+    pub config: i64,
+    pub config_acked: i64,
+    pub tags: i64,
+    pub tags_acked: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LaneSetup {
+    pub code: String,
+    pub door: u32,
+    pub channel: usize,
+    pub cal: Option<LaneCalibration>,
+    pub product_id: Option<i64>,
+    pub unit_g: Option<f64>,
+    pub tolerance_g: Option<f64>,
+    pub stock: i32,
 }
 
 /// Tells the registry when the actor is gone, and keeps the gauges right.
@@ -120,7 +166,63 @@ impl CabinetActor {
             last_relogin_request: None,
             last_key_reload: None,
             notice,
+            setup: Setup::default(),
+            lanes: Vec::new(),
+            doors: weights::Doors::default(),
+            session: None,
+            pending: HashMap::new(),
+            temp_rule: None,
+            temp_watch: TempWatch::default(),
         }
+    }
+
+    /// The boot of the current login, if the cabinet is logged in.
+    fn session_boot(&self) -> Option<u64> {
+        match self.state {
+            State::Session { boot, .. } => Some(boot),
+            _ => None,
+        }
+    }
+
+    /// A status change goes to the cache, where the ops API and nearby search read it.
+    fn publish_status(&mut self, status: &str, ctx: &mut Context<Self>) {
+        self.setup.status = status.to_string();
+        tracing::info!(sn = %self.sn, status, "cabinet status");
+        let (cache, sn, status) = (self.svc.cache.clone(), self.sn.to_string(), status.to_string());
+        ctx.spawn(
+            async move {
+                if let Err(e) = cache.cabinet_set(&sn, &[("status", status)]).await {
+                    tracing::warn!(%sn, error = %e, "status not cached");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// After a configuration change: status and position to the cache and the GEO index.
+    fn publish_setup(&mut self, ctx: &mut Context<Self>) {
+        let status = self.setup.status.clone();
+        self.publish_status(&status, ctx);
+        let (svc, sn) = (self.svc.clone(), self.sn.to_string());
+        ctx.spawn(
+            async move {
+                let owned = sn.clone();
+                match svc.db.run(move |c| cabinets::find(c, &owned)).await {
+                    Ok(Some(cab)) => {
+                        if let (Some(lat), Some(lng)) = (cab.lat, cab.lng) {
+                            let fields = [("lat", lat.to_string()), ("lng", lng.to_string())];
+                            let _ = svc.cache.cabinet_set(&sn, &fields).await;
+                            if let Err(e) = svc.cache.geo_add(&sn, lng, lat).await {
+                                tracing::warn!(%sn, error = %e, "cabinet position not indexed");
+                            }
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(%sn, error = %e, "cabinet not re-read"),
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     fn set_connected(&mut self, connected: bool) {
@@ -214,9 +316,15 @@ impl CabinetActor {
         if header.seq <= last_seq {
             return Err(Reject::Replay);
         }
-        if f.kind == UpKind::Heartbeat {
-            let hb: Heartbeat = env.message()?;
-            self.heartbeat(hb, ctx);
+        match f.kind {
+            UpKind::Heartbeat => {
+                let hb: Heartbeat = env.message()?;
+                self.heartbeat(hb, ctx);
+            }
+            UpKind::Weight => self.on_weight(env.message::<WeightUp>()?, ctx),
+            UpKind::Door => self.on_door(env.message::<DoorUp>()?, ctx),
+            UpKind::Ack => self.on_ack(env.message::<AckUp>()?, ctx),
+            UpKind::Login | UpKind::Event => {}
         }
         self.state = State::Session { boot, last_seq: header.seq };
         Ok(header.ts)
@@ -257,7 +365,7 @@ impl CabinetActor {
         let svc = self.svc.clone();
         // `wait`: no other frame of this cabinet is handled until the login is stored, so the
         // frames that follow it see the new session.
-        ctx.wait(async move { persist_login(&svc, record).await }.into_actor(self).map(move |result, act, _ctx| {
+        ctx.wait(async move { persist_login(&svc, record).await }.into_actor(self).map(move |result, act, ctx| {
             match result {
                 Ok(LoginDone::Accepted { previous }) => {
                     act.last_boot = boot;
@@ -268,6 +376,7 @@ impl CabinetActor {
                     act.set_liveness(Liveness::Online);
                     act.send_login_ack(boot, None);
                     tracing::info!(sn = %act.sn, boot, "cabinet logged in");
+                    act.deliver_pending(ctx);
                 }
                 Ok(LoginDone::Stale { last_boot }) => {
                     act.last_boot = last_boot;
@@ -283,6 +392,7 @@ impl CabinetActor {
 
     fn heartbeat(&mut self, hb: Heartbeat, ctx: &mut Context<Self>) {
         self.svc.metrics.heartbeats.inc();
+        self.check_temperature(hb.temp_c, ctx);
         let svc = self.svc.clone();
         let sn = self.sn.to_string();
         let fields = [("temperature_c", hb.temp_c.to_string()), ("heating", hb.heating.to_string())];
@@ -460,6 +570,80 @@ async fn load(svc: Shared, sn: String) -> Result<Option<Loaded>, ActorError> {
     }))
 }
 
+/// The configuration facts of a cabinet (lanes, products, versions, temperature range).
+pub(crate) async fn load_setup(svc: &Shared, sn: &str) -> Result<Setup, ActorError> {
+    let sn = sn.to_string();
+    let setup = svc
+        .db
+        .run(move |c| {
+            let Some(cab) = cabinets::find(c, &sn)? else { return Ok::<_, DbError>(Setup::default()) };
+            let lanes = layout::lanes_with_products(c, &sn)?
+                .into_iter()
+                .map(|(l, product)| LaneSetup {
+                    code: l.code,
+                    door: u32::try_from(l.door).unwrap_or(0),
+                    channel: usize::try_from(l.channel).unwrap_or(usize::MAX),
+                    cal: match (l.zero_counts, l.counts_per_g) {
+                        (Some(zero_counts), Some(counts_per_g)) => Some(LaneCalibration { zero_counts, counts_per_g }),
+                        _ => None,
+                    },
+                    product_id: l.product_id,
+                    unit_g: product.map(|p| p.0),
+                    tolerance_g: product.map(|p| p.1),
+                    stock: l.stock,
+                })
+                .collect();
+            let temp_rule = layout::cabinet_type(c, &cab.cabinet_type)?.map(|t| TempRule {
+                min_c: t.temp_min_c,
+                max_c: t.temp_max_c,
+                alert_after_ms: t.temp_alert_after_s.saturating_mul(1000),
+            });
+            Ok(Setup {
+                status: cab.status,
+                versions: Versions {
+                    config: cab.config_version,
+                    config_acked: cab.config_acked_version,
+                    tags: cab.tags_version,
+                    tags_acked: cab.tags_acked_version,
+                },
+                lanes,
+                temp_rule,
+            })
+        })
+        .await?;
+    Ok(setup)
+}
+
+/// At actor start: the setup, whether a temperature alert is open, and cleanup of what an
+/// earlier actor of this cabinet left behind (an open session, pending commands): no other actor
+/// of this cabinet runs now, so they can never complete.
+async fn start_up(svc: Shared, sn: String) -> Result<(Setup, bool), ActorError> {
+    let setup = load_setup(&svc, &sn).await?;
+    let owned = sn.clone();
+    let (stale, temp_alert) = svc
+        .db
+        .run(move |c| {
+            let stale = sessions::current(c, &owned)?;
+            let filter = alerts::AlertFilter {
+                code: Some(weights::TEMPERATURE.into()),
+                sn: Some(owned.clone()),
+                open_only: true,
+            };
+            Ok::<_, DbError>((stale, !alerts::list(c, &filter, 1)?.is_empty()))
+        })
+        .await?;
+    if let Some(s) = stale {
+        tracing::warn!(%sn, session = s.id, kind = %s.kind, "closing a session left open by an earlier actor");
+        svc.db
+            .write(move |c| {
+                sessions::close(c, s.id, Outcome::Abandoned.as_str(), None, db::now())?;
+                command_rows::abandon_pending(c, &sn, db::now())
+            })
+            .await?;
+    }
+    Ok((setup, temp_alert))
+}
+
 impl Actor for CabinetActor {
     type Context = Context<Self>;
 
@@ -476,6 +660,20 @@ impl Actor for CabinetActor {
                         tracing::warn!(sn = %act.sn, "cabinet actor restarted; asking the cabinet to log in again");
                         act.request_login();
                     }
+                    ctx.wait(start_up(act.svc.clone(), act.sn.to_string()).into_actor(act).map(
+                        |r, act, ctx| match r {
+                            Ok((setup, temp_alert)) => {
+                                act.temp_watch = TempWatch::new(temp_alert);
+                                act.apply_setup(setup);
+                            }
+                            Err(e) => {
+                                tracing::error!(sn = %act.sn, error = %e, "cabinet setup could not be loaded");
+                                act.notice.on_purpose = true;
+                                ctx.stop();
+                            }
+                        },
+                    ));
+                    ctx.run_interval(Duration::from_secs(5), |act, ctx| act.expire_idle_session(ctx));
                 }
                 Ok(None) => {
                     act.state = State::Unknown;
@@ -492,7 +690,8 @@ impl Actor for CabinetActor {
         }));
     }
 
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.fail_all_commands("the cabinet's actor stopped", ctx);
         self.notice.report();
     }
 }
@@ -559,6 +758,10 @@ pub struct CabinetView {
     pub boot: Option<u64>,
     pub last_seq: Option<u64>,
     pub liveness: Liveness,
+    pub session: Option<session::SessionInfo>,
+    pub doors_open: Vec<u32>,
+    pub lanes: Vec<weights::LaneWeight>,
+    pub pending_commands: usize,
 }
 
 impl Handler<Inspect> for CabinetActor {
@@ -569,6 +772,15 @@ impl Handler<Inspect> for CabinetActor {
             State::Session { boot, last_seq } => (Some(boot), Some(last_seq)),
             _ => (None, None),
         };
-        CabinetView { logged_in: boot.is_some(), boot, last_seq, liveness: self.liveness }
+        CabinetView {
+            logged_in: boot.is_some(),
+            boot,
+            last_seq,
+            liveness: self.liveness,
+            session: self.session.as_ref().map(|s| s.info.clone()),
+            doors_open: self.doors.open.iter().copied().collect(),
+            lanes: self.lane_weights(),
+            pending_commands: self.pending.len(),
+        }
     }
 }

@@ -1,0 +1,180 @@
+//! Commands to the cabinet with acks: each gets a `cmd_id`, is retried on timeout a bounded
+//! number of times (a new `seq` each time, the same `cmd_id`, so the cabinet executes it once),
+//! and ends acked, failed (the cabinet said no) or timed out. The row in `commands` is written
+//! before the first send and updated once at the end.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use rand::Rng;
+
+use super::CabinetActor;
+use crate::db::models::CommandRow;
+use crate::db::{self, commands};
+use crate::device::messages::{AckUp, CalibrationStep, Command};
+use crate::device::topic::DownKind;
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandOutcome {
+    Acked(Option<serde_json::Value>),
+    Failed(String),
+    TimedOut,
+}
+
+impl CommandOutcome {
+    pub fn status(&self) -> &'static str {
+        match self {
+            CommandOutcome::Acked(_) => "acked",
+            CommandOutcome::Failed(_) => "failed",
+            CommandOutcome::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// What the actor does with the outcome.
+#[derive(Debug)]
+pub enum Purpose {
+    Config { version: i64 },
+    Tags { version: i64 },
+    Calibrate { step: CalibrationStep, standard_g: Option<f64>, lanes: Vec<String> },
+}
+
+pub struct Pending {
+    kind: DownKind,
+    body: serde_json::Value,
+    attempts: u32,
+    session_id: Option<i64>,
+    purpose: Option<Purpose>,
+    timer: Option<SpawnHandle>,
+}
+
+fn new_cmd_id() -> String {
+    format!("{:016x}", rand::thread_rng().r#gen::<u64>())
+}
+
+impl CabinetActor {
+    /// Record and send a command; the outcome comes back to [`CabinetActor::command_done`].
+    pub(super) fn issue(
+        &mut self,
+        kind: DownKind,
+        body: serde_json::Value,
+        session_id: Option<i64>,
+        purpose: Purpose,
+        ctx: &mut Context<Self>,
+    ) -> String {
+        let cmd_id = new_cmd_id();
+        let row = CommandRow {
+            id: cmd_id.clone(),
+            sn: self.sn.to_string(),
+            kind: kind.as_str().to_string(),
+            session_id,
+            body: body.to_string(),
+            status: "pending".into(),
+            attempts: 0,
+            error: None,
+            result: None,
+            created_at: db::now(),
+            finished_at: None,
+        };
+        self.pending.insert(
+            cmd_id.clone(),
+            Pending { kind, body, attempts: 0, session_id, purpose: Some(purpose), timer: None },
+        );
+        let db = self.svc.db.clone();
+        let id = cmd_id.clone();
+        // `wait`: the row exists before the cabinet can ack, so the ack always finds it.
+        ctx.wait(async move { db.write(move |c| commands::insert(c, &row)).await }.into_actor(self).map(
+            move |result, act, ctx| match result {
+                Ok(()) => act.transmit(&id, ctx),
+                Err(e) => {
+                    tracing::error!(sn = %act.sn, error = %e, "command not recorded; not sent");
+                    act.finish_command(&id, CommandOutcome::Failed(format!("not recorded: {e}")), ctx);
+                }
+            },
+        ));
+        cmd_id
+    }
+
+    /// Send (or send again) a pending command with the next seq, and arm its timeout.
+    fn transmit(&mut self, cmd_id: &str, ctx: &mut Context<Self>) {
+        let boot = self.session_boot();
+        let seq = self.next_down_seq();
+        let timeout = Duration::from_millis(self.svc.config.protocol.command_timeout_ms);
+        let Some(p) = self.pending.get_mut(cmd_id) else { return };
+        p.attempts += 1;
+        let cmd = Command { boot: boot.unwrap_or(0), seq, cmd_id: cmd_id.to_string(), body: p.body.clone() };
+        let kind = p.kind;
+        let id = cmd_id.to_string();
+        p.timer = Some(ctx.run_later(timeout, move |act, ctx| act.command_timed_out(&id, ctx)));
+        // Not logged in: nothing is sent; the retries keep trying until the timeout runs out.
+        if boot.is_some() {
+            self.svc.metrics.commands_sent.with_label_values(&[kind.as_str()]).inc();
+            self.send_down(kind, &cmd);
+        }
+    }
+
+    fn command_timed_out(&mut self, cmd_id: &str, ctx: &mut Context<Self>) {
+        let Some(p) = self.pending.get(cmd_id) else { return };
+        if p.attempts <= self.svc.config.protocol.command_retries {
+            tracing::debug!(sn = %self.sn, cmd_id, attempts = p.attempts, "command not acked; sending again");
+            self.transmit(cmd_id, ctx);
+        } else {
+            self.finish_command(cmd_id, CommandOutcome::TimedOut, ctx);
+        }
+    }
+
+    /// An `up/ack` frame. Acks for unknown or finished commands (a late duplicate) are ignored.
+    pub(super) fn on_ack(&mut self, ack: AckUp, ctx: &mut Context<Self>) {
+        if !self.pending.contains_key(&ack.cmd_id) {
+            tracing::debug!(sn = %self.sn, cmd_id = %ack.cmd_id, "ack for no pending command");
+            return;
+        }
+        let outcome = if ack.ok {
+            CommandOutcome::Acked(ack.result)
+        } else {
+            CommandOutcome::Failed(ack.error.unwrap_or_else(|| "refused by the cabinet".into()))
+        };
+        self.finish_command(&ack.cmd_id, outcome, ctx);
+    }
+
+    fn finish_command(&mut self, cmd_id: &str, outcome: CommandOutcome, ctx: &mut Context<Self>) {
+        let Some(mut p) = self.pending.remove(cmd_id) else { return };
+        if let Some(timer) = p.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.svc.metrics.commands_finished.with_label_values(&[p.kind.as_str(), outcome.status()]).inc();
+        let (error, result) = match &outcome {
+            CommandOutcome::Acked(r) => (None, r.as_ref().map(|v| v.to_string())),
+            CommandOutcome::Failed(e) => (Some(e.clone()), None),
+            CommandOutcome::TimedOut => (Some(format!("no ack after {} attempts", p.attempts)), None),
+        };
+        let (db, id, status, attempts) =
+            (self.svc.db.clone(), cmd_id.to_string(), outcome.status(), i32::try_from(p.attempts).unwrap_or(i32::MAX));
+        ctx.spawn(
+            async move {
+                let r = db
+                    .write(move |c| {
+                        commands::finish(c, &id, status, attempts, error.as_deref(), result.as_deref(), db::now())
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "command outcome not recorded");
+                }
+            }
+            .into_actor(self),
+        );
+        if let Some(purpose) = p.purpose.take() {
+            self.command_done(purpose, p.session_id, outcome, ctx);
+        }
+    }
+
+    /// Pending commands can never be acked once the actor stops: fail them now, so any caller
+    /// waiting on one gets an answer.
+    pub(super) fn fail_all_commands(&mut self, why: &str, ctx: &mut Context<Self>) {
+        let ids: Vec<String> = self.pending.keys().cloned().collect();
+        for id in ids {
+            self.finish_command(&id, CommandOutcome::Failed(why.to_string()), ctx);
+        }
+    }
+}

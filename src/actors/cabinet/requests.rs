@@ -1,0 +1,243 @@
+//! What operators ask of a cabinet's actor (through the ops API): save a configuration, resend
+//! labels, calibrate, end a session. Requests that start a session are atomic: the actor handles
+//! nothing else until the session is open or refused.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::session::{ConfigSaved, Delivery, SessionError, SessionInfo, StepReport, open_delivery};
+use super::{CabinetActor, State, load_setup};
+use crate::db::models::Session;
+use crate::db::{self, DbError, layout, sessions};
+use crate::device::messages::CalibrationStep;
+use crate::domain::layout::LayoutInput;
+use crate::domain::session::{Outcome, SessionKind};
+
+/// Store a new configuration and deliver it.
+#[derive(Message)]
+#[rtype(result = "Result<ConfigSaved, SessionError>")]
+pub struct SaveConfig {
+    pub layout: LayoutInput,
+    pub by: String,
+}
+
+impl Handler<SaveConfig> for CabinetActor {
+    type Result = AtomicResponse<Self, Result<ConfigSaved, SessionError>>;
+
+    fn handle(&mut self, m: SaveConfig, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(refusal) = self.refuse_request().or_else(|| self.busy().err()) {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(refusal))));
+        }
+        // Logged in: the delivery session opens in the same transaction as the save, so the
+        // configuration cannot be stored without the cabinet being held for its delivery.
+        let delivery = self.session_boot().map(|_| self.new_session(SessionKind::Config, None, &m.by));
+        let (svc, sn) = (self.svc.clone(), self.sn.to_string());
+        AtomicResponse::new(Box::pin(
+            async move {
+                let owned = sn.clone();
+                let saved = svc
+                    .db
+                    .write(move |c| {
+                        let version = layout::save(c, &owned, &m.layout, db::now())?;
+                        let opened = match &delivery {
+                            // Held from another node: roll the save back, refuse whole.
+                            Some(new) => Some(
+                                open_delivery(c, new, SessionKind::Config, &owned)?
+                                    .map_err(|held| SaveFail::Busy(Box::new(held)))?,
+                            ),
+                            None => None,
+                        };
+                        Ok::<_, SaveFail>((version, opened))
+                    })
+                    .await
+                    .map_err(|e| match e {
+                        SaveFail::Layout(layout::LayoutError::NotFound(_)) => SessionError::NotFound,
+                        SaveFail::Layout(layout::LayoutError::Invalid(f)) => SessionError::Invalid(f),
+                        SaveFail::Layout(layout::LayoutError::Db(e)) => e.into(),
+                        SaveFail::Busy(held) => SessionError::Busy(SessionInfo::from(held.as_ref())),
+                    })?;
+                let setup = load_setup(&svc, &sn).await?;
+                Ok((saved, setup))
+            }
+            .into_actor(self)
+            .map(|r: Result<_, SessionError>, act, ctx| {
+                let ((version, opened), setup) = r?;
+                act.apply_setup(setup);
+                act.publish_setup(ctx);
+                match opened {
+                    None => Ok(ConfigSaved { version, delivery: "pending", session: None, cmd_id: None }),
+                    Some((s, v, body)) => {
+                        let d = act.begin_delivery(&s, SessionKind::Config, v, body, ctx);
+                        Ok(ConfigSaved { version, delivery: "sent", session: Some(d.session), cmd_id: Some(d.cmd_id) })
+                    }
+                }
+            }),
+        ))
+    }
+}
+
+/// Send the shelf labels again (a price-change session).
+#[derive(Message)]
+#[rtype(result = "Result<Delivery, SessionError>")]
+pub struct SendTags {
+    pub by: String,
+}
+
+impl Handler<SendTags> for CabinetActor {
+    type Result = ResponseFuture<Result<Delivery, SessionError>>;
+
+    fn handle(&mut self, m: SendTags, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(refusal) = self.refuse_request() {
+            return Box::pin(async move { Err(refusal) });
+        }
+        if self.session_boot().is_none() {
+            return Box::pin(async { Err(SessionError::NotConnected) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.start_delivery(SessionKind::PriceChange, m.by, Some(tx), ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(SessionError::Internal("actor stopped".into()))) })
+    }
+}
+
+/// Labels changed (a product's name or price): deliver when the cabinet is free.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TagsChanged;
+
+impl Handler<TagsChanged> for CabinetActor {
+    type Result = ();
+
+    fn handle(&mut self, _: TagsChanged, ctx: &mut Context<Self>) {
+        let (svc, sn) = (self.svc.clone(), self.sn.to_string());
+        ctx.wait(async move { load_setup(&svc, &sn).await }.into_actor(self).map(|r, act, ctx| match r {
+            Ok(setup) => {
+                act.apply_setup(setup);
+                act.deliver_pending(ctx);
+            }
+            Err(e) => tracing::warn!(sn = %act.sn, error = %e, "label change not loaded"),
+        }));
+    }
+}
+
+/// Start calibrating a door.
+#[derive(Message)]
+#[rtype(result = "Result<SessionInfo, SessionError>")]
+pub struct StartCalibration {
+    pub door: u32,
+    pub by: String,
+}
+
+impl Handler<StartCalibration> for CabinetActor {
+    type Result = AtomicResponse<Self, Result<SessionInfo, SessionError>>;
+
+    fn handle(&mut self, m: StartCalibration, _ctx: &mut Context<Self>) -> Self::Result {
+        let prepared = self.refuse_request().map_or_else(|| self.start_calibration_checks(m.door, m.by), Err);
+        let (lanes, channels, new) = match prepared {
+            Ok(p) => p,
+            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        };
+        let db = self.svc.db.clone();
+        let door = m.door;
+        AtomicResponse::new(Box::pin(
+            async move { db.write(move |c| sessions::open(c, &new)).await }.into_actor(self).map(
+                move |r: Result<_, DbError>, act, _ctx| match r? {
+                    Ok(s) => {
+                        act.hold_calibration(&s, door, lanes, channels);
+                        Ok(SessionInfo::from(&s))
+                    }
+                    Err(held) => Err(SessionError::Busy(SessionInfo::from(&held))),
+                },
+            ),
+        ))
+    }
+}
+
+/// Take one calibration reading; answers when the cabinet has.
+#[derive(Message)]
+#[rtype(result = "Result<StepReport, SessionError>")]
+pub struct CalibrateStep {
+    pub step: CalibrationStep,
+    pub standard_g: Option<f64>,
+}
+
+impl Handler<CalibrateStep> for CabinetActor {
+    type Result = ResponseFuture<Result<StepReport, SessionError>>;
+
+    fn handle(&mut self, m: CalibrateStep, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.calibration_step_request(m.step, m.standard_g, tx, ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(SessionError::Internal("actor stopped".into()))) })
+    }
+}
+
+/// End the held calibration session without storing anything.
+#[derive(Message)]
+#[rtype(result = "Result<SessionInfo, SessionError>")]
+pub struct AbortSession {
+    pub by: String,
+}
+
+impl Handler<AbortSession> for CabinetActor {
+    type Result = Result<SessionInfo, SessionError>;
+
+    fn handle(&mut self, m: AbortSession, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(s) = self.session.as_ref().filter(|s| s.kind == SessionKind::Calibration) else {
+            return Err(SessionError::NoSession("calibration"));
+        };
+        let info = s.info.clone();
+        self.end_session(Outcome::Aborted, Some(serde_json::json!({ "by": m.by }).to_string()), ctx);
+        Ok(info)
+    }
+}
+
+/// Why a configuration was not saved.
+enum SaveFail {
+    Layout(layout::LayoutError),
+    Busy(Box<Session>),
+}
+
+impl From<layout::LayoutError> for SaveFail {
+    fn from(e: layout::LayoutError) -> Self {
+        SaveFail::Layout(e)
+    }
+}
+
+impl From<DbError> for SaveFail {
+    fn from(e: DbError) -> Self {
+        SaveFail::Layout(e.into())
+    }
+}
+
+impl From<diesel::result::Error> for SaveFail {
+    fn from(e: diesel::result::Error) -> Self {
+        SaveFail::Layout(e.into())
+    }
+}
+
+impl CabinetActor {
+    /// Requests an actor cannot serve at all.
+    fn refuse_request(&self) -> Option<SessionError> {
+        match self.state {
+            State::Unknown => Some(SessionError::NotFound),
+            State::Loading => Some(SessionError::Internal("cabinet state is loading".into())),
+            _ => None,
+        }
+    }
+
+    /// Calibration sessions nobody has touched for `calibration.idle_timeout_s` end, freeing the
+    /// cabinet. Checked every few seconds.
+    pub(super) fn expire_idle_session(&mut self, ctx: &mut Context<Self>) {
+        let idle = Duration::from_secs(self.svc.config.calibration.idle_timeout_s);
+        let expired = self.session.as_ref().is_some_and(|s| {
+            s.kind == SessionKind::Calibration
+                && s.last_step.elapsed() >= idle
+                && s.calib.as_ref().is_none_or(|c| !c.is_waiting())
+        });
+        if expired {
+            tracing::warn!(sn = %self.sn, "calibration session idle too long; ending it");
+            self.end_session(Outcome::Expired, None, ctx);
+        }
+    }
+}

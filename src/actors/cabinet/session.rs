@@ -1,0 +1,631 @@
+//! Sessions of the cabinet actor: configuration delivery, price-label delivery and calibration.
+//! One at a time per cabinet: the actor's mailbox serialises requests on this node, and the
+//! `sessions` table's unique index refuses a second open session from any node.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::commands::{CommandOutcome, Purpose};
+use super::{ActorError, CabinetActor, load_setup};
+use crate::db::models::{NewSession, Session};
+use crate::db::{self, DbError, layout, sessions};
+use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, ConfigCmd, DoorConfig, LaneConfig};
+use crate::device::messages::{PriceTagsCmd, VersionResult};
+use crate::device::topic::DownKind;
+use crate::domain::calibration::{self, CalibrationError, CalibrationLimits};
+use crate::domain::session::{Outcome, SessionKind};
+use crate::domain::validation::FieldError;
+
+/// A session as operators see it (also the detail of a 409).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SessionInfo {
+    pub id: i64,
+    pub kind: String,
+    pub door: Option<u32>,
+    pub started_by: String,
+    pub since: DateTime<Utc>,
+}
+
+impl From<&Session> for SessionInfo {
+    fn from(s: &Session) -> Self {
+        SessionInfo {
+            id: s.id,
+            kind: s.kind.clone(),
+            door: s.door.and_then(|d| u32::try_from(d).ok()),
+            started_by: s.started_by.clone(),
+            since: s.started_at.and_utc(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the cabinet is in a {} session since {} (started by {})", .0.kind, .0.since.to_rfc3339(), .0.started_by)]
+    Busy(SessionInfo),
+    #[error("cabinet not found")]
+    NotFound,
+    #[error("the cabinet is not connected to this node")]
+    NotConnected,
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error("the cabinet has no {0} session")]
+    NoSession(&'static str),
+    #[error("{0}")]
+    StepOrder(String),
+    #[error("configuration is invalid")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    Calibration(#[from] CalibrationError),
+    #[error("the cabinet did not carry out the command: {0}")]
+    Command(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ActorError> for SessionError {
+    fn from(e: ActorError) -> Self {
+        SessionError::Internal(e.to_string())
+    }
+}
+
+impl From<DbError> for SessionError {
+    fn from(e: DbError) -> Self {
+        SessionError::Internal(e.to_string())
+    }
+}
+
+/// The session the actor holds.
+pub(super) struct Active {
+    pub info: SessionInfo,
+    pub kind: SessionKind,
+    pub last_step: Instant,
+    pub calib: Option<Calib>,
+}
+
+/// Progress of a door's calibration.
+pub(super) struct Calib {
+    door: u32,
+    lanes: Vec<String>,
+    channels: Vec<u32>,
+    zero: Option<Vec<i64>>,
+    counts_per_g: Option<Vec<f64>>,
+    standard_g: Option<f64>,
+    /// The operator's request waiting for the current step's reading.
+    waiting: Option<oneshot::Sender<Result<StepReport, SessionError>>>,
+}
+
+impl Calib {
+    pub(super) fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+}
+
+/// What a calibration step found, per lane.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub session_id: i64,
+    pub door: u32,
+    pub step: String,
+    pub lanes: Vec<LaneStep>,
+    /// The door is calibrated and the session has ended.
+    pub done: bool,
+    /// The cabinet's status after the step.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LaneStep {
+    pub code: String,
+    pub counts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_counts: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts_per_g: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grams: Option<f64>,
+}
+
+/// A configuration was stored; `delivery` says whether it went to the cabinet now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigSaved {
+    pub version: i64,
+    /// `sent`, or `pending` when the cabinet is not logged in: it is sent at the next login.
+    pub delivery: &'static str,
+    pub session: Option<SessionInfo>,
+    pub cmd_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub session: SessionInfo,
+    pub cmd_id: String,
+}
+
+fn limits(c: &crate::config::CalibrationConfig) -> CalibrationLimits {
+    CalibrationLimits {
+        min_counts_per_g: c.min_counts_per_g,
+        max_counts_per_g: c.max_counts_per_g,
+        verify_tolerance_g: c.verify_tolerance_g,
+        max_standard_g: c.max_standard_g,
+    }
+}
+
+impl CabinetActor {
+    pub(super) fn busy(&self) -> Result<(), SessionError> {
+        match &self.session {
+            Some(s) => Err(SessionError::Busy(s.info.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn new_session(&self, kind: SessionKind, door: Option<u32>, by: &str) -> NewSession {
+        NewSession {
+            sn: self.sn.to_string(),
+            kind: kind.as_str().into(),
+            door: door.and_then(|d| i32::try_from(d).ok()),
+            started_by: by.to_string(),
+            node_id: self.svc.node_id().to_string(),
+            started_at: db::now(),
+        }
+    }
+
+    fn hold(&mut self, s: &Session, kind: SessionKind) {
+        self.session = Some(Active { info: SessionInfo::from(s), kind, last_step: Instant::now(), calib: None });
+        // Whatever rested on the lanes before may move now: drift is judged afresh afterwards.
+        self.reset_baselines();
+    }
+
+    pub(super) fn hold_calibration(&mut self, s: &Session, door: u32, lanes: Vec<String>, channels: Vec<u32>) {
+        self.hold(s, SessionKind::Calibration);
+        if let Some(active) = self.session.as_mut() {
+            active.calib =
+                Some(Calib { door, lanes, channels, zero: None, counts_per_g: None, standard_g: None, waiting: None });
+        }
+    }
+
+    /// End the held session with `outcome`, then deliver whatever waits (config, labels).
+    pub(super) fn end_session(&mut self, outcome: Outcome, detail: Option<String>, ctx: &mut Context<Self>) {
+        let Some(s) = self.session.take() else { return };
+        if let Some(mut c) = s.calib
+            && let Some(tx) = c.waiting.take()
+        {
+            let _ = tx.send(Err(SessionError::NoSession("calibration")));
+        }
+        tracing::info!(sn = %self.sn, session = s.info.id, kind = %s.info.kind, outcome = outcome.as_str(), "session ended");
+        let db = self.svc.db.clone();
+        let id = s.info.id;
+        // `wait`: the next session must not start before this one is closed in the database.
+        ctx.wait(
+            async move {
+                db.write(move |c| sessions::close(c, id, outcome.as_str(), detail.as_deref(), db::now())).await
+            }
+            .into_actor(self)
+            .map(|r, act, ctx| {
+                if let Err(e) = r {
+                    tracing::error!(sn = %act.sn, error = %e, "session end not recorded");
+                }
+                act.deliver_pending(ctx);
+            }),
+        );
+    }
+
+    /// With no session held and the cabinet logged in: send a configuration or labels the
+    /// cabinet has not acknowledged yet.
+    pub(super) fn deliver_pending(&mut self, ctx: &mut Context<Self>) {
+        if self.session.is_some() || self.session_boot().is_none() {
+            return;
+        }
+        let v = self.setup.versions;
+        if v.config > v.config_acked {
+            self.start_delivery(SessionKind::Config, "system".into(), None, ctx);
+        } else if v.tags > v.tags_acked && v.config > 0 {
+            self.start_delivery(SessionKind::PriceChange, "system".into(), None, ctx);
+        }
+    }
+
+    /// Open a delivery session and send its command. `reply` gets the outcome of the start.
+    pub(super) fn start_delivery(
+        &mut self,
+        kind: SessionKind,
+        by: String,
+        reply: Option<oneshot::Sender<Result<Delivery, SessionError>>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let new = self.new_session(kind, None, &by);
+        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+        ctx.wait(async move { db.write(move |c| open_delivery(c, &new, kind, &sn)).await }.into_actor(self).map(
+            move |r, act, ctx| {
+                let result = match r {
+                    Ok(Ok((s, version, body))) => Ok(act.begin_delivery(&s, kind, version, body, ctx)),
+                    Ok(Err(held)) => Err(SessionError::Busy(SessionInfo::from(&held))),
+                    Err(e) => Err(SessionError::from(e)),
+                };
+                if let Err(e) = &result {
+                    tracing::warn!(sn = %act.sn, kind = kind.as_str(), error = %e, "delivery not started");
+                }
+                if let Some(tx) = reply {
+                    let _ = tx.send(result);
+                }
+            },
+        ));
+    }
+
+    /// Hold an opened delivery session and send its command.
+    pub(super) fn begin_delivery(
+        &mut self,
+        s: &Session,
+        kind: SessionKind,
+        version: i64,
+        body: serde_json::Value,
+        ctx: &mut Context<Self>,
+    ) -> Delivery {
+        self.hold(s, kind);
+        let (down, purpose) = match kind {
+            SessionKind::Config => (DownKind::Config, Purpose::Config { version }),
+            _ => (DownKind::PriceTags, Purpose::Tags { version }),
+        };
+        let cmd_id = self.issue(down, body, Some(s.id), purpose, ctx);
+        Delivery { session: SessionInfo::from(s), cmd_id }
+    }
+
+    /// A command of a session finished.
+    pub(super) fn command_done(
+        &mut self,
+        purpose: Purpose,
+        session_id: Option<i64>,
+        outcome: CommandOutcome,
+        ctx: &mut Context<Self>,
+    ) {
+        let ours = session_id.is_some() && self.session.as_ref().map(|s| s.info.id) == session_id;
+        match purpose {
+            Purpose::Config { version } | Purpose::Tags { version } => {
+                let is_config = matches!(purpose, Purpose::Config { .. });
+                match outcome {
+                    CommandOutcome::Acked(result) => {
+                        let acked = result
+                            .and_then(|v| serde_json::from_value::<VersionResult>(v).ok())
+                            .and_then(|v| i64::try_from(v.version).ok());
+                        if acked != Some(version) {
+                            self.end_if(
+                                ours,
+                                Outcome::Failed,
+                                format!("ack carried version {acked:?}, not {version}"),
+                                ctx,
+                            );
+                            return;
+                        }
+                        self.record_delivery(is_config, version, ours, ctx);
+                    }
+                    other => {
+                        let why = match other {
+                            CommandOutcome::Failed(e) => e,
+                            _ => "no ack".into(),
+                        };
+                        self.end_if(ours, Outcome::Failed, why, ctx);
+                    }
+                }
+            }
+            Purpose::Calibrate { step, standard_g, lanes } => {
+                if ours {
+                    self.calibration_reading(step, standard_g, lanes, outcome, ctx);
+                }
+            }
+        }
+    }
+
+    fn end_if(&mut self, ours: bool, outcome: Outcome, detail: String, ctx: &mut Context<Self>) {
+        tracing::warn!(sn = %self.sn, %detail, "session command failed");
+        if ours {
+            self.end_session(outcome, Some(serde_json::json!({ "error": detail }).to_string()), ctx);
+        }
+    }
+
+    /// The cabinet acknowledged a configuration or labels: store it, refresh the status, end.
+    fn record_delivery(&mut self, is_config: bool, version: i64, ours: bool, ctx: &mut Context<Self>) {
+        let (db, sn, node) = (self.svc.db.clone(), self.sn.to_string(), self.svc.node_id().to_string());
+        ctx.wait(
+            async move {
+                let status = db
+                    .write(move |c| {
+                        if is_config {
+                            layout::record_config_ack(c, &sn, version, db::now())?;
+                        } else {
+                            layout::record_tags_ack(c, &sn, version, db::now())?;
+                        }
+                        layout::refresh_status(c, &sn, &node, db::now())
+                    })
+                    .await?;
+                Ok::<_, ActorError>(status)
+            }
+            .into_actor(self)
+            .map(move |r, act, ctx| {
+                match r {
+                    Ok(status) => {
+                        if is_config {
+                            act.setup.versions.config_acked = act.setup.versions.config_acked.max(version);
+                        } else {
+                            act.setup.versions.tags_acked = act.setup.versions.tags_acked.max(version);
+                        }
+                        if let Some(status) = status {
+                            act.publish_status(status.as_str(), ctx);
+                        }
+                    }
+                    Err(e) => tracing::error!(sn = %act.sn, error = %e, "ack not recorded"),
+                }
+                if ours {
+                    act.end_session(Outcome::Done, None, ctx);
+                }
+            }),
+        );
+    }
+}
+
+/// Open a delivery session and read what it delivers, in one transaction. `Err(held)` when
+/// another session holds the cabinet.
+pub(super) fn open_delivery(
+    c: &mut db::AnyConnection,
+    new: &NewSession,
+    kind: SessionKind,
+    sn: &str,
+) -> Result<Result<(Session, i64, serde_json::Value), Session>, DbError> {
+    let s = match sessions::open(c, new)? {
+        Ok(s) => s,
+        Err(held) => return Ok(Err(held)),
+    };
+    let (version, body) = if kind == SessionKind::Config { config_payload(c, sn)? } else { tags_payload(c, sn)? };
+    Ok(Ok((s, version, body)))
+}
+
+/// The `config` command body for the stored configuration, and its version.
+fn config_payload(c: &mut db::AnyConnection, sn: &str) -> Result<(i64, serde_json::Value), DbError> {
+    let cab = db::cabinets::find(c, sn)?.ok_or_else(|| DbError::Corrupt(format!("cabinet {sn} vanished")))?;
+    let mut doors: Vec<DoorConfig> = Vec::new();
+    for l in layout::lanes(c, sn)? {
+        let door = u32::try_from(l.door).unwrap_or(0);
+        let lane = LaneConfig { code: l.code, channel: u32::try_from(l.channel).unwrap_or(0) };
+        match doors.last_mut() {
+            Some(d) if d.door == door => d.lanes.push(lane),
+            _ => doors.push(DoorConfig { door, lanes: vec![lane] }),
+        }
+    }
+    let cmd = ConfigCmd { version: u64::try_from(cab.config_version).unwrap_or(0), doors };
+    Ok((cab.config_version, serde_json::to_value(cmd).map_err(|e| DbError::Corrupt(e.to_string()))?))
+}
+
+/// The `price_tags` command body for the stored lanes and products, and its version.
+fn tags_payload(c: &mut db::AnyConnection, sn: &str) -> Result<(i64, serde_json::Value), DbError> {
+    let (version, tags) = layout::price_tags(c, sn)?;
+    let cmd = PriceTagsCmd { version: u64::try_from(version).unwrap_or(0), tags };
+    Ok((version, serde_json::to_value(cmd).map_err(|e| DbError::Corrupt(e.to_string()))?))
+}
+
+impl CabinetActor {
+    /// Start calibrating `door`: the cabinet must be logged in, configured (its current
+    /// configuration acknowledged) and free.
+    pub(super) fn start_calibration_checks(
+        &mut self,
+        door: u32,
+        by: String,
+    ) -> Result<(Vec<String>, Vec<u32>, NewSession), SessionError> {
+        self.busy()?;
+        if self.session_boot().is_none() {
+            return Err(SessionError::NotConnected);
+        }
+        let v = self.setup.versions;
+        if v.config == 0 || v.config_acked != v.config {
+            return Err(SessionError::NotConfigured(format!(
+                "the cabinet has not acknowledged its configuration (version {}, acknowledged {})",
+                v.config, v.config_acked
+            )));
+        }
+        let (lanes, channels): (Vec<String>, Vec<u32>) = self
+            .lanes
+            .iter()
+            .filter(|l| l.setup.door == door)
+            .map(|l| (l.setup.code.clone(), u32::try_from(l.setup.channel).unwrap_or(u32::MAX)))
+            .unzip();
+        if lanes.is_empty() {
+            return Err(SessionError::NotConfigured(format!("door {door} has no lanes")));
+        }
+        Ok((lanes, channels, self.new_session(SessionKind::Calibration, Some(door), &by)))
+    }
+
+    /// Send the calibrate command for `step`; the reading answers `tx`.
+    pub(super) fn calibration_step_request(
+        &mut self,
+        step: CalibrationStep,
+        standard_g: Option<f64>,
+        tx: oneshot::Sender<Result<StepReport, SessionError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(s) = self.session.as_mut().filter(|s| s.kind == SessionKind::Calibration) else {
+            let _ = tx.send(Err(SessionError::NoSession("calibration")));
+            return;
+        };
+        let Some(c) = s.calib.as_mut() else {
+            let _ = tx.send(Err(SessionError::NoSession("calibration")));
+            return;
+        };
+        let problem = if c.waiting.is_some() {
+            Some("a reading for this door is already being taken".to_string())
+        } else if step == CalibrationStep::Span && c.zero.is_none() {
+            Some("span needs a tare first: empty the lanes and call tare".to_string())
+        } else if step == CalibrationStep::Verify && c.counts_per_g.is_none() {
+            Some("verify needs a span first".to_string())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            let _ = tx.send(Err(SessionError::StepOrder(p)));
+            return;
+        }
+        let standard_g = match step {
+            CalibrationStep::Tare => None,
+            CalibrationStep::Span => standard_g,
+            CalibrationStep::Verify => standard_g.or(c.standard_g),
+        };
+        if step != CalibrationStep::Tare && standard_g.is_none() {
+            let _ = tx.send(Err(SessionError::Invalid(vec![FieldError::new(
+                "standard_g",
+                "required",
+                "the standard weight in grams is required for span and verify",
+            )])));
+            return;
+        }
+        s.last_step = Instant::now();
+        c.waiting = Some(tx);
+        let cmd = CalibrateCmd { door: c.door, step, channels: c.channels.clone(), standard_g };
+        let lanes = c.lanes.clone();
+        let session_id = s.info.id;
+        let body = serde_json::to_value(cmd).unwrap_or_default();
+        self.issue(DownKind::Calibrate, body, Some(session_id), Purpose::Calibrate { step, standard_g, lanes }, ctx);
+    }
+
+    /// The cabinet answered a calibrate command of the held session.
+    fn calibration_reading(
+        &mut self,
+        step: CalibrationStep,
+        standard_g: Option<f64>,
+        lanes: Vec<String>,
+        outcome: CommandOutcome,
+        ctx: &mut Context<Self>,
+    ) {
+        let limits = limits(&self.svc.config.calibration);
+        let Some(s) = self.session.as_mut() else { return };
+        let session_id = s.info.id;
+        let Some(c) = s.calib.as_mut() else { return };
+        let Some(tx) = c.waiting.take() else { return };
+        let reading = match outcome {
+            CommandOutcome::Acked(Some(v)) => serde_json::from_value::<CalibrateResult>(v)
+                .map_err(|e| SessionError::Command(format!("unreadable calibration result: {e}"))),
+            CommandOutcome::Acked(None) => Err(SessionError::Command("ack without a reading".into())),
+            CommandOutcome::Failed(e) => Err(SessionError::Command(e)),
+            CommandOutcome::TimedOut => Err(SessionError::Command("no answer from the cabinet".into())),
+        };
+        let reading = match reading {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        let counts = reading.counts.clone();
+        let report = |steps: Vec<LaneStep>, done: bool, status: Option<String>| StepReport {
+            session_id,
+            door: c.door,
+            step: step.as_str().into(),
+            lanes: steps,
+            done,
+            status,
+        };
+        let lane_steps = |f: &dyn Fn(usize) -> LaneStep| (0..lanes.len()).map(f).collect::<Vec<_>>();
+        match step {
+            CalibrationStep::Tare => match calibration::tare(&lanes, &counts, reading.door_open) {
+                Ok(zero) => {
+                    let steps = lane_steps(&|i| LaneStep {
+                        code: lanes[i].clone(),
+                        counts: counts[i],
+                        zero_counts: Some(zero[i]),
+                        counts_per_g: None,
+                        grams: None,
+                    });
+                    c.zero = Some(zero);
+                    c.counts_per_g = None;
+                    let _ = tx.send(Ok(report(steps, false, None)));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                }
+            },
+            CalibrationStep::Span => {
+                let zero = c.zero.clone().unwrap_or_default();
+                let g = standard_g.unwrap_or(f64::NAN);
+                match calibration::span(&lanes, &zero, &counts, g, &limits) {
+                    Ok(cpg) => {
+                        let steps = lane_steps(&|i| LaneStep {
+                            code: lanes[i].clone(),
+                            counts: counts[i],
+                            zero_counts: Some(zero[i]),
+                            counts_per_g: Some(cpg[i]),
+                            grams: None,
+                        });
+                        c.counts_per_g = Some(cpg);
+                        c.standard_g = standard_g;
+                        let _ = tx.send(Ok(report(steps, false, None)));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                    }
+                }
+            }
+            CalibrationStep::Verify => {
+                let zero = c.zero.clone().unwrap_or_default();
+                let cpg = c.counts_per_g.clone().unwrap_or_default();
+                let g = standard_g.unwrap_or(f64::NAN);
+                match calibration::verify(&lanes, &zero, &cpg, &counts, g, &limits) {
+                    Ok(grams) => {
+                        let steps = lane_steps(&|i| LaneStep {
+                            code: lanes[i].clone(),
+                            counts: counts[i],
+                            zero_counts: Some(zero[i]),
+                            counts_per_g: Some(cpg[i]),
+                            grams: Some((grams[i] * 10.0).round() / 10.0),
+                        });
+                        let cal: Vec<(String, i64, f64)> =
+                            lanes.iter().enumerate().map(|(i, code)| (code.clone(), zero[i], cpg[i])).collect();
+                        let partial = report(steps, true, None);
+                        self.commit_calibration(cal, partial, tx, ctx);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Store a verified calibration, refresh the status, end the session, answer the operator.
+    fn commit_calibration(
+        &mut self,
+        cal: Vec<(String, i64, f64)>,
+        report: StepReport,
+        tx: oneshot::Sender<Result<StepReport, SessionError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (db, sn, node) = (self.svc.db.clone(), self.sn.to_string(), self.svc.node_id().to_string());
+        let (svc, sn_again) = (self.svc.clone(), self.sn.to_string());
+        ctx.wait(
+            async move {
+                let status = db
+                    .write(move |c| {
+                        layout::save_calibration(c, &sn, &cal, db::now())?;
+                        let changed = layout::refresh_status(c, &sn, &node, db::now())?;
+                        let now = db::cabinets::find(c, &sn)?.map(|c| c.status);
+                        Ok::<_, DbError>((changed, now))
+                    })
+                    .await?;
+                let setup = load_setup(&svc, &sn_again).await?;
+                Ok::<_, ActorError>((status, setup, report))
+            }
+            .into_actor(self)
+            .map(|r, act, ctx| match r {
+                Ok(((changed, now), setup, mut report)) => {
+                    act.apply_setup(setup);
+                    if let Some(s) = changed {
+                        act.publish_status(s.as_str(), ctx);
+                    }
+                    report.status = now;
+                    act.end_session(Outcome::Done, None, ctx);
+                    let _ = tx.send(Ok(report));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                }
+            }),
+        );
+    }
+}

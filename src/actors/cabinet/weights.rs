@@ -1,0 +1,313 @@
+//! The weight stream of one cabinet: raw counts → grams with each lane's calibration, a window
+//! of recent readings per lane, the weight log, closed-door drift, doors, and temperature.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::{CabinetActor, LaneSetup, Setup};
+use crate::db::{self, alerts};
+use crate::device::messages::{DoorUp, WeightUp};
+use crate::domain::alert::{AlertSpec, Audience, Severity};
+use crate::domain::temperature::TempEvent;
+use crate::domain::weight::{self, LaneWindow};
+
+pub const LANE_DRIFT: &str = "lane_drift";
+pub const TEMPERATURE: &str = "temperature_out_of_range";
+
+/// One lane as the actor weighs it.
+pub(super) struct LaneState {
+    pub setup: LaneSetup,
+    pub window: LaneWindow,
+    pub latest_counts: Option<i64>,
+    /// The last stable closed-door weight with no session since: drift is measured from it.
+    pub baseline: Option<f64>,
+}
+
+/// What a reading was taken during.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadingKind {
+    Closed,
+    Open,
+    AfterClose,
+    /// The reading sent with a door event.
+    Snapshot,
+}
+
+impl ReadingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadingKind::Closed => "closed",
+            ReadingKind::Open => "open",
+            ReadingKind::AfterClose => "after_close",
+            ReadingKind::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// A lane's weights as operators see them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LaneWeight {
+    pub code: String,
+    pub door: u32,
+    pub channel: u32,
+    pub calibrated: bool,
+    pub counts: Option<i64>,
+    /// Latest reading, grams (tray excluded: the tare took it out).
+    pub grams: Option<f64>,
+    /// Mean of the last readings when they agree within tolerance.
+    pub stable_g: Option<f64>,
+    pub product_id: Option<i64>,
+    pub unit_g: Option<f64>,
+    pub stock: i32,
+}
+
+/// The doors' state.
+#[derive(Debug, Default)]
+pub(super) struct Doors {
+    pub open: BTreeSet<u32>,
+    pub after_close_until: Option<Instant>,
+}
+
+fn round1(g: f64) -> f64 {
+    (g * 10.0).round() / 10.0
+}
+
+impl CabinetActor {
+    /// Rebuild lane states from a fresh setup, keeping each lane's window while its channel and
+    /// calibration stay the same.
+    pub(super) fn apply_setup(&mut self, setup: Setup) {
+        let window = self.svc.config.weights.window;
+        let mut old: HashMap<String, LaneState> = self.lanes.drain(..).map(|l| (l.setup.code.clone(), l)).collect();
+        self.lanes = setup
+            .lanes
+            .iter()
+            .map(|s| match old.remove(&s.code) {
+                Some(prev) if prev.setup.channel == s.channel && prev.setup.cal == s.cal => {
+                    LaneState { setup: s.clone(), ..prev }
+                }
+                _ => {
+                    LaneState { setup: s.clone(), window: LaneWindow::new(window), latest_counts: None, baseline: None }
+                }
+            })
+            .collect();
+        if let Some(rule) = setup.temp_rule {
+            self.temp_rule = Some(rule);
+        }
+        self.setup = setup;
+    }
+
+    pub(super) fn reset_baselines(&mut self) {
+        for l in &mut self.lanes {
+            l.baseline = None;
+        }
+    }
+
+    fn reading_kind(&self) -> ReadingKind {
+        if !self.doors.open.is_empty() {
+            ReadingKind::Open
+        } else if self.doors.after_close_until.is_some_and(|t| Instant::now() < t) {
+            ReadingKind::AfterClose
+        } else {
+            ReadingKind::Closed
+        }
+    }
+
+    /// Grams per calibrated lane for a reading; lanes whose channel is missing are left out.
+    fn grams_of(&mut self, counts: &[i64], push: bool) -> Vec<(String, f64)> {
+        let mut out = Vec::with_capacity(self.lanes.len());
+        for l in &mut self.lanes {
+            let Some(&c) = counts.get(l.setup.channel) else { continue };
+            if push {
+                l.latest_counts = Some(c);
+            }
+            let Some(cal) = l.setup.cal else { continue };
+            let g = cal.grams(c);
+            if push {
+                l.window.push(g);
+            }
+            out.push((l.setup.code.clone(), round1(g)));
+        }
+        out
+    }
+
+    pub(super) fn on_weight(&mut self, w: WeightUp, ctx: &mut Context<Self>) {
+        let kind = self.reading_kind();
+        let grams = self.grams_of(&w.counts, true);
+        self.log_reading(kind, &w.counts, &grams, w.h.ts);
+        if kind == ReadingKind::Closed {
+            if self.session.is_none() {
+                self.check_drift(ctx);
+            }
+            let facts = vec![
+                (
+                    "weights",
+                    serde_json::to_string(&grams.iter().cloned().collect::<HashMap<_, _>>()).unwrap_or_default(),
+                ),
+                ("last_weight_ms", super::now_ms().to_string()),
+            ];
+            let (cache, sn) = (self.svc.cache.clone(), self.sn.to_string());
+            ctx.spawn(
+                async move {
+                    let fields: Vec<(&str, String)> = facts;
+                    if let Err(e) = cache.cabinet_set(&sn, &fields).await {
+                        tracing::debug!(%sn, error = %e, "weights not cached");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+
+    pub(super) fn on_door(&mut self, d: DoorUp, _ctx: &mut Context<Self>) {
+        if d.open {
+            self.doors.open.insert(d.door);
+            // Someone is at the lanes: drift is judged afresh once the door is closed again.
+            self.reset_baselines();
+        } else {
+            self.doors.open.remove(&d.door);
+            if self.doors.open.is_empty() {
+                let p = &self.svc.config.protocol;
+                self.doors.after_close_until = Some(Instant::now() + Duration::from_secs(p.after_close_s));
+                // Stability after a close must be judged on readings taken after it.
+                for l in &mut self.lanes {
+                    l.window.clear();
+                }
+            }
+        }
+        if let Some(counts) = &d.counts {
+            let grams = self.grams_of(counts, false);
+            self.log_reading(ReadingKind::Snapshot, counts, &grams, d.h.ts);
+        }
+        tracing::info!(sn = %self.sn, door = d.door, open = d.open, "door");
+    }
+
+    /// Into the weight log (batched; see `actors::weight_log`).
+    fn log_reading(&self, kind: ReadingKind, counts: &[i64], grams: &[(String, f64)], device_ts: Option<i64>) {
+        let _ = (kind, counts, grams, device_ts, self.session.as_ref().map(|s| s.info.id));
+    }
+
+    /// Closed door, no session: a lane whose stable weight moved from its baseline by more than
+    /// its tolerance crept (load cell) or was disturbed with the door locked.
+    fn check_drift(&mut self, ctx: &mut Context<Self>) {
+        let (n, min_g) = (self.svc.config.weights.stable_readings, self.svc.config.weights.drift_min_g);
+        let default_tol = self.svc.config.weights.default_tolerance_g;
+        let mut drifted = Vec::new();
+        for l in &mut self.lanes {
+            let tol = l.setup.tolerance_g.unwrap_or(default_tol);
+            let Some(stable) = l.window.stable(n, tol) else { continue };
+            match l.baseline {
+                None => l.baseline = Some(stable),
+                Some(base) => {
+                    if let Some(delta) = weight::drift(base, stable, tol.max(min_g)) {
+                        drifted.push((l.setup.code.clone(), round1(base), round1(stable), round1(delta)));
+                        l.baseline = Some(stable);
+                    }
+                }
+            }
+        }
+        if drifted.is_empty() {
+            return;
+        }
+        let lanes: Vec<String> = drifted
+            .iter()
+            .map(|(code, _, _, d)| format!("{code} ({}{d} g)", if *d > 0.0 { "+" } else { "" }))
+            .collect();
+        let spec = AlertSpec {
+            audience: Audience::Maintenance,
+            severity: Severity::Warning,
+            code: LANE_DRIFT.into(),
+            sn: Some(self.sn.to_string()),
+            message: format!(
+                "cabinet {}: weight changed with the door closed and no session on lane {}",
+                self.sn,
+                lanes.join(", ")
+            ),
+            detail: Some(
+                serde_json::json!(drifted
+                    .iter()
+                    .map(|(code, from, to, delta)| serde_json::json!({"lane": code, "from_g": from, "to_g": to, "delta_g": delta}))
+                    .collect::<Vec<_>>())
+                .to_string(),
+            ),
+        };
+        tracing::warn!(sn = %self.sn, lanes = %lanes.join(", "), "closed-door drift");
+        self.raise(spec, ctx);
+    }
+
+    /// Temperature against the cabinet type's range: one alert per excursion, cleared once.
+    pub(super) fn check_temperature(&mut self, temp_c: f64, ctx: &mut Context<Self>) {
+        let Some(rule) = self.temp_rule else { return };
+        match self.temp_watch.observe(&rule, temp_c, super::now_ms()) {
+            Some(TempEvent::Raise { temp_c, since_ms }) => {
+                let spec = AlertSpec {
+                    audience: Audience::Maintenance,
+                    severity: Severity::Critical,
+                    code: TEMPERATURE.into(),
+                    sn: Some(self.sn.to_string()),
+                    message: format!(
+                        "cabinet {}: {temp_c} °C, outside {}…{} °C for {} s",
+                        self.sn,
+                        rule.min_c,
+                        rule.max_c,
+                        (super::now_ms() - since_ms) / 1000
+                    ),
+                    detail: Some(
+                        serde_json::json!({"temp_c": temp_c, "min_c": rule.min_c, "max_c": rule.max_c, "since_ms": since_ms})
+                            .to_string(),
+                    ),
+                };
+                tracing::warn!(sn = %self.sn, temp_c, "temperature out of range");
+                self.raise(spec, ctx);
+            }
+            Some(TempEvent::Clear { temp_c }) => {
+                tracing::info!(sn = %self.sn, temp_c, "temperature back in range");
+                let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+                ctx.spawn(
+                    async move {
+                        if let Err(e) = db.write(move |c| alerts::resolve(c, TEMPERATURE, Some(&sn), db::now())).await {
+                            tracing::error!(error = %e, "temperature alert not resolved");
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn raise(&self, spec: AlertSpec, ctx: &mut Context<Self>) {
+        let db = self.svc.db.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = db.write(move |c| alerts::raise(c, &spec, 1, db::now())).await {
+                    tracing::error!(error = %e, "alert not stored");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Per lane: latest and stable grams.
+    pub(super) fn lane_weights(&self) -> Vec<LaneWeight> {
+        let n = self.svc.config.weights.stable_readings;
+        let default_tol = self.svc.config.weights.default_tolerance_g;
+        self.lanes
+            .iter()
+            .map(|l| LaneWeight {
+                code: l.setup.code.clone(),
+                door: l.setup.door,
+                channel: u32::try_from(l.setup.channel).unwrap_or(u32::MAX),
+                calibrated: l.setup.cal.is_some(),
+                counts: l.latest_counts,
+                grams: l.window.latest().map(round1),
+                stable_g: l.window.stable(n, l.setup.tolerance_g.unwrap_or(default_tol)).map(round1),
+                product_id: l.setup.product_id,
+                unit_g: l.setup.unit_g,
+                stock: l.setup.stock,
+            })
+            .collect()
+    }
+}

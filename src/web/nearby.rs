@@ -1,0 +1,84 @@
+//! Mini-program API: cabinets near the shopper.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::db::{cabinets, layout};
+use crate::domain::cabinet::CabinetStatus;
+use crate::domain::liveness::Liveness;
+use crate::domain::validation::FieldErrors;
+
+#[derive(Debug, Deserialize)]
+pub struct NearbyQuery {
+    /// GCJ-02 (what `wx.getLocation({type: 'gcj02'})` and `my.getLocation` return).
+    pub lat: f64,
+    pub lng: f64,
+    pub radius_m: Option<f64>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct NearbyCabinet {
+    pub sn: String,
+    pub distance_m: f64,
+    pub status: String,
+    pub liveness: String,
+    /// Ready and online: a shopper can buy from it now.
+    pub sellable: bool,
+    pub address: Option<String>,
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+    /// At least one unit of an active product on a lane.
+    pub has_stock: bool,
+}
+
+/// `GET /api/v1/cabinets/nearby?lat=&lng=&radius_m=&limit=` — nearest first.
+pub async fn nearby(state: web::Data<AppState>, q: web::Query<NearbyQuery>) -> Result<HttpResponse, ApiError> {
+    let api = &state.svc.config.api;
+    let radius_m = q.radius_m.unwrap_or(api.nearby_default_radius_m);
+    let limit = q.limit.unwrap_or(api.nearby_default_limit);
+    let mut errors = FieldErrors::default();
+    if !(q.lat.is_finite() && (-90.0..=90.0).contains(&q.lat)) {
+        errors.push("lat", "out_of_range", "latitude must be between -90 and 90");
+    }
+    if !(q.lng.is_finite() && (-180.0..=180.0).contains(&q.lng)) {
+        errors.push("lng", "out_of_range", "longitude must be between -180 and 180");
+    }
+    if !(radius_m.is_finite() && radius_m > 0.0 && radius_m <= api.nearby_max_radius_m) {
+        errors.push("radius_m", "out_of_range", format!("radius must be in (0, {}] metres", api.nearby_max_radius_m));
+    }
+    if !(1..=api.nearby_max_limit).contains(&limit) {
+        errors.push("limit", "out_of_range", format!("limit must be between 1 and {}", api.nearby_max_limit));
+    }
+    errors.finish().map_err(ApiError::Invalid)?;
+
+    let hits = state.svc.cache.geo_search(q.lng, q.lat, radius_m, limit).await?;
+    let sns: Vec<String> = hits.iter().map(|h| h.member.clone()).collect();
+    let (rows, stocked) = state
+        .svc
+        .db
+        .run(move |c| {
+            let rows = sns.iter().map(|sn| cabinets::find(c, sn)).collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, crate::db::DbError>((rows, layout::with_stock(c, &sns)?))
+        })
+        .await?;
+    let out: Vec<NearbyCabinet> = hits
+        .into_iter()
+        .zip(rows)
+        // A cabinet deleted since it was indexed is left out.
+        .filter_map(|(hit, row)| row.map(|r| (hit, r)))
+        .map(|(hit, r)| NearbyCabinet {
+            sellable: r.status == CabinetStatus::Ready.as_str() && r.liveness == Liveness::Online.as_str(),
+            has_stock: stocked.contains(&r.sn),
+            distance_m: hit.distance_m.round(),
+            sn: r.sn,
+            status: r.status,
+            liveness: r.liveness,
+            address: r.address,
+            lat: r.lat,
+            lng: r.lng,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "cabinets": out })))
+}

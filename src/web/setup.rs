@@ -1,0 +1,347 @@
+//! Ops API for setting a cabinet up: its configuration (doors, lanes, products), shelf labels,
+//! calibration, cabinet types, and what came of each: sessions, commands, live weights and the
+//! weight log.
+
+use actix::Addr;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ops::{OpsAuth, parse_sn};
+use super::{ApiError, AppState};
+use crate::actors::cabinet::CabinetActor;
+use crate::actors::cabinet::requests::{AbortSession, CalibrateStep, SaveConfig, SendTags, StartCalibration};
+use crate::actors::registry::{Ensure, inspect};
+use crate::db::models::{CabinetType, CommandRow, Lane, Session};
+use crate::db::{self, cabinets, commands, layout, sessions};
+use crate::device::messages::CalibrationStep;
+use crate::domain::cabinet::Sn;
+use crate::domain::layout::LayoutInput;
+use crate::domain::validation::FieldErrors;
+
+const MAX_LIST: i64 = 200;
+
+async fn actor(state: &AppState, sn: &Sn) -> Result<Addr<CabinetActor>, ApiError> {
+    state.registry.send(Ensure(sn.clone())).await.map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn mailbox(e: actix::MailboxError) -> ApiError {
+    ApiError::Unavailable(format!("cabinet actor unavailable: {e}"))
+}
+
+#[derive(Debug, Serialize)]
+pub struct LaneOut {
+    pub code: String,
+    pub name: String,
+    pub channel: i32,
+    pub capacity: i32,
+    pub threshold: i32,
+    pub product_id: Option<i64>,
+    pub stock: i32,
+    pub calibrated: bool,
+    pub calibrated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DoorOut {
+    pub door: i32,
+    pub lanes: Vec<LaneOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConfigOut {
+    pub sn: String,
+    #[serde(rename = "type")]
+    pub cabinet_type: String,
+    pub status: String,
+    pub address: Option<String>,
+    /// GCJ-02, the datum of Amap and Tencent maps.
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+    pub config_version: i64,
+    pub config_acked_version: i64,
+    pub tags_version: i64,
+    pub tags_acked_version: i64,
+    pub doors: Vec<DoorOut>,
+}
+
+fn doors_out(lanes: Vec<Lane>) -> Vec<DoorOut> {
+    let mut doors: Vec<DoorOut> = Vec::new();
+    for l in lanes {
+        let lane = LaneOut {
+            calibrated: l.zero_counts.is_some() && l.counts_per_g.is_some(),
+            calibrated_at: l.calibrated_at.map(|t| t.and_utc()),
+            code: l.code,
+            name: l.name,
+            channel: l.channel,
+            capacity: l.capacity,
+            threshold: l.threshold,
+            product_id: l.product_id,
+            stock: l.stock,
+        };
+        match doors.last_mut() {
+            Some(d) if d.door == l.door => d.lanes.push(lane),
+            _ => doors.push(DoorOut { door: l.door, lanes: vec![lane] }),
+        }
+    }
+    doors
+}
+
+/// `GET /ops/cabinets/{sn}/config` — any role.
+pub async fn get_config(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let key = sn.to_string();
+    let (cab, lanes) =
+        state.svc.db.run(move |c| Ok::<_, db::DbError>((cabinets::find(c, &key)?, layout::lanes(c, &key)?))).await?;
+    let cab = cab.ok_or_else(|| ApiError::NotFound(format!("cabinet {sn}")))?;
+    Ok(HttpResponse::Ok().json(ConfigOut {
+        sn: cab.sn,
+        cabinet_type: cab.cabinet_type,
+        status: cab.status,
+        address: cab.address,
+        lat: cab.lat,
+        lng: cab.lng,
+        config_version: cab.config_version,
+        config_acked_version: cab.config_acked_version,
+        tags_version: cab.tags_version,
+        tags_acked_version: cab.tags_acked_version,
+        doors: doors_out(lanes),
+    }))
+}
+
+/// `PUT /ops/cabinets/{sn}/config` — admin, operator. Refused whole when invalid (422) or while
+/// a session holds the cabinet (409).
+pub async fn put_config(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<LayoutInput>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let saved = actor(&state, &sn)
+        .await?
+        .send(SaveConfig { layout: body.into_inner(), by: "ops".into() })
+        .await
+        .map_err(mailbox)??;
+    Ok(HttpResponse::Ok().json(saved))
+}
+
+/// `POST /ops/cabinets/{sn}/price-tags` — admin, operator: send the shelf labels again.
+pub async fn send_price_tags(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let d = actor(&state, &sn).await?.send(SendTags { by: "ops".into() }).await.map_err(mailbox)??;
+    Ok(HttpResponse::Accepted().json(d))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StartCalibrationIn {
+    pub door: u32,
+}
+
+/// `POST /ops/cabinets/{sn}/calibration` — admin, operator, maintainer: start calibrating a door.
+pub async fn start_calibration(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<StartCalibrationIn>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let info = actor(&state, &sn)
+        .await?
+        .send(StartCalibration { door: body.door, by: "ops".into() })
+        .await
+        .map_err(mailbox)??;
+    Ok(HttpResponse::Created().json(info))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StepIn {
+    /// Grams of the standard weight put on each lane (span, verify).
+    pub standard_g: Option<f64>,
+}
+
+/// `POST /ops/cabinets/{sn}/calibration/{step}` (tare, span, verify) — admin, operator,
+/// maintainer. Answers with the reading once the cabinet has taken it.
+pub async fn calibration_step(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: Option<web::Json<StepIn>>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_sn, raw_step) = path.into_inner();
+    let sn = parse_sn(&raw_sn)?;
+    let step = match raw_step.as_str() {
+        "tare" => CalibrationStep::Tare,
+        "span" => CalibrationStep::Span,
+        "verify" => CalibrationStep::Verify,
+        other => return Err(ApiError::NotFound(format!("calibration step {other:?} (tare, span or verify)"))),
+    };
+    let standard_g = body.map(|b| b.into_inner()).unwrap_or_default().standard_g;
+    let report = actor(&state, &sn).await?.send(CalibrateStep { step, standard_g }).await.map_err(mailbox)??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `DELETE /ops/cabinets/{sn}/session` — admin, operator, maintainer: end a calibration.
+pub async fn abort_session(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let info = actor(&state, &sn).await?.send(AbortSession { by: "ops".into() }).await.map_err(mailbox)??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ended": info })))
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionsOut {
+    /// The session holding the cabinet, if any.
+    pub current: Option<Session>,
+    pub recent: Vec<Session>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LimitQuery {
+    pub limit: Option<i64>,
+}
+
+fn limit(q: &LimitQuery) -> Result<i64, ApiError> {
+    match q.limit.unwrap_or(50) {
+        n if (1..=MAX_LIST).contains(&n) => Ok(n),
+        n => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIST}, got {n}"))),
+    }
+}
+
+/// `GET /ops/cabinets/{sn}/sessions` — any role.
+pub async fn list_sessions(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<LimitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let n = limit(&q)?;
+    let key = sn.to_string();
+    let out = state
+        .svc
+        .db
+        .run(move |c| {
+            Ok::<_, db::DbError>(SessionsOut {
+                current: sessions::current(c, &key)?,
+                recent: sessions::list(c, &key, n)?,
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// `GET /ops/cabinets/{sn}/commands` — any role: newest first, with how each ended.
+pub async fn list_commands(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<LimitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let n = limit(&q)?;
+    let key = sn.to_string();
+    let rows: Vec<CommandRow> = state.svc.db.run(move |c| commands::list(c, &key, n)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "commands": rows })))
+}
+
+/// `GET /ops/commands/{id}` — any role.
+pub async fn get_command(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let key = id.clone();
+    let row = state
+        .svc
+        .db
+        .run(move |c| commands::find(c, &key))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("command {id}")))?;
+    Ok(HttpResponse::Ok().json(row))
+}
+
+/// `GET /ops/cabinets/{sn}/weights` — any role: live per-lane weights from the cabinet's actor.
+pub async fn live_weights(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let view = inspect(&state.registry, sn.as_str()).await.ok_or_else(|| ApiError::Conflict {
+        code: "cabinet_not_connected",
+        message: format!("cabinet {sn} is not connected to this node"),
+        detail: None,
+    })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "sn": sn.as_str(),
+        "logged_in": view.logged_in,
+        "doors_open": view.doors_open,
+        "session": view.session,
+        "lanes": view.lanes,
+    })))
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct CabinetTypeIn {
+    pub sensor_channels: i32,
+    pub temp_min_c: f64,
+    pub temp_max_c: f64,
+    pub temp_alert_after_s: i64,
+}
+
+/// `GET /ops/cabinet-types` — any role.
+pub async fn list_cabinet_types(_: OpsAuth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rows: Vec<CabinetType> = state.svc.db.run(layout::cabinet_types).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "types": rows })))
+}
+
+/// `PUT /ops/cabinet-types/{name}` — admin: create or change a cabinet type.
+pub async fn put_cabinet_type(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<CabinetTypeIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let t = body.into_inner();
+    let mut errors = FieldErrors::default();
+    if crate::domain::cabinet::validate_type(&name).is_err() {
+        errors.push("name", "bad_format", "a type name is 1–64 ASCII letters, digits, '-' or '_'");
+    }
+    if !(1..=256).contains(&t.sensor_channels) {
+        errors.push("sensor_channels", "out_of_range", "must be between 1 and 256");
+    }
+    if !(t.temp_min_c.is_finite() && t.temp_max_c.is_finite() && t.temp_min_c < t.temp_max_c) {
+        errors.push("temp_max_c", "out_of_range", "temp_min_c must be below temp_max_c");
+    }
+    if t.temp_alert_after_s < 0 {
+        errors.push("temp_alert_after_s", "negative", "must be 0 or more seconds");
+    }
+    errors.finish().map_err(ApiError::Invalid)?;
+    let now = db::now();
+    let row = CabinetType {
+        name,
+        sensor_channels: t.sensor_channels,
+        temp_min_c: t.temp_min_c,
+        temp_max_c: t.temp_max_c,
+        temp_alert_after_s: t.temp_alert_after_s,
+        created_at: now,
+        updated_at: now,
+    };
+    let stored = row.clone();
+    state.svc.db.write(move |c| layout::put_cabinet_type(c, &stored)).await?;
+    Ok(HttpResponse::Ok().json(row))
+}
