@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use actix::prelude::*;
 
 use super::Shared;
+use super::cabinet::requests::SetupChanged;
 use super::cabinet::{CabinetActor, CabinetView, Crash, Inspect, LivenessChanged};
 use crate::device::bridge::Inbound;
 use crate::domain::cabinet::Sn;
@@ -167,6 +168,23 @@ impl Handler<Lookup> for Registry {
 
     fn handle(&mut self, m: Lookup, _ctx: &mut Context<Self>) -> Self::Result {
         self.route(&m.0)
+    }
+}
+
+/// Tell these cabinets' actors on this node (all of them with `None`) to reload their setup.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotifySetup(pub Option<Vec<String>>);
+
+impl Handler<NotifySetup> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, m: NotifySetup, _ctx: &mut Context<Self>) {
+        let Ok(routes) = self.routes.read() else { return };
+        match m.0 {
+            Some(sns) => sns.iter().filter_map(|sn| routes.get(sn)).for_each(|a| a.do_send(SetupChanged)),
+            None => routes.values().for_each(|a| a.do_send(SetupChanged)),
+        }
     }
 }
 

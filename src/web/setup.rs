@@ -11,7 +11,7 @@ use super::ops::{OpsAuth, parse_sn};
 use super::{ApiError, AppState};
 use crate::actors::cabinet::CabinetActor;
 use crate::actors::cabinet::requests::{AbortSession, CalibrateStep, SaveConfig, SendTags, StartCalibration};
-use crate::actors::registry::{Ensure, inspect};
+use crate::actors::registry::{Ensure, NotifySetup, inspect};
 use crate::db::models::{CabinetType, CommandRow, Lane, Session};
 use crate::db::{self, cabinets, commands, layout, sessions};
 use crate::device::messages::CalibrationStep;
@@ -343,5 +343,7 @@ pub async fn put_cabinet_type(
     };
     let stored = row.clone();
     state.svc.db.write(move |c| layout::put_cabinet_type(c, &stored)).await?;
+    // Cabinets of this type judge temperature by the new range from now on.
+    state.registry.do_send(NotifySetup(None));
     Ok(HttpResponse::Ok().json(row))
 }

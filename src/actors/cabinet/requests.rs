@@ -101,15 +101,16 @@ impl Handler<SendTags> for CabinetActor {
     }
 }
 
-/// Labels changed (a product's name or price): deliver when the cabinet is free.
-#[derive(Message)]
+/// Something the actor works from changed in the database (a product's name or price, the
+/// cabinet type's temperature range): reload, and deliver new labels when the cabinet is free.
+#[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct TagsChanged;
+pub struct SetupChanged;
 
-impl Handler<TagsChanged> for CabinetActor {
+impl Handler<SetupChanged> for CabinetActor {
     type Result = ();
 
-    fn handle(&mut self, _: TagsChanged, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: SetupChanged, ctx: &mut Context<Self>) {
         let (svc, sn) = (self.svc.clone(), self.sn.to_string());
         ctx.wait(async move { load_setup(&svc, &sn).await }.into_actor(self).map(|r, act, ctx| match r {
             Ok(setup) => {
