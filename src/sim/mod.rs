@@ -1,22 +1,31 @@
 //! `heft simulate`: a fleet of simulated cabinets that follow device protocol v1 over real MQTT
-//! connections: log in, heartbeat and report weights at the cadence Heft gives them, reconnect
-//! with backoff, and inject faults on request. It is the load generator of the benchmarks and a
-//! demo for newcomers.
+//! connections: log in, heartbeat and report weights at the cadence Heft gives them, answer
+//! commands, reconnect with backoff, and inject faults on request. Each cabinet is a physical
+//! model (`cabinet::Physical`: load cells under lanes of products, doors), so the counts it
+//! reports are what a real cabinet would report. It is the load generator of the benchmarks, a
+//! demo for newcomers, and (through `handle::SimCabinet`) the cabinet of integration tests.
 
+pub mod cabinet;
 pub mod device;
+pub mod handle;
+pub mod scale;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::device::frame::{Cadence, Header, LoginAck};
 use crate::device::topic::{self, UpKind};
 use crate::provision::{self, Credentials};
+use cabinet::{Physical, PhysicalOptions};
 use device::{ConnectOptions, DeviceClient, DeviceClientError};
+use handle::Request;
+use scale::ScaleOptions;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
@@ -51,9 +60,15 @@ pub struct SimArgs {
     /// Open-door cabinets stream weights this often instead of the cadence's period.
     #[arg(long)]
     pub weight_every_ms: Option<u64>,
-    /// Lanes per cabinet in weight frames.
-    #[arg(long, default_value_t = 8)]
-    pub lanes: usize,
+    /// Load-cell channels per cabinet (the length of `counts` in weight frames).
+    #[arg(long, alias = "lanes", default_value_t = 16)]
+    pub channels: usize,
+    /// Noise of one load-cell reading, standard deviation in grams.
+    #[arg(long, default_value_t = 2.0)]
+    pub noise_g: f64,
+    /// Load-cell creep, grams per hour.
+    #[arg(long, default_value_t = 0.5)]
+    pub creep_g_per_h: f64,
     /// New connections per second while ramping up.
     #[arg(long, default_value_t = 400)]
     pub ramp_per_s: u64,
@@ -83,6 +98,8 @@ pub struct SimStats {
     pub reconnects: AtomicU64,
     pub connect_failures: AtomicU64,
     pub down_rejected: AtomicU64,
+    pub doors_sent: AtomicU64,
+    pub acks_sent: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +118,8 @@ pub struct StatsLine {
     pub reconnects: u64,
     pub connect_failures: u64,
     pub down_rejected: u64,
+    pub doors_sent: u64,
+    pub acks_sent: u64,
 }
 
 impl SimStats {
@@ -121,6 +140,8 @@ impl SimStats {
             reconnects: g(&self.reconnects),
             connect_failures: g(&self.connect_failures),
             down_rejected: g(&self.down_rejected),
+            doors_sent: g(&self.doors_sent),
+            acks_sent: g(&self.acks_sent),
         }
     }
 }
@@ -132,7 +153,9 @@ pub struct Behaviour {
     pub drop_heartbeats: f64,
     pub bad_signatures: f64,
     pub disconnect_after: Option<Duration>,
+    /// Door 0 held open from the start (the cabinet streams at the open-door cadence).
     pub door_open: bool,
+    /// Load-cell channels of the cabinets `spawn_fleet` builds.
     pub lanes: usize,
     /// Stream weights this often (ms) while the door is open, instead of the cadence's period;
     /// 0 follows the cadence. Shared and read every period, so a benchmark can raise the rate
@@ -146,6 +169,10 @@ pub struct Behaviour {
 pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.drop_heartbeats) || !(0.0..=1.0).contains(&args.bad_signatures) {
         anyhow::bail!("--drop-heartbeats and --bad-signatures are probabilities between 0 and 1");
+    }
+    if !(args.noise_g >= 0.0 && args.creep_g_per_h >= 0.0 && args.noise_g.is_finite() && args.creep_g_per_h.is_finite())
+    {
+        anyhow::bail!("--noise-g and --creep-g-per-h are grams, zero or more");
     }
     let creds = match &args.credentials {
         Some(path) => {
@@ -171,11 +198,13 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
         bad_signatures: args.bad_signatures,
         disconnect_after: args.disconnect_after.map(Duration::from_secs),
         door_open: i < args.open_doors,
-        lanes: args.lanes,
+        lanes: args.channels,
         weight_every_ms: weight_every_ms.clone(),
         without_login: None,
     };
-    let tasks = spawn_fleet(creds, behaviour, stats.clone(), args.ramp_per_s).await;
+    let scale = ScaleOptions { noise_g: args.noise_g, creep_g_per_h: args.creep_g_per_h };
+    let physical = |b: &Behaviour| stocked_cabinet(b.lanes, scale);
+    let tasks = spawn_fleet_with(creds, behaviour, physical, stats.clone(), args.ramp_per_s).await;
     let report = {
         let stats = stats.clone();
         let json = args.json;
@@ -209,7 +238,7 @@ fn print_stats(line: &StatsLine, json: bool) {
         println!("{}", serde_json::to_string(line).unwrap_or_default());
     } else {
         println!(
-            "t={:>6.1}s connected={} logged_in={} frames={} ({:.0}/s) heartbeats={} dropped={} weights={} bad_sig={} refused={} relogin={} reconnects={} connect_failures={}",
+            "t={:>6.1}s connected={} logged_in={} frames={} ({:.0}/s) heartbeats={} dropped={} weights={} doors={} acks={} bad_sig={} refused={} relogin={} reconnects={} connect_failures={}",
             line.elapsed_s,
             line.connected,
             line.logged_in,
@@ -218,6 +247,8 @@ fn print_stats(line: &StatsLine, json: bool) {
             line.heartbeats_sent,
             line.heartbeats_dropped,
             line.weights_sent,
+            line.doors_sent,
+            line.acks_sent,
             line.bad_signatures_sent,
             line.logins_refused,
             line.relogin_requests,
@@ -227,10 +258,23 @@ fn print_stats(line: &StatsLine, json: bool) {
     }
 }
 
-/// Start one task per cabinet, `ramp_per_s` new connections per second.
+/// Start one task per cabinet, `ramp_per_s` new connections per second. Each cabinet has
+/// `lanes` channels with default load cells and random stock.
 pub async fn spawn_fleet(
     creds: Vec<Credentials>,
     behaviour: impl Fn(usize) -> Behaviour,
+    stats: Arc<SimStats>,
+    ramp_per_s: u64,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let physical = |b: &Behaviour| stocked_cabinet(b.lanes, ScaleOptions::default());
+    spawn_fleet_with(creds, behaviour, physical, stats, ramp_per_s).await
+}
+
+/// As [`spawn_fleet`], with the physical cabinet of each built by `physical`.
+pub async fn spawn_fleet_with(
+    creds: Vec<Credentials>,
+    behaviour: impl Fn(usize) -> Behaviour,
+    physical: impl Fn(&Behaviour) -> Physical,
     stats: Arc<SimStats>,
     ramp_per_s: u64,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -238,11 +282,20 @@ pub async fn spawn_fleet(
     let mut tasks = Vec::with_capacity(creds.len());
     let mut next = tokio::time::Instant::now();
     for (i, c) in creds.into_iter().enumerate() {
-        tasks.push(tokio::spawn(run_cabinet(c, behaviour(i), stats.clone())));
+        let b = behaviour(i);
+        let rig = Rig::new(physical(&b));
+        tasks.push(tokio::spawn(run_cabinet(c, b, rig, stats.clone())));
         next += pace;
         tokio::time::sleep_until(next).await;
     }
     tasks
+}
+
+/// A fleet cabinet: random load cells, random products on every channel.
+pub fn stocked_cabinet(channels: usize, scale: ScaleOptions) -> Physical {
+    let mut p = Physical::new(&PhysicalOptions { channels: channels as u32, scale, ..PhysicalOptions::default() });
+    p.stock_randomly(&mut rand::thread_rng());
+    p
 }
 
 /// Create (or re-key) the simulated cabinets in the configured database.
@@ -263,42 +316,182 @@ async fn provision_fleet(config: &Config, args: &SimArgs) -> anyhow::Result<Vec<
     Ok(creds)
 }
 
-/// The first boot of a simulated cabinet: the clock, so it exceeds any boot an earlier run used.
+/// The first boot of a simulated cabinet (less one): the clock, so it exceeds any boot an
+/// earlier run used.
 fn first_boot() -> u64 {
     chrono::Utc::now().timestamp_millis().max(1) as u64
 }
 
+/// What a simulated cabinet is made of besides its behaviour: the physical cabinet (shared with a
+/// test's `SimCabinet` handle, which also sends requests) and its position module.
+pub struct Rig {
+    pub physical: Arc<Mutex<Physical>>,
+    pub position: Option<(f64, f64)>,
+    requests: Option<mpsc::UnboundedReceiver<Request>>,
+}
+
+impl Rig {
+    pub fn new(physical: Physical) -> Rig {
+        Rig { physical: Arc::new(Mutex::new(physical)), position: None, requests: None }
+    }
+
+    pub(crate) fn with_requests(
+        physical: Arc<Mutex<Physical>>,
+        position: Option<(f64, f64)>,
+        requests: mpsc::UnboundedReceiver<Request>,
+    ) -> Rig {
+        Rig { physical, position, requests: Some(requests) }
+    }
+
+    fn physical(&self) -> MutexGuard<'_, Physical> {
+        lock(&self.physical)
+    }
+
+    /// The next request of the handle; `None` once the handle is gone. A fleet cabinet has no
+    /// handle and waits forever.
+    async fn next_request(&mut self) -> Option<Request> {
+        match &mut self.requests {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Between connections: wait `wait` (forever with `None`), serving the handle meanwhile.
+    async fn idle(&mut self, wait: Option<Duration>) -> Idle {
+        let mut deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        loop {
+            let sleep = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => return Idle::Connect(None),
+                req = self.next_request() => match req {
+                    None | Some(Request::Stop) => return Idle::Stop,
+                    Some(Request::Reconnect(reply)) => return Idle::Connect(Some(reply)),
+                    Some(Request::Disconnect(reply)) => {
+                        deadline = None;
+                        let _ = reply.send(());
+                    }
+                    Some(Request::Door { door, open, reply }) => {
+                        // The door moves even though nobody hears about it.
+                        let mut p = self.physical();
+                        if open { p.open(door) } else { p.close(door) };
+                        drop(p);
+                        let _ = reply.send(Err(NOT_CONNECTED.into()));
+                    }
+                    Some(Request::Weights(reply)) => {
+                        let _ = reply.send(Err(NOT_CONNECTED.into()));
+                    }
+                },
+            }
+        }
+    }
+}
+
+const NOT_CONNECTED: &str = "the simulated cabinet is not connected";
+
+enum Idle {
+    Stop,
+    /// Connect now; tell the handle how it went, if it asked.
+    Connect(Option<oneshot::Sender<Result<(), String>>>),
+}
+
+/// How a session ended, when not by a failure.
+enum End {
+    /// `--disconnect-after`: reconnect after the shortest backoff.
+    Planned,
+    /// The handle disconnected: stay offline until it asks to reconnect.
+    Offline,
+    /// The handle stopped the cabinet, or is gone.
+    Stop,
+}
+
+/// A connection already logged in (by `SimCabinet::start`, so that it can report failures).
+pub(crate) struct Connected {
+    pub dev: DeviceClient,
+    pub cadence: Cadence,
+    pub boot: u64,
+}
+
+/// The physical cabinet is locked only for plain state changes and readings, never across an
+/// await; a panic while it was held cannot leave it half-changed, so a poisoned lock is used as is.
+pub(crate) fn lock(p: &Mutex<Physical>) -> MutexGuard<'_, Physical> {
+    p.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// One simulated cabinet, forever: connect, log in, follow the cadence; on any failure back off
-/// (1 s doubling to 60 s, with jitter) and start over with the next boot.
-pub async fn run_cabinet(creds: Credentials, b: Behaviour, stats: Arc<SimStats>) {
-    let mut boot = first_boot();
+/// (1 s doubling to 60 s, with jitter; back to 1 s after a successful login) and start over with
+/// the next boot.
+pub async fn run_cabinet(creds: Credentials, b: Behaviour, rig: Rig, stats: Arc<SimStats>) {
+    run_sessions(creds, b, rig, stats, None).await
+}
+
+pub(crate) async fn run_sessions(
+    creds: Credentials,
+    b: Behaviour,
+    mut rig: Rig,
+    stats: Arc<SimStats>,
+    mut connected: Option<Connected>,
+) {
+    if b.door_open {
+        rig.physical().open(0);
+    }
+    let mut boot = connected.as_ref().map_or_else(first_boot, |c| c.boot);
     let mut backoff = Duration::from_secs(1);
     let mut first = true;
+    let mut reply: Option<oneshot::Sender<Result<(), String>>> = None;
     loop {
         if !first {
             stats.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         first = false;
-        boot += 1;
-        match session(&creds, &b, &stats, &mut boot).await {
-            Ok(()) => backoff = Duration::from_secs(1),
+        let opened = match connected.take() {
+            Some(c) => Ok((c.dev, c.cadence)),
+            None => {
+                boot += 1;
+                open_session(&creds, &b, &rig, &stats, &mut boot).await
+            }
+        };
+        if let Some(reply) = reply.take() {
+            let _ = reply.send(opened.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        let ended = match opened {
+            Ok((dev, cadence)) => {
+                backoff = Duration::from_secs(1);
+                run_session(dev, cadence, &b, &mut rig, &stats, &mut boot).await
+            }
+            Err(e) => Err(e),
+        };
+        let wait = match ended {
+            Ok(End::Stop) => return,
+            Ok(End::Offline) => None,
+            Ok(End::Planned) => Some(Duration::from_secs(1)),
             Err(e) => {
                 tracing::debug!(sn = %creds.sn, error = %e, "simulated cabinet session ended");
+                Some(backoff)
             }
-        }
+        };
         let jitter = rand::thread_rng().gen_range(0.5..1.5);
-        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        match rig.idle(wait.map(|w| w.mul_f64(jitter))).await {
+            Idle::Stop => return,
+            Idle::Connect(r) => reply = r,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 
-/// One connection: returns Ok when it ended by plan (`--disconnect-after`).
-async fn session(
+/// Connect and log in. From here until `run_session` ends, the connection counts in
+/// `stats.connected`.
+pub(crate) async fn open_session(
     creds: &Credentials,
     b: &Behaviour,
+    rig: &Rig,
     stats: &SimStats,
     boot: &mut u64,
-) -> Result<(), DeviceClientError> {
+) -> Result<(DeviceClient, Cadence), DeviceClientError> {
     let mut dev = match DeviceClient::connect(&b.broker, creds, *boot, ConnectOptions::default()).await {
         Ok(d) => d,
         Err(e) => {
@@ -306,19 +499,45 @@ async fn session(
             return Err(e);
         }
     };
+    dev.position = rig.position;
     stats.connected.fetch_add(1, Ordering::Relaxed);
-    let result = logged_in_session(&mut dev, b, stats, boot).await;
-    stats.connected.fetch_sub(1, Ordering::Relaxed);
-    dev.disconnect().await;
-    result
+    let logged_in = match &b.without_login {
+        Some(c) => {
+            dev.boot = *boot;
+            match dev.send_login().await {
+                Ok(()) => {
+                    stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                    rig.physical().begin_boot(*boot, 0);
+                    Ok(c.clone())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        None => login(&mut dev, rig, stats, boot).await,
+    };
+    match logged_in {
+        Ok(cadence) => Ok((dev, cadence)),
+        Err(e) => {
+            stats.connected.fetch_sub(1, Ordering::Relaxed);
+            dev.disconnect().await;
+            Err(e)
+        }
+    }
 }
 
-async fn login(dev: &mut DeviceClient, stats: &SimStats, boot: &mut u64) -> Result<Cadence, DeviceClientError> {
+async fn login(
+    dev: &mut DeviceClient,
+    rig: &Rig,
+    stats: &SimStats,
+    boot: &mut u64,
+) -> Result<Cadence, DeviceClientError> {
     for _ in 0..5 {
         dev.boot = *boot;
         let ack: LoginAck = dev.login(Duration::from_secs(10)).await?;
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         if let (true, Some(cadence)) = (ack.ok, ack.cadence) {
+            // Commands of this boot must come after the login_ack (protocol §7).
+            rig.physical().begin_boot(*boot, ack.seq);
             return Ok(cadence);
         }
         // stale_boot: someone (an earlier run) used a higher boot; jump past it.
@@ -328,53 +547,59 @@ async fn login(dev: &mut DeviceClient, stats: &SimStats, boot: &mut u64) -> Resu
     Err(DeviceClientError::Connection("login refused five times".into()))
 }
 
-async fn logged_in_session(
-    dev: &mut DeviceClient,
+async fn run_session(
+    mut dev: DeviceClient,
+    mut cadence: Cadence,
     b: &Behaviour,
+    rig: &mut Rig,
     stats: &SimStats,
     boot: &mut u64,
-) -> Result<(), DeviceClientError> {
-    let mut cadence = match &b.without_login {
-        Some(c) => {
-            dev.boot = *boot;
-            dev.send_login().await?;
-            stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-            c.clone()
-        }
-        None => login(dev, stats, boot).await?,
-    };
+) -> Result<End, DeviceClientError> {
     stats.logged_in.fetch_add(1, Ordering::Relaxed);
-    let result = follow_cadence(dev, b, stats, boot, &mut cadence).await;
+    let result = follow_cadence(&mut dev, b, rig, stats, boot, &mut cadence).await;
     stats.logged_in.fetch_sub(1, Ordering::Relaxed);
+    stats.connected.fetch_sub(1, Ordering::Relaxed);
+    dev.disconnect().await;
     result
+}
+
+/// How often weights go out (protocol §8): fast while a door is open (or at `fast_ms`, when the
+/// fleet set one), fast for a while after the last door closed, slowly otherwise.
+fn weight_period(c: &Cadence, door_open: bool, fast_ms: u64, after_close: bool) -> Duration {
+    match (door_open, fast_ms, after_close) {
+        (true, 0, _) => Duration::from_millis(c.open_weight_ms),
+        (true, ms, _) => Duration::from_millis(ms),
+        (false, _, true) => Duration::from_millis(c.after_close_weight_ms),
+        (false, _, false) => Duration::from_secs(c.closed_weight_s),
+    }
 }
 
 async fn follow_cadence(
     dev: &mut DeviceClient,
     b: &Behaviour,
+    rig: &mut Rig,
     stats: &SimStats,
     boot: &mut u64,
     cadence: &mut Cadence,
-) -> Result<(), DeviceClientError> {
+) -> Result<End, DeviceClientError> {
     let started = tokio::time::Instant::now();
     let mut rate = b.weight_every_ms.clone();
     let mut rate_open = true;
-    let weight_every = |cadence: &Cadence, fast: u64| match (b.door_open, fast) {
-        (true, 0) => Duration::from_millis(cadence.open_weight_ms),
-        (true, ms) => Duration::from_millis(ms),
-        (false, _) => Duration::from_secs(cadence.closed_weight_s),
+    // Until then the weights go out at the after-close period.
+    let mut after_close_until: Option<tokio::time::Instant> = None;
+    let period = |cadence: &Cadence, rig: &Rig, fast: u64, until: Option<tokio::time::Instant>| {
+        let after_close = until.is_some_and(|t| tokio::time::Instant::now() < t);
+        weight_period(cadence, rig.physical().any_open(), fast, after_close)
     };
     // Spread the fleet over the period instead of beating in lockstep.
     let phase = |period: Duration| period.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
     let hb_period = Duration::from_secs(cadence.heartbeat_s);
     let mut next_hb = started + phase(hb_period);
-    let mut next_weight = started + phase(weight_every(cadence, *rate.borrow()));
-    let mut down_seq = 0u64;
+    let mut next_weight = started + phase(period(cadence, rig, *rate.borrow(), None));
     let mut temp: f64 = 4.0 + rand::thread_rng().gen_range(-0.5..0.5);
-    let mut counts: Vec<i64> = (0..b.lanes).map(|_| rand::thread_rng().gen_range(80_000..900_000)).collect();
     loop {
         if b.disconnect_after.is_some_and(|limit| started.elapsed() >= limit) {
-            return Ok(());
+            return Ok(End::Planned);
         }
         let wake = next_hb.min(next_weight);
         tokio::select! {
@@ -383,8 +608,8 @@ async fn follow_cadence(
                 match changed {
                     // A new rate takes effect now, not after the old period runs out.
                     Ok(()) => {
-                        let period = weight_every(cadence, *rate.borrow_and_update());
-                        next_weight = tokio::time::Instant::now() + phase(period);
+                        let p = period(cadence, rig, *rate.borrow_and_update(), after_close_until);
+                        next_weight = tokio::time::Instant::now() + phase(p);
                     }
                     Err(_) => rate_open = false,
                 }
@@ -396,19 +621,66 @@ async fn follow_cadence(
                     Err(DeviceClientError::Verify(_)) => { stats.down_rejected.fetch_add(1, Ordering::Relaxed); continue; }
                     Err(e) => return Err(e),
                 };
-                // A cabinet obeys only frames for its boot with an increasing seq.
-                let for_us = down.m.get("boot").and_then(|v| v.as_u64()) == Some(*boot);
-                let seq = down.m.get("seq").and_then(|v| v.as_u64()).unwrap_or(0);
-                if !for_us || seq <= down_seq {
-                    stats.down_rejected.fetch_add(1, Ordering::Relaxed);
+                if down.kind() == "login_ack" {
+                    // A cabinet obeys only frames for its boot with an increasing seq.
+                    if !rig.physical().accept_down(&down.m, *boot) {
+                        stats.down_rejected.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if down.m.get("reason").and_then(|v| v.as_str()) == Some("login_required") {
+                        stats.relogin_requests.fetch_add(1, Ordering::Relaxed);
+                        *boot += 1;
+                        *cadence = login(dev, rig, stats, boot).await?;
+                    }
                     continue;
                 }
-                down_seq = seq;
-                if down.kind() == "login_ack" && down.m.get("reason").and_then(|v| v.as_str()) == Some("login_required") {
-                    stats.relogin_requests.fetch_add(1, Ordering::Relaxed);
-                    *boot += 1;
-                    *cadence = login(dev, stats, boot).await?;
-                    down_seq = 0;
+                let ack = rig.physical().handle(down.kind(), &down.m, *boot);
+                if let Some(ack) = ack {
+                    send(dev, b, stats, UpKind::Ack, serde_json::to_value(ack)?).await?;
+                    stats.acks_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+            req = rig.next_request() => {
+                match req {
+                    None | Some(Request::Stop) => return Ok(End::Stop),
+                    Some(Request::Disconnect(reply)) => {
+                        let _ = reply.send(());
+                        return Ok(End::Offline);
+                    }
+                    Some(Request::Reconnect(reply)) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    Some(Request::Weights(reply)) => {
+                        let sent = send_weights(dev, b, rig, stats).await;
+                        let _ = reply.send(sent.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                        sent?;
+                    }
+                    Some(Request::Door { door, open, reply }) => {
+                        let (changed, counts, any_open) = {
+                            let mut p = rig.physical();
+                            let changed = if open { p.open(door) } else { p.close(door) };
+                            (changed, p.read_counts(), p.any_open())
+                        };
+                        // A door that was already where it was asked to be makes no event.
+                        let sent = if changed {
+                            let body = serde_json::json!({"door": door, "open": open, "counts": counts});
+                            send(dev, b, stats, UpKind::Door, body).await
+                        } else {
+                            Ok(())
+                        };
+                        let _ = reply.send(sent.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                        sent?;
+                        if changed {
+                            stats.doors_sent.fetch_add(1, Ordering::Relaxed);
+                            let now = tokio::time::Instant::now();
+                            if !open && !any_open {
+                                after_close_until = Some(now + Duration::from_secs(cadence.after_close_s));
+                            }
+                            // The door frame carried a reading; the next one follows at the new period.
+                            next_weight = now + period(cadence, rig, *rate.borrow(), after_close_until);
+                        }
+                    }
                 }
                 continue;
             }
@@ -433,15 +705,26 @@ async fn follow_cadence(
             }
         }
         if now >= next_weight {
-            next_weight += weight_every(cadence, *rate.borrow());
-            for c in counts.iter_mut() {
-                *c += rand::thread_rng().gen_range(-40..40);
+            next_weight += period(cadence, rig, *rate.borrow(), after_close_until);
+            // After a stall, carry on from now rather than sending the missed frames in a burst.
+            if next_weight < now {
+                next_weight = now + period(cadence, rig, *rate.borrow(), after_close_until);
             }
-            let door = if b.door_open { "open" } else { "closed" };
-            send(dev, b, stats, UpKind::Weight, serde_json::json!({"door": door, "counts": counts})).await?;
-            stats.weights_sent.fetch_add(1, Ordering::Relaxed);
+            send_weights(dev, b, rig, stats).await?;
         }
     }
+}
+
+async fn send_weights(
+    dev: &mut DeviceClient,
+    b: &Behaviour,
+    rig: &Rig,
+    stats: &SimStats,
+) -> Result<(), DeviceClientError> {
+    let counts = rig.physical().read_counts();
+    send(dev, b, stats, UpKind::Weight, serde_json::json!({ "counts": counts })).await?;
+    stats.weights_sent.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Add the header to `body`, sign (with a wrong key, if the dice say so) and publish.

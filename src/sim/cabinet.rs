@@ -1,0 +1,659 @@
+//! The physical cabinet and its firmware logic, as plain state: load cells under lanes of
+//! products, doors, the lane map and price labels Heft last sent, and the answers firmware gives
+//! to commands. No MQTT here, so every rule can be unit tested; the simulator's session loop
+//! (`super::run_cabinet`) and the test handle (`super::handle::SimCabinet`) drive it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::scale::{Fault, LoadCell, ScaleOptions};
+use crate::device::frame::Header;
+use crate::device::messages::{
+    AckUp, CalibrateCmd, CalibrateResult, CalibrationStep, Command, ConfigCmd, PriceTag, PriceTagsCmd, VersionResult,
+};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CabinetError {
+    #[error("channel {channel} does not exist (the cabinet has {channels})")]
+    NoSuchChannel { channel: u32, channels: u32 },
+    #[error("channel {channel} holds {have} units, cannot take {want}")]
+    NotEnoughUnits { channel: u32, have: u32, want: u32 },
+    #[error("channel {channel} carries {have_g} g placed by hand, cannot remove {want_g} g")]
+    NotEnoughGrams { channel: u32, have_g: f64, want_g: f64 },
+    #[error("grams must be a finite number above zero, got {0}")]
+    BadGrams(f64),
+}
+
+/// How to build a cabinet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhysicalOptions {
+    pub channels: u32,
+    pub scale: ScaleOptions,
+    /// Seed for every random draw (cells, noise); `None` draws one.
+    pub seed: Option<u64>,
+    /// Broken cells, by channel.
+    pub faults: Vec<(u32, Fault)>,
+}
+
+impl Default for PhysicalOptions {
+    fn default() -> Self {
+        PhysicalOptions { channels: 16, scale: ScaleOptions::default(), seed: None, faults: Vec::new() }
+    }
+}
+
+/// What a channel really carries.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Load {
+    unit_g: f64,
+    units: u32,
+    /// Anything placed by hand (`place_grams`).
+    extra_g: f64,
+    /// The calibration operator's standard weight, while it is on the lane.
+    standard_g: f64,
+}
+
+impl Load {
+    fn grams(&self) -> f64 {
+        self.unit_g * f64::from(self.units) + self.extra_g + self.standard_g
+    }
+}
+
+/// The ground truth of one channel, tray excluded: what Heft's grams should come close to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LaneTruth {
+    /// The lane Heft's last `config` put on this channel, if any.
+    pub code: Option<String>,
+    pub channel: u32,
+    pub door: Option<u32>,
+    pub unit_g: f64,
+    pub units: u32,
+    pub grams: f64,
+}
+
+/// An `up/ack` without the header, which the sender adds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AckBody {
+    pub cmd_id: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+}
+
+impl AckBody {
+    fn ok(cmd_id: &str, result: serde_json::Value) -> AckBody {
+        AckBody { cmd_id: cmd_id.to_string(), ok: true, error: None, result: Some(result) }
+    }
+
+    fn failed(cmd_id: &str, error: &str) -> AckBody {
+        AckBody { cmd_id: cmd_id.to_string(), ok: false, error: Some(error.to_string()), result: None }
+    }
+
+    pub fn into_ack(self, h: Header) -> AckUp {
+        AckUp { h, cmd_id: self.cmd_id, ok: self.ok, error: self.error, result: self.result }
+    }
+}
+
+/// Results of executed commands kept for answering retries; Heft retries within seconds, so a
+/// short memory is enough.
+const REMEMBERED_RESULTS: usize = 64;
+
+/// Readings averaged for one calibration reading: firmware waits for the lane to settle and
+/// averages, as a real cabinet does before reporting a calibration point (about 0.8 s at 80 Hz).
+pub const SETTLED_SAMPLES: u32 = 64;
+
+#[derive(Debug)]
+pub struct Physical {
+    cells: Vec<LoadCell>,
+    loads: Vec<Load>,
+    open_doors: BTreeSet<u32>,
+    installed: Instant,
+    config: Option<ConfigCmd>,
+    labels: BTreeMap<String, PriceTag>,
+    /// The boot whose downstream frames are being checked, and the highest seq executed in it.
+    boot: u64,
+    last_down_seq: u64,
+    /// Executed commands of this boot and their acks, oldest first.
+    done: VecDeque<AckBody>,
+    /// Test knob: execute but do not answer this many more commands (the ack is lost).
+    pub drop_acks: u32,
+    /// Test knob: refuse every command.
+    pub refuse: bool,
+}
+
+impl Physical {
+    pub fn new(opts: &PhysicalOptions) -> Physical {
+        let mut rng = StdRng::seed_from_u64(opts.seed.unwrap_or_else(rand::random));
+        let cells = (0..opts.channels)
+            .map(|ch| {
+                let fault = opts.faults.iter().find(|(c, _)| *c == ch).map(|(_, f)| *f);
+                LoadCell::random(&mut rng, opts.scale, fault)
+            })
+            .collect();
+        Physical::with_cells(cells)
+    }
+
+    /// A cabinet with these exact cells, one per channel.
+    pub fn with_cells(cells: Vec<LoadCell>) -> Physical {
+        Physical {
+            loads: vec![Load::default(); cells.len()],
+            cells,
+            open_doors: BTreeSet::new(),
+            installed: Instant::now(),
+            config: None,
+            labels: BTreeMap::new(),
+            boot: 0,
+            last_down_seq: 0,
+            done: VecDeque::new(),
+            drop_acks: 0,
+            refuse: false,
+        }
+    }
+
+    /// Put random products on every channel (for fleets): 0 to 12 units of 50 to 600 g each.
+    pub fn stock_randomly(&mut self, rng: &mut impl Rng) {
+        for load in &mut self.loads {
+            load.unit_g = (rng.gen_range(50.0..600.0_f64) * 10.0).round() / 10.0;
+            load.units = rng.gen_range(0..=12);
+        }
+    }
+
+    pub fn channels(&self) -> u32 {
+        self.cells.len() as u32
+    }
+
+    pub fn cell(&self, channel: u32) -> Option<&LoadCell> {
+        self.cells.get(channel as usize)
+    }
+
+    fn load(&mut self, channel: u32) -> Result<&mut Load, CabinetError> {
+        let channels = self.channels();
+        self.loads.get_mut(channel as usize).ok_or(CabinetError::NoSuchChannel { channel, channels })
+    }
+
+    /// Fill a lane: `units` products of `unit_g` each, replacing what it held.
+    pub fn stock(&mut self, channel: u32, unit_g: f64, units: u32) -> Result<(), CabinetError> {
+        positive(unit_g)?;
+        let load = self.load(channel)?;
+        load.unit_g = unit_g;
+        load.units = units;
+        Ok(())
+    }
+
+    /// A customer takes `units` products.
+    pub fn take(&mut self, channel: u32, units: u32) -> Result<(), CabinetError> {
+        let load = self.load(channel)?;
+        if load.units < units {
+            return Err(CabinetError::NotEnoughUnits { channel, have: load.units, want: units });
+        }
+        load.units -= units;
+        Ok(())
+    }
+
+    /// Products put back (or restocked) on the lane, of the lane's current unit weight.
+    pub fn put(&mut self, channel: u32, units: u32) -> Result<(), CabinetError> {
+        let load = self.load(channel)?;
+        load.units = load.units.saturating_add(units);
+        Ok(())
+    }
+
+    /// Something other than the lane's product put on it: a foreign item, a hand.
+    pub fn place_grams(&mut self, channel: u32, g: f64) -> Result<(), CabinetError> {
+        positive(g)?;
+        self.load(channel)?.extra_g += g;
+        Ok(())
+    }
+
+    pub fn remove_grams(&mut self, channel: u32, g: f64) -> Result<(), CabinetError> {
+        positive(g)?;
+        let load = self.load(channel)?;
+        // A little slack for the rounding of repeated additions.
+        if load.extra_g + 1e-9 < g {
+            return Err(CabinetError::NotEnoughGrams { channel, have_g: load.extra_g, want_g: g });
+        }
+        load.extra_g = (load.extra_g - g).max(0.0);
+        Ok(())
+    }
+
+    /// Returns whether the door was closed before.
+    pub fn open(&mut self, door: u32) -> bool {
+        self.open_doors.insert(door)
+    }
+
+    /// Returns whether the door was open before.
+    pub fn close(&mut self, door: u32) -> bool {
+        self.open_doors.remove(&door)
+    }
+
+    pub fn is_open(&self, door: u32) -> bool {
+        self.open_doors.contains(&door)
+    }
+
+    pub fn any_open(&self) -> bool {
+        !self.open_doors.is_empty()
+    }
+
+    /// Ground truth per channel (index = channel), tray excluded.
+    pub fn truth(&self) -> Vec<LaneTruth> {
+        let lanes: BTreeMap<u32, (String, u32)> = self
+            .config
+            .iter()
+            .flat_map(|c| &c.doors)
+            .flat_map(|d| d.lanes.iter().map(move |l| (l.channel, (l.code.clone(), d.door))))
+            .collect();
+        self.loads
+            .iter()
+            .enumerate()
+            .map(|(ch, load)| {
+                let channel = ch as u32;
+                let lane = lanes.get(&channel);
+                LaneTruth {
+                    code: lane.map(|l| l.0.clone()),
+                    channel,
+                    door: lane.map(|l| l.1),
+                    unit_g: load.unit_g,
+                    units: load.units,
+                    grams: load.grams(),
+                }
+            })
+            .collect()
+    }
+
+    /// One reading of every channel, index = channel.
+    pub fn read_counts(&mut self) -> Vec<i64> {
+        self.read_counts_at(self.installed.elapsed())
+    }
+
+    /// As [`Physical::read_counts`], as if `elapsed` had passed since installation (for creep).
+    pub fn read_counts_at(&mut self, elapsed: Duration) -> Vec<i64> {
+        self.cells.iter_mut().zip(&self.loads).map(|(cell, load)| cell.read(load.grams(), elapsed)).collect()
+    }
+
+    /// A settled reading of one channel: the mean of [`SETTLED_SAMPLES`] readings.
+    fn settled(&mut self, channel: u32) -> i64 {
+        let elapsed = self.installed.elapsed();
+        let ch = channel as usize;
+        let (Some(cell), Some(load)) = (self.cells.get_mut(ch), self.loads.get(ch)) else { return 0 };
+        let sum: i128 = (0..SETTLED_SAMPLES).map(|_| i128::from(cell.read(load.grams(), elapsed))).sum();
+        (sum / i128::from(SETTLED_SAMPLES)) as i64
+    }
+
+    pub fn last_config(&self) -> Option<&ConfigCmd> {
+        self.config.as_ref()
+    }
+
+    /// What the shelf labels show, by lane code.
+    pub fn price_tags(&self) -> Vec<PriceTag> {
+        self.labels.values().cloned().collect()
+    }
+
+    /// The boot whose commands are obeyed.
+    pub fn boot(&self) -> u64 {
+        self.boot
+    }
+
+    /// A login was accepted: a new boot, whose downstream frames must have a seq above the
+    /// login_ack's. Executed commands of the old boot are forgotten.
+    pub fn begin_boot(&mut self, boot: u64, login_ack_seq: u64) {
+        self.boot = boot;
+        self.last_down_seq = login_ack_seq;
+        self.done.clear();
+    }
+
+    /// The check of every downstream frame (protocol §7): for the current boot, with a seq above
+    /// the last one executed. Advances the seq when it passes.
+    pub fn accept_down(&mut self, m: &serde_json::Value, boot: u64) -> bool {
+        if boot != self.boot {
+            self.begin_boot(boot, 0);
+        }
+        let for_us = m.get("boot").and_then(|v| v.as_u64()) == Some(boot);
+        let seq = m.get("seq").and_then(|v| v.as_u64()).unwrap_or(0);
+        if !for_us || seq <= self.last_down_seq {
+            return false;
+        }
+        self.last_down_seq = seq;
+        true
+    }
+
+    /// What firmware does with a verified command of `kind` while logged in with `boot`: the ack
+    /// to send, or `None` when it is ignored (another boot, an old seq, no cmd_id) or its ack is
+    /// to be lost (`drop_acks`). A `cmd_id` already executed is answered with the same result
+    /// again and not executed twice.
+    pub fn handle(&mut self, kind: &str, m: &serde_json::Value, boot: u64) -> Option<AckBody> {
+        if !self.accept_down(m, boot) {
+            return None;
+        }
+        let cmd_id = m.get("cmd_id").and_then(|v| v.as_str())?;
+        let ack = if let Some(done) = self.done.iter().find(|a| a.cmd_id == cmd_id) {
+            done.clone()
+        } else if self.refuse {
+            // Not remembered: refusing is not executing, so a retry after the knob is turned
+            // off is carried out.
+            AckBody::failed(cmd_id, "refused by test")
+        } else {
+            let ack = self.execute(kind, cmd_id, m);
+            if self.done.len() == REMEMBERED_RESULTS {
+                self.done.pop_front();
+            }
+            self.done.push_back(ack.clone());
+            ack
+        };
+        if self.drop_acks > 0 {
+            self.drop_acks -= 1;
+            return None;
+        }
+        Some(ack)
+    }
+
+    fn execute(&mut self, kind: &str, cmd_id: &str, m: &serde_json::Value) -> AckBody {
+        let result = match kind {
+            "config" => parse::<ConfigCmd>(m).and_then(|c| self.configure(c)),
+            "price_tags" => parse::<PriceTagsCmd>(m).and_then(|p| self.label(p)),
+            "calibrate" => parse::<CalibrateCmd>(m).and_then(|c| self.calibrate(c)),
+            _ => Err("unsupported"),
+        };
+        match result {
+            Ok(r) => AckBody::ok(cmd_id, r),
+            Err(e) => AckBody::failed(cmd_id, e),
+        }
+    }
+
+    fn configure(&mut self, c: ConfigCmd) -> Result<serde_json::Value, &'static str> {
+        // Firmware refuses a map naming a channel it does not have, rather than half-apply it.
+        if c.doors.iter().flat_map(|d| &d.lanes).any(|l| l.channel >= self.channels()) {
+            return Err("no_such_channel");
+        }
+        let version = version(c.version);
+        self.config = Some(c);
+        version
+    }
+
+    fn label(&mut self, p: PriceTagsCmd) -> Result<serde_json::Value, &'static str> {
+        // Every label is its own device: one not named keeps what it showed.
+        for tag in p.tags {
+            self.labels.insert(tag.lane.clone(), tag);
+        }
+        version(p.version)
+    }
+
+    /// The simulated operator follows the cabinet's display: empty lanes for `tare` (taking off
+    /// their own standard weights, but no products), the standard weight on every lane for `span`
+    /// (left there) and `verify` (taken off again after the reading).
+    fn calibrate(&mut self, c: CalibrateCmd) -> Result<serde_json::Value, &'static str> {
+        if c.channels.iter().any(|&ch| ch >= self.channels()) {
+            return Err("no_such_channel");
+        }
+        let standard_g = match (c.step, c.standard_g) {
+            (CalibrationStep::Tare, _) => 0.0,
+            (_, Some(g)) if g.is_finite() && g > 0.0 => g,
+            _ => return Err("bad_command"),
+        };
+        for &ch in &c.channels {
+            self.loads[ch as usize].standard_g = standard_g;
+        }
+        let counts = c.channels.iter().map(|&ch| self.settled(ch)).collect();
+        if c.step == CalibrationStep::Verify {
+            for &ch in &c.channels {
+                self.loads[ch as usize].standard_g = 0.0;
+            }
+        }
+        serde_json::to_value(CalibrateResult { counts, door_open: self.is_open(c.door) }).map_err(|_| "internal")
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(m: &serde_json::Value) -> Result<T, &'static str> {
+    serde_json::from_value::<Command<T>>(m.clone()).map(|c| c.body).map_err(|_| "bad_command")
+}
+
+fn version(version: u64) -> Result<serde_json::Value, &'static str> {
+    serde_json::to_value(VersionResult { version }).map_err(|_| "internal")
+}
+
+fn positive(g: f64) -> Result<(), CabinetError> {
+    if g.is_finite() && g > 0.0 { Ok(()) } else { Err(CabinetError::BadGrams(g)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const BOOT: u64 = 7;
+
+    /// Four quiet cells with known numbers: zero 100_000·(ch+1), gain 100 + 50·ch, tray 300 g.
+    fn cabinet(noise_g: f64) -> Physical {
+        let cells = (0..4)
+            .map(|ch| LoadCell::new(100_000 * (ch + 1), 100.0 + 50.0 * ch as f64, 300.0, 0.0, noise_g, ch as u64))
+            .collect();
+        let mut p = Physical::with_cells(cells);
+        p.begin_boot(BOOT, 100);
+        p
+    }
+
+    fn cmd(seq: u64, cmd_id: &str, body: serde_json::Value) -> serde_json::Value {
+        let mut m = json!({"boot": BOOT, "seq": seq, "cmd_id": cmd_id});
+        if let (Some(m), serde_json::Value::Object(b)) = (m.as_object_mut(), body) {
+            m.extend(b);
+        }
+        m
+    }
+
+    fn config(version: u64) -> serde_json::Value {
+        json!({"version": version, "doors": [
+            {"door": 0, "lanes": [{"code": "A1", "channel": 0}, {"code": "A2", "channel": 1}]},
+            {"door": 1, "lanes": [{"code": "B1", "channel": 2}]}
+        ]})
+    }
+
+    fn calibrate(step: &str, standard_g: Option<f64>) -> serde_json::Value {
+        json!({"door": 0, "step": step, "channels": [1, 0], "standard_g": standard_g})
+    }
+
+    fn counts(ack: &AckBody) -> Vec<i64> {
+        let r: CalibrateResult = serde_json::from_value(ack.result.clone().expect("result")).expect("calibrate result");
+        r.counts
+    }
+
+    #[test]
+    fn ignores_other_boots_and_old_seqs() {
+        let mut p = cabinet(0.0);
+        let mut other = cmd(200, "c1", config(1));
+        other["boot"] = json!(BOOT - 1);
+        assert_eq!(p.handle("config", &other, BOOT), None, "another boot");
+        assert_eq!(p.handle("config", &cmd(100, "c1", config(1)), BOOT), None, "not above the login_ack's seq");
+        assert!(p.last_config().is_none());
+        assert!(p.handle("config", &cmd(201, "c1", config(1)), BOOT).is_some());
+        assert_eq!(p.handle("config", &cmd(201, "c2", config(2)), BOOT), None, "same seq again");
+        assert_eq!(p.handle("config", &cmd(150, "c3", config(3)), BOOT), None, "lower seq");
+        assert_eq!(p.last_config().map(|c| c.version), Some(1));
+        assert_eq!(p.handle("config", &json!({"boot": BOOT, "seq": 300}), BOOT), None, "no cmd_id to answer");
+    }
+
+    #[test]
+    fn a_new_boot_starts_a_new_sequence() {
+        let mut p = cabinet(0.0);
+        assert!(p.handle("config", &cmd(500, "c1", config(1)), BOOT).is_some());
+        p.begin_boot(BOOT + 1, 10);
+        let mut m = cmd(11, "c2", config(2));
+        m["boot"] = json!(BOOT + 1);
+        assert!(p.handle("config", &m, BOOT + 1).is_some(), "seq compares within the new boot only");
+    }
+
+    #[test]
+    fn a_retried_cmd_id_gets_the_same_ack_without_running_again() {
+        let mut p = cabinet(2.0);
+        let first = p.handle("calibrate", &cmd(101, "cal-1", calibrate("verify", Some(500.0))), BOOT).expect("ack");
+        // Were it executed again, the noisy reading would differ.
+        let again = p.handle("calibrate", &cmd(102, "cal-1", calibrate("verify", Some(500.0))), BOOT).expect("ack");
+        assert_eq!(first, again);
+        let other = p.handle("calibrate", &cmd(103, "cal-2", calibrate("verify", Some(500.0))), BOOT).expect("ack");
+        assert_ne!(counts(&first), counts(&other), "a new cmd_id is executed");
+        // The memory is bounded: the oldest results are forgotten.
+        for i in 0..REMEMBERED_RESULTS as u64 {
+            p.handle("price_tags", &cmd(200 + i, &format!("pt-{i}"), json!({"version": i, "tags": []})), BOOT);
+        }
+        let late = p.handle("calibrate", &cmd(1000, "cal-1", calibrate("verify", Some(500.0))), BOOT).expect("ack");
+        assert_ne!(counts(&late), counts(&first), "forgotten, so executed again");
+    }
+
+    #[test]
+    fn config_is_stored_and_acked_with_its_version() {
+        let mut p = cabinet(0.0);
+        let ack = p.handle("config", &cmd(101, "c1", config(4)), BOOT).expect("ack");
+        assert_eq!(ack, AckBody { cmd_id: "c1".into(), ok: true, error: None, result: Some(json!({"version": 4})) });
+        let c = p.last_config().expect("stored");
+        assert_eq!(c.doors.len(), 2);
+        assert_eq!(c.doors[1].lanes[0].code, "B1");
+        let truth = p.truth();
+        assert_eq!(truth.len(), 4);
+        assert_eq!((truth[2].code.as_deref(), truth[2].door), (Some("B1"), Some(1)));
+        assert_eq!((truth[3].code.as_deref(), truth[3].door), (None, None));
+        // A map naming a channel the cabinet lacks is refused whole.
+        let mut bad = config(5);
+        bad["doors"][0]["lanes"][0]["channel"] = json!(4);
+        let ack = p.handle("config", &cmd(102, "c2", bad), BOOT).expect("ack");
+        assert_eq!((ack.ok, ack.error.as_deref()), (false, Some("no_such_channel")));
+        assert_eq!(p.last_config().map(|c| c.version), Some(4));
+    }
+
+    #[test]
+    fn price_tags_are_stored_and_acked_with_their_version() {
+        let mut p = cabinet(0.0);
+        let tags = json!({"version": 9, "tags": [
+            {"lane": "A1", "name": "Cola 330ml", "price_fen": 350},
+            {"lane": "A2", "name": "", "price_fen": 0}
+        ]});
+        let ack = p.handle("price_tags", &cmd(101, "p1", tags), BOOT).expect("ack");
+        assert_eq!((ack.ok, ack.result), (true, Some(json!({"version": 9}))));
+        let update = json!({"version": 10, "tags": [{"lane": "A1", "name": "Cola 500ml", "price_fen": 450}]});
+        p.handle("price_tags", &cmd(102, "p2", update), BOOT).expect("ack");
+        assert_eq!(
+            p.price_tags(),
+            vec![
+                PriceTag { lane: "A1".into(), name: "Cola 500ml".into(), price_fen: 450 },
+                PriceTag { lane: "A2".into(), name: "".into(), price_fen: 0 }
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed_commands_are_refused() {
+        let mut p = cabinet(0.0);
+        let ack = p.handle("reboot", &cmd(101, "r1", json!({})), BOOT).expect("ack");
+        assert_eq!(ack, AckBody { cmd_id: "r1".into(), ok: false, error: Some("unsupported".into()), result: None });
+        let ack = p.handle("config", &cmd(102, "c1", json!({"version": "x"})), BOOT).expect("ack");
+        assert_eq!(ack.error.as_deref(), Some("bad_command"));
+        let ack = p.handle("calibrate", &cmd(103, "k1", calibrate("span", None)), BOOT).expect("ack");
+        assert_eq!(ack.error.as_deref(), Some("bad_command"), "span needs a standard weight");
+        let mut far = calibrate("tare", None);
+        far["channels"] = json!([0, 9]);
+        let ack = p.handle("calibrate", &cmd(104, "k2", far), BOOT).expect("ack");
+        assert_eq!(ack.error.as_deref(), Some("no_such_channel"));
+    }
+
+    #[test]
+    fn the_operator_places_and_removes_the_standard_weight() {
+        let mut p = cabinet(0.0);
+        p.stock(3, 250.0, 2).expect("stock");
+        // Tare: lanes as they are (empty trays), in the order asked: channel 1 then 0.
+        let tare = p.handle("calibrate", &cmd(101, "t", calibrate("tare", None)), BOOT).expect("ack");
+        assert_eq!(counts(&tare), vec![200_000 + 150 * 300, 100_000 + 100 * 300]);
+        assert_eq!(tare.result.as_ref().map(|r| r["door_open"].clone()), Some(json!(false)));
+        // Span: the weight goes on and stays.
+        let span = p.handle("calibrate", &cmd(102, "s", calibrate("span", Some(500.0))), BOOT).expect("ack");
+        assert_eq!(counts(&span), vec![200_000 + 150 * 800, 100_000 + 100 * 800]);
+        assert_eq!(p.truth()[0].grams, 500.0);
+        assert_eq!(p.truth()[3].grams, 500.0, "the stocked lane is untouched");
+        // Verify with the door open: the weight is read (not doubled), then taken off.
+        p.open(0);
+        let verify = p.handle("calibrate", &cmd(103, "v", calibrate("verify", Some(500.0))), BOOT).expect("ack");
+        assert_eq!(counts(&verify), counts(&span));
+        assert_eq!(verify.result.as_ref().map(|r| r["door_open"].clone()), Some(json!(true)));
+        assert_eq!((p.truth()[0].grams, p.truth()[1].grams), (0.0, 0.0));
+        // A span left unverified: the next tare starts from empty lanes again.
+        p.handle("calibrate", &cmd(104, "s2", calibrate("span", Some(500.0))), BOOT).expect("ack");
+        let tare2 = p.handle("calibrate", &cmd(105, "t2", calibrate("tare", None)), BOOT).expect("ack");
+        assert_eq!(counts(&tare2), counts(&tare));
+    }
+
+    #[test]
+    fn calibrated_grams_track_the_truth() {
+        let mut p = Physical::new(&PhysicalOptions { channels: 4, seed: Some(11), ..PhysicalOptions::default() });
+        p.begin_boot(BOOT, 0);
+        let step = |p: &mut Physical, seq, name: &str, g: Option<f64>| {
+            let body = json!({"door": 0, "step": name, "channels": [0, 1, 2, 3], "standard_g": g});
+            counts(&p.handle("calibrate", &cmd(seq, name, body), BOOT).expect("ack"))
+        };
+        let zero = step(&mut p, 1, "tare", None);
+        let span = step(&mut p, 2, "span", Some(1000.0));
+        let gain: Vec<f64> = zero.iter().zip(&span).map(|(z, s)| (s - z) as f64 / 1000.0).collect();
+        let verify = step(&mut p, 3, "verify", Some(1000.0));
+        for ch in 0..4 {
+            let g = (verify[ch] - zero[ch]) as f64 / gain[ch];
+            assert!((g - 1000.0).abs() < 1.5, "channel {ch} verifies at {g} g");
+        }
+        p.stock(0, 330.0, 6).expect("stock");
+        p.stock(2, 95.5, 10).expect("stock");
+        p.place_grams(3, 42.0).expect("place");
+        // Single readings: within a few σ (2 g) of the truth.
+        let read = p.read_counts();
+        for t in p.truth() {
+            let ch = t.channel as usize;
+            let g = (read[ch] - zero[ch]) as f64 / gain[ch];
+            assert!((g - t.grams).abs() < 10.0, "channel {ch}: read {g} g, truth {} g", t.grams);
+        }
+    }
+
+    #[test]
+    fn knobs_drop_and_refuse() {
+        let mut p = cabinet(0.0);
+        p.drop_acks = 1;
+        assert_eq!(p.handle("config", &cmd(101, "c1", config(1)), BOOT), None, "the ack is lost");
+        assert!(p.last_config().is_some(), "but the command was carried out");
+        let retry = p.handle("config", &cmd(102, "c1", config(1)), BOOT).expect("the retry is answered");
+        assert!(retry.ok);
+        p.refuse = true;
+        let ack = p.handle("config", &cmd(103, "c2", config(2)), BOOT).expect("ack");
+        assert_eq!((ack.ok, ack.error.as_deref()), (false, Some("refused by test")));
+        assert_eq!(p.last_config().map(|c| c.version), Some(1));
+        p.refuse = false;
+        let ack = p.handle("config", &cmd(104, "c2", config(2)), BOOT).expect("ack");
+        assert!(ack.ok, "a refusal is not remembered as a result");
+    }
+
+    #[test]
+    fn stock_take_put_and_hand_placed_grams() {
+        let mut p = cabinet(0.0);
+        p.stock(1, 330.0, 5).expect("stock");
+        p.take(1, 2).expect("take");
+        assert_eq!(p.take(1, 4), Err(CabinetError::NotEnoughUnits { channel: 1, have: 3, want: 4 }));
+        p.put(1, 1).expect("put");
+        p.place_grams(1, 12.5).expect("place");
+        let t = &p.truth()[1];
+        assert_eq!((t.unit_g, t.units, t.grams), (330.0, 4, 4.0 * 330.0 + 12.5));
+        assert!(p.remove_grams(1, 13.0).is_err());
+        p.remove_grams(1, 12.5).expect("remove");
+        assert_eq!(p.truth()[1].grams, 1320.0);
+        assert_eq!(p.stock(4, 1.0, 1), Err(CabinetError::NoSuchChannel { channel: 4, channels: 4 }));
+        assert!(matches!(p.place_grams(0, f64::NAN), Err(CabinetError::BadGrams(_))));
+        // Counts follow the load: channel 1 at gain 150 and tray 300 g.
+        assert_eq!(p.read_counts()[1], 200_000 + 150 * (300 + 1320));
+    }
+
+    #[test]
+    fn doors() {
+        let mut p = cabinet(0.0);
+        assert!(!p.any_open());
+        assert!(p.open(1));
+        assert!(!p.open(1), "already open");
+        assert!(p.is_open(1) && !p.is_open(0) && p.any_open());
+        assert!(p.close(1));
+        assert!(!p.close(1));
+        assert!(!p.any_open());
+    }
+}
