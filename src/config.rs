@@ -39,6 +39,7 @@ pub struct Config {
     pub weights: WeightsConfig,
     pub calibration: CalibrationConfig,
     pub security: SecurityConfig,
+    pub weight_log: WeightLogConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -188,6 +189,22 @@ pub struct SecurityConfig {
     pub max_clock_skew_s: u64,
 }
 
+/// The weight log writer (`actors::weight_log`): readings are queued in memory and written in
+/// batches, one transaction each.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightLogConfig {
+    /// A batch is written once this many rows are queued…
+    pub batch_rows: usize,
+    /// …or this long after the oldest unwritten row was queued, whichever comes first.
+    pub flush_ms: u64,
+    /// Most rows held unwritten (queued, or in a batch being written or retried); beyond it new
+    /// rows are dropped and counted. Bounds memory while the database is down or slow.
+    pub queue_rows: usize,
+    /// First pause after a failed write; it doubles on each failure, up to 30 s.
+    pub retry_ms: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -212,6 +229,7 @@ impl fmt::Debug for Config {
             .field("mqtt", &self.mqtt)
             .field("protocol", &self.protocol)
             .field("liveness", &self.liveness)
+            .field("weight_log", &self.weight_log)
             .finish_non_exhaustive()
     }
 }
@@ -362,6 +380,16 @@ impl Config {
                 .map_err(|e| key_error("security.seal_key", e.to_string()))?;
         }
         positive("security.max_clock_skew_s", self.security.max_clock_skew_s)?;
+        positive("weight_log.batch_rows", self.weight_log.batch_rows as u64)?;
+        positive("weight_log.flush_ms", self.weight_log.flush_ms)?;
+        positive("weight_log.queue_rows", self.weight_log.queue_rows as u64)?;
+        positive("weight_log.retry_ms", self.weight_log.retry_ms)?;
+        if self.weight_log.batch_rows > self.weight_log.queue_rows {
+            return Err(key_error(
+                "weight_log.batch_rows",
+                "must be at most weight_log.queue_rows, or a full batch could never be queued",
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(key_error("log.filter", "is not a valid tracing filter"));
         }
@@ -456,6 +484,12 @@ mod tests {
         assert!(msg(&[("HEFT__DATABASE__URL", "mysql://x")]).starts_with("config key database.url:"));
         assert!(msg(&[("HEFT__HTTP__OPS_TOKEN", "short")]).starts_with("config key http.ops_token:"));
         assert!(msg(&[("HEFT__SECURITY__SEAL_KEY", "bm90IDMyIGJ5dGVz")]).starts_with("config key security.seal_key:"));
+        assert!(msg(&[("HEFT__WEIGHT_LOG__FLUSH_MS", "0")]).starts_with("config key weight_log.flush_ms:"));
+        assert!(msg(&[("HEFT__WEIGHT_LOG__RETRY_MS", "0")]).starts_with("config key weight_log.retry_ms:"));
+        assert!(
+            msg(&[("HEFT__WEIGHT_LOG__BATCH_ROWS", "300000")]).starts_with("config key weight_log.batch_rows:"),
+            "batch_rows above queue_rows"
+        );
     }
 
     #[test]

@@ -12,6 +12,14 @@ use crate::device::topic::UpKind;
 pub const LATENCY_BUCKETS: [f64; 15] =
     [0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0];
 
+/// Buckets of `heft_weight_log_batch_rows`: a batch holds 1 to `weight_log.batch_rows` rows.
+pub const BATCH_ROWS_BUCKETS: [f64; 12] =
+    [1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 5000.0];
+
+/// Buckets of `heft_weight_log_write_seconds`: one batch, from taking a connection to commit.
+pub const WRITE_SECONDS_BUCKETS: [f64; 13] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +43,18 @@ pub struct Metrics {
     pub frame_latency: Histogram,
     /// Frames the bridge has handed to actors and they have not finished.
     pub bridge_inflight: IntGauge,
+    /// Weight log rows written.
+    pub weight_log_rows: IntCounter,
+    pub weight_log_batches: IntCounter,
+    pub weight_log_batch_rows: Histogram,
+    /// Successful batch writes, from taking a connection to commit.
+    pub weight_log_write_seconds: Histogram,
+    /// Rows recorded and not yet written.
+    pub weight_log_queue_rows: IntGauge,
+    /// Rows dropped because the queue was full (or the writer had stopped).
+    pub weight_log_dropped: IntCounter,
+    /// Failed batch writes (each retried).
+    pub weight_log_write_errors: IntCounter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +105,28 @@ impl Metrics {
                     .buckets(LATENCY_BUCKETS.to_vec()),
             )?,
             bridge_inflight: IntGauge::new("heft_bridge_inflight", "Frames handed to actors, not yet handled")?,
+            weight_log_rows: IntCounter::new("heft_weight_log_rows_total", "Weight log rows written")?,
+            weight_log_batches: IntCounter::new("heft_weight_log_batches_total", "Weight log batches written")?,
+            weight_log_batch_rows: Histogram::with_opts(
+                HistogramOpts::new("heft_weight_log_batch_rows", "Rows per weight log batch written")
+                    .buckets(BATCH_ROWS_BUCKETS.to_vec()),
+            )?,
+            weight_log_write_seconds: Histogram::with_opts(
+                HistogramOpts::new("heft_weight_log_write_seconds", "Time to write one weight log batch")
+                    .buckets(WRITE_SECONDS_BUCKETS.to_vec()),
+            )?,
+            weight_log_queue_rows: IntGauge::new(
+                "heft_weight_log_queue_rows",
+                "Weight log rows recorded and not yet written",
+            )?,
+            weight_log_dropped: IntCounter::new(
+                "heft_weight_log_dropped_total",
+                "Weight log rows dropped because the queue was full",
+            )?,
+            weight_log_write_errors: IntCounter::new(
+                "heft_weight_log_write_errors_total",
+                "Failed weight log batch writes (retried)",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.cabinets_connected.clone()))?;
@@ -100,6 +142,13 @@ impl Metrics {
         m.registry.register(Box::new(m.mqtt_auth.clone()))?;
         m.registry.register(Box::new(m.frame_latency.clone()))?;
         m.registry.register(Box::new(m.bridge_inflight.clone()))?;
+        m.registry.register(Box::new(m.weight_log_rows.clone()))?;
+        m.registry.register(Box::new(m.weight_log_batches.clone()))?;
+        m.registry.register(Box::new(m.weight_log_batch_rows.clone()))?;
+        m.registry.register(Box::new(m.weight_log_write_seconds.clone()))?;
+        m.registry.register(Box::new(m.weight_log_queue_rows.clone()))?;
+        m.registry.register(Box::new(m.weight_log_dropped.clone()))?;
+        m.registry.register(Box::new(m.weight_log_write_errors.clone()))?;
         // Every label value exists from the start, so dashboards and tests see zeros, not gaps.
         for kind in UpKind::ALL {
             m.frames.with_label_values(&[kind.as_str()]);

@@ -4,6 +4,7 @@
 pub mod cabinet;
 pub mod registry;
 pub mod watchdog;
+pub mod weight_log;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod models;
 pub mod schema;
 pub mod sessions;
+pub mod weight_log;
 
 use std::time::Duration;
 
