@@ -11,6 +11,7 @@ use actix_web::{App, HttpServer};
 
 use crate::actors::registry::{CrashCabinet, Registry, Routes};
 use crate::actors::watchdog::{CheckNow, RoundReport, Watchdog, WatchdogError};
+use crate::actors::weight_log::WeightLog;
 use crate::actors::{Services, Shared};
 use crate::cache::{Cache, MemoryCache, RedisCache};
 use crate::config::Config;
@@ -101,8 +102,10 @@ impl Heft {
 
         let (broker, link_rx) =
             Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone()))).await?;
+        let weight_log = WeightLog::start(db.clone(), config.weight_log.clone(), &metrics);
         let services: Shared = Arc::new(Services {
             config: config.clone(),
+            weight_log,
             db,
             cache,
             metrics: metrics.clone(),
@@ -160,6 +163,8 @@ impl Heft {
         self.http.stop(true).await;
         self.broker.stop().await;
         crate::device::broker::stop_arbiter(self.bridge).await;
+        // Readings still queued are evidence: written before the node goes.
+        self.services.weight_log.stop().await;
         tracing::info!("heft stopped");
     }
 }

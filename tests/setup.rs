@@ -115,7 +115,10 @@ async fn setup_end_to_end(profile: Profile) {
     assert_eq!(c["status"], "initializing", "configured but not calibrated: {c}");
     let sent = cab.last_config().expect("the cabinet holds the configuration");
     assert_eq!(sent.version, c["config_version"].as_u64().expect("version"));
-    assert_eq!(sent.doors[0].lanes.iter().map(|l| (l.code.as_str(), l.channel)).collect::<Vec<_>>(), [("A1", 0), ("A2", 1)]);
+    assert_eq!(
+        sent.doors[0].lanes.iter().map(|l| (l.code.as_str(), l.channel)).collect::<Vec<_>>(),
+        [("A1", 0), ("A2", 1)]
+    );
     let tags = cab.price_tags();
     assert!(tags.iter().any(|t| t.lane == "A1" && t.name == "Cola 330 ml" && t.price_fen == 350), "{tags:?}");
     assert!(tags.iter().any(|t| t.lane == "A2" && t.price_fen == 600), "{tags:?}");
@@ -171,13 +174,31 @@ async fn setup_end_to_end(profile: Profile) {
         assert!((seen - real).abs() <= 5.0, "lane {code}: Heft reads {seen} g, the shelf holds {real} g");
     }
 
+    // The readings are in the weight log (written in batches), in grams per lane.
+    let log = eventually("readings in the weight log", || async {
+        let v = ok(&s, "GET", "/ops/cabinets/SET-1/weight-log?limit=20", t, None).await;
+        let rows = v["readings"].as_array().cloned().unwrap_or_default();
+        rows.into_iter().find(|r| r["kind"] == "closed" && r["grams"].as_str().is_some_and(|g| g.contains("A1")))
+    })
+    .await;
+    assert!(log["session_id"].is_null(), "a closed-door reading outside any session: {log}");
+
     // Nearby: found from 200 m away, not from 5 km away with a 1 km radius.
-    let near = ok(&s, "GET", &format!("/api/v1/cabinets/nearby?lat={}&lng={}&radius_m=1000", HERE.0 + 0.0018, HERE.1), t, None).await;
+    let near = ok(
+        &s,
+        "GET",
+        &format!("/api/v1/cabinets/nearby?lat={}&lng={}&radius_m=1000", HERE.0 + 0.0018, HERE.1),
+        t,
+        None,
+    )
+    .await;
     let found = near["cabinets"].as_array().expect("cabinets");
     let hit = found.iter().find(|c| c["sn"] == "SET-1").expect("cabinet found nearby");
     assert!((150.0..250.0).contains(&hit["distance_m"].as_f64().expect("distance")), "{hit}");
     assert_eq!((hit["sellable"].as_bool(), hit["has_stock"].as_bool()), (Some(true), Some(true)), "{hit}");
-    let far = ok(&s, "GET", &format!("/api/v1/cabinets/nearby?lat={}&lng={}&radius_m=1000", HERE.0 + 0.045, HERE.1), t, None).await;
+    let far =
+        ok(&s, "GET", &format!("/api/v1/cabinets/nearby?lat={}&lng={}&radius_m=1000", HERE.0 + 0.045, HERE.1), t, None)
+            .await;
     assert!(far["cabinets"].as_array().expect("cabinets").iter().all(|c| c["sn"] != "SET-1"), "{far}");
     let (status, body) = call(&s, "GET", "/api/v1/cabinets/nearby?lat=91&lng=0", t, None).await;
     assert_eq!((status, body["fields"][0]["field"].as_str()), (422, Some("lat")), "{body}");
@@ -201,10 +222,30 @@ async fn bad_configurations(profile: Profile) {
     let acks = cab.acks_sent();
 
     let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
-        ("unknown product", Box::new(|v| v["doors"][0]["lanes"][0]["product_id"] = json!(999_999)), "doors[0].lanes[0].product_id", "unknown_product"),
-        ("duplicate lane code", Box::new(|v| v["doors"][0]["lanes"][1]["code"] = json!("A1")), "doors[0].lanes[1].code", "duplicate"),
-        ("channel out of range", Box::new(|v| v["doors"][0]["lanes"][1]["channel"] = json!(40)), "doors[0].lanes[1].channel", "out_of_range"),
-        ("threshold above capacity", Box::new(|v| v["doors"][0]["lanes"][0]["threshold"] = json!(11)), "doors[0].lanes[0].threshold", "threshold_above_capacity"),
+        (
+            "unknown product",
+            Box::new(|v| v["doors"][0]["lanes"][0]["product_id"] = json!(999_999)),
+            "doors[0].lanes[0].product_id",
+            "unknown_product",
+        ),
+        (
+            "duplicate lane code",
+            Box::new(|v| v["doors"][0]["lanes"][1]["code"] = json!("A1")),
+            "doors[0].lanes[1].code",
+            "duplicate",
+        ),
+        (
+            "channel out of range",
+            Box::new(|v| v["doors"][0]["lanes"][1]["channel"] = json!(40)),
+            "doors[0].lanes[1].channel",
+            "out_of_range",
+        ),
+        (
+            "threshold above capacity",
+            Box::new(|v| v["doors"][0]["lanes"][0]["threshold"] = json!(11)),
+            "doors[0].lanes[0].threshold",
+            "threshold_above_capacity",
+        ),
     ];
     for (what, change, field, code) in cases {
         let mut body = layout(cola, chips);

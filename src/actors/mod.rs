@@ -23,6 +23,7 @@ pub struct Services {
     pub metrics: Metrics,
     pub seal: SealKey,
     pub downlink: Downlink,
+    pub weight_log: weight_log::WeightLog,
 }
 
 pub type Shared = Arc<Services>;

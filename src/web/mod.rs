@@ -39,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/cabinets/{sn}/sessions", web::get().to(setup::list_sessions))
                 .route("/cabinets/{sn}/commands", web::get().to(setup::list_commands))
                 .route("/cabinets/{sn}/weights", web::get().to(setup::live_weights))
+                .route("/cabinets/{sn}/weight-log", web::get().to(setup::weight_log))
                 .route("/commands/{id}", web::get().to(setup::get_command))
                 .route("/cabinet-types", web::get().to(setup::list_cabinet_types))
                 .route("/cabinet-types/{name}", web::put().to(setup::put_cabinet_type))

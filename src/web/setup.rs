@@ -347,3 +347,34 @@ pub async fn put_cabinet_type(
     state.registry.do_send(NotifySetup(None));
     Ok(HttpResponse::Ok().json(row))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct WeightLogQuery {
+    /// Only the readings of this session (its whole trace, oldest first).
+    pub session_id: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// `GET /ops/cabinets/{sn}/weight-log` — any role: the newest readings, or one session's trace.
+pub async fn weight_log(
+    _: OpsAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<WeightLogQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let sn = parse_sn(&path)?;
+    let n = limit(&LimitQuery { limit: q.limit })?;
+    let key = sn.to_string();
+    let session_id = q.session_id;
+    let rows = state
+        .svc
+        .db
+        .run(move |c| match session_id {
+            Some(id) => Ok::<_, db::DbError>(
+                db::weight_log::for_session(c, id)?.into_iter().filter(|r| r.sn == key).collect::<Vec<_>>(),
+            ),
+            None => db::weight_log::recent(c, &key, n),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "readings": rows })))
+}

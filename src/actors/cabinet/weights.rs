@@ -1,13 +1,14 @@
 //! The weight stream of one cabinet: raw counts → grams with each lane's calibration, a window
 //! of recent readings per lane, the weight log, closed-door drift, doors, and temperature.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::Serialize;
 
 use super::{CabinetActor, LaneSetup, Setup};
+use crate::db::weight_log::NewWeightRow;
 use crate::db::{self, alerts};
 use crate::device::messages::{DoorUp, WeightUp};
 use crate::domain::alert::{AlertSpec, Audience, Severity};
@@ -184,9 +185,19 @@ impl CabinetActor {
         tracing::info!(sn = %self.sn, door = d.door, open = d.open, "door");
     }
 
-    /// Into the weight log (batched; see `actors::weight_log`).
+    /// Into the weight log (batched; see `actors::weight_log`), with the session it belongs to.
     fn log_reading(&self, kind: ReadingKind, counts: &[i64], grams: &[(String, f64)], device_ts: Option<i64>) {
-        let _ = (kind, counts, grams, device_ts, self.session.as_ref().map(|s| s.info.id));
+        let grams = (!grams.is_empty())
+            .then(|| serde_json::to_string(&grams.iter().cloned().collect::<BTreeMap<_, _>>()).unwrap_or_default());
+        self.svc.weight_log.record(NewWeightRow {
+            sn: self.sn.to_string(),
+            session_id: self.session.as_ref().map(|s| s.info.id),
+            kind: kind.as_str().to_string(),
+            recorded_at: db::now(),
+            device_ts,
+            counts: serde_json::to_string(counts).unwrap_or_default(),
+            grams,
+        });
     }
 
     /// Closed door, no session: a lane whose stable weight moved from its baseline by more than
