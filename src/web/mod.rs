@@ -1,8 +1,13 @@
-//! HTTP: health, metrics and the ops API. Handlers parse, call, and map errors; nothing more.
+//! HTTP: health, metrics, operator sign-in and the ops API. Handlers parse, call, and map errors; nothing more.
 
+pub mod auth;
+pub mod catalogue;
 pub mod error;
 pub mod health;
+pub mod operators;
 pub mod ops;
+
+use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::web;
@@ -17,7 +22,14 @@ pub use error::ApiError;
 pub struct AppState {
     pub svc: Shared,
     pub registry: Addr<Registry>,
+    /// Operator tokens, the login limiter and the password-hashing pool.
+    pub auth: Arc<auth::AuthState>,
 }
+
+/// Tell the actors of these cabinets to send their shelf labels again (their label version was
+/// bumped in the database). Called after the change is committed.
+// Wired to the cabinet actors by the sessions work.
+pub fn notify_tags_changed(_state: &AppState, _sns: &[String]) {}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
@@ -25,10 +37,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(health::metrics))
         .service(
             web::scope("/ops")
+                .route("/auth/login", web::post().to(auth::login))
+                .route("/operators", web::post().to(operators::create))
+                .route("/operators", web::get().to(operators::list))
+                .route("/operators/{id}", web::patch().to(operators::patch))
                 .route("/cabinets", web::get().to(ops::list_cabinets))
                 .route("/cabinets/{sn}", web::get().to(ops::get_cabinet))
                 .route("/cabinets/{sn}/events", web::get().to(ops::cabinet_events))
-                .route("/alerts", web::get().to(ops::list_alerts)),
+                .route("/alerts", web::get().to(ops::list_alerts))
+                .route("/products", web::post().to(catalogue::create))
+                .route("/products", web::get().to(catalogue::list))
+                .route("/products/{id}", web::get().to(catalogue::get))
+                .route("/products/{id}", web::put().to(catalogue::replace))
+                .route("/products/{id}", web::delete().to(catalogue::delete)),
         );
 }
 
