@@ -127,7 +127,8 @@ impl Heft {
         );
         let watchdog = Watchdog::new(services.clone(), registry.clone()).start();
 
-        let state = AppState { svc: services.clone(), registry: registry.clone() };
+        let auth = Arc::new(web::auth::AuthState::new(&config.auth, &services.seal));
+        let state = AppState { svc: services.clone(), registry: registry.clone(), auth };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(actix_web::web::Data::new(state.clone()))

@@ -40,6 +40,7 @@ pub struct Config {
     pub calibration: CalibrationConfig,
     pub security: SecurityConfig,
     pub weight_log: WeightLogConfig,
+    pub auth: AuthConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -51,13 +52,11 @@ pub struct NodeConfig {
     pub id: String,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub workers: usize,
-    /// Bearer token for `/ops/*` until operator accounts exist. A secret: never logged.
-    pub ops_token: String,
 }
 
 #[derive(Clone, Deserialize)]
@@ -205,6 +204,41 @@ pub struct WeightLogConfig {
     pub retry_ms: u64,
 }
 
+/// Operator accounts: sign-in tokens (JWT, HS256) and passwords.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Key that signs operator tokens. A secret: never logged. Empty → derived from the seal key,
+    /// so every node sharing the seal key accepts the others' tokens. Changing it signs everyone
+    /// out.
+    #[serde(default)]
+    pub jwt_secret: String,
+    /// How long a token from `POST /ops/auth/login` stays valid.
+    pub token_ttl_s: u64,
+    /// Shortest password an operator may be given.
+    pub min_password_len: usize,
+    /// Login attempts allowed per username per minute (per node); more are refused with 429.
+    pub login_attempts_per_minute: u32,
+    /// Password hashes computed at once. Each takes about 19 MiB and a core for tens of
+    /// milliseconds, so a burst of logins waits here instead of exhausting the node.
+    pub max_concurrent_hashes: usize,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("jwt_secret", &if self.jwt_secret.is_empty() { "(derived)" } else { "***" })
+            .field("token_ttl_s", &self.token_ttl_s)
+            .field("min_password_len", &self.min_password_len)
+            .field("login_attempts_per_minute", &self.login_attempts_per_minute)
+            .field("max_concurrent_hashes", &self.max_concurrent_hashes)
+            .finish()
+    }
+}
+
+/// Shortest `auth.jwt_secret` accepted: HS256 keys shorter than the hash add no strength.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -223,13 +257,14 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("node", &self.node)
-            .field("http.listen", &self.http.listen)
+            .field("http", &self.http)
             .field("database", &redact_url(&self.database.url))
             .field("cache", &redact_url(&self.cache.url))
             .field("mqtt", &self.mqtt)
             .field("protocol", &self.protocol)
             .field("liveness", &self.liveness)
             .field("weight_log", &self.weight_log)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -287,9 +322,6 @@ impl Config {
         }
         if self.http.workers == 0 {
             return Err(key_error("http.workers", "must be greater than 0"));
-        }
-        if self.http.ops_token.len() < 16 {
-            return Err(key_error("http.ops_token", "must be at least 16 characters"));
         }
         if !(self.database.url.starts_with("sqlite://")
             || self.database.url.starts_with("postgres://")
@@ -390,6 +422,23 @@ impl Config {
                 "must be at most weight_log.queue_rows, or a full batch could never be queued",
             ));
         }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(key_error(
+                "auth.jwt_secret",
+                format!("must be empty (derived from the seal key) or at least {MIN_JWT_SECRET_BYTES} bytes"),
+            ));
+        }
+        positive("auth.token_ttl_s", self.auth.token_ttl_s)?;
+        // Far beyond any real session; keeps iat + ttl far from overflowing.
+        if self.auth.token_ttl_s > 30 * 86_400 {
+            return Err(key_error("auth.token_ttl_s", "must be at most 30 days (2592000)"));
+        }
+        let (floor, cap) = (crate::domain::operator::PASSWORD_MIN_FLOOR, crate::domain::operator::PASSWORD_MAX_CHARS);
+        if !(floor..=cap).contains(&self.auth.min_password_len) {
+            return Err(key_error("auth.min_password_len", format!("must be between {floor} and {cap}")));
+        }
+        positive("auth.login_attempts_per_minute", u64::from(self.auth.login_attempts_per_minute))?;
+        positive("auth.max_concurrent_hashes", self.auth.max_concurrent_hashes as u64)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(key_error("log.filter", "is not a valid tracing filter"));
         }
@@ -455,6 +504,8 @@ mod tests {
         assert!(c.database.url.starts_with("sqlite://"));
         assert_eq!(c.cache.url, "memory://");
         assert_eq!(c.mqtt.listen.port(), 1884, "1883 belongs to the system Mosquitto");
+        assert!(c.auth.jwt_secret.is_empty(), "derived from the seal key unless set");
+        assert_eq!((c.auth.token_ttl_s, c.auth.min_password_len, c.auth.login_attempts_per_minute), (43200, 10, 10));
     }
 
     #[test]
@@ -482,7 +533,11 @@ mod tests {
         assert!(msg(&[("HEFT__MQTT__LISTEN", "nowhere")]).starts_with("config key mqtt.listen:"));
         assert!(msg(&[("HEFT__MQTT__LISTEN_PORT", "1")]).contains("listen_port"));
         assert!(msg(&[("HEFT__DATABASE__URL", "mysql://x")]).starts_with("config key database.url:"));
-        assert!(msg(&[("HEFT__HTTP__OPS_TOKEN", "short")]).starts_with("config key http.ops_token:"));
+        assert!(msg(&[("HEFT__AUTH__JWT_SECRET", "short")]).starts_with("config key auth.jwt_secret:"));
+        assert!(msg(&[("HEFT__AUTH__MIN_PASSWORD_LEN", "4")]).starts_with("config key auth.min_password_len:"));
+        assert!(msg(&[("HEFT__AUTH__TOKEN_TTL_S", "0")]).starts_with("config key auth.token_ttl_s:"));
+        assert!(msg(&[("HEFT__AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "0")]).starts_with("config key auth."));
+        assert!(msg(&[("HEFT__HTTP__OPS_TOKEN", "x")]).contains("ops_token"), "the static token is gone");
         assert!(msg(&[("HEFT__SECURITY__SEAL_KEY", "bm90IDMyIGJ5dGVz")]).starts_with("config key security.seal_key:"));
         assert!(msg(&[("HEFT__WEIGHT_LOG__FLUSH_MS", "0")]).starts_with("config key weight_log.flush_ms:"));
         assert!(msg(&[("HEFT__WEIGHT_LOG__RETRY_MS", "0")]).starts_with("config key weight_log.retry_ms:"));
@@ -494,9 +549,12 @@ mod tests {
 
     #[test]
     fn debug_output_hides_secrets() {
-        let c = load(&[("HEFT__DATABASE__URL", "postgres://heft:hunter2@db/heft")]).expect("loads");
+        let secret = "jwt-secret-that-must-not-leak-0123456789";
+        let c = load(&[("HEFT__DATABASE__URL", "postgres://heft:hunter2@db/heft"), ("HEFT__AUTH__JWT_SECRET", secret)])
+            .expect("loads");
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"));
-        assert!(!shown.contains(&c.http.ops_token));
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("token_ttl_s"), "{shown}");
     }
 }

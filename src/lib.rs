@@ -1,6 +1,7 @@
 //! Heft: the backend for weight-sensing smart vending cabinets. See `README.md` and `DESIGN.md`.
 
 pub mod actors;
+pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod config;

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use heft::config::Config;
+use heft::domain::operator::Role;
 
 #[derive(Parser)]
 #[command(name = "heft", version, about = "Backend for weight-sensing smart vending cabinets")]
@@ -37,8 +39,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Operator accounts.
+    Admin {
+        #[command(subcommand)]
+        action: AdminCommand,
+    },
     /// Run simulated cabinets against a broker (load generator and demo).
     Simulate(heft::sim::SimArgs),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an operator account; without --password-stdin a strong password is generated and
+    /// printed once.
+    Create {
+        /// 3–32 ASCII letters, digits, '.', '_' or '-' (compared without case).
+        #[arg(long)]
+        username: String,
+        /// admin, operator, restocker or maintainer.
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: Role,
+        /// Read the password from the first line of standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| "must be admin, operator, restocker or maintainer".into())
 }
 
 fn main() -> ExitCode {
@@ -95,6 +123,28 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 println!("frame key (base64, HMAC-SHA256):   {}", creds.frame_key);
                 println!();
                 println!("These are shown once; Heft keeps only a hash of the token and the key sealed.");
+            }
+            Ok(())
+        }
+        Command::Admin { action: AdminCommand::Create { username, role, password_stdin } } => {
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+                // Only the line ending goes: spaces may be part of the password.
+                (line.trim_end_matches(['\r', '\n']).to_string(), false)
+            } else {
+                (heft::admin::generate_password(), true)
+            };
+            let db = heft::app::open_database(&config).await?;
+            let shown = generated.then(|| password.clone());
+            let op = heft::admin::create_operator(&db, &username, password, role, config.auth.min_password_len).await?;
+            println!("operator {} created (id {}, role {})", op.username, op.id, op.role);
+            if let Some(password) = shown {
+                println!("password: {password}");
+                println!();
+                println!(
+                    "The password is shown once; Heft keeps only its argon2 hash. Log in with POST /ops/auth/login."
+                );
             }
             Ok(())
         }

@@ -3,6 +3,9 @@
 //! A token is 32 random bytes, so a plain SHA-256 is enough to store it: there is nothing to
 //! brute-force. The frame key must be readable by Heft to verify HMACs, so it is sealed with
 //! AES-256-GCM under a key that lives outside the database (`security.seal_key[_file]`).
+//!
+//! Operator passwords are chosen by people, so they are stored as argon2id hashes, which are
+//! slow to brute-force on purpose.
 
 use std::path::Path;
 
@@ -19,6 +22,8 @@ pub enum SecretError {
     BadSealKey,
     #[error("sealed value is malformed or was sealed with another key")]
     Unseal,
+    #[error("password hashing failed: {0}")]
+    PasswordHash(String),
     #[error("seal key file {path}: {source}")]
     KeyFile { path: String, source: std::io::Error },
 }
@@ -57,7 +62,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The key that seals frame keys at rest.
 #[derive(Clone)]
-pub struct SealKey(Aes256Gcm);
+pub struct SealKey {
+    cipher: Aes256Gcm,
+    /// Kept to derive other keys from ([`SealKey::derive`]); never shown.
+    raw: [u8; 32],
+}
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +78,13 @@ impl SealKey {
     pub fn from_base64(text: &str) -> Result<SealKey, SecretError> {
         let bytes = B64.decode(text.trim()).map_err(|_| SecretError::BadSealKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadSealKey)?;
-        Ok(SealKey(Aes256Gcm::new(&key.into())))
+        Ok(SealKey { cipher: Aes256Gcm::new(&key.into()), raw: key })
+    }
+
+    /// A key for another purpose, derived from this one: HMAC-SHA256(seal key, `label`). Every
+    /// node sharing the seal key derives the same one, so nothing more must be distributed.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        hmac_sha256(&self.raw, label.as_bytes())
     }
 
     /// The configured key, or the one in `file`, created (mode 0600) when it does not exist yet.
@@ -97,7 +112,7 @@ impl SealKey {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
         // Encryption with a valid key and a 12-byte nonce cannot fail for inputs this small.
-        let sealed = self.0.encrypt(Nonce::from_slice(&nonce), plain).unwrap_or_default();
+        let sealed = self.cipher.encrypt(Nonce::from_slice(&nonce), plain).unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         B64.encode(out)
@@ -109,9 +124,41 @@ impl SealKey {
             return Err(SecretError::Unseal);
         }
         let (nonce, body) = bytes.split_at(12);
-        self.0.decrypt(Nonce::from_slice(nonce), body).map_err(|_| SecretError::Unseal)
+        self.cipher.decrypt(Nonce::from_slice(nonce), body).map_err(|_| SecretError::Unseal)
     }
 }
+
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
+}
+
+/// An argon2id hash of an operator's password as a PHC string (`$argon2id$v=19$m=…`), with the
+/// crate's default cost and a fresh salt. CPU and memory heavy (about 19 MiB): call it on the
+/// blocking pool.
+pub fn hash_password(password: &str) -> Result<String, SecretError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| SecretError::PasswordHash(e.to_string()))
+}
+
+/// Whether `password` matches a PHC string from [`hash_password`] (its own cost parameters are
+/// used). A malformed stored hash matches nothing. As heavy as hashing: blocking pool only.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(phc).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A hash of a password nobody knows, made with the default parameters: verified against when a
+/// login names no operator, so an unknown username costs the same time as a wrong password.
+pub const DUMMY_PASSWORD_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$pdpqf1F5MPrd99N0O8DiZw$ODM4pDerm+gzyXfIz/6u5hKc1xIvnFdm5CmVPS8WiZA";
 
 #[cfg(unix)]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -149,6 +196,40 @@ mod tests {
         assert_eq!(a.unseal(&sealed).expect("unseal"), b"frame key bytes");
         assert!(b.unseal(&sealed).is_err());
         assert!(a.unseal("not base64!").is_err());
+    }
+
+    #[test]
+    fn password_hash_round_trip() {
+        let h = hash_password("correct horse battery").expect("hash");
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterY", &h));
+        assert!(!verify_password("correct horse battery", "not a phc string"));
+        assert_ne!(hash_password("correct horse battery").expect("hash"), h, "salted");
+    }
+
+    #[test]
+    fn dummy_hash_costs_what_a_real_one_does() {
+        use argon2::password_hash::PasswordHash;
+        let dummy = PasswordHash::new(DUMMY_PASSWORD_HASH).expect("well formed");
+        let real_text = hash_password("x").expect("hash");
+        let real = PasswordHash::new(&real_text).expect("well formed");
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params, "regenerate DUMMY_PASSWORD_HASH with the current defaults");
+        assert!(!verify_password("", DUMMY_PASSWORD_HASH));
+    }
+
+    #[test]
+    fn derived_keys_follow_the_seal_key() {
+        let (_, k1) = new_frame_key();
+        let (_, k2) = new_frame_key();
+        let a = SealKey::from_base64(&k1).expect("key");
+        assert_eq!(a.derive("x"), SealKey::from_base64(&k1).expect("key").derive("x"));
+        assert_ne!(a.derive("x"), a.derive("y"));
+        assert_ne!(a.derive("x"), SealKey::from_base64(&k2).expect("key").derive("x"));
+        // The label is the message and the seal key the HMAC key.
+        assert_eq!(a.derive("x"), hmac_sha256(&B64.decode(&k1).expect("b64"), b"x"));
     }
 
     #[test]

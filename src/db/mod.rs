@@ -11,6 +11,8 @@ pub mod cabinets;
 pub mod commands;
 pub mod layout;
 pub mod models;
+pub mod operators;
+pub mod products;
 pub mod schema;
 pub mod sessions;
 pub mod weight_log;

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::schema::{alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, sessions};
+use super::schema::{alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, operators, products, sessions};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = cabinets, primary_key(sn))]
@@ -170,4 +170,70 @@ pub struct CommandRow {
     pub result: Option<String>,
     pub created_at: NaiveDateTime,
     pub finished_at: Option<NaiveDateTime>,
+}
+
+/// An operator account. Not `Serialize`: the password hash must never leave through the API by
+/// accident; handlers map it to an output type without it.
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = operators)]
+pub struct Operator {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub active: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub last_login_at: Option<NaiveDateTime>,
+}
+
+// The hash stays out of Debug output (and so out of logs).
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Insertable)]
+#[diesel(table_name = operators)]
+pub struct NewOperator {
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub active: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = products)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    pub barcode: String,
+    pub unit_g: f64,
+    pub tolerance_g: f64,
+    pub price_fen: i64,
+    pub image_url: Option<String>,
+    pub active: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = products, treat_none_as_null = true)]
+pub struct ProductValues {
+    pub name: String,
+    pub barcode: String,
+    pub unit_g: f64,
+    pub tolerance_g: f64,
+    pub price_fen: i64,
+    pub image_url: Option<String>,
+    pub active: bool,
+    pub updated_at: NaiveDateTime,
 }

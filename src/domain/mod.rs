@@ -5,6 +5,7 @@ pub mod cabinet;
 pub mod calibration;
 pub mod layout;
 pub mod liveness;
+pub mod operator;
 pub mod product;
 pub mod session;
 pub mod temperature;

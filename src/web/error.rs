@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The body parsed but its values are refused, field by field.
     #[error("{} field(s) are invalid", .0.len())]
     Invalid(Vec<FieldError>),
+    /// Too many requests of a kind (login attempts, ...); try again after `retry_after_s`.
+    #[error("{message}")]
+    TooManyRequests { code: &'static str, message: String, retry_after_s: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid",
             ApiError::Refused { code, .. } => code,
             ApiError::Device(_) => "device_failed",
+            ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -67,6 +71,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid(_) | ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Device(_) => StatusCode::BAD_GATEWAY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -78,8 +83,14 @@ impl ResponseError for ApiError {
             tracing::error!(%detail, "internal error");
         }
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized(_)) {
-            res.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized(_) => {
+                res.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after_s, .. } => {
+                res.insert_header(("Retry-After", retry_after_s.to_string()));
+            }
+            _ => {}
         }
         let mut body = serde_json::json!({"error": self.code(), "message": self.to_string()});
         match self {

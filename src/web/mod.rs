@@ -1,16 +1,21 @@
-//! HTTP: health, metrics and the ops API. Handlers parse, call, and map errors; nothing more.
+//! HTTP: health, metrics, operator sign-in and the ops API. Handlers parse, call, and map errors; nothing more.
 
+pub mod auth;
+pub mod catalogue;
 pub mod error;
 pub mod health;
 pub mod nearby;
+pub mod operators;
 pub mod ops;
 pub mod setup;
+
+use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::web;
 
 use crate::actors::Shared;
-use crate::actors::registry::Registry;
+use crate::actors::registry::{NotifySetup, Registry};
 
 pub use error::ApiError;
 
@@ -19,6 +24,17 @@ pub use error::ApiError;
 pub struct AppState {
     pub svc: Shared,
     pub registry: Addr<Registry>,
+    /// Operator tokens, the login limiter and the password-hashing pool.
+    pub auth: Arc<auth::AuthState>,
+}
+
+/// Tell the actors of these cabinets to send their shelf labels again (their label version was
+/// bumped in the database). Called after the change is committed; a cabinet in a session gets
+/// them when it is free, one not connected at its next login.
+pub fn notify_tags_changed(state: &AppState, sns: &[String]) {
+    if !sns.is_empty() {
+        state.registry.do_send(NotifySetup(Some(sns.to_vec())));
+    }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -27,6 +43,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(health::metrics))
         .service(
             web::scope("/ops")
+                .route("/auth/login", web::post().to(auth::login))
+                .route("/operators", web::post().to(operators::create))
+                .route("/operators", web::get().to(operators::list))
+                .route("/operators/{id}", web::patch().to(operators::patch))
                 .route("/cabinets", web::get().to(ops::list_cabinets))
                 .route("/cabinets/{sn}", web::get().to(ops::get_cabinet))
                 .route("/cabinets/{sn}/events", web::get().to(ops::cabinet_events))
@@ -43,7 +63,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/commands/{id}", web::get().to(setup::get_command))
                 .route("/cabinet-types", web::get().to(setup::list_cabinet_types))
                 .route("/cabinet-types/{name}", web::put().to(setup::put_cabinet_type))
-                .route("/alerts", web::get().to(ops::list_alerts)),
+                .route("/alerts", web::get().to(ops::list_alerts))
+                .route("/products", web::post().to(catalogue::create))
+                .route("/products", web::get().to(catalogue::list))
+                .route("/products/{id}", web::get().to(catalogue::get))
+                .route("/products/{id}", web::put().to(catalogue::replace))
+                .route("/products/{id}", web::delete().to(catalogue::delete)),
         )
         .service(web::scope("/api/v1").route("/cabinets/nearby", web::get().to(nearby::nearby)));
 }

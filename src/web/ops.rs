@@ -1,13 +1,13 @@
-//! The ops API. Until operator accounts exist, every route needs `Authorization: Bearer
-//! <http.ops_token>`.
+//! The ops API for the fleet. Every route needs an operator token (`Authorization: Bearer <jwt>`
+//! from `POST /ops/auth/login`); each states the roles it allows.
 
 use std::collections::HashMap;
-use std::future::{Ready, ready};
 
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::auth::{ANY_ROLE, OpsUser};
 use super::{ApiError, AppState};
 use crate::actors::registry;
 use crate::db::alerts::{self, AlertFilter};
@@ -15,30 +15,8 @@ use crate::db::cabinets::{self, CabinetFilter};
 use crate::db::models::{Alert, Cabinet, CabinetEvent};
 use crate::domain::cabinet::{CabinetStatus, Sn};
 use crate::domain::liveness::Liveness;
-use crate::secrets::constant_time_eq;
 
 const MAX_PAGE: i64 = 500;
-
-/// Proof that the request carried the ops bearer token.
-pub struct OpsAuth;
-
-impl FromRequest for OpsAuth {
-    type Error = ApiError;
-    type Future = Ready<Result<OpsAuth, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let expected = req.app_data::<web::Data<AppState>>().map(|s| s.svc.config.http.ops_token.clone());
-        let presented = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        ready(match (expected, presented) {
-            (Some(e), Some(p)) if constant_time_eq(e.as_bytes(), p.trim().as_bytes()) => Ok(OpsAuth),
-            _ => Err(ApiError::Unauthorized("missing or wrong bearer token".into())),
-        })
-    }
-}
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct CabinetOut {
@@ -75,7 +53,7 @@ pub struct SessionOut {
     pub last_seq: Option<u64>,
 }
 
-fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
+pub(super) fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
     t.map(|t| t.and_utc())
 }
 
@@ -120,18 +98,21 @@ pub struct CabinetPage {
     pub next_after: Option<String>,
 }
 
-fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+pub(super) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit.unwrap_or(100) {
         n if (1..=MAX_PAGE).contains(&n) => Ok(n),
         n => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}, got {n}"))),
     }
 }
 
+/// `GET /ops/cabinets?status=&liveness=&after=&limit=` → cabinets by serial number, paged. Roles:
+/// any.
 pub async fn list_cabinets(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let q = q.into_inner();
     let filter = CabinetFilter {
         status: q
@@ -159,11 +140,13 @@ pub fn parse_sn(raw: &str) -> Result<Sn, ApiError> {
     Sn::parse(raw).map_err(|e| ApiError::BadRequest(format!("invalid serial number: {e}")))
 }
 
+/// `GET /ops/cabinets/{sn}` → one cabinet, with its session as this node sees it. Roles: any.
 pub async fn get_cabinet(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
     let key = sn.to_string();
     let row = state
@@ -188,12 +171,14 @@ pub struct EventsQuery {
     pub limit: Option<i64>,
 }
 
+/// `GET /ops/cabinets/{sn}/events?kind=&limit=` → its events, newest first. Roles: any.
 pub async fn cabinet_events(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
     let limit = page_limit(q.limit)?;
     let kind = q.into_inner().kind;
@@ -221,11 +206,13 @@ pub struct AlertsQuery {
     pub limit: Option<i64>,
 }
 
+/// `GET /ops/alerts?code=&sn=&open=&limit=` → alerts, newest first. Roles: any.
 pub async fn list_alerts(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     q: web::Query<AlertsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
     let filter = AlertFilter { code: q.code, sn: q.sn, open_only: q.open.unwrap_or(false) };

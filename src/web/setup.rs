@@ -7,7 +7,8 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ops::{OpsAuth, parse_sn};
+use super::auth::{ADMINS, ANY_ROLE, CALIBRATORS, MANAGERS, OpsUser};
+use super::ops::parse_sn;
 use super::{ApiError, AppState};
 use crate::actors::cabinet::CabinetActor;
 use crate::actors::cabinet::requests::{AbortSession, CalibrateStep, SaveConfig, SendTags, StartCalibration};
@@ -89,10 +90,11 @@ fn doors_out(lanes: Vec<Lane>) -> Vec<DoorOut> {
 
 /// `GET /ops/cabinets/{sn}/config` — any role.
 pub async fn get_config(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
     let key = sn.to_string();
     let (cab, lanes) =
@@ -116,15 +118,16 @@ pub async fn get_config(
 /// `PUT /ops/cabinets/{sn}/config` — admin, operator. Refused whole when invalid (422) or while
 /// a session holds the cabinet (409).
 pub async fn put_config(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<LayoutInput>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(MANAGERS)?;
     let sn = parse_sn(&path)?;
     let saved = actor(&state, &sn)
         .await?
-        .send(SaveConfig { layout: body.into_inner(), by: "ops".into() })
+        .send(SaveConfig { layout: body.into_inner(), by: user.username.clone() })
         .await
         .map_err(mailbox)??;
     Ok(HttpResponse::Ok().json(saved))
@@ -132,12 +135,13 @@ pub async fn put_config(
 
 /// `POST /ops/cabinets/{sn}/price-tags` — admin, operator: send the shelf labels again.
 pub async fn send_price_tags(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(MANAGERS)?;
     let sn = parse_sn(&path)?;
-    let d = actor(&state, &sn).await?.send(SendTags { by: "ops".into() }).await.map_err(mailbox)??;
+    let d = actor(&state, &sn).await?.send(SendTags { by: user.username.clone() }).await.map_err(mailbox)??;
     Ok(HttpResponse::Accepted().json(d))
 }
 
@@ -148,15 +152,16 @@ pub struct StartCalibrationIn {
 
 /// `POST /ops/cabinets/{sn}/calibration` — admin, operator, maintainer: start calibrating a door.
 pub async fn start_calibration(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<StartCalibrationIn>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(CALIBRATORS)?;
     let sn = parse_sn(&path)?;
     let info = actor(&state, &sn)
         .await?
-        .send(StartCalibration { door: body.door, by: "ops".into() })
+        .send(StartCalibration { door: body.door, by: user.username.clone() })
         .await
         .map_err(mailbox)??;
     Ok(HttpResponse::Created().json(info))
@@ -171,11 +176,12 @@ pub struct StepIn {
 /// `POST /ops/cabinets/{sn}/calibration/{step}` (tare, span, verify) — admin, operator,
 /// maintainer. Answers with the reading once the cabinet has taken it.
 pub async fn calibration_step(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     body: Option<web::Json<StepIn>>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(CALIBRATORS)?;
     let (raw_sn, raw_step) = path.into_inner();
     let sn = parse_sn(&raw_sn)?;
     let step = match raw_step.as_str() {
@@ -191,12 +197,13 @@ pub async fn calibration_step(
 
 /// `DELETE /ops/cabinets/{sn}/session` — admin, operator, maintainer: end a calibration.
 pub async fn abort_session(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(CALIBRATORS)?;
     let sn = parse_sn(&path)?;
-    let info = actor(&state, &sn).await?.send(AbortSession { by: "ops".into() }).await.map_err(mailbox)??;
+    let info = actor(&state, &sn).await?.send(AbortSession { by: user.username.clone() }).await.map_err(mailbox)??;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ended": info })))
 }
 
@@ -221,11 +228,12 @@ fn limit(q: &LimitQuery) -> Result<i64, ApiError> {
 
 /// `GET /ops/cabinets/{sn}/sessions` — any role.
 pub async fn list_sessions(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<LimitQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
     let n = limit(&q)?;
     let key = sn.to_string();
@@ -244,11 +252,12 @@ pub async fn list_sessions(
 
 /// `GET /ops/cabinets/{sn}/commands` — any role: newest first, with how each ended.
 pub async fn list_commands(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<LimitQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
     let n = limit(&q)?;
     let key = sn.to_string();
@@ -258,10 +267,11 @@ pub async fn list_commands(
 
 /// `GET /ops/commands/{id}` — any role.
 pub async fn get_command(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let id = path.into_inner();
     let key = id.clone();
     let row = state
@@ -275,10 +285,11 @@ pub async fn get_command(
 
 /// `GET /ops/cabinets/{sn}/weights` — any role: live per-lane weights from the cabinet's actor.
 pub async fn live_weights(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
     let view = inspect(&state.registry, sn.as_str()).await.ok_or_else(|| ApiError::Conflict {
         code: "cabinet_not_connected",
@@ -303,18 +314,20 @@ pub struct CabinetTypeIn {
 }
 
 /// `GET /ops/cabinet-types` — any role.
-pub async fn list_cabinet_types(_: OpsAuth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_cabinet_types(user: OpsUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let rows: Vec<CabinetType> = state.svc.db.run(layout::cabinet_types).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "types": rows })))
 }
 
 /// `PUT /ops/cabinet-types/{name}` — admin: create or change a cabinet type.
 pub async fn put_cabinet_type(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<CabinetTypeIn>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ADMINS)?;
     let name = path.into_inner();
     let t = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -357,11 +370,12 @@ pub struct WeightLogQuery {
 
 /// `GET /ops/cabinets/{sn}/weight-log` — any role: the newest readings, or one session's trace.
 pub async fn weight_log(
-    _: OpsAuth,
+    user: OpsUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<WeightLogQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
     let n = limit(&LimitQuery { limit: q.limit })?;
     let key = sn.to_string();

@@ -1,0 +1,162 @@
+//! The catalogue API: products, what lanes sell by weight. Money is integer fen, weights grams.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
+use super::ops::page_limit;
+use super::{ApiError, AppState};
+use crate::db;
+use crate::db::models::Product;
+use crate::db::products::{self, ProductError, ProductFilter};
+use crate::domain::product::ProductInput;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProductOut {
+    pub id: i64,
+    pub name: String,
+    pub barcode: String,
+    /// Weight of one unit, in grams.
+    pub unit_g: f64,
+    /// How far a unit may weigh from `unit_g` and still count as one.
+    pub tolerance_g: f64,
+    pub price_fen: i64,
+    pub image_url: Option<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Product> for ProductOut {
+    fn from(p: Product) -> Self {
+        ProductOut {
+            id: p.id,
+            name: p.name,
+            barcode: p.barcode,
+            unit_g: p.unit_g,
+            tolerance_g: p.tolerance_g,
+            price_fen: p.price_fen,
+            image_url: p.image_url,
+            active: p.active,
+            created_at: p.created_at.and_utc(),
+            updated_at: p.updated_at.and_utc(),
+        }
+    }
+}
+
+/// The answer to a PUT: the product, and the cabinets whose shelf labels must be sent again
+/// because its name or price changed (empty when neither did).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProductUpdated {
+    #[serde(flatten)]
+    pub product: ProductOut,
+    pub labels_pending: Vec<String>,
+}
+
+impl From<ProductError> for ApiError {
+    fn from(e: ProductError) -> Self {
+        match e {
+            ProductError::NotFound(id) => ApiError::NotFound(format!("product {id}")),
+            ProductError::Invalid(fields) => ApiError::Invalid(fields),
+            ProductError::InUse { id, lanes } => {
+                let message = if lanes.is_empty() {
+                    format!("product {id} is on a lane; deactivate it instead")
+                } else {
+                    let n = lanes.len();
+                    format!("product {id} is on {n} lane{}; deactivate it instead", if n == 1 { "" } else { "s" })
+                };
+                let lanes: Vec<_> =
+                    lanes.into_iter().map(|(sn, code)| serde_json::json!({"sn": sn, "code": code})).collect();
+                ApiError::Conflict {
+                    code: "product_in_use",
+                    message,
+                    detail: Some(serde_json::json!({"lanes": lanes})),
+                }
+            }
+            ProductError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// `POST /ops/products` (a [`ProductInput`]) → 201 with the product. Roles: admin, operator.
+pub async fn create(
+    user: OpsUser,
+    state: web::Data<AppState>,
+    body: web::Json<ProductInput>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(MANAGERS)?;
+    let input = body.into_inner();
+    let created = state.svc.db.write(move |c| products::create(c, &input, db::now())).await?;
+    tracing::info!(by = %user.username, product = created.id, barcode = %created.barcode, "product created");
+    Ok(HttpResponse::Created().json(ProductOut::from(created)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub active: Option<bool>,
+    /// Part of the name or of the barcode.
+    pub q: Option<String>,
+    /// Keyset paging: the `next_after` of the previous page.
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProductPage {
+    pub products: Vec<ProductOut>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// `GET /ops/products?active=&q=&after=&limit=` → products by id, paged. Roles: any.
+pub async fn list(
+    user: OpsUser,
+    state: web::Data<AppState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
+    let q = q.into_inner();
+    let limit = page_limit(q.limit)?;
+    let filter = ProductFilter { active: q.active, q: q.q, after: q.after };
+    let rows = state.svc.db.run(move |c| products::list(c, &filter, limit)).await?;
+    let next_after = (rows.len() as i64 == limit).then(|| rows.last().map(|p| p.id)).flatten();
+    Ok(HttpResponse::Ok().json(ProductPage { products: rows.into_iter().map(ProductOut::from).collect(), next_after }))
+}
+
+/// `GET /ops/products/{id}` → the product. Roles: any.
+pub async fn get(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
+    let id = path.into_inner();
+    let found = state.svc.db.run(move |c| products::find(c, id)).await?;
+    let product = found.ok_or_else(|| ApiError::NotFound(format!("product {id}")))?;
+    Ok(HttpResponse::Ok().json(ProductOut::from(product)))
+}
+
+/// `PUT /ops/products/{id}` (a whole [`ProductInput`]) → the product and `labels_pending`.
+/// Roles: admin, operator. `active: false` takes it off sale without deleting it.
+pub async fn replace(
+    user: OpsUser,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    body: web::Json<ProductInput>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(MANAGERS)?;
+    let id = path.into_inner();
+    let input = body.into_inner();
+    let (product, sns) = state.svc.db.write(move |c| products::update(c, id, &input, db::now())).await?;
+    tracing::info!(by = %user.username, product = id, relabel = sns.len(), "product updated");
+    // After the commit: an actor that resends now reads the new labels.
+    super::notify_tags_changed(&state, &sns);
+    Ok(HttpResponse::Ok().json(ProductUpdated { product: product.into(), labels_pending: sns }))
+}
+
+/// `DELETE /ops/products/{id}` → 204. Roles: admin, operator. A product on a lane cannot be
+/// deleted (409 `product_in_use`, naming the lanes); deactivate it instead.
+pub async fn delete(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    user.require(MANAGERS)?;
+    let id = path.into_inner();
+    state.svc.db.write(move |c| products::delete(c, id)).await?;
+    tracing::info!(by = %user.username, product = id, "product deleted");
+    Ok(HttpResponse::NoContent().finish())
+}

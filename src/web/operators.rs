@@ -1,0 +1,157 @@
+//! Operator accounts, managed by admins. Password hashes never leave: responses carry
+//! [`OperatorOut`].
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{ADMINS, OpsUser};
+use super::ops::utc;
+use super::{ApiError, AppState};
+use crate::db::models::{NewOperator, Operator};
+use crate::db::operators::{self, OperatorChange, OperatorError};
+use crate::db::{self, DbError};
+use crate::domain::operator::{self, Role};
+use crate::domain::validation::FieldError;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct OperatorOut {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<Operator> for OperatorOut {
+    type Error = ApiError;
+
+    fn try_from(o: Operator) -> Result<Self, ApiError> {
+        let role = Role::parse(&o.role).ok_or_else(|| DbError::Corrupt(format!("role {:?}", o.role)))?;
+        Ok(OperatorOut {
+            id: o.id,
+            username: o.username,
+            role,
+            active: o.active,
+            created_at: o.created_at.and_utc(),
+            updated_at: o.updated_at.and_utc(),
+            last_login_at: utc(o.last_login_at),
+        })
+    }
+}
+
+impl From<OperatorError> for ApiError {
+    fn from(e: OperatorError) -> Self {
+        match e {
+            OperatorError::NotFound(id) => ApiError::NotFound(format!("operator {id}")),
+            OperatorError::Duplicate(name) => ApiError::Invalid(vec![OperatorError::duplicate_field(&name)]),
+            OperatorError::Lockout { code, message } => ApiError::Conflict { code, message, detail: None },
+            OperatorError::NoLongerAdmin => ApiError::Forbidden(e.to_string()),
+            OperatorError::Db(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateOperator {
+    pub username: String,
+    pub password: String,
+    /// Text, so an unknown role is a field error rather than an unreadable body.
+    pub role: String,
+}
+
+/// `POST /ops/operators` {username, password, role} → 201 with the operator. Roles: admin.
+pub async fn create(
+    user: OpsUser,
+    state: web::Data<AppState>,
+    body: web::Json<CreateOperator>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(ADMINS)?;
+    let CreateOperator { username, password, role } = body.into_inner();
+    let username = operator::normalize_username(&username);
+    let mut errors: Vec<FieldError> =
+        [operator::validate_username(&username), operator::validate_password(&password, state.auth.min_password_len)]
+            .into_iter()
+            .filter_map(Result::err)
+            .flatten()
+            .collect();
+    let role = match operator::parse_role("role", &role) {
+        Ok(role) if errors.is_empty() => role,
+        Ok(_) => return Err(ApiError::Invalid(errors)),
+        Err(e) => {
+            errors.push(e);
+            return Err(ApiError::Invalid(errors));
+        }
+    };
+    // Refuse a taken name before spending a hash on it; the insert checks again.
+    let probe = username.clone();
+    if state.svc.db.run(move |c| operators::find_by_username(c, &probe)).await?.is_some() {
+        return Err(OperatorError::Duplicate(username).into());
+    }
+    let password_hash = state.auth.hash_password(password).await?;
+    let at = db::now();
+    let new = NewOperator {
+        username,
+        password_hash,
+        role: role.as_str().into(),
+        active: true,
+        created_at: at,
+        updated_at: at,
+    };
+    let created = state.svc.db.write(move |c| operators::create(c, &new)).await?;
+    tracing::info!(by = %user.username, operator = %created.username, role = %created.role, "operator created");
+    Ok(HttpResponse::Created().json(OperatorOut::try_from(created)?))
+}
+
+/// `GET /ops/operators` → every operator, by id. Roles: admin.
+pub async fn list(user: OpsUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    user.require(ADMINS)?;
+    let rows = state.svc.db.run(operators::list).await?;
+    let out = rows.into_iter().map(OperatorOut::try_from).collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "operators": out })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchOperator {
+    pub role: Option<String>,
+    pub active: Option<bool>,
+    pub password: Option<String>,
+}
+
+/// `PATCH /ops/operators/{id}` {role?, active?, password?} → the operator. Roles: admin.
+/// An admin cannot demote or disable themself (409 `self_lockout`), nor leave no active admin
+/// (409 `last_admin`).
+pub async fn patch(
+    user: OpsUser,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    body: web::Json<PatchOperator>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(ADMINS)?;
+    let id = path.into_inner();
+    let PatchOperator { role, active, password } = body.into_inner();
+    let mut errors = Vec::new();
+    let role = role.and_then(|r| operator::parse_role("role", &r).map_err(|e| errors.push(e)).ok());
+    if let Some(Err(e)) = password.as_deref().map(|p| operator::validate_password(p, state.auth.min_password_len)) {
+        errors.extend(e);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let password_hash = match password {
+        Some(p) => Some(state.auth.hash_password(p).await?),
+        None => None,
+    };
+    let changed_password = password_hash.is_some();
+    let change = OperatorChange { role, active, password_hash };
+    let actor = user.id;
+    let updated = state.svc.db.write(move |c| operators::update(c, actor, id, &change, db::now())).await?;
+    tracing::info!(
+        by = %user.username, operator = %updated.username, role = %updated.role, active = updated.active,
+        changed_password, "operator changed"
+    );
+    Ok(HttpResponse::Ok().json(OperatorOut::try_from(updated)?))
+}
