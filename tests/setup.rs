@@ -101,7 +101,7 @@ fn quiet(seed: u64) -> SimCabinetOptions {
 
 async fn setup_end_to_end(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
-    let token = s.ops_token(Role::Operator).await;
+    let token = s.ops_login(Role::Operator).await;
     let t = token.as_str();
     let cola = product(&s, t, "Cola 330 ml", "6901234567892", 355.0, 350).await;
     let chips = product(&s, t, "Chips 70 g", "6901234567908", 78.0, 600).await;
@@ -212,7 +212,7 @@ both_profiles!(setup, setup_end_to_end);
 /// changes: not the version, not the lanes, and nothing is sent to the cabinet.
 async fn bad_configurations(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
-    let token = s.ops_token(Role::Operator).await;
+    let token = s.ops_login(Role::Operator).await;
     let t = token.as_str();
     let cola = product(&s, t, "Cola", "6901234567892", 355.0, 350).await;
     let chips = product(&s, t, "Chips", "6901234567908", 78.0, 600).await;
@@ -301,7 +301,7 @@ both_profiles!(bad_input, bad_configurations);
 async fn commands_retry_and_time_out(profile: Profile) {
     let extra = [("HEFT__PROTOCOL__COMMAND_TIMEOUT_MS", "300"), ("HEFT__PROTOCOL__COMMAND_RETRIES", "2")];
     let Some(s) = TestServer::start(profile, &extra).await else { return };
-    let token = s.ops_token(Role::Admin).await;
+    let token = s.ops_login(Role::Admin).await;
     let t = token.as_str();
     let cola = product(&s, t, "Cola", "6901234567892", 355.0, 350).await;
     let chips = product(&s, t, "Chips", "6901234567908", 78.0, 600).await;
@@ -343,7 +343,7 @@ both_profiles!(commands, commands_retry_and_time_out);
 /// Closed door, no session: a lane whose weight changes raises one alert naming it.
 async fn closed_door_drift(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
-    let token = s.ops_token(Role::Operator).await;
+    let token = s.ops_login(Role::Operator).await;
     let t = token.as_str();
     let cola = product(&s, t, "Cola", "6901234567892", 355.0, 350).await;
     let chips = product(&s, t, "Chips", "6901234567908", 78.0, 600).await;
@@ -383,7 +383,7 @@ both_profiles!(drift, closed_door_drift);
 /// Temperature out of the type's range for longer than its duration: one alert, cleared once.
 async fn temperature_alert(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
-    let token = s.ops_token(Role::Admin).await;
+    let token = s.ops_login(Role::Admin).await;
     let t = token.as_str();
     // The simulator keeps its cabinets near 4 °C: a range that excludes it, alert at once.
     let hot = json!({"sensor_channels": 32, "temp_min_c": 20.0, "temp_max_c": 30.0, "temp_alert_after_s": 0});
