@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{EVENTUALLY, Profile, TestServer, eventually};
 use heft::domain::operator::Role;
-use heft::sim::cabinet::Fault;
+use heft::sim::scale::Fault;
 use heft::sim::handle::{SimCabinet, SimCabinetOptions};
 use serde_json::{Value, json};
 
@@ -173,6 +173,16 @@ async fn setup_end_to_end(profile: Profile) {
         let seen = lane["stable_g"].as_f64().expect("stable");
         assert!((seen - real).abs() <= 5.0, "lane {code}: Heft reads {seen} g, the shelf holds {real} g");
     }
+
+    // A price change reaches the cabinet's label, and its ack is tracked.
+    let before = config(&s, t, "SET-1").await["tags_version"].as_i64().expect("tags version");
+    let cola_body = json!({"name": "Cola 330 ml", "barcode": "6901234567892", "unit_g": 355.0, "tolerance_g": 8.0, "price_fen": 400});
+    let changed = ok(&s, "PUT", &format!("/ops/products/{cola}"), t, Some(cola_body)).await;
+    assert_eq!(changed["labels_pending"], json!(["SET-1"]), "{changed}");
+    let c = delivered(&s, t, "SET-1").await;
+    assert!(c["tags_version"].as_i64().expect("tags version") > before, "{c}");
+    let tags = cab.price_tags();
+    assert!(tags.iter().any(|t| t.lane == "A1" && t.price_fen == 400), "the label shows the new price: {tags:?}");
 
     // The readings are in the weight log (written in batches), in grams per lane.
     let log = eventually("readings in the weight log", || async {

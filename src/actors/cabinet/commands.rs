@@ -49,8 +49,21 @@ pub struct Pending {
     timer: Option<SpawnHandle>,
 }
 
-fn new_cmd_id() -> String {
-    format!("{:016x}", rand::thread_rng().r#gen::<u64>())
+/// The row of a new pending command with a fresh `cmd_id`.
+pub(super) fn command_row(sn: &str, kind: DownKind, body: &serde_json::Value, session_id: Option<i64>) -> CommandRow {
+    CommandRow {
+        id: format!("{:016x}", rand::thread_rng().r#gen::<u64>()),
+        sn: sn.to_string(),
+        kind: kind.as_str().to_string(),
+        session_id,
+        body: body.to_string(),
+        status: "pending".into(),
+        attempts: 0,
+        error: None,
+        result: None,
+        created_at: db::now(),
+        finished_at: None,
+    }
 }
 
 impl CabinetActor {
@@ -63,37 +76,37 @@ impl CabinetActor {
         purpose: Purpose,
         ctx: &mut Context<Self>,
     ) -> String {
-        let cmd_id = new_cmd_id();
-        let row = CommandRow {
-            id: cmd_id.clone(),
-            sn: self.sn.to_string(),
-            kind: kind.as_str().to_string(),
-            session_id,
-            body: body.to_string(),
-            status: "pending".into(),
-            attempts: 0,
-            error: None,
-            result: None,
-            created_at: db::now(),
-            finished_at: None,
-        };
-        self.pending.insert(
-            cmd_id.clone(),
-            Pending { kind, body, attempts: 0, session_id, purpose: Some(purpose), timer: None },
-        );
-        let db = self.svc.db.clone();
+        let row = command_row(self.sn.as_str(), kind, &body, session_id);
+        let cmd_id = row.id.clone();
         let id = cmd_id.clone();
+        let db = self.svc.db.clone();
         // `wait`: the row exists before the cabinet can ack, so the ack always finds it.
         ctx.wait(async move { db.write(move |c| commands::insert(c, &row)).await }.into_actor(self).map(
             move |result, act, ctx| match result {
-                Ok(()) => act.transmit(&id, ctx),
+                Ok(()) => act.launch(&id, kind, body, session_id, purpose, ctx),
                 Err(e) => {
                     tracing::error!(sn = %act.sn, error = %e, "command not recorded; not sent");
-                    act.finish_command(&id, CommandOutcome::Failed(format!("not recorded: {e}")), ctx);
+                    let outcome = CommandOutcome::Failed(format!("not recorded: {e}"));
+                    act.command_done(purpose, session_id, outcome, ctx);
                 }
             },
         ));
         cmd_id
+    }
+
+    /// Send a command whose row is already stored, and track it until it ends.
+    pub(super) fn launch(
+        &mut self,
+        cmd_id: &str,
+        kind: DownKind,
+        body: serde_json::Value,
+        session_id: Option<i64>,
+        purpose: Purpose,
+        ctx: &mut Context<Self>,
+    ) {
+        self.pending
+            .insert(cmd_id.to_string(), Pending { kind, body, attempts: 0, session_id, purpose: Some(purpose), timer: None });
+        self.transmit(cmd_id, ctx);
     }
 
     /// Send (or send again) a pending command with the next seq, and arm its timeout.

@@ -68,8 +68,8 @@ impl Handler<SaveConfig> for CabinetActor {
                 act.publish_setup(ctx);
                 match opened {
                     None => Ok(ConfigSaved { version, delivery: "pending", session: None, cmd_id: None }),
-                    Some((s, v, body)) => {
-                        let d = act.begin_delivery(&s, SessionKind::Config, v, body, ctx);
+                    Some(opened) => {
+                        let d = act.begin_delivery(opened, SessionKind::Config, ctx);
                         Ok(ConfigSaved { version, delivery: "sent", session: Some(d.session), cmd_id: Some(d.cmd_id) })
                     }
                 }

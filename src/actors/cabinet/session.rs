@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::commands::{CommandOutcome, Purpose};
+use super::commands::{CommandOutcome, Purpose, command_row};
 use super::{ActorError, CabinetActor, load_setup};
-use crate::db::models::{NewSession, Session};
+use crate::db::models::{CommandRow, NewSession, Session};
 use crate::db::{self, DbError, layout, sessions};
 use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, ConfigCmd, DoorConfig, LaneConfig};
 use crate::device::messages::{PriceTagsCmd, VersionResult};
@@ -240,7 +240,7 @@ impl CabinetActor {
         ctx.wait(async move { db.write(move |c| open_delivery(c, &new, kind, &sn)).await }.into_actor(self).map(
             move |r, act, ctx| {
                 let result = match r {
-                    Ok(Ok((s, version, body))) => Ok(act.begin_delivery(&s, kind, version, body, ctx)),
+                    Ok(Ok(opened)) => Ok(act.begin_delivery(opened, kind, ctx)),
                     Ok(Err(held)) => Err(SessionError::Busy(SessionInfo::from(&held))),
                     Err(e) => Err(SessionError::from(e)),
                 };
@@ -255,21 +255,15 @@ impl CabinetActor {
     }
 
     /// Hold an opened delivery session and send its command.
-    pub(super) fn begin_delivery(
-        &mut self,
-        s: &Session,
-        kind: SessionKind,
-        version: i64,
-        body: serde_json::Value,
-        ctx: &mut Context<Self>,
-    ) -> Delivery {
-        self.hold(s, kind);
-        let (down, purpose) = match kind {
-            SessionKind::Config => (DownKind::Config, Purpose::Config { version }),
-            _ => (DownKind::PriceTags, Purpose::Tags { version }),
+    pub(super) fn begin_delivery(&mut self, o: Opened, kind: SessionKind, ctx: &mut Context<Self>) -> Delivery {
+        self.hold(&o.session, kind);
+        let purpose = match kind {
+            SessionKind::Config => Purpose::Config { version: o.version },
+            _ => Purpose::Tags { version: o.version },
         };
-        let cmd_id = self.issue(down, body, Some(s.id), purpose, ctx);
-        Delivery { session: SessionInfo::from(s), cmd_id }
+        let cmd_id = o.command.id;
+        self.launch(&cmd_id, delivery_kind(kind), o.body, Some(o.session.id), purpose, ctx);
+        Delivery { session: SessionInfo::from(&o.session), cmd_id }
     }
 
     /// A command of a session finished.
@@ -371,13 +365,28 @@ pub(super) fn open_delivery(
     new: &NewSession,
     kind: SessionKind,
     sn: &str,
-) -> Result<Result<(Session, i64, serde_json::Value), Session>, DbError> {
-    let s = match sessions::open(c, new)? {
+) -> Result<Result<Opened, Session>, DbError> {
+    let session = match sessions::open(c, new)? {
         Ok(s) => s,
         Err(held) => return Ok(Err(held)),
     };
     let (version, body) = if kind == SessionKind::Config { config_payload(c, sn)? } else { tags_payload(c, sn)? };
-    Ok(Ok((s, version, body)))
+    // The command row is stored with the session, so its id can be returned to the operator at once.
+    let command = command_row(sn, delivery_kind(kind), &body, Some(session.id));
+    db::commands::insert(c, &command)?;
+    Ok(Ok(Opened { session, version, body, command }))
+}
+
+/// A delivery session just opened, with the command that delivers it (already stored).
+pub(super) struct Opened {
+    pub session: Session,
+    pub version: i64,
+    pub body: serde_json::Value,
+    pub command: CommandRow,
+}
+
+fn delivery_kind(kind: SessionKind) -> DownKind {
+    if kind == SessionKind::Config { DownKind::Config } else { DownKind::PriceTags }
 }
 
 /// The `config` command body for the stored configuration, and its version.
