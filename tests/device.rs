@@ -531,8 +531,10 @@ async fn http_surface(profile: Profile) {
     assert_eq!(no_token.status(), 401);
     let body: serde_json::Value = no_token.json().await.expect("json");
     assert_eq!(body["error"], "unauthorized");
+    assert_eq!(body["message"], "missing bearer token");
     let wrong = s.http.get(format!("{}/ops/cabinets", s.base)).bearer_auth("nope").send().await.expect("request");
     assert_eq!(wrong.status(), 401);
+    assert_eq!(wrong.json::<serde_json::Value>().await.expect("json")["message"], "invalid token");
 
     let (status, body) = s.get("/ops/cabinets/bad!sn").await;
     assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{EVENTUALLY, Profile, TestServer, eventually};
 use heft::domain::operator::Role;
-use heft::sim::scale::Fault;
 use heft::sim::handle::{SimCabinet, SimCabinetOptions};
+use heft::sim::scale::Fault;
 use serde_json::{Value, json};
 
 /// Where the simulated cabinet stands (GCJ-02, People's Square, Shanghai).

@@ -16,7 +16,7 @@ pub enum OperatorError {
     NotFound(i64),
     #[error("operator {0} already exists")]
     Duplicate(String),
-    /// The change would leave the acting admin, or the fleet, without an active admin.
+    /// The change would lock the acting admin out.
     #[error("{message}")]
     Lockout { code: &'static str, message: String },
     /// The acting admin was disabled or demoted while the request ran.
@@ -87,9 +87,10 @@ pub struct OperatorChange {
 
 /// Apply `change` to operator `id` on behalf of admin `actor` (call inside a write transaction).
 ///
-/// An admin may not demote or disable themself (`self_lockout`), and no change may leave no
-/// active admin (`last_admin`). The second can only happen when two admins change each other at
-/// once; on PostgreSQL the active admins' rows are locked first so the two changes queue, and
+/// An admin may not demote or disable themself (`self_lockout`), and the actor must still be an
+/// active admin when the change is made (`NoLongerAdmin`). Together these keep at least one active
+/// admin, even when two admins demote each other at once: on PostgreSQL the active admins' rows
+/// are locked first, so the second change waits for the first and then finds its actor demoted;
 /// SQLite's write transactions already run one at a time.
 pub fn update(
     conn: &mut AnyConnection,
@@ -105,26 +106,18 @@ pub fn update(
         AnyConnection::Postgresql(c) => admins().for_update().load(c)?,
         AnyConnection::Sqlite(c) => admins().load(c)?,
     };
-    let current = find(conn, id)?.ok_or(OperatorError::NotFound(id))?;
-    let stays_admin =
-        change.role.map_or(current.role == admin, |r| r == Role::Admin) && change.active.unwrap_or(current.active);
-    if !stays_admin && active_admins.contains(&id) {
-        if id == actor {
-            return Err(OperatorError::Lockout {
-                code: "self_lockout",
-                message: "an admin cannot demote or disable their own account; ask another admin".into(),
-            });
-        }
-        if active_admins.iter().all(|&a| a == id) {
-            return Err(OperatorError::Lockout {
-                code: "last_admin",
-                message: format!("operator {} is the last active admin", current.username),
-            });
-        }
-    }
     if !active_admins.contains(&actor) {
         // Disabled or demoted by another admin since the request was authenticated.
         return Err(OperatorError::NoLongerAdmin);
+    }
+    let current = find(conn, id)?.ok_or(OperatorError::NotFound(id))?;
+    let stays_admin =
+        change.role.map_or(current.role == admin, |r| r == Role::Admin) && change.active.unwrap_or(current.active);
+    if !stays_admin && id == actor {
+        return Err(OperatorError::Lockout {
+            code: "self_lockout",
+            message: "an admin cannot demote or disable their own account; ask another admin".into(),
+        });
     }
     diesel::update(operators::table.find(id))
         .set((

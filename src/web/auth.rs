@@ -215,6 +215,8 @@ impl AuthState {
     async fn hashing<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
         let permit =
             self.hashing.clone().acquire_owned().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+        // The permit moves into the task: if the client goes away the hash still runs to the end,
+        // and it must still count against the limit until then.
         tokio::task::spawn_blocking(move || {
             let out = f();
             drop(permit);

@@ -122,8 +122,8 @@ pub struct PatchOperator {
 }
 
 /// `PATCH /ops/operators/{id}` {role?, active?, password?} → the operator. Roles: admin.
-/// An admin cannot demote or disable themself (409 `self_lockout`), nor leave no active admin
-/// (409 `last_admin`).
+/// An admin cannot demote or disable themself (409 `self_lockout`), so one active admin always
+/// remains.
 pub async fn patch(
     user: OpsUser,
     state: web::Data<AppState>,

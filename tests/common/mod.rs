@@ -17,6 +17,7 @@ use base64::Engine;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use heft::app::Heft;
 use heft::config::Config;
+use heft::domain::operator::Role;
 use heft::provision::Credentials;
 use heft::sim::device::{ConnectOptions, DeviceClient};
 
@@ -25,7 +26,10 @@ pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const PG_HOST: &str = "127.0.0.1:5432";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const REDIS_HOST: &str = "127.0.0.1:6379";
-pub const OPS_TOKEN: &str = "test-ops-token-0123456789";
+/// Password of every operator the harness creates (`admin`, and `test-<role>` by `ops_login`).
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+/// The admin every `TestServer` starts with.
+pub const ADMIN_USERNAME: &str = "admin";
 /// Generous bound for "eventually": conditions are polled, so a slow machine only takes longer.
 pub const EVENTUALLY: Duration = Duration::from_secs(20);
 
@@ -110,7 +114,6 @@ pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Conf
     let mut env: Vec<(String, String)> = vec![
         ("HEFT__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
         ("HEFT__HTTP__WORKERS".into(), "1".into()),
-        ("HEFT__HTTP__OPS_TOKEN".into(), OPS_TOKEN.into()),
         ("HEFT__MQTT__LISTEN".into(), format!("127.0.0.1:{mqtt_port}")),
         ("HEFT__DATABASE__URL".into(), storage.database_url.clone()),
         ("HEFT__DATABASE__POOL_SIZE".into(), "4".into()),
@@ -139,6 +142,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub base: String,
     pub broker: String,
+    /// Tokens from `ops_login`, by role.
+    tokens: tokio::sync::Mutex<HashMap<Role, String>>,
 }
 
 impl TestServer {
@@ -158,7 +163,83 @@ impl TestServer {
         let heft = Heft::start(config.clone()).await.expect("heft starts");
         let base = format!("http://{}", heft.http_addr);
         let broker = heft.mqtt_addr.to_string();
-        TestServer { heft, storage, config, http: reqwest::Client::new(), base, broker }
+        let s = TestServer {
+            heft,
+            storage,
+            config,
+            http: reqwest::Client::new(),
+            base,
+            broker,
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
+        };
+        // Kept across a restart on the same storage.
+        s.ensure_operator(ADMIN_USERNAME, Role::Admin).await;
+        s
+    }
+
+    /// Create an active operator with [`TEST_PASSWORD`] unless the username exists.
+    pub async fn ensure_operator(&self, username: &str, role: Role) {
+        let db = &self.heft.services.db;
+        let name = username.to_string();
+        if db.run(move |c| heft::db::operators::find_by_username(c, &name)).await.expect("db").is_some() {
+            return;
+        }
+        heft::admin::create_operator(db, username, TEST_PASSWORD.into(), role, self.config.auth.min_password_len)
+            .await
+            .expect("create operator");
+    }
+
+    /// `POST /ops/auth/login` as is: (status, body).
+    pub async fn login(&self, username: &str, password: &str) -> (u16, serde_json::Value) {
+        let res = self
+            .http
+            .post(format!("{}/ops/auth/login", self.base))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("http request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A token for an operator of `role`, logging in through the API: `admin` for the admin role,
+    /// `test-<role>` (created on first use) for the others. Cached per role.
+    pub async fn ops_login(&self, role: Role) -> String {
+        let mut tokens = self.tokens.lock().await;
+        if let Some(t) = tokens.get(&role) {
+            return t.clone();
+        }
+        let username = if role == Role::Admin { ADMIN_USERNAME.to_string() } else { format!("test-{role}") };
+        self.ensure_operator(&username, role).await;
+        let (status, body) = self.login(&username, TEST_PASSWORD).await;
+        assert_eq!(status, 200, "login as {username}: {body}");
+        let token = body["token"].as_str().expect("token").to_string();
+        tokens.insert(role, token.clone());
+        token
+    }
+
+    /// A request to `path` carrying the token of an operator of `role`.
+    pub async fn request(&self, role: Role, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let token = self.ops_login(role).await;
+        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token)
+    }
+
+    /// Send a request as an operator of `role`, with an optional JSON body: (status, body; Null
+    /// when the body is not JSON).
+    pub async fn call(
+        &self,
+        role: Role,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.request(role, method, path).await;
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let res = req.send().await.expect("http request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     /// Stop, keeping the storage for a restart.
@@ -185,11 +266,9 @@ impl TestServer {
         (creds, dev)
     }
 
+    /// GET as the admin.
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let res =
-            self.http.get(format!("{}{path}", self.base)).bearer_auth(OPS_TOKEN).send().await.expect("http request");
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+        self.call(Role::Admin, reqwest::Method::GET, path, None).await
     }
 
     pub async fn get_ok(&self, path: &str) -> serde_json::Value {

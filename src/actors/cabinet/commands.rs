@@ -104,8 +104,10 @@ impl CabinetActor {
         purpose: Purpose,
         ctx: &mut Context<Self>,
     ) {
-        self.pending
-            .insert(cmd_id.to_string(), Pending { kind, body, attempts: 0, session_id, purpose: Some(purpose), timer: None });
+        self.pending.insert(
+            cmd_id.to_string(),
+            Pending { kind, body, attempts: 0, session_id, purpose: Some(purpose), timer: None },
+        );
         self.transmit(cmd_id, ctx);
     }
 
