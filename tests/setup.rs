@@ -231,35 +231,23 @@ async fn bad_configurations(profile: Profile) {
     let before = delivered(&s, t, "BAD-1").await;
     let acks = cab.acks_sent();
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
-        (
-            "unknown product",
-            Box::new(|v| v["doors"][0]["lanes"][0]["product_id"] = json!(999_999)),
-            "doors[0].lanes[0].product_id",
-            "unknown_product",
-        ),
-        (
-            "duplicate lane code",
-            Box::new(|v| v["doors"][0]["lanes"][1]["code"] = json!("A1")),
-            "doors[0].lanes[1].code",
-            "duplicate",
-        ),
-        (
-            "channel out of range",
-            Box::new(|v| v["doors"][0]["lanes"][1]["channel"] = json!(40)),
-            "doors[0].lanes[1].channel",
-            "out_of_range",
-        ),
+    // (what, lane, key, bad value, error path, error code)
+    let cases = [
+        ("unknown product", 0, "product_id", json!(999_999), "doors[0].lanes[0].product_id", "unknown_product"),
+        ("duplicate lane code", 1, "code", json!("A1"), "doors[0].lanes[1].code", "duplicate"),
+        ("channel out of range", 1, "channel", json!(40), "doors[0].lanes[1].channel", "out_of_range"),
         (
             "threshold above capacity",
-            Box::new(|v| v["doors"][0]["lanes"][0]["threshold"] = json!(11)),
+            0,
+            "threshold",
+            json!(11),
             "doors[0].lanes[0].threshold",
             "threshold_above_capacity",
         ),
     ];
-    for (what, change, field, code) in cases {
+    for (what, lane, key, value, field, code) in cases {
         let mut body = layout(cola, chips);
-        change(&mut body);
+        body["doors"][0]["lanes"][lane][key] = value;
         let (status, res) = call(&s, "PUT", "/ops/cabinets/BAD-1/config", t, Some(body)).await;
         assert_eq!(status, 422, "{what}: {res}");
         assert_eq!(res["error"], "invalid", "{what}");
