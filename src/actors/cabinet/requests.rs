@@ -33,7 +33,7 @@ impl Handler<SaveConfig> for CabinetActor {
         // Logged in: the delivery session opens in the same transaction as the save, so the
         // configuration cannot be stored without the cabinet being held for its delivery.
         let delivery = self.session_boot().map(|_| self.new_session(SessionKind::Config, None, &m.by));
-        let (svc, sn) = (self.svc.clone(), self.sn.to_string());
+        let (svc, sn, node) = (self.svc.clone(), self.sn.to_string(), self.svc.node_id().to_string());
         AtomicResponse::new(Box::pin(
             async move {
                 let owned = sn.clone();
@@ -41,6 +41,8 @@ impl Handler<SaveConfig> for CabinetActor {
                     .db
                     .write(move |c| {
                         let version = layout::save(c, &owned, &m.layout, db::now())?;
+                        // Not sellable on a lane map the cabinet has not acknowledged yet.
+                        layout::refresh_status(c, &owned, &node, db::now())?;
                         let opened = match &delivery {
                             // Held from another node: roll the save back, refuse whole.
                             Some(new) => Some(
@@ -181,15 +183,21 @@ pub struct AbortSession {
 }
 
 impl Handler<AbortSession> for CabinetActor {
-    type Result = Result<SessionInfo, SessionError>;
+    type Result = ResponseFuture<Result<SessionInfo, SessionError>>;
 
     fn handle(&mut self, m: AbortSession, ctx: &mut Context<Self>) -> Self::Result {
         let Some(s) = self.session.as_ref().filter(|s| s.kind == SessionKind::Calibration) else {
-            return Err(SessionError::NoSession("calibration"));
+            return Box::pin(async { Err(SessionError::NoSession("calibration")) });
         };
         let info = s.info.clone();
-        self.end_session(Outcome::Aborted, Some(serde_json::json!({ "by": m.by }).to_string()), ctx);
-        Ok(info)
+        let (tx, rx) = oneshot::channel();
+        let detail = Some(serde_json::json!({ "by": m.by }).to_string());
+        self.end_session_then(Outcome::Aborted, detail, Some(tx), ctx);
+        // Answer once the end is stored, so what the operator reads next agrees.
+        Box::pin(async move {
+            let _ = rx.await;
+            Ok(info)
+        })
     }
 }
 

@@ -189,6 +189,17 @@ impl CabinetActor {
 
     /// End the held session with `outcome`, then deliver whatever waits (config, labels).
     pub(super) fn end_session(&mut self, outcome: Outcome, detail: Option<String>, ctx: &mut Context<Self>) {
+        self.end_session_then(outcome, detail, None, ctx);
+    }
+
+    /// [`Self::end_session`], telling `closed` once the end is stored.
+    pub(super) fn end_session_then(
+        &mut self,
+        outcome: Outcome,
+        detail: Option<String>,
+        closed: Option<oneshot::Sender<()>>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(s) = self.session.take() else { return };
         if let Some(mut c) = s.calib
             && let Some(tx) = c.waiting.take()
@@ -207,6 +218,9 @@ impl CabinetActor {
             .map(|r, act, ctx| {
                 if let Err(e) = r {
                     tracing::error!(sn = %act.sn, error = %e, "session end not recorded");
+                }
+                if let Some(tx) = closed {
+                    let _ = tx.send(());
                 }
                 act.deliver_pending(ctx);
             }),
