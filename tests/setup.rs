@@ -193,23 +193,36 @@ async fn setup_end_to_end(profile: Profile) {
     .await;
     assert!(log["session_id"].is_null(), "a closed-door reading outside any session: {log}");
 
-    // Nearby: found from 200 m away, not from 5 km away with a 1 km radius.
-    let near = ok(
-        &s,
-        "GET",
-        &format!("/api/v1/cabinets/nearby?lat={}&lng={}&radius_m=1000", HERE.0 + 0.0018, HERE.1),
-        t,
-        None,
-    )
+    // Nearby: a second cabinet 5 km north, configured while not connected (its configuration
+    // waits for its first login, its position is indexed at once).
+    s.provision("SET-FAR");
+    let mut far_layout = layout(cola, chips);
+    far_layout["lat"] = json!(HERE.0 + 0.045);
+    let saved = ok(&s, "PUT", "/ops/cabinets/SET-FAR/config", t, Some(far_layout)).await;
+    assert_eq!(saved["delivery"], "pending", "{saved}");
+    let nearby = |lat: f64, radius: u32| {
+        let (s, t) = (&s, t);
+        async move {
+            let path = format!("/api/v1/cabinets/nearby?lat={lat}&lng={}&radius_m={radius}", HERE.1);
+            ok(s, "GET", &path, t, None).await["cabinets"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let found = eventually("both cabinets indexed", || async {
+        let all = nearby(HERE.0, 10_000).await;
+        (all.len() == 2).then_some(all)
+    })
     .await;
-    let found = near["cabinets"].as_array().expect("cabinets");
-    let hit = found.iter().find(|c| c["sn"] == "SET-1").expect("cabinet found nearby");
+    assert_eq!(found.iter().map(|c| c["sn"].as_str().unwrap_or("")).collect::<Vec<_>>(), ["SET-1", "SET-FAR"]);
+    let near = nearby(HERE.0 + 0.0018, 1000).await;
+    assert_eq!(near.len(), 1, "only the cabinet within 1 km: {near:?}");
+    let hit = &near[0];
+    assert_eq!(hit["sn"], "SET-1");
     assert!((150.0..250.0).contains(&hit["distance_m"].as_f64().expect("distance")), "{hit}");
     assert_eq!((hit["sellable"].as_bool(), hit["has_stock"].as_bool()), (Some(true), Some(true)), "{hit}");
-    let far =
-        ok(&s, "GET", &format!("/api/v1/cabinets/nearby?lat={}&lng={}&radius_m=1000", HERE.0 + 0.045, HERE.1), t, None)
-            .await;
-    assert!(far["cabinets"].as_array().expect("cabinets").iter().all(|c| c["sn"] != "SET-1"), "{far}");
+    assert_eq!(hit["address"], "People's Square, Huangpu, Shanghai");
+    let far = nearby(HERE.0 + 0.045, 1000).await;
+    assert_eq!(far.iter().map(|c| c["sn"].as_str().unwrap_or("")).collect::<Vec<_>>(), ["SET-FAR"]);
+    assert_eq!(far[0]["sellable"], false, "not configured nor connected: {far:?}");
     let (status, body) = call(&s, "GET", "/api/v1/cabinets/nearby?lat=91&lng=0", t, None).await;
     assert_eq!((status, body["fields"][0]["field"].as_str()), (422, Some("lat")), "{body}");
 
