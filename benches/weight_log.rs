@@ -550,6 +550,16 @@ async fn run(
         Backend::Sqlite => None,
     };
 
+    // How the write time moves as the table grows: p50 per 30 s of the run.
+    let by_half_minute: Vec<String> = run_batches
+        .chunk_by(|x, y| x.at.duration_since(t0).as_secs() / 30 == y.at.duration_since(t0).as_secs() / 30)
+        .map(|chunk| {
+            let mut l: Vec<u64> = chunk.iter().map(|b| b.write_us).collect();
+            l.sort_unstable();
+            format!("{:.0}", l[l.len() / 2] as f64 / 1000.0)
+        })
+        .collect();
+    eprintln!("   write ms p50 per 30 s: {}", by_half_minute.join(" "));
     let mut sizes: Vec<u64> = run_batches.iter().map(|b| b.rows).collect();
     sizes.sort_unstable();
     let mut lat: Vec<u64> = run_batches.iter().map(|b| b.write_us).collect();
