@@ -187,9 +187,10 @@ impl Writer {
                     }
                     Msg::Stop(ack) => {
                         self.write().await;
-                        let _ = ack.send(());
+                        // Close before answering: once stop() returns, record() fails at once.
                         let rest: Vec<Msg> = msgs.collect();
                         self.discard_rest(rx, rest);
+                        let _ = ack.send(());
                         return;
                     }
                 }
