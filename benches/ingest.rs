@@ -121,6 +121,12 @@ struct RunResult {
     rss_before_mib: f64,
     rss_after_mib: f64,
     cpu_cores: f64,
+    /// Heft: weight log rows written per second, mean rows per batch, rows dropped (all run),
+    /// rows still queued at the end of the measurement.
+    weight_rows_per_s: f64,
+    weight_batch_mean: f64,
+    weight_dropped: u64,
+    weight_queue_end: u64,
 }
 
 async fn orchestrate(args: Args) {
@@ -162,6 +168,15 @@ async fn orchestrate(args: Args) {
             r.rss_after_mib,
             per_cab_kb,
             r.cpu_cores
+        );
+    }
+    println!();
+    println!("| Heft load | weight log rows/s written | rows per batch (mean) | dropped | queued at end |");
+    println!("|---|---|---|---|---|");
+    for r in results.iter().filter(|r| r.target == Target::Heft) {
+        println!(
+            "| {:?} | {:.0} | {:.0} | {} | {} |",
+            r.load, r.weight_rows_per_s, r.weight_batch_mean, r.weight_dropped, r.weight_queue_end
         );
     }
     let find = |t, l| results.iter().find(|r| r.target == t && r.load == l);
@@ -305,6 +320,16 @@ struct Sample {
     cpu_ticks: u64,
     rss_kib: u64,
     held: u64,
+    /// Heft only: the weight log writer's counters.
+    weight: WeightLogSample,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct WeightLogSample {
+    rows: u64,
+    batches: u64,
+    dropped: u64,
+    queue: u64,
 }
 
 async fn sample(s: &Server) -> Sample {
@@ -326,6 +351,7 @@ async fn sample(s: &Server) -> Sample {
             cpu_ticks,
             rss_kib,
             held: 0,
+            weight: WeightLogSample::default(),
         };
     }
     let text = match &s.http {
@@ -335,9 +361,17 @@ async fn sample(s: &Server) -> Sample {
     let mut frames = 0u64;
     let mut held = 0u64;
     let mut buckets = vec![0u64; LATENCY_BUCKETS.len()];
+    let mut weight = WeightLogSample::default();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((key, value)) = line.rsplit_once(' ') else { continue };
         let v: f64 = value.parse().unwrap_or(0.0);
+        match key {
+            "heft_weight_log_rows_total" => weight.rows = v as u64,
+            "heft_weight_log_batches_total" => weight.batches = v as u64,
+            "heft_weight_log_dropped_total" => weight.dropped = v as u64,
+            "heft_weight_log_queue_rows" => weight.queue = v as u64,
+            _ => {}
+        }
         if key.starts_with("heft_frames_total{") {
             frames += v as u64;
         } else if key == "heft_cabinets_connected" {
@@ -349,7 +383,7 @@ async fn sample(s: &Server) -> Sample {
             }
         }
     }
-    Sample { frames, buckets, cpu_ticks, rss_kib, held }
+    Sample { frames, buckets, cpu_ticks, rss_kib, held, weight }
 }
 
 /// Quantile from cumulative histogram deltas, interpolating linearly inside the bucket.
@@ -469,6 +503,11 @@ async fn run(args: &Args, target: Target, load: Load) -> RunResult {
         rss_before_mib: before_fleet.rss_kib as f64 / 1024.0,
         rss_after_mib: end.rss_kib as f64 / 1024.0,
         cpu_cores: (end.cpu_ticks - start.cpu_ticks) as f64 / ticks_per_s / secs,
+        weight_rows_per_s: (end.weight.rows - start.weight.rows) as f64 / secs,
+        weight_batch_mean: (end.weight.rows - start.weight.rows) as f64
+            / (end.weight.batches - start.weight.batches).max(1) as f64,
+        weight_dropped: end.weight.dropped,
+        weight_queue_end: end.weight.queue,
     }
 }
 
