@@ -338,6 +338,13 @@ async fn commands_retry_and_time_out(profile: Profile) {
     })
     .await;
     assert_eq!(sessions["recent"][0]["outcome"], "failed", "{sessions}");
+    // A failed delivery is not retried in a loop (that would hold the cabinet for good): the
+    // cabinet stays free for the operator.
+    let count = sessions["recent"].as_array().map(Vec::len);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = ok(&s, "GET", "/ops/cabinets/CMD-1/sessions", t, None).await;
+    assert!(later["current"].is_null(), "{later}");
+    assert_eq!(later["recent"].as_array().map(Vec::len), count, "no new session started by itself: {later}");
 
     cab.set_drop_acks(0);
     cab.set_refuse(true);

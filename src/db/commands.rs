@@ -49,6 +49,13 @@ pub fn list(conn: &mut AnyConnection, sn: &str, limit: i64) -> DbResult<Vec<Comm
         .load(conn)?)
 }
 
+/// Whether any command of this cabinet is still pending.
+pub fn has_pending(conn: &mut AnyConnection, sn: &str) -> DbResult<bool> {
+    let n: i64 =
+        commands::table.filter(commands::sn.eq(sn)).filter(commands::finished_at.is_null()).count().get_result(conn)?;
+    Ok(n > 0)
+}
+
 /// Commands left pending by a node that stopped or crashed: they can never be acked now.
 pub fn abandon_pending(conn: &mut AnyConnection, sn: &str, at: NaiveDateTime) -> DbResult<usize> {
     Ok(diesel::update(commands::table.filter(commands::sn.eq(sn)).filter(commands::finished_at.is_null()))

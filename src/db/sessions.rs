@@ -6,14 +6,22 @@ use diesel::prelude::*;
 
 use super::models::{NewSession, Session};
 use super::schema::sessions;
-use super::{AnyConnection, DbError, DbResult};
+use super::{AnyConnection, DbError, DbResult, write_tx};
 
 /// Open a session; `Ok(Err(open))` when another session already holds the cabinet.
+///
+/// The caller is the cabinet's actor and holds no session when it calls this, so an open session
+/// of the same node is an orphan (its close was not stored): it is closed as abandoned.
 pub fn open(conn: &mut AnyConnection, new: &NewSession) -> DbResult<Result<Session, Session>> {
     if let Some(held) = current(conn, &new.sn)? {
-        return Ok(Err(held));
+        if held.node_id != new.node_id {
+            return Ok(Err(held));
+        }
+        close(conn, held.id, "abandoned", Some(r#"{"reason":"orphan: not held by the actor"}"#), new.started_at)?;
     }
-    match diesel::insert_into(sessions::table).values(new).execute(conn) {
+    // In a savepoint: on PostgreSQL a failed statement would otherwise abort the whole
+    // transaction, and the read below could not tell the caller who holds the cabinet.
+    match write_tx(conn, |c| diesel::insert_into(sessions::table).values(new).execute(c)) {
         Ok(_) => {}
         // Opened elsewhere between the read and the insert.
         Err(e) => {

@@ -132,7 +132,8 @@ pub fn verify(
     Ok(read)
 }
 
-fn check_standard(standard_g: f64, limits: &CalibrationLimits) -> Result<(), CalibrationError> {
+/// A standard weight must be a finite number of grams in (0, `max_standard_g`].
+pub fn check_standard(standard_g: f64, limits: &CalibrationLimits) -> Result<(), CalibrationError> {
     if standard_g.is_finite() && standard_g > 0.0 && standard_g <= limits.max_standard_g {
         Ok(())
     } else {

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::validation::{FieldError, FieldErrors};
 
+/// Highest door number (controllers have a handful of lock outputs).
+pub const MAX_DOOR: u32 = 64;
+
 /// Most lanes one door may have.
 pub const MAX_LANES_PER_DOOR: usize = 64;
 /// Largest lane capacity, in units.
@@ -92,8 +95,8 @@ pub fn validate(
 
     for (d, door) in layout.doors.iter().enumerate() {
         let door_path = format!("doors[{d}]");
-        if door.door == 0 {
-            errors.push(format!("{door_path}.door"), "out_of_range", "door numbers start at 1");
+        if door.door == 0 || door.door > MAX_DOOR {
+            errors.push(format!("{door_path}.door"), "out_of_range", format!("door numbers are 1 to {MAX_DOOR}"));
         } else if let Some(other) = doors_seen.get(&door.door) {
             errors.push(
                 format!("{door_path}.door"),

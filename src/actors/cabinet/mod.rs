@@ -67,9 +67,13 @@ pub struct CabinetActor {
     lanes: Vec<weights::LaneState>,
     doors: weights::Doors,
     session: Option<session::Active>,
+    /// A delivery session is being opened (its database write is in flight).
+    opening: bool,
     pending: HashMap<String, commands::Pending>,
     temp_rule: Option<TempRule>,
     temp_watch: TempWatch,
+    /// Per delivery kind, the version whose delivery last failed: not retried before the next login.
+    failed_deliveries: HashMap<crate::domain::session::SessionKind, i64>,
 }
 
 /// Configuration facts the actor works from, loaded from the database.
@@ -170,9 +174,11 @@ impl CabinetActor {
             lanes: Vec::new(),
             doors: weights::Doors::default(),
             session: None,
+            opening: false,
             pending: HashMap::new(),
             temp_rule: None,
             temp_watch: TempWatch::default(),
+            failed_deliveries: HashMap::new(),
         }
     }
 
@@ -189,7 +195,8 @@ impl CabinetActor {
         self.setup.status = status.to_string();
         tracing::info!(sn = %self.sn, status, "cabinet status");
         let (cache, sn, status) = (self.svc.cache.clone(), self.sn.to_string(), status.to_string());
-        ctx.spawn(
+        // `wait`: two quick changes must reach the cache in order.
+        ctx.wait(
             async move {
                 if let Err(e) = cache.cabinet_set(&sn, &[("status", status)]).await {
                     tracing::warn!(%sn, error = %e, "status not cached");
@@ -376,6 +383,10 @@ impl CabinetActor {
                     act.set_liveness(Liveness::Online);
                     act.send_login_ack(boot, None);
                     tracing::info!(sn = %act.sn, boot, "cabinet logged in");
+                    // A new boot starts with doors as the cabinet reports them from now on, and
+                    // with a fresh chance for deliveries that failed before.
+                    act.doors = weights::Doors::default();
+                    act.failed_deliveries.clear();
                     act.deliver_pending(ctx);
                 }
                 Ok(LoginDone::Stale { last_boot }) => {
@@ -620,7 +631,8 @@ pub(crate) async fn load_setup(svc: &Shared, sn: &str) -> Result<Setup, ActorErr
 async fn start_up(svc: Shared, sn: String) -> Result<(Setup, bool), ActorError> {
     let setup = load_setup(&svc, &sn).await?;
     let owned = sn.clone();
-    let (stale, temp_alert) = svc
+    let node = svc.node_id().to_string();
+    let (stale, temp_alert, pending) = svc
         .db
         .run(move |c| {
             let stale = sessions::current(c, &owned)?;
@@ -629,14 +641,24 @@ async fn start_up(svc: Shared, sn: String) -> Result<(Setup, bool), ActorError> 
                 sn: Some(owned.clone()),
                 open_only: true,
             };
-            Ok::<_, DbError>((stale, !alerts::list(c, &filter, 1)?.is_empty()))
+            let temp_alert = !alerts::list(c, &filter, 1)?.is_empty();
+            Ok::<_, DbError>((stale, temp_alert, command_rows::has_pending(c, &owned)?))
         })
         .await?;
-    if let Some(s) = stale {
-        tracing::warn!(%sn, session = s.id, kind = %s.kind, "closing a session left open by an earlier actor");
+    // A session another node opened is that node's (it may be live); only this node's own are
+    // left over from an earlier actor here.
+    let foreign = stale.as_ref().is_some_and(|s| s.node_id != node);
+    // Reads first: at a login storm most actors find nothing to clean, and write nothing.
+    if !foreign && (stale.is_some() || pending) {
+        let stale = stale.filter(|s| s.node_id == node);
+        if let Some(s) = &stale {
+            tracing::warn!(%sn, session = s.id, kind = %s.kind, "closing a session left open by an earlier actor");
+        }
         svc.db
             .write(move |c| {
-                sessions::close(c, s.id, Outcome::Abandoned.as_str(), None, db::now())?;
+                if let Some(s) = stale {
+                    sessions::close(c, s.id, Outcome::Abandoned.as_str(), None, db::now())?;
+                }
                 command_rows::abandon_pending(c, &sn, db::now())
             })
             .await?;

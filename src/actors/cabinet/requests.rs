@@ -60,13 +60,21 @@ impl Handler<SaveConfig> for CabinetActor {
                         SaveFail::Layout(layout::LayoutError::Db(e)) => e.into(),
                         SaveFail::Busy(held) => SessionError::Busy(SessionInfo::from(held.as_ref())),
                     })?;
-                let setup = load_setup(&svc, &sn).await?;
+                // Committed: whatever happens now, the delivery below must start, or the session
+                // just opened would hold the cabinet with nobody to end it.
+                let setup = load_setup(&svc, &sn).await;
                 Ok((saved, setup))
             }
             .into_actor(self)
             .map(|r: Result<_, SessionError>, act, ctx| {
                 let ((version, opened), setup) = r?;
-                act.apply_setup(setup);
+                match setup {
+                    Ok(setup) => act.apply_setup(setup),
+                    Err(e) => {
+                        tracing::error!(sn = %act.sn, error = %e, "configuration saved but not reloaded");
+                        act.setup.versions.config = version;
+                    }
+                }
                 act.publish_setup(ctx);
                 match opened {
                     None => Ok(ConfigSaved { version, delivery: "pending", session: None, cmd_id: None }),
@@ -91,7 +99,7 @@ impl Handler<SendTags> for CabinetActor {
     type Result = ResponseFuture<Result<Delivery, SessionError>>;
 
     fn handle(&mut self, m: SendTags, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(refusal) = self.refuse_request() {
+        if let Some(refusal) = self.refuse_request().or_else(|| self.busy().err()) {
             return Box::pin(async move { Err(refusal) });
         }
         if self.session_boot().is_none() {
@@ -169,13 +177,17 @@ impl Handler<CalibrateStep> for CabinetActor {
     type Result = ResponseFuture<Result<StepReport, SessionError>>;
 
     fn handle(&mut self, m: CalibrateStep, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(refusal) = self.refuse_request() {
+            return Box::pin(async move { Err(refusal) });
+        }
         let (tx, rx) = oneshot::channel();
         self.calibration_step_request(m.step, m.standard_g, tx, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(SessionError::Internal("actor stopped".into()))) })
     }
 }
 
-/// End the held calibration session without storing anything.
+/// End the held session: a calibration without storing anything, or a delivery the cabinet
+/// does not acknowledge (its command may still be acked later; the ack is then only recorded).
 #[derive(Message)]
 #[rtype(result = "Result<SessionInfo, SessionError>")]
 pub struct AbortSession {
@@ -186,8 +198,11 @@ impl Handler<AbortSession> for CabinetActor {
     type Result = ResponseFuture<Result<SessionInfo, SessionError>>;
 
     fn handle(&mut self, m: AbortSession, ctx: &mut Context<Self>) -> Self::Result {
-        let Some(s) = self.session.as_ref().filter(|s| s.kind == SessionKind::Calibration) else {
-            return Box::pin(async { Err(SessionError::NoSession("calibration")) });
+        if let Some(refusal) = self.refuse_request() {
+            return Box::pin(async move { Err(refusal) });
+        }
+        let Some(s) = self.session.as_ref() else {
+            return Box::pin(async { Err(SessionError::NoSession("open")) });
         };
         let info = s.info.clone();
         let (tx, rx) = oneshot::channel();

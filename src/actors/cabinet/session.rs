@@ -17,6 +17,7 @@ use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, Co
 use crate::device::messages::{PriceTagsCmd, VersionResult};
 use crate::device::topic::DownKind;
 use crate::domain::calibration::{self, CalibrationError, CalibrationLimits};
+use crate::domain::liveness::Liveness;
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::validation::FieldError;
 
@@ -46,6 +47,8 @@ impl From<&Session> for SessionInfo {
 pub enum SessionError {
     #[error("the cabinet is in a {} session since {} (started by {})", .0.kind, .0.since.to_rfc3339(), .0.started_by)]
     Busy(SessionInfo),
+    #[error("a session is being opened on the cabinet")]
+    Opening,
     #[error("cabinet not found")]
     NotFound,
     #[error("the cabinet is not connected to this node")]
@@ -229,14 +232,18 @@ impl CabinetActor {
 
     /// With no session held and the cabinet logged in: send a configuration or labels the
     /// cabinet has not acknowledged yet.
+    ///
+    /// A version whose delivery failed is not tried again until the next login (or an operator
+    /// asks): a cabinet that refuses or cannot answer must not be held by endless retries.
     pub(super) fn deliver_pending(&mut self, ctx: &mut Context<Self>) {
-        if self.session.is_some() || self.session_boot().is_none() {
+        if self.session.is_some() || self.session_boot().is_none() || self.liveness == Liveness::Offline {
             return;
         }
         let v = self.setup.versions;
-        if v.config > v.config_acked {
+        let failed = |kind, version| self.failed_deliveries.get(&kind) == Some(&version);
+        if v.config > v.config_acked && !failed(SessionKind::Config, v.config) {
             self.start_delivery(SessionKind::Config, "system".into(), None, ctx);
-        } else if v.tags > v.tags_acked && v.config > 0 {
+        } else if v.tags > v.tags_acked && v.config > 0 && !failed(SessionKind::PriceChange, v.tags) {
             self.start_delivery(SessionKind::PriceChange, "system".into(), None, ctx);
         }
     }
@@ -249,10 +256,25 @@ impl CabinetActor {
         reply: Option<oneshot::Sender<Result<Delivery, SessionError>>>,
         ctx: &mut Context<Self>,
     ) {
+        // `sessions::open` treats an open session of this node as an orphan: never call it while
+        // holding one.
+        let refusal = match self.busy() {
+            Err(busy) => Some(busy),
+            Ok(()) if self.opening => Some(SessionError::Opening),
+            Ok(()) => None,
+        };
+        if let Some(e) = refusal {
+            if let Some(tx) = reply {
+                let _ = tx.send(Err(e));
+            }
+            return;
+        }
+        self.opening = true;
         let new = self.new_session(kind, None, &by);
         let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
         ctx.wait(async move { db.write(move |c| open_delivery(c, &new, kind, &sn)).await }.into_actor(self).map(
             move |r, act, ctx| {
+                act.opening = false;
                 let result = match r {
                     Ok(Ok(opened)) => Ok(act.begin_delivery(opened, kind, ctx)),
                     Ok(Err(held)) => Err(SessionError::Busy(SessionInfo::from(&held))),
@@ -292,6 +314,10 @@ impl CabinetActor {
         match purpose {
             Purpose::Config { version } | Purpose::Tags { version } => {
                 let is_config = matches!(purpose, Purpose::Config { .. });
+                if !matches!(outcome, CommandOutcome::Acked(_)) {
+                    let kind = if is_config { SessionKind::Config } else { SessionKind::PriceChange };
+                    self.failed_deliveries.insert(kind, version);
+                }
                 match outcome {
                     CommandOutcome::Acked(result) => {
                         let acked = result
@@ -339,12 +365,12 @@ impl CabinetActor {
             async move {
                 let status = db
                     .write(move |c| {
-                        if is_config {
-                            layout::record_config_ack(c, &sn, version, db::now())?;
+                        let current = if is_config {
+                            layout::record_config_ack(c, &sn, version, db::now())?
                         } else {
-                            layout::record_tags_ack(c, &sn, version, db::now())?;
-                        }
-                        layout::refresh_status(c, &sn, &node, db::now())
+                            layout::record_tags_ack(c, &sn, version, db::now())?
+                        };
+                        Ok::<_, DbError>((current, layout::refresh_status(c, &sn, &node, db::now())?))
                     })
                     .await?;
                 Ok::<_, ActorError>(status)
@@ -352,10 +378,11 @@ impl CabinetActor {
             .into_actor(self)
             .map(move |r, act, ctx| {
                 match r {
-                    Ok(status) => {
-                        if is_config {
+                    Ok((current, status)) => {
+                        // Not current: a newer version was saved meanwhile; it is still to deliver.
+                        if current && is_config {
                             act.setup.versions.config_acked = act.setup.versions.config_acked.max(version);
-                        } else {
+                        } else if current {
                             act.setup.versions.tags_acked = act.setup.versions.tags_acked.max(version);
                         }
                         if let Some(status) = status {
@@ -435,7 +462,7 @@ impl CabinetActor {
         by: String,
     ) -> Result<(Vec<String>, Vec<u32>, NewSession), SessionError> {
         self.busy()?;
-        if self.session_boot().is_none() {
+        if self.session_boot().is_none() || self.liveness == Liveness::Offline {
             return Err(SessionError::NotConnected);
         }
         let v = self.setup.versions;
@@ -491,13 +518,17 @@ impl CabinetActor {
             CalibrationStep::Span => standard_g,
             CalibrationStep::Verify => standard_g.or(c.standard_g),
         };
-        if step != CalibrationStep::Tare && standard_g.is_none() {
-            let _ = tx.send(Err(SessionError::Invalid(vec![FieldError::new(
-                "standard_g",
-                "required",
-                "the standard weight in grams is required for span and verify",
-            )])));
-            return;
+        if step != CalibrationStep::Tare {
+            let problem = match standard_g {
+                None => Some(("required", "the standard weight in grams is required for span and verify".to_string())),
+                Some(g) => calibration::check_standard(g, &limits(&self.svc.config.calibration))
+                    .err()
+                    .map(|e| ("out_of_range", e.to_string())),
+            };
+            if let Some((code, message)) = problem {
+                let _ = tx.send(Err(SessionError::Invalid(vec![FieldError::new("standard_g", code, message)])));
+                return;
+            }
         }
         s.last_step = Instant::now();
         c.waiting = Some(tx);
@@ -642,8 +673,13 @@ impl CabinetActor {
                         act.publish_status(s.as_str(), ctx);
                     }
                     report.status = now;
-                    act.end_session(Outcome::Done, None, ctx);
-                    let _ = tx.send(Ok(report));
+                    // Answer once the session's end is stored, so what the operator reads next agrees.
+                    let (closed_tx, closed_rx) = oneshot::channel();
+                    act.end_session_then(Outcome::Done, None, Some(closed_tx), ctx);
+                    actix::spawn(async move {
+                        let _ = closed_rx.await;
+                        let _ = tx.send(Ok(report));
+                    });
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e.into()));

@@ -163,6 +163,11 @@ impl CabinetActor {
     }
 
     pub(super) fn on_door(&mut self, d: DoorUp, _ctx: &mut Context<Self>) {
+        if !self.lanes.is_empty() && !self.lanes.iter().any(|l| l.setup.door == d.door) {
+            // Not a door of this configuration: a state nothing would ever clear.
+            tracing::warn!(sn = %self.sn, door = d.door, "door event for a door that is not configured");
+            return;
+        }
         if d.open {
             self.doors.open.insert(d.door);
             // Someone is at the lanes: drift is judged afresh once the door is closed again.
