@@ -137,6 +137,15 @@ async fn setup_end_to_end(profile: Profile) {
     assert_eq!(status, 409, "{body}");
     assert_eq!(config(&s, t, "SET-1").await["config_version"], c["config_version"], "nothing changed");
 
+    // Readings taken while the session holds the cabinet carry its id in the weight log.
+    let held = ok(&s, "GET", "/ops/cabinets/SET-1/sessions", t, None).await["current"]["id"].clone();
+    cab.send_weights_now().await.expect("weights");
+    eventually("a reading of the calibration session in the weight log", || async {
+        let v = ok(&s, "GET", &format!("/ops/cabinets/SET-1/weight-log?session_id={held}"), t, None).await;
+        v["readings"].as_array().is_some_and(|r| !r.is_empty()).then_some(())
+    })
+    .await;
+
     // Steps out of order are refused; then tare → span → verify makes the cabinet ready.
     let (status, body) =
         call(&s, "POST", "/ops/cabinets/SET-1/calibration/verify", t, Some(json!({"standard_g": 500.0}))).await;
