@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{ADMINS, ANY_ROLE, CALIBRATORS, MANAGERS, OpsUser};
-use super::ops::parse_sn;
+use super::ops::{page_limit, parse_sn};
 use super::{ApiError, AppState};
 use crate::actors::cabinet::CabinetActor;
 use crate::actors::cabinet::requests::{AbortSession, CalibrateStep, SaveConfig, SendTags, StartCalibration};
@@ -19,8 +19,6 @@ use crate::device::messages::CalibrationStep;
 use crate::domain::cabinet::Sn;
 use crate::domain::layout::LayoutInput;
 use crate::domain::validation::FieldErrors;
-
-const MAX_LIST: i64 = 200;
 
 async fn actor(state: &AppState, sn: &Sn) -> Result<Addr<CabinetActor>, ApiError> {
     state.registry.send(Ensure(sn.clone())).await.map_err(|e| ApiError::Internal(e.to_string()))
@@ -219,13 +217,6 @@ pub struct LimitQuery {
     pub limit: Option<i64>,
 }
 
-fn limit(q: &LimitQuery) -> Result<i64, ApiError> {
-    match q.limit.unwrap_or(50) {
-        n if (1..=MAX_LIST).contains(&n) => Ok(n),
-        n => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIST}, got {n}"))),
-    }
-}
-
 /// `GET /ops/cabinets/{sn}/sessions` — any role.
 pub async fn list_sessions(
     user: OpsUser,
@@ -235,7 +226,7 @@ pub async fn list_sessions(
 ) -> Result<HttpResponse, ApiError> {
     user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
-    let n = limit(&q)?;
+    let n = page_limit(q.limit)?;
     let key = sn.to_string();
     let out = state
         .svc
@@ -259,7 +250,7 @@ pub async fn list_commands(
 ) -> Result<HttpResponse, ApiError> {
     user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
-    let n = limit(&q)?;
+    let n = page_limit(q.limit)?;
     let key = sn.to_string();
     let rows: Vec<CommandRow> = state.svc.db.run(move |c| commands::list(c, &key, n)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "commands": rows })))
@@ -377,7 +368,7 @@ pub async fn weight_log(
 ) -> Result<HttpResponse, ApiError> {
     user.require(ANY_ROLE)?;
     let sn = parse_sn(&path)?;
-    let n = limit(&LimitQuery { limit: q.limit })?;
+    let n = page_limit(q.limit)?;
     let key = sn.to_string();
     let session_id = q.session_id;
     let rows = state
