@@ -586,65 +586,86 @@ pub(crate) async fn load_setup(svc: &Shared, sn: &str) -> Result<Setup, ActorErr
     let sn = sn.to_string();
     let setup = svc
         .db
-        .run(move |c| {
-            let Some(cab) = cabinets::find(c, &sn)? else { return Ok::<_, DbError>(Setup::default()) };
-            let lanes = layout::lanes_with_products(c, &sn)?
-                .into_iter()
-                .map(|(l, product)| LaneSetup {
-                    code: l.code,
-                    door: u32::try_from(l.door).unwrap_or(0),
-                    channel: usize::try_from(l.channel).unwrap_or(usize::MAX),
-                    cal: match (l.zero_counts, l.counts_per_g) {
-                        (Some(zero_counts), Some(counts_per_g)) => Some(LaneCalibration { zero_counts, counts_per_g }),
-                        _ => None,
-                    },
-                    product_id: l.product_id,
-                    unit_g: product.map(|p| p.0),
-                    tolerance_g: product.map(|p| p.1),
-                    stock: l.stock,
-                })
-                .collect();
-            let temp_rule = layout::cabinet_type(c, &cab.cabinet_type)?.map(|t| TempRule {
-                min_c: t.temp_min_c,
-                max_c: t.temp_max_c,
-                alert_after_ms: t.temp_alert_after_s.saturating_mul(1000),
-            });
-            Ok(Setup {
-                status: cab.status,
-                versions: Versions {
-                    config: cab.config_version,
-                    config_acked: cab.config_acked_version,
-                    tags: cab.tags_version,
-                    tags_acked: cab.tags_acked_version,
-                },
-                lanes,
-                temp_rule,
-            })
+        .run(move |c| match cabinets::find(c, &sn)? {
+            Some(cab) => read_setup(c, cab),
+            None => Ok(Setup::default()),
         })
         .await?;
     Ok(setup)
 }
 
-/// At actor start: the setup, whether a temperature alert is open, and cleanup of what an
-/// earlier actor of this cabinet left behind (an open session, pending commands): no other actor
-/// of this cabinet runs now, so they can never complete.
-async fn start_up(svc: Shared, sn: String) -> Result<(Setup, bool), ActorError> {
-    let setup = load_setup(&svc, &sn).await?;
+fn read_setup(c: &mut db::AnyConnection, cab: crate::db::models::Cabinet) -> Result<Setup, DbError> {
+    let lanes = layout::lanes_with_products(c, &cab.sn)?
+        .into_iter()
+        .map(|(l, product)| LaneSetup {
+            code: l.code,
+            door: u32::try_from(l.door).unwrap_or(0),
+            channel: usize::try_from(l.channel).unwrap_or(usize::MAX),
+            cal: match (l.zero_counts, l.counts_per_g) {
+                (Some(zero_counts), Some(counts_per_g)) => Some(LaneCalibration { zero_counts, counts_per_g }),
+                _ => None,
+            },
+            product_id: l.product_id,
+            unit_g: product.map(|p| p.0),
+            tolerance_g: product.map(|p| p.1),
+            stock: l.stock,
+        })
+        .collect();
+    let temp_rule = layout::cabinet_type(c, &cab.cabinet_type)?.map(|t| TempRule {
+        min_c: t.temp_min_c,
+        max_c: t.temp_max_c,
+        alert_after_ms: t.temp_alert_after_s.saturating_mul(1000),
+    });
+    Ok(Setup {
+        status: cab.status,
+        versions: Versions {
+            config: cab.config_version,
+            config_acked: cab.config_acked_version,
+            tags: cab.tags_version,
+            tags_acked: cab.tags_acked_version,
+        },
+        lanes,
+        temp_rule,
+    })
+}
+
+/// Everything an actor starts from, read in one trip to the database (at a login storm every
+/// cabinet's actor starts at once).
+struct Started {
+    loaded: Loaded,
+    setup: Setup,
+    temp_alert: bool,
+}
+
+/// At actor start: the cabinet row, its setup, whether a temperature alert is open, and cleanup
+/// of what an earlier actor of this cabinet on this node left behind (an open session, pending
+/// commands): no other actor of this cabinet runs here now, so they can never complete.
+async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError> {
     let owned = sn.clone();
-    let node = svc.node_id().to_string();
-    let (stale, temp_alert, pending) = svc
+    let read = svc
         .db
         .run(move |c| {
-            let stale = sessions::current(c, &owned)?;
+            let Some(cab) = cabinets::find(c, &owned)? else { return Ok::<_, DbError>(None) };
             let filter = alerts::AlertFilter {
                 code: Some(weights::TEMPERATURE.into()),
                 sn: Some(owned.clone()),
                 open_only: true,
             };
             let temp_alert = !alerts::list(c, &filter, 1)?.is_empty();
-            Ok::<_, DbError>((stale, temp_alert, command_rows::has_pending(c, &owned)?))
+            let stale = sessions::current(c, &owned)?;
+            let pending = command_rows::has_pending(c, &owned)?;
+            let (sealed, last_boot, liveness) = (cab.frame_key_sealed.clone(), cab.last_boot, cab.liveness.clone());
+            let setup = read_setup(c, cab)?;
+            Ok(Some((sealed, last_boot, liveness, setup, temp_alert, stale, pending)))
         })
         .await?;
+    let Some((sealed, last_boot, liveness, setup, temp_alert, stale, pending)) = read else { return Ok(None) };
+    let loaded = Loaded {
+        key: svc.seal.unseal(&sealed)?,
+        last_boot: u64::try_from(last_boot).unwrap_or(0),
+        liveness: Liveness::parse(&liveness).unwrap_or(Liveness::Offline),
+    };
+    let node = svc.node_id().to_string();
     // A session another node opened is that node's (it may be live); only this node's own are
     // left over from an earlier actor here.
     let foreign = stale.as_ref().is_some_and(|s| s.node_id != node);
@@ -663,7 +684,7 @@ async fn start_up(svc: Shared, sn: String) -> Result<(Setup, bool), ActorError> 
             })
             .await?;
     }
-    Ok((setup, temp_alert))
+    Ok(Some(Started { loaded, setup, temp_alert }))
 }
 
 impl Actor for CabinetActor {
@@ -671,30 +692,19 @@ impl Actor for CabinetActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Frames that arrive while loading wait in the mailbox: `wait` holds them back.
-        ctx.wait(load(self.svc.clone(), self.sn.to_string()).into_actor(self).map(|result, act, ctx| {
+        ctx.wait(start_up(self.svc.clone(), self.sn.to_string()).into_actor(self).map(|result, act, ctx| {
             match result {
-                Ok(Some(loaded)) => {
+                Ok(Some(Started { loaded, setup, temp_alert })) => {
                     act.key = loaded.key;
                     act.last_boot = loaded.last_boot;
                     act.liveness = loaded.liveness;
                     act.state = State::AwaitingLogin;
+                    act.temp_watch = TempWatch::new(temp_alert);
+                    act.apply_setup(setup);
                     if act.restarted {
                         tracing::warn!(sn = %act.sn, "cabinet actor restarted; asking the cabinet to log in again");
                         act.request_login();
                     }
-                    ctx.wait(start_up(act.svc.clone(), act.sn.to_string()).into_actor(act).map(
-                        |r, act, ctx| match r {
-                            Ok((setup, temp_alert)) => {
-                                act.temp_watch = TempWatch::new(temp_alert);
-                                act.apply_setup(setup);
-                            }
-                            Err(e) => {
-                                tracing::error!(sn = %act.sn, error = %e, "cabinet setup could not be loaded");
-                                act.notice.on_purpose = true;
-                                ctx.stop();
-                            }
-                        },
-                    ));
                     ctx.run_interval(Duration::from_secs(5), |act, ctx| act.expire_idle_session(ctx));
                 }
                 Ok(None) => {
