@@ -437,3 +437,29 @@ async fn temperature_alert(profile: Profile) {
     s.stop().await;
 }
 both_profiles!(temperature, temperature_alert);
+
+/// A calibration nobody continues ends after `calibration.idle_timeout_s`, freeing the cabinet.
+async fn idle_calibration_ends(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[("HEFT__CALIBRATION__IDLE_TIMEOUT_S", "1")]).await else { return };
+    let token = s.ops_login(Role::Maintainer).await;
+    let admin = s.ops_login(Role::Operator).await;
+    let t = token.as_str();
+    let cola = product(&s, &admin, "Cola", "6901234567892", 355.0, 350).await;
+    let chips = product(&s, &admin, "Chips", "6901234567908", 78.0, 600).await;
+    let cab = sim(&s, "IDLE-1", quiet(4)).await;
+    ok(&s, "PUT", "/ops/cabinets/IDLE-1/config", &admin, Some(layout(cola, chips))).await;
+    delivered(&s, t, "IDLE-1").await;
+    ok(&s, "POST", "/ops/cabinets/IDLE-1/calibration", t, Some(json!({"door": 1}))).await;
+    ok(&s, "POST", "/ops/cabinets/IDLE-1/calibration/tare", t, None).await;
+    let sessions = eventually("the idle calibration ends", || async {
+        let v = ok(&s, "GET", "/ops/cabinets/IDLE-1/sessions", t, None).await;
+        v["current"].is_null().then_some(v)
+    })
+    .await;
+    assert_eq!(sessions["recent"][0]["outcome"], "expired", "{sessions}");
+    // The cabinet is free again.
+    ok(&s, "POST", "/ops/cabinets/IDLE-1/calibration", t, Some(json!({"door": 1}))).await;
+    cab.stop().await;
+    s.stop().await;
+}
+both_profiles!(idle, idle_calibration_ends);

@@ -83,6 +83,8 @@ pub(crate) struct Setup {
     pub versions: Versions,
     pub lanes: Vec<LaneSetup>,
     pub temp_rule: Option<TempRule>,
+    /// GCJ-02 (lat, lng), when known.
+    pub position: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -210,22 +212,14 @@ impl CabinetActor {
     fn publish_setup(&mut self, ctx: &mut Context<Self>) {
         let status = self.setup.status.clone();
         self.publish_status(&status, ctx);
-        let (svc, sn) = (self.svc.clone(), self.sn.to_string());
+        let Some((lat, lng)) = self.setup.position else { return };
+        let (cache, sn) = (self.svc.cache.clone(), self.sn.to_string());
         ctx.spawn(
             async move {
-                let owned = sn.clone();
-                match svc.db.run(move |c| cabinets::find(c, &owned)).await {
-                    Ok(Some(cab)) => {
-                        if let (Some(lat), Some(lng)) = (cab.lat, cab.lng) {
-                            let fields = [("lat", lat.to_string()), ("lng", lng.to_string())];
-                            let _ = svc.cache.cabinet_set(&sn, &fields).await;
-                            if let Err(e) = svc.cache.geo_add(&sn, lng, lat).await {
-                                tracing::warn!(%sn, error = %e, "cabinet position not indexed");
-                            }
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(%sn, error = %e, "cabinet not re-read"),
+                let fields = [("lat", lat.to_string()), ("lng", lng.to_string())];
+                let _ = cache.cabinet_set(&sn, &fields).await;
+                if let Err(e) = cache.geo_add(&sn, lng, lat).await {
+                    tracing::warn!(%sn, error = %e, "cabinet position not indexed");
                 }
             }
             .into_actor(self),
@@ -626,6 +620,7 @@ fn read_setup(c: &mut db::AnyConnection, cab: crate::db::models::Cabinet) -> Res
         },
         lanes,
         temp_rule,
+        position: cab.lat.zip(cab.lng),
     })
 }
 
@@ -705,7 +700,6 @@ impl Actor for CabinetActor {
                         tracing::warn!(sn = %act.sn, "cabinet actor restarted; asking the cabinet to log in again");
                         act.request_login();
                     }
-                    ctx.run_interval(Duration::from_secs(5), |act, ctx| act.expire_idle_session(ctx));
                 }
                 Ok(None) => {
                     act.state = State::Unknown;

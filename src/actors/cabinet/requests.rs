@@ -153,9 +153,11 @@ impl Handler<StartCalibration> for CabinetActor {
         let door = m.door;
         AtomicResponse::new(Box::pin(
             async move { db.write(move |c| sessions::open(c, &new)).await }.into_actor(self).map(
-                move |r: Result<_, DbError>, act, _ctx| match r? {
+                move |r: Result<_, DbError>, act, ctx| match r? {
                     Ok(s) => {
                         act.hold_calibration(&s, door, lanes, channels);
+                        let idle = Duration::from_secs(act.svc.config.calibration.idle_timeout_s);
+                        act.arm_idle_check(s.id, idle, ctx);
                         Ok(SessionInfo::from(&s))
                     }
                     Err(held) => Err(SessionError::Busy(SessionInfo::from(&held))),
@@ -250,18 +252,22 @@ impl CabinetActor {
         }
     }
 
-    /// Calibration sessions nobody has touched for `calibration.idle_timeout_s` end, freeing the
-    /// cabinet. Checked every few seconds.
-    pub(super) fn expire_idle_session(&mut self, ctx: &mut Context<Self>) {
-        let idle = Duration::from_secs(self.svc.config.calibration.idle_timeout_s);
-        let expired = self.session.as_ref().is_some_and(|s| {
-            s.kind == SessionKind::Calibration
-                && s.last_step.elapsed() >= idle
-                && s.calib.as_ref().is_none_or(|c| !c.is_waiting())
+    /// A calibration session nobody has touched for `calibration.idle_timeout_s` ends, freeing
+    /// the cabinet. Armed when the session starts and re-armed for the time left after each step,
+    /// so only cabinets being calibrated carry a timer.
+    fn arm_idle_check(&mut self, session_id: i64, after: Duration, ctx: &mut Context<Self>) {
+        ctx.run_later(after, move |act, ctx| {
+            let idle = Duration::from_secs(act.svc.config.calibration.idle_timeout_s);
+            let Some(s) = act.session.as_ref().filter(|s| s.info.id == session_id) else { return };
+            let waiting = s.calib.as_ref().is_some_and(|c| c.is_waiting());
+            let left = idle.saturating_sub(s.last_step.elapsed());
+            if waiting || !left.is_zero() {
+                // A reading is being taken, or a step came since: look again when it may be idle.
+                act.arm_idle_check(session_id, left.max(Duration::from_secs(1)), ctx);
+            } else {
+                tracing::warn!(sn = %act.sn, "calibration session idle too long; ending it");
+                act.end_session(Outcome::Expired, None, ctx);
+            }
         });
-        if expired {
-            tracing::warn!(sn = %self.sn, "calibration session idle too long; ending it");
-            self.end_session(Outcome::Expired, None, ctx);
-        }
     }
 }
