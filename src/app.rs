@@ -36,6 +36,8 @@ pub enum StartError {
     Http { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error("payment simulator: {0}")]
+    PaySim(#[from] crate::pay::sim::SimError),
 }
 
 /// Open the database and apply pending migrations (what `heft migrate` does).
@@ -69,6 +71,8 @@ pub struct Heft {
     pub services: Shared,
     pub registry: Addr<Registry>,
     pub watchdog: Addr<Watchdog>,
+    /// The payment platform simulator, when `pay_sim.enabled`.
+    pub pay_sim: Option<crate::pay::sim::RunningSim>,
     http: actix_web::dev::ServerHandle,
     broker: Broker,
     bridge: Arbiter,
@@ -96,6 +100,11 @@ impl Heft {
         let config = Arc::new(config);
         let seal = SealKey::load_or_create(&config.security.seal_key, &config.security.seal_key_file)?;
         let metrics = Metrics::new()?;
+        // First, so the gateways below find their platform answering.
+        let pay_sim = match config.pay_sim.enabled {
+            true => Some(crate::pay::sim::start(&config.pay_sim, &config.wechat, &config.alipay).await?),
+            false => None,
+        };
         let db = open_database(&config).await?;
         let cache = open_cache(&config).await?;
         index_positions(&db, cache.as_ref()).await;
@@ -146,7 +155,17 @@ impl Heft {
         actix_rt::spawn(server);
         tracing::info!(%http_addr, mqtt = %config.mqtt.listen, node = %config.node.id, "heft is serving");
 
-        Ok(Heft { http_addr, mqtt_addr: config.mqtt.listen, services, registry, watchdog, http, broker, bridge })
+        Ok(Heft {
+            http_addr,
+            mqtt_addr: config.mqtt.listen,
+            services,
+            registry,
+            watchdog,
+            pay_sim,
+            http,
+            broker,
+            bridge,
+        })
     }
 
     /// Run one liveness round now.
@@ -166,6 +185,9 @@ impl Heft {
         crate::device::broker::stop_arbiter(self.bridge).await;
         // Readings still queued are evidence: written before the node goes.
         self.services.weight_log.stop().await;
+        if let Some(sim) = self.pay_sim {
+            sim.stop().await;
+        }
         tracing::info!("heft stopped");
     }
 }

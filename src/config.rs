@@ -41,6 +41,11 @@ pub struct Config {
     pub security: SecurityConfig,
     pub weight_log: WeightLogConfig,
     pub auth: AuthConfig,
+    pub messages: MessagesConfig,
+    pub payments: PaymentsConfig,
+    pub wechat: WechatConfig,
+    pub alipay: AlipayConfig,
+    pub pay_sim: PaySimConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -236,6 +241,118 @@ impl fmt::Debug for AuthConfig {
     }
 }
 
+/// Messages that must not be lost: the outbox and its relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesConfig {
+    /// `embedded://` (the relay hands messages to in-process consumers) or
+    /// `amqp://user:password@host:5672/%2f` (RabbitMQ, production).
+    pub url: String,
+    /// Prefix of every RabbitMQ exchange and queue name, so deployments can share a broker.
+    pub prefix: String,
+    /// The relay looks for due rows this often (a write in this process also wakes it).
+    pub poll_ms: u64,
+    /// Rows the relay takes per round.
+    pub batch: usize,
+    /// How long a publish may wait for RabbitMQ's confirm before it counts as failed.
+    pub confirm_timeout_ms: u64,
+    /// Failed handlings of one message before it goes to the dead-letter queue.
+    pub max_attempts: u32,
+    /// Pause before the first retry of a failed handling or publish; doubles each time.
+    pub retry_base_ms: u64,
+    /// RabbitMQ wait queues, one per delay (TTL + dead-letter exchange). A message due later is
+    /// parked in the longest that fits and parked again on arrival until its time has come.
+    pub delays_ms: Vec<u64>,
+    /// Delivered rows are deleted after this long; dead rows are kept.
+    pub keep_done_s: u64,
+    /// Messages a RabbitMQ consumer may hold unacknowledged.
+    pub prefetch: u16,
+}
+
+/// What Heft needs from any payment platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Where the platforms send callbacks (`{base}/pay/wechat/notify`); empty → this node's own
+    /// HTTP address (right for the simulator; a real platform needs a public HTTPS address).
+    pub notify_base_url: String,
+    /// The most a pre-authorisation may cover (Pay Score risk fund / Alipay freeze), in fen.
+    pub preauth_cap_fen: i64,
+    /// Time allowed for one request to a platform.
+    pub http_timeout_ms: u64,
+}
+
+/// WeChat Pay API v3 (Pay Score) and the mini-program login. `sim` for a key file means the
+/// simulator's built-in demo key, accepted only while `base_url` points at the simulator.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatConfig {
+    /// `https://api.mch.weixin.qq.com`, or the simulator.
+    pub base_url: String,
+    /// Host of the mini-program login API (`/sns/jscode2session`): `https://api.weixin.qq.com`.
+    pub login_base_url: String,
+    pub appid: String,
+    /// Mini-program AppSecret, for `jscode2session`.
+    pub app_secret: String,
+    pub mchid: String,
+    pub service_id: String,
+    /// Serial of the merchant API certificate (upper-case hex).
+    pub merchant_serial_no: String,
+    /// PKCS#8 PEM of the merchant API private key (`apiclient_key.pem`).
+    pub merchant_key_file: String,
+    /// WeChat Pay public key (PEM) and its id (`PUB_KEY_ID_…`).
+    pub platform_public_key_file: String,
+    pub platform_public_key_id: String,
+    /// 32-byte APIv3 key: decrypts callbacks.
+    pub apiv3_key: String,
+    /// APIv2 key: signs the legacy confirm-page parameters.
+    pub apiv2_key: String,
+}
+
+impl fmt::Debug for WechatConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WechatConfig")
+            .field("base_url", &self.base_url)
+            .field("login_base_url", &self.login_base_url)
+            .field("appid", &self.appid)
+            .field("mchid", &self.mchid)
+            .field("service_id", &self.service_id)
+            .field("merchant_serial_no", &self.merchant_serial_no)
+            .field("merchant_key_file", &self.merchant_key_file)
+            .field("platform_public_key_file", &self.platform_public_key_file)
+            .field("platform_public_key_id", &self.platform_public_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Alipay Open Platform (fund-auth pre-authorisation) and the mini-program login.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlipayConfig {
+    /// `https://openapi.alipay.com/gateway.do`, or the simulator's.
+    pub gateway_url: String,
+    pub app_id: String,
+    /// The merchant's own Alipay account (2088…), payee of the freeze and seller of the trade.
+    pub seller_id: String,
+    /// PKCS#8 PEM of the application private key; `sim` as for WeChat.
+    pub app_key_file: String,
+    /// Alipay's public key (PEM).
+    pub alipay_public_key_file: String,
+}
+
+/// The payment platform simulator `heft serve` runs in the embedded profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaySimConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Divides the platforms' callback retry schedules (15 s, 15 s, 30 s, 3 min, …): 1 is real
+    /// time, 1000 makes a day's retries take under two minutes.
+    pub time_scale: f64,
+    /// How long the simulator waits for a callback to be answered.
+    pub callback_timeout_ms: u64,
+}
+
 /// Shortest `auth.jwt_secret` accepted: HS256 keys shorter than the hash add no strength.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -265,6 +382,11 @@ impl fmt::Debug for Config {
             .field("liveness", &self.liveness)
             .field("weight_log", &self.weight_log)
             .field("auth", &self.auth)
+            .field("messages", &redact_url(&self.messages.url))
+            .field("payments", &self.payments)
+            .field("wechat", &self.wechat)
+            .field("alipay", &self.alipay)
+            .field("pay_sim", &self.pay_sim)
             .finish_non_exhaustive()
     }
 }
@@ -439,8 +561,71 @@ impl Config {
         }
         positive("auth.login_attempts_per_minute", u64::from(self.auth.login_attempts_per_minute))?;
         positive("auth.max_concurrent_hashes", self.auth.max_concurrent_hashes as u64)?;
+        self.validate_messages()?;
+        self.validate_payments()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(key_error("log.filter", "is not a valid tracing filter"));
+        }
+        Ok(())
+    }
+
+    fn validate_messages(&self) -> Result<(), ConfigError> {
+        let m = &self.messages;
+        if !(m.url == "embedded://" || m.url.starts_with("amqp://") || m.url.starts_with("amqps://")) {
+            return Err(key_error("messages.url", "must be embedded:// or start with amqp://"));
+        }
+        if m.prefix.is_empty() || !m.prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(key_error("messages.prefix", "must be non-empty letters, digits, '-', '_' or '.'"));
+        }
+        for (key, v) in [
+            ("messages.poll_ms", m.poll_ms),
+            ("messages.batch", m.batch as u64),
+            ("messages.confirm_timeout_ms", m.confirm_timeout_ms),
+            ("messages.max_attempts", u64::from(m.max_attempts)),
+            ("messages.retry_base_ms", m.retry_base_ms),
+            ("messages.prefetch", u64::from(m.prefetch)),
+        ] {
+            if v == 0 {
+                return Err(key_error(key, "must be greater than 0"));
+            }
+        }
+        if m.delays_ms.is_empty() || m.delays_ms.contains(&0) || !m.delays_ms.windows(2).all(|w| w[0] < w[1]) {
+            return Err(key_error("messages.delays_ms", "must be a non-empty increasing list of delays > 0"));
+        }
+        Ok(())
+    }
+
+    fn validate_payments(&self) -> Result<(), ConfigError> {
+        if self.payments.preauth_cap_fen <= 0 {
+            return Err(key_error("payments.preauth_cap_fen", "must be greater than 0"));
+        }
+        if self.payments.http_timeout_ms == 0 {
+            return Err(key_error("payments.http_timeout_ms", "must be greater than 0"));
+        }
+        let base = &self.payments.notify_base_url;
+        if !(base.is_empty() || base.starts_with("http://") || base.starts_with("https://")) || base.ends_with('/') {
+            return Err(key_error("payments.notify_base_url", "must be empty or an http(s) URL without a trailing /"));
+        }
+        let w = &self.wechat;
+        if w.apiv3_key.len() != 32 {
+            return Err(key_error("wechat.apiv3_key", "must be exactly 32 bytes"));
+        }
+        let sim = |url: &str| url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost");
+        for (key, file, url) in [
+            ("wechat.merchant_key_file", &w.merchant_key_file, &w.base_url),
+            ("wechat.platform_public_key_file", &w.platform_public_key_file, &w.base_url),
+            ("alipay.app_key_file", &self.alipay.app_key_file, &self.alipay.gateway_url),
+            ("alipay.alipay_public_key_file", &self.alipay.alipay_public_key_file, &self.alipay.gateway_url),
+        ] {
+            if file == "sim" && !sim(url) {
+                return Err(key_error(key, "is `sim` (the simulator's demo key) but the platform URL is not local"));
+            }
+        }
+        if !(self.pay_sim.time_scale.is_finite() && self.pay_sim.time_scale >= 1.0) {
+            return Err(key_error("pay_sim.time_scale", "must be a number ≥ 1"));
+        }
+        if self.pay_sim.callback_timeout_ms == 0 {
+            return Err(key_error("pay_sim.callback_timeout_ms", "must be greater than 0"));
         }
         Ok(())
     }

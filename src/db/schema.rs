@@ -1,6 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    accounts (user_id) {
+        user_id -> Int8,
+        channels -> Text,
+        debt_fen -> Int8,
+        blocked -> Bool,
+        blocked_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     alerts (id) {
         id -> Int8,
         audience -> Text,
@@ -30,6 +42,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    cabinet_types (name) {
+        name -> Text,
+        sensor_channels -> Int4,
+        temp_min_c -> Float8,
+        temp_max_c -> Float8,
+        temp_alert_after_s -> Int8,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     cabinets (sn) {
         sn -> Text,
         cabinet_type -> Text,
@@ -55,18 +79,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    cabinet_types (name) {
-        name -> Text,
-        sensor_channels -> Int4,
-        temp_min_c -> Float8,
-        temp_max_c -> Float8,
-        temp_alert_after_s -> Int8,
-        created_at -> Timestamp,
-        updated_at -> Timestamp,
-    }
-}
-
-diesel::table! {
     commands (id) {
         id -> Text,
         sn -> Text,
@@ -79,6 +91,14 @@ diesel::table! {
         result -> Nullable<Text>,
         created_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    consumed_messages (consumer, message_id) {
+        consumer -> Text,
+        message_id -> Text,
+        consumed_at -> Timestamp,
     }
 }
 
@@ -114,6 +134,52 @@ diesel::table! {
 }
 
 diesel::table! {
+    outbox (id) {
+        id -> Int8,
+        message_id -> Text,
+        topic -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+        deliver_at -> Timestamp,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        done_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    payment_events (id) {
+        id -> Int8,
+        channel -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        out_order_no -> Nullable<Text>,
+        resource -> Text,
+        outcome -> Text,
+        received_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payments (out_order_no) {
+        out_order_no -> Text,
+        channel -> Text,
+        user_id -> Int8,
+        state -> Text,
+        cap_fen -> Int8,
+        amount_fen -> Nullable<Int8>,
+        platform_order_id -> Nullable<Text>,
+        payer_id -> Nullable<Text>,
+        out_trade_no -> Nullable<Text>,
+        transaction_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     products (id) {
         id -> Int8,
         name -> Text,
@@ -144,6 +210,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    users (id) {
+        id -> Int8,
+        channel -> Text,
+        platform_uid -> Text,
+        unionid -> Nullable<Text>,
+        created_at -> Timestamp,
+        last_login_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     weight_log (id) {
         id -> Int8,
         sn -> Text,
@@ -156,22 +233,30 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(accounts -> users (user_id));
 diesel::joinable!(cabinet_events -> cabinets (sn));
 diesel::joinable!(commands -> cabinets (sn));
 diesel::joinable!(commands -> sessions (session_id));
 diesel::joinable!(lanes -> cabinets (sn));
 diesel::joinable!(lanes -> products (product_id));
+diesel::joinable!(payments -> users (user_id));
 diesel::joinable!(sessions -> cabinets (sn));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
     alerts,
     cabinet_events,
     cabinet_types,
     cabinets,
     commands,
+    consumed_messages,
     lanes,
     operators,
+    outbox,
+    payment_events,
+    payments,
     products,
     sessions,
+    users,
     weight_log,
 );

@@ -111,6 +111,7 @@ pub fn free_port() -> u16 {
 /// an operator would: as `HEFT__SECTION__KEY` variables.
 pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Config {
     let seal = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let sim = format!("127.0.0.1:{}", free_port());
     let mut env: Vec<(String, String)> = vec![
         ("HEFT__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
         ("HEFT__HTTP__WORKERS".into(), "1".into()),
@@ -126,6 +127,12 @@ pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Conf
         ("HEFT__LIVENESS__OFFLINE_AFTER_S".into(), "2".into()),
         ("HEFT__LIVENESS__WINDOW_S".into(), "2".into()),
         ("HEFT__LOG__FILTER".into(), "warn".into()),
+        // The payment simulator on its own free port, callbacks compressed 1000×.
+        ("HEFT__PAY_SIM__LISTEN".into(), sim.clone()),
+        ("HEFT__PAY_SIM__TIME_SCALE".into(), "1000.0".into()),
+        ("HEFT__WECHAT__BASE_URL".into(), format!("http://{sim}")),
+        ("HEFT__WECHAT__LOGIN_BASE_URL".into(), format!("http://{sim}")),
+        ("HEFT__ALIPAY__GATEWAY_URL".into(), format!("http://{sim}/gateway.do")),
     ];
     for (k, v) in extra {
         env.retain(|(key, _)| key != k);

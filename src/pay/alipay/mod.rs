@@ -1,0 +1,1 @@
+//! Alipay fund-auth pre-authorisation over the Open Platform gateway.

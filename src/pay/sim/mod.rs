@@ -1,0 +1,160 @@
+//! A local WeChat Pay + Alipay: the two platforms as Heft sees them, on one HTTP listener.
+//!
+//! It speaks the real wire protocols (`../shared/reference/payment-protocols.md`): it checks every
+//! request signature the way the platform does, keeps each order's state machine, signs its
+//! responses, sends signed (WeChat: also encrypted) callbacks on the platforms' retry schedules,
+//! and serves bills in the real file formats. Knobs inject the failures real platforms have.
+//!
+//! Besides the platform paths it serves what a phone would do, for tests and demos:
+//! `POST /sim/wechat/login` and `/sim/alipay/login` (a mini-program login code),
+//! `POST /sim/wechat/confirm` and `/sim/alipay/confirm` (the shopper confirms on the platform's
+//! page), `GET|POST /sim/knobs`, and `GET /sim/callbacks` (every callback attempt).
+//!
+//! State is in memory: a restarted simulator has forgotten its orders.
+
+pub mod alipay;
+pub mod callbacks;
+pub mod wechat;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AlipayConfig, PaySimConfig, WechatConfig};
+use crate::pay::keys::{self, KeyError};
+
+pub use callbacks::{Callback, CallbackAttempt, Callbacks};
+
+/// Failure injection. Counters apply to the next N matching requests and count down.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Knobs {
+    /// Create and capture calls refused with the platform's business error (WeChat 403
+    /// `RULE_LIMIT` / Alipay 40004), nothing applied.
+    pub decline: u32,
+    /// API calls answered 500 `SYSTEM_ERROR` (Alipay 20000 `isp.unknow-error`), nothing applied.
+    pub server_error: u32,
+    /// API calls applied but answered only after `hang_ms`: the client times out not knowing.
+    pub timeout: u32,
+    pub hang_ms: u64,
+    /// Every callback is sent this many extra times (after the first is acknowledged).
+    pub duplicate_callbacks: u32,
+    /// Callbacks start this late.
+    pub callback_delay_ms: u64,
+    /// Callbacks are not sent at all (the client must query).
+    pub drop_callbacks: bool,
+    /// Captures whose collection first fails and then succeeds `recover_ms` later (WeChat keeps
+    /// deducting and calls back USER_PAID; Alipay refuses the trade.pay and accepts its retry).
+    pub fail_then_succeed: u32,
+    pub recover_ms: u64,
+}
+
+/// Take one from a knob counter; true when it fired.
+pub fn take(counter: &mut u32) -> bool {
+    if *counter > 0 {
+        *counter -= 1;
+        true
+    } else {
+        false
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("simulator listener {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("simulator HTTP client: {0}")]
+    Client(String),
+}
+
+/// Everything the simulator's handlers share.
+pub struct SimState {
+    pub knobs: Mutex<Knobs>,
+    pub callbacks: Callbacks,
+    pub wechat: wechat::WechatSim,
+    pub alipay: alipay::AlipaySim,
+}
+
+impl SimState {
+    pub fn new(sim: &PaySimConfig, wechat: &WechatConfig, alipay: &AlipayConfig) -> Result<SimState, SimError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(sim.callback_timeout_ms))
+            .build()
+            .map_err(|e| SimError::Client(e.to_string()))?;
+        Ok(SimState {
+            knobs: Mutex::new(Knobs::default()),
+            callbacks: Callbacks::new(http, sim.time_scale),
+            wechat: wechat::WechatSim::new(wechat)?,
+            alipay: alipay::AlipaySim::new(alipay)?,
+        })
+    }
+
+    /// Read-modify the knobs.
+    pub fn knob<T>(&self, f: impl FnOnce(&mut Knobs) -> T) -> T {
+        let mut k = self.knobs.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut k)
+    }
+}
+
+/// The simulator's merchant-side public key: the one matching the configured merchant private key.
+pub fn merchant_public(spec: &str, sim_pem: &str) -> Result<rsa::RsaPublicKey, KeyError> {
+    Ok(keys::load_private(spec, sim_pem)?.to_public_key())
+}
+
+/// A running simulator.
+pub struct RunningSim {
+    pub addr: SocketAddr,
+    pub state: Arc<SimState>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl RunningSim {
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+    }
+}
+
+/// Serve the simulator. Must run inside an actix `System`.
+pub async fn start(sim: &PaySimConfig, wechat: &WechatConfig, alipay: &AlipayConfig) -> Result<RunningSim, SimError> {
+    let state = Arc::new(SimState::new(sim, wechat, alipay)?);
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(sim.listen)
+        .map_err(|source| SimError::Bind { addr: sim.listen, source })?;
+    let addr = server.addrs().first().copied().unwrap_or(sim.listen);
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    tracing::info!(%addr, "payment simulator is serving");
+    Ok(RunningSim { addr, state, server: handle })
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sim/knobs", web::get().to(get_knobs))
+        .route("/sim/knobs", web::post().to(set_knobs))
+        .route("/sim/callbacks", web::get().to(list_callbacks))
+        .configure(wechat::routes)
+        .configure(alipay::routes);
+}
+
+async fn get_knobs(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.knob(|k| k.clone()))
+}
+
+async fn set_knobs(state: web::Data<SimState>, body: web::Json<Knobs>) -> HttpResponse {
+    let knobs = body.into_inner();
+    state.knob(|k| *k = knobs.clone());
+    HttpResponse::Ok().json(knobs)
+}
+
+async fn list_callbacks(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "attempts": state.callbacks.attempts() }))
+}

@@ -1,0 +1,1 @@
+//! WeChat Pay Score over API v3.
