@@ -13,6 +13,9 @@ pub const WECHAT_SCHEDULE_S: &[u64] = &[15, 15, 30, 180, 1800, 1800, 1800, 1800,
 /// Alipay notifies: 4 min, 10 min, 10 min, 1 h, 2 h, 6 h, 15 h (reference §5.4).
 pub const ALIPAY_SCHEDULE_S: &[u64] = &[240, 600, 600, 3600, 7200, 21600, 54000];
 
+/// Builds one attempt of a callback: its headers and body.
+pub type BuildAttempt = Box<dyn Fn() -> (Vec<(String, String)>, Vec<u8>) + Send + Sync>;
+
 /// One callback to deliver.
 pub struct Callback {
     /// What it is, for the log: `wechat PAYSCORE.USER_CONFIRM VC2025…`.
@@ -21,7 +24,7 @@ pub struct Callback {
     /// Pauses between attempts, seconds (real time; divided by the time scale).
     pub schedule: &'static [u64],
     /// Builds one attempt: headers and body.
-    pub build: Box<dyn Fn() -> (Vec<(String, String)>, Vec<u8>) + Send + Sync>,
+    pub build: BuildAttempt,
     /// Whether the answer acknowledges the callback (WeChat: 200/204; Alipay: body `success`).
     pub acked: fn(u16, &[u8]) -> bool,
     /// Extra copies sent after the acknowledged one (duplicate-callback knob).
