@@ -1,0 +1,520 @@
+//! The Alipay fund-auth adapter against the in-process payment simulator: real HTTP, real RSA2
+//! signatures both ways, real notifies into a tiny receiver standing in for Heft's endpoint.
+//! No database.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use heft::config::Config;
+use heft::pay::alipay::{AlipayFundAuth, beijing_now, sign};
+use heft::pay::sim::{RunningSim, SimState};
+use heft::pay::{
+    CallbackError, CallbackHeaders, CaptureLine, CaptureOutcome, CaptureRequest, PayError, PayEvent, PayEventKind,
+    PaymentGateway, PlatformState, PreauthRequest, keys,
+};
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn config(extra: &[(&str, &str)]) -> Config {
+    let sim = format!("127.0.0.1:{}", free_port());
+    let mut env: Vec<(String, String)> = vec![
+        ("HEFT__PAY_SIM__LISTEN".into(), sim.clone()),
+        ("HEFT__PAY_SIM__TIME_SCALE".into(), "1000.0".into()),
+        ("HEFT__ALIPAY__GATEWAY_URL".into(), format!("http://{sim}/gateway.do")),
+        ("HEFT__PAYMENTS__HTTP_TIMEOUT_MS".into(), "3000".into()),
+    ];
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    Config::from_toml_and_env(include_str!("../config.toml"), Path::new("config.toml"), env).expect("config")
+}
+
+/// What Heft's notify endpoint saw.
+#[derive(Clone, Default)]
+struct Seen {
+    events: Arc<Mutex<Vec<PayEvent>>>,
+    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+    rejected: Arc<Mutex<Vec<CallbackError>>>,
+    /// Answer `fail` to this many verified notifies first.
+    fail_next: Arc<AtomicU32>,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    gateway: Arc<AlipayFundAuth>,
+    seen: Seen,
+}
+
+async fn notify_endpoint(r: web::Data<Receiver>, body: web::Bytes) -> HttpResponse {
+    r.seen.bodies.lock().expect("lock").push(body.to_vec());
+    match r.gateway.parse_callback(&CallbackHeaders::default(), &body) {
+        Ok(event) => {
+            r.seen.events.lock().expect("lock").push(event);
+            let fail = r.seen.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            HttpResponse::Ok().body(if fail { "fail" } else { "success" })
+        }
+        Err(e) => {
+            r.seen.rejected.lock().expect("lock").push(e);
+            HttpResponse::Unauthorized().body("fail")
+        }
+    }
+}
+
+struct Harness {
+    config: Config,
+    sim: RunningSim,
+    gateway: Arc<AlipayFundAuth>,
+    seen: Seen,
+    base: String,
+    http: reqwest::Client,
+    receiver: actix_web::dev::ServerHandle,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[(&str, &str)]) -> Harness {
+        let config = config(extra);
+        let sim = heft::pay::sim::start(&config.pay_sim, &config.wechat, &config.alipay).await.expect("sim");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let notify_url = format!("http://{}/alipay/notify", listener.local_addr().expect("addr"));
+        let gateway = Arc::new(AlipayFundAuth::new(&config.alipay, &config.payments, notify_url).expect("gateway"));
+        let seen = Seen::default();
+        let receiver = Receiver { gateway: gateway.clone(), seen: seen.clone() };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(receiver.clone()))
+                .route("/alipay/notify", web::post().to(notify_endpoint))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        let base = format!("http://{}", sim.addr);
+        Harness { config, sim, gateway, seen, base, http: reqwest::Client::new(), receiver: handle }
+    }
+
+    async fn stop(self) {
+        self.receiver.stop(false).await;
+        self.sim.stop().await;
+    }
+
+    fn state(&self) -> &SimState {
+        &self.sim.state
+    }
+
+    async fn hook(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.expect("hook");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("hook json"))
+    }
+
+    fn events(&self) -> Vec<PayEvent> {
+        self.seen.events.lock().expect("lock").clone()
+    }
+
+    /// Wait for a verified event matching `f`.
+    async fn event(&self, what: &str, f: impl Fn(&PayEvent) -> bool) -> PayEvent {
+        eventually(what, || self.events().into_iter().find(|e| f(e))).await
+    }
+
+    /// create → the shopper pays the freeze → the freeze notify: (auth_no, payer).
+    async fn authorized(&self, out_order_no: &str, cap_fen: i64, user: &str) -> (String, String) {
+        let pre = self.gateway.create_preauth(&preauth(out_order_no, cap_fen)).await.expect("create");
+        let (status, body) =
+            self.hook("/sim/alipay/confirm", json!({ "orderStr": pre.confirm["orderStr"], "user_id": user })).await;
+        assert_eq!(status, 200, "{body}");
+        let event = self
+            .event("freeze notify", |e| {
+                e.event_type == "fund_auth_freeze" && e.out_order_no.as_deref() == Some(out_order_no)
+            })
+            .await;
+        match event.kind {
+            PayEventKind::Authorized { platform_order_id: Some(auth_no), payer_id: Some(payer) } => {
+                assert_eq!(payer, user);
+                assert_eq!(Some(auth_no.as_str()), body["auth_no"].as_str());
+                (auth_no, payer)
+            }
+            other => panic!("freeze notify {other:?}"),
+        }
+    }
+}
+
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn preauth(out_order_no: &str, cap_fen: i64) -> PreauthRequest {
+    PreauthRequest {
+        out_order_no: out_order_no.into(),
+        cap_fen,
+        title: "智能售货柜押金".into(),
+        device_id: "CAB-1".into(),
+        payer_id: String::new(),
+        attach: "a".into(),
+    }
+}
+
+fn capture(out_order_no: &str, out_trade_no: &str, auth_no: &str, payer: &str, lines: &[(i64, i64)]) -> CaptureRequest {
+    let lines: Vec<CaptureLine> =
+        lines.iter().map(|&(unit_fen, count)| CaptureLine { name: "可乐".into(), unit_fen, count }).collect();
+    CaptureRequest {
+        out_order_no: out_order_no.into(),
+        out_trade_no: out_trade_no.into(),
+        platform_order_id: Some(auth_no.into()),
+        payer_id: Some(payer.into()),
+        total_fen: lines.iter().map(CaptureLine::amount_fen).sum(),
+        lines,
+        title: "智能售货柜购物 a/b".into(),
+    }
+}
+
+#[actix_rt::test]
+async fn login_code_gives_the_user_id_once() {
+    let h = Harness::start().await;
+    let (_, body) = h.hook("/sim/alipay/login", json!({ "user_id": "2088000000000042" })).await;
+    let code = body["auth_code"].as_str().expect("code").to_string();
+    assert_eq!(h.gateway.login(&code).await.expect("login").uid, "2088000000000042");
+    match h.gateway.login(&code).await {
+        Err(PayError::Declined { code, .. }) => assert_eq!(code, "isv.code-invalid"),
+        other => panic!("a used code: {other:?}"),
+    }
+    // No user given: a fresh 2088… id.
+    let (_, body) = h.hook("/sim/alipay/login", json!({})).await;
+    let uid = h.gateway.login(body["auth_code"].as_str().expect("code")).await.expect("login").uid;
+    assert!(uid.starts_with("2088") && uid.len() == 16, "{uid}");
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn freeze_capture_and_query_paid() {
+    let h = Harness::start().await;
+    let pre = h.gateway.create_preauth(&preauth("AF1", 20000)).await.expect("create");
+    assert_eq!(pre.platform_order_id, None);
+    let order_str = pre.confirm["orderStr"].as_str().expect("orderStr").to_string();
+    assert!(order_str.contains("method=alipay.fund.auth.order.app.freeze") && order_str.contains("&sign="));
+    // Not paid yet: Alipay has no record (documented as Declined).
+    assert!(matches!(h.gateway.query("AF1", None).await, Err(PayError::Declined { .. })));
+
+    let (auth_no, payer) = h.authorized("AF1", 20000, "2088102000300001").await;
+    assert_eq!(
+        h.gateway.query("AF1", None).await.expect("query"),
+        PlatformState::Authorized { platform_order_id: Some(auth_no.clone()), payer_id: Some(payer.clone()) }
+    );
+
+    // Checked before sending.
+    let mut bad = capture("AF1", "AP1", &auth_no, &payer, &[(450, 2), (350, 1)]);
+    bad.total_fen += 1;
+    assert!(matches!(h.gateway.capture(&bad).await, Err(PayError::Permanent(_))));
+    assert!(matches!(
+        h.gateway.capture(&capture("AF1", "AP1", &auth_no, &payer, &[])).await,
+        Err(PayError::Permanent(_))
+    ));
+    let mut no_auth = capture("AF1", "AP1", &auth_no, &payer, &[(450, 2)]);
+    no_auth.platform_order_id = None;
+    assert!(matches!(h.gateway.capture(&no_auth).await, Err(PayError::Permanent(_))));
+
+    let req = capture("AF1", "AP1", &auth_no, &payer, &[(450, 2), (350, 1)]);
+    let CaptureOutcome::Paid { transaction_id } = h.gateway.capture(&req).await.expect("capture") else {
+        panic!("Alipay answers synchronously")
+    };
+    let paid = h.event("trade notify", |e| e.event_type == "trade_status_sync").await;
+    assert_eq!(paid.out_order_no.as_deref(), Some("AP1"));
+    assert_eq!(paid.kind, PayEventKind::Paid { amount_fen: 1250, transaction_id: transaction_id.clone() });
+    assert_eq!(
+        h.gateway.query("AF1", Some("AP1")).await.expect("query"),
+        PlatformState::Paid { amount_fen: 1250, transaction_id: transaction_id.clone() }
+    );
+    // A retried capture (same out_trade_no) is the same trade, not a second one.
+    assert_eq!(h.gateway.capture(&req).await.expect("retry"), CaptureOutcome::Paid { transaction_id });
+    // COMPLETE released the rest; nothing more can be charged.
+    let more = capture("AF1", "AP2", &auth_no, &payer, &[(100, 1)]);
+    assert!(matches!(h.gateway.capture(&more).await, Err(PayError::Declined { .. })));
+    // The stored evidence is the form as JSON.
+    let resource: Value = serde_json::from_str(&paid.resource).expect("json");
+    assert_eq!(resource["total_amount"], "12.50");
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn cancel_before_and_after_the_freeze() {
+    let h = Harness::start().await;
+    // Before: operation.cancel closes it, and the orderStr can no longer be paid.
+    let pre = h.gateway.create_preauth(&preauth("AF-EARLY", 20000)).await.expect("create");
+    h.gateway.cancel("AF-EARLY", None, "timeout").await.expect("cancel");
+    assert_eq!(h.gateway.query("AF-EARLY", None).await.expect("query"), PlatformState::Cancelled);
+    let (status, body) = h.hook("/sim/alipay/confirm", json!({ "orderStr": pre.confirm["orderStr"] })).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("ORDER_ALREADY_CLOSED")));
+    h.gateway.cancel("AF-EARLY", None, "timeout").await.expect("cancel again is fine");
+
+    // After: the whole freeze is unfrozen, with a notify.
+    let (auth_no, _) = h.authorized("AF-LATE", 15000, "2088102000300002").await;
+    h.gateway.cancel("AF-LATE", Some(&auth_no), "nothing taken").await.expect("unfreeze");
+    assert_eq!(h.gateway.query("AF-LATE", None).await.expect("query"), PlatformState::Cancelled);
+    let released = h.event("unfreeze notify", |e| e.event_type == "fund_auth_unfreeze").await;
+    assert_eq!((released.out_order_no.as_deref(), released.kind), (Some("AF-LATE"), PayEventKind::Released));
+    h.gateway.cancel("AF-LATE", Some(&auth_no), "again").await.expect("idempotent");
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn forged_requests_and_responses_are_refused() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong_key = dir.path().join("wrong.key.pem");
+    std::fs::write(&wrong_key, keys::sim::WECHAT_MERCHANT_KEY).expect("write");
+    let wrong_pub = dir.path().join("wrong.pub.pem");
+    std::fs::write(&wrong_pub, keys::sim::ALIPAY_APP_PUB).expect("write");
+
+    // Signed with a key that is not the application's.
+    let mut cfg = h.config.alipay.clone();
+    cfg.app_key_file = wrong_key.to_string_lossy().into_owned();
+    let forged = AlipayFundAuth::new(&cfg, &h.config.payments, String::new()).expect("gateway");
+    match forged.login("whatever").await {
+        Err(PayError::Permanent(m)) => assert!(m.contains("isv.invalid-signature"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Unknown app.
+    let mut cfg = h.config.alipay.clone();
+    cfg.app_id = "2021999999999999".into();
+    let stranger = AlipayFundAuth::new(&cfg, &h.config.payments, String::new()).expect("gateway");
+    match stranger.query("X", None).await {
+        Err(PayError::Permanent(m)) => assert!(m.contains("isv.invalid-app-id"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A response not signed by Alipay's key is not believed.
+    let mut cfg = h.config.alipay.clone();
+    cfg.alipay_public_key_file = wrong_pub.to_string_lossy().into_owned();
+    let gullible = AlipayFundAuth::new(&cfg, &h.config.payments, String::new()).expect("gateway");
+    match gullible.query("X", None).await {
+        Err(PayError::Permanent(m)) => assert!(m.contains("signature does not verify"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
+    // On the wire: a tampered parameter after signing.
+    let params = vec![
+        ("app_id", "2021000000000001"),
+        ("method", "alipay.trade.query"),
+        ("charset", "utf-8"),
+        ("sign_type", "RSA2"),
+        ("timestamp", "2025-01-01 12:00:00"),
+        ("version", "1.0"),
+        ("biz_content", r#"{"out_trade_no":"AP1"}"#),
+    ];
+    let app_key = keys::load_private("sim", keys::sim::ALIPAY_APP_KEY).expect("key");
+    let s = sign::sign_request(&app_key, params.clone());
+    let mut wire: Vec<(&str, &str)> = params
+        .iter()
+        .map(|&(k, v)| if k == "biz_content" { (k, r#"{"out_trade_no":"AP2"}"#) } else { (k, v) })
+        .collect();
+    wire.push(("sign", &s));
+    let body = h
+        .http
+        .post(format!("{}/gateway.do", h.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&wire).expect("form"))
+        .send()
+        .await
+        .expect("post")
+        .text()
+        .await
+        .expect("body");
+    let platform = keys::load_public("sim", keys::sim::ALIPAY_PLATFORM_PUB).expect("key");
+    let verified = sign::verify_response(&platform, &body, "alipay.trade.query").expect("signed error");
+    assert_eq!(verified.key, "error_response");
+    let err: Value = serde_json::from_str(verified.raw).expect("json");
+    assert_eq!((err["code"].as_str(), err["sub_code"].as_str()), (Some("40002"), Some("isv.invalid-signature")));
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn forged_or_tampered_notifies_fail_verification() {
+    let h = Harness::start().await;
+    h.authorized("AF-N", 20000, "2088102000300003").await;
+    let real = h.seen.bodies.lock().expect("lock")[0].clone();
+    let headers = CallbackHeaders::default();
+    assert!(h.gateway.parse_callback(&headers, &real).is_ok());
+
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&real).expect("form");
+    let reencode = |f: &[(String, String)]| serde_urlencoded::to_string(f).expect("form").into_bytes();
+    // Tampered amount.
+    let tampered: Vec<(String, String)> =
+        form.iter().map(|(k, v)| (k.clone(), if k == "amount" { "1.00".into() } else { v.clone() })).collect();
+    assert!(matches!(h.gateway.parse_callback(&headers, &reencode(&tampered)), Err(CallbackError::Unverified(_))));
+    // No sign.
+    let unsigned: Vec<(String, String)> = form.iter().filter(|(k, _)| k != "sign").cloned().collect();
+    assert!(matches!(h.gateway.parse_callback(&headers, &reencode(&unsigned)), Err(CallbackError::Unverified(_))));
+    // Re-signed with the application's key (anyone could): not Alipay.
+    let app_key = keys::load_private("sim", keys::sim::ALIPAY_APP_KEY).expect("key");
+    let mut forged = unsigned.clone();
+    forged.push(("sign".into(), sign::sign_notify(&app_key, unsigned.iter().map(|(k, v)| (k.as_str(), v.as_str())))));
+    assert!(matches!(h.gateway.parse_callback(&headers, &reencode(&forged)), Err(CallbackError::Unverified(_))));
+    // Properly signed by Alipay, but for another app.
+    let platform_key = keys::load_private("sim", keys::sim::ALIPAY_PLATFORM_KEY).expect("key");
+    let mut other: Vec<(String, String)> = unsigned
+        .iter()
+        .map(|(k, v)| (k.clone(), if k == "app_id" { "2021999999999999".into() } else { v.clone() }))
+        .collect();
+    let s = sign::sign_notify(&platform_key, other.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    other.push(("sign".into(), s));
+    match h.gateway.parse_callback(&headers, &reencode(&other)) {
+        Err(CallbackError::Unverified(m)) => assert!(m.contains("app_id"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        h.gateway.parse_callback(&headers, b"%%%"),
+        Err(CallbackError::Unverified(_) | CallbackError::Malformed(_))
+    ));
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn duplicate_notifies_carry_the_same_notify_id() {
+    let h = Harness::start().await;
+    h.state().knob(|k| k.duplicate_callbacks = 1);
+    h.authorized("AF-D", 20000, "2088102000300004").await;
+    let twice = eventually("the duplicate", || {
+        let freezes: Vec<PayEvent> = h.events().into_iter().filter(|e| e.event_type == "fund_auth_freeze").collect();
+        (freezes.len() == 2).then_some(freezes)
+    })
+    .await;
+    assert_eq!(twice[0].event_id, twice[1].event_id);
+    assert_eq!(twice[0], twice[1]);
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn unacknowledged_notifies_are_retried_on_the_schedule() {
+    let h = Harness::start().await;
+    h.seen.fail_next.store(1, Ordering::SeqCst);
+    h.authorized("AF-R", 20000, "2088102000300005").await;
+    let attempts = eventually("the retry", || {
+        let a: Vec<_> =
+            h.state().callbacks.attempts().into_iter().filter(|a| a.label.contains("fund_auth_freeze")).collect();
+        (a.len() == 2).then_some(a)
+    })
+    .await;
+    assert!(!attempts[0].acked && attempts[1].acked, "{attempts:?}");
+    assert_eq!((attempts[0].attempt, attempts[1].attempt), (1, 2));
+    // First pause of Alipay's schedule is 240 s; at 1000× that is 240 ms.
+    let gap = attempts[1].at - attempts[0].at;
+    assert!(gap >= chrono::Duration::milliseconds(200), "{gap}");
+    let freezes: Vec<PayEvent> = h.events().into_iter().filter(|e| e.event_type == "fund_auth_freeze").collect();
+    assert_eq!(freezes.len(), 2);
+    assert_eq!(freezes[0].event_id, freezes[1].event_id);
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn todays_bill_lists_the_trades() {
+    let h = Harness::start().await;
+    let mut expected = Vec::new();
+    for (i, lines) in [vec![(450, 2), (350, 1)], vec![(1999, 1)]].into_iter().enumerate() {
+        let order = format!("AF-B{i}");
+        let (auth_no, payer) = h.authorized(&order, 20000, "2088102000300006").await;
+        let req = capture(&order, &format!("AP-B{i}"), &auth_no, &payer, &lines);
+        let CaptureOutcome::Paid { transaction_id } = h.gateway.capture(&req).await.expect("capture") else {
+            panic!("paid")
+        };
+        expected.push((transaction_id, req.out_trade_no.clone(), req.total_fen));
+    }
+    let today = beijing_now().date();
+    let rows = h.gateway.download_bill(today).await.expect("bill");
+    let mut got: Vec<(String, String, i64)> =
+        rows.iter().map(|r| (r.transaction_id.clone(), r.out_order_no.clone(), r.amount_fen)).collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert!(rows.iter().all(|r| r.status == "交易" && r.time.date() == today));
+    assert_eq!(rows.iter().find(|r| r.amount_fen == 1250).map(|r| r.fee_fen), Some(8));
+    let empty_day = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("date");
+    assert_eq!(h.gateway.download_bill(empty_day).await.expect("empty bill"), vec![]);
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn knobs_map_to_declined_retryable_and_recovery() {
+    let h = Harness::start_with(&[("HEFT__PAYMENTS__HTTP_TIMEOUT_MS", "500")]).await;
+    let user = "2088102000300007";
+
+    // decline: refused, nothing applied; the same trade later succeeds.
+    let (auth_no, payer) = h.authorized("AF-K1", 20000, user).await;
+    let req = capture("AF-K1", "AP-K1", &auth_no, &payer, &[(300, 1)]);
+    h.state().knob(|k| k.decline = 1);
+    match h.gateway.capture(&req).await {
+        Err(PayError::Declined { code, .. }) => assert_eq!(code, "ACQ.BUYER_BALANCE_NOT_ENOUGH"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(h.gateway.query("AF-K1", Some("AP-K1")).await, Ok(PlatformState::Authorized { .. })));
+    assert!(matches!(h.gateway.capture(&req).await, Ok(CaptureOutcome::Paid { .. })));
+
+    // server_error: retryable, nothing applied.
+    let (auth_no, payer) = h.authorized("AF-K2", 20000, user).await;
+    let req = capture("AF-K2", "AP-K2", &auth_no, &payer, &[(300, 1)]);
+    h.state().knob(|k| k.server_error = 1);
+    assert!(matches!(h.gateway.capture(&req).await, Err(PayError::Retryable(_))));
+    assert!(matches!(h.gateway.query("AF-K2", Some("AP-K2")).await, Ok(PlatformState::Authorized { .. })));
+    assert!(matches!(h.gateway.capture(&req).await, Ok(CaptureOutcome::Paid { .. })));
+
+    // timeout: retryable, but applied; the retry finds the same trade.
+    let (auth_no, payer) = h.authorized("AF-K3", 20000, user).await;
+    let req = capture("AF-K3", "AP-K3", &auth_no, &payer, &[(300, 1)]);
+    h.state().knob(|k| {
+        k.timeout = 1;
+        k.hang_ms = 1500;
+    });
+    assert!(matches!(h.gateway.capture(&req).await, Err(PayError::Retryable(_))));
+    let Ok(PlatformState::Paid { transaction_id, amount_fen: 300 }) = h.gateway.query("AF-K3", Some("AP-K3")).await
+    else {
+        panic!("the timed-out capture was applied")
+    };
+    assert_eq!(h.gateway.capture(&req).await, Ok(CaptureOutcome::Paid { transaction_id }));
+
+    // fail_then_succeed: declined at first, a retry after recover_ms succeeds.
+    let (auth_no, payer) = h.authorized("AF-K4", 20000, user).await;
+    let req = capture("AF-K4", "AP-K4", &auth_no, &payer, &[(300, 1)]);
+    h.state().knob(|k| {
+        k.fail_then_succeed = 1;
+        k.recover_ms = 300;
+    });
+    match h.gateway.capture(&req).await {
+        Err(PayError::Declined { code, .. }) => assert_eq!(code, "ACQ.PAYMENT_FAIL"),
+        other => panic!("{other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let paid = loop {
+        match h.gateway.capture(&req).await {
+            Ok(CaptureOutcome::Paid { transaction_id }) => break transaction_id,
+            Err(PayError::Declined { code, .. }) if code == "ACQ.PAYMENT_FAIL" && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let paid_event = h
+        .event("trade notify", |e| e.out_order_no.as_deref() == Some("AP-K4") && e.event_type == "trade_status_sync")
+        .await;
+    assert_eq!(paid_event.kind, PayEventKind::Paid { amount_fen: 300, transaction_id: paid });
+    h.stop().await;
+}
