@@ -518,3 +518,68 @@ async fn knobs_map_to_declined_retryable_and_recovery() {
     assert_eq!(paid_event.kind, PayEventKind::Paid { amount_fen: 300, transaction_id: paid });
     h.stop().await;
 }
+
+/// Sign `params` with the sim application key and return them with `sign` added.
+fn app_signed(params: &[(&str, &str)]) -> Vec<(String, String)> {
+    let app_key = keys::load_private("sim", keys::sim::ALIPAY_APP_KEY).expect("key");
+    let mut out: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    out.push(("sign".into(), sign::sign_request(&app_key, params.iter().copied())));
+    out
+}
+
+#[actix_rt::test]
+async fn query_string_and_form_are_merged_like_the_java_sdk_sends_them() {
+    let h = Harness::start().await;
+    let signed = app_signed(&[
+        ("app_id", "2021000000000001"),
+        ("method", "alipay.trade.query"),
+        ("charset", "utf-8"),
+        ("sign_type", "RSA2"),
+        ("timestamp", "2025-01-01 12:00:00"),
+        ("version", "1.0"),
+        ("biz_content", r#"{"out_trade_no":"NOPE"}"#),
+    ]);
+    // System parameters (and sign) in the URL, biz_content in the body.
+    let (body, system): (Vec<_>, Vec<_>) = signed.into_iter().partition(|(k, _)| k == "biz_content");
+    let url = format!("{}/gateway.do?{}", h.base, serde_urlencoded::to_string(&system).expect("query"));
+    let text = h
+        .http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded;charset=utf-8")
+        .body(serde_urlencoded::to_string(&body).expect("form"))
+        .send()
+        .await
+        .expect("post")
+        .text()
+        .await
+        .expect("text");
+    let platform = keys::load_public("sim", keys::sim::ALIPAY_PLATFORM_PUB).expect("key");
+    let verified = sign::verify_response(&platform, &text, "alipay.trade.query").expect("verifies");
+    assert_eq!(verified.key, "alipay_trade_query_response");
+    let answer: Value = serde_json::from_str(verified.raw).expect("json");
+    assert_eq!((answer["code"].as_str(), answer["sub_code"].as_str()), (Some("40004"), Some("ACQ.TRADE_NOT_EXIST")));
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_stale_freeze_string_cannot_be_paid() {
+    let h = Harness::start().await;
+    let biz = r#"{"out_order_no":"AF-OLD","out_request_no":"AF-OLD","order_title":"t","amount":"1.00","product_code":"PRE_AUTH_ONLINE","timeout_express":"1m"}"#;
+    let signed = app_signed(&[
+        ("app_id", "2021000000000001"),
+        ("method", "alipay.fund.auth.order.app.freeze"),
+        ("charset", "utf-8"),
+        ("sign_type", "RSA2"),
+        ("timestamp", "2025-01-01 12:00:00"),
+        ("version", "1.0"),
+        ("biz_content", biz),
+    ]);
+    let order_str = serde_urlencoded::to_string(&signed).expect("orderStr");
+    let (status, body) = h.hook("/sim/alipay/confirm", json!({ "orderStr": order_str })).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("ORDER_EXPIRED")));
+    // And a tampered one is refused like a forged gateway request.
+    let tampered = order_str.replace("1.00", "0.01");
+    let (status, body) = h.hook("/sim/alipay/confirm", json!({ "orderStr": tampered })).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("isv.invalid-signature")));
+    h.stop().await;
+}

@@ -6,7 +6,8 @@
 //! unfreezes are announced by signed form notifies, acknowledged only by the body `success`.
 //!
 //! Test hooks: `POST /sim/alipay/login` issues a one-use auth code, `POST /sim/alipay/confirm`
-//! plays the shopper paying an `orderStr` freeze, `GET /sim/alipay/bill/{token}` serves the bill.
+//! plays the shopper paying an `orderStr` freeze (refused once its `timeout_express` has passed
+//! since its `timestamp`), `GET /sim/alipay/bill/{token}` serves the bill.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -170,10 +171,26 @@ impl Trade {
 
 /// A masked logon id, as Alipay shows the payer (`208****0001`).
 fn mask(user_id: &str) -> String {
-    if user_id.len() < 8 {
+    let chars: Vec<char> = user_id.chars().collect();
+    if chars.len() < 8 {
         return user_id.to_string();
     }
-    format!("{}****{}", &user_id[..3], &user_id[user_id.len() - 4..])
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+/// `timeout_express` (`1m`, `15m`, `2h`, `1d`) → how long a freeze string
+/// stays payable; `None` when absent or unreadable (no limit).
+fn timeout_express(s: &str) -> Option<chrono::Duration> {
+    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: i64 = n.parse().ok()?;
+    match unit {
+        "m" => Some(chrono::Duration::minutes(n)),
+        "h" => Some(chrono::Duration::hours(n)),
+        "d" => Some(chrono::Duration::days(n)),
+        _ => None,
+    }
 }
 
 /// A gateway refusal: `code`, `msg`, `sub_code`, `sub_msg`.
@@ -283,7 +300,7 @@ impl AlipaySim {
             url: n.url,
             schedule: ALIPAY_SCHEDULE_S,
             build: Box::new(move || (headers.clone(), body.clone())),
-            acked: acked,
+            acked,
             duplicates,
             delay: Duration::from_millis(delay_ms),
         });
@@ -736,6 +753,13 @@ async fn confirm_hook(state: web::Data<SimState>, body: web::Json<ConfirmHook>) 
     if biz_str(&biz, "product_code") != Some(PRODUCT) {
         return bad("INVALID_PRODUCT_CODE", "product_code must be PRE_AUTH_ONLINE");
     }
+    let expires = get("timestamp")
+        .and_then(|t| NaiveDateTime::parse_from_str(t, TIME_FORMAT).ok())
+        .zip(biz_str(&biz, "timeout_express").and_then(timeout_express))
+        .map(|(t, d)| t + d);
+    if expires.is_some_and(|e| beijing_now() > e) {
+        return bad("ORDER_EXPIRED", "the freeze string's timeout_express has passed");
+    }
     if biz_str(&biz, "payee_user_id").is_some_and(|p| p != sim.seller_id) {
         return bad("PAYEE_NOT_MATCH", "payee_user_id is not the app's account");
     }
@@ -779,4 +803,20 @@ async fn confirm_hook(state: web::Data<SimState>, body: web::Json<ConfirmHook>) 
         sim.notify(&state, n);
     }
     HttpResponse::Ok().json(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_and_timeouts() {
+        assert_eq!(mask("2088102000300001"), "208****0001");
+        assert_eq!(mask("短"), "短");
+        assert_eq!(mask("支付宝用户一二三四"), "支付宝****一二三四");
+        assert_eq!(timeout_express("1m"), Some(chrono::Duration::minutes(1)));
+        assert_eq!(timeout_express("15d"), Some(chrono::Duration::days(15)));
+        assert_eq!(timeout_express("1c"), None);
+        assert_eq!(timeout_express(""), None);
+    }
 }
