@@ -455,7 +455,7 @@ async fn todays_bill_lists_the_trades() {
 
 #[actix_rt::test]
 async fn knobs_map_to_declined_retryable_and_recovery() {
-    let h = Harness::start_with(&[("HEFT__PAYMENTS__HTTP_TIMEOUT_MS", "500")]).await;
+    let h = Harness::start_with(&[("HEFT__PAYMENTS__HTTP_TIMEOUT_MS", "1500")]).await;
     let user = "2088102000300007";
 
     // decline: refused, nothing applied; the same trade later succeeds.
@@ -482,7 +482,7 @@ async fn knobs_map_to_declined_retryable_and_recovery() {
     let req = capture("AF-K3", "AP-K3", &auth_no, &payer, &[(300, 1)]);
     h.state().knob(|k| {
         k.timeout = 1;
-        k.hang_ms = 1500;
+        k.hang_ms = 4000;
     });
     assert!(matches!(h.gateway.capture(&req).await, Err(PayError::Retryable(_))));
     let Ok(PlatformState::Paid { transaction_id, amount_fen: 300 }) = h.gateway.query("AF-K3", Some("AP-K3")).await
