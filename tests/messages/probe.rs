@@ -2,6 +2,8 @@
 //! `consumed::once`, so the tests can count how often each message took effect. The table has no
 //! unique key on purpose: an effect applied twice would show as two rows.
 
+#![allow(dead_code)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
