@@ -38,6 +38,8 @@ pub enum StartError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("payment simulator: {0}")]
     PaySim(#[from] crate::pay::sim::SimError),
+    #[error("messages: {0}")]
+    Messages(#[from] crate::mq::MqError),
 }
 
 /// Open the database and apply pending migrations (what `heft migrate` does).
@@ -97,6 +99,14 @@ async fn index_positions(db: &crate::db::Db, cache: &dyn crate::cache::Cache) {
 impl Heft {
     /// Start every part. Must run inside an actix `System`.
     pub async fn start(config: Config) -> Result<Heft, StartError> {
+        Self::start_with_handlers(config, Vec::new()).await
+    }
+
+    /// [`start`](Self::start), with these message handlers added to the node's consumers.
+    pub async fn start_with_handlers(
+        config: Config,
+        handlers: Vec<Arc<dyn crate::mq::Handler>>,
+    ) -> Result<Heft, StartError> {
         let config = Arc::new(config);
         let seal = SealKey::load_or_create(&config.security.seal_key, &config.security.seal_key_file)?;
         let metrics = Metrics::new()?;
@@ -112,9 +122,16 @@ impl Heft {
         let (broker, link_rx) =
             Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone()))).await?;
         let weight_log = WeightLog::start(db.clone(), config.weight_log.clone(), &metrics);
+        let relay = crate::actors::relay::Relay::start(
+            db.clone(),
+            config.messages.clone(),
+            metrics.clone(),
+            crate::mq::Consumers::new(handlers),
+        )?;
         let services: Shared = Arc::new(Services {
             config: config.clone(),
             weight_log,
+            relay,
             db,
             cache,
             metrics: metrics.clone(),
@@ -178,9 +195,15 @@ impl Heft {
         self.registry.send(CrashCabinet(sn.to_string())).await.unwrap_or(false)
     }
 
+    /// Fault injection: see [`RelayFault`](crate::actors::relay::RelayFault).
+    pub fn relay_fault(&self, fault: crate::actors::relay::RelayFault) {
+        self.services.relay.inject(fault);
+    }
+
     /// Stop HTTP, close the MQTT listener and every device connection.
     pub async fn stop(self) {
         self.http.stop(true).await;
+        self.services.relay.stop().await;
         self.broker.stop().await;
         crate::device::broker::stop_arbiter(self.bridge).await;
         // Readings still queued are evidence: written before the node goes.

@@ -9,6 +9,7 @@ pub mod db;
 pub mod device;
 pub mod domain;
 pub mod metrics;
+pub mod mq;
 pub mod pay;
 pub mod provision;
 pub mod secrets;

@@ -55,6 +55,14 @@ pub struct Metrics {
     pub weight_log_dropped: IntCounter,
     /// Failed batch writes (each retried).
     pub weight_log_write_errors: IntCounter,
+    /// Age of the oldest due, undelivered outbox row.
+    pub outbox_lag: Gauge,
+    /// Messages handled by this node's consumers, by topic.
+    pub messages_delivered: IntCounterVec,
+    /// Failed handlings (or refused publishes) that will be tried again, by topic.
+    pub messages_retried: IntCounterVec,
+    /// Messages given up on after `messages.max_attempts`, by topic.
+    pub messages_dead: IntCounterVec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +135,19 @@ impl Metrics {
                 "heft_weight_log_write_errors_total",
                 "Failed weight log batch writes (retried)",
             )?,
+            outbox_lag: Gauge::new("heft_outbox_lag_seconds", "Age of the oldest due, undelivered outbox row")?,
+            messages_delivered: IntCounterVec::new(
+                Opts::new("heft_messages_delivered_total", "Messages handled by this node's consumers, by topic"),
+                &["topic"],
+            )?,
+            messages_retried: IntCounterVec::new(
+                Opts::new("heft_messages_retried_total", "Failed message deliveries to be tried again, by topic"),
+                &["topic"],
+            )?,
+            messages_dead: IntCounterVec::new(
+                Opts::new("heft_messages_dead_total", "Messages given up on after max_attempts, by topic"),
+                &["topic"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.cabinets_connected.clone()))?;
@@ -148,6 +169,10 @@ impl Metrics {
         m.registry.register(Box::new(m.weight_log_write_seconds.clone()))?;
         m.registry.register(Box::new(m.weight_log_queue_rows.clone()))?;
         m.registry.register(Box::new(m.weight_log_dropped.clone()))?;
+        m.registry.register(Box::new(m.outbox_lag.clone()))?;
+        m.registry.register(Box::new(m.messages_delivered.clone()))?;
+        m.registry.register(Box::new(m.messages_retried.clone()))?;
+        m.registry.register(Box::new(m.messages_dead.clone()))?;
         m.registry.register(Box::new(m.weight_log_write_errors.clone()))?;
         // Every label value exists from the start, so dashboards and tests see zeros, not gaps.
         for kind in UpKind::ALL {

@@ -3,6 +3,7 @@
 
 pub mod cabinet;
 pub mod registry;
+pub mod relay;
 pub mod watchdog;
 pub mod weight_log;
 
@@ -24,6 +25,8 @@ pub struct Services {
     pub seal: SealKey,
     pub downlink: Downlink,
     pub weight_log: weight_log::WeightLog,
+    /// The outbox relay: wake it after committing a transaction that enqueued a message.
+    pub relay: relay::Relay,
 }
 
 pub type Shared = Arc<Services>;

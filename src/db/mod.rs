@@ -9,9 +9,11 @@
 pub mod alerts;
 pub mod cabinets;
 pub mod commands;
+pub mod consumed;
 pub mod layout;
 pub mod models;
 pub mod operators;
+pub mod outbox;
 pub mod products;
 pub mod schema;
 pub mod sessions;

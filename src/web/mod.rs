@@ -4,6 +4,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod error;
 pub mod health;
+pub mod messages;
 pub mod nearby;
 pub mod operators;
 pub mod ops;
@@ -64,6 +65,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/cabinet-types", web::get().to(setup::list_cabinet_types))
                 .route("/cabinet-types/{name}", web::put().to(setup::put_cabinet_type))
                 .route("/alerts", web::get().to(ops::list_alerts))
+                .route("/messages", web::get().to(messages::list))
+                .route("/messages/{id}/retry", web::post().to(messages::retry))
                 .route("/products", web::post().to(catalogue::create))
                 .route("/products", web::get().to(catalogue::list))
                 .route("/products/{id}", web::get().to(catalogue::get))

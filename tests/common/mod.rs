@@ -26,6 +26,8 @@ pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const PG_HOST: &str = "127.0.0.1:5432";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const REDIS_HOST: &str = "127.0.0.1:6379";
+pub const RABBIT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const RABBIT_HOST: &str = "127.0.0.1:5672";
 /// Password of every operator the harness creates (`admin`, and `test-<role>` by `ops_login`).
 pub const TEST_PASSWORD: &str = "correct horse battery staple";
 /// The admin every `TestServer` starts with.
@@ -46,10 +48,15 @@ pub struct Storage {
     pub cache_prefix: String,
     _dir: tempfile::TempDir,
     pg_db: Option<String>,
+    /// Production: the RabbitMQ URL and this test's exchange/queue name prefix.
+    pub mq: Option<(String, String)>,
 }
 
 impl Drop for Storage {
     fn drop(&mut self) {
+        if let Some((url, prefix)) = &self.mq {
+            delete_rabbit_prefix(url, prefix);
+        }
         let Some(name) = &self.pg_db else { return };
         if let Ok(mut c) = PgConnection::establish(PG_ADMIN_URL) {
             let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c);
@@ -72,16 +79,19 @@ pub fn storage(profile: Profile) -> Option<Storage> {
             cache_prefix: prefix,
             _dir: dir,
             pg_db: None,
+            mq: None,
         }),
         Profile::Production => {
-            let missing: Vec<&str> = [("PostgreSQL", PG_HOST), ("Redis", REDIS_HOST)]
+            let missing: Vec<&str> = [("PostgreSQL", PG_HOST), ("Redis", REDIS_HOST), ("RabbitMQ", RABBIT_HOST)]
                 .into_iter()
                 .filter(|(_, addr)| !reachable(addr))
                 .map(|(name, _)| name)
                 .collect();
             if !missing.is_empty() {
-                let msg =
-                    format!("production-profile test needs {} (at {PG_HOST} / {REDIS_HOST})", missing.join(" and "));
+                let msg = format!(
+                    "production-profile test needs {} (at {PG_HOST} / {REDIS_HOST} / {RABBIT_HOST})",
+                    missing.join(" and ")
+                );
                 if std::env::var("CI").as_deref() == Ok("true") {
                     panic!("{msg}: unreachable, and CI=true makes that a failure");
                 }
@@ -97,6 +107,7 @@ pub fn storage(profile: Profile) -> Option<Storage> {
                 cache_prefix: prefix,
                 _dir: dir,
                 pg_db: Some(name),
+                mq: Some((RABBIT_URL.into(), format!("heft-it-{:016x}", rand::random::<u64>()))),
             })
         }
     }
@@ -134,6 +145,10 @@ pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Conf
         ("HEFT__WECHAT__LOGIN_BASE_URL".into(), format!("http://{sim}")),
         ("HEFT__ALIPAY__GATEWAY_URL".into(), format!("http://{sim}/gateway.do")),
     ];
+    if let Some((url, prefix)) = &storage.mq {
+        env.push(("HEFT__MESSAGES__URL".into(), url.clone()));
+        env.push(("HEFT__MESSAGES__PREFIX".into(), prefix.clone()));
+    }
     for (k, v) in extra {
         env.retain(|(key, _)| key != k);
         env.push((k.to_string(), v.to_string()));
@@ -162,12 +177,21 @@ impl TestServer {
     }
 
     pub async fn start_with(storage: Storage, config: Config) -> TestServer {
+        Self::start_with_handlers(storage, config, Vec::new()).await
+    }
+
+    /// [`start_with`](Self::start_with), with message handlers added to the node's consumers.
+    pub async fn start_with_handlers(
+        storage: Storage,
+        config: Config,
+        handlers: Vec<std::sync::Arc<dyn heft::mq::Handler>>,
+    ) -> TestServer {
         // RUST_LOG=heft=debug shows the server's log in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let heft = Heft::start(config.clone()).await.expect("heft starts");
+        let heft = Heft::start_with_handlers(config.clone(), handlers).await.expect("heft starts");
         let base = format!("http://{}", heft.http_addr);
         let broker = heft.mqtt_addr.to_string();
         let s = TestServer {
@@ -318,6 +342,43 @@ impl TestServer {
     pub async fn metric(&self, key: &str) -> f64 {
         self.metrics().await.get(key).copied().unwrap_or(0.0)
     }
+}
+
+/// Delete every RabbitMQ queue and exchange named `{prefix}.…` (a test's topology). Listed with
+/// `rabbitmqctl`, deleted over AMQP on a thread of its own (this may run inside a runtime).
+pub fn delete_rabbit_prefix(url: &str, prefix: &str) {
+    let list = |what: &str| -> Vec<String> {
+        std::process::Command::new("rabbitmqctl")
+            .args([what, "-q", "--no-table-headers", "name"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let mine = |names: Vec<String>| -> Vec<String> {
+        names.into_iter().filter(|n| n.starts_with(&format!("{prefix}."))).collect()
+    };
+    let (queues, exchanges) = (mine(list("list_queues")), mine(list("list_exchanges")));
+    if queues.is_empty() && exchanges.is_empty() {
+        return;
+    }
+    let url = url.to_string();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await else {
+                return;
+            };
+            let Ok(ch) = conn.create_channel().await else { return };
+            for q in queues {
+                let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+            }
+            for e in exchanges {
+                let _ = ch.exchange_delete(e.as_str().into(), Default::default()).await;
+            }
+            let _ = conn.close(200, "OK".into()).await;
+        });
+    })
+    .join();
 }
 
 /// Poll `check` until it returns `Some`, or fail after [`EVENTUALLY`] with `what`.

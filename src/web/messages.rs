@@ -1,0 +1,85 @@
+//! Ops view of the outbox: messages waiting or given up on, and putting a dead one back.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
+use super::ops::{page_limit, utc};
+use super::{ApiError, AppState};
+use crate::db::outbox::{self, OutboxRow};
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesQuery {
+    /// `dead` (default) or `pending`.
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct MessageOut {
+    pub id: String,
+    pub topic: String,
+    pub payload: serde_json::Value,
+    pub status: String,
+    pub attempts: i32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub deliver_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+fn message_out(r: OutboxRow) -> MessageOut {
+    MessageOut {
+        // Stored by `enqueue` from a JSON value; shown as text if it somehow is not.
+        payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::String(r.payload)),
+        id: r.message_id,
+        topic: r.topic,
+        status: r.status,
+        attempts: r.attempts,
+        created_at: utc(Some(r.created_at)),
+        deliver_at: utc(Some(r.deliver_at)),
+        next_attempt_at: utc(Some(r.next_attempt_at)),
+        last_error: r.last_error,
+    }
+}
+
+/// `GET /ops/messages?status=dead|pending&limit=` → newest first. Roles: any.
+pub async fn list(
+    user: OpsUser,
+    state: web::Data<AppState>,
+    q: web::Query<MessagesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
+    let q = q.into_inner();
+    let limit = page_limit(q.limit)?;
+    let status = match q.status.as_deref().unwrap_or(outbox::DEAD) {
+        s @ (outbox::DEAD | outbox::PENDING) => s.to_string(),
+        other => return Err(ApiError::BadRequest(format!("status must be dead or pending, got {other}"))),
+    };
+    let rows = state.svc.db.run(move |c| outbox::list(c, &status, limit)).await?;
+    let messages: Vec<MessageOut> = rows.into_iter().map(message_out).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "messages": messages })))
+}
+
+/// `POST /ops/messages/{id}/retry`: a dead message back to pending, due now, attempts from zero.
+/// Roles: admin, operator.
+pub async fn retry(user: OpsUser, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    user.require(MANAGERS)?;
+    let id = id.into_inner();
+    let key = id.clone();
+    let row = state
+        .svc
+        .db
+        .write(move |c| match outbox::requeue(c, &key)? {
+            true => outbox::find(c, &key),
+            false => Ok(None),
+        })
+        .await?;
+    let Some(row) = row else {
+        return Err(ApiError::NotFound(format!("dead message {id}")));
+    };
+    tracing::info!(message_id = %id, by = %user.username, "dead message requeued");
+    state.svc.relay.wake();
+    Ok(HttpResponse::Ok().json(message_out(row)))
+}
