@@ -203,7 +203,14 @@ impl Worker {
         let lease = Duration::from_millis(self.cfg().confirm_timeout_ms.saturating_mul(2)).max(MIN_LEASE);
         let lease_until = crate::db::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let batch = self.cfg().batch.max(1);
-        let rows = self.ctx.db.write(move |c| outbox::due(c, batch, lease_until)).await?;
+        // RabbitMQ holds a delayed message in a TTL wait queue, so it is published as soon as a
+        // wait queue fits its delay; in process it waits in the outbox.
+        let ahead_ms = match publisher {
+            Some(_) => self.cfg().delays_ms.iter().copied().max().unwrap_or(0),
+            None => 0,
+        };
+        let horizon = crate::db::now() + chrono::Duration::milliseconds(i64::try_from(ahead_ms).unwrap_or(0));
+        let rows = self.ctx.db.write(move |c| outbox::due(c, batch, horizon, lease_until)).await?;
         let claimed = rows.len();
         if claimed == 0 {
             return Ok(0);

@@ -64,13 +64,21 @@ pub fn enqueue(
     Ok(id)
 }
 
-/// Claim up to `limit` pending rows that are due, oldest first, by moving their
+/// Claim up to `limit` pending rows due by `horizon`, oldest first, by moving their
 /// `next_attempt_at` to `lease_until`: another relay (another node) does not take them until
 /// then, and if this one dies before marking them they become due again by themselves.
 /// On PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED` while claimed, so two nodes
 /// claiming at the same moment take different rows.
-pub fn due(conn: &mut AnyConnection, limit: usize, lease_until: NaiveDateTime) -> DbResult<Vec<OutboxRow>> {
-    let at = now();
+///
+/// The horizon is now for in-process delivery; RabbitMQ takes a message early (up to its longest
+/// wait queue ahead) and holds it in the wait queue until its time.
+pub fn due(
+    conn: &mut AnyConnection,
+    limit: usize,
+    horizon: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> DbResult<Vec<OutboxRow>> {
+    let at = horizon;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     write_tx(conn, |c| {
         // A macro, not a closure: the selection's type is tied to one backend.
