@@ -6,6 +6,9 @@
 //! bill file, which real WeChat does not sign either. Callbacks are AEAD-encrypted with the APIv3
 //! key and signed afresh on each delivery attempt.
 
+// Handlers bail out early with the platform's error response; the simulator is not a hot path.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -422,7 +425,7 @@ async fn create(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes) 
     let risk = v.pointer("/risk_fund/amount").and_then(Value::as_i64);
     let risk_name = v.pointer("/risk_fund/name").and_then(Value::as_str).unwrap_or_default();
     if !matches!(risk_name, "DEPOSIT" | "ADVANCE" | "CASH_DEPOSIT" | "ESTIMATE_ORDER_COST")
-        || !risk.is_some_and(|a| a > 0)
+        || risk.is_none_or(|a| a <= 0)
     {
         return param("risk_fund错误");
     }
@@ -575,7 +578,7 @@ async fn complete(
         if name == 0
             || name > 20
             || !(1..=100).contains(&count)
-            || !p.get("amount").and_then(Value::as_i64).is_some_and(|a| a >= 0)
+            || p.get("amount").and_then(Value::as_i64).is_none_or(|a| a < 0)
         {
             return param("post_payments项目错误");
         }
@@ -690,9 +693,11 @@ async fn tradebill(state: web::Data<SimState>, req: HttpRequest) -> HttpResponse
         .bills
         .insert(token.clone(), BillFile { bytes, expires: Utc::now() + chrono::Duration::seconds(BILL_URL_TTL_S) });
     // The simulator's own address, as the client reached it.
-    let ci = req.connection_info();
     let tar = if gzip { "&tartype=gzip" } else { "" };
-    let url = format!("{}://{}/v3/billdownload/file?token={token}{tar}", ci.scheme(), ci.host());
+    let url = {
+        let ci = req.connection_info();
+        format!("{}://{}/v3/billdownload/file?token={token}{tar}", ci.scheme(), ci.host())
+    };
     answer(hang, w.signed(StatusCode::OK, &json!({"hash_type": "SHA1", "hash_value": hash, "download_url": url}))).await
 }
 
@@ -706,7 +711,7 @@ async fn billdownload(state: web::Data<SimState>, req: HttpRequest) -> HttpRespo
     match q.get("token").and_then(|t| inner.bills.get(t)).filter(|b| b.expires > Utc::now()) {
         // Not signed: the hash in the signed apply answer vouches for the file.
         Some(b) => HttpResponse::Ok()
-            .content_type(if q.get("tartype").is_some() { "application/x-gzip" } else { "text/plain; charset=utf-8" })
+            .content_type(if q.contains_key("tartype") { "application/x-gzip" } else { "text/plain; charset=utf-8" })
             .insert_header(("Request-ID", request_id()))
             .body(b.bytes.clone()),
         None => w.error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "下载链接已失效"),
