@@ -448,3 +448,22 @@ async fn knobs_map_to_declined_and_retryable() {
     gw.create_preauth(&preauth(&no2)).await.expect("retry");
     env.sim.stop().await;
 }
+
+/// A third-party client (PyPI `wechatpayv3`) against the simulator: see
+/// `scripts/wechatpay_third_party.py`. Ignored by default: needs `python3` with `wechatpayv3`.
+#[actix_rt::test]
+#[ignore]
+async fn third_party_python_client() {
+    let env = start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/wechatpay_third_party.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("WECHAT_SIM_BASE", &env.base)
+        .output()
+        .await
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "third-party client failed");
+    env.sim.stop().await;
+}
