@@ -24,6 +24,8 @@ pub struct Services {
     pub seal: SealKey,
     pub downlink: Downlink,
     pub weight_log: weight_log::WeightLog,
+    /// WeChat Pay Score and Alipay (or the simulator of both).
+    pub payments: crate::pay::Gateways,
 }
 
 pub type Shared = Arc<Services>;

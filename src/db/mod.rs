@@ -12,9 +12,11 @@ pub mod commands;
 pub mod layout;
 pub mod models;
 pub mod operators;
+pub mod payments;
 pub mod products;
 pub mod schema;
 pub mod sessions;
+pub mod users;
 pub mod weight_log;
 
 use std::time::Duration;
