@@ -36,6 +36,8 @@ pub enum StartError {
     Http { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error("payment platform: {0}")]
+    Payments(#[from] crate::pay::PayError),
     #[error("payment simulator: {0}")]
     PaySim(#[from] crate::pay::sim::SimError),
     #[error("messages: {0}")]
@@ -122,6 +124,16 @@ impl Heft {
         let (broker, link_rx) =
             Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone()))).await?;
         let weight_log = WeightLog::start(db.clone(), config.weight_log.clone(), &metrics);
+        // Bound before anything is built on it: the platforms' callback address is this one.
+        let listener = std::net::TcpListener::bind(config.http.listen)
+            .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
+        let http_addr = listener.local_addr().unwrap_or(config.http.listen);
+        let notify_base = match config.payments.notify_base_url.as_str() {
+            "" if http_addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", http_addr.port()),
+            "" => format!("http://{http_addr}"),
+            base => base.to_string(),
+        };
+        let payments = crate::pay::Gateways::from_config(&config, &notify_base)?;
         let relay = crate::actors::relay::Relay::start(
             db.clone(),
             config.messages.clone(),
@@ -129,6 +141,7 @@ impl Heft {
             crate::mq::Consumers::new(handlers),
         )?;
         let services: Shared = Arc::new(Services {
+            payments,
             config: config.clone(),
             weight_log,
             relay,
@@ -164,9 +177,8 @@ impl Heft {
         .workers(config.http.workers)
         .disable_signals()
         .shutdown_timeout(5)
-        .bind(config.http.listen)
-        .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
-        let http_addr = server.addrs().first().copied().unwrap_or(config.http.listen);
+        .listen(listener)
+        .map_err(|source| StartError::Http { addr: http_addr, source })?;
         let server = server.run();
         let http = server.handle();
         actix_rt::spawn(server);

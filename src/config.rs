@@ -220,6 +220,8 @@ pub struct AuthConfig {
     pub jwt_secret: String,
     /// How long a token from `POST /ops/auth/login` stays valid.
     pub token_ttl_s: u64,
+    /// How long a mini-program (shopper) sign-in lasts.
+    pub shopper_token_ttl_s: u64,
     /// Shortest password an operator may be given.
     pub min_password_len: usize,
     /// Login attempts allowed per username per minute (per node); more are refused with 429.
@@ -234,6 +236,7 @@ impl fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("jwt_secret", &if self.jwt_secret.is_empty() { "(derived)" } else { "***" })
             .field("token_ttl_s", &self.token_ttl_s)
+            .field("shopper_token_ttl_s", &self.shopper_token_ttl_s)
             .field("min_password_len", &self.min_password_len)
             .field("login_attempts_per_minute", &self.login_attempts_per_minute)
             .field("max_concurrent_hashes", &self.max_concurrent_hashes)
@@ -552,6 +555,10 @@ impl Config {
         }
         positive("auth.token_ttl_s", self.auth.token_ttl_s)?;
         // Far beyond any real session; keeps iat + ttl far from overflowing.
+        positive("auth.shopper_token_ttl_s", self.auth.shopper_token_ttl_s)?;
+        if self.auth.shopper_token_ttl_s > 30 * 86_400 {
+            return Err(key_error("auth.shopper_token_ttl_s", "must be at most 30 days (2592000)"));
+        }
         if self.auth.token_ttl_s > 30 * 86_400 {
             return Err(key_error("auth.token_ttl_s", "must be at most 30 days (2592000)"));
         }

@@ -46,6 +46,9 @@ enum Command {
     },
     /// Run simulated cabinets against a broker (load generator and demo).
     Simulate(heft::sim::SimArgs),
+    /// Run only the payment platform simulator (WeChat Pay + Alipay) at `pay_sim.listen`, for a
+    /// node whose own simulator is off (the production profile's tests and demos).
+    PaySim,
 }
 
 #[derive(Subcommand)]
@@ -103,6 +106,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             shutdown_signal().await?;
             tracing::info!("shutting down");
             heft.stop().await;
+            Ok(())
+        }
+        Command::PaySim => {
+            let sim = heft::pay::sim::start(&config.pay_sim, &config.wechat, &config.alipay).await?;
+            println!("payment simulator listening on http://{}", sim.addr);
+            shutdown_signal().await?;
+            sim.stop().await;
             Ok(())
         }
         Command::Migrate => {

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub messages_retried: IntCounterVec,
     /// Messages given up on after `messages.max_attempts`, by topic.
     pub messages_dead: IntCounterVec,
+    /// Payment platform callbacks by channel and outcome (applied, duplicate, unverified, …).
+    pub payment_callbacks: IntCounterVec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,10 @@ impl Metrics {
             actor_restarts: IntCounter::new(
                 "heft_cabinet_actor_restarts_total",
                 "Cabinet actors restarted after a crash",
+            )?,
+            payment_callbacks: IntCounterVec::new(
+                Opts::new("heft_payment_callbacks_total", "Payment platform callbacks by channel and outcome"),
+                &["channel", "outcome"],
             )?,
             frames: IntCounterVec::new(Opts::new("heft_frames_total", "Accepted upstream frames by kind"), &["kind"])?,
             frames_rejected: IntCounterVec::new(
@@ -150,6 +156,7 @@ impl Metrics {
             )?,
             registry,
         };
+        m.registry.register(Box::new(m.payment_callbacks.clone()))?;
         m.registry.register(Box::new(m.cabinets_connected.clone()))?;
         m.registry.register(Box::new(m.cabinet_actors.clone()))?;
         m.registry.register(Box::new(m.actor_restarts.clone()))?;

@@ -27,6 +27,8 @@ pub struct Services {
     pub weight_log: weight_log::WeightLog,
     /// The outbox relay: wake it after committing a transaction that enqueued a message.
     pub relay: relay::Relay,
+    /// WeChat Pay Score and Alipay (or the simulator of both).
+    pub payments: crate::pay::Gateways,
 }
 
 pub type Shared = Arc<Services>;

@@ -14,9 +14,11 @@ pub mod layout;
 pub mod models;
 pub mod operators;
 pub mod outbox;
+pub mod payments;
 pub mod products;
 pub mod schema;
 pub mod sessions;
+pub mod users;
 pub mod weight_log;
 
 use std::time::Duration;

@@ -4,7 +4,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::schema::{alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, operators, products, sessions};
+use super::schema::{
+    accounts, alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, operators, payment_events, payments,
+    products, sessions, users,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = cabinets, primary_key(sn))]
@@ -236,4 +239,80 @@ pub struct ProductValues {
     pub image_url: Option<String>,
     pub active: bool,
     pub updated_at: NaiveDateTime,
+}
+
+/// A shopper as one platform knows them.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i64,
+    pub channel: String,
+    pub platform_uid: String,
+    pub unionid: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub last_login_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub channel: &'a str,
+    pub platform_uid: &'a str,
+    pub unionid: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub last_login_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = accounts, primary_key(user_id))]
+pub struct Account {
+    pub user_id: i64,
+    pub channels: String,
+    pub debt_fen: i64,
+    pub blocked: bool,
+    pub blocked_reason: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = payments, primary_key(out_order_no))]
+pub struct Payment {
+    pub out_order_no: String,
+    pub channel: String,
+    pub user_id: i64,
+    pub state: String,
+    pub cap_fen: i64,
+    pub amount_fen: Option<i64>,
+    pub platform_order_id: Option<String>,
+    pub payer_id: Option<String>,
+    pub out_trade_no: Option<String>,
+    pub transaction_id: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = payment_events)]
+pub struct PaymentEvent {
+    pub id: i64,
+    pub channel: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub out_order_no: Option<String>,
+    pub resource: String,
+    pub outcome: String,
+    pub received_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = payment_events)]
+pub struct NewPaymentEvent<'a> {
+    pub channel: &'a str,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub out_order_no: Option<&'a str>,
+    pub resource: &'a str,
+    pub outcome: &'a str,
+    pub received_at: NaiveDateTime,
 }

@@ -91,3 +91,20 @@ pub fn security(sn: &str, reason: &str, description: &str, suppressed: u64) -> A
         detail: Some(format!(r#"{{"reason":"{reason}","suppressed_since_last":{suppressed}}}"#)),
     }
 }
+
+pub const PAYMENT_ANOMALY: &str = "payment_anomaly";
+
+/// A platform reported money moving where Heft did not expect it (paid after a cancel, a second
+/// transaction). Recorded as the platform says; a person must look.
+pub fn payment_anomaly(channel: &str, out_order_no: &str, reason: &str) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: PAYMENT_ANOMALY.into(),
+        sn: None,
+        message: format!(
+            "{channel} reported a payment Heft did not expect on {out_order_no}: {reason}; see /ops/payments/{out_order_no}"
+        ),
+        detail: Some(out_order_no.to_string()),
+    }
+}

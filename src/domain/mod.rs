@@ -1,11 +1,13 @@
 //! Pure rules, no I/O: nothing here imports from `web`, `db`, `actors` or `device`.
 
+pub mod account;
 pub mod alert;
 pub mod cabinet;
 pub mod calibration;
 pub mod layout;
 pub mod liveness;
 pub mod operator;
+pub mod payment;
 pub mod product;
 pub mod session;
 pub mod temperature;

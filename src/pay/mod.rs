@@ -11,6 +11,7 @@ pub mod sim;
 pub mod wechat;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -253,6 +254,38 @@ pub trait PaymentGateway: Send + Sync {
 
     /// Fetch and parse one day's bill (Asia/Shanghai date). An empty day is an empty list.
     async fn download_bill(&self, date: NaiveDate) -> Result<Vec<BillRow>, PayError>;
+}
+
+/// The platforms Heft takes payments on.
+#[derive(Clone)]
+pub struct Gateways {
+    pub wechat: Arc<dyn PaymentGateway>,
+    pub alipay: Arc<dyn PaymentGateway>,
+}
+
+impl Gateways {
+    /// Both adapters, calling back to `{notify_base}/pay/{channel}/notify`.
+    pub fn from_config(config: &crate::config::Config, notify_base: &str) -> Result<Gateways, PayError> {
+        Ok(Gateways {
+            wechat: Arc::new(wechat::WechatPayScore::new(
+                &config.wechat,
+                &config.payments,
+                format!("{notify_base}/pay/wechat/notify"),
+            )?),
+            alipay: Arc::new(alipay::AlipayFundAuth::new(
+                &config.alipay,
+                &config.payments,
+                format!("{notify_base}/pay/alipay/notify"),
+            )?),
+        })
+    }
+
+    pub fn get(&self, channel: Channel) -> &Arc<dyn PaymentGateway> {
+        match channel {
+            Channel::Wechat => &self.wechat,
+            Channel::Alipay => &self.alipay,
+        }
+    }
 }
 
 /// Fen → `"12.50"` (Alipay amounts, bills).

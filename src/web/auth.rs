@@ -196,6 +196,8 @@ impl LoginLimiter {
 /// What the auth routes and the extractor share, one per node.
 pub struct AuthState {
     pub tokens: Tokens,
+    /// Mini-program (shopper) tokens: another issuer, another key.
+    pub shoppers: super::shoppers::ShopperTokens,
     pub limiter: LoginLimiter,
     pub min_password_len: usize,
     hashing: Arc<Semaphore>,
@@ -205,6 +207,7 @@ impl AuthState {
     pub fn new(config: &AuthConfig, seal: &SealKey) -> AuthState {
         AuthState {
             tokens: Tokens::new(config, seal),
+            shoppers: super::shoppers::ShopperTokens::new(config, seal),
             limiter: LoginLimiter::new(config.login_attempts_per_minute),
             min_password_len: config.min_password_len,
             hashing: Arc::new(Semaphore::new(config.max_concurrent_hashes)),
@@ -258,7 +261,7 @@ impl OpsUser {
     }
 }
 
-fn bearer(req: &HttpRequest) -> Result<String, TokenError> {
+pub fn bearer(req: &HttpRequest) -> Result<String, TokenError> {
     let value = req.headers().get(actix_web::http::header::AUTHORIZATION).ok_or(TokenError::Missing)?;
     let value = value.to_str().map_err(|_| TokenError::Invalid)?;
     let (scheme, token) = value.split_once(' ').ok_or(TokenError::Invalid)?;
@@ -371,6 +374,7 @@ mod tests {
         AuthConfig {
             jwt_secret: secret.into(),
             token_ttl_s: 3600,
+            shopper_token_ttl_s: 3600,
             min_password_len: 10,
             login_attempts_per_minute: 3,
             max_concurrent_hashes: 1,
@@ -379,6 +383,21 @@ mod tests {
 
     fn seal() -> SealKey {
         SealKey::from_base64(&secrets::new_frame_key().1).expect("seal key")
+    }
+
+    #[test]
+    fn shopper_and_ops_tokens_are_not_interchangeable() {
+        for secret in ["", "0123456789abcdef0123456789abcdef"] {
+            let (ops, shoppers) = (
+                Tokens::new(&config(secret), &seal()),
+                super::super::shoppers::ShopperTokens::new(&config(secret), &seal()),
+            );
+            let (ops_token, _) = ops.issue(1, "alice", Role::Admin).expect("ops token");
+            let (shopper_token, _) = shoppers.issue(1, crate::pay::Channel::Wechat).expect("shopper token");
+            assert_eq!(shoppers.verify(&shopper_token).expect("valid").sub, "1");
+            assert_eq!(shoppers.verify(&ops_token), Err(TokenError::Invalid), "secret {secret:?}");
+            assert_eq!(ops.verify(&shopper_token), Err(TokenError::Invalid), "secret {secret:?}");
+        }
     }
 
     #[test]

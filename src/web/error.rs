@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The cabinet did not carry out a command (refused it, or never answered).
     #[error("{0}")]
     Device(String),
+    /// A payment platform refused or failed a call it should have carried out.
+    #[error("{0}")]
+    Platform(String),
     /// The body parsed but its values are refused, field by field.
     #[error("{} field(s) are invalid", .0.len())]
     Invalid(Vec<FieldError>),
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid",
             ApiError::Refused { code, .. } => code,
             ApiError::Device(_) => "device_failed",
+            ApiError::Platform(_) => "payment_platform_failed",
             ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -70,7 +74,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid(_) | ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Device(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Device(_) | ApiError::Platform(_) => StatusCode::BAD_GATEWAY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -6,9 +6,12 @@ pub mod error;
 pub mod health;
 pub mod messages;
 pub mod nearby;
+pub mod openapi;
 pub mod operators;
 pub mod ops;
+pub mod pay_notify;
 pub mod setup;
+pub mod shoppers;
 
 use std::sync::Arc;
 
@@ -39,7 +42,8 @@ pub fn notify_tags_changed(state: &AppState, sns: &[String]) {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+    cfg.configure(openapi::routes)
+        .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
         .service(
@@ -67,13 +71,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/alerts", web::get().to(ops::list_alerts))
                 .route("/messages", web::get().to(messages::list))
                 .route("/messages/{id}/retry", web::post().to(messages::retry))
+                .route("/payments/{out_order_no}", web::get().to(pay_notify::ops_payment))
                 .route("/products", web::post().to(catalogue::create))
                 .route("/products", web::get().to(catalogue::list))
                 .route("/products/{id}", web::get().to(catalogue::get))
                 .route("/products/{id}", web::put().to(catalogue::replace))
                 .route("/products/{id}", web::delete().to(catalogue::delete)),
         )
-        .service(web::scope("/api/v1").route("/cabinets/nearby", web::get().to(nearby::nearby)));
+        .service(
+            web::scope("/api/v1")
+                .route("/auth/wechat", web::post().to(shoppers::login_wechat))
+                .route("/auth/alipay", web::post().to(shoppers::login_alipay))
+                .route("/me", web::get().to(shoppers::me))
+                .route("/cabinets/nearby", web::get().to(nearby::nearby)),
+        )
+        .service(
+            web::scope("/pay")
+                .route("/wechat/notify", web::post().to(pay_notify::wechat))
+                .route("/alipay/notify", web::post().to(pay_notify::alipay)),
+        );
 }
 
 /// Malformed query strings and paths get the same JSON error body as everything else.

@@ -9,7 +9,8 @@ use crate::domain::cabinet::CabinetStatus;
 use crate::domain::liveness::Liveness;
 use crate::domain::validation::FieldErrors;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NearbyQuery {
     /// GCJ-02 (what `wx.getLocation({type: 'gcj02'})` and `my.getLocation` return).
     pub lat: f64,
@@ -18,7 +19,7 @@ pub struct NearbyQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct NearbyCabinet {
     pub sn: String,
     pub distance_m: f64,
@@ -33,7 +34,19 @@ pub struct NearbyCabinet {
     pub has_stock: bool,
 }
 
-/// `GET /api/v1/cabinets/nearby?lat=&lng=&radius_m=&limit=` — nearest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NearbyResponse {
+    pub cabinets: Vec<NearbyCabinet>,
+}
+
+/// Cabinets near the shopper, nearest first.
+#[utoipa::path(
+    get, path = "/api/v1/cabinets/nearby", tag = "cabinets", params(NearbyQuery),
+    responses(
+        (status = 200, description = "Nearest first", body = NearbyResponse),
+        (status = 422, description = "A coordinate, radius or limit out of range", body = crate::web::openapi::ErrorBody),
+    )
+)]
 pub async fn nearby(state: web::Data<AppState>, q: web::Query<NearbyQuery>) -> Result<HttpResponse, ApiError> {
     let api = &state.svc.config.api;
     let radius_m = q.radius_m.unwrap_or(api.nearby_default_radius_m);
@@ -80,5 +93,5 @@ pub async fn nearby(state: web::Data<AppState>, q: web::Query<NearbyQuery>) -> R
             lng: r.lng,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "cabinets": out })))
+    Ok(HttpResponse::Ok().json(NearbyResponse { cabinets: out }))
 }

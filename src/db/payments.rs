@@ -1,0 +1,150 @@
+//! Pre-authorisations and the callbacks the platforms sent about them.
+//!
+//! A callback is stored and applied in one transaction, with the payment row locked (PostgreSQL
+//! `FOR UPDATE`; SQLite has one writer), so two copies of a callback arriving at once on two
+//! nodes cannot both apply: the second finds the event id taken, or the state already moved.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{NewPaymentEvent, Payment, PaymentEvent};
+use super::schema::{payment_events, payments};
+use super::{AnyConnection, DbResult, write_tx};
+use crate::domain::payment::{self, PaymentState, Reported, Verdict};
+
+pub fn create(conn: &mut AnyConnection, row: &Payment) -> DbResult<()> {
+    diesel::insert_into(payments::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut AnyConnection, out_order_no: &str) -> DbResult<Option<Payment>> {
+    Ok(payments::table.find(out_order_no).select(Payment::as_select()).first(conn).optional()?)
+}
+
+/// The payment a callback is about: Alipay trade notifies name the trade (`out_trade_no`), the
+/// rest name the pre-authorisation. Locked for the rest of the transaction on PostgreSQL.
+fn find_for_update(conn: &mut AnyConnection, no: &str) -> DbResult<Option<Payment>> {
+    // The select is typed per backend, so it is written out in each arm.
+    macro_rules! query {
+        () => {
+            payments::table
+                .filter(payments::out_order_no.eq(no).or(payments::out_trade_no.eq(no)))
+                .select(Payment::as_select())
+        };
+    }
+    Ok(match conn {
+        AnyConnection::Postgresql(c) => query!().for_update().first(c).optional()?,
+        AnyConnection::Sqlite(c) => query!().first(c).optional()?,
+    })
+}
+
+/// What became of one callback.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// The same platform event was received before: nothing done.
+    Duplicate,
+    /// Stored; the verdict says what it did. `payment` is the row after it.
+    Stored { verdict: Verdict, payment: Option<Box<Payment>> },
+}
+
+/// A verified callback to store and apply.
+#[derive(Debug, Clone)]
+pub struct Incoming<'a> {
+    pub channel: &'a str,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub out_order_no: Option<&'a str>,
+    pub resource: &'a str,
+    pub reported: Reported,
+}
+
+/// Store the callback and apply it to its payment, in one transaction.
+pub fn record_callback(conn: &mut AnyConnection, event: &Incoming<'_>, now: NaiveDateTime) -> DbResult<Applied> {
+    write_tx(conn, |conn| {
+        let taken: i64 = payment_events::table
+            .filter(payment_events::channel.eq(event.channel))
+            .filter(payment_events::event_id.eq(event.event_id))
+            .count()
+            .get_result(conn)?;
+        if taken > 0 {
+            return Ok(Applied::Duplicate);
+        }
+        let current = match event.out_order_no {
+            Some(no) => find_for_update(conn, no)?,
+            None => None,
+        };
+        let verdict = match &current {
+            Some(p) => {
+                let state = PaymentState::parse(&p.state)
+                    .ok_or_else(|| super::DbError::Corrupt(format!("payment {} state {}", p.out_order_no, p.state)))?;
+                payment::apply(state, p.transaction_id.as_deref(), &event.reported)
+            }
+            None => Verdict::Ignored("no such payment"),
+        };
+        let inserted = write_tx(conn, |conn| -> DbResult<usize> {
+            Ok(diesel::insert_into(payment_events::table)
+                .values(NewPaymentEvent {
+                    channel: event.channel,
+                    event_id: event.event_id,
+                    event_type: event.event_type,
+                    out_order_no: event.out_order_no,
+                    resource: event.resource,
+                    outcome: verdict.outcome(),
+                    received_at: now,
+                })
+                .execute(conn)?)
+        });
+        match inserted {
+            Ok(_) => {}
+            // The same event stored by a concurrent request since our check.
+            Err(e) if e.is_unique_violation() => return Ok(Applied::Duplicate),
+            Err(e) => return Err(e),
+        }
+        let Some(p) = current else { return Ok(Applied::Stored { verdict, payment: None }) };
+        if let Verdict::Apply { to, changes } | Verdict::Anomaly { to, changes, .. } = &verdict {
+            diesel::update(payments::table.find(&p.out_order_no))
+                .set((
+                    payments::state.eq(to.as_str()),
+                    changes.platform_order_id.as_ref().map(|v| payments::platform_order_id.eq(v)),
+                    changes.payer_id.as_ref().map(|v| payments::payer_id.eq(v)),
+                    changes.amount_fen.map(|v| payments::amount_fen.eq(v)),
+                    changes.transaction_id.as_ref().map(|v| payments::transaction_id.eq(v)),
+                    payments::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+        if let Verdict::Anomaly { reason, .. } = &verdict {
+            let spec = crate::domain::alert::payment_anomaly(event.channel, &p.out_order_no, reason);
+            super::alerts::raise(conn, &spec, 1, now)?;
+        }
+        let payment = find(conn, &p.out_order_no)?.map(Box::new);
+        Ok(Applied::Stored { verdict, payment })
+    })
+}
+
+/// Set a payment's state (Heft's own moves: capture sent, cancelled), recording the trade number
+/// a capture used.
+pub fn set_state(
+    conn: &mut AnyConnection,
+    out_order_no: &str,
+    state: PaymentState,
+    out_trade_no: Option<&str>,
+    now: NaiveDateTime,
+) -> DbResult<usize> {
+    Ok(diesel::update(payments::table.find(out_order_no))
+        .set((
+            payments::state.eq(state.as_str()),
+            out_trade_no.map(|v| payments::out_trade_no.eq(v)),
+            payments::updated_at.eq(now),
+        ))
+        .execute(conn)?)
+}
+
+/// Callbacks about one payment, oldest first.
+pub fn events(conn: &mut AnyConnection, out_order_no: &str) -> DbResult<Vec<PaymentEvent>> {
+    Ok(payment_events::table
+        .filter(payment_events::out_order_no.eq(out_order_no))
+        .order(payment_events::id.asc())
+        .select(PaymentEvent::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,205 @@
+//! What a platform's callback does to a pre-authorisation: the state machine, kept pure so every
+//! order of arrival (late, duplicated, after a cancel) can be tested without a platform.
+//!
+//! The platform is the authority on money: a payment it reports is recorded whatever Heft
+//! thought, and flagged when Heft did not expect it. A confirmation that arrives for a
+//! pre-authorisation Heft already cancelled is never acted on (the door must not open); it is
+//! flagged so the hold is released.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a pre-authorisation stands, as Heft records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentState {
+    /// Asked for; the shopper has not confirmed.
+    Created,
+    /// The shopper confirmed (Pay Score USER_CONFIRM, Alipay freeze SUCCESS).
+    Authorized,
+    /// Charged; the platform is collecting.
+    Capturing,
+    /// The money moved.
+    Paid,
+    /// Cancelled or released before any charge.
+    Cancelled,
+}
+
+impl PaymentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentState::Created => "created",
+            PaymentState::Authorized => "authorized",
+            PaymentState::Capturing => "capturing",
+            PaymentState::Paid => "paid",
+            PaymentState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PaymentState> {
+        Some(match s {
+            "created" => PaymentState::Created,
+            "authorized" => PaymentState::Authorized,
+            "capturing" => PaymentState::Capturing,
+            "paid" => PaymentState::Paid,
+            "cancelled" => PaymentState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// What a callback reports, reduced to what the state machine needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reported {
+    Authorized { platform_order_id: Option<String>, payer_id: Option<String> },
+    Paid { amount_fen: i64, transaction_id: String },
+    Released,
+    Other,
+}
+
+/// The fields a transition sets (None: unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub platform_order_id: Option<String>,
+    pub payer_id: Option<String>,
+    pub amount_fen: Option<i64>,
+    pub transaction_id: Option<String>,
+}
+
+/// The verdict on one callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Move to the state and record the changes.
+    Apply { to: PaymentState, changes: Changes },
+    /// Already in effect (a repeat in other clothes): nothing to do.
+    AlreadyApplied,
+    /// Stale or irrelevant: recorded, not applied.
+    Ignored(&'static str),
+    /// A confirmation for a cancelled pre-authorisation: never act on it; release the hold.
+    ReleaseNeeded,
+    /// Money moved where Heft did not expect it (paid after a cancel, a second transaction):
+    /// recorded as the platform says, and flagged for a person.
+    Anomaly { to: PaymentState, changes: Changes, reason: &'static str },
+}
+
+impl Verdict {
+    /// The word stored with the event (`payment_events.outcome`).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Verdict::Apply { .. } => "applied",
+            Verdict::AlreadyApplied => "already_applied",
+            Verdict::Ignored(_) => "ignored",
+            Verdict::ReleaseNeeded => "release_needed",
+            Verdict::Anomaly { .. } => "anomaly",
+        }
+    }
+}
+
+/// Decide what `reported` does to a pre-authorisation in `state` (whose recorded transaction, if
+/// paid, is `transaction_id`).
+pub fn apply(state: PaymentState, transaction_id: Option<&str>, reported: &Reported) -> Verdict {
+    use PaymentState::*;
+    match reported {
+        Reported::Authorized { platform_order_id, payer_id } => match state {
+            Created => Verdict::Apply {
+                to: Authorized,
+                changes: Changes {
+                    platform_order_id: platform_order_id.clone(),
+                    payer_id: payer_id.clone(),
+                    ..Changes::default()
+                },
+            },
+            Authorized | Capturing | Paid => Verdict::AlreadyApplied,
+            Cancelled => Verdict::ReleaseNeeded,
+        },
+        Reported::Paid { amount_fen, transaction_id: reported_tx } => {
+            let changes = Changes {
+                amount_fen: Some(*amount_fen),
+                transaction_id: Some(reported_tx.clone()),
+                ..Changes::default()
+            };
+            match state {
+                Capturing | Authorized => Verdict::Apply { to: Paid, changes },
+                Paid if transaction_id == Some(reported_tx.as_str()) => Verdict::AlreadyApplied,
+                Paid => {
+                    Verdict::Anomaly { to: Paid, changes, reason: "a second transaction for one pre-authorisation" }
+                }
+                Created | Cancelled => {
+                    Verdict::Anomaly { to: Paid, changes, reason: "paid although Heft never charged it" }
+                }
+            }
+        }
+        Reported::Released => match state {
+            Created | Authorized => Verdict::Apply { to: Cancelled, changes: Changes::default() },
+            Cancelled => Verdict::AlreadyApplied,
+            // After a trade Alipay unfreezes the rest (auth_confirm_mode COMPLETE): expected.
+            Capturing | Paid => Verdict::Ignored("release of the remainder after a charge"),
+        },
+        Reported::Other => Verdict::Ignored("an event Heft does not act on"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PaymentState::*;
+
+    fn authorized() -> Reported {
+        Reported::Authorized { platform_order_id: Some("o1".into()), payer_id: Some("u1".into()) }
+    }
+
+    fn paid(tx: &str) -> Reported {
+        Reported::Paid { amount_fen: 1250, transaction_id: tx.into() }
+    }
+
+    #[test]
+    fn the_happy_path() {
+        let Verdict::Apply { to, changes } = apply(Created, None, &authorized()) else { panic!() };
+        assert_eq!(to, Authorized);
+        assert_eq!(changes.payer_id.as_deref(), Some("u1"));
+        let Verdict::Apply { to, changes } = apply(Capturing, None, &paid("t1")) else { panic!() };
+        assert_eq!((to, changes.amount_fen), (Paid, Some(1250)));
+    }
+
+    #[test]
+    fn repeats_are_already_applied() {
+        assert_eq!(apply(Authorized, None, &authorized()), Verdict::AlreadyApplied);
+        assert_eq!(apply(Paid, Some("t1"), &paid("t1")), Verdict::AlreadyApplied);
+        assert_eq!(apply(Cancelled, None, &Reported::Released), Verdict::AlreadyApplied);
+    }
+
+    #[test]
+    fn a_confirmation_after_the_cancel_never_authorizes() {
+        assert_eq!(apply(Cancelled, None, &authorized()), Verdict::ReleaseNeeded);
+    }
+
+    #[test]
+    fn the_platform_wins_on_money_and_is_flagged() {
+        assert!(matches!(apply(Cancelled, None, &paid("t1")), Verdict::Anomaly { to: Paid, .. }));
+        assert!(matches!(apply(Paid, Some("t1"), &paid("t2")), Verdict::Anomaly { to: Paid, .. }));
+    }
+
+    #[test]
+    fn release_after_a_charge_is_the_remainder() {
+        assert!(matches!(apply(Paid, Some("t1"), &Reported::Released), Verdict::Ignored(_)));
+        assert!(matches!(apply(Authorized, None, &Reported::Released), Verdict::Apply { to: Cancelled, .. }));
+    }
+
+    proptest::proptest! {
+        /// Applying the same report twice never changes anything the second time.
+        #[test]
+        fn idempotent(start in 0usize..5, which in 0usize..4) {
+            let states = [Created, Authorized, Capturing, Paid, Cancelled];
+            let reports = [authorized(), paid("t1"), Reported::Released, Reported::Other];
+            let (state, report) = (states[start], &reports[which]);
+            let (after, tx) = match apply(state, None, report) {
+                Verdict::Apply { to, changes } | Verdict::Anomaly { to, changes, .. } => (to, changes.transaction_id),
+                _ => (state, None),
+            };
+            let again = apply(after, tx.as_deref(), report);
+            proptest::prop_assert!(
+                !matches!(again, Verdict::Apply { .. } | Verdict::Anomaly { .. }),
+                "{state:?} + {report:?} twice: {again:?}"
+            );
+        }
+    }
+}
