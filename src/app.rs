@@ -134,11 +134,13 @@ impl Heft {
             base => base.to_string(),
         };
         let payments = crate::pay::Gateways::from_config(&config, &notify_base)?;
+        let mut consumers = vec![crate::pay::release::ReleaseHandler::new(db.clone(), payments.clone())];
+        consumers.extend(handlers);
         let relay = crate::actors::relay::Relay::start(
             db.clone(),
             config.messages.clone(),
             metrics.clone(),
-            crate::mq::Consumers::new(handlers),
+            crate::mq::Consumers::new(consumers),
         )?;
         let services: Shared = Arc::new(Services {
             payments,

@@ -182,20 +182,13 @@ async fn callbacks(profile: Profile) {
         assert_eq!(p.amount_fen, Some(700), "{channel}");
         assert!(p.transaction_id.is_some());
 
-        // Confirmed, then cancelled by Heft before the (late) confirmation arrives: it must not
-        // authorise the payment again.
+        // The shopper confirms, but the confirmation is late: Heft has given up and cancelled
+        // the pre-authorisation on its side (its cancel to the platform lost in the race). The
+        // late confirmation must not authorise; it releases the hold on the platform instead.
         knobs(&s, json!({"callback_delay_ms": 1500})).await;
         let (no, page) = preauth(&s, channel, user, payer).await;
         confirm(&s, channel, &page, payer).await;
-        let pending = payment(&s, &no).await;
-        assert_eq!(pending.state, "created", "{channel}: the callback is late");
-        let gateway = s.heft.services.payments.get(channel).clone();
-        let state = gateway.query(&no, None).await.expect("query");
-        let auth_no = match state {
-            heft::pay::PlatformState::Authorized { platform_order_id, .. } => platform_order_id,
-            other => panic!("{channel}: platform says {other:?}"),
-        };
-        gateway.cancel(&no, auth_no.as_deref(), "timeout").await.expect("cancel");
+        assert_eq!(payment(&s, &no).await.state, "created", "{channel}: the callback is late");
         let order_no = no.clone();
         s.heft
             .services
@@ -205,6 +198,11 @@ async fn callbacks(profile: Profile) {
             .expect("cancelled");
         eventually("the late confirmation arrives", || async {
             outcomes(&s, &no).await.contains(&"release_needed".to_string()).then_some(())
+        })
+        .await;
+        let gateway = s.heft.services.payments.get(channel).clone();
+        eventually("the hold is released on the platform", || async {
+            matches!(gateway.query(&no, None).await, Ok(heft::pay::PlatformState::Cancelled)).then_some(())
         })
         .await;
         assert_eq!(payment(&s, &no).await.state, "cancelled", "{channel}: never authorised after the cancel");

@@ -113,6 +113,10 @@ pub fn record_callback(conn: &mut AnyConnection, event: &Incoming<'_>, now: Naiv
                 ))
                 .execute(conn)?;
         }
+        if verdict == Verdict::ReleaseNeeded {
+            let message = crate::pay::release::message(&p.out_order_no);
+            super::outbox::enqueue(conn, crate::mq::topics::PAYMENT_RELEASE, &message, None)?;
+        }
         if let Verdict::Anomaly { reason, .. } = &verdict {
             let spec = crate::domain::alert::payment_anomaly(event.channel, &p.out_order_no, reason);
             super::alerts::raise(conn, &spec, 1, now)?;

@@ -29,7 +29,10 @@ pub mod topics {
     pub const PAYMENT_CAPTURE: &str = "payment.capture";
     pub const RESTOCK_CHECK: &str = "restock.check";
     pub const OPS_ALERT: &str = "ops.alert";
-    pub const ALL: &[&str] = &[ORDER_AUTH_TIMEOUT, DOOR_OPEN_CHECK, PAYMENT_CAPTURE, RESTOCK_CHECK, OPS_ALERT];
+    /// Give back a hold confirmed after its pre-authorisation was cancelled.
+    pub const PAYMENT_RELEASE: &str = "payment.release";
+    pub const ALL: &[&str] =
+        &[ORDER_AUTH_TIMEOUT, DOOR_OPEN_CHECK, PAYMENT_CAPTURE, PAYMENT_RELEASE, RESTOCK_CHECK, OPS_ALERT];
 }
 
 /// The code of the alert raised when a message is given up on.

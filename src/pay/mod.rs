@@ -7,6 +7,7 @@
 
 pub mod alipay;
 pub mod keys;
+pub mod release;
 pub mod sim;
 pub mod wechat;
 

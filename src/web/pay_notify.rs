@@ -98,7 +98,8 @@ async fn handle(
             let order = payment.as_ref().map(|p| p.out_order_no.as_str()).unwrap_or("-");
             match &verdict {
                 Verdict::ReleaseNeeded => {
-                    tracing::warn!(%channel, order, "confirmation for a cancelled pre-authorisation: not applied")
+                    tracing::warn!(%channel, order, "confirmation for a cancelled pre-authorisation: released");
+                    state.svc.relay.wake();
                 }
                 Verdict::Anomaly { reason, .. } => tracing::error!(%channel, order, reason, "payment anomaly"),
                 Verdict::Ignored(why) => tracing::info!(%channel, order, why, "payment callback ignored"),

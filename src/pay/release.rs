@@ -1,0 +1,80 @@
+//! `payment.release`: give back a hold the shopper confirmed after Heft had already cancelled
+//! the pre-authorisation (the confirmation and the cancel crossed). The callback that finds this
+//! is stored with the message in one transaction (`db::payments::record_callback`); this consumer
+//! asks the platform to cancel or unfreeze, and is done once the platform says nothing is held.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Channel, Gateways, PayError, PlatformState};
+use crate::db::{Db, consumed, payments};
+use crate::mq::{Handler, HandlerError, Message, topics};
+
+/// The message a late confirmation causes.
+pub fn message(out_order_no: &str) -> serde_json::Value {
+    serde_json::json!({ "out_order_no": out_order_no })
+}
+
+pub struct ReleaseHandler {
+    pub db: Db,
+    pub gateways: Gateways,
+}
+
+impl ReleaseHandler {
+    pub fn new(db: Db, gateways: Gateways) -> Arc<dyn Handler> {
+        Arc::new(ReleaseHandler { db, gateways })
+    }
+}
+
+const NAME: &str = "payment.release";
+
+#[async_trait]
+impl Handler for ReleaseHandler {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![topics::PAYMENT_RELEASE.to_string()]
+    }
+
+    async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        let no = msg.payload["out_order_no"]
+            .as_str()
+            .ok_or_else(|| HandlerError::Failed(format!("payment.release {} without out_order_no", msg.id)))?
+            .to_string();
+        let key = no.clone();
+        let payment = self
+            .db
+            .run(move |c| payments::find(c, &key))
+            .await?
+            .ok_or_else(|| HandlerError::Failed(format!("payment {no} not found")))?;
+        let channel = Channel::parse(&payment.channel)
+            .ok_or_else(|| HandlerError::Failed(format!("payment {no} has channel {}", payment.channel)))?;
+        let gateway = self.gateways.get(channel);
+        let held = match gateway.query(&no, payment.out_trade_no.as_deref()).await {
+            Ok(PlatformState::Cancelled) => None,
+            Ok(PlatformState::Authorized { platform_order_id, .. }) => Some(platform_order_id),
+            Ok(PlatformState::Pending) => Some(payment.platform_order_id.clone()),
+            // Charged: a person must look (the anomaly alert says so); nothing to release here.
+            Ok(PlatformState::Capturing { .. } | PlatformState::Paid { .. }) => None,
+            // Alipay has no record of a freeze that was never paid: nothing is held.
+            Err(PayError::Declined { .. }) => None,
+            Err(e) => return Err(HandlerError::Failed(format!("querying {no}: {e}"))),
+        };
+        if let Some(platform_order_id) = held {
+            let reason = "cancelled before the shopper confirmed";
+            match gateway
+                .cancel(&no, platform_order_id.as_deref().or(payment.platform_order_id.as_deref()), reason)
+                .await
+            {
+                Ok(()) => tracing::info!(%channel, order = %no, "late confirmation released"),
+                Err(e) => return Err(HandlerError::Failed(format!("releasing {no}: {e}"))),
+            }
+        }
+        let id = msg.id.clone();
+        self.db.write(move |c| consumed::once(c, NAME, &id).map(|_| ())).await?;
+        Ok(())
+    }
+}
