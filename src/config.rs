@@ -737,10 +737,39 @@ mod tests {
             msg(&[("HEFT__WEIGHT_LOG__BATCH_ROWS", "300000")]).starts_with("config key weight_log.batch_rows:"),
             "batch_rows above queue_rows"
         );
+        // The simulator's public demo keys against a real platform would sign with a known key.
+        assert!(
+            msg(&[("HEFT__WECHAT__BASE_URL", "https://api.mch.weixin.qq.com")])
+                .starts_with("config key wechat.merchant_key_file:")
+        );
+        assert!(
+            msg(&[("HEFT__ALIPAY__GATEWAY_URL", "https://openapi.alipay.com/gateway.do")])
+                .starts_with("config key alipay.app_key_file:")
+        );
+        assert!(msg(&[("HEFT__WECHAT__APIV3_KEY", "short")]).starts_with("config key wechat.apiv3_key:"));
+        assert!(msg(&[("HEFT__MESSAGES__URL", "kafka://x")]).starts_with("config key messages.url:"));
+        assert!(msg(&[("HEFT__MESSAGES__MAX_ATTEMPTS", "0")]).starts_with("config key messages.max_attempts:"));
+        assert!(msg(&[("HEFT__PAYMENTS__PREAUTH_CAP_FEN", "0")]).starts_with("config key payments.preauth_cap_fen:"));
+        assert!(
+            msg(&[("HEFT__PAYMENTS__NOTIFY_BASE_URL", "https://heft.example.com/")])
+                .starts_with("config key payments.notify_base_url:")
+        );
+        assert!(msg(&[("HEFT__PAY_SIM__TIME_SCALE", "0.5")]).starts_with("config key pay_sim.time_scale:"));
     }
 
     #[test]
     fn debug_output_hides_secrets() {
+        let c = load(&[
+            ("HEFT__WECHAT__APP_SECRET", "wx-app-secret-must-not-leak"),
+            ("HEFT__MESSAGES__URL", "amqp://heft:mq-password-must-not-leak@mq:5672/%2f"),
+        ])
+        .expect("valid");
+        let shown = format!("{c:?}");
+        for leak in
+            ["wx-app-secret-must-not-leak", "mq-password-must-not-leak", &c.wechat.apiv3_key, &c.wechat.apiv2_key]
+        {
+            assert!(!shown.contains(leak), "{leak} in {shown}");
+        }
         let secret = "jwt-secret-that-must-not-leak-0123456789";
         let c = load(&[("HEFT__DATABASE__URL", "postgres://heft:hunter2@db/heft"), ("HEFT__AUTH__JWT_SECRET", secret)])
             .expect("loads");
