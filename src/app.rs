@@ -134,7 +134,7 @@ impl Heft {
             base => base.to_string(),
         };
         let payments = crate::pay::Gateways::from_config(&config, &notify_base)?;
-        let mut consumers = vec![crate::pay::release::ReleaseHandler::new(db.clone(), payments.clone())];
+        let mut consumers = vec![crate::pay::release::ReleaseHandler::handler(db.clone(), payments.clone())];
         consumers.extend(handlers);
         let relay = crate::actors::relay::Relay::start(
             db.clone(),

@@ -22,7 +22,7 @@ pub struct ReleaseHandler {
 }
 
 impl ReleaseHandler {
-    pub fn new(db: Db, gateways: Gateways) -> Arc<dyn Handler> {
+    pub fn handler(db: Db, gateways: Gateways) -> Arc<dyn Handler> {
         Arc::new(ReleaseHandler { db, gateways })
     }
 }
