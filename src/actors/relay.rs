@@ -219,7 +219,14 @@ impl Worker {
             None => embedded::handle_batch(&self.ctx, rows)
                 .await
                 .into_iter()
-                .map(|(row, r)| (row, r.map_or_else(Outcome::Failed, |()| Outcome::Delivered)))
+                .map(|(row, r)| {
+                    let outcome = match r {
+                        embedded::Handled::Ok => Outcome::Delivered,
+                        embedded::Handled::Failed(e) => Outcome::Failed(e),
+                        embedded::Handled::DbDown(e) => Outcome::NotSent(e),
+                    };
+                    (row, outcome)
+                })
                 .collect(),
             Some(p) => self.publish(&p, rows).await,
         };

@@ -57,14 +57,15 @@ pub fn enqueue(
             outbox::deliver_at.eq(deliver_at),
             outbox::status.eq(PENDING),
             outbox::attempts.eq(0),
-            // A delayed message is not due before its time.
-            outbox::next_attempt_at.eq(deliver_at),
+            // Ready to claim now; `due` holds it back until its deliver_at is within reach.
+            outbox::next_attempt_at.eq(at),
         ))
         .execute(conn)?;
     Ok(id)
 }
 
-/// Claim up to `limit` pending rows due by `horizon`, oldest first, by moving their
+/// Claim up to `limit` pending rows that are ready (not leased, not backing off) and due by
+/// `horizon`, oldest first, by moving their
 /// `next_attempt_at` to `lease_until`: another relay (another node) does not take them until
 /// then, and if this one dies before marking them they become due again by themselves.
 /// On PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED` while claimed, so two nodes
@@ -78,7 +79,7 @@ pub fn due(
     horizon: NaiveDateTime,
     lease_until: NaiveDateTime,
 ) -> DbResult<Vec<OutboxRow>> {
-    let at = horizon;
+    let at = now();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     write_tx(conn, |c| {
         // A macro, not a closure: the selection's type is tied to one backend.
@@ -88,6 +89,7 @@ pub fn due(
                     .select(OutboxRow::as_select())
                     .filter(outbox::status.eq(PENDING))
                     .filter(outbox::next_attempt_at.le(at))
+                    .filter(outbox::deliver_at.le(horizon))
                     .order((outbox::next_attempt_at, outbox::id))
                     .limit(limit)
             };
@@ -176,14 +178,19 @@ pub fn purge_done(conn: &mut AnyConnection, older_than: NaiveDateTime) -> DbResu
         .execute(conn)?)
 }
 
-/// Seconds the oldest due pending row has been waiting (0 when none is due).
+/// Seconds the oldest due pending row has been waiting (0 when none is due): since its
+/// deliver_at, or since its retry came due when that is later.
 pub fn lag(conn: &mut AnyConnection) -> DbResult<f64> {
     let at = now();
-    let oldest: Option<NaiveDateTime> = outbox::table
-        .select(diesel::dsl::min(outbox::next_attempt_at))
+    let due: Vec<(NaiveDateTime, NaiveDateTime)> = outbox::table
+        .select((outbox::deliver_at, outbox::next_attempt_at))
         .filter(outbox::status.eq(PENDING))
         .filter(outbox::next_attempt_at.le(at))
-        .first(conn)?;
+        .filter(outbox::deliver_at.le(at))
+        .order(outbox::deliver_at.asc())
+        .limit(1000)
+        .load(conn)?;
+    let oldest = due.into_iter().map(|(d, n)| d.max(n)).min();
     Ok(oldest.map_or(0.0, |t| (at - t).num_milliseconds().max(0) as f64 / 1000.0))
 }
 

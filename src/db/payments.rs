@@ -23,11 +23,12 @@ pub fn find(conn: &mut AnyConnection, out_order_no: &str) -> DbResult<Option<Pay
 
 /// The payment a callback is about: Alipay trade notifies name the trade (`out_trade_no`), the
 /// rest name the pre-authorisation. Locked for the rest of the transaction on PostgreSQL.
-fn find_for_update(conn: &mut AnyConnection, no: &str) -> DbResult<Option<Payment>> {
+fn find_for_update(conn: &mut AnyConnection, channel: &str, no: &str) -> DbResult<Option<Payment>> {
     // The select is typed per backend, so it is written out in each arm.
     macro_rules! query {
         () => {
             payments::table
+                .filter(payments::channel.eq(channel))
                 .filter(payments::out_order_no.eq(no).or(payments::out_trade_no.eq(no)))
                 .select(Payment::as_select())
         };
@@ -43,6 +44,8 @@ fn find_for_update(conn: &mut AnyConnection, no: &str) -> DbResult<Option<Paymen
 pub enum Applied {
     /// The same platform event was received before: nothing done.
     Duplicate,
+    /// About a payment Heft has no record of (yet): not stored, so the platform sends it again.
+    UnknownPayment,
     /// Stored; the verdict says what it did. `payment` is the row after it.
     Stored { verdict: Verdict, payment: Option<Box<Payment>> },
 }
@@ -70,7 +73,10 @@ pub fn record_callback(conn: &mut AnyConnection, event: &Incoming<'_>, now: Naiv
             return Ok(Applied::Duplicate);
         }
         let current = match event.out_order_no {
-            Some(no) => find_for_update(conn, no)?,
+            Some(no) => match find_for_update(conn, event.channel, no)? {
+                Some(p) => Some(p),
+                None => return Ok(Applied::UnknownPayment),
+            },
             None => None,
         };
         let verdict = match &current {
@@ -79,7 +85,7 @@ pub fn record_callback(conn: &mut AnyConnection, event: &Incoming<'_>, now: Naiv
                     .ok_or_else(|| super::DbError::Corrupt(format!("payment {} state {}", p.out_order_no, p.state)))?;
                 payment::apply(state, p.transaction_id.as_deref(), &event.reported)
             }
-            None => Verdict::Ignored("no such payment"),
+            None => Verdict::Ignored("about no payment"),
         };
         let inserted = write_tx(conn, |conn| -> DbResult<usize> {
             Ok(diesel::insert_into(payment_events::table)
@@ -126,22 +132,26 @@ pub fn record_callback(conn: &mut AnyConnection, event: &Incoming<'_>, now: Naiv
     })
 }
 
-/// Set a payment's state (Heft's own moves: capture sent, cancelled), recording the trade number
-/// a capture used.
+/// Move a payment from one of `from` to `to` (Heft's own moves: capture sent, cancelled),
+/// recording the trade number a capture used. False when it was in no state of `from` (a
+/// callback moved it first): the caller must look again rather than overwrite.
 pub fn set_state(
     conn: &mut AnyConnection,
     out_order_no: &str,
-    state: PaymentState,
+    from: &[PaymentState],
+    to: PaymentState,
     out_trade_no: Option<&str>,
     now: NaiveDateTime,
-) -> DbResult<usize> {
-    Ok(diesel::update(payments::table.find(out_order_no))
+) -> DbResult<bool> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let n = diesel::update(payments::table.find(out_order_no).filter(payments::state.eq_any(from)))
         .set((
-            payments::state.eq(state.as_str()),
+            payments::state.eq(to.as_str()),
             out_trade_no.map(|v| payments::out_trade_no.eq(v)),
             payments::updated_at.eq(now),
         ))
-        .execute(conn)?)
+        .execute(conn)?;
+    Ok(n == 1)
 }
 
 /// Callbacks about one payment, oldest first.

@@ -3,19 +3,32 @@
 
 use futures_util::StreamExt;
 
-use super::{Context, Message};
+use super::{Context, HandlerError, Message};
 use crate::db::outbox::OutboxRow;
 
 /// Messages of one batch handled at once; handlers mostly wait on the database.
 const CONCURRENCY: usize = 8;
 
-/// Handle each row; the outcome per row (`Err` carries the reason, counted as a failed attempt).
-pub async fn handle_batch(ctx: &Context, rows: Vec<OutboxRow>) -> Vec<(OutboxRow, Result<(), String>)> {
+/// How handling one row went.
+pub enum Handled {
+    Ok,
+    /// The handler failed: counts as an attempt.
+    Failed(String),
+    /// Our database failed under the handler: says nothing about the message, not counted.
+    DbDown(String),
+}
+
+/// Handle each row.
+pub async fn handle_batch(ctx: &Context, rows: Vec<OutboxRow>) -> Vec<(OutboxRow, Handled)> {
     futures_util::stream::iter(rows)
         .map(|row| async move {
             let outcome = match Message::from_row(&row) {
-                Ok(msg) => ctx.consumers.dispatch(&msg).await.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("payload is not JSON: {e}")),
+                Ok(msg) => match ctx.consumers.dispatch(&msg).await {
+                    Ok(()) => Handled::Ok,
+                    Err(e @ HandlerError::Db(_)) => Handled::DbDown(e.to_string()),
+                    Err(e) => Handled::Failed(e.to_string()),
+                },
+                Err(e) => Handled::Failed(format!("payload is not JSON: {e}")),
             };
             (row, outcome)
         })

@@ -204,16 +204,17 @@ pub fn message_dead_alert(msg_id: &str, topic: &str, attempts: u32, error: &str)
 /// A message given up on: its outbox row dead (so ops see it in both profiles), the
 /// `message_dead` alert, and the dead counter.
 pub async fn record_dead(db: &Db, metrics: &Metrics, msg: &Message, attempts: u32, error: &str) -> Result<(), DbError> {
-    metrics.messages_dead.with_label_values(&[msg.topic.as_str()]).inc();
-    tracing::error!(message_id = %msg.id, topic = %msg.topic, attempts, error, "message dead");
     let (id, spec) = (msg.id.clone(), message_dead_alert(&msg.id, &msg.topic, attempts, error));
-    let (error, attempts) = (error.to_string(), i32::try_from(attempts).unwrap_or(i32::MAX));
+    let (detail, stored_attempts) = (error.to_string(), i32::try_from(attempts).unwrap_or(i32::MAX));
     db.write(move |c| {
-        crate::db::outbox::mark_dead(c, &id, attempts, &error)?;
+        crate::db::outbox::mark_dead(c, &id, stored_attempts, &detail)?;
         crate::db::alerts::raise(c, &spec, 1, crate::db::now())?;
         Ok::<_, DbError>(())
     })
-    .await
+    .await?;
+    metrics.messages_dead.with_label_values(&[msg.topic.as_str()]).inc();
+    tracing::error!(message_id = %msg.id, topic = %msg.topic, attempts, error, "message dead");
+    Ok(())
 }
 
 #[cfg(test)]

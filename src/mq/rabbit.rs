@@ -24,7 +24,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm};
 use tokio::sync::watch;
 
-use super::{Context, Message, MqError, backoff, record_dead, redact, topics};
+use super::{Context, HandlerError, Message, MqError, backoff, record_dead, redact, topics};
 
 /// A connection attempt that takes longer than this counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -267,10 +267,13 @@ async fn consume(
                 FieldTable::default(),
             )
             .await?;
-        streams.push(consumer);
+        // A stream that ends (the broker cancelled this consumer) says so with a None, so the
+        // topic is not silently left unconsumed while the others run.
+        streams.push(consumer.map(Some).chain(futures_util::stream::once(async { None })).boxed());
     }
     tracing::info!(url = %redact(url), topics = streams.len(), "RabbitMQ consumers running");
     *pause = base;
+    let broken = Arc::new(tokio::sync::Notify::new());
     let mut deliveries = futures_util::stream::select_all(streams);
     let result = loop {
         tokio::select! {
@@ -279,13 +282,15 @@ async fn consume(
                     break Ok(());
                 }
             }
+            // The publisher channel failed under a delivery: start over on a new connection.
+            _ = broken.notified() => break Err(MqError::Closed),
             next = deliveries.next() => match next {
                 // Handled beside the others: at most `prefetch` per topic are outstanding.
-                Some(Ok(delivery)) => {
-                    tokio::spawn(on_delivery(ctx.clone(), publisher.clone(), delivery));
+                Some(Some(Ok(delivery))) => {
+                    tokio::spawn(on_delivery(ctx.clone(), publisher.clone(), broken.clone(), delivery));
                 }
-                Some(Err(e)) => break Err(MqError::from(e)),
-                None => break Err(MqError::Closed),
+                Some(Some(Err(e))) => break Err(MqError::from(e)),
+                Some(None) | None => break Err(MqError::Closed),
             },
         }
     };
@@ -293,7 +298,12 @@ async fn consume(
     result
 }
 
-async fn on_delivery(ctx: Arc<Context>, publisher: Publisher, d: lapin::message::Delivery) {
+async fn on_delivery(
+    ctx: Arc<Context>,
+    publisher: Publisher,
+    broken: Arc<tokio::sync::Notify>,
+    d: lapin::message::Delivery,
+) {
     let headers = d.properties.headers().as_ref();
     let now_ms = chrono::Utc::now().timestamp_millis();
     let due_ms = header_i64(headers, DELIVER_AT).unwrap_or(now_ms);
@@ -311,7 +321,7 @@ async fn on_delivery(ctx: Arc<Context>, publisher: Publisher, d: lapin::message:
     if remaining > 0 {
         if longest_fitting(&ctx.cfg.delays_ms, remaining).is_some() {
             // Early (it came through a shorter wait queue): park it again.
-            repost(&publisher, &ctx, &d, &msg, due_ms, attempts).await;
+            repost(&publisher, &broken, &ctx, &d, &msg, due_ms, attempts).await;
             return;
         }
         // Less than the shortest wait queue: wait it out here.
@@ -323,18 +333,30 @@ async fn on_delivery(ctx: Arc<Context>, publisher: Publisher, d: lapin::message:
             let _ = d.ack(BasicAckOptions::default()).await;
         }
         Err(e) => {
-            let failed = attempts + 1;
+            // Our database failing says nothing about the message: it is retried without
+            // counting, however long the outage lasts.
+            let failed = match e {
+                HandlerError::Db(_) => attempts,
+                HandlerError::Failed(_) => attempts + 1,
+            };
             if failed < ctx.cfg.max_attempts {
                 ctx.metrics.messages_retried.with_label_values(&[msg.topic.as_str()]).inc();
                 tracing::warn!(message_id = %msg.id, topic = %msg.topic, attempts = failed, error = %e, "message failed; retrying");
                 let due = chrono::Utc::now().timestamp_millis()
-                    + i64::try_from(backoff(&ctx.cfg, failed).as_millis()).unwrap_or(i64::MAX);
-                repost(&publisher, &ctx, &d, &msg, due, failed).await;
+                    + i64::try_from(backoff(&ctx.cfg, failed.max(1)).as_millis()).unwrap_or(i64::MAX);
+                repost(&publisher, &broken, &ctx, &d, &msg, due, failed).await;
             } else {
-                // To `{prefix}.dead` by the queue's dead-letter exchange.
-                let _ = d.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await;
-                if let Err(db) = record_dead(&ctx.db, &ctx.metrics, &msg, failed, &e.to_string()).await {
-                    tracing::error!(message_id = %msg.id, error = %db, "dead message not recorded in the outbox");
+                // Recorded first (ops see it, an alert is raised), then to `{prefix}.dead` by the
+                // queue's dead-letter exchange. Not recorded → back to the queue, after a pause.
+                match record_dead(&ctx.db, &ctx.metrics, &msg, failed, &e.to_string()).await {
+                    Ok(()) => {
+                        let _ = d.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await;
+                    }
+                    Err(db) => {
+                        tracing::error!(message_id = %msg.id, error = %db, "dead message not recorded; returned to its queue");
+                        tokio::time::sleep(backoff(&ctx.cfg, 1)).await;
+                        let _ = d.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+                    }
                 }
             }
         }
@@ -345,6 +367,7 @@ async fn on_delivery(ctx: Arc<Context>, publisher: Publisher, d: lapin::message:
 /// RabbitMQ confirmed the copy; if it did not, give the delivery back so nothing is lost.
 async fn repost(
     publisher: &Publisher,
+    broken: &tokio::sync::Notify,
     ctx: &Context,
     d: &lapin::message::Delivery,
     msg: &Message,
@@ -362,6 +385,11 @@ async fn repost(
         }
         Err(e) => {
             tracing::warn!(message_id = %msg.id, error = %e, "message not re-published; returned to its queue");
+            if !publisher.connected() {
+                broken.notify_one();
+            }
+            // Not straight back: the same failure would loop at full speed.
+            tokio::time::sleep(backoff(&ctx.cfg, 1)).await;
             let _ = d.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
         }
     }

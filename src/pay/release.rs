@@ -11,6 +11,12 @@ use super::{Channel, Gateways, PayError, PlatformState};
 use crate::db::{Db, consumed, payments};
 use crate::mq::{Handler, HandlerError, Message, topics};
 
+/// A refusal that means "no such order" on either platform (WeChat `ORDER_NOT_EXIST` / 404,
+/// Alipay `…NOT_EXIST`).
+fn is_not_found(code: &str) -> bool {
+    code.ends_with("NOT_EXIST") || code.ends_with("NOT_EXISTS") || code == "HTTP_404"
+}
+
 /// The message a late confirmation causes.
 pub fn message(out_order_no: &str) -> serde_json::Value {
     serde_json::json!({ "out_order_no": out_order_no })
@@ -59,8 +65,9 @@ impl Handler for ReleaseHandler {
             Ok(PlatformState::Pending) => Some(payment.platform_order_id.clone()),
             // Charged: a person must look (the anomaly alert says so); nothing to release here.
             Ok(PlatformState::Capturing { .. } | PlatformState::Paid { .. }) => None,
-            // Alipay has no record of a freeze that was never paid: nothing is held.
-            Err(PayError::Declined { .. }) => None,
+            // The platform has no such order (Alipay keeps none for a freeze never paid):
+            // nothing is held. Any other refusal is retried: the hold may still be there.
+            Err(PayError::Declined { code, .. }) if is_not_found(&code) => None,
             Err(e) => return Err(HandlerError::Failed(format!("querying {no}: {e}"))),
         };
         if let Some(platform_order_id) = held {
@@ -76,5 +83,18 @@ impl Handler for ReleaseHandler {
         let id = msg.id.clone();
         self.db.write(move |c| consumed::once(c, NAME, &id).map(|_| ())).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_not_found_means_nothing_is_held() {
+        for code in ["ORDER_NOT_EXIST", "ACQ.TRADE_NOT_EXIST", "HTTP_404"] {
+            assert!(super::is_not_found(code), "{code}");
+        }
+        for code in ["RULE_LIMIT", "NO_AUTH", "ACQ.SYSTEM_ERROR", "INVALID_ORDER_STATE"] {
+            assert!(!super::is_not_found(code), "{code}");
+        }
     }
 }

@@ -90,6 +90,12 @@ async fn handle(
         })
         .await;
     match applied {
+        Ok(payments::Applied::UnknownPayment) => {
+            // Possibly a callback that overtook our own write of the payment: asked again later.
+            tracing::warn!(%channel, "callback about a payment Heft has no record of; asked to send again");
+            metrics.payment_callbacks.with_label_values(&[channel.as_str(), "unknown_payment"]).inc();
+            answer(channel, StatusCode::SERVICE_UNAVAILABLE, "unknown order, send again later")
+        }
         Ok(payments::Applied::Duplicate) => {
             metrics.payment_callbacks.with_label_values(&[channel.as_str(), "duplicate"]).inc();
             answer(channel, StatusCode::OK, "")

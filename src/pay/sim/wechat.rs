@@ -152,7 +152,7 @@ impl WechatSim {
             return Err(sign_error("商户证书序列号有误"));
         }
         let ts: i64 = auth.timestamp.parse().map_err(|_| sign_error("签名时间戳格式错误"))?;
-        if (Utc::now().timestamp() - ts).abs() >= MAX_SKEW_S {
+        if Utc::now().timestamp().abs_diff(ts) >= MAX_SKEW_S.unsigned_abs() {
             return Err(sign_error("签名时间戳已过期"));
         }
         let uri = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");

@@ -80,7 +80,7 @@ impl WechatPayScore {
             return Err(format!("signed with unknown key {serial}"));
         }
         let t: i64 = ts.trim().parse().map_err(|_| "Wechatpay-Timestamp is not a number".to_string())?;
-        if (chrono::Utc::now().timestamp() - t).abs() >= MAX_CLOCK_SKEW_S {
+        if chrono::Utc::now().timestamp().abs_diff(t) >= MAX_CLOCK_SKEW_S.unsigned_abs() {
             return Err("Wechatpay-Timestamp is more than 5 minutes off".into());
         }
         if !sign::verify_response(&self.platform_key, ts, nonce, body, signature) {
