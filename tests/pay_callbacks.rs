@@ -13,7 +13,7 @@ use heft::pay::{CaptureLine, CaptureRequest, Channel, PreauthRequest};
 use serde_json::{Value, json};
 
 fn sim(s: &TestServer) -> String {
-    format!("http://{}", s.heft.pay_sim.as_ref().expect("simulator runs").addr)
+    s.sim_base()
 }
 
 async fn knobs(s: &TestServer, knobs: Value) {

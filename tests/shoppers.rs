@@ -10,14 +10,13 @@ use serde_json::{Value, json};
 
 /// What `wx.login` / `my.getAuthCode` does on the phone: ask the platform for a one-use code.
 async fn login_code(s: &TestServer, channel: &str, uid: &str) -> String {
-    let sim = s.heft.pay_sim.as_ref().expect("simulator runs").addr;
     let body = match channel {
         "wechat" => json!({"openid": uid}),
         _ => json!({"user_id": uid}),
     };
     let res: Value = s
         .http
-        .post(format!("http://{sim}/sim/{channel}/login"))
+        .post(format!("{}/sim/{channel}/login", s.sim_base()))
         .json(&body)
         .send()
         .await

@@ -148,6 +148,9 @@ pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Conf
     if let Some((url, prefix)) = &storage.mq {
         env.push(("HEFT__MESSAGES__URL".into(), url.clone()));
         env.push(("HEFT__MESSAGES__PREFIX".into(), prefix.clone()));
+        // As in production: the node runs no simulator; the platforms (here the simulator, run
+        // on its own by the harness) are elsewhere.
+        env.push(("HEFT__PAY_SIM__ENABLED".into(), "false".into()));
     }
     for (k, v) in extra {
         env.retain(|(key, _)| key != k);
@@ -159,6 +162,9 @@ pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Conf
 /// A running instance plus what a test needs to reach it.
 pub struct TestServer {
     pub heft: Heft,
+    /// The payment simulator run beside the node (production profile); the embedded node runs
+    /// its own.
+    own_sim: Option<heft::pay::sim::RunningSim>,
     pub storage: Storage,
     pub config: Config,
     pub http: reqwest::Client,
@@ -191,11 +197,21 @@ impl TestServer {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
+        // The platforms first, as they would be.
+        let own_sim = match config.pay_sim.enabled {
+            true => None,
+            false => Some(
+                heft::pay::sim::start(&config.pay_sim, &config.wechat, &config.alipay)
+                    .await
+                    .expect("payment simulator starts"),
+            ),
+        };
         let heft = Heft::start_with_handlers(config.clone(), handlers).await.expect("heft starts");
         let base = format!("http://{}", heft.http_addr);
         let broker = heft.mqtt_addr.to_string();
         let s = TestServer {
             heft,
+            own_sim,
             storage,
             config,
             http: reqwest::Client::new(),
@@ -276,7 +292,16 @@ impl TestServer {
     /// Stop, keeping the storage for a restart.
     pub async fn stop(self) -> (Storage, Config) {
         self.heft.stop().await;
+        if let Some(sim) = self.own_sim {
+            sim.stop().await;
+        }
         (self.storage, self.config)
+    }
+
+    /// Base URL of the payment platform simulator, wherever it runs.
+    pub fn sim_base(&self) -> String {
+        let sim = self.heft.pay_sim.as_ref().or(self.own_sim.as_ref()).expect("a payment simulator runs");
+        format!("http://{}", sim.addr)
     }
 
     pub fn provision(&self, sn: &str) -> Credentials {
