@@ -53,6 +53,13 @@ async fn shopper(s: &TestServer, channel: Channel, uid: &str) -> i64 {
 
 /// Ask the platform for a pre-authorisation and record it, as the purchase flow will.
 async fn preauth(s: &TestServer, channel: Channel, user_id: i64, payer: &str) -> (String, Value) {
+    let (out_order_no, pre) = platform_preauth(s, channel, payer).await;
+    record_payment(s, channel, user_id, &out_order_no, pre.platform_order_id).await;
+    (out_order_no, pre.confirm)
+}
+
+/// Only the platform's side: Heft has not written the payment yet.
+async fn platform_preauth(s: &TestServer, channel: Channel, payer: &str) -> (String, heft::pay::Preauth) {
     let out_order_no = format!("T{}{:08x}", channel.as_str().len(), rand::random::<u32>());
     let req = PreauthRequest {
         out_order_no: out_order_no.clone(),
@@ -63,15 +70,19 @@ async fn preauth(s: &TestServer, channel: Channel, user_id: i64, payer: &str) ->
         attach: "test".into(),
     };
     let pre = s.heft.services.payments.get(channel).create_preauth(&req).await.expect("create pre-authorisation");
+    (out_order_no, pre)
+}
+
+async fn record_payment(s: &TestServer, channel: Channel, user_id: i64, no: &str, platform_order_id: Option<String>) {
     let now = db::now();
     let row = Payment {
-        out_order_no: out_order_no.clone(),
+        out_order_no: no.to_string(),
         channel: channel.as_str().into(),
         user_id,
         state: "created".into(),
         cap_fen: 20_000,
         amount_fen: None,
-        platform_order_id: pre.platform_order_id.clone(),
+        platform_order_id,
         payer_id: None,
         out_trade_no: None,
         transaction_id: None,
@@ -79,7 +90,6 @@ async fn preauth(s: &TestServer, channel: Channel, user_id: i64, payer: &str) ->
         updated_at: now,
     };
     s.heft.services.db.write(move |c| payments::create(c, &row)).await.expect("payment row");
-    (out_order_no, pre.confirm)
 }
 
 /// The shopper confirms on the platform's page.
@@ -222,35 +232,11 @@ async fn callbacks(profile: Profile) {
         // asked to send it again, and it applies once the payment exists.
         let unknown = format!("heft_payment_callbacks_total{{channel=\"{channel}\",outcome=\"unknown_payment\"}}");
         let before = s.metric(&unknown).await;
-        let no = format!("U{:08x}", rand::random::<u32>());
-        let req = PreauthRequest {
-            out_order_no: no.clone(),
-            cap_fen: 20_000,
-            title: "智能售货柜购物".into(),
-            device_id: "CAB-0001".into(),
-            payer_id: payer.into(),
-            attach: "test".into(),
-        };
-        let pre = s.heft.services.payments.get(channel).create_preauth(&req).await.expect("create");
+        let (no, pre) = platform_preauth(&s, channel, payer).await;
         confirm(&s, channel, &pre.confirm, payer).await;
         eventually("the callback is refused for now", || async { (s.metric(&unknown).await > before).then_some(()) })
             .await;
-        let now = db::now();
-        let row = Payment {
-            out_order_no: no.clone(),
-            channel: channel.as_str().into(),
-            user_id: user,
-            state: "created".into(),
-            cap_fen: 20_000,
-            amount_fen: None,
-            platform_order_id: pre.platform_order_id.clone(),
-            payer_id: None,
-            out_trade_no: None,
-            transaction_id: None,
-            created_at: now,
-            updated_at: now,
-        };
-        s.heft.services.db.write(move |c| payments::create(c, &row)).await.expect("payment row");
+        record_payment(&s, channel, user, &no, pre.platform_order_id).await;
         wait_state(&s, &no, PaymentState::Authorized).await;
         assert_eq!(outcomes(&s, &no).await, vec!["applied"]);
     }
