@@ -144,6 +144,13 @@ async fn callbacks(profile: Profile) {
         eventually("the duplicate copies arrive", || async { (s.metric(&duplicates).await >= 2.0).then_some(()) })
             .await;
         assert_eq!(outcomes(&s, &no).await, vec!["applied"], "{channel}: stored once, applied once");
+        let order_no = no.clone();
+        let events = s.heft.services.db.run(move |c| payments::events(c, &order_no)).await.expect("events");
+        // The body as received, and what it says.
+        match channel {
+            Channel::Wechat => assert!(events[0].raw.contains("\"ciphertext\"") && events[0].resource.contains(&no)),
+            Channel::Alipay => assert!(events[0].raw.contains("sign=") && events[0].resource.contains(&no)),
+        }
         knobs(&s, json!({})).await;
 
         // Forged callbacks: 401, nothing stored.

@@ -301,6 +301,7 @@ pub struct PaymentEvent {
     pub event_type: String,
     pub out_order_no: Option<String>,
     pub resource: String,
+    pub raw: String,
     pub outcome: String,
     pub received_at: NaiveDateTime,
 }
@@ -313,6 +314,7 @@ pub struct NewPaymentEvent<'a> {
     pub event_type: &'a str,
     pub out_order_no: Option<&'a str>,
     pub resource: &'a str,
+    pub raw: &'a str,
     pub outcome: &'a str,
     pub received_at: NaiveDateTime,
 }

@@ -58,6 +58,8 @@ pub struct Incoming<'a> {
     pub event_type: &'a str,
     pub out_order_no: Option<&'a str>,
     pub resource: &'a str,
+    /// The body as received.
+    pub raw: &'a str,
     pub reported: Reported,
 }
 
@@ -95,6 +97,7 @@ pub fn record_callback(conn: &mut AnyConnection, event: &Incoming<'_>, now: Naiv
                     event_type: event.event_type,
                     out_order_no: event.out_order_no,
                     resource: event.resource,
+                    raw: event.raw,
                     outcome: verdict.outcome(),
                     received_at: now,
                 })

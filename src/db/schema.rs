@@ -157,6 +157,7 @@ diesel::table! {
         event_type -> Text,
         out_order_no -> Nullable<Text>,
         resource -> Text,
+        raw -> Text,
         outcome -> Text,
         received_at -> Timestamp,
     }

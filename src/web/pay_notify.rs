@@ -74,6 +74,8 @@ async fn handle(
         PayEventKind::Released => Reported::Released,
         PayEventKind::Other => Reported::Other,
     };
+    // Kept as evidence exactly as it came (both platforms send UTF-8 text).
+    let raw = String::from_utf8_lossy(&body).into_owned();
     let applied = state
         .svc
         .db
@@ -84,6 +86,7 @@ async fn handle(
                 event_type: &event_type,
                 out_order_no: out_order_no.as_deref(),
                 resource: &resource,
+                raw: &raw,
                 reported,
             };
             payments::record_callback(c, &incoming, db::now())

@@ -70,7 +70,8 @@ CREATE TABLE payments (
 );
 
 -- Every verified callback, stored before it is applied; a duplicate (same platform event id)
--- is answered with success and not applied again.
+-- is answered with success and not applied again. raw: the body exactly as received (WeChat's
+-- encrypted envelope, Alipay's form); resource: what it says (decrypted / decoded).
 CREATE TABLE payment_events (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     channel       TEXT NOT NULL,
@@ -78,6 +79,7 @@ CREATE TABLE payment_events (
     event_type    TEXT NOT NULL,
     out_order_no  TEXT,
     resource      TEXT NOT NULL,
+    raw           TEXT NOT NULL,
     outcome       TEXT NOT NULL,
     received_at   TIMESTAMP NOT NULL,
     UNIQUE (channel, event_id)
