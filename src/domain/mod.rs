@@ -10,6 +10,7 @@ pub mod operator;
 pub mod payment;
 pub mod product;
 pub mod session;
+pub mod settlement;
 pub mod temperature;
 pub mod validation;
 pub mod weight;
