@@ -259,6 +259,8 @@ pub struct MessagesConfig {
     pub batch: usize,
     /// How long a publish may wait for RabbitMQ's confirm before it counts as failed.
     pub confirm_timeout_ms: u64,
+    /// Longest one message's handling may take; beyond it the attempt fails and is retried.
+    pub handler_timeout_ms: u64,
     /// Failed handlings of one message before it goes to the dead-letter queue.
     pub max_attempts: u32,
     /// Pause before the first retry of a failed handling or publish; doubles each time.
@@ -588,6 +590,7 @@ impl Config {
             ("messages.poll_ms", m.poll_ms),
             ("messages.batch", m.batch as u64),
             ("messages.confirm_timeout_ms", m.confirm_timeout_ms),
+            ("messages.handler_timeout_ms", m.handler_timeout_ms),
             ("messages.max_attempts", u64::from(m.max_attempts)),
             ("messages.retry_base_ms", m.retry_base_ms),
             ("messages.prefetch", u64::from(m.prefetch)),

@@ -52,8 +52,9 @@ both_profiles!(exactly_once_per_message, exactly_once);
 /// the rows are delivered again, and the consumer's dedupe keeps the effect to one.
 async fn relay_dies_between_publish_and_mark(profile: Profile) {
     let probe = Probe::new(false);
-    // Lease = 2 × confirm_timeout_ms: the claimed rows are due again 2 s after the crash.
-    let extra = [("HEFT__MESSAGES__CONFIRM_TIMEOUT_MS", "1000")];
+    // Lease = 2 × confirm_timeout_ms (RabbitMQ) or handler_timeout_ms (in process): the claimed
+    // rows are due again 2 s after the crash.
+    let extra = [("HEFT__MESSAGES__CONFIRM_TIMEOUT_MS", "1000"), ("HEFT__MESSAGES__HANDLER_TIMEOUT_MS", "1000")];
     let Some(s) = start(profile, &extra, &probe).await else { return };
     s.heft.relay_fault(RelayFault::DieAfterPublish);
     // One transaction, so the relay's one fatal round takes all of them.

@@ -200,7 +200,13 @@ impl Worker {
                 }
             }
         };
-        let lease = Duration::from_millis(self.cfg().confirm_timeout_ms.saturating_mul(2)).max(MIN_LEASE);
+        // Long enough for a live relay to finish: RabbitMQ's confirms, or in process the handlers
+        // (each bounded by handler_timeout_ms).
+        let finish_ms = match publisher {
+            Some(_) => self.cfg().confirm_timeout_ms,
+            None => self.cfg().handler_timeout_ms,
+        };
+        let lease = Duration::from_millis(finish_ms.saturating_mul(2)).max(MIN_LEASE);
         let lease_until = crate::db::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let batch = self.cfg().batch.max(1);
         // RabbitMQ holds a delayed message in a TTL wait queue, so it is published as soon as a

@@ -23,7 +23,7 @@ pub async fn handle_batch(ctx: &Context, rows: Vec<OutboxRow>) -> Vec<(OutboxRow
     futures_util::stream::iter(rows)
         .map(|row| async move {
             let outcome = match Message::from_row(&row) {
-                Ok(msg) => match ctx.consumers.dispatch(&msg).await {
+                Ok(msg) => match ctx.consumers.dispatch_within(&msg, ctx.handler_limit()).await {
                     Ok(()) => Handled::Ok,
                     Err(e @ HandlerError::Db(_)) => Handled::DbDown(e.to_string()),
                     Err(e) => Handled::Failed(e.to_string()),

@@ -74,6 +74,13 @@ pub struct Context {
     pub consumers: Consumers,
 }
 
+impl Context {
+    /// Longest one message's handling may take.
+    pub fn handler_limit(&self) -> Duration {
+        Duration::from_millis(self.cfg.handler_timeout_ms)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// Worth trying again later (the message is retried until `max_attempts`).
@@ -123,6 +130,15 @@ impl Consumers {
     /// Topics with at least one handler.
     pub fn topics(&self) -> Vec<String> {
         self.by_topic.keys().cloned().collect()
+    }
+
+    /// [`dispatch`](Self::dispatch), given at most `limit`: a handler stuck on a platform that
+    /// does not answer fails the attempt (and is retried) instead of holding the message.
+    pub async fn dispatch_within(&self, msg: &Message, limit: Duration) -> Result<(), HandlerError> {
+        match tokio::time::timeout(limit, self.dispatch(msg)).await {
+            Ok(result) => result,
+            Err(_) => Err(HandlerError::Failed(format!("handling took longer than {} ms", limit.as_millis()))),
+        }
     }
 
     /// Every handler of the message's topic, in order; the first error ends it (the message is
@@ -220,6 +236,35 @@ pub async fn record_dead(db: &Db, metrics: &Metrics, msg: &Message, attempts: u3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Stuck;
+
+    #[async_trait]
+    impl Handler for Stuck {
+        fn name(&self) -> &str {
+            "stuck"
+        }
+        fn topics(&self) -> Vec<String> {
+            vec!["t".into()]
+        }
+        async fn handle(&self, _: &Message) -> Result<(), HandlerError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_handler_fails_the_attempt() {
+        let consumers = Consumers::new(vec![Arc::new(Stuck)]);
+        let msg = Message {
+            id: "m".into(),
+            topic: "t".into(),
+            payload: serde_json::Value::Null,
+            deliver_at: chrono::Utc::now().naive_utc(),
+            attempts: 0,
+        };
+        let r = consumers.dispatch_within(&msg, Duration::from_millis(20)).await;
+        assert!(matches!(r, Err(HandlerError::Failed(ref m)) if m.contains("longer than 20 ms")), "{r:?}");
+    }
 
     #[test]
     fn redacts_the_password() {

@@ -327,7 +327,7 @@ async fn on_delivery(
         // Less than the shortest wait queue: wait it out here.
         tokio::time::sleep(Duration::from_millis(remaining.unsigned_abs())).await;
     }
-    match ctx.consumers.dispatch(&msg).await {
+    match ctx.consumers.dispatch_within(&msg, ctx.handler_limit()).await {
         Ok(()) => {
             ctx.metrics.messages_delivered.with_label_values(&[msg.topic.as_str()]).inc();
             let _ = d.ack(BasicAckOptions::default()).await;
