@@ -481,6 +481,9 @@ mod tests {
         }
     }
 
+    /// One change to the facts.
+    type Edit = fn(&mut ScanFacts);
+
     fn ok_facts() -> ScanFacts {
         ScanFacts {
             blocked: false,
@@ -501,7 +504,7 @@ mod tests {
 
     #[test]
     fn each_refusal() {
-        let cases: [(fn(&mut ScanFacts), ScanRefusal); 9] = [
+        let cases: [(Edit, ScanRefusal); 9] = [
             (|f| f.blocked = true, ScanRefusal::ShopperBlocked),
             (|f| f.debt_fen = 1, ScanRefusal::UnpaidDebt),
             (|f| f.channel_bound = false, ScanRefusal::ChannelNotBound),
@@ -539,7 +542,7 @@ mod tests {
             liveness: Liveness::Offline,
             cabinet_busy: true,
         };
-        let repairs: [(fn(&mut ScanFacts), ScanRefusal); 7] = [
+        let repairs: [(Edit, ScanRefusal); 7] = [
             (|f| f.blocked = false, ScanRefusal::ShopperBlocked),
             (|f| f.debt_fen = 0, ScanRefusal::UnpaidDebt),
             (|f| f.channel_bound = true, ScanRefusal::ChannelNotBound),
