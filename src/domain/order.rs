@@ -1,0 +1,584 @@
+//! An order's life (DESIGN "Orders", issue 5): the status machine and the scan-step checks, kept
+//! pure so every order of arrival (a late confirmation, a repeated callback, a timeout that races
+//! the door) can be tested without a cabinet, a database or a platform.
+//!
+//! Events arrive at least once and sometimes late, so a transition never fails loudly on a repeat:
+//! an event whose effect is already in place is [`Stay::AlreadyThere`] and the caller does nothing.
+//! Anything else that does not fit is [`Stay::Refused`] with a reason to log. The one refusal that
+//! calls for an action is a confirmation for an order already cancelled: the door must never open,
+//! and the pre-authorisation must be released ([`Stay::ReleaseNeeded`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::cabinet::CabinetStatus;
+use super::liveness::Liveness;
+
+/// Where an order stands, as stored (`orders.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Scanned (未操作): waiting for the shopper to authorise the pre-authorisation.
+    Created,
+    /// The platform confirmed the pre-authorisation; the door is being opened.
+    Authorized,
+    /// The door is open; the shopper is choosing.
+    DoorOpen,
+    /// The door closed; waiting for every lane to be stable.
+    Settling,
+    /// Lines and total fixed; the charge is on its way to the platform.
+    Paying,
+    /// The money moved.
+    Paid,
+    /// Ended before the door opened (auth timeout, door never opened, shopper cancelled).
+    Cancelled,
+    /// Nothing was taken; the pre-authorisation is released.
+    NoPurchase,
+    /// The weights were ambiguous: a person sets the lines.
+    Review,
+    /// The charge failed: the amount is debt on the account and the charge is retried.
+    PaymentFailed,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 10] = [
+        OrderStatus::Created,
+        OrderStatus::Authorized,
+        OrderStatus::DoorOpen,
+        OrderStatus::Settling,
+        OrderStatus::Paying,
+        OrderStatus::Paid,
+        OrderStatus::Cancelled,
+        OrderStatus::NoPurchase,
+        OrderStatus::Review,
+        OrderStatus::PaymentFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Created => "created",
+            OrderStatus::Authorized => "authorized",
+            OrderStatus::DoorOpen => "door_open",
+            OrderStatus::Settling => "settling",
+            OrderStatus::Paying => "paying",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::NoPurchase => "no_purchase",
+            OrderStatus::Review => "review",
+            OrderStatus::PaymentFailed => "payment_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Nothing moves the order on. `review` and `payment_failed` are not final: a person (the
+    /// review queue) or a retry (the capture consumer) still moves them, so a run that waits for
+    /// every order to finish must not stop at them.
+    pub fn is_final(self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::Cancelled | OrderStatus::NoPurchase)
+    }
+}
+
+/// What happened to an order, reduced to what the status machine needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderEvent {
+    /// The platform confirmed the pre-authorisation (callback or query).
+    Authorized,
+    /// The cabinet reported the door open.
+    DoorOpened,
+    /// `door.open_check`: the door did not open in time, even after the retry.
+    DoorNeverOpened,
+    /// `order.auth_timeout`: the shopper did not authorise in time.
+    AuthTimeout,
+    /// The shopper cancelled before the door opened.
+    ShopperCancelled,
+    /// The cabinet reported the door closed.
+    DoorClosed,
+    /// Every lane settled unambiguously; `empty` when nothing was taken.
+    Settled { empty: bool },
+    /// The weights could not be read as whole units: a person must look.
+    Ambiguous,
+    /// A person set the lines of an order in review; `empty` when they found nothing taken.
+    Reviewed { empty: bool },
+    /// The platform reported the money moved.
+    Paid,
+    /// The charge failed.
+    PaymentFailed,
+}
+
+impl OrderEvent {
+    /// Every event, for exhaustive tests.
+    pub const ALL: [OrderEvent; 13] = [
+        OrderEvent::Authorized,
+        OrderEvent::DoorOpened,
+        OrderEvent::DoorNeverOpened,
+        OrderEvent::AuthTimeout,
+        OrderEvent::ShopperCancelled,
+        OrderEvent::DoorClosed,
+        OrderEvent::Settled { empty: false },
+        OrderEvent::Settled { empty: true },
+        OrderEvent::Ambiguous,
+        OrderEvent::Reviewed { empty: false },
+        OrderEvent::Reviewed { empty: true },
+        OrderEvent::Paid,
+        OrderEvent::PaymentFailed,
+    ];
+}
+
+/// Why an event leaves the order where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Stay {
+    /// The event's effect is already in place (a repeat, or an event overtaken by a later one on
+    /// the same path): nothing to do.
+    #[error("already there")]
+    AlreadyThere,
+    /// A confirmation for an order already cancelled: never open the door; release the
+    /// pre-authorisation instead.
+    #[error("the order is cancelled: release the pre-authorisation")]
+    ReleaseNeeded,
+    /// The event does not fit the order's status: logged, not applied.
+    #[error("refused: {0}")]
+    Refused(&'static str),
+}
+
+/// The status `event` moves an order in `status` to, or why it stays.
+///
+/// Idempotence is judged on the status alone: an event is [`Stay::AlreadyThere`] when the order is
+/// in the status the event leads to or in a later one on a path through it. So applying the same
+/// event twice never moves the order twice, and no event moves a final status.
+///
+/// `AuthTimeout` cancels only a `created` order. The brief allowed `authorized` too, but the
+/// timeout is scheduled at the scan and fires at +60 s whatever happened: on an authorised order
+/// it is stale, and cancelling (releasing the hold) while `open` is on its way to the cabinet
+/// would let a shopper take goods nobody can charge for. A door that fails to open after
+/// authorisation is `DoorNeverOpened`'s business.
+pub fn next(status: OrderStatus, event: &OrderEvent) -> Result<OrderStatus, Stay> {
+    use OrderStatus::*;
+    use Stay::{AlreadyThere, Refused, ReleaseNeeded};
+    match *event {
+        OrderEvent::Authorized => match status {
+            Created => Ok(Authorized),
+            Authorized | DoorOpen | Settling | Paying | Paid | NoPurchase | Review | PaymentFailed => Err(AlreadyThere),
+            Cancelled => Err(ReleaseNeeded),
+        },
+        OrderEvent::DoorOpened => match status {
+            Authorized => Ok(DoorOpen),
+            DoorOpen | Settling | Paying | Paid | NoPurchase | Review | PaymentFailed => Err(AlreadyThere),
+            Created => Err(Refused("door opened before the pre-authorisation was confirmed")),
+            Cancelled => Err(Refused("door opened on a cancelled order")),
+        },
+        OrderEvent::AuthTimeout => match status {
+            Created => Ok(Cancelled),
+            Cancelled => Err(AlreadyThere),
+            Authorized | DoorOpen | Settling | Paying | Paid | NoPurchase | Review | PaymentFailed => {
+                Err(Refused("authorised in time: the timeout is stale"))
+            }
+        },
+        OrderEvent::DoorNeverOpened | OrderEvent::ShopperCancelled => match status {
+            Created | Authorized => Ok(Cancelled),
+            Cancelled => Err(AlreadyThere),
+            DoorOpen | Settling | Paying | Paid | NoPurchase | Review | PaymentFailed => {
+                Err(Refused("the door has opened: the order can no longer be cancelled"))
+            }
+        },
+        OrderEvent::DoorClosed => match status {
+            DoorOpen => Ok(Settling),
+            Settling | Paying | Paid | NoPurchase | Review | PaymentFailed => Err(AlreadyThere),
+            Created | Authorized => Err(Refused("door closed before it was seen open")),
+            Cancelled => Err(Refused("door closed on a cancelled order")),
+        },
+        OrderEvent::Settled { empty } => match (status, empty) {
+            (Settling, false) => Ok(Paying),
+            (Settling, true) => Ok(NoPurchase),
+            (Paying | Paid | PaymentFailed, false) | (NoPurchase, true) => Err(AlreadyThere),
+            (Paying | Paid | PaymentFailed, true) | (NoPurchase, false) => {
+                Err(Refused("settled already, with a different basket"))
+            }
+            (Review, _) => Err(Refused("in review: a person sets the lines")),
+            (Created | Authorized | DoorOpen | Cancelled, _) => Err(Refused("the door has not closed")),
+        },
+        OrderEvent::Ambiguous => match status {
+            Settling => Ok(Review),
+            Review => Err(AlreadyThere),
+            Paying | Paid | NoPurchase | PaymentFailed => Err(Refused("settled already")),
+            Created | Authorized | DoorOpen | Cancelled => Err(Refused("the door has not closed")),
+        },
+        OrderEvent::Reviewed { empty } => match (status, empty) {
+            (Review, false) => Ok(Paying),
+            (Review, true) => Ok(NoPurchase),
+            (Paying | Paid | PaymentFailed, false) | (NoPurchase, true) => Err(AlreadyThere),
+            (Paying | Paid | PaymentFailed, true) | (NoPurchase, false) => {
+                Err(Refused("settled already, with a different basket"))
+            }
+            (Created | Authorized | DoorOpen | Settling | Cancelled, _) => Err(Refused("not in review")),
+        },
+        OrderEvent::Paid => match status {
+            Paying | PaymentFailed => Ok(Paid),
+            Paid => Err(AlreadyThere),
+            NoPurchase => Err(Refused("nothing was charged: the pre-authorisation was released")),
+            Created | Authorized | DoorOpen | Settling | Review | Cancelled => Err(Refused("nothing charged yet")),
+        },
+        OrderEvent::PaymentFailed => match status {
+            Paying => Ok(PaymentFailed),
+            PaymentFailed => Err(AlreadyThere),
+            Paid => Err(Refused("paid: a late failure does not undo a payment")),
+            NoPurchase => Err(Refused("nothing was charged: the pre-authorisation was released")),
+            Created | Authorized | DoorOpen | Settling | Review | Cancelled => Err(Refused("nothing charged yet")),
+        },
+    }
+}
+
+/// Why a scan (`POST /api/v1/orders`) is refused. Each has a stable [`code`](Self::code) for the
+/// mini-program and a [`message`](Self::message) it can show as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ScanRefusal {
+    /// The shopper's account is blocked.
+    #[error("shopper blocked")]
+    ShopperBlocked,
+    /// The shopper owes money from an earlier order.
+    #[error("unpaid debt")]
+    UnpaidDebt,
+    /// The shopper has not bound the payment channel asked for.
+    #[error("payment channel not bound")]
+    ChannelNotBound,
+    /// The shopper already has an order that is not finished.
+    #[error("an order is open")]
+    OrderOpen,
+    /// The cabinet has no such door.
+    #[error("no such door")]
+    NoSuchDoor,
+    /// The cabinet cannot sell: not `ready` (initialising, disabled) or not `online` (offline,
+    /// suspect).
+    #[error("cabinet not online")]
+    CabinetNotOnline,
+    /// Another session (a purchase, a restock, maintenance, ...) holds the cabinet.
+    #[error("cabinet busy")]
+    CabinetBusy,
+}
+
+impl ScanRefusal {
+    /// The stable error code (`{"error": code}`).
+    pub fn code(self) -> &'static str {
+        match self {
+            ScanRefusal::ShopperBlocked => "shopper_blocked",
+            ScanRefusal::UnpaidDebt => "unpaid_debt",
+            ScanRefusal::ChannelNotBound => "channel_not_bound",
+            ScanRefusal::OrderOpen => "order_open",
+            ScanRefusal::NoSuchDoor => "no_such_door",
+            ScanRefusal::CabinetNotOnline => "cabinet_not_online",
+            ScanRefusal::CabinetBusy => "cabinet_busy",
+        }
+    }
+
+    /// What the mini-program shows the shopper. In English:
+    /// - blocked: "Your account cannot shop at the moment; please contact customer service."
+    /// - debt: "You have an unpaid order; please pay it before shopping."
+    /// - channel: "This payment method is not enabled; please enable it and try again."
+    /// - open order: "You have an order in progress; please finish it first."
+    /// - door: "This door does not exist; please scan the code on the cabinet door."
+    /// - not online: "This cabinet is not in service; please use another one."
+    /// - busy: "The cabinet is in use; please try again in a moment."
+    pub fn message(self) -> &'static str {
+        match self {
+            ScanRefusal::ShopperBlocked => "您的账户暂时无法购物，请联系客服",
+            ScanRefusal::UnpaidDebt => "您有未支付的订单，请先完成支付",
+            ScanRefusal::ChannelNotBound => "未开通该支付方式，请开通后再试",
+            ScanRefusal::OrderOpen => "您有进行中的订单，请先完成",
+            ScanRefusal::NoSuchDoor => "柜门不存在，请扫描柜门上的二维码",
+            ScanRefusal::CabinetNotOnline => "该售货柜暂停服务，请换一台",
+            ScanRefusal::CabinetBusy => "售货柜正在使用中，请稍后再试",
+        }
+    }
+}
+
+/// What the scan step knows, gathered by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanFacts {
+    pub blocked: bool,
+    pub debt_fen: i64,
+    /// The shopper has bound the payment channel the scan asks for.
+    pub channel_bound: bool,
+    /// The shopper has an order that is not final.
+    pub open_order: bool,
+    pub door_exists: bool,
+    pub cabinet_status: CabinetStatus,
+    pub liveness: Liveness,
+    /// A session holds the cabinet (the device lock is taken).
+    pub cabinet_busy: bool,
+}
+
+/// Whether a scan may go on, checked in this order, and the first refusal is the answer:
+///
+/// 1. shopper blocked, 2. unpaid debt, 3. channel not bound, 4. an open order — the shopper's own
+///    standing first: nothing about the cabinet can help them, and these tell them what to do;
+/// 5. no such door — the request itself is wrong (a bad code), whatever the cabinet's state;
+/// 6. cabinet not online, 7. cabinet busy — the cabinet's condition, from the lasting to the
+///    passing, so "try again in a moment" is said only when it is true.
+pub fn check_scan(f: &ScanFacts) -> Result<(), ScanRefusal> {
+    if f.blocked {
+        return Err(ScanRefusal::ShopperBlocked);
+    }
+    if f.debt_fen > 0 {
+        return Err(ScanRefusal::UnpaidDebt);
+    }
+    if !f.channel_bound {
+        return Err(ScanRefusal::ChannelNotBound);
+    }
+    if f.open_order {
+        return Err(ScanRefusal::OrderOpen);
+    }
+    if !f.door_exists {
+        return Err(ScanRefusal::NoSuchDoor);
+    }
+    if f.cabinet_status != CabinetStatus::Ready || f.liveness != Liveness::Online {
+        return Err(ScanRefusal::CabinetNotOnline);
+    }
+    if f.cabinet_busy {
+        return Err(ScanRefusal::CabinetBusy);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderStatus::*;
+    use proptest::prelude::*;
+
+    fn run(events: &[OrderEvent]) -> OrderStatus {
+        let mut s = Created;
+        for e in events {
+            s = next(s, e).unwrap_or_else(|why| panic!("{e:?} from {s:?}: {why}"));
+        }
+        s
+    }
+
+    #[test]
+    fn status_round_trip() {
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::Value::from(s.as_str())));
+        }
+        assert_eq!(OrderStatus::parse("open"), None);
+    }
+
+    #[test]
+    fn final_statuses() {
+        let finals: Vec<_> = OrderStatus::ALL.into_iter().filter(|s| s.is_final()).collect();
+        assert_eq!(finals, vec![Paid, Cancelled, NoPurchase]);
+    }
+
+    #[test]
+    fn the_happy_path() {
+        use OrderEvent as E;
+        assert_eq!(run(&[E::Authorized, E::DoorOpened, E::DoorClosed, E::Settled { empty: false }, E::Paid]), Paid);
+    }
+
+    #[test]
+    fn the_side_exits() {
+        use OrderEvent as E;
+        assert_eq!(run(&[E::AuthTimeout]), Cancelled);
+        assert_eq!(run(&[E::ShopperCancelled]), Cancelled);
+        assert_eq!(run(&[E::Authorized, E::ShopperCancelled]), Cancelled);
+        assert_eq!(run(&[E::Authorized, E::DoorNeverOpened]), Cancelled);
+        assert_eq!(run(&[E::Authorized, E::DoorOpened, E::DoorClosed, E::Settled { empty: true }]), NoPurchase);
+        assert_eq!(run(&[E::Authorized, E::DoorOpened, E::DoorClosed, E::Ambiguous]), Review);
+        assert_eq!(
+            run(&[E::Authorized, E::DoorOpened, E::DoorClosed, E::Ambiguous, E::Reviewed { empty: true }]),
+            NoPurchase
+        );
+        assert_eq!(
+            run(&[E::Authorized, E::DoorOpened, E::DoorClosed, E::Ambiguous, E::Reviewed { empty: false }, E::Paid]),
+            Paid
+        );
+    }
+
+    #[test]
+    fn a_failed_payment_is_retried_until_paid() {
+        use OrderEvent as E;
+        let failed = run(&[E::Authorized, E::DoorOpened, E::DoorClosed, E::Settled { empty: false }, E::PaymentFailed]);
+        assert_eq!(failed, PaymentFailed);
+        assert!(!failed.is_final());
+        assert_eq!(next(failed, &E::PaymentFailed), Err(Stay::AlreadyThere), "a retry that fails again");
+        assert_eq!(next(failed, &E::Paid), Ok(Paid));
+        assert!(matches!(next(Paid, &E::PaymentFailed), Err(Stay::Refused(_))), "a late failure after the money");
+    }
+
+    #[test]
+    fn a_confirmation_after_the_cancel_never_opens_the_door() {
+        assert_eq!(next(Cancelled, &OrderEvent::Authorized), Err(Stay::ReleaseNeeded));
+        assert!(matches!(next(Cancelled, &OrderEvent::DoorOpened), Err(Stay::Refused(_))));
+    }
+
+    #[test]
+    fn the_auth_timeout_is_stale_once_authorised() {
+        assert_eq!(next(Created, &OrderEvent::AuthTimeout), Ok(Cancelled));
+        assert!(matches!(next(Authorized, &OrderEvent::AuthTimeout), Err(Stay::Refused(_))));
+        assert!(matches!(next(DoorOpen, &OrderEvent::AuthTimeout), Err(Stay::Refused(_))));
+    }
+
+    #[test]
+    fn an_open_door_cannot_be_cancelled() {
+        for e in [OrderEvent::ShopperCancelled, OrderEvent::DoorNeverOpened, OrderEvent::AuthTimeout] {
+            assert!(matches!(next(DoorOpen, &e), Err(Stay::Refused(_))), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn late_repeats_are_already_there() {
+        assert_eq!(next(Paying, &OrderEvent::Authorized), Err(Stay::AlreadyThere));
+        assert_eq!(next(Paid, &OrderEvent::DoorClosed), Err(Stay::AlreadyThere));
+        assert_eq!(next(Cancelled, &OrderEvent::AuthTimeout), Err(Stay::AlreadyThere));
+        assert_eq!(next(Cancelled, &OrderEvent::ShopperCancelled), Err(Stay::AlreadyThere));
+    }
+
+    #[test]
+    fn a_different_settlement_is_refused() {
+        assert!(matches!(next(Paying, &OrderEvent::Settled { empty: true }), Err(Stay::Refused(_))));
+        assert!(matches!(next(NoPurchase, &OrderEvent::Settled { empty: false }), Err(Stay::Refused(_))));
+        assert!(matches!(next(Review, &OrderEvent::Settled { empty: false }), Err(Stay::Refused(_))));
+        assert!(matches!(next(Settling, &OrderEvent::Reviewed { empty: false }), Err(Stay::Refused(_))));
+    }
+
+    fn any_status() -> impl Strategy<Value = OrderStatus> {
+        proptest::sample::select(OrderStatus::ALL.to_vec())
+    }
+
+    fn any_event() -> impl Strategy<Value = OrderEvent> {
+        proptest::sample::select(OrderEvent::ALL.to_vec())
+    }
+
+    proptest! {
+        #[test]
+        fn the_same_event_twice_never_moves_twice(s in any_status(), e in any_event()) {
+            if let Ok(moved) = next(s, &e) {
+                prop_assert_ne!(moved, s);
+                prop_assert_eq!(next(moved, &e), Err(Stay::AlreadyThere));
+            }
+        }
+
+        #[test]
+        fn no_event_leaves_a_final_status(s in any_status(), e in any_event()) {
+            if s.is_final() {
+                prop_assert!(next(s, &e).is_err());
+            }
+        }
+
+        #[test]
+        fn any_sequence_stays_within_the_machine(events in proptest::collection::vec(any_event(), 0..30)) {
+            // Whatever arrives, in whatever order, the order only moves along the machine's edges
+            // and, once final, stays.
+            let mut s = Created;
+            let mut was_final = false;
+            for e in &events {
+                if let Ok(to) = next(s, e) {
+                    prop_assert!(!was_final);
+                    s = to;
+                }
+                was_final = s.is_final();
+            }
+        }
+    }
+
+    /// One change to the facts.
+    type Edit = fn(&mut ScanFacts);
+
+    fn ok_facts() -> ScanFacts {
+        ScanFacts {
+            blocked: false,
+            debt_fen: 0,
+            channel_bound: true,
+            open_order: false,
+            door_exists: true,
+            cabinet_status: CabinetStatus::Ready,
+            liveness: Liveness::Online,
+            cabinet_busy: false,
+        }
+    }
+
+    #[test]
+    fn a_good_scan_passes() {
+        assert_eq!(check_scan(&ok_facts()), Ok(()));
+    }
+
+    #[test]
+    fn each_refusal() {
+        let cases: [(Edit, ScanRefusal); 9] = [
+            (|f| f.blocked = true, ScanRefusal::ShopperBlocked),
+            (|f| f.debt_fen = 1, ScanRefusal::UnpaidDebt),
+            (|f| f.channel_bound = false, ScanRefusal::ChannelNotBound),
+            (|f| f.open_order = true, ScanRefusal::OrderOpen),
+            (|f| f.door_exists = false, ScanRefusal::NoSuchDoor),
+            (|f| f.liveness = Liveness::Offline, ScanRefusal::CabinetNotOnline),
+            (|f| f.liveness = Liveness::Suspect, ScanRefusal::CabinetNotOnline),
+            (|f| f.cabinet_status = CabinetStatus::Initializing, ScanRefusal::CabinetNotOnline),
+            (|f| f.cabinet_busy = true, ScanRefusal::CabinetBusy),
+        ];
+        for (spoil, want) in cases {
+            let mut f = ok_facts();
+            spoil(&mut f);
+            assert_eq!(check_scan(&f), Err(want), "{f:?}");
+        }
+        let mut f = ok_facts();
+        f.cabinet_status = CabinetStatus::Disabled;
+        assert_eq!(check_scan(&f), Err(ScanRefusal::CabinetNotOnline));
+        f = ok_facts();
+        f.debt_fen = -5;
+        assert_eq!(check_scan(&f), Ok(()), "a credit is not a debt");
+    }
+
+    #[test]
+    fn checks_run_in_the_documented_order() {
+        // Everything wrong at once; repair one fact at a time, in order, and the answer moves down
+        // the list.
+        let mut f = ScanFacts {
+            blocked: true,
+            debt_fen: 100,
+            channel_bound: false,
+            open_order: true,
+            door_exists: false,
+            cabinet_status: CabinetStatus::Disabled,
+            liveness: Liveness::Offline,
+            cabinet_busy: true,
+        };
+        let repairs: [(Edit, ScanRefusal); 7] = [
+            (|f| f.blocked = false, ScanRefusal::ShopperBlocked),
+            (|f| f.debt_fen = 0, ScanRefusal::UnpaidDebt),
+            (|f| f.channel_bound = true, ScanRefusal::ChannelNotBound),
+            (|f| f.open_order = false, ScanRefusal::OrderOpen),
+            (|f| f.door_exists = true, ScanRefusal::NoSuchDoor),
+            (
+                |f| {
+                    f.cabinet_status = CabinetStatus::Ready;
+                    f.liveness = Liveness::Online;
+                },
+                ScanRefusal::CabinetNotOnline,
+            ),
+            (|f| f.cabinet_busy = false, ScanRefusal::CabinetBusy),
+        ];
+        for (repair, want) in repairs {
+            assert_eq!(check_scan(&f), Err(want));
+            repair(&mut f);
+        }
+        assert_eq!(check_scan(&f), Ok(()));
+    }
+
+    #[test]
+    fn refusal_codes_are_distinct_and_messages_present() {
+        let all = [
+            ScanRefusal::ShopperBlocked,
+            ScanRefusal::UnpaidDebt,
+            ScanRefusal::ChannelNotBound,
+            ScanRefusal::OrderOpen,
+            ScanRefusal::NoSuchDoor,
+            ScanRefusal::CabinetNotOnline,
+            ScanRefusal::CabinetBusy,
+        ];
+        let mut codes: Vec<_> = all.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        assert!(all.iter().all(|r| !r.message().is_empty()));
+    }
+}

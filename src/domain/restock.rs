@@ -1,0 +1,234 @@
+//! Restocking (issue 5 step 6): which lanes need filling and by how much, whether a sale took a
+//! lane under its threshold, and how many units a restocker put in, read from the weight change.
+//!
+//! Stock is counted in units (`i64`, like the book stock it is compared with). Book stock can be
+//! wrong — negative after a mis-settled order, or above capacity after a miscount — so the rules
+//! here never ask for a negative fill nor for more than a lane holds.
+
+/// One lane's restock facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneStock {
+    pub code: String,
+    /// Units the lane holds when full.
+    pub capacity: i64,
+    /// Restock when the stock is at or under this.
+    pub threshold: i64,
+    /// Book stock, in units.
+    pub stock: i64,
+}
+
+/// How many units fill `lane` to capacity: `capacity − stock`, with a negative book stock taken as
+/// an empty lane (the shelf cannot hold less than nothing) and never below zero.
+pub fn fill_quantity(lane: &LaneStock) -> i64 {
+    lane.capacity.saturating_sub(lane.stock.max(0)).max(0)
+}
+
+/// The lanes that need restocking and how many units fill each to capacity, in the order given.
+///
+/// A lane is included when its stock is at or under its threshold and the fill is at least one
+/// unit. So: a lane with capacity 0 (or less) holds nothing and is never listed; a threshold at
+/// or above the capacity (which layout validation allows only as `threshold == capacity`) means
+/// "keep it full": the lane is listed whenever it is short of capacity, and a full lane is not
+/// listed because there is nothing to put in.
+pub fn lanes_to_restock(lanes: &[LaneStock]) -> Vec<(String, i64)> {
+    lanes
+        .iter()
+        .filter(|l| l.stock <= l.threshold)
+        .filter_map(|l| {
+            let qty = fill_quantity(l);
+            (qty > 0).then(|| (l.code.clone(), qty))
+        })
+        .collect()
+}
+
+/// True only when this change took the lane from above its threshold to at or under it: the moment
+/// to send `restock.check`. A lane already under stays quiet, so each sale from a low lane does not
+/// raise the alert again; a restock (stock going up) never crosses.
+pub fn crossed_threshold(before: i64, after: i64, threshold: i64) -> bool {
+    before > threshold && after <= threshold
+}
+
+/// Why a lane's weight change after a restock cannot be read as whole units. The lane needs a
+/// person (a count by hand).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum RestockRefusal {
+    /// The change is not within tolerance of a whole number of units.
+    #[error("a change of {delta_g} g is not a whole number of units (nearest: {nearest})")]
+    OutOfTolerance { delta_g: f64, nearest: i64 },
+    /// The inputs cannot count anything: a unit weight that is not positive and finite, a
+    /// tolerance that is negative or at least half a unit (a change would then match two counts),
+    /// or a change that is not finite or not a plausible count.
+    #[error("cannot count units: {0}")]
+    Uncountable(&'static str),
+}
+
+/// Largest count read from one lane's change; far beyond any lane (layout caps capacity at 1000),
+/// and small enough that the count is exact in `f64` and fits `i64`.
+const MAX_COUNT: f64 = 1_000_000.0;
+
+/// How many units a restocker added to a lane, from its weight change `delta_g` after the restock
+/// door closed: `n = round(Δg / unit_g)`, accepted when `|Δg − n·unit_g| ≤ tolerance_g` (the
+/// settling rule of DESIGN "Cabinet actor"). A loss is a negative count: the restocker took some
+/// out (expired goods), which is allowed and recorded like any other change.
+pub fn added_units(delta_g: f64, unit_g: f64, tolerance_g: f64) -> Result<i64, RestockRefusal> {
+    // Each check is written so that NaN fails it.
+    if !(unit_g.is_finite() && unit_g > 0.0) {
+        return Err(RestockRefusal::Uncountable("the unit weight is not a positive number of grams"));
+    }
+    if !(tolerance_g >= 0.0 && tolerance_g < unit_g / 2.0) {
+        return Err(RestockRefusal::Uncountable("the tolerance is negative or at least half a unit"));
+    }
+    if !delta_g.is_finite() {
+        return Err(RestockRefusal::Uncountable("the weight change is not a number"));
+    }
+    let n = (delta_g / unit_g).round();
+    if n.abs() > MAX_COUNT {
+        return Err(RestockRefusal::Uncountable("the weight change is far beyond any lane"));
+    }
+    // Exact: |n| ≤ MAX_COUNT is an integer well within both f64's and i64's exact range.
+    let nearest = n as i64;
+    if (delta_g - n * unit_g).abs() <= tolerance_g {
+        Ok(nearest)
+    } else {
+        Err(RestockRefusal::OutOfTolerance { delta_g, nearest })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn lane(code: &str, capacity: i64, threshold: i64, stock: i64) -> LaneStock {
+        LaneStock { code: code.to_string(), capacity, threshold, stock }
+    }
+
+    #[test]
+    fn lanes_at_or_under_threshold_are_filled_to_capacity() {
+        let lanes = [
+            lane("A1", 10, 2, 2), // at the threshold
+            lane("A2", 10, 2, 3), // above it
+            lane("A3", 8, 2, 0),  // empty
+            lane("A4", 10, 2, 1),
+        ];
+        assert_eq!(lanes_to_restock(&lanes), vec![("A1".into(), 8), ("A3".into(), 8), ("A4".into(), 9)]);
+        assert_eq!(lanes_to_restock(&[]), vec![]);
+    }
+
+    #[test]
+    fn odd_lanes_are_handled() {
+        assert_eq!(lanes_to_restock(&[lane("zero", 0, 0, 0)]), vec![], "capacity 0 holds nothing");
+        assert_eq!(lanes_to_restock(&[lane("neg", -3, 0, -5)]), vec![], "a nonsense capacity holds nothing");
+        assert_eq!(lanes_to_restock(&[lane("full", 5, 5, 5)]), vec![], "keep-full lane that is full");
+        assert_eq!(lanes_to_restock(&[lane("keep", 5, 5, 4)]), vec![("keep".into(), 1)], "keep-full lane short by one");
+        assert_eq!(lanes_to_restock(&[lane("over", 5, 9, 4)]), vec![("over".into(), 1)], "threshold above capacity");
+        assert_eq!(lanes_to_restock(&[lane("owed", 5, 1, -2)]), vec![("owed".into(), 5)], "negative book stock");
+        assert_eq!(lanes_to_restock(&[lane("nothr", 5, -1, 0)]), vec![], "a negative threshold never triggers");
+    }
+
+    #[test]
+    fn crossing_is_only_the_downward_step() {
+        assert!(crossed_threshold(3, 2, 2));
+        assert!(crossed_threshold(5, 0, 2));
+        assert!(!crossed_threshold(2, 1, 2), "already at the threshold");
+        assert!(!crossed_threshold(5, 3, 2), "still above");
+        assert!(!crossed_threshold(1, 8, 2), "a restock");
+        assert!(!crossed_threshold(3, 3, 2), "no change");
+    }
+
+    #[test]
+    fn added_units_counts_gains_and_losses() {
+        assert_eq!(added_units(750.0, 250.0, 5.0), Ok(3));
+        assert_eq!(added_units(746.0, 250.0, 5.0), Ok(3));
+        assert_eq!(added_units(755.0, 250.0, 5.0), Ok(3), "exactly at tolerance");
+        assert_eq!(added_units(-500.0, 250.0, 5.0), Ok(-2), "the restocker took two out");
+        assert_eq!(added_units(3.0, 250.0, 5.0), Ok(0), "nothing added");
+    }
+
+    #[test]
+    fn a_residue_is_refused_with_the_nearest_count() {
+        assert_eq!(added_units(870.0, 250.0, 5.0), Err(RestockRefusal::OutOfTolerance { delta_g: 870.0, nearest: 3 }));
+        assert_eq!(
+            added_units(-380.0, 250.0, 5.0),
+            Err(RestockRefusal::OutOfTolerance { delta_g: -380.0, nearest: -2 })
+        );
+    }
+
+    #[test]
+    fn inputs_that_cannot_count_are_refused() {
+        for (d, u, t) in [
+            (100.0, 0.0, 1.0),
+            (100.0, -50.0, 1.0),
+            (100.0, f64::NAN, 1.0),
+            (100.0, f64::INFINITY, 1.0),
+            (100.0, 50.0, -1.0),
+            (100.0, 50.0, 25.0),
+            (100.0, 50.0, f64::NAN),
+            (f64::NAN, 50.0, 1.0),
+            (f64::INFINITY, 50.0, 1.0),
+            (1e12, 50.0, 1.0),
+        ] {
+            assert!(matches!(added_units(d, u, t), Err(RestockRefusal::Uncountable(_))), "{d} {u} {t}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn lanes_to_restock_never_overfills(
+            lanes in proptest::collection::vec((0i64..50, -5i64..60, -20i64..70), 0..12)
+        ) {
+            let lanes: Vec<_> = lanes
+                .into_iter()
+                .enumerate()
+                .map(|(i, (capacity, threshold, stock))| lane(&format!("L{i}"), capacity, threshold, stock))
+                .collect();
+            let out = lanes_to_restock(&lanes);
+            for (code, qty) in &out {
+                let l = lanes.iter().find(|l| &l.code == code);
+                prop_assert!(l.is_some());
+                if let Some(l) = l {
+                    prop_assert!(l.stock <= l.threshold);
+                    prop_assert!(*qty >= 1 && *qty <= l.capacity);
+                    prop_assert_eq!(l.stock.max(0) + qty, l.capacity);
+                }
+            }
+        }
+
+        #[test]
+        fn crossing_matches_its_definition(before in -20i64..20, after in -20i64..20, t in -20i64..20) {
+            prop_assert_eq!(crossed_threshold(before, after, t), before > t && after <= t);
+        }
+
+        #[test]
+        fn whole_units_with_noise_round_trip(
+            n in -200i64..200,
+            unit_g in 5.0f64..1000.0,
+            tol_share in 0.01f64..0.49,
+            noise_share in -1.0f64..1.0,
+        ) {
+            let tolerance_g = unit_g * tol_share;
+            // Strictly inside the tolerance, so float rounding at the edge cannot decide the case.
+            let delta_g = n as f64 * unit_g + noise_share * tolerance_g * 0.999;
+            prop_assert_eq!(added_units(delta_g, unit_g, tolerance_g), Ok(n));
+        }
+
+        #[test]
+        fn residues_beyond_tolerance_are_refused(
+            n in -200i64..200,
+            unit_g in 5.0f64..1000.0,
+            tol_share in 0.01f64..0.45,
+            beyond_share in 0.001f64..1.0,
+            negative in any::<bool>(),
+        ) {
+            let tolerance_g = unit_g * tol_share;
+            // A residue between just past the tolerance and half a unit: nearer to n than to n ± 1.
+            let reach = tolerance_g * 1.001 + beyond_share * (unit_g / 2.0 - tolerance_g * 1.001) * 0.999;
+            let residue = if negative { -reach } else { reach };
+            let delta_g = n as f64 * unit_g + residue;
+            prop_assert_eq!(
+                added_units(delta_g, unit_g, tolerance_g),
+                Err(RestockRefusal::OutOfTolerance { delta_g, nearest: n })
+            );
+        }
+    }
+}
