@@ -191,3 +191,28 @@ async fn pending_messages_are_listed() {
     assert_eq!(probe.calls(), 0, "not due for an hour");
     s.stop().await;
 }
+
+/// `heft_outbox_lag_seconds` is the wait of the oldest due message since it became deliverable
+/// (written, due, and not backing off), not counting messages not yet due nor delivered ones.
+/// No relay runs here, so nothing moves the rows.
+#[test]
+fn outbox_lag_is_the_oldest_due_wait() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("lag.db").display());
+    let db = heft::db::Db::open(&url, 1, Duration::from_secs(10)).expect("open");
+    db.migrate().expect("migrate");
+    let mut c = db.write_conn().expect("connection");
+    use heft::db::outbox;
+    assert_eq!(outbox::lag(&mut c).expect("lag"), 0.0);
+    let later = heft::db::now() + chrono::Duration::seconds(60);
+    outbox::enqueue(&mut c, TOPIC, &serde_json::json!({}), Some(later)).expect("enqueue");
+    assert_eq!(outbox::lag(&mut c).expect("lag"), 0.0, "not due yet");
+    let id = outbox::enqueue(&mut c, TOPIC, &serde_json::json!({}), None).expect("enqueue");
+    // A lower bound only: the sleep makes the wait at least this long.
+    std::thread::sleep(Duration::from_millis(1100));
+    let lag = outbox::lag(&mut c).expect("lag");
+    assert!((1.0..30.0).contains(&lag), "lag {lag}");
+    let row = outbox::find(&mut c, &id).expect("find").expect("row");
+    outbox::mark_done(&mut c, &[row.id]).expect("done");
+    assert_eq!(outbox::lag(&mut c).expect("lag"), 0.0, "delivered");
+}

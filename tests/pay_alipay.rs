@@ -79,6 +79,24 @@ struct Harness {
 }
 
 impl Harness {
+    /// POST a form to the gateway as is, and verify the signed answer: (response key, object).
+    async fn gateway_answer(&self, url: String, form: String, method: &str) -> (String, Value) {
+        let text = self
+            .http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded;charset=utf-8")
+            .body(form)
+            .send()
+            .await
+            .expect("post")
+            .text()
+            .await
+            .expect("text");
+        let platform = keys::load_public("sim", keys::sim::ALIPAY_PLATFORM_PUB).expect("key");
+        let verified = sign::verify_response(&platform, &text, method).expect("a signed answer");
+        (verified.key.to_string(), serde_json::from_str(verified.raw).expect("json"))
+    }
+
     async fn start() -> Harness {
         Self::start_with(&[]).await
     }
@@ -329,21 +347,9 @@ async fn forged_requests_and_responses_are_refused() {
         .map(|&(k, v)| if k == "biz_content" { (k, r#"{"out_trade_no":"AP2"}"#) } else { (k, v) })
         .collect();
     wire.push(("sign", &s));
-    let body = h
-        .http
-        .post(format!("{}/gateway.do", h.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(&wire).expect("form"))
-        .send()
-        .await
-        .expect("post")
-        .text()
-        .await
-        .expect("body");
-    let platform = keys::load_public("sim", keys::sim::ALIPAY_PLATFORM_PUB).expect("key");
-    let verified = sign::verify_response(&platform, &body, "alipay.trade.query").expect("signed error");
-    assert_eq!(verified.key, "error_response");
-    let err: Value = serde_json::from_str(verified.raw).expect("json");
+    let form = serde_urlencoded::to_string(&wire).expect("form");
+    let (key, err) = h.gateway_answer(format!("{}/gateway.do", h.base), form, "alipay.trade.query").await;
+    assert_eq!(key, "error_response");
     assert_eq!((err["code"].as_str(), err["sub_code"].as_str()), (Some("40002"), Some("isv.invalid-signature")));
     h.stop().await;
 }
@@ -542,21 +548,9 @@ async fn query_string_and_form_are_merged_like_the_java_sdk_sends_them() {
     // System parameters (and sign) in the URL, biz_content in the body.
     let (body, system): (Vec<_>, Vec<_>) = signed.into_iter().partition(|(k, _)| k == "biz_content");
     let url = format!("{}/gateway.do?{}", h.base, serde_urlencoded::to_string(&system).expect("query"));
-    let text = h
-        .http
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded;charset=utf-8")
-        .body(serde_urlencoded::to_string(&body).expect("form"))
-        .send()
-        .await
-        .expect("post")
-        .text()
-        .await
-        .expect("text");
-    let platform = keys::load_public("sim", keys::sim::ALIPAY_PLATFORM_PUB).expect("key");
-    let verified = sign::verify_response(&platform, &text, "alipay.trade.query").expect("verifies");
-    assert_eq!(verified.key, "alipay_trade_query_response");
-    let answer: Value = serde_json::from_str(verified.raw).expect("json");
+    let form = serde_urlencoded::to_string(&body).expect("form");
+    let (key, answer) = h.gateway_answer(url, form, "alipay.trade.query").await;
+    assert_eq!(key, "alipay_trade_query_response");
     assert_eq!((answer["code"].as_str(), answer["sub_code"].as_str()), (Some("40004"), Some("ACQ.TRADE_NOT_EXIST")));
     h.stop().await;
 }

@@ -12,32 +12,14 @@ use heft::domain::payment::PaymentState;
 use heft::pay::{CaptureLine, CaptureRequest, Channel, PreauthRequest};
 use serde_json::{Value, json};
 
-fn sim(s: &TestServer) -> String {
-    s.sim_base()
-}
-
 async fn knobs(s: &TestServer, knobs: Value) {
-    let res = s.http.post(format!("{}/sim/knobs", sim(s))).json(&knobs).send().await.expect("knobs");
+    let res = s.http.post(format!("{}/sim/knobs", s.sim_base())).json(&knobs).send().await.expect("knobs");
     assert!(res.status().is_success());
 }
 
 /// Sign a shopper in through the API; their user id.
 async fn shopper(s: &TestServer, channel: Channel, uid: &str) -> i64 {
-    let body = match channel {
-        Channel::Wechat => json!({"openid": uid}),
-        Channel::Alipay => json!({"user_id": uid}),
-    };
-    let code: Value = s
-        .http
-        .post(format!("{}/sim/{channel}/login", sim(s)))
-        .json(&body)
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let code = code["code"].as_str().or(code["auth_code"].as_str()).expect("code");
+    let code = s.platform_login_code(channel.as_str(), uid).await;
     let res: Value = s
         .http
         .post(format!("{}/api/v1/auth/{channel}", s.base))
@@ -98,7 +80,7 @@ async fn confirm(s: &TestServer, channel: Channel, confirm: &Value, payer: &str)
         Channel::Wechat => json!({"package": confirm["extraData"]["package"], "openid": payer}),
         Channel::Alipay => json!({"orderStr": confirm["orderStr"], "user_id": payer}),
     };
-    let res = s.http.post(format!("{}/sim/{channel}/confirm", sim(s))).json(&body).send().await.expect("confirm");
+    let res = s.http.post(format!("{}/sim/{channel}/confirm", s.sim_base())).json(&body).send().await.expect("confirm");
     let status = res.status();
     assert!(status.is_success(), "confirm: {status} {}", res.text().await.unwrap_or_default());
 }

@@ -8,25 +8,6 @@ use diesel::RunQueryDsl;
 use heft::domain::operator::Role;
 use serde_json::{Value, json};
 
-/// What `wx.login` / `my.getAuthCode` does on the phone: ask the platform for a one-use code.
-async fn login_code(s: &TestServer, channel: &str, uid: &str) -> String {
-    let body = match channel {
-        "wechat" => json!({"openid": uid}),
-        _ => json!({"user_id": uid}),
-    };
-    let res: Value = s
-        .http
-        .post(format!("{}/sim/{channel}/login", s.sim_base()))
-        .json(&body)
-        .send()
-        .await
-        .expect("sim login")
-        .json()
-        .await
-        .expect("json");
-    res["code"].as_str().or(res["auth_code"].as_str()).expect("a code").to_string()
-}
-
 async fn sign_in(s: &TestServer, channel: &str, code: &str) -> (u16, Value) {
     let res = s
         .http
@@ -74,7 +55,7 @@ async fn shoppers(profile: Profile) {
         ("alipay", "2088102000300001", "alipay_fund_auth"),
     ] {
         // First sign-in creates the user and the account.
-        let code = login_code(&s, channel, uid).await;
+        let code = s.platform_login_code(channel, uid).await;
         let (status, body) = sign_in(&s, channel, &code).await;
         assert_eq!(status, 200, "{channel}: {body}");
         assert_eq!(body["created"], true);
@@ -105,7 +86,7 @@ async fn shoppers(profile: Profile) {
         assert_eq!(status, 401, "reused code: {body}");
 
         // A later sign-in finds the same shopper.
-        let code = login_code(&s, channel, uid).await;
+        let code = s.platform_login_code(channel, uid).await;
         let (status, body) = sign_in(&s, channel, &code).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["created"], false);
@@ -149,7 +130,7 @@ async fn shoppers(profile: Profile) {
             .await;
         }
     }
-    let code = login_code(&s, "wechat", "o-new-shopper").await;
+    let code = s.platform_login_code("wechat", "o-new-shopper").await;
     let (status, body) = sign_in(&s, "wechat", &code).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!((count(&s, "users").await, count(&s, "accounts").await), (2, 2), "nothing half-made");
@@ -157,7 +138,7 @@ async fn shoppers(profile: Profile) {
         Profile::Embedded => sql(&s, "DROP TRIGGER no_accounts".into()).await,
         Profile::Production => sql(&s, "DROP TRIGGER no_accounts ON accounts".into()).await,
     }
-    let code = login_code(&s, "wechat", "o-new-shopper").await;
+    let code = s.platform_login_code("wechat", "o-new-shopper").await;
     let (status, body) = sign_in(&s, "wechat", &code).await;
     assert_eq!((status, &body["created"]), (200, &json!(true)), "{body}");
     assert_eq!((count(&s, "users").await, count(&s, "accounts").await), (3, 3));

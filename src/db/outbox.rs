@@ -178,8 +178,9 @@ pub fn purge_done(conn: &mut AnyConnection, older_than: NaiveDateTime) -> DbResu
         .execute(conn)?)
 }
 
-/// Seconds the oldest due pending row has been waiting (0 when none is due): since its
-/// deliver_at, or since its retry came due when that is later.
+/// Seconds the oldest due pending row has been waiting (0 when none is due): since it became
+/// deliverable — written (`next_attempt_at` starts at the write), due (`deliver_at`), and past any
+/// retry pause — whichever came last.
 pub fn lag(conn: &mut AnyConnection) -> DbResult<f64> {
     let at = now();
     let due: Vec<(NaiveDateTime, NaiveDateTime)> = outbox::table

@@ -47,12 +47,16 @@ impl PaymentState {
     }
 }
 
-/// What a callback reports, reduced to what the state machine needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a callback reports, reduced to what the state machine needs (`pay::PayEventKind`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reported {
+    /// The shopper confirmed (Pay Score USER_CONFIRM, Alipay freeze SUCCESS).
     Authorized { platform_order_id: Option<String>, payer_id: Option<String> },
+    /// The money moved.
     Paid { amount_fen: i64, transaction_id: String },
+    /// The hold was given back (Alipay unfreeze).
     Released,
+    /// Verified but nothing Heft acts on (refund events, service authorisation…).
     Other,
 }
 

@@ -179,20 +179,9 @@ pub struct PayEvent {
     pub resource: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PayEventKind {
-    Authorized {
-        platform_order_id: Option<String>,
-        payer_id: Option<String>,
-    },
-    Paid {
-        amount_fen: i64,
-        transaction_id: String,
-    },
-    Released,
-    /// Verified but nothing Heft acts on (refund events, service authorisation…).
-    Other,
-}
+/// What a callback reports: the payment state machine's own input, so the callback handler passes
+/// it on unchanged.
+pub use crate::domain::payment::Reported as PayEventKind;
 
 /// The headers a callback may be verified with (WeChat signs in headers, Alipay in the body).
 #[derive(Debug, Clone, Default)]

@@ -12,8 +12,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use crate::db::{self, payments};
-use crate::domain::payment::{Reported, Verdict};
-use crate::pay::{CallbackError, CallbackHeaders, Channel, PayEvent, PayEventKind};
+use crate::domain::payment::Verdict;
+use crate::pay::{CallbackError, CallbackHeaders, Channel, PayEvent};
 
 pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     handle(state, Channel::Wechat, headers(&req), body).await
@@ -65,15 +65,7 @@ async fn handle(
             return answer(channel, status, &e.to_string());
         }
     };
-    let PayEvent { event_id, event_type, out_order_no, kind, resource } = event;
-    let reported = match kind {
-        PayEventKind::Authorized { platform_order_id, payer_id } => {
-            Reported::Authorized { platform_order_id, payer_id }
-        }
-        PayEventKind::Paid { amount_fen, transaction_id } => Reported::Paid { amount_fen, transaction_id },
-        PayEventKind::Released => Reported::Released,
-        PayEventKind::Other => Reported::Other,
-    };
+    let PayEvent { event_id, event_type, out_order_no, kind: reported, resource } = event;
     // Kept as evidence exactly as it came (both platforms send UTF-8 text).
     let raw = String::from_utf8_lossy(&body).into_owned();
     let applied = state

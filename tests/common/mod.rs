@@ -298,6 +298,26 @@ impl TestServer {
         (self.storage, self.config)
     }
 
+    /// What `wx.login` / `my.getAuthCode` does on the phone: ask the platform (the simulator)
+    /// for a one-use login code for the shopper `uid` of `channel` (`wechat` or `alipay`).
+    pub async fn platform_login_code(&self, channel: &str, uid: &str) -> String {
+        let body = match channel {
+            "wechat" => serde_json::json!({"openid": uid}),
+            _ => serde_json::json!({"user_id": uid}),
+        };
+        let res: serde_json::Value = self
+            .http
+            .post(format!("{}/sim/{channel}/login", self.sim_base()))
+            .json(&body)
+            .send()
+            .await
+            .expect("sim login")
+            .json()
+            .await
+            .expect("json");
+        res["code"].as_str().or(res["auth_code"].as_str()).expect("a login code").to_string()
+    }
+
     /// Base URL of the payment platform simulator, wherever it runs.
     pub fn sim_base(&self) -> String {
         let sim = self.heft.pay_sim.as_ref().or(self.own_sim.as_ref()).expect("a payment simulator runs");

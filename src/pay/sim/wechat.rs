@@ -186,6 +186,20 @@ impl WechatSim {
         Ok(hang)
     }
 
+    /// [`admit`](Self::admit) a call with a JSON body naming our appid and service: the body.
+    fn admit_body(
+        &self,
+        state: &SimState,
+        req: &HttpRequest,
+        body: &[u8],
+        declinable: bool,
+    ) -> Result<(Option<Duration>, Value), HttpResponse> {
+        let hang = self.admit(state, req, body, declinable)?;
+        let v = parse_body(self, body)?;
+        check_ids(self, &v)?;
+        Ok((hang, v))
+    }
+
     fn next_seq(inner: &mut Inner) -> u64 {
         inner.seq += 1;
         inner.seq
@@ -399,17 +413,10 @@ fn valid_out_order_no(s: &str) -> bool {
 
 async fn create(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let w = &state.wechat;
-    let hang = match w.admit(&state, &req, &body, true) {
-        Ok(h) => h,
+    let (hang, v) = match w.admit_body(&state, &req, &body, true) {
+        Ok(x) => x,
         Err(res) => return res,
     };
-    let v = match parse_body(w, &body) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
-    if let Err(res) = check_ids(w, &v) {
-        return res;
-    }
     let param = |m: &str| w.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", m);
     let out_order_no = str_field(&v, "out_order_no").unwrap_or_default().to_string();
     if !valid_out_order_no(&out_order_no) {
@@ -512,12 +519,8 @@ async fn cancel(
     body: web::Bytes,
 ) -> HttpResponse {
     let w = &state.wechat;
-    let hang = match w.admit(&state, &req, &body, false) {
-        Ok(h) => h,
-        Err(res) => return res,
-    };
-    let v = match parse_body(w, &body).and_then(|v| check_ids(w, &v).map(|_| v)) {
-        Ok(v) => v,
+    let (hang, v) = match w.admit_body(&state, &req, &body, false) {
+        Ok(x) => x,
         Err(res) => return res,
     };
     let reason = chars(&v, "reason");
@@ -559,12 +562,8 @@ async fn complete(
     body: web::Bytes,
 ) -> HttpResponse {
     let w = &state.wechat;
-    let hang = match w.admit(&state, &req, &body, true) {
-        Ok(h) => h,
-        Err(res) => return res,
-    };
-    let v = match parse_body(w, &body).and_then(|v| check_ids(w, &v).map(|_| v)) {
-        Ok(v) => v,
+    let (hang, v) = match w.admit_body(&state, &req, &body, true) {
+        Ok(x) => x,
         Err(res) => return res,
     };
     let param = |m: &str| w.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", m);
