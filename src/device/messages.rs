@@ -138,3 +138,21 @@ pub struct CalibrateResult {
 pub struct VersionResult {
     pub version: u64,
 }
+
+/// `down/open`: unlock a door for a session (a purchase, a restock, maintenance). The cabinet
+/// unlocks it for `unlock_s` seconds and acks at once with `{"door"}`; when someone pulls the door
+/// open it sends `up/door` (with the counts of every channel: the session's before-weights). A
+/// door nobody opened locks itself again when `unlock_s` runs out, with no frame.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct OpenCmd {
+    pub door: u32,
+    /// The session the door is opened for (shown on the cabinet's display, logged).
+    pub session_id: i64,
+    pub unlock_s: u64,
+}
+
+/// `result` of an `open` ack.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct OpenResult {
+    pub door: u32,
+}
