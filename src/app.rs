@@ -134,7 +134,10 @@ impl Heft {
             base => base.to_string(),
         };
         let payments = crate::pay::Gateways::from_config(&config, &notify_base)?;
+        // The routing table exists before the actors do: the purchase consumers tell actors.
+        let routes = Routes::default();
         let mut consumers = vec![crate::pay::release::ReleaseHandler::handler(db.clone(), payments.clone())];
+        consumers.extend(crate::actors::purchase::handlers(&db, &payments, &routes, &config));
         consumers.extend(handlers);
         let relay = crate::actors::relay::Relay::start(
             db.clone(),
@@ -153,12 +156,11 @@ impl Heft {
             seal,
             downlink: broker.downlink.clone(),
         });
-        let routes = Routes::default();
         let registry = Registry::new(services.clone(), routes.clone()).start();
         let bridge = Arbiter::new();
         bridge.spawn(
             Bridge {
-                routes,
+                routes: routes.clone(),
                 registry: registry.clone(),
                 metrics,
                 max_frame_bytes: config.mqtt.max_frame_bytes,
@@ -169,7 +171,7 @@ impl Heft {
         let watchdog = Watchdog::new(services.clone(), registry.clone()).start();
 
         let auth = Arc::new(web::auth::AuthState::new(&config.auth, &services.seal));
-        let state = AppState { svc: services.clone(), registry: registry.clone(), auth };
+        let state = AppState { svc: services.clone(), registry: registry.clone(), routes, auth };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(actix_web::web::Data::new(state.clone()))

@@ -43,6 +43,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub messages: MessagesConfig,
     pub payments: PaymentsConfig,
+    pub orders: OrdersConfig,
     pub wechat: WechatConfig,
     pub alipay: AlipayConfig,
     pub pay_sim: PaySimConfig,
@@ -287,6 +288,28 @@ pub struct PaymentsConfig {
     pub http_timeout_ms: u64,
 }
 
+/// The purchase flow's limits (DESIGN "Orders").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersConfig {
+    /// A scanned order the shopper has not authorised by then is cancelled (`order.auth_timeout`).
+    pub auth_timeout_s: u64,
+    /// How long `open` unlocks the door for.
+    pub unlock_s: u64,
+    /// After the authorisation, when Heft checks that the door opened (`door.open_check`): once
+    /// more `open`, then the order is cancelled. Longer than `unlock_s`, so a cancelled order's
+    /// door has locked itself again.
+    pub open_check_s: u64,
+    /// A door open longer than this raises an alert and puts a notice on the order.
+    pub door_open_alert_s: u64,
+    /// After the close, the longest wait for every lane to be stable; then the order goes to review.
+    pub settle_max_ms: u64,
+    /// After a refused charge, when it is tried again.
+    pub capture_retry_s: u64,
+    /// What the shopper sees on the platform's page (at most 20 characters).
+    pub title: String,
+}
+
 /// WeChat Pay API v3 (Pay Score) and the mini-program login. `sim` for a key file means the
 /// simulator's built-in demo key, accepted only while `base_url` points at the simulator.
 #[derive(Clone, Deserialize)]
@@ -389,6 +412,7 @@ impl fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("messages", &redact_url(&self.messages.url))
             .field("payments", &self.payments)
+            .field("orders", &self.orders)
             .field("wechat", &self.wechat)
             .field("alipay", &self.alipay)
             .field("pay_sim", &self.pay_sim)
@@ -572,6 +596,7 @@ impl Config {
         positive("auth.max_concurrent_hashes", self.auth.max_concurrent_hashes as u64)?;
         self.validate_messages()?;
         self.validate_payments()?;
+        self.validate_orders()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(key_error("log.filter", "is not a valid tracing filter"));
         }
@@ -601,6 +626,28 @@ impl Config {
         }
         if m.delays_ms.is_empty() || m.delays_ms.contains(&0) || !m.delays_ms.windows(2).all(|w| w[0] < w[1]) {
             return Err(key_error("messages.delays_ms", "must be a non-empty increasing list of delays > 0"));
+        }
+        Ok(())
+    }
+
+    fn validate_orders(&self) -> Result<(), ConfigError> {
+        let o = &self.orders;
+        for (key, v) in [
+            ("orders.auth_timeout_s", o.auth_timeout_s),
+            ("orders.unlock_s", o.unlock_s),
+            ("orders.door_open_alert_s", o.door_open_alert_s),
+            ("orders.settle_max_ms", o.settle_max_ms),
+            ("orders.capture_retry_s", o.capture_retry_s),
+        ] {
+            if v == 0 {
+                return Err(key_error(key, "must be greater than 0"));
+            }
+        }
+        if o.open_check_s <= o.unlock_s {
+            return Err(key_error("orders.open_check_s", "must be longer than orders.unlock_s"));
+        }
+        if o.title.is_empty() || o.title.chars().count() > 20 {
+            return Err(key_error("orders.title", "must be 1 to 20 characters"));
         }
         Ok(())
     }

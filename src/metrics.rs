@@ -41,6 +41,10 @@ pub struct Metrics {
     pub mqtt_auth: IntCounterVec,
     /// From the frame's `ts` (cabinet clock) to the cabinet actor having handled it.
     pub frame_latency: Histogram,
+    /// Door closed → every lane stable (the settlement's wait).
+    pub settle_seconds: Histogram,
+    /// Orders by the status they reached.
+    pub orders: IntCounterVec,
     /// Frames the bridge has handed to actors and they have not finished.
     pub bridge_inflight: IntGauge,
     /// Weight log rows written.
@@ -118,6 +122,11 @@ impl Metrics {
                 HistogramOpts::new("heft_frame_latency_seconds", "Frame ts (cabinet clock) to handled by its actor")
                     .buckets(LATENCY_BUCKETS.to_vec()),
             )?,
+            settle_seconds: Histogram::with_opts(
+                HistogramOpts::new("heft_settle_seconds", "Door closed to every lane stable")
+                    .buckets(vec![0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 10.0]),
+            )?,
+            orders: IntCounterVec::new(Opts::new("heft_orders_total", "Orders reaching a status"), &["status"])?,
             bridge_inflight: IntGauge::new("heft_bridge_inflight", "Frames handed to actors, not yet handled")?,
             weight_log_rows: IntCounter::new("heft_weight_log_rows_total", "Weight log rows written")?,
             weight_log_batches: IntCounter::new("heft_weight_log_batches_total", "Weight log batches written")?,
@@ -169,6 +178,8 @@ impl Metrics {
         m.registry.register(Box::new(m.liveness_transitions.clone()))?;
         m.registry.register(Box::new(m.mqtt_auth.clone()))?;
         m.registry.register(Box::new(m.frame_latency.clone()))?;
+        m.registry.register(Box::new(m.settle_seconds.clone()))?;
+        m.registry.register(Box::new(m.orders.clone()))?;
         m.registry.register(Box::new(m.bridge_inflight.clone()))?;
         m.registry.register(Box::new(m.weight_log_rows.clone()))?;
         m.registry.register(Box::new(m.weight_log_batches.clone()))?;

@@ -2,6 +2,7 @@
 //! liveness watchdog.
 
 pub mod cabinet;
+pub mod purchase;
 pub mod registry;
 pub mod relay;
 pub mod watchdog;

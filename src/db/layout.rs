@@ -286,14 +286,17 @@ pub fn with_stock(conn: &mut AnyConnection, sns: &[String]) -> DbResult<Vec<Stri
         .load(conn)?)
 }
 
-/// A lane with its product's unit weight and tolerance (grams), if it holds one.
-pub type LaneWithProduct = (Lane, Option<(f64, f64)>);
+/// A lane with its product's unit weight and tolerance (grams), price (fen) and name, if it holds one.
+pub type LaneWithProduct = (Lane, Option<(f64, f64, i64, String)>);
 
-/// Lanes in door and shelf order, each with its product's unit weight and tolerance.
+/// Lanes in door and shelf order, each with its product's unit weight, tolerance, price and name.
 pub fn lanes_with_products(conn: &mut AnyConnection, sn: &str) -> DbResult<Vec<LaneWithProduct>> {
     let rows: Vec<LaneWithProduct> = lanes::table
         .left_join(products::table)
-        .select((Lane::as_select(), (products::unit_g, products::tolerance_g).nullable()))
+        .select((
+            Lane::as_select(),
+            (products::unit_g, products::tolerance_g, products::price_fen, products::name).nullable(),
+        ))
         .filter(lanes::sn.eq(sn))
         .order((lanes::door, lanes::position))
         .load(conn)?;

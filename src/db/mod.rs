@@ -13,6 +13,7 @@ pub mod consumed;
 pub mod layout;
 pub mod models;
 pub mod operators;
+pub mod orders;
 pub mod outbox;
 pub mod payments;
 pub mod products;

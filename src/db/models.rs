@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::schema::{
-    accounts, alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, operators, payment_events, payments,
-    products, sessions, users,
+    accounts, alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, operators, order_lines, orders,
+    payment_events, payments, products, restock_tasks, review_cases, sessions, stock_ledger, users,
 };
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -317,4 +317,122 @@ pub struct NewPaymentEvent<'a> {
     pub raw: &'a str,
     pub outcome: &'a str,
     pub received_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = orders)]
+pub struct Order {
+    pub id: i64,
+    pub user_id: i64,
+    pub sn: String,
+    pub door: i32,
+    pub channel: String,
+    pub status: String,
+    pub out_order_no: String,
+    pub session_id: Option<i64>,
+    pub cap_fen: i64,
+    pub total_fen: Option<i64>,
+    pub paid_fen: Option<i64>,
+    pub debt_fen: i64,
+    pub before_g: Option<String>,
+    pub after_g: Option<String>,
+    pub notices: String,
+    pub cancel_reason: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub authorized_at: Option<NaiveDateTime>,
+    pub opened_at: Option<NaiveDateTime>,
+    pub closed_at: Option<NaiveDateTime>,
+    pub settled_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = orders)]
+pub struct NewOrder {
+    pub user_id: i64,
+    pub sn: String,
+    pub door: i32,
+    pub channel: String,
+    pub status: String,
+    pub out_order_no: String,
+    pub session_id: Option<i64>,
+    pub cap_fen: i64,
+    pub debt_fen: i64,
+    pub notices: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = order_lines)]
+pub struct OrderLine {
+    pub order_id: i64,
+    pub lane: String,
+    pub product_id: i64,
+    pub product_name: String,
+    pub qty: i64,
+    pub unit_fen: i64,
+    pub amount_fen: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = stock_ledger)]
+pub struct LedgerRow {
+    pub id: i64,
+    pub sn: String,
+    pub lane: String,
+    pub product_id: Option<i64>,
+    pub delta: i32,
+    pub stock_after: i32,
+    pub reason: String,
+    pub order_id: Option<i64>,
+    pub session_id: Option<i64>,
+    pub task_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = stock_ledger)]
+pub struct NewLedgerRow {
+    pub sn: String,
+    pub lane: String,
+    pub product_id: Option<i64>,
+    pub delta: i32,
+    pub stock_after: i32,
+    pub reason: String,
+    pub order_id: Option<i64>,
+    pub session_id: Option<i64>,
+    pub task_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = restock_tasks)]
+pub struct RestockTask {
+    pub id: i64,
+    pub sn: String,
+    pub status: String,
+    pub wanted: String,
+    pub added: Option<String>,
+    pub session_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub closed_at: Option<NaiveDateTime>,
+    pub closed_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = review_cases)]
+pub struct ReviewCase {
+    pub id: i64,
+    pub order_id: i64,
+    pub kind: String,
+    pub status: String,
+    pub reasons: String,
+    pub opened_by: String,
+    pub resolution: Option<String>,
+    pub resolved_by: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub resolved_at: Option<NaiveDateTime>,
 }

@@ -46,8 +46,9 @@ pub enum Applied {
     Duplicate,
     /// About a payment Heft has no record of (yet): not stored, so the platform sends it again.
     UnknownPayment,
-    /// Stored; the verdict says what it did. `payment` is the row after it.
-    Stored { verdict: Verdict, payment: Option<Box<Payment>> },
+    /// Stored; the verdict says what it did. `payment` is the row after it; `order` the order of
+    /// this pre-authorisation when the callback moved it (authorised, paid).
+    Stored { verdict: Verdict, payment: Option<Box<Payment>>, order: Option<Box<super::models::Order>> },
 }
 
 /// A verified callback to store and apply.
@@ -63,8 +64,14 @@ pub struct Incoming<'a> {
     pub reported: Reported,
 }
 
-/// Store the callback and apply it to its payment, in one transaction.
-pub fn record_callback(conn: &mut AnyConnection, event: &Incoming<'_>, now: NaiveDateTime) -> DbResult<Applied> {
+/// Store the callback and apply it to its payment and its order, in one transaction.
+/// `open_check`: when the door must have opened after an authorisation (`door.open_check`).
+pub fn record_callback(
+    conn: &mut AnyConnection,
+    event: &Incoming<'_>,
+    open_check: chrono::Duration,
+    now: NaiveDateTime,
+) -> DbResult<Applied> {
     write_tx(conn, |conn| {
         let taken: i64 = payment_events::table
             .filter(payment_events::channel.eq(event.channel))
@@ -109,7 +116,7 @@ pub fn record_callback(conn: &mut AnyConnection, event: &Incoming<'_>, now: Naiv
             Err(e) if e.is_unique_violation() => return Ok(Applied::Duplicate),
             Err(e) => return Err(e),
         }
-        let Some(p) = current else { return Ok(Applied::Stored { verdict, payment: None }) };
+        let Some(p) = current else { return Ok(Applied::Stored { verdict, payment: None, order: None }) };
         if let Verdict::Apply { to, changes } | Verdict::Anomaly { to, changes, .. } = &verdict {
             diesel::update(payments::table.find(&p.out_order_no))
                 .set((
@@ -130,9 +137,41 @@ pub fn record_callback(conn: &mut AnyConnection, event: &Incoming<'_>, now: Naiv
             let spec = crate::domain::alert::payment_anomaly(event.channel, &p.out_order_no, reason);
             super::alerts::raise(conn, &spec, 1, now)?;
         }
+        let order = move_order(conn, &p.out_order_no, &verdict, open_check, now)?;
         let payment = find(conn, &p.out_order_no)?.map(Box::new);
-        Ok(Applied::Stored { verdict, payment })
+        Ok(Applied::Stored { verdict, payment, order })
     })
+}
+
+/// What a payment's new state does to its order: authorised → the door opens; paid → `paid`.
+/// A payment reported paid for an order whose charge had failed is not taken on the callback's
+/// word alone: the capture runs again, which asks the platform first and keeps its answer.
+fn move_order(
+    conn: &mut AnyConnection,
+    out_order_no: &str,
+    verdict: &Verdict,
+    open_check: chrono::Duration,
+    now: NaiveDateTime,
+) -> DbResult<Option<Box<super::models::Order>>> {
+    let to = match verdict {
+        Verdict::Apply { to, .. } | Verdict::Anomaly { to, .. } => *to,
+        _ => return Ok(None),
+    };
+    let Some(order) = super::orders::find_by_out_order_no(conn, out_order_no)? else { return Ok(None) };
+    let moved = match to {
+        PaymentState::Authorized => super::orders::authorize(conn, order.id, open_check, now)?,
+        PaymentState::Paid => {
+            if super::orders::status_of(&order)? == crate::domain::order::OrderStatus::PaymentFailed {
+                let message = serde_json::json!({ "order_id": order.id });
+                super::outbox::enqueue(conn, crate::mq::topics::PAYMENT_CAPTURE, &message, None)?;
+                return Ok(None);
+            }
+            let amount = find(conn, out_order_no)?.and_then(|p| p.amount_fen).unwrap_or(0);
+            super::orders::paid(conn, order.id, amount, now)?
+        }
+        _ => return Ok(None),
+    };
+    Ok(moved.moved().then(|| Box::new(moved.order().clone())))
 }
 
 /// Move a payment from one of `from` to `to` (Heft's own moves: capture sent, cancelled),
@@ -164,4 +203,33 @@ pub fn events(conn: &mut AnyConnection, out_order_no: &str) -> DbResult<Vec<Paym
         .order(payment_events::id.asc())
         .select(PaymentEvent::as_select())
         .load(conn)?)
+}
+
+/// The platform says the money moved: record it (from any state before `paid`), as a paid
+/// callback would. False when it was already paid or cancelled.
+pub fn record_paid(
+    conn: &mut AnyConnection,
+    out_order_no: &str,
+    amount_fen: i64,
+    transaction_id: &str,
+    now: NaiveDateTime,
+) -> DbResult<bool> {
+    let open = [PaymentState::Created, PaymentState::Authorized, PaymentState::Capturing].map(|s| s.as_str());
+    let n = diesel::update(payments::table.find(out_order_no).filter(payments::state.eq_any(open)))
+        .set((
+            payments::state.eq(PaymentState::Paid.as_str()),
+            payments::amount_fen.eq(Some(amount_fen)),
+            payments::transaction_id.eq(Some(transaction_id)),
+            payments::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// The platform's own id for a pre-authorisation (WeChat `order_id`), known once it is created.
+pub fn set_platform_order_id(conn: &mut AnyConnection, out_order_no: &str, id: &str) -> DbResult<()> {
+    diesel::update(payments::table.find(out_order_no).filter(payments::platform_order_id.is_null()))
+        .set(payments::platform_order_id.eq(id))
+        .execute(conn)?;
+    Ok(())
 }

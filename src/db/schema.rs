@@ -134,6 +134,46 @@ diesel::table! {
 }
 
 diesel::table! {
+    order_lines (order_id, lane) {
+        order_id -> Int8,
+        lane -> Text,
+        product_id -> Int8,
+        product_name -> Text,
+        qty -> Int8,
+        unit_fen -> Int8,
+        amount_fen -> Int8,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Int8,
+        user_id -> Int8,
+        sn -> Text,
+        door -> Int4,
+        channel -> Text,
+        status -> Text,
+        out_order_no -> Text,
+        session_id -> Nullable<Int8>,
+        cap_fen -> Int8,
+        total_fen -> Nullable<Int8>,
+        paid_fen -> Nullable<Int8>,
+        debt_fen -> Int8,
+        before_g -> Nullable<Text>,
+        after_g -> Nullable<Text>,
+        notices -> Text,
+        cancel_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        authorized_at -> Nullable<Timestamp>,
+        opened_at -> Nullable<Timestamp>,
+        closed_at -> Nullable<Timestamp>,
+        settled_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Int8,
         message_id -> Text,
@@ -196,6 +236,36 @@ diesel::table! {
 }
 
 diesel::table! {
+    restock_tasks (id) {
+        id -> Int8,
+        sn -> Text,
+        status -> Text,
+        wanted -> Text,
+        added -> Nullable<Text>,
+        session_id -> Nullable<Int8>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        closed_at -> Nullable<Timestamp>,
+        closed_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    review_cases (id) {
+        id -> Int8,
+        order_id -> Int8,
+        kind -> Text,
+        status -> Text,
+        reasons -> Text,
+        opened_by -> Text,
+        resolution -> Nullable<Text>,
+        resolved_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        resolved_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Int8,
         sn -> Text,
@@ -207,6 +277,22 @@ diesel::table! {
         ended_at -> Nullable<Timestamp>,
         outcome -> Nullable<Text>,
         detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    stock_ledger (id) {
+        id -> Int8,
+        sn -> Text,
+        lane -> Text,
+        product_id -> Nullable<Int8>,
+        delta -> Int4,
+        stock_after -> Int4,
+        reason -> Text,
+        order_id -> Nullable<Int8>,
+        session_id -> Nullable<Int8>,
+        task_id -> Nullable<Int8>,
+        created_at -> Timestamp,
     }
 }
 
@@ -240,7 +326,14 @@ diesel::joinable!(commands -> cabinets (sn));
 diesel::joinable!(commands -> sessions (session_id));
 diesel::joinable!(lanes -> cabinets (sn));
 diesel::joinable!(lanes -> products (product_id));
+diesel::joinable!(order_lines -> orders (order_id));
+diesel::joinable!(orders -> cabinets (sn));
+diesel::joinable!(orders -> payments (out_order_no));
+diesel::joinable!(orders -> sessions (session_id));
+diesel::joinable!(orders -> users (user_id));
 diesel::joinable!(payments -> users (user_id));
+diesel::joinable!(restock_tasks -> cabinets (sn));
+diesel::joinable!(review_cases -> orders (order_id));
 diesel::joinable!(sessions -> cabinets (sn));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -253,11 +346,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     consumed_messages,
     lanes,
     operators,
+    order_lines,
+    orders,
     outbox,
     payment_events,
     payments,
     products,
+    restock_tasks,
+    review_cases,
     sessions,
+    stock_ledger,
     users,
     weight_log,
 );

@@ -9,16 +9,32 @@ pub enum SessionKind {
     PriceChange,
     /// An operator calibrating one door's scales.
     Calibration,
+    /// A shopper's order: from the scan to the settlement.
+    Purchase,
+    /// A restocker filling lanes; what they added is measured by weight.
+    Restock,
+    /// A maintainer at an open door: no sale; any weight change is recorded and flagged.
+    Maintenance,
 }
 
 impl SessionKind {
-    pub const ALL: [SessionKind; 3] = [SessionKind::Config, SessionKind::PriceChange, SessionKind::Calibration];
+    pub const ALL: [SessionKind; 6] = [
+        SessionKind::Config,
+        SessionKind::PriceChange,
+        SessionKind::Calibration,
+        SessionKind::Purchase,
+        SessionKind::Restock,
+        SessionKind::Maintenance,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SessionKind::Config => "config",
             SessionKind::PriceChange => "price_change",
             SessionKind::Calibration => "calibration",
+            SessionKind::Purchase => "purchase",
+            SessionKind::Restock => "restock",
+            SessionKind::Maintenance => "maintenance",
         }
     }
 
@@ -43,6 +59,8 @@ pub enum Outcome {
     Abandoned,
     /// No step for `calibration.idle_timeout_s`.
     Expired,
+    /// A purchase that ended before the door opened.
+    Cancelled,
 }
 
 impl Outcome {
@@ -53,6 +71,7 @@ impl Outcome {
             Outcome::Aborted => "aborted",
             Outcome::Abandoned => "abandoned",
             Outcome::Expired => "expired",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -66,6 +85,6 @@ mod tests {
         for k in SessionKind::ALL {
             assert_eq!(SessionKind::parse(k.as_str()), Some(k));
         }
-        assert_eq!(SessionKind::parse("purchase"), None);
+        assert_eq!(SessionKind::parse("shopping"), None);
     }
 }

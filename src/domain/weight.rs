@@ -83,6 +83,22 @@ impl LaneWindow {
         }
         stable_mean(self.last(n), tolerance_g)
     }
+
+    /// Like [`stable`](Self::stable), but the mean of the longest run of newest readings that lie
+    /// within `tolerance_g` of each other (at least `n`): a lane that has rested longer is
+    /// weighed with more readings, so its noise averages out further.
+    pub fn settled(&self, n: usize, tolerance_g: f64) -> Option<f64> {
+        self.stable(n, tolerance_g)?;
+        let (mut lo, mut hi, mut sum, mut count) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize);
+        for g in self.readings.iter().rev() {
+            let (l, h) = (lo.min(*g), hi.max(*g));
+            if h - l > tolerance_g {
+                break;
+            }
+            (lo, hi, sum, count) = (l, h, sum + g, count + 1);
+        }
+        Some(sum / count as f64)
+    }
 }
 
 /// The stability rule of [`LaneWindow::stable`] over a slice: true when the last `n` entries
@@ -138,6 +154,28 @@ mod tests {
             w.push(v);
         }
         w
+    }
+
+    #[test]
+    fn settled_takes_the_longest_quiet_tail() {
+        // 500 while moving, then five readings around 300.
+        let w = window(&[500.0, 420.0, 301.0, 299.0, 300.0, 302.0, 298.0]);
+        assert_eq!(w.stable(3, 5.0), Some(300.0));
+        assert_eq!(w.settled(3, 5.0), Some(300.0));
+        let w = window(&[300.0, 300.0, 300.0, 310.0, 310.0, 310.0]);
+        assert_eq!(w.settled(3, 5.0), Some(310.0), "the old level is not mixed in");
+        assert_eq!(window(&[300.0, 400.0]).settled(3, 5.0), None, "too few readings");
+    }
+
+    proptest! {
+        #[test]
+        fn settled_is_stable_when_stable(values in proptest::collection::vec(0.0f64..10.0, 3..20)) {
+            let w = window(&values);
+            prop_assert_eq!(w.settled(3, 10.0).is_some(), w.stable(3, 10.0).is_some());
+            if let Some(m) = w.settled(3, 10.0) {
+                prop_assert!((0.0..10.0).contains(&m));
+            }
+        }
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// Too many requests of a kind (login attempts, ...); try again after `retry_after_s`.
     #[error("{message}")]
     TooManyRequests { code: &'static str, message: String, retry_after_s: u64 },
+    /// A scan refused (`POST /api/v1/orders`): the code and the message a mini-program shows.
+    #[error("{}", .refusal.message())]
+    Scan { refusal: crate::domain::order::ScanRefusal, detail: Option<serde_json::Value> },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::Device(_) => "device_failed",
             ApiError::Platform(_) => "payment_platform_failed",
             ApiError::TooManyRequests { code, .. } => code,
+            ApiError::Scan { refusal, .. } => refusal.code(),
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -76,6 +80,15 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) | ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Device(_) | ApiError::Platform(_) => StatusCode::BAD_GATEWAY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Scan { refusal, .. } => {
+                use crate::domain::order::ScanRefusal::*;
+                match refusal {
+                    ShopperBlocked | ChannelNotBound => StatusCode::FORBIDDEN,
+                    UnpaidDebt => StatusCode::PAYMENT_REQUIRED,
+                    NoSuchDoor => StatusCode::NOT_FOUND,
+                    OrderOpen | CabinetNotOnline | CabinetBusy => StatusCode::CONFLICT,
+                }
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,7 +112,9 @@ impl ResponseError for ApiError {
         let mut body = serde_json::json!({"error": self.code(), "message": self.to_string()});
         match self {
             ApiError::Invalid(fields) => body["fields"] = serde_json::json!(fields),
-            ApiError::Conflict { detail: Some(detail), .. } => body["detail"] = detail.clone(),
+            ApiError::Conflict { detail: Some(detail), .. } | ApiError::Scan { detail: Some(detail), .. } => {
+                body["detail"] = detail.clone()
+            }
             _ => {}
         }
         res.json(body)

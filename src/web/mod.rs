@@ -9,6 +9,7 @@ pub mod nearby;
 pub mod openapi;
 pub mod operators;
 pub mod ops;
+pub mod orders;
 pub mod pay_notify;
 pub mod setup;
 pub mod shoppers;
@@ -28,6 +29,8 @@ pub use error::ApiError;
 pub struct AppState {
     pub svc: Shared,
     pub registry: Addr<Registry>,
+    /// sn → cabinet actor on this node (read-only here; the registry writes it).
+    pub routes: crate::actors::registry::Routes,
     /// Operator tokens, the login limiter and the password-hashing pool.
     pub auth: Arc<auth::AuthState>,
 }
@@ -83,6 +86,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/auth/wechat", web::post().to(shoppers::login_wechat))
                 .route("/auth/alipay", web::post().to(shoppers::login_alipay))
                 .route("/me", web::get().to(shoppers::me))
+                .route("/orders", web::post().to(orders::scan))
+                .route("/orders", web::get().to(orders::history))
+                .route("/orders/{id}", web::get().to(orders::get))
+                .route("/orders/{id}/appeal", web::post().to(orders::appeal))
+                .route("/orders/{id}/cancel", web::post().to(orders::cancel))
                 .route("/cabinets/nearby", web::get().to(nearby::nearby)),
         )
         .service(

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{nearby, shoppers};
+use super::{nearby, orders, shoppers};
 
 /// Every error body: a stable code, a message a mini-program may show, and for `422 invalid` one
 /// entry per refused field.
@@ -46,7 +46,17 @@ impl Modify for ShopperToken {
                        `{\"error\": code, \"message\": text}`; refused fields are 422 with `fields`.",
         version = "1"
     ),
-    paths(shoppers::login_wechat, shoppers::login_alipay, shoppers::me, nearby::nearby),
+    paths(
+        shoppers::login_wechat,
+        shoppers::login_alipay,
+        shoppers::me,
+        nearby::nearby,
+        orders::scan,
+        orders::get,
+        orders::history,
+        orders::appeal,
+        orders::cancel
+    ),
     components(schemas(ErrorBody, FieldErrorBody)),
     modifiers(&ShopperToken),
     tags((name = "shopper", description = "Sign-in and account"), (name = "cabinets", description = "Finding a cabinet"))

@@ -68,6 +68,7 @@ async fn handle(
     let PayEvent { event_id, event_type, out_order_no, kind: reported, resource } = event;
     // Kept as evidence exactly as it came (both platforms send UTF-8 text).
     let raw = String::from_utf8_lossy(&body).into_owned();
+    let open_check = chrono::Duration::seconds(i64::try_from(state.svc.config.orders.open_check_s).unwrap_or(60));
     let applied = state
         .svc
         .db
@@ -81,7 +82,7 @@ async fn handle(
                 raw: &raw,
                 reported,
             };
-            payments::record_callback(c, &incoming, db::now())
+            payments::record_callback(c, &incoming, open_check, db::now())
         })
         .await;
     match applied {
@@ -95,8 +96,13 @@ async fn handle(
             metrics.payment_callbacks.with_label_values(&[channel.as_str(), "duplicate"]).inc();
             answer(channel, StatusCode::OK, "")
         }
-        Ok(payments::Applied::Stored { verdict, payment }) => {
+        Ok(payments::Applied::Stored { verdict, payment, order: moved }) => {
             let order = payment.as_ref().map(|p| p.out_order_no.as_str()).unwrap_or("-");
+            if let Some(moved) = moved {
+                // The door opens (authorised) or the order is done (paid); messages may wait.
+                state.svc.relay.wake();
+                crate::actors::purchase::order_moved(&state.routes, &moved);
+            }
             match &verdict {
                 Verdict::ReleaseNeeded => {
                     tracing::warn!(%channel, order, "confirmation for a cancelled pre-authorisation: released");

@@ -38,6 +38,7 @@ pub enum Purpose {
     Config { version: i64 },
     Tags { version: i64 },
     Calibrate { step: CalibrationStep, standard_g: Option<f64>, lanes: Vec<String> },
+    Open { door: u32 },
 }
 
 pub struct Pending {

@@ -8,6 +8,7 @@
 //! log in again.
 
 mod commands;
+pub mod door;
 pub mod requests;
 pub mod session;
 pub mod weights;
@@ -104,6 +105,8 @@ pub(crate) struct LaneSetup {
     pub product_id: Option<i64>,
     pub unit_g: Option<f64>,
     pub tolerance_g: Option<f64>,
+    pub price_fen: Option<i64>,
+    pub product_name: Option<String>,
     pub stock: i32,
 }
 
@@ -600,8 +603,10 @@ fn read_setup(c: &mut db::AnyConnection, cab: crate::db::models::Cabinet) -> Res
                 _ => None,
             },
             product_id: l.product_id,
-            unit_g: product.map(|p| p.0),
-            tolerance_g: product.map(|p| p.1),
+            unit_g: product.as_ref().map(|p| p.0),
+            tolerance_g: product.as_ref().map(|p| p.1),
+            price_fen: product.as_ref().map(|p| p.2),
+            product_name: product.map(|p| p.3),
             stock: l.stock,
         })
         .collect();
@@ -785,6 +790,8 @@ pub struct CabinetView {
     pub last_seq: Option<u64>,
     pub liveness: Liveness,
     pub session: Option<session::SessionInfo>,
+    /// The course of a purchase, restock or maintenance session.
+    pub door_session: Option<door::DoorView>,
     pub doors_open: Vec<u32>,
     pub lanes: Vec<weights::LaneWeight>,
     pub pending_commands: usize,
@@ -804,6 +811,7 @@ impl Handler<Inspect> for CabinetActor {
             last_seq,
             liveness: self.liveness,
             session: self.session.as_ref().map(|s| s.info.clone()),
+            door_session: self.door_view(),
             doors_open: self.doors.open.iter().copied().collect(),
             lanes: self.lane_weights(),
             pending_commands: self.pending.len(),

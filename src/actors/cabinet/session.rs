@@ -87,6 +87,8 @@ pub(super) struct Active {
     pub kind: SessionKind,
     pub last_step: Instant,
     pub calib: Option<Calib>,
+    /// A purchase, restock or maintenance session: the door's course.
+    pub door: Option<super::door::DoorRun>,
 }
 
 /// Progress of a door's calibration.
@@ -177,7 +179,8 @@ impl CabinetActor {
     }
 
     fn hold(&mut self, s: &Session, kind: SessionKind) {
-        self.session = Some(Active { info: SessionInfo::from(s), kind, last_step: Instant::now(), calib: None });
+        self.session =
+            Some(Active { info: SessionInfo::from(s), kind, last_step: Instant::now(), calib: None, door: None });
         // Whatever rested on the lanes before may move now: drift is judged afresh afterwards.
         self.reset_baselines();
     }
@@ -348,6 +351,7 @@ impl CabinetActor {
                     self.calibration_reading(step, standard_g, lanes, outcome, ctx);
                 }
             }
+            Purpose::Open { door } => self.open_done(door, outcome),
         }
     }
 

@@ -138,6 +138,7 @@ impl CabinetActor {
         let kind = self.reading_kind();
         let grams = self.grams_of(&w.counts, true);
         self.log_reading(kind, &w.counts, &grams, w.h.ts);
+        self.door_reading(kind, ctx);
         if kind == ReadingKind::Closed {
             if self.session.is_none() {
                 self.check_drift(ctx);
@@ -162,7 +163,7 @@ impl CabinetActor {
         }
     }
 
-    pub(super) fn on_door(&mut self, d: DoorUp, _ctx: &mut Context<Self>) {
+    pub(super) fn on_door(&mut self, d: DoorUp, ctx: &mut Context<Self>) {
         if !self.lanes.is_empty() && !self.lanes.iter().any(|l| l.setup.door == d.door) {
             // Not a door of this configuration: a state nothing would ever clear.
             tracing::warn!(sn = %self.sn, door = d.door, "door event for a door that is not configured");
@@ -188,6 +189,7 @@ impl CabinetActor {
             self.log_reading(ReadingKind::Snapshot, counts, &grams, d.h.ts);
         }
         tracing::info!(sn = %self.sn, door = d.door, open = d.open, "door");
+        self.door_event(&d, ctx);
     }
 
     /// Into the weight log (batched; see `actors::weight_log`), with the session it belongs to.
@@ -294,7 +296,7 @@ impl CabinetActor {
         }
     }
 
-    fn raise(&self, spec: AlertSpec, ctx: &mut Context<Self>) {
+    pub(super) fn raise(&self, spec: AlertSpec, ctx: &mut Context<Self>) {
         let db = self.svc.db.clone();
         ctx.spawn(
             async move {

@@ -1,0 +1,537 @@
+//! Sessions at an open door: a shopper's purchase (DESIGN "Cabinet actor"), a restock, and
+//! maintenance. They share one course — weights before, `open`, the door opens, the door closes,
+//! every lane settles — and differ in what the weight change means at the end.
+//!
+//! Purchase: `reserved → awaiting_auth → opening → open → settling → done | cancelled`. The scan
+//! opens the session and writes the order in one transaction (`db::orders::scan`); the platform's
+//! confirmation brings [`OpenForOrder`]; the door events and the after-close readings drive the
+//! rest here; the settlement is one transaction (`db::orders::settle`).
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::commands::{CommandOutcome, Purpose};
+use super::session::{SessionError, SessionInfo};
+use super::weights::ReadingKind;
+use super::{CabinetActor, State};
+use crate::db::{self, DbError, orders};
+use crate::device::messages::{DoorUp, OpenCmd};
+use crate::device::topic::DownKind;
+use crate::domain::alert::{AlertSpec, Audience, Severity};
+use crate::domain::cabinet::CabinetStatus;
+use crate::domain::liveness::Liveness;
+use crate::domain::order::ScanRefusal;
+use crate::domain::session::{Outcome, SessionKind};
+use crate::domain::settlement::{self, LaneReading, Settlement};
+
+pub const DOOR_OPEN_TOO_LONG: &str = "door_open_too_long";
+
+/// What the open door is for.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum DoorPurpose {
+    Purchase { order_id: i64, cap_fen: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// The order waits for the shopper to confirm on the platform's page.
+    AwaitingAuth,
+    /// `open` is on its way; waiting for the door to open.
+    Opening,
+    Open,
+    /// Closed; waiting for every lane to be stable.
+    Settling,
+    /// The settlement is being written.
+    Finishing,
+}
+
+/// A session at one door.
+pub(super) struct DoorRun {
+    pub door: u32,
+    pub purpose: DoorPurpose,
+    pub phase: Phase,
+    /// Per lane of the door, the weight before the door opened (grams).
+    pub before: Vec<(String, f64)>,
+    pub closed_at: Option<Instant>,
+    pub cap_noticed: bool,
+}
+
+/// A purchase the actor opened: the order as stored.
+#[derive(Debug, Clone)]
+pub struct PurchaseStarted {
+    pub order: crate::db::models::Order,
+    pub session: SessionInfo,
+}
+
+/// Why a purchase could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PurchaseError {
+    #[error("{}", .0.message())]
+    Refused(ScanRefusal, Option<SessionInfo>),
+    #[error("{0}")]
+    Session(#[from] SessionError),
+}
+
+impl From<DbError> for PurchaseError {
+    fn from(e: DbError) -> Self {
+        PurchaseError::Session(e.into())
+    }
+}
+
+/// A shopper scanned door `door`: reserve the cabinet and write the order.
+#[derive(Message)]
+#[rtype(result = "Result<PurchaseStarted, PurchaseError>")]
+pub struct StartPurchase {
+    pub user_id: i64,
+    pub channel: crate::pay::Channel,
+    pub payer_id: String,
+    pub door: u32,
+}
+
+impl Handler<StartPurchase> for CabinetActor {
+    type Result = AtomicResponse<Self, Result<PurchaseStarted, PurchaseError>>;
+
+    fn handle(&mut self, m: StartPurchase, _ctx: &mut Context<Self>) -> Self::Result {
+        let refused = match self.state {
+            State::Unknown => Some(PurchaseError::Session(SessionError::NotFound)),
+            State::Loading => Some(PurchaseError::Refused(ScanRefusal::CabinetNotOnline, None)),
+            _ => None,
+        };
+        if let Some(e) = refused {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+        }
+        let liveness = if self.session_boot().is_some() { self.liveness } else { Liveness::Offline };
+        let o = &self.svc.config.orders;
+        let input = orders::ScanInput {
+            user_id: m.user_id,
+            channel: m.channel,
+            payer_id: m.payer_id,
+            door: m.door,
+            door_exists: self.lanes.iter().any(|l| l.setup.door == m.door),
+            cabinet_status: CabinetStatus::parse(&self.setup.status).unwrap_or(CabinetStatus::Initializing),
+            liveness,
+            cabinet_busy: self.session.is_some() || self.opening,
+            cap_fen: self.svc.config.payments.preauth_cap_fen,
+            session: self.new_session(SessionKind::Purchase, Some(m.door), &format!("user:{}", m.user_id)),
+            auth_timeout: chrono::Duration::seconds(i64::try_from(o.auth_timeout_s).unwrap_or(60)),
+        };
+        let held = self.session.as_ref().map(|s| s.info.clone());
+        let db = self.svc.db.clone();
+        AtomicResponse::new(Box::pin(
+            async move { db.write(move |c| orders::scan(c, &input, db::now())).await }.into_actor(self).map(
+                move |r, act, _ctx| match r {
+                    Ok(scanned) => {
+                        let order_id = scanned.order.id;
+                        act.hold_door(
+                            &scanned.session,
+                            SessionKind::Purchase,
+                            DoorRun {
+                                door: m.door,
+                                purpose: DoorPurpose::Purchase { order_id, cap_fen: scanned.order.cap_fen },
+                                phase: Phase::AwaitingAuth,
+                                before: Vec::new(),
+                                closed_at: None,
+                                cap_noticed: false,
+                            },
+                        );
+                        tracing::info!(sn = %act.sn, order = order_id, door = m.door, "purchase reserved");
+                        Ok(PurchaseStarted { order: scanned.order, session: SessionInfo::from(&scanned.session) })
+                    }
+                    Err(orders::ScanFail::Refused(r)) => {
+                        Err(PurchaseError::Refused(r, if r == ScanRefusal::CabinetBusy { held } else { None }))
+                    }
+                    Err(orders::ScanFail::Busy(s)) => {
+                        Err(PurchaseError::Refused(ScanRefusal::CabinetBusy, Some(SessionInfo::from(s.as_ref()))))
+                    }
+                    Err(orders::ScanFail::Db(e)) => Err(e.into()),
+                },
+            ),
+        ))
+    }
+}
+
+/// The order's pre-authorisation is confirmed (or `door.open_check` asks once more): weigh the
+/// lanes and send `open`.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct OpenForOrder {
+    pub order_id: i64,
+}
+
+impl Handler<OpenForOrder> for CabinetActor {
+    type Result = bool;
+
+    fn handle(&mut self, m: OpenForOrder, ctx: &mut Context<Self>) -> bool {
+        let Some(run) = self.door_run_for(m.order_id) else {
+            tracing::warn!(sn = %self.sn, order = m.order_id, "open asked for an order this cabinet does not hold");
+            return false;
+        };
+        if !matches!(run.phase, Phase::AwaitingAuth | Phase::Opening) {
+            return false;
+        }
+        let door = run.door;
+        if run.phase == Phase::AwaitingAuth {
+            let before = self.weigh_door(door);
+            if let Some(run) = self.door_run_mut() {
+                run.before = before;
+                run.phase = Phase::Opening;
+            }
+        }
+        self.send_open(door, ctx);
+        true
+    }
+}
+
+/// The order ended without the cabinet (auth timeout, door never opened, the platform refused
+/// the pre-authorisation): the database already closed the session; let go of it here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OrderEnded {
+    pub order_id: i64,
+}
+
+impl Handler<OrderEnded> for CabinetActor {
+    type Result = ();
+
+    fn handle(&mut self, m: OrderEnded, ctx: &mut Context<Self>) {
+        let Some(run) = self.door_run_for(m.order_id) else { return };
+        if matches!(run.phase, Phase::AwaitingAuth | Phase::Opening) {
+            tracing::info!(sn = %self.sn, order = m.order_id, "purchase ended before the door opened");
+            self.end_session(Outcome::Cancelled, None, ctx);
+        }
+    }
+}
+
+/// What an open-door session looks like to operators (`/ops/cabinets/{sn}`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DoorView {
+    pub door: u32,
+    pub phase: &'static str,
+    pub order_id: Option<i64>,
+}
+
+impl CabinetActor {
+    fn hold_door(&mut self, s: &crate::db::models::Session, kind: SessionKind, run: DoorRun) {
+        self.session = Some(super::session::Active {
+            info: SessionInfo::from(s),
+            kind,
+            last_step: Instant::now(),
+            calib: None,
+            door: Some(run),
+        });
+    }
+
+    fn door_run_mut(&mut self) -> Option<&mut DoorRun> {
+        self.session.as_mut().and_then(|s| s.door.as_mut())
+    }
+
+    fn door_run_for(&self, order_id: i64) -> Option<&DoorRun> {
+        self.session
+            .as_ref()
+            .and_then(|s| s.door.as_ref())
+            .filter(|r| matches!(r.purpose, DoorPurpose::Purchase { order_id: id, .. } if id == order_id))
+    }
+
+    pub(super) fn door_view(&self) -> Option<DoorView> {
+        let run = self.session.as_ref()?.door.as_ref()?;
+        let DoorPurpose::Purchase { order_id, .. } = run.purpose;
+        let phase = match run.phase {
+            Phase::AwaitingAuth => "awaiting_auth",
+            Phase::Opening => "opening",
+            Phase::Open => "open",
+            Phase::Settling => "settling",
+            Phase::Finishing => "finishing",
+        };
+        Some(DoorView { door: run.door, phase, order_id: Some(order_id) })
+    }
+
+    fn tolerance(&self, l: &super::weights::LaneState) -> f64 {
+        l.setup.tolerance_g.unwrap_or(self.svc.config.weights.default_tolerance_g)
+    }
+
+    /// The weight on each lane of `door` as it rests now: the mean of its quiet readings, or the
+    /// latest reading when it has none yet (the door-open frame's reading fills the gap).
+    fn weigh_door(&self, door: u32) -> Vec<(String, f64)> {
+        let n = self.svc.config.weights.stable_readings;
+        self.lanes
+            .iter()
+            .filter(|l| l.setup.door == door && l.setup.cal.is_some())
+            .filter_map(|l| {
+                let g = l.window.settled(n, self.tolerance(l)).or_else(|| l.window.latest())?;
+                Some((l.setup.code.clone(), g))
+            })
+            .collect()
+    }
+
+    fn send_open(&mut self, door: u32, ctx: &mut Context<Self>) {
+        let Some(s) = self.session.as_ref() else { return };
+        let cmd = OpenCmd { door, session_id: s.info.id, unlock_s: self.svc.config.orders.unlock_s };
+        let session_id = s.info.id;
+        let body = serde_json::to_value(cmd).unwrap_or_default();
+        self.issue(DownKind::Open, body, Some(session_id), Purpose::Open { door }, ctx);
+    }
+
+    /// An `open` command ended. A cabinet that refused or did not answer is asked again by
+    /// `door.open_check`, which cancels the order after the second try.
+    pub(super) fn open_done(&mut self, door: u32, outcome: CommandOutcome) {
+        if !matches!(outcome, CommandOutcome::Acked(_)) {
+            tracing::warn!(sn = %self.sn, door, outcome = outcome.status(), "open not carried out");
+        }
+    }
+
+    /// A door event, after the door bookkeeping in `weights`.
+    pub(super) fn door_event(&mut self, d: &DoorUp, ctx: &mut Context<Self>) {
+        let Some(run) = self.door_run_mut() else { return };
+        if run.door != d.door {
+            return;
+        }
+        match (d.open, run.phase) {
+            (true, Phase::Opening) => self.door_opened(d, ctx),
+            (true, Phase::AwaitingAuth) => {
+                tracing::error!(sn = %self.sn, door = d.door, "door opened before the purchase was authorised");
+                let spec = AlertSpec {
+                    audience: Audience::Ops,
+                    severity: Severity::Critical,
+                    code: "door_opened_unauthorised".into(),
+                    sn: Some(self.sn.to_string()),
+                    message: format!("cabinet {}: door {} opened before the shopper authorised", self.sn, d.door),
+                    detail: None,
+                };
+                self.raise(spec, ctx);
+            }
+            (false, Phase::Open) => self.door_closed(ctx),
+            _ => {}
+        }
+    }
+
+    fn door_opened(&mut self, d: &DoorUp, ctx: &mut Context<Self>) {
+        // The reading sent with the event: it fills lanes with no weight yet, and a lane that
+        // disagrees with its resting weight is noted on the order (someone may have been at it).
+        let snapshot: Vec<(String, f64)> = match &d.counts {
+            Some(counts) => self
+                .lanes
+                .iter()
+                .filter(|l| l.setup.door == d.door)
+                .filter_map(|l| Some((l.setup.code.clone(), l.setup.cal?.grams(*counts.get(l.setup.channel)?))))
+                .collect(),
+            None => Vec::new(),
+        };
+        let tolerances: Vec<(String, f64)> =
+            self.lanes.iter().map(|l| (l.setup.code.clone(), self.tolerance(l) * 3.0)).collect();
+        let alert_after = Duration::from_secs(self.svc.config.orders.door_open_alert_s);
+        let Some(run) = self.door_run_mut() else { return };
+        run.phase = Phase::Open;
+        let mut disagree = Vec::new();
+        for (lane, g) in &snapshot {
+            match run.before.iter().find(|(l, _)| l == lane) {
+                None => run.before.push((lane.clone(), *g)),
+                Some((_, b)) => {
+                    let tol = tolerances.iter().find(|(l, _)| l == lane).map_or(15.0, |t| t.1);
+                    if (b - g).abs() > tol {
+                        disagree.push(lane.clone());
+                    }
+                }
+            }
+        }
+        let DoorPurpose::Purchase { order_id, .. } = run.purpose;
+        let before = serde_json::to_string(&run.before.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
+            .unwrap_or_default();
+        let db = self.svc.db.clone();
+        let notice = (!disagree.is_empty())
+            .then(|| format!("lanes {} weighed differently when the door opened than at rest", disagree.join(", ")));
+        ctx.spawn(
+            async move {
+                let r = db
+                    .write(move |c| {
+                        orders::door_opened(c, order_id, &before, db::now())?;
+                        if let Some(n) = notice {
+                            orders::add_notice(c, order_id, "before_weights_differ", &n, db::now())?;
+                        }
+                        Ok::<_, DbError>(())
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(order = order_id, error = %e, "door open not recorded");
+                }
+            }
+            .into_actor(self),
+        );
+        let session_id = self.session.as_ref().map(|s| s.info.id);
+        ctx.run_later(alert_after, move |act, ctx| {
+            let still_open = act.session.as_ref().map(|s| s.info.id) == session_id
+                && act.session.as_ref().and_then(|s| s.door.as_ref()).is_some_and(|r| r.phase == Phase::Open);
+            if still_open {
+                act.door_open_too_long(order_id, ctx);
+            }
+        });
+    }
+
+    fn door_open_too_long(&mut self, order_id: i64, ctx: &mut Context<Self>) {
+        let limit = self.svc.config.orders.door_open_alert_s;
+        let spec = AlertSpec {
+            audience: Audience::Ops,
+            severity: Severity::Warning,
+            code: DOOR_OPEN_TOO_LONG.into(),
+            sn: Some(self.sn.to_string()),
+            message: format!("cabinet {}: door open for more than {limit} s (order {order_id})", self.sn),
+            detail: Some(serde_json::json!({ "order_id": order_id, "limit_s": limit }).to_string()),
+        };
+        tracing::warn!(sn = %self.sn, order = order_id, "door open too long");
+        self.raise(spec, ctx);
+        let db = self.svc.db.clone();
+        ctx.spawn(
+            async move {
+                let text = "柜门未关闭，请关好柜门以完成结算";
+                let _ = db.write(move |c| orders::add_notice(c, order_id, DOOR_OPEN_TOO_LONG, text, db::now())).await;
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn door_closed(&mut self, ctx: &mut Context<Self>) {
+        let settle_max = Duration::from_millis(self.svc.config.orders.settle_max_ms);
+        let Some(run) = self.door_run_mut() else { return };
+        run.phase = Phase::Settling;
+        run.closed_at = Some(Instant::now());
+        let DoorPurpose::Purchase { order_id, .. } = run.purpose;
+        let db = self.svc.db.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = db.write(move |c| orders::door_closed(c, order_id, db::now())).await {
+                    tracing::error!(order = order_id, error = %e, "door close not recorded");
+                }
+            }
+            .into_actor(self),
+        );
+        let session_id = self.session.as_ref().map(|s| s.info.id);
+        ctx.run_later(settle_max, move |act, ctx| {
+            if act.session.as_ref().map(|s| s.info.id) == session_id {
+                act.try_settle(true, ctx);
+            }
+        });
+    }
+
+    /// A weight reading, after it entered the lanes' windows.
+    pub(super) fn door_reading(&mut self, kind: ReadingKind, ctx: &mut Context<Self>) {
+        let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
+        match (run.phase, kind) {
+            (Phase::Settling, ReadingKind::AfterClose | ReadingKind::Closed) => self.try_settle(false, ctx),
+            (Phase::Open, _) => self.watch_basket(ctx),
+            _ => {}
+        }
+    }
+
+    /// While the door is open: the basket's estimated value against the pre-authorisation's cap.
+    fn watch_basket(&mut self, ctx: &mut Context<Self>) {
+        let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
+        let DoorPurpose::Purchase { order_id, cap_fen } = run.purpose;
+        if run.cap_noticed {
+            return;
+        }
+        let readings = self.lane_readings(run, |l| l.window.latest());
+        let current: Vec<Option<f64>> = readings.iter().map(|r| r.after_g).collect();
+        let estimate = settlement::estimate_basket_fen(&readings, &current);
+        let Some(excess) = settlement::over_cap(estimate, cap_fen) else { return };
+        if let Some(run) = self.door_run_mut() {
+            run.cap_noticed = true;
+        }
+        tracing::warn!(sn = %self.sn, order = order_id, estimate, cap_fen, "basket over the pre-authorisation cap");
+        let db = self.svc.db.clone();
+        ctx.spawn(
+            async move {
+                let text = format!("所选商品超出授权额度 {} 分，超出部分将计为欠款", excess);
+                let _ = db.write(move |c| orders::add_notice(c, order_id, "over_cap", &text, db::now())).await;
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// The lanes of the run's door that hold a product, with `after` read by `after`.
+    fn lane_readings(
+        &self,
+        run: &DoorRun,
+        after: impl Fn(&super::weights::LaneState) -> Option<f64>,
+    ) -> Vec<LaneReading> {
+        self.lanes
+            .iter()
+            .filter(|l| l.setup.door == run.door)
+            .filter_map(|l| {
+                let before = run.before.iter().find(|(code, _)| *code == l.setup.code)?.1;
+                Some(LaneReading {
+                    lane: l.setup.code.clone(),
+                    product_id: l.setup.product_id?,
+                    product_name: l.setup.product_name.clone().unwrap_or_default(),
+                    unit_g: l.setup.unit_g?,
+                    tolerance_g: self.tolerance(l),
+                    price_fen: l.setup.price_fen?,
+                    before_g: before,
+                    after_g: after(l),
+                })
+            })
+            .collect()
+    }
+
+    /// Settle once every lane of the door is stable; with `force` (the wait ran out), settle with
+    /// what there is, lanes that never settled sending the order to review.
+    fn try_settle(&mut self, force: bool, ctx: &mut Context<Self>) {
+        let n = self.svc.config.weights.stable_readings;
+        let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
+        if run.phase != Phase::Settling {
+            return;
+        }
+        let readings = self.lane_readings(run, |l| l.window.stable(n, self.tolerance(l)));
+        if !force && readings.iter().any(|r| r.after_g.is_none()) {
+            return;
+        }
+        let DoorPurpose::Purchase { order_id, .. } = run.purpose;
+        let waited = run.closed_at.map(|t| t.elapsed());
+        let outcome = settlement::settle(&readings);
+        let input = match outcome {
+            Settlement::Settled { lines, moves, total_fen } => orders::SettleInput::Settled { lines, moves, total_fen },
+            Settlement::Review { reasons } => {
+                orders::SettleInput::Review { reasons: serde_json::json!({ "reasons": reasons, "lanes": readings }) }
+            }
+        };
+        let after: std::collections::BTreeMap<String, Option<f64>> =
+            readings.iter().map(|r| (r.lane.clone(), r.after_g)).collect();
+        let after = serde_json::to_string(&after).unwrap_or_default();
+        if let Some(run) = self.door_run_mut() {
+            run.phase = Phase::Finishing;
+        }
+        if let Some(w) = waited {
+            self.svc.metrics.settle_seconds.observe(w.as_secs_f64());
+        }
+        let db = self.svc.db.clone();
+        // `wait`: nothing else of this cabinet is handled before the settlement is stored and the
+        // session let go, so the next scan finds the cabinet free and the stock right.
+        ctx.wait(async move { db.write(move |c| orders::settle(c, order_id, &input, &after, db::now())).await }
+            .into_actor(self)
+            .map(move |r, act, ctx| {
+                match r {
+                    Ok(moved) => {
+                        tracing::info!(sn = %act.sn, order = order_id, status = %moved.order().status, "purchase settled");
+                        act.svc.relay.wake();
+                    }
+                    // The session stays closed in memory only: the order waits in `settling`;
+                    // an operator sees it and the weight trace is in the log.
+                    Err(e) => tracing::error!(sn = %act.sn, order = order_id, error = %e, "settlement not stored"),
+                }
+                act.session = None;
+                act.reset_baselines();
+                act.reload_stock(ctx);
+                act.deliver_pending(ctx);
+            }));
+    }
+
+    /// Book stock changed in the database: read it again for the ops view.
+    fn reload_stock(&mut self, ctx: &mut Context<Self>) {
+        let (svc, sn) = (self.svc.clone(), self.sn.to_string());
+        ctx.spawn(async move { super::load_setup(&svc, &sn).await }.into_actor(self).map(|r, act, _| {
+            if let Ok(setup) = r {
+                act.apply_setup(setup);
+            }
+        }));
+    }
+}

@@ -1,0 +1,187 @@
+//! The purchase flow's timers and the glue between orders and cabinet actors: an order the
+//! database moved (a callback, a timer) is told to its cabinet's actor on this node, and the
+//! consumers of `order.auth_timeout` and `door.open_check` end orders that went nowhere.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::cabinet::door::{OpenForOrder, OrderEnded};
+use super::registry::Routes;
+use crate::config::OrdersConfig;
+use crate::db::models::Order;
+use crate::db::{self, Db, orders, outbox};
+use crate::domain::order::{OrderEvent, OrderStatus};
+use crate::mq::{Handler, HandlerError, Message, topics};
+use crate::pay::{Channel, Gateways, PlatformState};
+
+/// Tell the cabinet's actor on this node what became of an order: authorised → open the door;
+/// cancelled → let go of the session. Without an actor here there is nobody to tell: the order's
+/// timers finish it (`door.open_check`).
+pub fn order_moved(routes: &Routes, order: &Order) {
+    let Some(addr) = routes.read().ok().and_then(|r| r.get(&order.sn).cloned()) else { return };
+    match OrderStatus::parse(&order.status) {
+        Some(OrderStatus::Authorized) => addr.do_send(OpenForOrder { order_id: order.id }),
+        Some(OrderStatus::Cancelled) => addr.do_send(OrderEnded { order_id: order.id }),
+        _ => {}
+    }
+}
+
+fn secs(s: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+fn order_id(msg: &Message) -> Result<i64, HandlerError> {
+    msg.payload["order_id"]
+        .as_i64()
+        .ok_or_else(|| HandlerError::Failed(format!("{} {} without order_id", msg.topic, msg.id)))
+}
+
+async fn load(db: &Db, id: i64) -> Result<Order, HandlerError> {
+    db.run(move |c| orders::find(c, id)).await?.ok_or_else(|| HandlerError::Failed(format!("order {id} not found")))
+}
+
+/// `order.auth_timeout`: a `created` order the shopper has not authorised in time. The platform
+/// is asked first — a confirmation whose callback is late still opens the door — and otherwise
+/// the order is cancelled and anything held released.
+pub struct AuthTimeout {
+    pub db: Db,
+    pub gateways: Gateways,
+    pub routes: Routes,
+    pub orders: OrdersConfig,
+}
+
+#[async_trait]
+impl Handler for AuthTimeout {
+    fn name(&self) -> &str {
+        topics::ORDER_AUTH_TIMEOUT
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![topics::ORDER_AUTH_TIMEOUT.to_string()]
+    }
+
+    async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        let id = order_id(msg)?;
+        let order = load(&self.db, id).await?;
+        if order.status != OrderStatus::Created.as_str() {
+            return Ok(());
+        }
+        let channel = Channel::parse(&order.channel)
+            .ok_or_else(|| HandlerError::Failed(format!("order {id} has channel {}", order.channel)))?;
+        let found = self.gateways.get(channel).query(&order.out_order_no, None).await;
+        let open_check = secs(self.orders.open_check_s);
+        let moved = match found {
+            Ok(PlatformState::Authorized { platform_order_id, payer_id }) => {
+                tracing::info!(order = id, "authorised without a callback; opening");
+                self.db
+                    .write(move |c| {
+                        orders::authorize_from_query(
+                            c,
+                            id,
+                            platform_order_id.as_deref(),
+                            payer_id.as_deref(),
+                            open_check,
+                            db::now(),
+                        )
+                    })
+                    .await?
+            }
+            // Not confirmed, or the platform cannot say: cancel. A confirmation that comes after
+            // this finds the payment cancelled and is released (`payment.release`).
+            other => {
+                if let Err(e) = &other {
+                    tracing::warn!(order = id, error = %e, "platform not asked at the auth timeout; cancelling");
+                }
+                self.db
+                    .write(move |c| orders::cancel(c, id, OrderEvent::AuthTimeout, "auth_timeout", db::now()))
+                    .await?
+            }
+        };
+        if moved.moved() {
+            order_moved(&self.routes, moved.order());
+        }
+        Ok(())
+    }
+}
+
+/// `door.open_check`: the order was authorised but the door has not opened. The first check
+/// sends `open` once more and looks again; the second cancels the order and releases the hold
+/// (the door locked itself again after `orders.unlock_s`).
+pub struct OpenCheck {
+    pub db: Db,
+    pub routes: Routes,
+    pub orders: OrdersConfig,
+}
+
+#[async_trait]
+impl Handler for OpenCheck {
+    fn name(&self) -> &str {
+        topics::DOOR_OPEN_CHECK
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![topics::DOOR_OPEN_CHECK.to_string()]
+    }
+
+    async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        let id = order_id(msg)?;
+        let attempt = msg.payload["attempt"].as_u64().unwrap_or(1);
+        let order = load(&self.db, id).await?;
+        if order.status != OrderStatus::Authorized.as_str() {
+            return Ok(());
+        }
+        let actor = self.routes.read().ok().and_then(|r| r.get(&order.sn).cloned());
+        if attempt < 2
+            && let Some(addr) = actor
+            && addr.send(OpenForOrder { order_id: id }).await.unwrap_or(false)
+        {
+            tracing::warn!(order = id, sn = %order.sn, "door not opened; sending open once more");
+            let again = secs(self.orders.open_check_s);
+            self.db
+                .write(move |c| {
+                    outbox::enqueue(
+                        c,
+                        topics::DOOR_OPEN_CHECK,
+                        &orders::open_check_message(id, 2),
+                        Some(db::now() + again),
+                    )
+                })
+                .await?;
+            return Ok(());
+        }
+        tracing::warn!(order = id, sn = %order.sn, "door never opened; cancelling");
+        let moved = self
+            .db
+            .write(move |c| orders::cancel(c, id, OrderEvent::DoorNeverOpened, "door_never_opened", db::now()))
+            .await?;
+        if moved.moved() {
+            order_moved(&self.routes, moved.order());
+        }
+        Ok(())
+    }
+}
+
+/// The purchase flow's consumers of this node.
+pub fn handlers(
+    db: &Db,
+    gateways: &Gateways,
+    routes: &Routes,
+    config: &crate::config::Config,
+) -> Vec<Arc<dyn Handler>> {
+    vec![
+        Arc::new(AuthTimeout {
+            db: db.clone(),
+            gateways: gateways.clone(),
+            routes: routes.clone(),
+            orders: config.orders.clone(),
+        }),
+        Arc::new(OpenCheck { db: db.clone(), routes: routes.clone(), orders: config.orders.clone() }),
+        Arc::new(crate::pay::capture::Capture {
+            db: db.clone(),
+            gateways: gateways.clone(),
+            orders: config.orders.clone(),
+            title: config.orders.title.clone(),
+        }),
+    ]
+}

@@ -1,0 +1,632 @@
+//! Orders: the scan, each move of the status machine (`domain::order::next`), the settlement
+//! and the charge, each in one transaction with what it causes (the session's end, the payment's
+//! state, stock and ledger rows, outbox messages).
+//!
+//! Every move reads the order (locked with `FOR UPDATE` on PostgreSQL; SQLite has one writer),
+//! asks the pure status machine, and writes only when it says so: events arrive at least once,
+//! late, and from several places (callbacks, queries, timers, the cabinet), and a repeat changes
+//! nothing.
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::models::{NewLedgerRow, NewOrder, NewSession, Order, OrderLine, Payment, Session};
+use super::schema::{accounts, lanes, order_lines, orders, payments, review_cases, stock_ledger};
+use super::{AnyConnection, DbError, DbResult, outbox, sessions, write_tx};
+use crate::domain::order::{self, OrderEvent, OrderStatus, ScanFacts, ScanRefusal, Stay};
+use crate::domain::payment::PaymentState;
+use crate::domain::settlement::{Line, Move};
+use crate::mq::topics;
+
+/// Statuses in which the shopper is at the cabinet (the partial unique index `orders_one_open`).
+pub const AT_CABINET: [&str; 4] = ["created", "authorized", "door_open", "settling"];
+
+/// A notice on an order: something the shopper is told beside the status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub code: String,
+    pub message: String,
+    pub at: NaiveDateTime,
+}
+
+pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Order>> {
+    Ok(orders::table.find(id).select(Order::as_select()).first(conn).optional()?)
+}
+
+pub fn find_by_out_order_no(conn: &mut AnyConnection, no: &str) -> DbResult<Option<Order>> {
+    Ok(orders::table.filter(orders::out_order_no.eq(no)).select(Order::as_select()).first(conn).optional()?)
+}
+
+/// The order, locked for the rest of the transaction on PostgreSQL.
+fn lock(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Order>> {
+    Ok(match conn {
+        AnyConnection::Postgresql(c) => {
+            orders::table.find(id).select(Order::as_select()).for_update().first(c).optional()?
+        }
+        AnyConnection::Sqlite(c) => orders::table.find(id).select(Order::as_select()).first(c).optional()?,
+    })
+}
+
+pub fn lines(conn: &mut AnyConnection, order_id: i64) -> DbResult<Vec<OrderLine>> {
+    Ok(order_lines::table
+        .filter(order_lines::order_id.eq(order_id))
+        .order(order_lines::lane.asc())
+        .select(OrderLine::as_select())
+        .load(conn)?)
+}
+
+/// A shopper's orders, newest first, before `before_id` when given.
+pub fn for_user(conn: &mut AnyConnection, user_id: i64, before_id: Option<i64>, limit: i64) -> DbResult<Vec<Order>> {
+    let mut q = orders::table.filter(orders::user_id.eq(user_id)).into_boxed();
+    if let Some(b) = before_id {
+        q = q.filter(orders::id.lt(b));
+    }
+    Ok(q.order(orders::id.desc()).limit(limit).select(Order::as_select()).load(conn)?)
+}
+
+/// Orders in a status, oldest first (tests, ops).
+pub fn with_status(conn: &mut AnyConnection, status: &str, limit: i64) -> DbResult<Vec<Order>> {
+    Ok(orders::table
+        .filter(orders::status.eq(status))
+        .order(orders::id.asc())
+        .limit(limit)
+        .select(Order::as_select())
+        .load(conn)?)
+}
+
+pub fn status_of(order: &Order) -> DbResult<OrderStatus> {
+    OrderStatus::parse(&order.status)
+        .ok_or_else(|| DbError::Corrupt(format!("order {} status {}", order.id, order.status)))
+}
+
+/// What the cabinet's actor knows at a scan; the rest is read in the transaction.
+#[derive(Debug, Clone)]
+pub struct ScanInput {
+    pub user_id: i64,
+    pub channel: crate::pay::Channel,
+    pub payer_id: String,
+    pub door: u32,
+    pub door_exists: bool,
+    pub cabinet_status: crate::domain::cabinet::CabinetStatus,
+    pub liveness: crate::domain::liveness::Liveness,
+    pub cabinet_busy: bool,
+    pub cap_fen: i64,
+    pub session: NewSession,
+    pub auth_timeout: Duration,
+}
+
+/// A scan that went through: the order `created`, its payment `created`, the session that holds
+/// the cabinet, and `order.auth_timeout` scheduled — all in one transaction.
+#[derive(Debug, Clone)]
+pub struct Scanned {
+    pub order: Order,
+    pub session: Session,
+}
+
+/// Why a scan stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanFail {
+    #[error("{0}")]
+    Refused(ScanRefusal),
+    /// Another node's session holds the cabinet.
+    #[error("the cabinet is held by another session")]
+    Busy(Box<Session>),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ScanFail {
+    fn from(e: diesel::result::Error) -> Self {
+        ScanFail::Db(e.into())
+    }
+}
+
+/// A new pre-authorisation number: `HO` + UTC time + 8 random hex digits (24 characters of
+/// `[0-9A-Z]`, within both platforms' 32).
+pub fn new_out_order_no(now: NaiveDateTime) -> String {
+    format!("HO{}{:08X}", now.format("%Y%m%d%H%M%S"), rand::random::<u32>())
+}
+
+/// The trade number a capture uses (Alipay `trade.pay`); the same on every retry.
+pub fn out_trade_no(out_order_no: &str) -> String {
+    format!("{out_order_no}T")
+}
+
+pub fn scan(conn: &mut AnyConnection, input: &ScanInput, now: NaiveDateTime) -> Result<Scanned, ScanFail> {
+    write_tx(conn, |conn| {
+        let account = accounts::table
+            .find(input.user_id)
+            .select(super::models::Account::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| DbError::Corrupt(format!("user {} has no account", input.user_id)))?;
+        let open_order: i64 = orders::table
+            .filter(orders::user_id.eq(input.user_id))
+            .filter(orders::status.eq_any(AT_CABINET))
+            .count()
+            .get_result(conn)?;
+        let bound = match input.channel {
+            crate::pay::Channel::Wechat => crate::domain::account::WECHAT_PAYSCORE,
+            crate::pay::Channel::Alipay => crate::domain::account::ALIPAY_FUND_AUTH,
+        };
+        let facts = ScanFacts {
+            blocked: account.blocked,
+            debt_fen: account.debt_fen,
+            channel_bound: crate::domain::account::channels(&account.channels).contains(&bound),
+            open_order: open_order > 0,
+            door_exists: input.door_exists,
+            cabinet_status: input.cabinet_status,
+            liveness: input.liveness,
+            cabinet_busy: input.cabinet_busy,
+        };
+        order::check_scan(&facts).map_err(ScanFail::Refused)?;
+        let session = match sessions::open(conn, &input.session)? {
+            Ok(s) => s,
+            Err(held) => return Err(ScanFail::Busy(Box::new(held))),
+        };
+        let no = new_out_order_no(now);
+        super::payments::create(
+            conn,
+            &Payment {
+                out_order_no: no.clone(),
+                channel: input.channel.as_str().into(),
+                user_id: input.user_id,
+                state: PaymentState::Created.as_str().into(),
+                cap_fen: input.cap_fen,
+                amount_fen: None,
+                platform_order_id: None,
+                payer_id: Some(input.payer_id.clone()),
+                out_trade_no: None,
+                transaction_id: None,
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        let new = NewOrder {
+            user_id: input.user_id,
+            sn: input.session.sn.clone(),
+            door: i32::try_from(input.door).unwrap_or(i32::MAX),
+            channel: input.channel.as_str().into(),
+            status: OrderStatus::Created.as_str().into(),
+            out_order_no: no.clone(),
+            session_id: Some(session.id),
+            cap_fen: input.cap_fen,
+            debt_fen: 0,
+            notices: "[]".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        // The partial unique index is the last word on "one open order": two scans by one
+        // shopper at once on two cabinets both pass the count above.
+        match write_tx(conn, |c| diesel::insert_into(orders::table).values(&new).execute(c)) {
+            Ok(_) => {}
+            Err(e) => {
+                let e = DbError::from(e);
+                return Err(if e.is_unique_violation() { ScanFail::Refused(ScanRefusal::OrderOpen) } else { e.into() });
+            }
+        }
+        let order = find_by_out_order_no(conn, &no)?.ok_or_else(|| DbError::Corrupt(format!("order {no} vanished")))?;
+        outbox::enqueue(
+            conn,
+            topics::ORDER_AUTH_TIMEOUT,
+            &serde_json::json!({ "order_id": order.id }),
+            Some(now + input.auth_timeout),
+        )?;
+        Ok(Scanned { order, session })
+    })
+}
+
+/// What a move did.
+#[derive(Debug, Clone)]
+pub enum Moved {
+    /// The order moved; the row after it.
+    To(Box<Order>),
+    /// Nothing to do (a repeat, or overtaken), or refused: the order as it is, and why.
+    Stayed(Box<Order>, Stay),
+}
+
+impl Moved {
+    pub fn order(&self) -> &Order {
+        match self {
+            Moved::To(o) | Moved::Stayed(o, _) => o,
+        }
+    }
+
+    pub fn moved(&self) -> bool {
+        matches!(self, Moved::To(_))
+    }
+}
+
+/// Apply `event` to order `id` inside the caller's transaction; `extra` writes what the move
+/// carries (timestamps, weights) when it happens.
+fn apply(
+    conn: &mut AnyConnection,
+    id: i64,
+    event: OrderEvent,
+    now: NaiveDateTime,
+    extra: impl FnOnce(&mut AnyConnection, &Order, OrderStatus) -> DbResult<()>,
+) -> DbResult<Moved> {
+    let current = lock(conn, id)?.ok_or_else(|| DbError::Corrupt(format!("order {id} not found")))?;
+    let status = status_of(&current)?;
+    match order::next(status, &event) {
+        Err(stay) => Ok(Moved::Stayed(Box::new(current), stay)),
+        Ok(to) => {
+            diesel::update(orders::table.find(id))
+                .set((orders::status.eq(to.as_str()), orders::updated_at.eq(now)))
+                .execute(conn)?;
+            if to.is_final() {
+                diesel::update(orders::table.find(id)).set(orders::finished_at.eq(Some(now))).execute(conn)?;
+            }
+            extra(conn, &current, to)?;
+            let after = find(conn, id)?.ok_or_else(|| DbError::Corrupt(format!("order {id} vanished")))?;
+            Ok(Moved::To(Box::new(after)))
+        }
+    }
+}
+
+/// The platform confirmed the pre-authorisation: `authorized`, and `door.open_check` scheduled
+/// (the backstop if the cabinet never reports the door open). Inside the caller's transaction.
+pub fn authorize(conn: &mut AnyConnection, id: i64, open_check: Duration, now: NaiveDateTime) -> DbResult<Moved> {
+    apply(conn, id, OrderEvent::Authorized, now, |conn, _, _| {
+        diesel::update(orders::table.find(id)).set(orders::authorized_at.eq(Some(now))).execute(conn)?;
+        outbox::enqueue(conn, topics::DOOR_OPEN_CHECK, &open_check_message(id, 1), Some(now + open_check))?;
+        Ok(())
+    })
+}
+
+pub fn open_check_message(order_id: i64, attempt: u32) -> serde_json::Value {
+    serde_json::json!({ "order_id": order_id, "attempt": attempt })
+}
+
+/// A query found the pre-authorisation confirmed before its callback came: record it on the
+/// payment as a callback would, and authorise the order.
+pub fn authorize_from_query(
+    conn: &mut AnyConnection,
+    id: i64,
+    platform_order_id: Option<&str>,
+    payer_id: Option<&str>,
+    open_check: Duration,
+    now: NaiveDateTime,
+) -> DbResult<Moved> {
+    write_tx(conn, |conn| {
+        let o = lock(conn, id)?.ok_or_else(|| DbError::Corrupt(format!("order {id} not found")))?;
+        let moved = super::payments::set_state(
+            conn,
+            &o.out_order_no,
+            &[PaymentState::Created],
+            PaymentState::Authorized,
+            None,
+            now,
+        )?;
+        if moved {
+            diesel::update(payments::table.find(&o.out_order_no))
+                .set((
+                    platform_order_id.map(|v| payments::platform_order_id.eq(v)),
+                    payer_id.map(|v| payments::payer_id.eq(v)),
+                ))
+                .execute(conn)?;
+        }
+        authorize(conn, id, open_check, now)
+    })
+}
+
+/// The cabinet reported the door open: `door_open`, with the weights it started from.
+pub fn door_opened(conn: &mut AnyConnection, id: i64, before_g: &str, now: NaiveDateTime) -> DbResult<Moved> {
+    write_tx(conn, |conn| {
+        apply(conn, id, OrderEvent::DoorOpened, now, |conn, _, _| {
+            diesel::update(orders::table.find(id))
+                .set((orders::opened_at.eq(Some(now)), orders::before_g.eq(Some(before_g))))
+                .execute(conn)?;
+            Ok(())
+        })
+    })
+}
+
+/// The cabinet reported the door closed: `settling`.
+pub fn door_closed(conn: &mut AnyConnection, id: i64, now: NaiveDateTime) -> DbResult<Moved> {
+    write_tx(conn, |conn| {
+        apply(conn, id, OrderEvent::DoorClosed, now, |conn, _, _| {
+            diesel::update(orders::table.find(id)).set(orders::closed_at.eq(Some(now))).execute(conn)?;
+            Ok(())
+        })
+    })
+}
+
+/// Add a notice to an order (door open too long, basket over the cap, before-weights that
+/// disagree with the last closed-door reading).
+pub fn add_notice(conn: &mut AnyConnection, id: i64, code: &str, message: &str, now: NaiveDateTime) -> DbResult<()> {
+    write_tx(conn, |conn| {
+        let Some(o) = lock(conn, id)? else { return Ok(()) };
+        let mut notices: Vec<Notice> = serde_json::from_str(&o.notices).unwrap_or_default();
+        if notices.iter().any(|n| n.code == code) {
+            return Ok(());
+        }
+        notices.push(Notice { code: code.into(), message: message.into(), at: now });
+        let text = serde_json::to_string(&notices).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        diesel::update(orders::table.find(id)).set(orders::notices.eq(text)).execute(conn)?;
+        Ok(())
+    })
+}
+
+/// End an order before the door opened (`AuthTimeout`, `DoorNeverOpened`, `ShopperCancelled`, or
+/// the platform refusing the pre-authorisation): `cancelled`, the payment `cancelled`, the
+/// session closed, and `payment.release` to give back anything the platform holds.
+pub fn cancel(
+    conn: &mut AnyConnection,
+    id: i64,
+    event: OrderEvent,
+    reason: &str,
+    now: NaiveDateTime,
+) -> DbResult<Moved> {
+    write_tx(conn, |conn| {
+        apply(conn, id, event, now, |conn, o, _| {
+            diesel::update(orders::table.find(id)).set(orders::cancel_reason.eq(Some(reason))).execute(conn)?;
+            super::payments::set_state(
+                conn,
+                &o.out_order_no,
+                &[PaymentState::Created, PaymentState::Authorized],
+                PaymentState::Cancelled,
+                None,
+                now,
+            )?;
+            if let Some(s) = o.session_id {
+                let detail = serde_json::json!({ "order_id": id, "reason": reason }).to_string();
+                sessions::close(conn, s, "cancelled", Some(&detail), now)?;
+            }
+            outbox::enqueue(conn, topics::PAYMENT_RELEASE, &crate::pay::release::message(&o.out_order_no), None)?;
+            Ok(())
+        })
+    })
+}
+
+/// One lane's stock change in a settlement (or a restock, a review): `delta` units, with why.
+#[derive(Debug, Clone)]
+pub struct StockChange {
+    pub lane: String,
+    pub product_id: Option<i64>,
+    pub delta: i64,
+    pub reason: &'static str,
+}
+
+/// Change book stock and write the ledger rows, inside the caller's transaction. Returns the
+/// lanes at or under their threshold after a change that crossed it (for `restock.check`).
+pub fn change_stock(
+    conn: &mut AnyConnection,
+    sn: &str,
+    changes: &[StockChange],
+    refs: (Option<i64>, Option<i64>, Option<i64>),
+    now: NaiveDateTime,
+) -> DbResult<Vec<String>> {
+    let (order_id, session_id, task_id) = refs;
+    let mut low = Vec::new();
+    for ch in changes.iter().filter(|c| c.delta != 0) {
+        let lane = lanes::table
+            .find((sn, &ch.lane))
+            .select(super::models::Lane::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| DbError::Corrupt(format!("lane {sn}/{} not found", ch.lane)))?;
+        let delta = i32::try_from(ch.delta).map_err(|_| DbError::Corrupt(format!("stock change {}", ch.delta)))?;
+        let after = lane.stock.saturating_add(delta);
+        diesel::update(lanes::table.find((sn, &ch.lane))).set(lanes::stock.eq(after)).execute(conn)?;
+        diesel::insert_into(stock_ledger::table)
+            .values(NewLedgerRow {
+                sn: sn.into(),
+                lane: ch.lane.clone(),
+                product_id: ch.product_id.or(lane.product_id),
+                delta,
+                stock_after: after,
+                reason: ch.reason.into(),
+                order_id,
+                session_id,
+                task_id,
+                created_at: now,
+            })
+            .execute(conn)?;
+        if crate::domain::restock::crossed_threshold(i64::from(lane.stock), i64::from(after), i64::from(lane.threshold))
+        {
+            low.push(ch.lane.clone());
+        }
+    }
+    Ok(low)
+}
+
+/// The stock changes of a settled basket: sold lines leave, moved units follow the shopper's hand.
+pub fn basket_changes(lines: &[Line], moves: &[Move]) -> Vec<StockChange> {
+    let mut out: Vec<StockChange> = lines
+        .iter()
+        .map(|l| StockChange { lane: l.lane.clone(), product_id: Some(l.product_id), delta: -l.qty, reason: "sale" })
+        .collect();
+    for m in moves {
+        out.push(StockChange {
+            lane: m.from_lane.clone(),
+            product_id: Some(m.product_id),
+            delta: -m.qty,
+            reason: "move",
+        });
+        out.push(StockChange { lane: m.to_lane.clone(), product_id: Some(m.product_id), delta: m.qty, reason: "move" });
+    }
+    out
+}
+
+/// What the settlement found.
+#[derive(Debug, Clone)]
+pub enum SettleInput {
+    Settled { lines: Vec<Line>, moves: Vec<Move>, total_fen: i64 },
+    Review { reasons: serde_json::Value },
+}
+
+/// The door closed and every lane settled (or did not): in one transaction, the lines and total,
+/// `paying` (or `no_purchase`, or `review`), stock and ledger, the messages (`payment.capture`,
+/// `payment.release` for an empty basket, `restock.check` for lanes that crossed their
+/// threshold), and the session's end.
+pub fn settle(
+    conn: &mut AnyConnection,
+    id: i64,
+    input: &SettleInput,
+    after_g: &str,
+    now: NaiveDateTime,
+) -> DbResult<Moved> {
+    write_tx(conn, |conn| {
+        let event = match input {
+            SettleInput::Settled { lines, .. } => OrderEvent::Settled { empty: lines.is_empty() },
+            SettleInput::Review { .. } => OrderEvent::Ambiguous,
+        };
+        apply(conn, id, event, now, |conn, o, to| {
+            diesel::update(orders::table.find(id))
+                .set((orders::settled_at.eq(Some(now)), orders::after_g.eq(Some(after_g))))
+                .execute(conn)?;
+            match input {
+                SettleInput::Settled { lines, moves, total_fen } => {
+                    write_lines(conn, id, lines)?;
+                    diesel::update(orders::table.find(id)).set(orders::total_fen.eq(Some(*total_fen))).execute(conn)?;
+                    let low =
+                        change_stock(conn, &o.sn, &basket_changes(lines, moves), (Some(id), o.session_id, None), now)?;
+                    if !low.is_empty() {
+                        outbox::enqueue(
+                            conn,
+                            topics::RESTOCK_CHECK,
+                            &serde_json::json!({"sn": o.sn, "lanes": low}),
+                            None,
+                        )?;
+                    }
+                    if to == OrderStatus::NoPurchase {
+                        super::payments::set_state(
+                            conn,
+                            &o.out_order_no,
+                            &[PaymentState::Authorized],
+                            PaymentState::Cancelled,
+                            None,
+                            now,
+                        )?;
+                        outbox::enqueue(
+                            conn,
+                            topics::PAYMENT_RELEASE,
+                            &crate::pay::release::message(&o.out_order_no),
+                            None,
+                        )?;
+                    } else {
+                        outbox::enqueue(conn, topics::PAYMENT_CAPTURE, &serde_json::json!({"order_id": id}), None)?;
+                    }
+                }
+                SettleInput::Review { reasons } => {
+                    open_case(conn, id, "weights", reasons, "system", now)?;
+                }
+            }
+            if let Some(s) = o.session_id {
+                let detail = serde_json::json!({ "order_id": id, "status": to.as_str() }).to_string();
+                sessions::close(conn, s, "done", Some(&detail), now)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+fn write_lines(conn: &mut AnyConnection, id: i64, lines: &[Line]) -> DbResult<()> {
+    diesel::delete(order_lines::table.filter(order_lines::order_id.eq(id))).execute(conn)?;
+    // One statement per line: batch inserts are not available over the two-backend connection,
+    // and a basket has a handful of lines.
+    for l in lines {
+        let row = OrderLine {
+            order_id: id,
+            lane: l.lane.clone(),
+            product_id: l.product_id,
+            product_name: l.product_name.clone(),
+            qty: l.qty,
+            unit_fen: l.unit_fen,
+            amount_fen: l.amount_fen,
+        };
+        diesel::insert_into(order_lines::table).values(&row).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Open a review case on an order (one open case per order).
+pub fn open_case(
+    conn: &mut AnyConnection,
+    order_id: i64,
+    kind: &str,
+    reasons: &serde_json::Value,
+    by: &str,
+    now: NaiveDateTime,
+) -> DbResult<i64> {
+    let reasons = reasons.to_string();
+    let inserted = write_tx(conn, |c| {
+        diesel::insert_into(review_cases::table)
+            .values((
+                review_cases::order_id.eq(order_id),
+                review_cases::kind.eq(kind),
+                review_cases::status.eq("open"),
+                review_cases::reasons.eq(&reasons),
+                review_cases::opened_by.eq(by),
+                review_cases::created_at.eq(now),
+            ))
+            .execute(c)
+            .map_err(DbError::from)
+    });
+    match inserted {
+        Ok(_)
+        | Err(DbError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ))) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(review_cases::table
+        .filter(review_cases::order_id.eq(order_id))
+        .filter(review_cases::status.eq("open"))
+        .select(review_cases::id)
+        .first(conn)?)
+}
+
+/// The charge went through: `paid`, with what the platform says was paid. A debt the order left
+/// on the account (a failed charge before) is taken off again.
+pub fn paid(conn: &mut AnyConnection, id: i64, amount_fen: i64, now: NaiveDateTime) -> DbResult<Moved> {
+    write_tx(conn, |conn| {
+        apply(conn, id, OrderEvent::Paid, now, |conn, o, _| {
+            diesel::update(orders::table.find(id))
+                .set((orders::paid_fen.eq(Some(amount_fen)), orders::debt_fen.eq(0)))
+                .execute(conn)?;
+            if o.debt_fen > 0 {
+                add_debt(conn, o.user_id, -o.debt_fen, now)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// The platform refused the charge: `payment_failed`, and the amount is debt on the account
+/// (the shopper cannot shop again before it is paid). The charge is retried.
+pub fn payment_failed(conn: &mut AnyConnection, id: i64, retry_in: Duration, now: NaiveDateTime) -> DbResult<Moved> {
+    write_tx(conn, |conn| {
+        apply(conn, id, OrderEvent::PaymentFailed, now, |conn, o, _| {
+            let owed = o.total_fen.unwrap_or(0);
+            diesel::update(orders::table.find(id)).set(orders::debt_fen.eq(owed)).execute(conn)?;
+            add_debt(conn, o.user_id, owed, now)?;
+            outbox::enqueue(conn, topics::PAYMENT_CAPTURE, &serde_json::json!({"order_id": id}), Some(now + retry_in))?;
+            Ok(())
+        })
+    })
+}
+
+fn add_debt(conn: &mut AnyConnection, user_id: i64, fen: i64, now: NaiveDateTime) -> DbResult<()> {
+    diesel::update(accounts::table.find(user_id))
+        .set((accounts::debt_fen.eq(accounts::debt_fen + fen), accounts::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Orders of a cabinet whose session is the given one (a purchase session's order).
+pub fn for_session(conn: &mut AnyConnection, session_id: i64) -> DbResult<Option<Order>> {
+    Ok(orders::table.filter(orders::session_id.eq(session_id)).select(Order::as_select()).first(conn).optional()?)
+}
+
+/// The stock ledger of a cabinet, oldest first.
+pub fn ledger(conn: &mut AnyConnection, sn: &str) -> DbResult<Vec<super::models::LedgerRow>> {
+    Ok(stock_ledger::table
+        .filter(stock_ledger::sn.eq(sn))
+        .order(stock_ledger::id.asc())
+        .select(super::models::LedgerRow::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,371 @@
+//! The shopper's orders: scan a door (`POST /api/v1/orders`), follow the order, the history, an
+//! appeal, and cancelling before the door opens.
+//!
+//! The scan reserves the cabinet and writes the order and its payment in one transaction (through
+//! the cabinet's actor, which holds the device lock), then asks the platform for the
+//! pre-authorisation. The answer carries what the mini-program needs to open the platform's
+//! confirm page; the confirmation comes back as the platform's callback and opens the door.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::shoppers::Shopper;
+use super::{ApiError, AppState};
+use crate::actors::cabinet::door::{PurchaseError, StartPurchase};
+use crate::actors::purchase::order_moved;
+use crate::actors::registry::Lookup;
+use crate::db::models::{Order, OrderLine};
+use crate::db::{self, DbError, orders, payments};
+use crate::domain::cabinet::Sn;
+use crate::domain::order::{OrderEvent, ScanRefusal};
+use crate::domain::validation::FieldError;
+use crate::pay::{Channel, PayError, PreauthRequest};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    /// The cabinet's serial number, from the QR code.
+    pub sn: String,
+    /// The door, from the QR code.
+    pub door: u32,
+    /// `wechat` (Pay Score) or `alipay` (fund-auth pre-authorisation).
+    pub channel: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LineView {
+    pub lane: String,
+    pub product_id: i64,
+    pub product_name: String,
+    pub qty: i64,
+    /// Fen.
+    pub unit_fen: i64,
+    /// Fen.
+    pub amount_fen: i64,
+}
+
+impl From<&OrderLine> for LineView {
+    fn from(l: &OrderLine) -> Self {
+        LineView {
+            lane: l.lane.clone(),
+            product_id: l.product_id,
+            product_name: l.product_name.clone(),
+            qty: l.qty,
+            unit_fen: l.unit_fen,
+            amount_fen: l.amount_fen,
+        }
+    }
+}
+
+/// An order as the shopper sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderView {
+    pub id: i64,
+    pub sn: String,
+    pub door: i32,
+    pub channel: String,
+    /// created, authorized, door_open, settling, paying, paid, cancelled, no_purchase, review,
+    /// payment_failed.
+    pub status: String,
+    pub out_order_no: String,
+    /// The most the pre-authorisation covers, fen.
+    pub cap_fen: i64,
+    /// What the basket comes to, fen (once settled).
+    pub total_fen: Option<i64>,
+    /// What the platform says was paid, fen.
+    pub paid_fen: Option<i64>,
+    /// Owed on this order after a failed charge, fen.
+    pub debt_fen: i64,
+    pub lines: Vec<LineView>,
+    /// Grams per lane before the door opened.
+    #[schema(value_type = Object)]
+    pub before_g: Option<serde_json::Value>,
+    /// Grams per lane after the door closed and the lanes settled.
+    #[schema(value_type = Object)]
+    pub after_g: Option<serde_json::Value>,
+    /// What the shopper is told beside the status (door open too long, basket over the cap…).
+    #[schema(value_type = Vec<Object>)]
+    pub notices: serde_json::Value,
+    pub cancel_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn json(text: Option<&str>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+impl OrderView {
+    pub fn new(o: &Order, lines: &[OrderLine]) -> Self {
+        OrderView {
+            id: o.id,
+            sn: o.sn.clone(),
+            door: o.door,
+            channel: o.channel.clone(),
+            status: o.status.clone(),
+            out_order_no: o.out_order_no.clone(),
+            cap_fen: o.cap_fen,
+            total_fen: o.total_fen,
+            paid_fen: o.paid_fen,
+            debt_fen: o.debt_fen,
+            lines: lines.iter().map(LineView::from).collect(),
+            before_g: json(o.before_g.as_deref()),
+            after_g: json(o.after_g.as_deref()),
+            notices: json(Some(&o.notices)).unwrap_or_else(|| serde_json::json!([])),
+            cancel_reason: o.cancel_reason.clone(),
+            created_at: o.created_at.and_utc(),
+            closed_at: o.closed_at.map(|t| t.and_utc()),
+            finished_at: o.finished_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScanResponse {
+    pub order: OrderView,
+    /// What the mini-program passes to the platform: WeChat `{businessType, extraData: {package}}`
+    /// for `wx.openBusinessView`; Alipay `{orderStr}` for `my.tradePay`.
+    #[schema(value_type = Object)]
+    pub confirm: serde_json::Value,
+}
+
+/// Scan a door: reserve the cabinet and start the pre-authorisation.
+///
+/// Refusals, each with its own `error` code and a `message` to show as is: `shopper_blocked`
+/// (403), `unpaid_debt` (402), `channel_not_bound` (403), `order_open` (409), `no_such_door`
+/// (404), `cabinet_not_online` (409), `cabinet_busy` (409, with the session holding it).
+#[utoipa::path(
+    post, path = "/api/v1/orders", tag = "shopper", security(("shopper" = [])), request_body = ScanRequest,
+    responses(
+        (status = 201, description = "Reserved; open the platform's confirm page with `confirm`", body = ScanResponse),
+        (status = 402, description = "unpaid_debt", body = crate::web::openapi::ErrorBody),
+        (status = 403, description = "shopper_blocked, channel_not_bound", body = crate::web::openapi::ErrorBody),
+        (status = 404, description = "no_such_door, or no such cabinet", body = crate::web::openapi::ErrorBody),
+        (status = 409, description = "order_open, cabinet_not_online, cabinet_busy, preauth_declined", body = crate::web::openapi::ErrorBody),
+        (status = 422, description = "A field is invalid", body = crate::web::openapi::ErrorBody),
+        (status = 502, description = "The payment platform failed; nothing is held", body = crate::web::openapi::ErrorBody),
+    )
+)]
+pub async fn scan(
+    shopper: Shopper,
+    state: web::Data<AppState>,
+    body: web::Json<ScanRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let sn = Sn::parse(body.sn.trim())
+        .map_err(|e| ApiError::Invalid(vec![FieldError::new("sn", "invalid", e.to_string())]))?;
+    let channel = Channel::parse(&body.channel)
+        .ok_or_else(|| ApiError::Invalid(vec![FieldError::new("channel", "invalid", "wechat or alipay")]))?;
+    let actor = state.registry.send(Lookup(sn.to_string())).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let Some(actor) = actor else {
+        // No actor here: the cabinet is not connected to this node (or does not exist).
+        let key = sn.to_string();
+        let exists = state.svc.db.run(move |c| db::cabinets::find(c, &key)).await?.is_some();
+        return Err(if exists {
+            ApiError::Scan { refusal: ScanRefusal::CabinetNotOnline, detail: None }
+        } else {
+            ApiError::NotFound("cabinet".into())
+        });
+    };
+    let started = actor
+        .send(StartPurchase {
+            user_id: shopper.user.id,
+            channel,
+            payer_id: shopper.user.platform_uid.clone(),
+            door: body.door,
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            PurchaseError::Refused(refusal, held) => {
+                ApiError::Scan { refusal, detail: held.map(|s| serde_json::json!({ "session": s })) }
+            }
+            PurchaseError::Session(e) => e.into(),
+        })?;
+    let order = started.order;
+    let req = PreauthRequest {
+        out_order_no: order.out_order_no.clone(),
+        cap_fen: order.cap_fen,
+        title: state.svc.config.orders.title.clone(),
+        device_id: order.sn.clone(),
+        payer_id: shopper.user.platform_uid.clone(),
+        attach: order.id.to_string(),
+    };
+    state.svc.relay.wake();
+    match state.svc.payments.get(channel).create_preauth(&req).await {
+        Ok(pre) => {
+            if let Some(platform_id) = pre.platform_order_id.clone() {
+                let no = order.out_order_no.clone();
+                state.svc.db.write(move |c| payments::set_platform_order_id(c, &no, &platform_id)).await?;
+            }
+            Ok(HttpResponse::Created().json(ScanResponse { order: OrderView::new(&order, &[]), confirm: pre.confirm }))
+        }
+        Err(e) => {
+            // Nothing was held, or the release finds out: end the order and free the cabinet.
+            tracing::warn!(order = order.id, error = %e, "pre-authorisation not created; cancelling");
+            let id = order.id;
+            let moved = state
+                .svc
+                .db
+                .write(move |c| orders::cancel(c, id, OrderEvent::ShopperCancelled, "preauth_failed", db::now()))
+                .await?;
+            state.svc.relay.wake();
+            order_moved(&state.routes, moved.order());
+            Err(match e {
+                PayError::Declined { message, .. } => ApiError::Conflict {
+                    code: "preauth_declined",
+                    message: format!("the {channel} pre-authorisation was declined: {message}"),
+                    detail: None,
+                },
+                other => ApiError::Platform(format!("the {channel} pre-authorisation failed: {other}")),
+            })
+        }
+    }
+}
+
+async fn own_order(state: &AppState, shopper: &Shopper, id: i64) -> Result<(Order, Vec<OrderLine>), ApiError> {
+    let found = state
+        .svc
+        .db
+        .run(move |c| {
+            let Some(o) = orders::find(c, id)? else { return Ok::<_, DbError>(None) };
+            let lines = orders::lines(c, id)?;
+            Ok(Some((o, lines)))
+        })
+        .await?;
+    // Another shopper's order is "not found", not "forbidden": ids are not to be probed.
+    found.filter(|(o, _)| o.user_id == shopper.user.id).ok_or_else(|| ApiError::NotFound("order".into()))
+}
+
+/// One of the shopper's orders: status, lines, amounts, and the weights it was settled from.
+#[utoipa::path(
+    get, path = "/api/v1/orders/{id}", tag = "shopper", security(("shopper" = [])),
+    params(("id" = i64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order of this shopper", body = crate::web::openapi::ErrorBody),
+    )
+)]
+pub async fn get(shopper: Shopper, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let (order, lines) = own_order(&state, &shopper, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(OrderView::new(&order, &lines)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct HistoryQuery {
+    /// Orders older than this id (the last id of the previous page).
+    pub before: Option<i64>,
+    /// At most this many (default 20, at most 100).
+    pub limit: Option<i64>,
+}
+
+/// The shopper's orders, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/orders", tag = "shopper", security(("shopper" = [])), params(HistoryQuery),
+    responses((status = 200, description = "Orders, newest first", body = Vec<OrderView>))
+)]
+pub async fn history(
+    shopper: Shopper,
+    state: web::Data<AppState>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(20).clamp(1, 100);
+    let (user, before) = (shopper.user.id, query.before);
+    let views = state
+        .svc
+        .db
+        .run(move |c| {
+            let list = orders::for_user(c, user, before, limit)?;
+            let mut out = Vec::with_capacity(list.len());
+            for o in list {
+                let lines = orders::lines(c, o.id)?;
+                out.push(OrderView::new(&o, &lines));
+            }
+            Ok::<_, DbError>(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(views))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppealRequest {
+    /// What the shopper says is wrong (1 to 500 characters).
+    pub reason: String,
+    /// What the shopper says they took, per lane (optional).
+    #[serde(default)]
+    pub claimed: BTreeMap<String, i64>,
+}
+
+/// Appeal an order: a person looks at it (the review queue) with its weight trace.
+#[utoipa::path(
+    post, path = "/api/v1/orders/{id}/appeal", tag = "shopper", security(("shopper" = [])),
+    params(("id" = i64, Path, description = "Order id")), request_body = AppealRequest,
+    responses(
+        (status = 201, description = "A review case is open", body = Object),
+        (status = 404, description = "No such order of this shopper", body = crate::web::openapi::ErrorBody),
+        (status = 409, description = "not_appealable: the order has not been settled", body = crate::web::openapi::ErrorBody),
+    )
+)]
+pub async fn appeal(
+    shopper: Shopper,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    body: web::Json<AppealRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::Invalid(vec![FieldError::new("reason", "invalid", "1 to 500 characters")]));
+    }
+    let (order, _) = own_order(&state, &shopper, path.into_inner()).await?;
+    if matches!(order.status.as_str(), "created" | "authorized" | "door_open" | "settling" | "cancelled") {
+        return Err(ApiError::Conflict {
+            code: "not_appealable",
+            message: format!("the order is {}: nothing was settled to appeal", order.status),
+            detail: None,
+        });
+    }
+    let reasons = serde_json::json!({ "appeal": reason, "claimed": body.claimed });
+    let by = format!("user:{}", shopper.user.id);
+    let id = order.id;
+    let case_id = state.svc.db.write(move |c| orders::open_case(c, id, "appeal", &reasons, &by, db::now())).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "case_id": case_id, "order_id": id, "status": "open" })))
+}
+
+/// Cancel an order before the door opens (the shopper changed their mind on the confirm page).
+#[utoipa::path(
+    post, path = "/api/v1/orders/{id}/cancel", tag = "shopper", security(("shopper" = [])),
+    params(("id" = i64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "Cancelled (or already)", body = OrderView),
+        (status = 404, description = "No such order of this shopper", body = crate::web::openapi::ErrorBody),
+        (status = 409, description = "not_cancellable: the door has opened", body = crate::web::openapi::ErrorBody),
+    )
+)]
+pub async fn cancel(
+    shopper: Shopper,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let (order, _) = own_order(&state, &shopper, path.into_inner()).await?;
+    let id = order.id;
+    let moved = state
+        .svc
+        .db
+        .write(move |c| orders::cancel(c, id, OrderEvent::ShopperCancelled, "shopper_cancelled", db::now()))
+        .await?;
+    if let orders::Moved::Stayed(o, crate::domain::order::Stay::Refused(why)) = &moved
+        && o.status != "cancelled"
+    {
+        return Err(ApiError::Conflict { code: "not_cancellable", message: why.to_string(), detail: None });
+    }
+    state.svc.relay.wake();
+    order_moved(&state.routes, moved.order());
+    let lines = state.svc.db.run(move |c| orders::lines(c, id)).await?;
+    Ok(HttpResponse::Ok().json(OrderView::new(moved.order(), &lines)))
+}

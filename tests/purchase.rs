@@ -1,0 +1,257 @@
+//! The purchase flow end to end, in both profiles, as a shopper, a cabinet and the payment
+//! platforms see it: scan → confirm on the platform → the door opens → take → close → settled
+//! and charged; and every way it can go otherwise (refusals, timeouts, an empty basket, a
+//! confirmation after the cancel, a door that never opens, a charge that fails first).
+
+mod common;
+mod purchase {
+    pub mod shop;
+}
+
+use std::time::Duration;
+
+use common::{Profile, TestServer, eventually};
+use heft::domain::operator::Role;
+use purchase::shop::{self, FAST, call, ok};
+use serde_json::json;
+
+/// Buy two colas and a bag of chips through `channel`; paid exactly, stock and ledger follow.
+async fn buy(s: &TestServer, sn: &str, channel: &str, uid: &str) {
+    let cab = shop::ready_cabinet(s, sn, shop::quiet(11)).await;
+    let token = shop::shopper(s, channel, uid).await;
+    let scanned = shop::scan(s, &token, sn, channel).await;
+    let id = scanned["order"]["id"].as_i64().expect("order id");
+    assert_eq!(scanned["order"]["status"], "created", "{scanned}");
+    shop::confirm(s, channel, &scanned["confirm"], uid).await;
+    shop::order_in(s, &token, id, "authorized").await;
+    cab.open_door(1).await.expect("door opens");
+    shop::order_in(s, &token, id, "door_open").await;
+    cab.take(0, 2).expect("take colas");
+    cab.take(1, 1).expect("take chips");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cab.close_door(1).await.expect("door closes");
+    let o = shop::order_in(s, &token, id, "paid").await;
+    assert_eq!(o["total_fen"], 2 * 350 + 600, "{o}");
+    assert_eq!(o["paid_fen"], 2 * 350 + 600, "{o}");
+    let lines: Vec<(String, i64)> = o["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| (l["lane"].as_str().unwrap_or_default().to_string(), l["qty"].as_i64().unwrap_or(0)))
+        .collect();
+    assert_eq!(lines, [("A1".to_string(), 2), ("A2".to_string(), 1)], "{o}");
+    assert!(o["before_g"]["A1"].as_f64().is_some() && o["after_g"]["A1"].as_f64().is_some(), "{o}");
+    assert_eq!(
+        shop::book_stock(s, sn).await,
+        [("A1".to_string(), 4), ("A2".to_string(), 7), ("A3".to_string(), 5)],
+        "book stock follows the sale"
+    );
+    let ledger = s.heft.services.db.run({
+        let sn = sn.to_string();
+        move |c| heft::db::orders::ledger(c, &sn)
+    });
+    let ledger = ledger.await.expect("ledger");
+    let sales: Vec<(String, i32, &str)> =
+        ledger.iter().map(|r| (r.lane.clone(), r.delta, r.reason.as_str())).filter(|r| r.2 == "sale").collect();
+    assert_eq!(sales, [("A1".to_string(), -2, "sale"), ("A2".to_string(), -1, "sale")]);
+    assert!(ledger.iter().all(|r| r.order_id == Some(id)));
+    // The platform's record agrees: paid once, this amount.
+    let t = s.ops_login(Role::Operator).await;
+    let p = ok(s, "GET", &format!("/ops/payments/{}", o["out_order_no"].as_str().expect("no")), &t, None).await;
+    assert_eq!(p["payment"]["state"], "paid", "{p}");
+    assert_eq!(p["payment"]["amount_fen"], 1300, "{p}");
+    // The history lists it; the session is over and the cabinet free for the next shopper.
+    let history = ok(s, "GET", "/api/v1/orders", &token, None).await;
+    assert_eq!(history[0]["id"], id, "{history}");
+    let next = shop::scan(s, &token, sn, channel).await;
+    assert_eq!(next["order"]["status"], "created");
+    cab.stop().await;
+}
+
+async fn buy_both_channels(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    buy(&s, "BUY-W", "wechat", "o-buyer-w").await;
+    buy(&s, "BUY-A", "alipay", "2088000000000001").await;
+}
+both_profiles!(buy_and_pay, buy_both_channels);
+
+/// Every refusal of the scan has its own code, and leaves nothing behind.
+async fn refusals(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet(&s, "REF-1", shop::quiet(12)).await;
+    let a = shop::shopper(&s, "wechat", "o-ref-a").await;
+    let b = shop::shopper(&s, "wechat", "o-ref-b").await;
+    let scan = |token: &str, sn: &str, door: u32, channel: &str| {
+        let body = json!({"sn": sn, "door": door, "channel": channel});
+        let token = token.to_string();
+        let s = &s;
+        async move { call(s, "POST", "/api/v1/orders", &token, Some(body)).await }
+    };
+    let refused = |r: (u16, serde_json::Value), status: u16, code: &str| {
+        assert_eq!((r.0, r.1["error"].as_str()), (status, Some(code)), "{}", r.1);
+        assert!(r.1["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.1);
+    };
+    refused(scan(&a, "REF-1", 9, "wechat").await, 404, "no_such_door");
+    refused(scan(&a, "REF-1", 1, "alipay").await, 403, "channel_not_bound");
+    refused(scan(&a, "NOPE-1", 1, "wechat").await, 404, "not_found");
+    // A provisioned cabinet that is not connected.
+    s.provision("REF-OFF");
+    refused(scan(&a, "REF-OFF", 1, "wechat").await, 409, "cabinet_not_online");
+    // A's order holds the cabinet: B is told it is busy (with the session), A that an order is open.
+    let first = shop::scan(&s, &a, "REF-1", "wechat").await;
+    let busy = scan(&b, "REF-1", 1, "wechat").await;
+    assert_eq!(busy.1["detail"]["session"]["kind"], "purchase", "{}", busy.1);
+    refused(busy, 409, "cabinet_busy");
+    refused(scan(&a, "REF-1", 1, "wechat").await, 409, "order_open");
+    // Debt and a block come from the account.
+    let user_of = |token: &str| {
+        let token = token.to_string();
+        let s = &s;
+        async move { ok(s, "GET", "/api/v1/me", &token, None).await["user_id"].as_i64().expect("user id") }
+    };
+    let ub = user_of(&b).await;
+    let db = s.heft.services.db.clone();
+    let set = |sql: String| {
+        let db = db.clone();
+        async move {
+            db.write(move |c| {
+                use diesel::RunQueryDsl;
+                diesel::sql_query(sql).execute(c).map_err(heft::db::DbError::from)
+            })
+            .await
+            .expect("update account")
+        }
+    };
+    // A cancels: the cabinet is free again.
+    let id = first["order"]["id"].as_i64().expect("id");
+    let cancelled = ok(&s, "POST", &format!("/api/v1/orders/{id}/cancel"), &a, None).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    set(format!("UPDATE accounts SET debt_fen = 450 WHERE user_id = {ub}")).await;
+    refused(scan(&b, "REF-1", 1, "wechat").await, 402, "unpaid_debt");
+    set(format!("UPDATE accounts SET debt_fen = 0, blocked = TRUE WHERE user_id = {ub}")).await;
+    refused(scan(&b, "REF-1", 1, "wechat").await, 403, "shopper_blocked");
+    set(format!("UPDATE accounts SET blocked = FALSE WHERE user_id = {ub}")).await;
+    let ok_now = shop::scan(&s, &b, "REF-1", "wechat").await;
+    assert_eq!(ok_now["order"]["status"], "created");
+    cab.stop().await;
+}
+both_profiles!(scan_refusals, refusals);
+
+/// Not authorised in time: cancelled, the hold released, the cabinet free; a confirmation after
+/// that never opens the door.
+async fn auth_timeout(profile: Profile) {
+    let mut extra = FAST.to_vec();
+    extra.push(("HEFT__ORDERS__AUTH_TIMEOUT_S", "1"));
+    let Some(s) = TestServer::start(profile, &extra).await else { return };
+    let cab = shop::ready_cabinet(&s, "TMO-1", shop::quiet(13)).await;
+    let token = shop::shopper(&s, "alipay", "2088000000000002").await;
+    let scanned = shop::scan(&s, &token, "TMO-1", "alipay").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    let o = shop::order_in(&s, &token, id, "cancelled").await;
+    assert_eq!(o["cancel_reason"], "auth_timeout", "{o}");
+    // The cabinet is free: another scan goes through.
+    let again = shop::scan(&s, &token, "TMO-1", "alipay").await;
+    let again_id = again["order"]["id"].as_i64().expect("id");
+    ok(&s, "POST", &format!("/api/v1/orders/{again_id}/cancel"), &token, None).await;
+    // The shopper confirms the first order's page late: nothing opens.
+    let _ = s
+        .http
+        .post(format!("{}/sim/alipay/confirm", s.sim_base()))
+        .json(&json!({"orderStr": scanned["confirm"]["orderStr"], "user_id": "2088000000000002"}))
+        .send()
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(shop::order(&s, &token, id).await["status"], "cancelled");
+    let t = s.ops_login(Role::Operator).await;
+    let commands = ok(&s, "GET", "/ops/cabinets/TMO-1/commands", &t, None).await;
+    let opens = commands.to_string().matches("\"open\"").count();
+    assert_eq!(opens, 0, "no open was ever sent: {commands}");
+    cab.stop().await;
+}
+both_profiles!(not_authorised_in_time, auth_timeout);
+
+/// Open, take nothing, close: no_purchase and the pre-authorisation released on the platform.
+async fn empty_basket(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet(&s, "EMP-1", shop::quiet(14)).await;
+    for (channel, uid) in [("wechat", "o-empty"), ("alipay", "2088000000000003")] {
+        let token = shop::shopper(&s, channel, uid).await;
+        let scanned = shop::scan(&s, &token, "EMP-1", channel).await;
+        let id = scanned["order"]["id"].as_i64().expect("id");
+        shop::confirm(&s, channel, &scanned["confirm"], uid).await;
+        shop::order_in(&s, &token, id, "authorized").await;
+        cab.open_door(1).await.expect("open");
+        shop::order_in(&s, &token, id, "door_open").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cab.close_door(1).await.expect("close");
+        let o = shop::order_in(&s, &token, id, "no_purchase").await;
+        assert_eq!(o["total_fen"], 0, "{o}");
+        let no = o["out_order_no"].as_str().expect("no").to_string();
+        let gateway = s.heft.services.payments.get(heft::pay::Channel::parse(channel).expect("channel")).clone();
+        eventually("the platform released the hold", || {
+            let (gateway, no) = (gateway.clone(), no.clone());
+            async move { matches!(gateway.query(&no, None).await, Ok(heft::pay::PlatformState::Cancelled)).then_some(()) }
+        })
+        .await;
+    }
+    assert_eq!(
+        shop::book_stock(&s, "EMP-1").await,
+        [("A1".to_string(), 6), ("A2".to_string(), 8), ("A3".to_string(), 5)]
+    );
+    cab.stop().await;
+}
+both_profiles!(nothing_taken, empty_basket);
+
+/// Authorised, but the shopper never opens the door: `open` is sent again once, then the order is
+/// cancelled and the hold released.
+async fn door_never_opens(profile: Profile) {
+    let mut extra = FAST.to_vec();
+    extra.extend([("HEFT__ORDERS__UNLOCK_S", "1"), ("HEFT__ORDERS__OPEN_CHECK_S", "2")]);
+    let Some(s) = TestServer::start(profile, &extra).await else { return };
+    let cab = shop::ready_cabinet(&s, "NOP-1", shop::quiet(15)).await;
+    let token = shop::shopper(&s, "wechat", "o-never").await;
+    let scanned = shop::scan(&s, &token, "NOP-1", "wechat").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "wechat", &scanned["confirm"], "o-never").await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    let o = shop::order_in(&s, &token, id, "cancelled").await;
+    assert_eq!(o["cancel_reason"], "door_never_opened", "{o}");
+    let t = s.ops_login(Role::Operator).await;
+    let commands = ok(&s, "GET", "/ops/cabinets/NOP-1/commands", &t, None).await;
+    assert_eq!(commands.to_string().matches("\"open\"").count(), 2, "open sent twice: {commands}");
+    // Free again.
+    shop::scan(&s, &token, "NOP-1", "wechat").await;
+    cab.stop().await;
+}
+both_profiles!(door_not_opened, door_never_opens);
+
+/// The first charge is refused: payment_failed, the amount owed; the retry succeeds and the debt
+/// is gone.
+async fn failed_then_paid(profile: Profile) {
+    let mut extra = FAST.to_vec();
+    extra.push(("HEFT__ORDERS__CAPTURE_RETRY_S", "1"));
+    let Some(s) = TestServer::start(profile, &extra).await else { return };
+    let cab = shop::ready_cabinet(&s, "FTS-1", shop::quiet(16)).await;
+    let uid = "2088000000000004";
+    let token = shop::shopper(&s, "alipay", uid).await;
+    let scanned = shop::scan(&s, &token, "FTS-1", "alipay").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "alipay", &scanned["confirm"], uid).await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    shop::knobs(&s, json!({"fail_then_succeed": 1, "recover_ms": 500})).await;
+    cab.open_door(1).await.expect("open");
+    shop::order_in(&s, &token, id, "door_open").await;
+    cab.take(2, 1).expect("take water");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cab.close_door(1).await.expect("close");
+    let failed = shop::order_in(&s, &token, id, "payment_failed").await;
+    assert_eq!(failed["debt_fen"], 200, "{failed}");
+    let me = ok(&s, "GET", "/api/v1/me", &token, None).await;
+    assert_eq!(me["debt_fen"], 200, "{me}");
+    let paid = shop::order_in(&s, &token, id, "paid").await;
+    assert_eq!((paid["paid_fen"].as_i64(), paid["debt_fen"].as_i64()), (Some(200), Some(0)), "{paid}");
+    let me = ok(&s, "GET", "/api/v1/me", &token, None).await;
+    assert_eq!(me["debt_fen"], 0, "{me}");
+    cab.stop().await;
+}
+both_profiles!(charge_fails_then_succeeds, failed_then_paid);
