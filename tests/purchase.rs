@@ -255,3 +255,168 @@ async fn failed_then_paid(profile: Profile) {
     cab.stop().await;
 }
 both_profiles!(charge_fails_then_succeeds, failed_then_paid);
+
+/// The shopper cancels and then confirms on the platform's page anyway (the platform cannot be
+/// reached to cancel in between): the confirmation is stored as `release_needed`, the door never
+/// opens, and the hold is released once the platform answers again.
+async fn confirmed_after_cancel(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet(&s, "LATE-1", shop::quiet(17)).await;
+    let uid = "o-late";
+    let token = shop::shopper(&s, "wechat", uid).await;
+    let scanned = shop::scan(&s, &token, "LATE-1", "wechat").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::knobs(&s, json!({"server_error": 1000})).await;
+    let cancelled = ok(&s, "POST", &format!("/api/v1/orders/{id}/cancel"), &token, None).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
+    let t = s.ops_login(Role::Operator).await;
+    let no = scanned["order"]["out_order_no"].as_str().expect("no").to_string();
+    let p = eventually("the late confirmation is stored", || async {
+        let p = ok(&s, "GET", &format!("/ops/payments/{no}"), &t, None).await;
+        p["events"].as_array().is_some_and(|e| e.iter().any(|e| e["outcome"] == "release_needed")).then_some(p)
+    })
+    .await;
+    assert_eq!(p["payment"]["state"], "cancelled", "{p}");
+    shop::knobs(&s, json!({})).await;
+    let gateway = s.heft.services.payments.wechat.clone();
+    eventually("the platform released the hold", || {
+        let (gateway, no) = (gateway.clone(), no.clone());
+        async move { matches!(gateway.query(&no, None).await, Ok(heft::pay::PlatformState::Cancelled)).then_some(()) }
+    })
+    .await;
+    assert_eq!(shop::order(&s, &token, id).await["status"], "cancelled");
+    let commands = ok(&s, "GET", "/ops/cabinets/LATE-1/commands", &t, None).await;
+    assert_eq!(commands.to_string().matches("\"open\"").count(), 0, "the door never opened: {commands}");
+    cab.stop().await;
+}
+both_profiles!(confirmation_after_cancel, confirmed_after_cancel);
+
+/// Weights that add up to no whole number of units: the order goes to review with its trace; a
+/// person sets the lines and it is charged. A shopper's appeal opens a case that can be dismissed.
+async fn review_and_appeal(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet(&s, "REV-1", shop::quiet(18)).await;
+    let uid = "2088000000000005";
+    let token = shop::shopper(&s, "alipay", uid).await;
+    let scanned = shop::scan(&s, &token, "REV-1", "alipay").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "alipay", &scanned["confirm"], uid).await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    cab.open_door(1).await.expect("open");
+    shop::order_in(&s, &token, id, "door_open").await;
+    cab.take(0, 1).expect("take a cola");
+    cab.place_grams(0, 120.0).expect("leave something on the lane");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cab.close_door(1).await.expect("close");
+    let o = shop::order_in(&s, &token, id, "review").await;
+    assert!(o["total_fen"].is_null(), "nothing charged yet: {o}");
+    let t = s.ops_login(Role::Operator).await;
+    let cases = ok(&s, "GET", "/ops/reviews", &t, None).await;
+    let case = cases["cases"].as_array().expect("cases").iter().find(|c| c["order_id"] == id).expect("a case").clone();
+    assert_eq!(case["kind"], "weights", "{case}");
+    let case_id = case["id"].as_i64().expect("case id");
+    // The trace is written by the batching weight log: it arrives within its flush interval.
+    let detail = eventually("the session's weight trace", || async {
+        let d = ok(&s, "GET", &format!("/ops/reviews/{case_id}"), &t, None).await;
+        let kinds: Vec<&str> =
+            d["trace"].as_array().map(|t| t.iter().filter_map(|r| r["kind"].as_str()).collect()).unwrap_or_default();
+        (kinds.contains(&"open") && kinds.contains(&"after_close")).then_some(d)
+    })
+    .await;
+    assert_eq!(detail["case"]["reasons"]["reasons"][0]["reason"], "residue", "{detail}");
+    let resolved = ok(
+        &s,
+        "POST",
+        &format!("/ops/reviews/{case_id}/resolve"),
+        &t,
+        Some(json!({"decision": "charge", "lines": [{"lane": "A1", "qty": 1}], "note": "one cola and a lost glove"})),
+    )
+    .await;
+    assert_eq!(resolved["total_fen"], 350, "{resolved}");
+    let paid = shop::order_in(&s, &token, id, "paid").await;
+    assert_eq!(paid["paid_fen"], 350);
+    let (status, again) =
+        call(&s, "POST", &format!("/ops/reviews/{case_id}/resolve"), &t, Some(json!({"decision": "dismiss"}))).await;
+    assert_eq!((status, again["error"].as_str()), (409, Some("already_resolved")), "{again}");
+    assert_eq!(shop::book_stock(&s, "REV-1").await[0], ("A1".to_string(), 5), "the reviewed sale left stock");
+    // The shopper disagrees: an appeal, which a person dismisses.
+    let appeal =
+        ok(&s, "POST", &format!("/api/v1/orders/{id}/appeal"), &token, Some(json!({"reason": "I took nothing"}))).await;
+    let appeal_id = appeal["case_id"].as_i64().expect("case id");
+    let dismissed = ok(
+        &s,
+        "POST",
+        &format!("/ops/reviews/{appeal_id}/resolve"),
+        &t,
+        Some(json!({"decision": "dismiss", "note": "video shows a cola"})),
+    )
+    .await;
+    assert_eq!(dismissed["status"], "paid");
+    cab.stop().await;
+}
+both_profiles!(review_queue, review_and_appeal);
+
+/// Sales take a lane under its threshold: a restock task says what to bring; a restocker opens
+/// the door, fills the lane, and the task closes with what the weight says was added.
+/// Maintenance opens a door with no sale and flags what moved.
+async fn restock_and_maintenance(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet(&s, "RST-1", shop::quiet(19)).await;
+    let uid = "o-restock";
+    let token = shop::shopper(&s, "wechat", uid).await;
+    let scanned = shop::scan(&s, &token, "RST-1", "wechat").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    cab.open_door(1).await.expect("open");
+    shop::order_in(&s, &token, id, "door_open").await;
+    cab.take(0, 4).expect("four colas: A1 from 6 to 2, its threshold");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cab.close_door(1).await.expect("close");
+    shop::order_in(&s, &token, id, "paid").await;
+    let t = s.ops_login(Role::Restocker).await;
+    let task = eventually("a restock task", || async {
+        let v = ok(&s, "GET", "/ops/restock-tasks?sn=RST-1&status=open", &t, None).await;
+        v["tasks"].as_array().and_then(|a| a.first().cloned())
+    })
+    .await;
+    assert_eq!(task["wanted"][0]["lane"], "A1", "{task}");
+    assert_eq!(task["wanted"][0]["qty"], 8, "fill to capacity 10: {task}");
+    assert!(s.alerts("code=restock_needed").await.iter().any(|a| a["sn"] == "RST-1"));
+    let started = ok(&s, "POST", "/ops/cabinets/RST-1/restock", &t, Some(json!({"door": 1}))).await;
+    assert_eq!(started["task_id"], task["id"], "{started}");
+    shop::settle_readings(&cab).await;
+    cab.open_door(1).await.expect("open");
+    cab.put(0, 7).expect("seven colas, one short of the task");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cab.close_door(1).await.expect("close");
+    let task_id = task["id"].as_i64().expect("task id");
+    let done = eventually("the task is done", || async {
+        let v = ok(&s, "GET", &format!("/ops/restock-tasks/{task_id}"), &t, None).await;
+        (v["status"] == "done").then_some(v)
+    })
+    .await;
+    assert_eq!(done["added"]["added"][0]["qty"], 7, "what was really added: {done}");
+    assert_eq!(shop::book_stock(&s, "RST-1").await[0], ("A1".to_string(), 9));
+    // Maintenance: something left on A2 is flagged, stock untouched.
+    let m = s.ops_login(Role::Maintainer).await;
+    eventually("the cabinet is free", || async {
+        let (status, _) = call(&s, "POST", "/ops/cabinets/RST-1/maintenance", &m, Some(json!({"door": 1}))).await;
+        (status == 201).then_some(())
+    })
+    .await;
+    shop::settle_readings(&cab).await;
+    cab.open_door(1).await.expect("open");
+    cab.place_grams(1, 40.0).expect("a tool left on A2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cab.close_door(1).await.expect("close");
+    let alert = eventually("maintenance change flagged", || async {
+        s.alerts("code=maintenance_weight_change").await.into_iter().find(|a| a["sn"] == "RST-1")
+    })
+    .await;
+    assert!(alert["message"].as_str().is_some_and(|m| m.contains("A2")), "{alert}");
+    assert_eq!(shop::book_stock(&s, "RST-1").await[1], ("A2".to_string(), 8));
+    cab.stop().await;
+}
+both_profiles!(restock_fills_lanes, restock_and_maintenance);

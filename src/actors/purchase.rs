@@ -162,6 +162,52 @@ impl Handler for OpenCheck {
     }
 }
 
+/// `restock.check`: lanes went under their threshold. The cabinet's restock task says what to
+/// bring (every low lane filled to capacity), and operators are alerted once per new task.
+pub struct RestockCheck {
+    pub db: Db,
+}
+
+#[async_trait]
+impl Handler for RestockCheck {
+    fn name(&self) -> &str {
+        topics::RESTOCK_CHECK
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![topics::RESTOCK_CHECK.to_string()]
+    }
+
+    async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        let sn = msg.payload["sn"]
+            .as_str()
+            .ok_or_else(|| HandlerError::Failed(format!("restock.check {} without sn", msg.id)))?
+            .to_string();
+        self.db
+            .write(move |c| {
+                db::write_tx(c, |c| {
+                    let Some((task, created)) = crate::db::restock::check(c, &sn, db::now())? else {
+                        return Ok::<_, crate::db::DbError>(());
+                    };
+                    if created {
+                        let spec = crate::domain::alert::AlertSpec {
+                            audience: crate::domain::alert::Audience::Ops,
+                            severity: crate::domain::alert::Severity::Info,
+                            code: crate::db::restock::RESTOCK_NEEDED.into(),
+                            sn: Some(sn.clone()),
+                            message: format!("cabinet {sn}: lanes to restock (task {})", task.id),
+                            detail: Some(task.wanted.clone()),
+                        };
+                        crate::db::alerts::raise(c, &spec, 1, db::now())?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(())
+    }
+}
+
 /// The purchase flow's consumers of this node.
 pub fn handlers(
     db: &Db,
@@ -177,6 +223,7 @@ pub fn handlers(
             orders: config.orders.clone(),
         }),
         Arc::new(OpenCheck { db: db.clone(), routes: routes.clone(), orders: config.orders.clone() }),
+        Arc::new(RestockCheck { db: db.clone() }),
         Arc::new(crate::pay::capture::Capture {
             db: db.clone(),
             gateways: gateways.clone(),

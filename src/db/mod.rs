@@ -17,6 +17,7 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 pub mod products;
+pub mod restock;
 pub mod schema;
 pub mod sessions;
 pub mod users;

@@ -630,3 +630,160 @@ pub fn ledger(conn: &mut AnyConnection, sn: &str) -> DbResult<Vec<super::models:
         .select(super::models::LedgerRow::as_select())
         .load(conn)?)
 }
+
+pub fn find_case(conn: &mut AnyConnection, id: i64) -> DbResult<Option<super::models::ReviewCase>> {
+    Ok(review_cases::table.find(id).select(super::models::ReviewCase::as_select()).first(conn).optional()?)
+}
+
+pub fn cases(conn: &mut AnyConnection, status: Option<&str>, limit: i64) -> DbResult<Vec<super::models::ReviewCase>> {
+    let mut q = review_cases::table.select(super::models::ReviewCase::as_select()).into_boxed();
+    if let Some(s) = status {
+        q = q.filter(review_cases::status.eq(s.to_string()));
+    }
+    Ok(q.order(review_cases::id.asc()).limit(limit).load(conn)?)
+}
+
+/// What a person decided on a review case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Charge these lines (an order in review; none: release the pre-authorisation).
+    Charge,
+    /// Nothing to change (an appeal found unfounded).
+    Dismiss,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewFail {
+    #[error("review case not found")]
+    NotFound,
+    #[error("the case is already resolved")]
+    Resolved,
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ReviewFail {
+    fn from(e: diesel::result::Error) -> Self {
+        ReviewFail::Db(e.into())
+    }
+}
+
+/// Resolve a case: for `charge`, the order (in `review`) gets the lines the person set, priced
+/// as the lanes' products are now, stock and ledger follow, and the charge (or the release, for
+/// no lines) goes out — all in one transaction with the case's resolution.
+pub fn resolve_case(
+    conn: &mut AnyConnection,
+    case_id: i64,
+    decision: &Decision,
+    set: &[(String, i64)],
+    by: &str,
+    note: &str,
+    now: NaiveDateTime,
+) -> Result<Order, ReviewFail> {
+    write_tx(conn, |conn| {
+        let case = find_case(conn, case_id)?.ok_or(ReviewFail::NotFound)?;
+        if case.status != "open" {
+            return Err(ReviewFail::Resolved);
+        }
+        let order = lock(conn, case.order_id)?.ok_or(ReviewFail::NotFound)?;
+        let status = status_of(&order)?;
+        match (decision, status) {
+            (Decision::Charge, OrderStatus::Review) => {
+                let mut lines = Vec::new();
+                for (lane, qty) in set.iter().filter(|(_, q)| *q != 0) {
+                    if *qty < 0 {
+                        return Err(ReviewFail::Refused(format!("lane {lane}: a quantity cannot be negative")));
+                    }
+                    let found: Option<(Option<i64>, Option<String>, Option<i64>)> = lanes::table
+                        .left_join(super::schema::products::table)
+                        .filter(lanes::sn.eq(&order.sn))
+                        .filter(lanes::code.eq(lane))
+                        .select((
+                            lanes::product_id,
+                            super::schema::products::name.nullable(),
+                            super::schema::products::price_fen.nullable(),
+                        ))
+                        .first(conn)
+                        .optional()?;
+                    let Some((Some(product_id), Some(name), Some(price))) = found else {
+                        return Err(ReviewFail::Refused(format!(
+                            "lane {lane} holds no product on cabinet {}",
+                            order.sn
+                        )));
+                    };
+                    lines.push(Line {
+                        lane: lane.clone(),
+                        product_id,
+                        product_name: name,
+                        qty: *qty,
+                        unit_fen: price,
+                        amount_fen: price * qty,
+                    });
+                }
+                let empty = lines.is_empty();
+                let total: i64 = lines.iter().map(|l| l.amount_fen).sum();
+                apply(conn, order.id, OrderEvent::Reviewed { empty }, now, |conn, o, to| {
+                    write_lines(conn, o.id, &lines)?;
+                    diesel::update(orders::table.find(o.id)).set(orders::total_fen.eq(Some(total))).execute(conn)?;
+                    let changes: Vec<StockChange> = basket_changes(&lines, &[])
+                        .into_iter()
+                        .map(|c| StockChange { reason: "review", ..c })
+                        .collect();
+                    let low = change_stock(conn, &o.sn, &changes, (Some(o.id), o.session_id, None), now)?;
+                    if !low.is_empty() {
+                        outbox::enqueue(
+                            conn,
+                            topics::RESTOCK_CHECK,
+                            &serde_json::json!({"sn": o.sn, "lanes": low}),
+                            None,
+                        )?;
+                    }
+                    if to == OrderStatus::NoPurchase {
+                        super::payments::set_state(
+                            conn,
+                            &o.out_order_no,
+                            &[PaymentState::Authorized],
+                            PaymentState::Cancelled,
+                            None,
+                            now,
+                        )?;
+                        outbox::enqueue(
+                            conn,
+                            topics::PAYMENT_RELEASE,
+                            &crate::pay::release::message(&o.out_order_no),
+                            None,
+                        )?;
+                    } else {
+                        outbox::enqueue(conn, topics::PAYMENT_CAPTURE, &serde_json::json!({"order_id": o.id}), None)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            (Decision::Charge, other) => {
+                return Err(ReviewFail::Refused(format!(
+                    "the order is {}: only an order in review can be charged from here (refunds are not supported yet)",
+                    other.as_str()
+                )));
+            }
+            (Decision::Dismiss, OrderStatus::Review) => {
+                return Err(ReviewFail::Refused(
+                    "an order in review must be charged (with no lines to release it)".into(),
+                ));
+            }
+            (Decision::Dismiss, _) => {}
+        }
+        let resolution = serde_json::json!({ "decision": decision, "lines": set, "note": note }).to_string();
+        diesel::update(review_cases::table.find(case_id))
+            .set((
+                review_cases::status.eq("resolved"),
+                review_cases::resolution.eq(Some(resolution)),
+                review_cases::resolved_by.eq(Some(by)),
+                review_cases::resolved_at.eq(Some(now)),
+            ))
+            .execute(conn)?;
+        Ok(find(conn, order.id)?.ok_or(ReviewFail::NotFound)?)
+    })
+}

@@ -11,6 +11,8 @@ pub mod operators;
 pub mod ops;
 pub mod orders;
 pub mod pay_notify;
+pub mod restock;
+pub mod reviews;
 pub mod setup;
 pub mod shoppers;
 
@@ -66,6 +68,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/cabinets/{sn}/session", web::delete().to(setup::abort_session))
                 .route("/cabinets/{sn}/sessions", web::get().to(setup::list_sessions))
                 .route("/cabinets/{sn}/commands", web::get().to(setup::list_commands))
+                .route("/cabinets/{sn}/restock", web::post().to(restock::start_restock))
+                .route("/cabinets/{sn}/maintenance", web::post().to(restock::start_maintenance))
+                .route("/restock-tasks", web::get().to(restock::list))
+                .route("/restock-tasks/{id}", web::get().to(restock::get))
+                .route("/reviews", web::get().to(reviews::list))
+                .route("/reviews/{id}", web::get().to(reviews::get))
+                .route("/reviews/{id}/resolve", web::post().to(reviews::resolve))
                 .route("/cabinets/{sn}/weights", web::get().to(setup::live_weights))
                 .route("/cabinets/{sn}/weight-log", web::get().to(setup::weight_log))
                 .route("/commands/{id}", web::get().to(setup::get_command))

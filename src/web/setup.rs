@@ -20,11 +20,11 @@ use crate::domain::cabinet::Sn;
 use crate::domain::layout::LayoutInput;
 use crate::domain::validation::FieldErrors;
 
-async fn actor(state: &AppState, sn: &Sn) -> Result<Addr<CabinetActor>, ApiError> {
+pub(super) async fn actor(state: &AppState, sn: &Sn) -> Result<Addr<CabinetActor>, ApiError> {
     state.registry.send(Ensure(sn.clone())).await.map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn mailbox(e: actix::MailboxError) -> ApiError {
+pub(super) fn mailbox(e: actix::MailboxError) -> ApiError {
     ApiError::Unavailable(format!("cabinet actor unavailable: {e}"))
 }
 

@@ -16,6 +16,7 @@ use super::commands::{CommandOutcome, Purpose};
 use super::session::{SessionError, SessionInfo};
 use super::weights::ReadingKind;
 use super::{CabinetActor, State};
+use crate::db::restock::{TaskLane, Uncounted};
 use crate::db::{self, DbError, orders};
 use crate::device::messages::{DoorUp, OpenCmd};
 use crate::device::topic::DownKind;
@@ -23,6 +24,7 @@ use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::domain::cabinet::CabinetStatus;
 use crate::domain::liveness::Liveness;
 use crate::domain::order::ScanRefusal;
+use crate::domain::restock::added_units;
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::settlement::{self, LaneReading, Settlement};
 
@@ -31,7 +33,27 @@ pub const DOOR_OPEN_TOO_LONG: &str = "door_open_too_long";
 /// What the open door is for.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum DoorPurpose {
-    Purchase { order_id: i64, cap_fen: i64 },
+    Purchase {
+        order_id: i64,
+        cap_fen: i64,
+    },
+    /// A restocker: what they add is counted by weight into book stock.
+    Restock {
+        by: String,
+    },
+    /// A maintainer: nothing is sold or added; any weight change is recorded and flagged.
+    Maintenance {
+        by: String,
+    },
+}
+
+impl DoorPurpose {
+    fn order_id(&self) -> Option<i64> {
+        match self {
+            DoorPurpose::Purchase { order_id, .. } => Some(*order_id),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +258,7 @@ impl CabinetActor {
 
     pub(super) fn door_view(&self) -> Option<DoorView> {
         let run = self.session.as_ref()?.door.as_ref()?;
-        let DoorPurpose::Purchase { order_id, .. } = run.purpose;
+        let order_id = run.purpose.order_id();
         let phase = match run.phase {
             Phase::AwaitingAuth => "awaiting_auth",
             Phase::Opening => "opening",
@@ -244,7 +266,7 @@ impl CabinetActor {
             Phase::Settling => "settling",
             Phase::Finishing => "finishing",
         };
-        Some(DoorView { door: run.door, phase, order_id: Some(order_id) })
+        Some(DoorView { door: run.door, phase, order_id })
     }
 
     fn tolerance(&self, l: &super::weights::LaneState) -> f64 {
@@ -335,51 +357,54 @@ impl CabinetActor {
                 }
             }
         }
-        let DoorPurpose::Purchase { order_id, .. } = run.purpose;
+        let order = run.purpose.order_id();
         let before = serde_json::to_string(&run.before.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
             .unwrap_or_default();
         let db = self.svc.db.clone();
         let notice = (!disagree.is_empty())
             .then(|| format!("lanes {} weighed differently when the door opened than at rest", disagree.join(", ")));
-        ctx.spawn(
-            async move {
-                let r = db
-                    .write(move |c| {
-                        orders::door_opened(c, order_id, &before, db::now())?;
-                        if let Some(n) = notice {
-                            orders::add_notice(c, order_id, "before_weights_differ", &n, db::now())?;
-                        }
-                        Ok::<_, DbError>(())
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(order = order_id, error = %e, "door open not recorded");
+        if let Some(order_id) = order {
+            ctx.spawn(
+                async move {
+                    let r = db
+                        .write(move |c| {
+                            orders::door_opened(c, order_id, &before, db::now())?;
+                            if let Some(n) = notice {
+                                orders::add_notice(c, order_id, "before_weights_differ", &n, db::now())?;
+                            }
+                            Ok::<_, DbError>(())
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::error!(order = order_id, error = %e, "door open not recorded");
+                    }
                 }
-            }
-            .into_actor(self),
-        );
+                .into_actor(self),
+            );
+        }
         let session_id = self.session.as_ref().map(|s| s.info.id);
         ctx.run_later(alert_after, move |act, ctx| {
             let still_open = act.session.as_ref().map(|s| s.info.id) == session_id
                 && act.session.as_ref().and_then(|s| s.door.as_ref()).is_some_and(|r| r.phase == Phase::Open);
             if still_open {
-                act.door_open_too_long(order_id, ctx);
+                act.door_open_too_long(order, ctx);
             }
         });
     }
 
-    fn door_open_too_long(&mut self, order_id: i64, ctx: &mut Context<Self>) {
+    fn door_open_too_long(&mut self, order_id: Option<i64>, ctx: &mut Context<Self>) {
         let limit = self.svc.config.orders.door_open_alert_s;
         let spec = AlertSpec {
             audience: Audience::Ops,
             severity: Severity::Warning,
             code: DOOR_OPEN_TOO_LONG.into(),
             sn: Some(self.sn.to_string()),
-            message: format!("cabinet {}: door open for more than {limit} s (order {order_id})", self.sn),
+            message: format!("cabinet {}: door open for more than {limit} s (order {order_id:?})", self.sn),
             detail: Some(serde_json::json!({ "order_id": order_id, "limit_s": limit }).to_string()),
         };
-        tracing::warn!(sn = %self.sn, order = order_id, "door open too long");
+        tracing::warn!(sn = %self.sn, order = ?order_id, "door open too long");
         self.raise(spec, ctx);
+        let Some(order_id) = order_id else { return };
         let db = self.svc.db.clone();
         ctx.spawn(
             async move {
@@ -395,16 +420,17 @@ impl CabinetActor {
         let Some(run) = self.door_run_mut() else { return };
         run.phase = Phase::Settling;
         run.closed_at = Some(Instant::now());
-        let DoorPurpose::Purchase { order_id, .. } = run.purpose;
-        let db = self.svc.db.clone();
-        ctx.spawn(
-            async move {
-                if let Err(e) = db.write(move |c| orders::door_closed(c, order_id, db::now())).await {
-                    tracing::error!(order = order_id, error = %e, "door close not recorded");
+        if let Some(order_id) = run.purpose.order_id() {
+            let db = self.svc.db.clone();
+            ctx.spawn(
+                async move {
+                    if let Err(e) = db.write(move |c| orders::door_closed(c, order_id, db::now())).await {
+                        tracing::error!(order = order_id, error = %e, "door close not recorded");
+                    }
                 }
-            }
-            .into_actor(self),
-        );
+                .into_actor(self),
+            );
+        }
         let session_id = self.session.as_ref().map(|s| s.info.id);
         ctx.run_later(settle_max, move |act, ctx| {
             if act.session.as_ref().map(|s| s.info.id) == session_id {
@@ -426,7 +452,7 @@ impl CabinetActor {
     /// While the door is open: the basket's estimated value against the pre-authorisation's cap.
     fn watch_basket(&mut self, ctx: &mut Context<Self>) {
         let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
-        let DoorPurpose::Purchase { order_id, cap_fen } = run.purpose;
+        let DoorPurpose::Purchase { order_id, cap_fen } = run.purpose else { return };
         if run.cap_noticed {
             return;
         }
@@ -485,7 +511,11 @@ impl CabinetActor {
         if !force && readings.iter().any(|r| r.after_g.is_none()) {
             return;
         }
-        let DoorPurpose::Purchase { order_id, .. } = run.purpose;
+        let order_id = match &run.purpose {
+            DoorPurpose::Purchase { order_id, .. } => *order_id,
+            DoorPurpose::Restock { by } => return self.finish_restock(readings, by.clone(), ctx),
+            DoorPurpose::Maintenance { by } => return self.finish_maintenance(readings, by.clone(), ctx),
+        };
         let waited = run.closed_at.map(|t| t.elapsed());
         let outcome = settlement::settle(&readings);
         let input = match outcome {
@@ -532,6 +562,180 @@ impl CabinetActor {
             if let Ok(setup) = r {
                 act.apply_setup(setup);
             }
+        }));
+    }
+}
+
+/// An operator's session at a door: a restock or maintenance. The door is unlocked at once.
+#[derive(Message)]
+#[rtype(result = "Result<DoorSessionStarted, SessionError>")]
+pub struct StartDoorSession {
+    pub kind: SessionKind,
+    pub door: u32,
+    pub by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DoorSessionStarted {
+    pub session: SessionInfo,
+    /// The restock task the session works on, if the cabinet had one.
+    pub task_id: Option<i64>,
+}
+
+impl Handler<StartDoorSession> for CabinetActor {
+    type Result = AtomicResponse<Self, Result<DoorSessionStarted, SessionError>>;
+
+    fn handle(&mut self, m: StartDoorSession, _ctx: &mut Context<Self>) -> Self::Result {
+        let refusal = match self.state {
+            State::Unknown => Some(SessionError::NotFound),
+            State::Loading => Some(SessionError::Internal("cabinet state is loading".into())),
+            _ if self.session.is_some() => self.busy().err(),
+            _ if self.opening => Some(SessionError::Opening),
+            _ if self.session_boot().is_none() || self.liveness == Liveness::Offline => {
+                Some(SessionError::NotConnected)
+            }
+            _ if !self.lanes.iter().any(|l| l.setup.door == m.door) => {
+                Some(SessionError::NotConfigured(format!("door {} has no lanes", m.door)))
+            }
+            _ => None,
+        };
+        if let Some(e) = refusal {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+        }
+        let new = self.new_session(m.kind, Some(m.door), &m.by);
+        let (db, sn, kind) = (self.svc.db.clone(), self.sn.to_string(), m.kind);
+        AtomicResponse::new(Box::pin(
+            async move {
+                db.write(move |c| {
+                    crate::db::write_tx(c, |c| {
+                        let s = match crate::db::sessions::open(c, &new)? {
+                            Ok(s) => s,
+                            Err(held) => return Ok(Err(held)),
+                        };
+                        let task = match kind {
+                            SessionKind::Restock => crate::db::restock::begin(c, &sn, s.id, db::now())?,
+                            _ => None,
+                        };
+                        Ok::<_, DbError>(Ok((s, task)))
+                    })
+                })
+                .await
+            }
+            .into_actor(self)
+            .map(move |r, act, ctx| match r? {
+                Err(held) => Err(SessionError::Busy(SessionInfo::from(&held))),
+                Ok((s, task_id)) => {
+                    let purpose = match m.kind {
+                        SessionKind::Restock => DoorPurpose::Restock { by: m.by.clone() },
+                        _ => DoorPurpose::Maintenance { by: m.by.clone() },
+                    };
+                    let before = act.weigh_door(m.door);
+                    act.hold_door(
+                        &s,
+                        m.kind,
+                        DoorRun { door: m.door, purpose, phase: Phase::Opening, before, closed_at: None, cap_noticed: false },
+                    );
+                    act.send_open(m.door, ctx);
+                    tracing::info!(sn = %act.sn, kind = m.kind.as_str(), door = m.door, by = %m.by, "door session started");
+                    Ok(DoorSessionStarted { session: SessionInfo::from(&s), task_id })
+                }
+            }),
+        ))
+    }
+}
+
+impl CabinetActor {
+    /// A restock door settled: each lane's change counted in whole units goes into book stock.
+    fn finish_restock(&mut self, readings: Vec<LaneReading>, by: String, ctx: &mut Context<Self>) {
+        let mut added = Vec::new();
+        let mut uncounted = Vec::new();
+        for r in &readings {
+            let Some(after) = r.after_g else {
+                uncounted.push(Uncounted { lane: r.lane.clone(), delta_g: None, why: "never stable".into() });
+                continue;
+            };
+            let delta = after - r.before_g;
+            match added_units(delta, r.unit_g, r.tolerance_g) {
+                Ok(0) => {}
+                Ok(qty) => added.push(TaskLane { lane: r.lane.clone(), product_id: Some(r.product_id), qty }),
+                Err(e) => uncounted.push(Uncounted { lane: r.lane.clone(), delta_g: Some(delta), why: e.to_string() }),
+            }
+        }
+        if !uncounted.is_empty() {
+            let lanes: Vec<&str> = uncounted.iter().map(|u| u.lane.as_str()).collect();
+            let spec = AlertSpec {
+                audience: Audience::Ops,
+                severity: Severity::Warning,
+                code: "restock_uncounted".into(),
+                sn: Some(self.sn.to_string()),
+                message: format!(
+                    "cabinet {}: restock on lanes {} could not be counted by weight",
+                    self.sn,
+                    lanes.join(", ")
+                ),
+                detail: serde_json::to_string(&uncounted).ok(),
+            };
+            self.raise(spec, ctx);
+        }
+        let Some(session_id) = self.session.as_ref().map(|s| s.info.id) else { return };
+        let sn = self.sn.to_string();
+        self.finish_door(ctx, move |c| {
+            crate::db::restock::finish(c, &sn, session_id, &added, &uncounted, &by, db::now()).map(|_| ())
+        });
+    }
+
+    /// A maintenance door settled: nothing changes hands; any lane that moved is recorded on the
+    /// session and flagged.
+    fn finish_maintenance(&mut self, readings: Vec<LaneReading>, by: String, ctx: &mut Context<Self>) {
+        let moved: Vec<serde_json::Value> = readings
+            .iter()
+            .filter(|r| r.after_g.is_none_or(|a| (a - r.before_g).abs() > r.tolerance_g))
+            .map(|r| {
+                serde_json::json!({"lane": r.lane, "before_g": r.before_g, "after_g": r.after_g,
+                                   "delta_g": r.after_g.map(|a| a - r.before_g)})
+            })
+            .collect();
+        if !moved.is_empty() {
+            let lanes: Vec<&str> = moved.iter().filter_map(|m| m["lane"].as_str()).collect();
+            let spec = AlertSpec {
+                audience: Audience::Ops,
+                severity: Severity::Warning,
+                code: "maintenance_weight_change".into(),
+                sn: Some(self.sn.to_string()),
+                message: format!(
+                    "cabinet {}: weight changed on lanes {} during maintenance by {by}",
+                    self.sn,
+                    lanes.join(", ")
+                ),
+                detail: Some(serde_json::json!(moved).to_string()),
+            };
+            self.raise(spec, ctx);
+        }
+        let Some(session_id) = self.session.as_ref().map(|s| s.info.id) else { return };
+        let detail = serde_json::json!({ "by": by, "weight_changes": moved }).to_string();
+        self.finish_door(ctx, move |c| {
+            crate::db::sessions::close(c, session_id, "done", Some(&detail), db::now()).map(|_| ())
+        });
+    }
+
+    /// Store how a door session ended, then let go of the cabinet.
+    fn finish_door(
+        &mut self,
+        ctx: &mut Context<Self>,
+        write: impl FnOnce(&mut db::AnyConnection) -> Result<(), DbError> + Send + 'static,
+    ) {
+        if let Some(run) = self.door_run_mut() {
+            run.phase = Phase::Finishing;
+        }
+        let db = self.svc.db.clone();
+        ctx.wait(async move { db.write(write).await }.into_actor(self).map(|r, act, ctx| {
+            if let Err(e) = r {
+                tracing::error!(sn = %act.sn, error = %e, "door session end not stored");
+            }
+            act.session = None;
+            act.reset_baselines();
+            act.reload_stock(ctx);
+            act.deliver_pending(ctx);
         }));
     }
 }

@@ -1,0 +1,123 @@
+//! The review queue: orders a person must look at — the settlement could not read the weights,
+//! or the shopper appealed. A case shows the order, its lines, the weights it was settled from and
+//! the session's whole weight trace; resolving it charges what the person set (or releases the
+//! pre-authorisation when they set nothing), or dismisses an appeal.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
+use super::ops::page_limit;
+use super::orders::OrderView;
+use super::{ApiError, AppState};
+use crate::db::models::ReviewCase;
+use crate::db::orders::{self, Decision, ReviewFail};
+use crate::db::{self, DbError, weight_log};
+
+#[derive(Debug, Deserialize)]
+pub struct CaseQuery {
+    /// open (default) or resolved.
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+}
+
+fn case_json(c: &ReviewCase) -> serde_json::Value {
+    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "id": c.id, "order_id": c.order_id, "kind": c.kind, "status": c.status,
+        "reasons": parse(&c.reasons), "opened_by": c.opened_by,
+        "resolution": c.resolution.as_deref().map(parse), "resolved_by": c.resolved_by,
+        "created_at": c.created_at.and_utc(), "resolved_at": c.resolved_at.map(|t| t.and_utc()),
+    })
+}
+
+/// `GET /ops/reviews?status=open|resolved&limit=` → cases, oldest first. Roles: any.
+pub async fn list(
+    user: OpsUser,
+    state: web::Data<AppState>,
+    q: web::Query<CaseQuery>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
+    let q = q.into_inner();
+    let limit = page_limit(q.limit)?;
+    let status = q.status.unwrap_or_else(|| "open".into());
+    let cases = state.svc.db.run(move |c| orders::cases(c, Some(&status), limit)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() })))
+}
+
+/// `GET /ops/reviews/{id}` → the case, its order with lines and weights, and the weight trace of
+/// the order's session. Roles: any.
+pub async fn get(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    user.require(ANY_ROLE)?;
+    let id = path.into_inner();
+    let found = state
+        .svc
+        .db
+        .run(move |c| {
+            let Some(case) = orders::find_case(c, id)? else { return Ok::<_, DbError>(None) };
+            let Some(order) = orders::find(c, case.order_id)? else { return Ok(None) };
+            let lines = orders::lines(c, order.id)?;
+            let trace = match order.session_id {
+                Some(s) => weight_log::for_session(c, s)?,
+                None => Vec::new(),
+            };
+            Ok(Some((case, order, lines, trace)))
+        })
+        .await?;
+    let (case, order, lines, trace) = found.ok_or_else(|| ApiError::NotFound(format!("review case {id}")))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "case": case_json(&case),
+        "order": OrderView::new(&order, &lines),
+        "trace": trace,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineIn {
+    pub lane: String,
+    pub qty: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveIn {
+    /// `charge` (an order in review: charge `lines`, or release the hold when there are none) or
+    /// `dismiss` (an appeal found unfounded).
+    pub decision: Decision,
+    #[serde(default)]
+    pub lines: Vec<LineIn>,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// `POST /ops/reviews/{id}/resolve` — admin, operator: decide a case.
+pub async fn resolve(
+    user: OpsUser,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    body: web::Json<ResolveIn>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(MANAGERS)?;
+    let id = path.into_inner();
+    let body = body.into_inner();
+    let set: Vec<(String, i64)> = body.lines.into_iter().map(|l| (l.lane, l.qty)).collect();
+    let by = user.username.clone();
+    let order = state
+        .svc
+        .db
+        .write(move |c| orders::resolve_case(c, id, &body.decision, &set, &by, &body.note, db::now()))
+        .await
+        .map_err(|e| match e {
+            ReviewFail::NotFound => ApiError::NotFound(format!("review case {id}")),
+            ReviewFail::Resolved => {
+                ApiError::Conflict { code: "already_resolved", message: e.to_string(), detail: None }
+            }
+            ReviewFail::Refused(m) => ApiError::Conflict { code: "not_resolvable", message: m, detail: None },
+            ReviewFail::Db(e) => e.into(),
+        })?;
+    state.svc.relay.wake();
+    let oid = order.id;
+    let lines = state.svc.db.run(move |c| orders::lines(c, oid)).await?;
+    Ok(HttpResponse::Ok().json(OrderView::new(&order, &lines)))
+}
