@@ -784,6 +784,6 @@ pub fn resolve_case(
                 review_cases::resolved_at.eq(Some(now)),
             ))
             .execute(conn)?;
-        Ok(find(conn, order.id)?.ok_or(ReviewFail::NotFound)?)
+        find(conn, order.id)?.ok_or(ReviewFail::NotFound)
     })
 }
