@@ -211,6 +211,11 @@ impl Heft {
         self.registry.send(CrashCabinet(sn.to_string())).await.unwrap_or(false)
     }
 
+    /// The cabinet actor's view on this node, if it has one.
+    pub async fn inspect(&self, sn: &str) -> Option<crate::actors::cabinet::CabinetView> {
+        crate::actors::registry::inspect(&self.registry, sn).await
+    }
+
     /// Fault injection: see [`RelayFault`](crate::actors::relay::RelayFault).
     pub fn relay_fault(&self, fault: crate::actors::relay::RelayFault) {
         self.services.relay.inject(fault);

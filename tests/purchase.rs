@@ -420,3 +420,55 @@ async fn restock_and_maintenance(profile: Profile) {
     cab.stop().await;
 }
 both_profiles!(restock_fills_lanes, restock_and_maintenance);
+
+/// The cabinet's actor crashes while the door is open: the new actor takes the purchase up from
+/// the database and settles it when the door closes.
+async fn actor_crash_mid_purchase(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet(&s, "CRS-1", shop::quiet(20)).await;
+    let uid = "o-crash";
+    let token = shop::shopper(&s, "wechat", uid).await;
+    let scanned = shop::scan(&s, &token, "CRS-1", "wechat").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    cab.open_door(1).await.expect("open");
+    shop::order_in(&s, &token, id, "door_open").await;
+    cab.take(1, 2).expect("two bags of chips");
+    assert!(s.heft.crash_cabinet("CRS-1").await);
+    // The new actor asks the cabinet to log in again; then the shopper closes the door.
+    eventually("the cabinet logged in again", || async {
+        s.heft.inspect("CRS-1").await.filter(|v| v.logged_in && v.door_session.is_some()).map(|_| ())
+    })
+    .await;
+    cab.close_door(1).await.expect("close");
+    let o = shop::order_in(&s, &token, id, "paid").await;
+    assert_eq!(o["total_fen"], 1200, "{o}");
+    cab.stop().await;
+}
+both_profiles!(crash_mid_purchase, actor_crash_mid_purchase);
+
+/// The cabinet loses its connection with the door open, the shopper closes the door meanwhile;
+/// back online, the cabinet reports the door closed (protocol §8) and the purchase settles.
+async fn disconnect_mid_purchase(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet(&s, "DSC-1", shop::quiet(21)).await;
+    let uid = "2088000000000006";
+    let token = shop::shopper(&s, "alipay", uid).await;
+    let scanned = shop::scan(&s, &token, "DSC-1", "alipay").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "alipay", &scanned["confirm"], uid).await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    cab.open_door(1).await.expect("open");
+    shop::order_in(&s, &token, id, "door_open").await;
+    cab.take(2, 1).expect("a bottle of water");
+    cab.disconnect().await;
+    cab.close_door(1).await.expect("the door closes with nobody hearing");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(shop::order(&s, &token, id).await["status"], "door_open", "the session waits for the cabinet");
+    cab.reconnect().await.expect("back online");
+    let o = shop::order_in(&s, &token, id, "paid").await;
+    assert_eq!(o["total_fen"], 200, "{o}");
+    cab.stop().await;
+}
+both_profiles!(disconnect_mid_session, disconnect_mid_purchase);

@@ -245,6 +245,57 @@ impl CabinetActor {
         });
     }
 
+    /// Take up a purchase an earlier actor of this cabinet left open (it crashed, or Heft
+    /// restarted), where the order says it stands. A door already closed is settled from the
+    /// readings that come now, or sent to review when the lanes do not settle in time.
+    pub(super) fn resume_purchase(
+        &mut self,
+        s: &crate::db::models::Session,
+        order: &crate::db::models::Order,
+        ctx: &mut Context<Self>,
+    ) {
+        let door = u32::try_from(order.door).unwrap_or(0);
+        let before: Vec<(String, f64)> = order
+            .before_g
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<std::collections::BTreeMap<String, f64>>(b).ok())
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default();
+        let phase = match crate::domain::order::OrderStatus::parse(&order.status) {
+            Some(crate::domain::order::OrderStatus::Created) => Phase::AwaitingAuth,
+            Some(crate::domain::order::OrderStatus::Authorized) => Phase::Opening,
+            Some(crate::domain::order::OrderStatus::DoorOpen) => Phase::Open,
+            _ => Phase::Settling,
+        };
+        tracing::warn!(sn = %self.sn, order = order.id, ?phase, "resuming a purchase left by an earlier actor");
+        let before = if before.is_empty() { self.weigh_door(door) } else { before };
+        self.hold_door(
+            s,
+            SessionKind::Purchase,
+            DoorRun {
+                door,
+                purpose: DoorPurpose::Purchase { order_id: order.id, cap_fen: order.cap_fen },
+                phase,
+                before,
+                closed_at: None,
+                cap_noticed: false,
+            },
+        );
+        if phase == Phase::Settling {
+            self.arm_settle_timer(ctx);
+        }
+    }
+
+    fn arm_settle_timer(&mut self, ctx: &mut Context<Self>) {
+        let settle_max = Duration::from_millis(self.svc.config.orders.settle_max_ms);
+        let session_id = self.session.as_ref().map(|s| s.info.id);
+        ctx.run_later(settle_max, move |act, ctx| {
+            if act.session.as_ref().map(|s| s.info.id) == session_id {
+                act.try_settle(true, ctx);
+            }
+        });
+    }
+
     fn door_run_mut(&mut self) -> Option<&mut DoorRun> {
         self.session.as_mut().and_then(|s| s.door.as_mut())
     }
@@ -416,7 +467,6 @@ impl CabinetActor {
     }
 
     fn door_closed(&mut self, ctx: &mut Context<Self>) {
-        let settle_max = Duration::from_millis(self.svc.config.orders.settle_max_ms);
         let Some(run) = self.door_run_mut() else { return };
         run.phase = Phase::Settling;
         run.closed_at = Some(Instant::now());
@@ -431,12 +481,7 @@ impl CabinetActor {
                 .into_actor(self),
             );
         }
-        let session_id = self.session.as_ref().map(|s| s.info.id);
-        ctx.run_later(settle_max, move |act, ctx| {
-            if act.session.as_ref().map(|s| s.info.id) == session_id {
-                act.try_settle(true, ctx);
-            }
-        });
+        self.arm_settle_timer(ctx);
     }
 
     /// A weight reading, after it entered the lanes' windows.

@@ -635,11 +635,14 @@ struct Started {
     loaded: Loaded,
     setup: Setup,
     temp_alert: bool,
+    /// A purchase an earlier actor of this cabinet on this node was in the middle of.
+    resume: Option<(crate::db::models::Session, crate::db::models::Order)>,
 }
 
 /// At actor start: the cabinet row, its setup, whether a temperature alert is open, and cleanup
 /// of what an earlier actor of this cabinet on this node left behind (an open session, pending
-/// commands): no other actor of this cabinet runs here now, so they can never complete.
+/// commands): no other actor of this cabinet runs here now, so they can never complete. A
+/// purchase is not dropped but resumed: a shopper may be at the open door.
 async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError> {
     let owned = sn.clone();
     let read = svc
@@ -653,13 +656,19 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
             };
             let temp_alert = !alerts::list(c, &filter, 1)?.is_empty();
             let stale = sessions::current(c, &owned)?;
+            let order = match &stale {
+                Some(s) if s.kind == crate::domain::session::SessionKind::Purchase.as_str() => {
+                    db::orders::for_session(c, s.id)?
+                }
+                _ => None,
+            };
             let pending = command_rows::has_pending(c, &owned)?;
             let (sealed, last_boot, liveness) = (cab.frame_key_sealed.clone(), cab.last_boot, cab.liveness.clone());
             let setup = read_setup(c, cab)?;
-            Ok(Some((sealed, last_boot, liveness, setup, temp_alert, stale, pending)))
+            Ok(Some((sealed, last_boot, liveness, setup, temp_alert, stale, order, pending)))
         })
         .await?;
-    let Some((sealed, last_boot, liveness, setup, temp_alert, stale, pending)) = read else { return Ok(None) };
+    let Some((sealed, last_boot, liveness, setup, temp_alert, stale, order, pending)) = read else { return Ok(None) };
     let loaded = Loaded {
         key: svc.seal.unseal(&sealed)?,
         last_boot: u64::try_from(last_boot).unwrap_or(0),
@@ -668,10 +677,16 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
     let node = svc.node_id().to_string();
     // A session another node opened is that node's (it may be live); only this node's own are
     // left over from an earlier actor here.
-    let foreign = stale.as_ref().is_some_and(|s| s.node_id != node);
+    let stale = stale.filter(|s| s.node_id == node);
+    let resume = match (&stale, order) {
+        (Some(s), Some(o)) if !crate::domain::order::OrderStatus::parse(&o.status).is_none_or(|st| st.is_final()) => {
+            Some((s.clone(), o))
+        }
+        _ => None,
+    };
+    let stale = stale.filter(|_| resume.is_none());
     // Reads first: at a login storm most actors find nothing to clean, and write nothing.
-    if !foreign && (stale.is_some() || pending) {
-        let stale = stale.filter(|s| s.node_id == node);
+    if stale.is_some() || pending {
         if let Some(s) = &stale {
             tracing::warn!(%sn, session = s.id, kind = %s.kind, "closing a session left open by an earlier actor");
         }
@@ -684,7 +699,7 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
             })
             .await?;
     }
-    Ok(Some(Started { loaded, setup, temp_alert }))
+    Ok(Some(Started { loaded, setup, temp_alert, resume }))
 }
 
 impl Actor for CabinetActor {
@@ -694,13 +709,16 @@ impl Actor for CabinetActor {
         // Frames that arrive while loading wait in the mailbox: `wait` holds them back.
         ctx.wait(start_up(self.svc.clone(), self.sn.to_string()).into_actor(self).map(|result, act, ctx| {
             match result {
-                Ok(Some(Started { loaded, setup, temp_alert })) => {
+                Ok(Some(Started { loaded, setup, temp_alert, resume })) => {
                     act.key = loaded.key;
                     act.last_boot = loaded.last_boot;
                     act.liveness = loaded.liveness;
                     act.state = State::AwaitingLogin;
                     act.temp_watch = TempWatch::new(temp_alert);
                     act.apply_setup(setup);
+                    if let Some((session, order)) = resume {
+                        act.resume_purchase(&session, &order, ctx);
+                    }
                     if act.restarted {
                         tracing::warn!(sn = %act.sn, "cabinet actor restarted; asking the cabinet to log in again");
                         act.request_login();
