@@ -24,7 +24,7 @@ use crate::device::topic::{self, UpKind};
 use crate::provision::{self, Credentials};
 use cabinet::{Physical, PhysicalOptions};
 use device::{ConnectOptions, DeviceClient, DeviceClientError};
-use handle::Request;
+use handle::{CabinetRemote, Request};
 use scale::ScaleOptions;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -278,17 +278,49 @@ pub async fn spawn_fleet_with(
     stats: Arc<SimStats>,
     ramp_per_s: u64,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let pace = Duration::from_secs_f64(1.0 / ramp_per_s.max(1) as f64);
-    let mut tasks = Vec::with_capacity(creds.len());
-    let mut next = tokio::time::Instant::now();
-    for (i, c) in creds.into_iter().enumerate() {
+    spawn_paced(creds, ramp_per_s, |i, c| {
         let b = behaviour(i);
         let rig = Rig::new(physical(&b));
-        tasks.push(tokio::spawn(run_cabinet(c, b, rig, stats.clone())));
+        tokio::spawn(run_cabinet(c, b, rig, stats.clone()))
+    })
+    .await
+}
+
+/// As [`spawn_fleet_with`], with a remote per cabinet, so shoppers (or anything else) can open
+/// its doors and take its products. A cabinet stops when its remote is dropped.
+pub async fn spawn_remote_fleet(
+    creds: Vec<Credentials>,
+    behaviour: impl Fn(usize) -> Behaviour,
+    physical: impl Fn(&Behaviour) -> Physical,
+    stats: Arc<SimStats>,
+    ramp_per_s: u64,
+) -> Vec<(tokio::task::JoinHandle<()>, CabinetRemote)> {
+    spawn_paced(creds, ramp_per_s, |i, c| {
+        let b = behaviour(i);
+        let shared = Arc::new(Mutex::new(physical(&b)));
+        let (requests, rx) = mpsc::unbounded_channel();
+        let remote = CabinetRemote::new(c.sn.clone(), shared.clone(), requests);
+        let rig = Rig::with_requests(shared, None, rx);
+        (tokio::spawn(run_cabinet(c, b, rig, stats.clone())), remote)
+    })
+    .await
+}
+
+/// Start one cabinet after another, `ramp_per_s` a second.
+async fn spawn_paced<T>(
+    creds: Vec<Credentials>,
+    ramp_per_s: u64,
+    mut start: impl FnMut(usize, Credentials) -> T,
+) -> Vec<T> {
+    let pace = Duration::from_secs_f64(1.0 / ramp_per_s.max(1) as f64);
+    let mut started = Vec::with_capacity(creds.len());
+    let mut next = tokio::time::Instant::now();
+    for (i, c) in creds.into_iter().enumerate() {
+        started.push(start(i, c));
         next += pace;
         tokio::time::sleep_until(next).await;
     }
-    tasks
+    started
 }
 
 /// A fleet cabinet: random load cells, random products on every channel.
@@ -376,7 +408,8 @@ impl Rig {
                         let _ = reply.send(());
                     }
                     Some(Request::Door { door, open, reply }) => {
-                        // The door moves even though nobody hears about it.
+                        // The door moves even though nobody hears about it (it is owed to Heft
+                        // after the next login).
                         let mut p = self.physical();
                         if open { p.open(door) } else { p.close(door) };
                         drop(p);
@@ -591,11 +624,15 @@ async fn follow_cadence(
         let after_close = until.is_some_and(|t| tokio::time::Instant::now() < t);
         weight_period(cadence, rig.physical().any_open(), fast, after_close)
     };
+    // A cabinet that only sends its login (benchmarks) does not know it was accepted.
+    if b.without_login.is_none() && report_doors(dev, b, rig, stats).await? {
+        after_close_until = Some(started + Duration::from_secs(cadence.after_close_s));
+    }
     // Spread the fleet over the period instead of beating in lockstep.
     let phase = |period: Duration| period.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
     let hb_period = Duration::from_secs(cadence.heartbeat_s);
     let mut next_hb = started + phase(hb_period);
-    let mut next_weight = started + phase(period(cadence, rig, *rate.borrow(), None));
+    let mut next_weight = started + phase(period(cadence, rig, *rate.borrow(), after_close_until));
     let mut temp: f64 = 4.0 + rand::thread_rng().gen_range(-0.5..0.5);
     loop {
         if b.disconnect_after.is_some_and(|limit| started.elapsed() >= limit) {
@@ -631,6 +668,12 @@ async fn follow_cadence(
                         stats.relogin_requests.fetch_add(1, Ordering::Relaxed);
                         *boot += 1;
                         *cadence = login(dev, rig, stats, boot).await?;
+                        // Heft starts the new session with every door closed.
+                        if report_doors(dev, b, rig, stats).await? {
+                            let now = tokio::time::Instant::now();
+                            after_close_until = Some(now + Duration::from_secs(cadence.after_close_s));
+                            next_weight = now + period(cadence, rig, *rate.borrow(), after_close_until);
+                        }
                     }
                     continue;
                 }
@@ -669,6 +712,10 @@ async fn follow_cadence(
                         } else {
                             Ok(())
                         };
+                        // Unsent, it stays owed and goes out after the next login.
+                        if changed && sent.is_ok() {
+                            rig.physical().door_reported(door);
+                        }
                         let _ = reply.send(sent.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                         sent?;
                         if changed {
@@ -713,6 +760,27 @@ async fn follow_cadence(
             send_weights(dev, b, rig, stats).await?;
         }
     }
+}
+
+/// After a login, before anything else (protocol §8): an `up/door` frame for every door open now
+/// and every door that moved while Heft could not hear it. Returns whether a door was reported
+/// closed with none left open, so the after-close cadence follows.
+async fn report_doors(
+    dev: &mut DeviceClient,
+    b: &Behaviour,
+    rig: &Rig,
+    stats: &SimStats,
+) -> Result<bool, DeviceClientError> {
+    let doors = rig.physical().doors_to_report();
+    let mut closed = false;
+    for (door, open) in doors {
+        let counts = rig.physical().read_counts();
+        send(dev, b, stats, UpKind::Door, serde_json::json!({"door": door, "open": open, "counts": counts})).await?;
+        rig.physical().door_reported(door);
+        stats.doors_sent.fetch_add(1, Ordering::Relaxed);
+        closed |= !open;
+    }
+    Ok(closed && !rig.physical().any_open())
 }
 
 async fn send_weights(
