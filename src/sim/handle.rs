@@ -294,3 +294,244 @@ impl SimCabinet {
         }
     }
 }
+
+/// A stand-in for Heft's device side, for tests of the simulator without a server: an embedded
+/// broker whose local link answers every login with `ok` and a fast cadence, records every upstream
+/// frame (signature checked) and publishes signed commands. Needs the actix runtime
+/// (`#[actix_rt::test]`) for the broker's listener.
+#[cfg(test)]
+pub(crate) mod fake_heft {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use base64::Engine;
+    use rumqttd::Notification;
+    use serde_json::{Value, json};
+    use tokio::sync::mpsc;
+
+    use crate::device::broker::{Broker, Downlink};
+    use crate::device::frame::{self, Cadence, Envelope};
+    use crate::provision::Credentials;
+
+    pub const CADENCE: Cadence = Cadence {
+        heartbeat_s: 3600,
+        closed_weight_s: 3600,
+        open_weight_ms: 100,
+        after_close_weight_ms: 100,
+        after_close_s: 1,
+    };
+
+    pub struct FakeHeft {
+        pub broker: String,
+        pub creds: Credentials,
+        key: Vec<u8>,
+        downlink: Downlink,
+        /// The last accepted login's boot, for commands.
+        boot: std::sync::Arc<AtomicU64>,
+        /// Downstream seq: above the login_ack's, which is the clock in ms at login.
+        seq: AtomicU64,
+        /// Upstream frames as (kind, m).
+        frames: mpsc::UnboundedReceiver<(String, Value)>,
+        _running: Broker,
+    }
+
+    impl FakeHeft {
+        pub async fn start(sn: &str) -> FakeHeft {
+            let port =
+                std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+            let mut cfg: crate::config::MqttConfig = toml::from_str(&format!(
+                "listen = \"127.0.0.1:{port}\"\nmax_connections = 16\nmax_packet_bytes = 65536\n\
+                 max_frame_bytes = 16384\nconnection_timeout_ms = 5000\nmax_inflight_count = 100\n\
+                 max_outgoing_packet_count = 200\nmax_segment_size = 65536\nmax_segment_count = 4\n\
+                 next_connection_delay_ms = 0\nbridge_queue = 1024"
+            ))
+            .expect("mqtt config");
+            cfg.max_connections = 16;
+            let auth: crate::device::broker::AuthFn = Box::new(|_, _, _| Box::pin(async { true }));
+            let (running, mut link) = Broker::start(&cfg, auth).await.expect("broker starts");
+            // The listener binds on its own thread, a moment after start returns.
+            let mut tries = 0;
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                tries += 1;
+                assert!(tries < 200, "the fake broker never listened");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let key: Vec<u8> = (0..32u8).collect();
+            let creds = Credentials {
+                sn: sn.to_string(),
+                token: "fake-token".into(),
+                frame_key: base64::engine::general_purpose::STANDARD.encode(&key),
+            };
+            let downlink = running.downlink.clone();
+            let boot = std::sync::Arc::new(AtomicU64::new(0));
+            let (tx, frames) = mpsc::unbounded_channel();
+            let (k, d, b, sn) = (key.clone(), downlink.clone(), boot.clone(), sn.to_string());
+            tokio::spawn(async move {
+                loop {
+                    match link.next().await {
+                        Ok(Some(Notification::Forward(f))) => {
+                            let topic = String::from_utf8_lossy(&f.publish.topic).to_string();
+                            let Some(kind) = topic.strip_prefix(&format!("cabinets/{sn}/up/")) else { continue };
+                            let env = Envelope::parse(&f.publish.payload).expect("envelope");
+                            env.verify(topic.as_bytes(), &k).expect("signed with the cabinet's key");
+                            let m: Value = env.message().expect("json");
+                            if kind == "login" {
+                                let login_boot = m["boot"].as_u64().expect("boot");
+                                b.store(login_boot, Ordering::SeqCst);
+                                let now = chrono::Utc::now().timestamp_millis();
+                                let ack = json!({"boot": login_boot, "seq": now, "ok": true,
+                                    "server_time_ms": now, "cadence": CADENCE});
+                                let t = format!("cabinets/{sn}/down/login_ack");
+                                d.publish(t.clone(), frame::sign(&k, &t, &ack).expect("sign")).expect("publish");
+                            }
+                            let _ = tx.send((kind.to_string(), m));
+                        }
+                        Ok(Some(Notification::Unschedule)) => {
+                            if link.wake().await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            });
+            let seq = AtomicU64::new(chrono::Utc::now().timestamp_millis() as u64 + 600_000);
+            FakeHeft { broker: format!("127.0.0.1:{port}"), creds, key, downlink, boot, seq, frames, _running: running }
+        }
+
+        /// Publish a signed command of `kind` with `body`'s fields, for the current boot.
+        pub fn command(&self, kind: &str, cmd_id: &str, body: Value) {
+            let mut m = json!({"boot": self.boot.load(Ordering::SeqCst),
+                "seq": self.seq.fetch_add(1, Ordering::SeqCst), "cmd_id": cmd_id});
+            if let (Some(m), Value::Object(b)) = (m.as_object_mut(), body) {
+                m.extend(b);
+            }
+            let topic = format!("cabinets/{}/down/{kind}", self.creds.sn);
+            self.downlink.publish(topic.clone(), frame::sign(&self.key, &topic, &m).expect("sign")).expect("publish");
+        }
+
+        /// The next upstream frame, if one comes within `wait`.
+        pub async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
+            tokio::time::timeout(wait, self.frames.recv()).await.ok().flatten()
+        }
+
+        /// The next frame of `kind`, skipping others.
+        pub async fn next_of(&mut self, kind: &str, wait: Duration) -> Option<Value> {
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let (k, m) = self.next(deadline.saturating_duration_since(tokio::time::Instant::now())).await?;
+                if k == kind {
+                    return Some(m);
+                }
+            }
+        }
+
+        /// Frames up to and including the next login, dropped; returns the login.
+        pub async fn skip_to_login(&mut self, wait: Duration) -> Option<Value> {
+            self.next_of("login", wait).await
+        }
+
+        /// Every frame that arrives within `wait`.
+        pub async fn collect(&mut self, wait: Duration) -> Vec<(String, Value)> {
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut got = Vec::new();
+            while let Some(f) = self.next(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+                got.push(f);
+            }
+            got
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::fake_heft::FakeHeft;
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn opts() -> SimCabinetOptions {
+        SimCabinetOptions { channels: 4, seed: Some(3), ..SimCabinetOptions::default() }
+    }
+
+    fn doors(frames: &[(String, serde_json::Value)]) -> Vec<(u64, bool)> {
+        frames
+            .iter()
+            .filter(|(k, _)| k == "door")
+            .map(|(_, m)| (m["door"].as_u64().expect("door"), m["open"].as_bool().expect("open")))
+            .collect()
+    }
+
+    #[actix_rt::test]
+    async fn after_a_login_the_cabinet_reports_open_doors_and_doors_moved_offline() {
+        let mut heft = FakeHeft::start("SIM-DOORS").await;
+        let cab = SimCabinet::start(heft.creds.clone(), &heft.broker, opts()).await.expect("logs in");
+        heft.skip_to_login(WAIT).await.expect("login");
+        let quiet = heft.collect(Duration::from_millis(300)).await;
+        assert_eq!(doors(&quiet), vec![], "nothing open, nothing moved: no door frame");
+
+        cab.open_door(1).await.expect("door frame sent");
+        let open = heft.next_of("door", WAIT).await.expect("door frame");
+        assert_eq!((open["door"].clone(), open["open"].clone()), (json!(1), json!(true)));
+        assert_eq!(open["counts"].as_array().map(Vec::len), Some(4));
+
+        // Offline, door 1 closes and door 2 opens; nobody hears it.
+        cab.disconnect().await;
+        assert!(cab.close_door(1).await.is_err(), "not connected");
+        assert!(cab.open_door(2).await.is_err(), "not connected");
+        heft.collect(Duration::from_millis(200)).await;
+        cab.reconnect().await.expect("logs in again");
+        heft.skip_to_login(WAIT).await.expect("login");
+        // The door frames come first, before any weight.
+        let first: Vec<_> = [heft.next(WAIT).await, heft.next(WAIT).await].into_iter().flatten().collect();
+        assert_eq!(doors(&first), vec![(1, false), (2, true)], "{first:?}");
+        assert!(first.iter().all(|(_, m)| m["counts"].as_array().is_some_and(|c| c.len() == 4)));
+
+        // Door 2 is still open: reported again after the next login, and only it.
+        cab.disconnect().await;
+        cab.reconnect().await.expect("logs in again");
+        heft.skip_to_login(WAIT).await.expect("login");
+        assert_eq!(doors(&heft.collect(Duration::from_millis(500)).await), vec![(2, true)]);
+
+        // Closed while connected: Heft heard it, so nothing is owed after the next login.
+        cab.close_door(2).await.expect("door frame sent");
+        assert_eq!(heft.next_of("door", WAIT).await.map(|m| m["open"].clone()), Some(json!(false)));
+        cab.disconnect().await;
+        cab.reconnect().await.expect("logs in again");
+        heft.skip_to_login(WAIT).await.expect("login");
+        assert_eq!(doors(&heft.collect(Duration::from_millis(500)).await), vec![]);
+        cab.stop().await;
+    }
+
+    #[actix_rt::test]
+    async fn heft_opens_a_door_and_a_handle_waits_for_it() {
+        let mut heft = FakeHeft::start("SIM-OPEN").await;
+        let cab = SimCabinet::start(heft.creds.clone(), &heft.broker, opts()).await.expect("logs in");
+        heft.skip_to_login(WAIT).await.expect("login");
+        assert!(!cab.wait_unlocked(1, Duration::from_millis(100)).await, "nothing unlocked it");
+        let waiter = {
+            let remote = cab.remote().clone();
+            tokio::spawn(async move { remote.wait_unlocked(1, WAIT).await })
+        };
+        heft.command("open", "open-1", json!({"door": 1, "session_id": 9, "unlock_s": 30}));
+        assert!(waiter.await.expect("waiter"), "unlocked");
+        let ack = heft.next_of("ack", WAIT).await.expect("ack");
+        assert_eq!(
+            (ack["cmd_id"].clone(), ack["ok"].clone(), ack["result"].clone()),
+            (json!("open-1"), json!(true), json!({"door": 1}))
+        );
+        // The retry Heft sends when the ack is late: the same answer, no second unlock.
+        cab.open_door(1).await.expect("door frame sent");
+        assert!(!cab.is_unlocked(1), "opening used the unlock up");
+        heft.command("open", "open-1", json!({"door": 1, "session_id": 9, "unlock_s": 30}));
+        let again = heft.next_of("ack", WAIT).await.expect("ack");
+        assert_eq!(again["result"], json!({"door": 1}));
+        assert!(!cab.is_unlocked(1));
+        cab.stop().await;
+    }
+}
