@@ -301,6 +301,7 @@ impl SimCabinet {
 /// (`#[actix_rt::test]`) for the broker's listener.
 #[cfg(test)]
 pub(crate) mod fake_heft {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
@@ -324,15 +325,35 @@ pub(crate) mod fake_heft {
     pub struct FakeHeft {
         pub broker: String,
         pub creds: Credentials,
-        key: Vec<u8>,
-        downlink: Downlink,
-        /// The last accepted login's boot, for commands.
-        boot: std::sync::Arc<AtomicU64>,
-        /// Downstream seq: above the login_ack's, which is the clock in ms at login.
-        seq: AtomicU64,
+        pub commands: Commander,
         /// Upstream frames as (kind, m).
         frames: mpsc::UnboundedReceiver<(String, Value)>,
         _running: Broker,
+    }
+
+    /// Sends signed commands to the cabinet, from anywhere (a mock HTTP handler).
+    #[derive(Clone)]
+    pub struct Commander {
+        sn: String,
+        key: Vec<u8>,
+        downlink: Downlink,
+        /// The last accepted login's boot, for commands.
+        boot: Arc<AtomicU64>,
+        /// Downstream seq: above the login_ack's, which is the clock in ms at login.
+        seq: Arc<AtomicU64>,
+    }
+
+    impl Commander {
+        /// Publish a signed command of `kind` with `body`'s fields, for the current boot.
+        pub fn command(&self, kind: &str, cmd_id: &str, body: Value) {
+            let mut m = json!({"boot": self.boot.load(Ordering::SeqCst),
+                "seq": self.seq.fetch_add(1, Ordering::SeqCst), "cmd_id": cmd_id});
+            if let (Some(m), Value::Object(b)) = (m.as_object_mut(), body) {
+                m.extend(b);
+            }
+            let topic = format!("cabinets/{}/down/{kind}", self.sn);
+            self.downlink.publish(topic.clone(), frame::sign(&self.key, &topic, &m).expect("sign")).expect("publish");
+        }
     }
 
     impl FakeHeft {
@@ -363,7 +384,7 @@ pub(crate) mod fake_heft {
                 frame_key: base64::engine::general_purpose::STANDARD.encode(&key),
             };
             let downlink = running.downlink.clone();
-            let boot = std::sync::Arc::new(AtomicU64::new(0));
+            let boot = Arc::new(AtomicU64::new(0));
             let (tx, frames) = mpsc::unbounded_channel();
             let (k, d, b, sn) = (key.clone(), downlink.clone(), boot.clone(), sn.to_string());
             tokio::spawn(async move {
@@ -396,19 +417,13 @@ pub(crate) mod fake_heft {
                     }
                 }
             });
-            let seq = AtomicU64::new(chrono::Utc::now().timestamp_millis() as u64 + 600_000);
-            FakeHeft { broker: format!("127.0.0.1:{port}"), creds, key, downlink, boot, seq, frames, _running: running }
+            let seq = Arc::new(AtomicU64::new(chrono::Utc::now().timestamp_millis() as u64 + 600_000));
+            let commands = Commander { sn: creds.sn.clone(), key, downlink, boot, seq };
+            FakeHeft { broker: format!("127.0.0.1:{port}"), creds, commands, frames, _running: running }
         }
 
-        /// Publish a signed command of `kind` with `body`'s fields, for the current boot.
         pub fn command(&self, kind: &str, cmd_id: &str, body: Value) {
-            let mut m = json!({"boot": self.boot.load(Ordering::SeqCst),
-                "seq": self.seq.fetch_add(1, Ordering::SeqCst), "cmd_id": cmd_id});
-            if let (Some(m), Value::Object(b)) = (m.as_object_mut(), body) {
-                m.extend(b);
-            }
-            let topic = format!("cabinets/{}/down/{kind}", self.creds.sn);
-            self.downlink.publish(topic.clone(), frame::sign(&self.key, &topic, &m).expect("sign")).expect("publish");
+            self.commands.command(kind, cmd_id, body)
         }
 
         /// The next upstream frame, if one comes within `wait`.

@@ -9,6 +9,7 @@ pub mod cabinet;
 pub mod device;
 pub mod handle;
 pub mod scale;
+pub mod shopper;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +27,7 @@ use cabinet::{Physical, PhysicalOptions};
 use device::{ConnectOptions, DeviceClient, DeviceClientError};
 use handle::{CabinetRemote, Request};
 use scale::ScaleOptions;
+use shopper::{FleetSetup, PlanOptions, ShopperError, ShopperOptions, ShopperRun, Shoppers};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
@@ -78,9 +80,49 @@ pub struct SimArgs {
     /// Print a stats line this often.
     #[arg(long, default_value_t = 10)]
     pub stats_every_s: u64,
-    /// Stats as JSON lines.
+    /// Stats (and, with --shoppers, each shopper's truth) as JSON lines.
     #[arg(long)]
     pub json: bool,
+    /// Shoppers and fleet setup; boxed, as the command line keeps every subcommand's arguments
+    /// in one enum.
+    #[command(flatten)]
+    pub shop: Box<ShopArgs>,
+}
+
+/// `heft simulate`'s shoppers and the fleet setup they need.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShopArgs {
+    /// Simulated shoppers buying at once. Cabinets sell only once Heft has them configured and
+    /// calibrated: run with --setup (once per run: credentials are new each run).
+    #[arg(long, default_value_t = 0)]
+    pub shoppers: usize,
+    /// With --shoppers: stop after this many visits (scans, refused ones included).
+    #[arg(long)]
+    pub purchases: Option<usize>,
+    /// Heft's HTTP address (shoppers, --setup).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub heft_url: String,
+    /// The payment platform simulator, where shoppers log in and confirm.
+    #[arg(long, default_value = "http://127.0.0.1:8090")]
+    pub pay_sim_url: String,
+    /// Probability that a shopper takes nothing.
+    #[arg(long, default_value_t = 0.1)]
+    pub p_nothing: f64,
+    /// Probability that a shopper puts one unit back on another lane of the door.
+    #[arg(long, default_value_t = 0.1)]
+    pub p_move: f64,
+    /// Seed for the shoppers' choices.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// First make every simulated cabinet sellable through the ops API, as an operator would:
+    /// simulated products, a configuration of two doors, calibration, stock. Needs --ops-user
+    /// and --ops-password (role admin or operator).
+    #[arg(long)]
+    pub setup: bool,
+    #[arg(long)]
+    pub ops_user: Option<String>,
+    #[arg(long, env = "HEFT_OPS_PASSWORD", hide_env_values = true)]
+    pub ops_password: Option<String>,
 }
 
 /// Counters shared by every simulated cabinet.
@@ -174,6 +216,12 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     {
         anyhow::bail!("--noise-g and --creep-g-per-h are grams, zero or more");
     }
+    if !(0.0..=1.0).contains(&args.shop.p_nothing) || !(0.0..=1.0).contains(&args.shop.p_move) {
+        anyhow::bail!("--p-nothing and --p-move are probabilities between 0 and 1");
+    }
+    if args.shop.setup && (args.shop.ops_user.is_none() || args.shop.ops_password.is_none()) {
+        anyhow::bail!("--setup signs in as an operator: give --ops-user and --ops-password (or HEFT_OPS_PASSWORD)");
+    }
     let creds = match &args.credentials {
         Some(path) => {
             let all: Vec<Credentials> = serde_json::from_slice(&std::fs::read(path)?)?;
@@ -204,7 +252,13 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     };
     let scale = ScaleOptions { noise_g: args.noise_g, creep_g_per_h: args.creep_g_per_h };
     let physical = |b: &Behaviour| stocked_cabinet(b.lanes, scale);
-    let tasks = spawn_fleet_with(creds, behaviour, physical, stats.clone(), args.ramp_per_s).await;
+    // Shoppers and the setup act on the cabinets, so those need remotes (kept until the end:
+    // a cabinet stops when its remote is dropped).
+    let (tasks, remotes) = if args.shop.shoppers > 0 || args.shop.setup {
+        spawn_remote_fleet(creds, behaviour, physical, stats.clone(), args.ramp_per_s).await.into_iter().unzip()
+    } else {
+        (spawn_fleet_with(creds, behaviour, physical, stats.clone(), args.ramp_per_s).await, Vec::new())
+    };
     let report = {
         let stats = stats.clone();
         let json = args.json;
@@ -220,16 +274,101 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
             }
         })
     };
-    match args.duration {
-        Some(s) => tokio::time::sleep(Duration::from_secs(s).saturating_sub(started.elapsed())).await,
-        None => tokio::signal::ctrl_c().await?,
+    let stop = async {
+        match args.duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s).saturating_sub(started.elapsed())).await,
+            None => tokio::signal::ctrl_c().await?,
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::pin!(stop);
+    let mut stopped = false;
+    if args.shop.setup {
+        tokio::select! {
+            done = set_up_fleet(&args.shop, &remotes) => done?,
+            r = &mut stop => { r?; stopped = true; }
+        }
+    }
+    let mut summary = None;
+    if !stopped && args.shop.shoppers > 0 {
+        let run = ShopperRun {
+            shoppers: args.shop.shoppers,
+            visits: args.shop.purchases,
+            heft_url: args.shop.heft_url.clone(),
+            pay_sim_url: args.shop.pay_sim_url.clone(),
+            opts: ShopperOptions {
+                plan: PlanOptions { p_nothing: args.shop.p_nothing, p_move: args.shop.p_move },
+                ..ShopperOptions::default()
+            },
+            json: args.json,
+            seed: args.shop.seed,
+        };
+        let mut shoppers = Shoppers::start(remotes.clone(), run)?;
+        {
+            // Without a number of visits, shoppers go on until the run is stopped.
+            let finished = async {
+                match args.shop.purchases {
+                    Some(_) => shoppers.finished().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = finished => {}
+                r = &mut stop => r?,
+            }
+        }
+        summary = Some(shoppers.stop());
+    } else if !stopped {
+        stop.await?;
     }
     report.abort();
     for t in tasks {
         t.abort();
     }
+    drop(remotes);
     let sent = stats.frames_sent.load(Ordering::Relaxed);
     print_stats(&stats.line(started.elapsed(), sent as f64 / started.elapsed().as_secs_f64()), args.json);
+    if let Some(summary) = summary {
+        if args.json {
+            println!("{}", serde_json::json!({ "summary": summary }));
+        } else {
+            println!("{}", summary.text());
+        }
+    }
+    Ok(())
+}
+
+/// `--setup`: every cabinet made sellable through the ops API, a few at a time.
+async fn set_up_fleet(args: &ShopArgs, remotes: &[CabinetRemote]) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let (Some(user), Some(password)) = (&args.ops_user, &args.ops_password) else {
+        anyhow::bail!("--setup needs --ops-user and --ops-password");
+    };
+    let setup = FleetSetup::sign_in(&args.heft_url, user, password).await?;
+    let catalogue = setup.catalogue().await?;
+    let started = Instant::now();
+    let results: Vec<Result<(), ShopperError>> = futures_util::stream::iter(remotes.iter().enumerate())
+        .map(|(i, cab)| {
+            let (setup, catalogue) = (&setup, &catalogue);
+            async move {
+                use rand::SeedableRng;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed.unwrap_or_else(rand::random) ^ i as u64);
+                setup.set_up(cab, catalogue, &mut rng).await
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let failed: Vec<String> = results.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
+    eprintln!(
+        "setup: {} of {} cabinets configured, calibrated and stocked in {:.1} s",
+        remotes.len() - failed.len(),
+        remotes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for e in failed.iter().take(5) {
+        eprintln!("setup: {e}");
+    }
     Ok(())
 }
 
