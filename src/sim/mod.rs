@@ -119,8 +119,10 @@ pub struct ShopArgs {
     /// and --ops-password (role admin or operator).
     #[arg(long)]
     pub setup: bool,
+    /// The operator --setup signs in as.
     #[arg(long)]
     pub ops_user: Option<String>,
+    /// Their password.
     #[arg(long, env = "HEFT_OPS_PASSWORD", hide_env_values = true)]
     pub ops_password: Option<String>,
 }

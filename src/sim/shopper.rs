@@ -374,7 +374,8 @@ impl ShopperClient {
                 let id = v["order"]["id"].as_i64().ok_or(ShopperError::Missing { what, field: "order.id" })?;
                 return Ok((id, v["confirm"].clone()));
             }
-            let code = v["error"].as_str().unwrap_or("").to_string();
+            // An answer without a code (a proxy, a missing route) is named by its status.
+            let code = v["error"].as_str().map_or_else(|| format!("http_{status}"), str::to_string);
             if code == "cabinet_busy" && tries < opts.busy_retries {
                 tries += 1;
                 let (low, high) = opts.busy_pause;
@@ -469,7 +470,11 @@ impl ShopperClient {
         self.confirm(token, &confirm).await?;
         if cab.wait_unlocked(door, opts.unlock_timeout).await {
             truth.timings.scan_to_unlocked_ms = Some(ms(scanned.elapsed()));
-            cab.open_door(door).await.map_err(|e| cabinet_error(&e))?;
+            if let Err(e) = cab.open_door(door).await {
+                // The connection is down: let the door fall shut again (reported after the login).
+                let _ = cab.close_door(door).await;
+                return Err(cabinet_error(&e));
+            }
             let (low, high) = opts.open_periods;
             let periods = rng.gen_range(low.min(high)..=high.max(low)).max(1);
             // A moment to choose, then the hands go in; the rest of the time the door just
@@ -964,7 +969,7 @@ impl FleetSetup {
         if catalogue.is_empty() {
             return Err(cabinet_error(&"no products to stock"));
         }
-        self.wait_logged_in(&sn).await?;
+        self.wait_logged_in(cab).await?;
         let channels = cab.physical(|p| p.channels());
         // Two doors, half the channels each (one door when there is a single channel).
         let door_of = |ch: u32| if ch < channels.div_ceil(2) { 1 } else { 2 };
@@ -1026,27 +1031,41 @@ impl FleetSetup {
         doors: &[u32],
         f: impl FnOnce(&mut super::cabinet::Physical) -> Result<(), super::cabinet::CabinetError>,
     ) -> Result<(), String> {
+        let mut done = Ok(());
         for &d in doors {
-            cab.open_door(d).await.map_err(|e| e.to_string())?;
+            if let Err(e) = cab.open_door(d).await {
+                done = Err(e.to_string());
+                break;
+            }
         }
-        let done = cab.physical(f).map_err(|e| e.to_string());
+        if done.is_ok() {
+            done = cab.physical(f).map_err(|e| e.to_string());
+        }
+        // Whatever happened, the doors are shut again (a door that moved while the connection
+        // was down is reported after the next login).
         for &d in doors {
-            cab.close_door(d).await.map_err(|e| e.to_string())?;
+            let closed = cab.close_door(d).await.map_err(|e| e.to_string());
+            done = done.and(closed);
         }
         done
     }
 
-    async fn wait_logged_in(&self, sn: &str) -> Result<(), ShopperError> {
-        let path = format!("/ops/cabinets/{sn}");
-        for _ in 0..300 {
+    /// Until Heft holds this cabinet's current login (after a re-provisioning the first login
+    /// goes unanswered, and Heft still shows the previous run's).
+    async fn wait_logged_in(&self, cab: &CabinetRemote) -> Result<(), ShopperError> {
+        let path = format!("/ops/cabinets/{}", cab.sn());
+        for _ in 0..450 {
+            let boot = cab.physical(|p| p.boot());
             if let Ok(v) = self.call("cabinet", reqwest::Method::GET, &path, None).await
                 && v["session"]["logged_in"] == true
+                && boot > 0
+                && v["session"]["boot"] == boot
             {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(ShopperError::Cabinet { sn: sn.to_string(), message: "not logged in to Heft after 60 s".into() })
+        Err(ShopperError::Cabinet { sn: cab.sn().to_string(), message: "not logged in to Heft after 90 s".into() })
     }
 
     async fn wait_delivered(&self, sn: &str) -> Result<(), ShopperError> {
