@@ -4,16 +4,19 @@
 //! (`super::run_cabinet`) and the test handle (`super::handle::SimCabinet`) drive it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use super::scale::{Fault, LoadCell, ScaleOptions};
 use crate::device::frame::Header;
 use crate::device::messages::{
-    AckUp, CalibrateCmd, CalibrateResult, CalibrationStep, Command, ConfigCmd, PriceTag, PriceTagsCmd, VersionResult,
+    AckUp, CalibrateCmd, CalibrateResult, CalibrationStep, Command, ConfigCmd, OpenCmd, OpenResult, PriceTag,
+    PriceTagsCmd, VersionResult,
 };
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -112,6 +115,13 @@ pub struct Physical {
     cells: Vec<LoadCell>,
     loads: Vec<Load>,
     open_doors: BTreeSet<u32>,
+    /// Doors unlocked by `open`, with when each locks itself again.
+    unlocked: BTreeMap<u32, Instant>,
+    /// Woken on every unlock, for handles waiting for one (`SimCabinet::wait_unlocked`).
+    unlock_signal: Arc<Notify>,
+    /// Doors that moved without Heft hearing it (offline, or the frame could not be sent); they
+    /// are reported after the next login (protocol §8).
+    door_news: BTreeSet<u32>,
     installed: Instant,
     config: Option<ConfigCmd>,
     labels: BTreeMap<String, PriceTag>,
@@ -144,6 +154,9 @@ impl Physical {
             loads: vec![Load::default(); cells.len()],
             cells,
             open_doors: BTreeSet::new(),
+            unlocked: BTreeMap::new(),
+            unlock_signal: Arc::new(Notify::new()),
+            door_news: BTreeSet::new(),
             installed: Instant::now(),
             config: None,
             labels: BTreeMap::new(),
@@ -220,14 +233,55 @@ impl Physical {
         Ok(())
     }
 
-    /// Returns whether the door was closed before.
+    /// Someone pulls the door open. It need not be unlocked (tests open doors by hand); an unlock
+    /// is used up by it. Returns whether the door was closed before.
+    ///
+    /// Every move counts as unheard until the caller reports it ([`Physical::door_reported`]).
     pub fn open(&mut self, door: u32) -> bool {
-        self.open_doors.insert(door)
+        self.unlocked.remove(&door);
+        let changed = self.open_doors.insert(door);
+        if changed {
+            self.door_news.insert(door);
+        }
+        changed
     }
 
     /// Returns whether the door was open before.
     pub fn close(&mut self, door: u32) -> bool {
-        self.open_doors.remove(&door)
+        let changed = self.open_doors.remove(&door);
+        if changed {
+            self.door_news.insert(door);
+        }
+        changed
+    }
+
+    /// Heft heard about the door's last move (its `up/door` frame went out).
+    pub fn door_reported(&mut self, door: u32) {
+        self.door_news.remove(&door);
+    }
+
+    /// The `up/door` frames owed after a login, as (door, open), by door: every door open now,
+    /// and every door that moved while Heft could not hear it (so a door closed while offline is
+    /// reported closed). Each stays owed until [`Physical::door_reported`].
+    pub fn doors_to_report(&self) -> Vec<(u32, bool)> {
+        let doors: BTreeSet<u32> = self.open_doors.union(&self.door_news).copied().collect();
+        doors.into_iter().map(|d| (d, self.is_open(d))).collect()
+    }
+
+    /// Whether an `open` command left the door unlocked and nobody has opened it yet.
+    pub fn is_unlocked(&self, door: u32) -> bool {
+        self.is_unlocked_at(door, Instant::now())
+    }
+
+    /// As [`Physical::is_unlocked`], at another moment (the lock re-engages on its own, with no
+    /// frame, when `unlock_s` has passed).
+    pub fn is_unlocked_at(&self, door: u32, at: Instant) -> bool {
+        self.unlocked.get(&door).is_some_and(|until| at < *until)
+    }
+
+    /// Notified whenever a door is unlocked.
+    pub fn unlock_signal(&self) -> Arc<Notify> {
+        self.unlock_signal.clone()
     }
 
     pub fn is_open(&self, door: u32) -> bool {
@@ -355,6 +409,7 @@ impl Physical {
             "config" => parse::<ConfigCmd>(m).and_then(|c| self.configure(c)),
             "price_tags" => parse::<PriceTagsCmd>(m).and_then(|p| self.label(p)),
             "calibrate" => parse::<CalibrateCmd>(m).and_then(|c| self.calibrate(c)),
+            "open" => parse::<OpenCmd>(m).and_then(|o| self.unlock(o)),
             _ => Err("unsupported"),
         };
         match result {
@@ -379,6 +434,19 @@ impl Physical {
             self.labels.insert(tag.lane.clone(), tag);
         }
         version(p.version)
+    }
+
+    /// Unlock the door for `unlock_s`. Without a configuration the cabinet cannot know its doors,
+    /// so it trusts the command.
+    fn unlock(&mut self, o: OpenCmd) -> Result<serde_json::Value, &'static str> {
+        if let Some(c) = &self.config
+            && !c.doors.iter().any(|d| d.door == o.door)
+        {
+            return Err("no_such_door");
+        }
+        self.unlocked.insert(o.door, Instant::now() + Duration::from_secs(o.unlock_s));
+        self.unlock_signal.notify_waiters();
+        serde_json::to_value(OpenResult { door: o.door }).map_err(|_| "internal")
     }
 
     /// The simulated operator follows the cabinet's display: empty lanes for `tare` (taking off
@@ -643,6 +711,102 @@ mod tests {
         assert!(matches!(p.place_grams(0, f64::NAN), Err(CabinetError::BadGrams(_))));
         // Counts follow the load: channel 1 at gain 150 and tray 300 g.
         assert_eq!(p.read_counts()[1], 200_000 + 150 * (300 + 1320));
+    }
+
+    fn open(door: u32, unlock_s: u64) -> serde_json::Value {
+        json!({"door": door, "session_id": 42, "unlock_s": unlock_s})
+    }
+
+    #[test]
+    fn open_unlocks_the_door_and_acks_it() {
+        let mut p = cabinet(0.0);
+        p.handle("config", &cmd(101, "c1", config(1)), BOOT).expect("ack");
+        assert!(!p.is_unlocked(1));
+        let ack = p.handle("open", &cmd(102, "o1", open(1, 30)), BOOT).expect("ack");
+        assert_eq!(ack, AckBody { cmd_id: "o1".into(), ok: true, error: None, result: Some(json!({"door": 1})) });
+        assert!(p.is_unlocked(1) && !p.is_unlocked(0), "only the door asked for");
+        assert!(!p.is_open(1), "unlocked, not opened: that is the shopper's part");
+        // Opening uses the unlock up: closing the door again leaves it locked.
+        assert!(p.open(1));
+        assert!(!p.is_unlocked(1));
+        p.close(1);
+        assert!(!p.is_unlocked(1));
+    }
+
+    #[test]
+    fn a_retried_open_is_answered_the_same_and_not_executed_again() {
+        let mut p = cabinet(0.0);
+        p.handle("config", &cmd(101, "c1", config(1)), BOOT).expect("ack");
+        let first = p.handle("open", &cmd(102, "o1", open(1, 30)), BOOT).expect("ack");
+        p.open(1);
+        p.close(1);
+        let again = p.handle("open", &cmd(103, "o1", open(1, 30)), BOOT).expect("ack");
+        assert_eq!(first, again);
+        assert!(!p.is_unlocked(1), "the retry did not unlock the door a second time");
+        // A lost ack: the retry is answered, and the door was unlocked once.
+        p.drop_acks = 1;
+        assert_eq!(p.handle("open", &cmd(104, "o2", open(0, 30)), BOOT), None);
+        assert!(p.is_unlocked(0));
+        let retry = p.handle("open", &cmd(105, "o2", open(0, 30)), BOOT).expect("ack");
+        assert_eq!((retry.ok, retry.result), (true, Some(json!({"door": 0}))));
+    }
+
+    #[test]
+    fn open_refuses_a_door_the_configuration_lacks() {
+        let mut p = cabinet(0.0);
+        // No configuration yet: the cabinet cannot tell, and obeys.
+        assert!(p.handle("open", &cmd(101, "o1", open(5, 30)), BOOT).expect("ack").ok);
+        p.handle("config", &cmd(102, "c1", config(1)), BOOT).expect("ack");
+        let ack = p.handle("open", &cmd(103, "o2", open(2, 30)), BOOT).expect("ack");
+        assert_eq!(ack, AckBody { cmd_id: "o2".into(), ok: false, error: Some("no_such_door".into()), result: None });
+        assert!(!p.is_unlocked(2));
+        let ack = p.handle("open", &cmd(104, "o3", json!({"door": 1})), BOOT).expect("ack");
+        assert_eq!(ack.error.as_deref(), Some("bad_command"), "session_id and unlock_s are required");
+    }
+
+    #[test]
+    fn an_unlock_nobody_uses_expires() {
+        let mut p = cabinet(0.0);
+        p.handle("open", &cmd(101, "o1", open(1, 10)), BOOT).expect("ack");
+        let now = Instant::now();
+        assert!(p.is_unlocked_at(1, now + Duration::from_secs(9)));
+        assert!(!p.is_unlocked_at(1, now + Duration::from_secs(11)), "locked again after unlock_s");
+        p.handle("open", &cmd(102, "o2", open(1, 0)), BOOT).expect("ack");
+        assert!(!p.is_unlocked(1), "unlock_s 0 locks at once");
+        assert_eq!(p.doors_to_report(), vec![], "locking and unlocking are no door moves");
+    }
+
+    #[test]
+    fn doors_owed_after_a_login() {
+        let mut p = cabinet(0.0);
+        assert_eq!(p.doors_to_report(), vec![], "nothing open, nothing moved");
+        // Moves Heft heard of (reported by the caller) are not owed again.
+        p.open(1);
+        p.door_reported(1);
+        assert_eq!(p.doors_to_report(), vec![(1, true)], "an open door is reported after every login");
+        p.close(1);
+        p.door_reported(1);
+        assert_eq!(p.doors_to_report(), vec![]);
+        // Offline: door 1 opens and closes, door 2 opens, door 3 opens and its frame is lost.
+        p.open(1);
+        p.close(1);
+        p.open(2);
+        p.open(3);
+        assert_eq!(p.doors_to_report(), vec![(1, false), (2, true), (3, true)]);
+        // A report that could not be sent stays owed.
+        p.door_reported(1);
+        assert_eq!(p.doors_to_report(), vec![(2, true), (3, true)]);
+        p.door_reported(2);
+        p.door_reported(3);
+        assert_eq!(p.doors_to_report(), vec![(2, true), (3, true)], "open doors again at the next login");
+        // Door 2 closed while offline: reported closed once, then forgotten.
+        p.close(2);
+        assert_eq!(p.doors_to_report(), vec![(2, false), (3, true)]);
+        p.door_reported(2);
+        assert_eq!(p.doors_to_report(), vec![(3, true)]);
+        // Already where it was: not a move.
+        assert!(!p.close(2));
+        assert_eq!(p.doors_to_report(), vec![(3, true)]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cabinet;
 pub mod device;
 pub mod handle;
 pub mod scale;
+pub mod shopper;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,8 +25,9 @@ use crate::device::topic::{self, UpKind};
 use crate::provision::{self, Credentials};
 use cabinet::{Physical, PhysicalOptions};
 use device::{ConnectOptions, DeviceClient, DeviceClientError};
-use handle::Request;
+use handle::{CabinetRemote, Request};
 use scale::ScaleOptions;
+use shopper::{FleetSetup, PlanOptions, ShopperError, ShopperOptions, ShopperRun, Shoppers};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
@@ -78,9 +80,51 @@ pub struct SimArgs {
     /// Print a stats line this often.
     #[arg(long, default_value_t = 10)]
     pub stats_every_s: u64,
-    /// Stats as JSON lines.
+    /// Stats (and, with --shoppers, each shopper's truth) as JSON lines.
     #[arg(long)]
     pub json: bool,
+    /// Shoppers and fleet setup; boxed, as the command line keeps every subcommand's arguments
+    /// in one enum.
+    #[command(flatten)]
+    pub shop: Box<ShopArgs>,
+}
+
+/// `heft simulate`'s shoppers and the fleet setup they need.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShopArgs {
+    /// Simulated shoppers buying at once. Cabinets sell only once Heft has them configured and
+    /// calibrated: run with --setup (once per run: credentials are new each run).
+    #[arg(long, default_value_t = 0)]
+    pub shoppers: usize,
+    /// With --shoppers: stop after this many visits (scans, refused ones included).
+    #[arg(long)]
+    pub purchases: Option<usize>,
+    /// Heft's HTTP address (shoppers, --setup).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub heft_url: String,
+    /// The payment platform simulator, where shoppers log in and confirm.
+    #[arg(long, default_value = "http://127.0.0.1:8090")]
+    pub pay_sim_url: String,
+    /// Probability that a shopper takes nothing.
+    #[arg(long, default_value_t = 0.1)]
+    pub p_nothing: f64,
+    /// Probability that a shopper puts one unit back on another lane of the door.
+    #[arg(long, default_value_t = 0.1)]
+    pub p_move: f64,
+    /// Seed for the shoppers' choices.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// First make every simulated cabinet sellable through the ops API, as an operator would:
+    /// simulated products, a configuration of two doors, calibration, stock. Needs --ops-user
+    /// and --ops-password (role admin or operator).
+    #[arg(long)]
+    pub setup: bool,
+    /// The operator --setup signs in as.
+    #[arg(long)]
+    pub ops_user: Option<String>,
+    /// Their password.
+    #[arg(long, env = "HEFT_OPS_PASSWORD", hide_env_values = true)]
+    pub ops_password: Option<String>,
 }
 
 /// Counters shared by every simulated cabinet.
@@ -174,6 +218,12 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     {
         anyhow::bail!("--noise-g and --creep-g-per-h are grams, zero or more");
     }
+    if !(0.0..=1.0).contains(&args.shop.p_nothing) || !(0.0..=1.0).contains(&args.shop.p_move) {
+        anyhow::bail!("--p-nothing and --p-move are probabilities between 0 and 1");
+    }
+    if args.shop.setup && (args.shop.ops_user.is_none() || args.shop.ops_password.is_none()) {
+        anyhow::bail!("--setup signs in as an operator: give --ops-user and --ops-password (or HEFT_OPS_PASSWORD)");
+    }
     let creds = match &args.credentials {
         Some(path) => {
             let all: Vec<Credentials> = serde_json::from_slice(&std::fs::read(path)?)?;
@@ -204,7 +254,13 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     };
     let scale = ScaleOptions { noise_g: args.noise_g, creep_g_per_h: args.creep_g_per_h };
     let physical = |b: &Behaviour| stocked_cabinet(b.lanes, scale);
-    let tasks = spawn_fleet_with(creds, behaviour, physical, stats.clone(), args.ramp_per_s).await;
+    // Shoppers and the setup act on the cabinets, so those need remotes (kept until the end:
+    // a cabinet stops when its remote is dropped).
+    let (tasks, remotes) = if args.shop.shoppers > 0 || args.shop.setup {
+        spawn_remote_fleet(creds, behaviour, physical, stats.clone(), args.ramp_per_s).await.into_iter().unzip()
+    } else {
+        (spawn_fleet_with(creds, behaviour, physical, stats.clone(), args.ramp_per_s).await, Vec::new())
+    };
     let report = {
         let stats = stats.clone();
         let json = args.json;
@@ -220,16 +276,101 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
             }
         })
     };
-    match args.duration {
-        Some(s) => tokio::time::sleep(Duration::from_secs(s).saturating_sub(started.elapsed())).await,
-        None => tokio::signal::ctrl_c().await?,
+    let stop = async {
+        match args.duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s).saturating_sub(started.elapsed())).await,
+            None => tokio::signal::ctrl_c().await?,
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::pin!(stop);
+    let mut stopped = false;
+    if args.shop.setup {
+        tokio::select! {
+            done = set_up_fleet(&args.shop, &remotes) => done?,
+            r = &mut stop => { r?; stopped = true; }
+        }
+    }
+    let mut summary = None;
+    if !stopped && args.shop.shoppers > 0 {
+        let run = ShopperRun {
+            shoppers: args.shop.shoppers,
+            visits: args.shop.purchases,
+            heft_url: args.shop.heft_url.clone(),
+            pay_sim_url: args.shop.pay_sim_url.clone(),
+            opts: ShopperOptions {
+                plan: PlanOptions { p_nothing: args.shop.p_nothing, p_move: args.shop.p_move },
+                ..ShopperOptions::default()
+            },
+            json: args.json,
+            seed: args.shop.seed,
+        };
+        let mut shoppers = Shoppers::start(remotes.clone(), run)?;
+        {
+            // Without a number of visits, shoppers go on until the run is stopped.
+            let finished = async {
+                match args.shop.purchases {
+                    Some(_) => shoppers.finished().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = finished => {}
+                r = &mut stop => r?,
+            }
+        }
+        summary = Some(shoppers.stop());
+    } else if !stopped {
+        stop.await?;
     }
     report.abort();
     for t in tasks {
         t.abort();
     }
+    drop(remotes);
     let sent = stats.frames_sent.load(Ordering::Relaxed);
     print_stats(&stats.line(started.elapsed(), sent as f64 / started.elapsed().as_secs_f64()), args.json);
+    if let Some(summary) = summary {
+        if args.json {
+            println!("{}", serde_json::json!({ "summary": summary }));
+        } else {
+            println!("{}", summary.text());
+        }
+    }
+    Ok(())
+}
+
+/// `--setup`: every cabinet made sellable through the ops API, a few at a time.
+async fn set_up_fleet(args: &ShopArgs, remotes: &[CabinetRemote]) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let (Some(user), Some(password)) = (&args.ops_user, &args.ops_password) else {
+        anyhow::bail!("--setup needs --ops-user and --ops-password");
+    };
+    let setup = FleetSetup::sign_in(&args.heft_url, user, password).await?;
+    let catalogue = setup.catalogue().await?;
+    let started = Instant::now();
+    let results: Vec<Result<(), ShopperError>> = futures_util::stream::iter(remotes.iter().enumerate())
+        .map(|(i, cab)| {
+            let (setup, catalogue) = (&setup, &catalogue);
+            async move {
+                use rand::SeedableRng;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed.unwrap_or_else(rand::random) ^ i as u64);
+                setup.set_up(cab, catalogue, &mut rng).await
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let failed: Vec<String> = results.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
+    eprintln!(
+        "setup: {} of {} cabinets configured, calibrated and stocked in {:.1} s",
+        remotes.len() - failed.len(),
+        remotes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for e in failed.iter().take(5) {
+        eprintln!("setup: {e}");
+    }
     Ok(())
 }
 
@@ -278,17 +419,49 @@ pub async fn spawn_fleet_with(
     stats: Arc<SimStats>,
     ramp_per_s: u64,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let pace = Duration::from_secs_f64(1.0 / ramp_per_s.max(1) as f64);
-    let mut tasks = Vec::with_capacity(creds.len());
-    let mut next = tokio::time::Instant::now();
-    for (i, c) in creds.into_iter().enumerate() {
+    spawn_paced(creds, ramp_per_s, |i, c| {
         let b = behaviour(i);
         let rig = Rig::new(physical(&b));
-        tasks.push(tokio::spawn(run_cabinet(c, b, rig, stats.clone())));
+        tokio::spawn(run_cabinet(c, b, rig, stats.clone()))
+    })
+    .await
+}
+
+/// As [`spawn_fleet_with`], with a remote per cabinet, so shoppers (or anything else) can open
+/// its doors and take its products. A cabinet stops when its remote is dropped.
+pub async fn spawn_remote_fleet(
+    creds: Vec<Credentials>,
+    behaviour: impl Fn(usize) -> Behaviour,
+    physical: impl Fn(&Behaviour) -> Physical,
+    stats: Arc<SimStats>,
+    ramp_per_s: u64,
+) -> Vec<(tokio::task::JoinHandle<()>, CabinetRemote)> {
+    spawn_paced(creds, ramp_per_s, |i, c| {
+        let b = behaviour(i);
+        let shared = Arc::new(Mutex::new(physical(&b)));
+        let (requests, rx) = mpsc::unbounded_channel();
+        let remote = CabinetRemote::new(c.sn.clone(), shared.clone(), requests);
+        let rig = Rig::with_requests(shared, None, rx);
+        (tokio::spawn(run_cabinet(c, b, rig, stats.clone())), remote)
+    })
+    .await
+}
+
+/// Start one cabinet after another, `ramp_per_s` a second.
+async fn spawn_paced<T>(
+    creds: Vec<Credentials>,
+    ramp_per_s: u64,
+    mut start: impl FnMut(usize, Credentials) -> T,
+) -> Vec<T> {
+    let pace = Duration::from_secs_f64(1.0 / ramp_per_s.max(1) as f64);
+    let mut started = Vec::with_capacity(creds.len());
+    let mut next = tokio::time::Instant::now();
+    for (i, c) in creds.into_iter().enumerate() {
+        started.push(start(i, c));
         next += pace;
         tokio::time::sleep_until(next).await;
     }
-    tasks
+    started
 }
 
 /// A fleet cabinet: random load cells, random products on every channel.
@@ -376,7 +549,8 @@ impl Rig {
                         let _ = reply.send(());
                     }
                     Some(Request::Door { door, open, reply }) => {
-                        // The door moves even though nobody hears about it.
+                        // The door moves even though nobody hears about it (it is owed to Heft
+                        // after the next login).
                         let mut p = self.physical();
                         if open { p.open(door) } else { p.close(door) };
                         drop(p);
@@ -591,11 +765,15 @@ async fn follow_cadence(
         let after_close = until.is_some_and(|t| tokio::time::Instant::now() < t);
         weight_period(cadence, rig.physical().any_open(), fast, after_close)
     };
+    // A cabinet that only sends its login (benchmarks) does not know it was accepted.
+    if b.without_login.is_none() && report_doors(dev, b, rig, stats).await? {
+        after_close_until = Some(started + Duration::from_secs(cadence.after_close_s));
+    }
     // Spread the fleet over the period instead of beating in lockstep.
     let phase = |period: Duration| period.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
     let hb_period = Duration::from_secs(cadence.heartbeat_s);
     let mut next_hb = started + phase(hb_period);
-    let mut next_weight = started + phase(period(cadence, rig, *rate.borrow(), None));
+    let mut next_weight = started + phase(period(cadence, rig, *rate.borrow(), after_close_until));
     let mut temp: f64 = 4.0 + rand::thread_rng().gen_range(-0.5..0.5);
     loop {
         if b.disconnect_after.is_some_and(|limit| started.elapsed() >= limit) {
@@ -631,6 +809,12 @@ async fn follow_cadence(
                         stats.relogin_requests.fetch_add(1, Ordering::Relaxed);
                         *boot += 1;
                         *cadence = login(dev, rig, stats, boot).await?;
+                        // Heft starts the new session with every door closed.
+                        if report_doors(dev, b, rig, stats).await? {
+                            let now = tokio::time::Instant::now();
+                            after_close_until = Some(now + Duration::from_secs(cadence.after_close_s));
+                            next_weight = now + period(cadence, rig, *rate.borrow(), after_close_until);
+                        }
                     }
                     continue;
                 }
@@ -669,6 +853,10 @@ async fn follow_cadence(
                         } else {
                             Ok(())
                         };
+                        // Unsent, it stays owed and goes out after the next login.
+                        if changed && sent.is_ok() {
+                            rig.physical().door_reported(door);
+                        }
                         let _ = reply.send(sent.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                         sent?;
                         if changed {
@@ -713,6 +901,27 @@ async fn follow_cadence(
             send_weights(dev, b, rig, stats).await?;
         }
     }
+}
+
+/// After a login, before anything else (protocol §8): an `up/door` frame for every door open now
+/// and every door that moved while Heft could not hear it. Returns whether a door was reported
+/// closed with none left open, so the after-close cadence follows.
+async fn report_doors(
+    dev: &mut DeviceClient,
+    b: &Behaviour,
+    rig: &Rig,
+    stats: &SimStats,
+) -> Result<bool, DeviceClientError> {
+    let doors = rig.physical().doors_to_report();
+    let mut closed = false;
+    for (door, open) in doors {
+        let counts = rig.physical().read_counts();
+        send(dev, b, stats, UpKind::Door, serde_json::json!({"door": door, "open": open, "counts": counts})).await?;
+        rig.physical().door_reported(door);
+        stats.doors_sent.fetch_add(1, Ordering::Relaxed);
+        closed |= !open;
+    }
+    Ok(closed && !rig.physical().any_open())
 }
 
 async fn send_weights(
