@@ -75,10 +75,28 @@ pub async fn products(s: &TestServer) -> Vec<i64> {
 /// A cabinet ready to sell: configured (door 1, [`LANES`]), labelled, calibrated, stocked as the
 /// book says, with enough quiet readings that its lanes are stable.
 pub async fn ready_cabinet(s: &TestServer, sn: &str, opts: SimCabinetOptions) -> SimCabinet {
+    ready_cabinet_with(s, sn, opts, None).await
+}
+
+/// [`ready_cabinet`], with every lane holding `stock` units of `capacity` (threshold 5) instead
+/// of [`LANES`]' own numbers.
+pub async fn ready_cabinet_with(
+    s: &TestServer,
+    sn: &str,
+    opts: SimCabinetOptions,
+    stock_capacity: Option<(u32, u32)>,
+) -> SimCabinet {
     let ids = products(s).await;
+    let lanes_of = |(code, channel, p, stock, capacity, threshold): (&'static str, u32, usize, u32, u32, u32)| {
+        match stock_capacity {
+            Some((stock, capacity)) => (code, channel, p, stock, capacity, 5),
+            None => (code, channel, p, stock, capacity, threshold),
+        }
+    };
+    let table: Vec<_> = LANES.into_iter().map(lanes_of).collect();
     let t = s.ops_login(Role::Operator).await;
     let cab = SimCabinet::start(s.provision(sn), &s.broker, opts).await.expect("simulated cabinet logs in");
-    let lanes: Vec<Value> = LANES
+    let lanes: Vec<Value> = table
         .iter()
         .map(|(code, channel, p, stock, capacity, threshold)| {
             json!({"code": code, "name": code, "channel": channel, "capacity": capacity, "threshold": threshold,
@@ -98,7 +116,7 @@ pub async fn ready_cabinet(s: &TestServer, sn: &str, opts: SimCabinetOptions) ->
     let span = json!({"standard_g": 500.0});
     ok(s, "POST", &format!("/ops/cabinets/{sn}/calibration/span"), &t, Some(span.clone())).await;
     ok(s, "POST", &format!("/ops/cabinets/{sn}/calibration/verify"), &t, Some(span)).await;
-    for (_, channel, p, stock, _, _) in LANES {
+    for &(_, channel, p, stock, _, _) in &table {
         cab.stock(channel, PRODUCTS[p].2, stock).expect("stock the lane");
     }
     settle_readings(&cab).await;
