@@ -84,6 +84,19 @@ impl LaneWindow {
         stable_mean(self.last(n), tolerance_g)
     }
 
+    /// The median of the readings held: what a lane at rest weighs when its last readings do not
+    /// agree within tolerance. Not the latest reading: when the last few disagree, the latest is
+    /// the likely outlier.
+    pub fn median(&self) -> Option<f64> {
+        let mut all: Vec<f64> = self.readings.iter().copied().collect();
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_by(f64::total_cmp);
+        let mid = all.len() / 2;
+        Some(if all.len() % 2 == 0 { (all[mid - 1] + all[mid]) / 2.0 } else { all[mid] })
+    }
+
     /// Like [`stable`](Self::stable), but the mean of the longest run of newest readings that lie
     /// within `tolerance_g` of each other (at least `n`): a lane that has rested longer is
     /// weighed with more readings, so its noise averages out further.
@@ -165,6 +178,13 @@ mod tests {
         let w = window(&[300.0, 300.0, 300.0, 310.0, 310.0, 310.0]);
         assert_eq!(w.settled(3, 5.0), Some(310.0), "the old level is not mixed in");
         assert_eq!(window(&[300.0, 400.0]).settled(3, 5.0), None, "too few readings");
+    }
+
+    #[test]
+    fn median_ignores_an_outlier() {
+        assert_eq!(window(&[300.0, 302.0, 298.0, 311.0]).median(), Some(301.0));
+        assert_eq!(window(&[300.0, 290.0, 310.0]).median(), Some(300.0));
+        assert_eq!(LaneWindow::new(4).median(), None);
     }
 
     proptest! {

@@ -134,6 +134,26 @@ pub async fn declare(ch: &Channel, names: &Names, topics: &[String], delays_ms: 
     Ok(())
 }
 
+/// Delete everything [`declare`] made under `names` (a test or benchmark run's own prefix, when
+/// it is done). Messages still queued are lost: never call it on a prefix in use.
+pub async fn remove(url: &str, names: &Names, topics: &[String], delays_ms: &[u64]) -> Result<(), MqError> {
+    let conn = connect(url).await?;
+    let ch = conn.create_channel().await?;
+    let mut queues: Vec<String> = topics.iter().map(|t| names.queue(t)).collect();
+    queues.push(names.dead());
+    queues.extend(delays_ms.iter().map(|&d| names.wait_queue(d)));
+    for q in queues {
+        ch.queue_delete(q.as_str().into(), Default::default()).await?;
+    }
+    let mut exchanges = vec![names.exchange(), names.dead()];
+    exchanges.extend(delays_ms.iter().map(|&d| names.delay_exchange(d)));
+    for e in exchanges {
+        ch.exchange_delete(e.as_str().into(), Default::default()).await?;
+    }
+    let _ = conn.close(200, "OK".into()).await;
+    Ok(())
+}
+
 /// The longest delay that does not overshoot `remaining_ms`; `None` when even the shortest does
 /// (the message then goes straight to its queue and its consumer waits out the rest).
 pub fn longest_fitting(delays_ms: &[u64], remaining_ms: i64) -> Option<u64> {

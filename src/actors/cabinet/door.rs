@@ -325,14 +325,15 @@ impl CabinetActor {
     }
 
     /// The weight on each lane of `door` as it rests now: the mean of its quiet readings, or the
-    /// latest reading when it has none yet (the door-open frame's reading fills the gap).
+    /// median of its readings when the last ones disagree (noise; the door is closed, so the
+    /// lane is at rest). A lane with no reading yet gets the door-open frame's reading.
     fn weigh_door(&self, door: u32) -> Vec<(String, f64)> {
         let n = self.svc.config.weights.stable_readings;
         self.lanes
             .iter()
             .filter(|l| l.setup.door == door && l.setup.cal.is_some())
             .filter_map(|l| {
-                let g = l.window.settled(n, self.tolerance(l)).or_else(|| l.window.latest())?;
+                let g = l.window.settled(n, self.tolerance(l)).or_else(|| l.window.median())?;
                 Some((l.setup.code.clone(), g))
             })
             .collect()

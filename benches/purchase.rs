@@ -1,0 +1,288 @@
+//! Purchases end to end on one node: door closed → `paying` latency, and sustained complete
+//! purchases per second. See BENCHMARKS.md ("Purchases").
+//!
+//! The node is `heft serve` (the release binary) as its own process, in the production profile
+//! (PostgreSQL, Redis, RabbitMQ on this machine) or the embedded one, at the shipped cadence
+//! (weights every 300 ms while a door is open and for 8 s after it closes; stable = 3 readings).
+//! This process is everything around it: the payment platforms (the simulator), the cabinets
+//! (simulated, real MQTT, σ = 2 g load cells) and the shoppers (one per cabinet, visit after
+//! visit: scan, confirm on the platform, open, take, close, follow the order to its end).
+//!
+//! ```sh
+//! cargo bench --bench purchase                                  # production, 20 cabinets, 60 s
+//! cargo bench --bench purchase -- --cabinets 60 --seconds 90    # more load
+//! cargo bench --bench purchase -- --profile embedded
+//! ```
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use heft::pay::Channel;
+use heft::sim::handle::{SimCabinet, SimCabinetOptions};
+use heft::sim::shopper::{FleetSetup, ShopperClient, ShopperOptions, Truth};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const RABBIT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const OPERATOR: &str = "bench-admin";
+const PASSWORD: &str = "bench password, long enough";
+
+struct Args {
+    cabinets: usize,
+    seconds: u64,
+    production: bool,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { cabinets: 20, seconds: 60, production: true };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--cabinets" => args.cabinets = it.next().and_then(|v| v.parse().ok()).expect("--cabinets N"),
+            "--seconds" => args.seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds N"),
+            "--profile" => args.production = it.next().as_deref() == Some("production"),
+            // cargo bench passes --bench; anything else is a mistake worth saying.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run(args));
+}
+
+struct Node {
+    child: Child,
+    /// The PostgreSQL database to drop.
+    cleanup: Option<String>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(db) = &self.cleanup {
+            use diesel::{Connection, RunQueryDsl};
+            if let Ok(mut c) = diesel::PgConnection::establish(PG_ADMIN_URL) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c);
+            }
+        }
+    }
+}
+
+async fn run(args: Args) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tag = format!("bench{:08x}", rand::random::<u32>());
+    let (mqtt_port, http_port, sim_port) = (free_port(), free_port(), free_port());
+    let sim_addr = format!("127.0.0.1:{sim_port}");
+    use base64::Engine;
+    let seal = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let mut env: Vec<(&str, String)> = vec![
+        ("HEFT__SECURITY__SEAL_KEY", seal),
+        ("HEFT__MQTT__LISTEN", format!("127.0.0.1:{mqtt_port}")),
+        ("HEFT__HTTP__LISTEN", format!("127.0.0.1:{http_port}")),
+        ("HEFT__LOG__FILTER", "warn".into()),
+        // The platforms run in this process, as they would elsewhere.
+        ("HEFT__PAY_SIM__ENABLED", "false".into()),
+        ("HEFT__PAY_SIM__LISTEN", sim_addr.clone()),
+        ("HEFT__PAY_SIM__TIME_SCALE", "1000.0".into()),
+        ("HEFT__WECHAT__BASE_URL", format!("http://{sim_addr}")),
+        ("HEFT__WECHAT__LOGIN_BASE_URL", format!("http://{sim_addr}")),
+        ("HEFT__ALIPAY__GATEWAY_URL", format!("http://{sim_addr}/gateway.do")),
+    ];
+    let mut cleanup = None;
+    if args.production {
+        use diesel::{Connection, RunQueryDsl};
+        let mut admin = diesel::PgConnection::establish(PG_ADMIN_URL).expect("PostgreSQL at 127.0.0.1:5432");
+        diesel::sql_query(format!("CREATE DATABASE {tag}")).execute(&mut admin).expect("create database");
+        env.push(("HEFT__DATABASE__URL", format!("postgres://postgres@127.0.0.1:5432/{tag}")));
+        env.push(("HEFT__CACHE__URL", REDIS_URL.into()));
+        env.push(("HEFT__CACHE__PREFIX", tag.clone()));
+        env.push(("HEFT__MESSAGES__URL", RABBIT_URL.into()));
+        env.push(("HEFT__MESSAGES__PREFIX", tag.clone()));
+        cleanup = Some(tag.clone());
+    } else {
+        env.push(("HEFT__DATABASE__URL", format!("sqlite://{}", dir.path().join("heft.db").display())));
+    }
+    let config_path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+    let config = heft::config::Config::from_toml_and_env(
+        &std::fs::read_to_string(config_path).expect("config.toml"),
+        std::path::Path::new(config_path),
+        env.iter().map(|(k, v)| (k.to_string(), v.clone())),
+    )
+    .expect("config");
+    let sim = heft::pay::sim::start(&config.pay_sim, &config.wechat, &config.alipay).await.expect("payment simulator");
+
+    // Provision the cabinets and an operator before the node starts (migrations run here).
+    let db = heft::app::open_database(&config).await.expect("database");
+    let seal_key = heft::secrets::SealKey::from_base64(&env[0].1).expect("seal");
+    let n = args.cabinets;
+    let creds = db
+        .write(move |c| {
+            (0..n)
+                .map(|i| heft::provision::provision(c, &seal_key, &format!("PUR-{i:05}"), "fridge", false))
+                .collect::<Result<Vec<_>, heft::provision::ProvisionError>>()
+        })
+        .await
+        .expect("provision");
+    heft::admin::create_operator(&db, OPERATOR, PASSWORD.into(), heft::domain::operator::Role::Admin, 8)
+        .await
+        .expect("operator");
+    drop(db);
+    let child = Command::new(env!("CARGO_BIN_EXE_heft"))
+        .args(["--config", config_path, "serve"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn heft serve");
+    let node = Node { child, cleanup };
+    let heft_base = format!("http://127.0.0.1:{http_port}");
+    let started = Instant::now();
+    while reqwest::get(format!("{heft_base}/healthz")).await.map_or(true, |r| !r.status().is_success()) {
+        assert!(started.elapsed() < Duration::from_secs(60), "heft did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The fleet: cabinets with σ = 2 g cells, configured, calibrated and stocked by an operator.
+    let broker = format!("127.0.0.1:{mqtt_port}");
+    let mut cabs = Vec::new();
+    for (i, c) in creds.into_iter().enumerate() {
+        let opts = SimCabinetOptions { noise_g: 2.0, seed: Some(i as u64), ..Default::default() };
+        cabs.push(SimCabinet::start(c, &broker, opts).await.expect("cabinet logs in"));
+    }
+    let setup = FleetSetup::sign_in(&heft_base, OPERATOR, PASSWORD).await.expect("operator signs in");
+    let catalogue = setup.catalogue().await.expect("catalogue");
+    let mut rng = StdRng::seed_from_u64(1);
+    for cab in &cabs {
+        setup.set_up(cab.remote(), &catalogue, &mut rng).await.expect("cabinet set up");
+    }
+    eprintln!(
+        "{} cabinets ready in {:.0} s; shopping for {} s",
+        cabs.len(),
+        started.elapsed().as_secs_f64(),
+        args.seconds
+    );
+
+    // One shopper per cabinet, visit after visit, until the time is up.
+    let client = ShopperClient::new(&heft_base, &format!("http://{sim_addr}")).expect("client");
+    let opts = ShopperOptions::default();
+    let until = Instant::now() + Duration::from_secs(args.seconds);
+    let shoppers = cabs.iter().enumerate().map(|(i, cab)| {
+        let (client, opts) = (&client, &opts);
+        async move {
+            let channel = if i % 2 == 0 { Channel::Wechat } else { Channel::Alipay };
+            let uid = format!("bench-{i}-{}", rand::random::<u32>());
+            let token = client.sign_in(channel, &uid).await.expect("sign in");
+            let mut rng = StdRng::seed_from_u64(100 + i as u64);
+            let mut out = Vec::new();
+            while Instant::now() < until {
+                match client.shop(&token, cab, 1 + (out.len() % 2) as u32, opts, &mut rng).await {
+                    Ok(t) => out.push(t),
+                    Err(e) => eprintln!("visit failed: {e}"),
+                }
+            }
+            out
+        }
+    });
+    let t0 = Instant::now();
+    let truths: Vec<Truth> = futures_util::future::join_all(shoppers).await.into_iter().flatten().collect();
+    let elapsed = t0.elapsed().as_secs_f64();
+    report(&args, &truths, elapsed);
+    print_reviews(&config).await;
+    for cab in cabs {
+        cab.stop().await;
+    }
+    sim.stop().await;
+    drop(node);
+    if args.production {
+        let names = heft::mq::rabbit::Names::new(&tag);
+        let topics: Vec<String> = heft::mq::topics::ALL.iter().map(|t| t.to_string()).collect();
+        if let Err(e) = heft::mq::rabbit::remove(RABBIT_URL, &names, &topics, &config.messages.delays_ms).await {
+            eprintln!("RabbitMQ queues of {tag} not removed: {e}");
+        }
+    }
+}
+
+/// Why the orders in review went there (the settlement's reasons), one line each.
+async fn print_reviews(config: &heft::config::Config) {
+    let Ok(db) = heft::app::open_database(config).await else { return };
+    let cases = db.run(|c| heft::db::orders::cases(c, Some("open"), 100)).await.unwrap_or_default();
+    for case in cases {
+        let reasons: serde_json::Value = serde_json::from_str(&case.reasons).unwrap_or_default();
+        println!("review: order {} {}", case.order_id, reasons["reasons"]);
+        if std::env::var("BENCH_TRACE").is_ok() {
+            let id = case.order_id;
+            let lane = reasons["reasons"][0]["lane"].as_str().unwrap_or_default().to_string();
+            let (o, trace) = db
+                .run(move |c| {
+                    let o = heft::db::orders::find(c, id)?.expect("order");
+                    let t = heft::db::weight_log::for_session(c, o.session_id.unwrap_or(0))?;
+                    Ok::<_, heft::db::DbError>((o, t))
+                })
+                .await
+                .expect("trace");
+            println!("  before {:?} after {:?}", o.before_g, o.after_g);
+            for r in trace {
+                let g: serde_json::Value = serde_json::from_str(r.grams.as_deref().unwrap_or("{}")).unwrap_or_default();
+                println!("  {} {} {}", r.recorded_at, r.kind, g[&lane]);
+            }
+        }
+    }
+}
+
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn report(args: &Args, truths: &[Truth], elapsed: f64) {
+    let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in truths {
+        *by_status.entry(t.final_status.as_str()).or_default() += 1;
+    }
+    let complete =
+        truths.iter().filter(|t| matches!(t.final_status.as_str(), "paid" | "no_purchase" | "review")).count();
+    let mismatches = truths.iter().filter(|t| t.matches() == Some(false)).count();
+    let mut closed_to_paying: Vec<u64> =
+        truths.iter().filter_map(|t| t.timings.closed_to_settled_ms).map(|ms| ms.round() as u64).collect();
+    closed_to_paying.sort_unstable();
+    let mut closed_to_final: Vec<u64> =
+        truths.iter().filter_map(|t| t.timings.closed_to_final_ms).map(|ms| ms.round() as u64).collect();
+    closed_to_final.sort_unstable();
+    println!(
+        "profile={} cabinets={} seconds={:.0} visits={} complete={} purchases_per_s={:.2} mismatches={} reviews={} by_status={:?}",
+        if args.production { "production" } else { "embedded" },
+        args.cabinets,
+        elapsed,
+        truths.len(),
+        complete,
+        complete as f64 / elapsed,
+        mismatches,
+        by_status.get("review").copied().unwrap_or(0),
+        by_status,
+    );
+    println!(
+        "door closed → paying (or no_purchase/review) ms: p50={} p99={} max={} (n={}); door closed → final ms: p50={} p99={}",
+        quantile(&closed_to_paying, 0.5),
+        quantile(&closed_to_paying, 0.99),
+        closed_to_paying.last().copied().unwrap_or(0),
+        closed_to_paying.len(),
+        quantile(&closed_to_final, 0.5),
+        quantile(&closed_to_final, 0.99),
+    );
+}
