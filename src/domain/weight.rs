@@ -94,7 +94,7 @@ impl LaneWindow {
         }
         all.sort_by(f64::total_cmp);
         let mid = all.len() / 2;
-        Some(if all.len() % 2 == 0 { (all[mid - 1] + all[mid]) / 2.0 } else { all[mid] })
+        Some(if all.len().is_multiple_of(2) { (all[mid - 1] + all[mid]) / 2.0 } else { all[mid] })
     }
 
     /// Like [`stable`](Self::stable), but the mean of the longest run of newest readings that lie
