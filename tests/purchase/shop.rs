@@ -1,3 +1,5 @@
+#![allow(dead_code)]
+
 //! A shop to test the purchase flow in: products, a configured and calibrated simulated cabinet
 //! with stocked lanes, and shoppers signed in through the payment simulator.
 
