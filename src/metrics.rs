@@ -43,8 +43,6 @@ pub struct Metrics {
     pub frame_latency: Histogram,
     /// Door closed → every lane stable (the settlement's wait).
     pub settle_seconds: Histogram,
-    /// Orders by the status they reached.
-    pub orders: IntCounterVec,
     /// Frames the bridge has handed to actors and they have not finished.
     pub bridge_inflight: IntGauge,
     /// Weight log rows written.
@@ -126,7 +124,6 @@ impl Metrics {
                 HistogramOpts::new("heft_settle_seconds", "Door closed to every lane stable")
                     .buckets(vec![0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 10.0]),
             )?,
-            orders: IntCounterVec::new(Opts::new("heft_orders_total", "Orders reaching a status"), &["status"])?,
             bridge_inflight: IntGauge::new("heft_bridge_inflight", "Frames handed to actors, not yet handled")?,
             weight_log_rows: IntCounter::new("heft_weight_log_rows_total", "Weight log rows written")?,
             weight_log_batches: IntCounter::new("heft_weight_log_batches_total", "Weight log batches written")?,
@@ -179,7 +176,6 @@ impl Metrics {
         m.registry.register(Box::new(m.mqtt_auth.clone()))?;
         m.registry.register(Box::new(m.frame_latency.clone()))?;
         m.registry.register(Box::new(m.settle_seconds.clone()))?;
-        m.registry.register(Box::new(m.orders.clone()))?;
         m.registry.register(Box::new(m.bridge_inflight.clone()))?;
         m.registry.register(Box::new(m.weight_log_rows.clone()))?;
         m.registry.register(Box::new(m.weight_log_batches.clone()))?;

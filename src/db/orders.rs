@@ -469,6 +469,13 @@ pub fn settle(
     now: NaiveDateTime,
 ) -> DbResult<Moved> {
     write_tx(conn, |conn| {
+        // The close is recorded on its own write; if that one was lost, it is recorded here.
+        if find(conn, id)?.map(|o| o.status) == Some(OrderStatus::DoorOpen.as_str().to_string()) {
+            apply(conn, id, OrderEvent::DoorClosed, now, |conn, _, _| {
+                diesel::update(orders::table.find(id)).set(orders::closed_at.eq(Some(now))).execute(conn)?;
+                Ok(())
+            })?;
+        }
         let event = match input {
             SettleInput::Settled { lines, .. } => OrderEvent::Settled { empty: lines.is_empty() },
             SettleInput::Review { .. } => OrderEvent::Ambiguous,

@@ -30,6 +30,9 @@ use crate::domain::settlement::{self, LaneReading, Settlement};
 
 pub const DOOR_OPEN_TOO_LONG: &str = "door_open_too_long";
 
+/// After a settlement the database did not take, the next try.
+const SETTLE_RETRY: Duration = Duration::from_secs(1);
+
 /// What the open door is for.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum DoorPurpose {
@@ -590,9 +593,16 @@ impl CabinetActor {
                         tracing::info!(sn = %act.sn, order = order_id, status = %moved.order().status, "purchase settled");
                         act.svc.relay.wake();
                     }
-                    // The session stays closed in memory only: the order waits in `settling`;
-                    // an operator sees it and the weight trace is in the log.
-                    Err(e) => tracing::error!(sn = %act.sn, order = order_id, error = %e, "settlement not stored"),
+                    // Nothing was written: keep the session and settle again shortly (the
+                    // database may be back); the lanes' readings are still in their windows.
+                    Err(e) => {
+                        tracing::error!(sn = %act.sn, order = order_id, error = %e, "settlement not stored; retrying");
+                        if let Some(run) = act.door_run_mut() {
+                            run.phase = Phase::Settling;
+                        }
+                        ctx.run_later(SETTLE_RETRY, |act, ctx| act.try_settle(true, ctx));
+                        return;
+                    }
                 }
                 act.session = None;
                 act.reset_baselines();
