@@ -214,6 +214,12 @@ async fn door_never_opens(profile: Profile) {
     let id = scanned["order"]["id"].as_i64().expect("id");
     shop::confirm(&s, "wechat", &scanned["confirm"], "o-never").await;
     shop::order_in(&s, &token, id, "authorized").await;
+    // `open` is on its way: neither the shopper nor an operator can end it now.
+    let (status, body) = call(&s, "POST", &format!("/api/v1/orders/{id}/cancel"), &token, None).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("not_cancellable")), "{body}");
+    let m = s.ops_login(Role::Maintainer).await;
+    let (status, body) = call(&s, "DELETE", "/ops/cabinets/NOP-1/session", &m, None).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("purchase_in_progress")), "{body}");
     let o = shop::order_in(&s, &token, id, "cancelled").await;
     assert_eq!(o["cancel_reason"], "door_never_opened", "{o}");
     let t = s.ops_login(Role::Operator).await;
@@ -474,3 +480,35 @@ async fn disconnect_mid_purchase(profile: Profile) {
     cab.stop().await;
 }
 both_profiles!(disconnect_mid_session, disconnect_mid_purchase);
+
+/// A basket worth more than the pre-authorisation holds: the platform is charged the cap, the
+/// rest is debt on the order and the account, with a notice.
+async fn over_the_cap(profile: Profile) {
+    let mut extra = FAST.to_vec();
+    extra.push(("HEFT__PAYMENTS__PREAUTH_CAP_FEN", "1000"));
+    let Some(s) = TestServer::start(profile, &extra).await else { return };
+    let cab = shop::ready_cabinet(&s, "CAP-1", shop::quiet(22)).await;
+    for (channel, uid) in [("wechat", "o-cap"), ("alipay", "2088000000000007")] {
+        let token = shop::shopper(&s, channel, uid).await;
+        let scanned = shop::scan(&s, &token, "CAP-1", channel).await;
+        let id = scanned["order"]["id"].as_i64().expect("id");
+        shop::confirm(&s, channel, &scanned["confirm"], uid).await;
+        shop::order_in(&s, &token, id, "authorized").await;
+        cab.open_door(1).await.expect("open");
+        shop::order_in(&s, &token, id, "door_open").await;
+        cab.take(1, 2).expect("two bags of chips: 1200 fen");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cab.close_door(1).await.expect("close");
+        let o = shop::order_in(&s, &token, id, "paid").await;
+        assert_eq!(
+            (o["total_fen"].as_i64(), o["paid_fen"].as_i64(), o["debt_fen"].as_i64()),
+            (Some(1200), Some(1000), Some(200)),
+            "{o}"
+        );
+        assert!(o["notices"].to_string().contains("over_cap_debt"), "{o}");
+        let me = ok(&s, "GET", "/api/v1/me", &token, None).await;
+        assert_eq!(me["debt_fen"], 200, "{me}");
+    }
+    cab.stop().await;
+}
+both_profiles!(basket_over_the_cap, over_the_cap);

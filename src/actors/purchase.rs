@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::cabinet::door::{OpenForOrder, OrderEnded};
+use super::cabinet::door::{OpenForOrder, Opening, OrderEnded};
 use super::registry::Routes;
 use crate::config::OrdersConfig;
 use crate::db::models::Order;
@@ -21,7 +21,7 @@ use crate::pay::{Channel, Gateways, PlatformState};
 pub fn order_moved(routes: &Routes, order: &Order) {
     let Some(addr) = routes.read().ok().and_then(|r| r.get(&order.sn).cloned()) else { return };
     match OrderStatus::parse(&order.status) {
-        Some(OrderStatus::Authorized) => addr.do_send(OpenForOrder { order_id: order.id }),
+        Some(OrderStatus::Authorized) => addr.do_send(OpenForOrder { order_id: order.id, send: true }),
         Some(OrderStatus::Cancelled) => addr.do_send(OrderEnded { order_id: order.id }),
         _ => {}
     }
@@ -132,10 +132,16 @@ impl Handler for OpenCheck {
             return Ok(());
         }
         let actor = self.routes.read().ok().and_then(|r| r.get(&order.sn).cloned());
-        if attempt < 2
-            && let Some(addr) = actor
-            && addr.send(OpenForOrder { order_id: id }).await.unwrap_or(false)
-        {
+        let asked = match actor {
+            Some(addr) => addr.send(OpenForOrder { order_id: id, send: attempt < 2 }).await.unwrap_or(Opening::NotHeld),
+            None => Opening::NotHeld,
+        };
+        if asked == Opening::DoorOpened {
+            // The door did open; only its record was missing (the actor writes it again).
+            tracing::warn!(order = id, sn = %order.sn, "door open but not recorded; recorded again");
+            return Ok(());
+        }
+        if attempt < 2 && asked == Opening::Sent {
             tracing::warn!(order = id, sn = %order.sn, "door not opened; sending open once more");
             let again = secs(self.orders.open_check_s);
             self.db

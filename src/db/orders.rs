@@ -247,6 +247,14 @@ fn apply(
     now: NaiveDateTime,
     extra: impl FnOnce(&mut AnyConnection, &Order, OrderStatus) -> DbResult<()>,
 ) -> DbResult<Moved> {
+    // Payment first, then order: the order callbacks lock them in (PostgreSQL), so two
+    // transactions never wait on each other crosswise.
+    if let AnyConnection::Postgresql(c) = conn {
+        let no: Option<String> = orders::table.find(id).select(orders::out_order_no).first(c).optional()?;
+        if let Some(no) = no {
+            payments::table.find(no).select(payments::state).for_update().first::<String>(c).optional()?;
+        }
+    }
     let current = lock(conn, id)?.ok_or_else(|| DbError::Corrupt(format!("order {id} not found")))?;
     let status = status_of(&current)?;
     match order::next(status, &event) {
@@ -299,7 +307,7 @@ pub fn authorize_from_query(
             None,
             now,
         )?;
-        if moved {
+        if moved && (platform_order_id.is_some() || payer_id.is_some()) {
             diesel::update(payments::table.find(&o.out_order_no))
                 .set((
                     platform_order_id.map(|v| payments::platform_order_id.eq(v)),
@@ -408,8 +416,11 @@ pub fn change_stock(
             .optional()?
             .ok_or_else(|| DbError::Corrupt(format!("lane {sn}/{} not found", ch.lane)))?;
         let delta = i32::try_from(ch.delta).map_err(|_| DbError::Corrupt(format!("stock change {}", ch.delta)))?;
-        let after = lane.stock.saturating_add(delta);
-        diesel::update(lanes::table.find((sn, &ch.lane))).set(lanes::stock.eq(after)).execute(conn)?;
+        // Added in the database, not written from what was read: two changes of one lane in
+        // concurrent transactions (PostgreSQL) must both count.
+        diesel::update(lanes::table.find((sn, &ch.lane))).set(lanes::stock.eq(lanes::stock + delta)).execute(conn)?;
+        let after: i32 = lanes::table.find((sn, &ch.lane)).select(lanes::stock).first(conn)?;
+        let before = after - delta;
         diesel::insert_into(stock_ledger::table)
             .values(NewLedgerRow {
                 sn: sn.into(),
@@ -424,8 +435,7 @@ pub fn change_stock(
                 created_at: now,
             })
             .execute(conn)?;
-        if crate::domain::restock::crossed_threshold(i64::from(lane.stock), i64::from(after), i64::from(lane.threshold))
-        {
+        if crate::domain::restock::crossed_threshold(i64::from(before), i64::from(after), i64::from(lane.threshold)) {
             low.push(ch.lane.clone());
         }
     }
@@ -469,8 +479,16 @@ pub fn settle(
     now: NaiveDateTime,
 ) -> DbResult<Moved> {
     write_tx(conn, |conn| {
-        // The close is recorded on its own write; if that one was lost, it is recorded here.
-        if find(conn, id)?.map(|o| o.status) == Some(OrderStatus::DoorOpen.as_str().to_string()) {
+        // The open and the close are recorded on their own writes; if one was lost, it is
+        // recorded here (the cabinet did report both, or there would be nothing to settle).
+        let status = find(conn, id)?.map(|o| o.status);
+        if status.as_deref() == Some(OrderStatus::Authorized.as_str()) {
+            apply(conn, id, OrderEvent::DoorOpened, now, |conn, _, _| {
+                diesel::update(orders::table.find(id)).set(orders::opened_at.eq(Some(now))).execute(conn)?;
+                Ok(())
+            })?;
+        }
+        if matches!(status.as_deref(), Some("authorized" | "door_open")) {
             apply(conn, id, OrderEvent::DoorClosed, now, |conn, _, _| {
                 diesel::update(orders::table.find(id)).set(orders::closed_at.eq(Some(now))).execute(conn)?;
                 Ok(())
@@ -488,34 +506,8 @@ pub fn settle(
                 SettleInput::Settled { lines, moves, total_fen } => {
                     write_lines(conn, id, lines)?;
                     diesel::update(orders::table.find(id)).set(orders::total_fen.eq(Some(*total_fen))).execute(conn)?;
-                    let low =
-                        change_stock(conn, &o.sn, &basket_changes(lines, moves), (Some(id), o.session_id, None), now)?;
-                    if !low.is_empty() {
-                        outbox::enqueue(
-                            conn,
-                            topics::RESTOCK_CHECK,
-                            &serde_json::json!({"sn": o.sn, "lanes": low}),
-                            None,
-                        )?;
-                    }
-                    if to == OrderStatus::NoPurchase {
-                        super::payments::set_state(
-                            conn,
-                            &o.out_order_no,
-                            &[PaymentState::Authorized],
-                            PaymentState::Cancelled,
-                            None,
-                            now,
-                        )?;
-                        outbox::enqueue(
-                            conn,
-                            topics::PAYMENT_RELEASE,
-                            &crate::pay::release::message(&o.out_order_no),
-                            None,
-                        )?;
-                    } else {
-                        outbox::enqueue(conn, topics::PAYMENT_CAPTURE, &serde_json::json!({"order_id": id}), None)?;
-                    }
+                    owe_excess(conn, o, *total_fen, now)?;
+                    book_basket(conn, o, to, &basket_changes(lines, moves), now)?;
                 }
                 SettleInput::Review { reasons } => {
                     open_case(conn, id, "weights", reasons, "system", now)?;
@@ -528,6 +520,30 @@ pub fn settle(
             Ok(())
         })
     })
+}
+
+/// A basket is fixed (settled, or set by a person): stock and ledger follow it, lanes that fell
+/// to their threshold get `restock.check`, and the money moves — `payment.capture`, or for
+/// nothing taken the pre-authorisation cancelled and `payment.release`.
+fn book_basket(
+    conn: &mut AnyConnection,
+    o: &Order,
+    to: OrderStatus,
+    changes: &[StockChange],
+    now: NaiveDateTime,
+) -> DbResult<()> {
+    let low = change_stock(conn, &o.sn, changes, (Some(o.id), o.session_id, None), now)?;
+    if !low.is_empty() {
+        outbox::enqueue(conn, topics::RESTOCK_CHECK, &serde_json::json!({"sn": o.sn, "lanes": low}), None)?;
+    }
+    if to == OrderStatus::NoPurchase {
+        let from = [PaymentState::Authorized];
+        super::payments::set_state(conn, &o.out_order_no, &from, PaymentState::Cancelled, None, now)?;
+        outbox::enqueue(conn, topics::PAYMENT_RELEASE, &crate::pay::release::message(&o.out_order_no), None)?;
+    } else {
+        outbox::enqueue(conn, topics::PAYMENT_CAPTURE, &serde_json::json!({"order_id": o.id}), None)?;
+    }
+    Ok(())
 }
 
 fn write_lines(conn: &mut AnyConnection, id: i64, lines: &[Line]) -> DbResult<()> {
@@ -592,15 +608,41 @@ pub fn open_case(
 pub fn paid(conn: &mut AnyConnection, id: i64, amount_fen: i64, now: NaiveDateTime) -> DbResult<Moved> {
     write_tx(conn, |conn| {
         apply(conn, id, OrderEvent::Paid, now, |conn, o, _| {
+            // What is still owed is the part over the cap; a failed charge's debt is paid now.
+            let excess = excess_fen(o, o.total_fen.unwrap_or(0));
             diesel::update(orders::table.find(id))
-                .set((orders::paid_fen.eq(Some(amount_fen)), orders::debt_fen.eq(0)))
+                .set((orders::paid_fen.eq(Some(amount_fen)), orders::debt_fen.eq(excess)))
                 .execute(conn)?;
-            if o.debt_fen > 0 {
-                add_debt(conn, o.user_id, -o.debt_fen, now)?;
+            let cleared = o.debt_fen - excess;
+            if cleared > 0 {
+                add_debt(conn, o.user_id, -cleared, now)?;
             }
             Ok(())
         })
     })
+}
+
+/// What a basket of `total_fen` comes to over the order's pre-authorisation: the platform will
+/// not charge more than it holds, so the excess is owed.
+pub fn excess_fen(o: &Order, total_fen: i64) -> i64 {
+    (total_fen - o.cap_fen).max(0)
+}
+
+/// What the capture charges: the basket up to the cap.
+pub fn charge_fen(o: &Order) -> i64 {
+    o.total_fen.unwrap_or(0).min(o.cap_fen)
+}
+
+/// A basket over the cap: the excess becomes debt on the order and the account, with a notice.
+fn owe_excess(conn: &mut AnyConnection, o: &Order, total_fen: i64, now: NaiveDateTime) -> DbResult<()> {
+    let excess = excess_fen(o, total_fen);
+    if excess == 0 {
+        return Ok(());
+    }
+    diesel::update(orders::table.find(o.id)).set(orders::debt_fen.eq(excess)).execute(conn)?;
+    add_debt(conn, o.user_id, excess, now)?;
+    let text = format!("所选商品超出授权额度，超出的 {} 分计为欠款", excess);
+    add_notice(conn, o.id, "over_cap_debt", &text, now)
 }
 
 /// The platform refused the charge: `payment_failed`, and the amount is debt on the account
@@ -608,8 +650,8 @@ pub fn paid(conn: &mut AnyConnection, id: i64, amount_fen: i64, now: NaiveDateTi
 pub fn payment_failed(conn: &mut AnyConnection, id: i64, retry_in: Duration, now: NaiveDateTime) -> DbResult<Moved> {
     write_tx(conn, |conn| {
         apply(conn, id, OrderEvent::PaymentFailed, now, |conn, o, _| {
-            let owed = o.total_fen.unwrap_or(0);
-            diesel::update(orders::table.find(id)).set(orders::debt_fen.eq(owed)).execute(conn)?;
+            let owed = charge_fen(o);
+            diesel::update(orders::table.find(id)).set(orders::debt_fen.eq(o.debt_fen + owed)).execute(conn)?;
             add_debt(conn, o.user_id, owed, now)?;
             outbox::enqueue(conn, topics::PAYMENT_CAPTURE, &serde_json::json!({"order_id": id}), Some(now + retry_in))?;
             Ok(())
@@ -735,38 +777,12 @@ pub fn resolve_case(
                 apply(conn, order.id, OrderEvent::Reviewed { empty }, now, |conn, o, to| {
                     write_lines(conn, o.id, &lines)?;
                     diesel::update(orders::table.find(o.id)).set(orders::total_fen.eq(Some(total))).execute(conn)?;
+                    owe_excess(conn, o, total, now)?;
                     let changes: Vec<StockChange> = basket_changes(&lines, &[])
                         .into_iter()
                         .map(|c| StockChange { reason: "review", ..c })
                         .collect();
-                    let low = change_stock(conn, &o.sn, &changes, (Some(o.id), o.session_id, None), now)?;
-                    if !low.is_empty() {
-                        outbox::enqueue(
-                            conn,
-                            topics::RESTOCK_CHECK,
-                            &serde_json::json!({"sn": o.sn, "lanes": low}),
-                            None,
-                        )?;
-                    }
-                    if to == OrderStatus::NoPurchase {
-                        super::payments::set_state(
-                            conn,
-                            &o.out_order_no,
-                            &[PaymentState::Authorized],
-                            PaymentState::Cancelled,
-                            None,
-                            now,
-                        )?;
-                        outbox::enqueue(
-                            conn,
-                            topics::PAYMENT_RELEASE,
-                            &crate::pay::release::message(&o.out_order_no),
-                            None,
-                        )?;
-                    } else {
-                        outbox::enqueue(conn, topics::PAYMENT_CAPTURE, &serde_json::json!({"order_id": o.id}), None)?;
-                    }
-                    Ok(())
+                    book_basket(conn, o, to, &changes, now)
                 })?;
             }
             (Decision::Charge, other) => {

@@ -175,9 +175,19 @@ pub fn next(status: OrderStatus, event: &OrderEvent) -> Result<OrderStatus, Stay
                 Err(Refused("authorised in time: the timeout is stale"))
             }
         },
-        OrderEvent::DoorNeverOpened | OrderEvent::ShopperCancelled => match status {
+        OrderEvent::DoorNeverOpened => match status {
             Created | Authorized => Ok(Cancelled),
             Cancelled => Err(AlreadyThere),
+            DoorOpen | Settling | Paying | Paid | NoPurchase | Review | PaymentFailed => {
+                Err(Refused("the door has opened: the order can no longer be cancelled"))
+            }
+        },
+        // Once authorised, `open` is on its way and the door may unlock at any moment: a cancel
+        // then would free goods nobody can charge for. Only the door-open check may end it.
+        OrderEvent::ShopperCancelled => match status {
+            Created => Ok(Cancelled),
+            Cancelled => Err(AlreadyThere),
+            Authorized => Err(Refused("the door is being opened: the order can no longer be cancelled")),
             DoorOpen | Settling | Paying | Paid | NoPurchase | Review | PaymentFailed => {
                 Err(Refused("the door has opened: the order can no longer be cancelled"))
             }
@@ -380,8 +390,9 @@ mod tests {
         use OrderEvent as E;
         assert_eq!(run(&[E::AuthTimeout]), Cancelled);
         assert_eq!(run(&[E::ShopperCancelled]), Cancelled);
-        assert_eq!(run(&[E::Authorized, E::ShopperCancelled]), Cancelled);
         assert_eq!(run(&[E::Authorized, E::DoorNeverOpened]), Cancelled);
+        // Authorised: `open` is on its way; the shopper can no longer cancel.
+        assert!(matches!(next(Authorized, &E::ShopperCancelled), Err(Stay::Refused(_))));
         assert_eq!(run(&[E::Authorized, E::DoorOpened, E::DoorClosed, E::Settled { empty: true }]), NoPurchase);
         assert_eq!(run(&[E::Authorized, E::DoorOpened, E::DoorClosed, E::Ambiguous]), Review);
         assert_eq!(

@@ -81,16 +81,23 @@ impl Handler for Capture {
                 Err(e) => return Err(HandlerError::Failed(format!("querying {}: {e}", order.out_order_no))),
             }
         }
-        let total = order.total_fen.unwrap_or(0);
+        // The platform charges at most what it holds; a basket over the cap is charged as one
+        // capped line, the rest owed (booked at the settlement).
+        let total = orders::charge_fen(&order);
+        let lines = if total < order.total_fen.unwrap_or(0) {
+            vec![CaptureLine { name: self.title.clone(), unit_fen: total, count: 1 }]
+        } else {
+            lines
+                .iter()
+                .map(|l| CaptureLine { name: l.product_name.clone(), unit_fen: l.unit_fen, count: l.qty })
+                .collect()
+        };
         let req = CaptureRequest {
             out_order_no: order.out_order_no.clone(),
             out_trade_no: trade_no.clone(),
             platform_order_id: payment.platform_order_id.clone(),
             payer_id: payment.payer_id.clone(),
-            lines: lines
-                .iter()
-                .map(|l| CaptureLine { name: l.product_name.clone(), unit_fen: l.unit_fen, count: l.qty })
-                .collect(),
+            lines,
             total_fen: total,
             title: self.title.clone(),
         };

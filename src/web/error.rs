@@ -145,6 +145,7 @@ impl From<SessionError> for ApiError {
             SessionError::NotConnected => conflict("cabinet_not_connected"),
             SessionError::NotConfigured(_) => conflict("not_configured"),
             SessionError::NoSession(_) => conflict("no_session"),
+            SessionError::PurchaseHeld => conflict("purchase_in_progress"),
             SessionError::StepOrder(_) => conflict("calibration_step_order"),
             SessionError::Invalid(fields) => ApiError::Invalid(fields),
             // The cabinet answered with the wrong number of readings: its fault, not the operator's.

@@ -146,7 +146,7 @@ impl Handler<StartPurchase> for CabinetActor {
         let db = self.svc.db.clone();
         AtomicResponse::new(Box::pin(
             async move { db.write(move |c| orders::scan(c, &input, db::now())).await }.into_actor(self).map(
-                move |r, act, _ctx| match r {
+                move |r, act, ctx| match r {
                     Ok(scanned) => {
                         let order_id = scanned.order.id;
                         act.hold_door(
@@ -162,6 +162,7 @@ impl Handler<StartPurchase> for CabinetActor {
                             },
                         );
                         tracing::info!(sn = %act.sn, order = order_id, door = m.door, "purchase reserved");
+                        act.watch_purchase(order_id, ctx);
                         Ok(PurchaseStarted { order: scanned.order, session: SessionInfo::from(&scanned.session) })
                     }
                     Err(orders::ScanFail::Refused(r)) => {
@@ -180,32 +181,54 @@ impl Handler<StartPurchase> for CabinetActor {
 /// The order's pre-authorisation is confirmed (or `door.open_check` asks once more): weigh the
 /// lanes and send `open`.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Opening")]
 pub struct OpenForOrder {
     pub order_id: i64,
+    /// False: only say where the door stands (the last door-open check, about to cancel).
+    pub send: bool,
+}
+
+/// What became of [`OpenForOrder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub enum Opening {
+    /// `open` was sent.
+    Sent,
+    /// `open` went out before and the door has not opened (asked without sending).
+    Waiting,
+    /// The door has already opened (its record may have been lost: it is written again). The
+    /// order must not be cancelled.
+    DoorOpened,
+    /// This actor holds no session for the order.
+    NotHeld,
 }
 
 impl Handler<OpenForOrder> for CabinetActor {
-    type Result = bool;
+    type Result = Opening;
 
-    fn handle(&mut self, m: OpenForOrder, ctx: &mut Context<Self>) -> bool {
+    fn handle(&mut self, m: OpenForOrder, ctx: &mut Context<Self>) -> Opening {
         let Some(run) = self.door_run_for(m.order_id) else {
             tracing::warn!(sn = %self.sn, order = m.order_id, "open asked for an order this cabinet does not hold");
-            return false;
+            return Opening::NotHeld;
         };
-        if !matches!(run.phase, Phase::AwaitingAuth | Phase::Opening) {
-            return false;
-        }
         let door = run.door;
-        if run.phase == Phase::AwaitingAuth {
-            let before = self.weigh_door(door);
-            if let Some(run) = self.door_run_mut() {
-                run.before = before;
-                run.phase = Phase::Opening;
+        match run.phase {
+            Phase::AwaitingAuth if !m.send => return Opening::Waiting,
+            Phase::AwaitingAuth => {
+                let before = self.weigh_door(door);
+                if let Some(run) = self.door_run_mut() {
+                    run.before = before;
+                    run.phase = Phase::Opening;
+                }
+            }
+            Phase::Opening if !m.send => return Opening::Waiting,
+            Phase::Opening => {}
+            Phase::Open | Phase::Settling | Phase::Finishing => {
+                self.record_door_opened(m.order_id, None, ctx);
+                return Opening::DoorOpened;
             }
         }
         self.send_open(door, ctx);
-        true
+        Opening::Sent
     }
 }
 
@@ -284,9 +307,37 @@ impl CabinetActor {
                 cap_noticed: false,
             },
         );
-        if phase == Phase::Settling {
-            self.arm_settle_timer(ctx);
+        match phase {
+            Phase::Settling => self.arm_settle_timer(ctx),
+            Phase::AwaitingAuth | Phase::Opening => self.watch_purchase(order.id, ctx),
+            _ => {}
         }
+    }
+
+    /// A purchase whose door has not opened is normally ended by its timers (auth timeout, door
+    /// check), which tell this actor. They may run on another node, or their word may be lost:
+    /// after they must have fired, look at the order, and let go of the cabinet when it has ended.
+    fn watch_purchase(&mut self, order_id: i64, ctx: &mut Context<Self>) {
+        let o = &self.svc.config.orders;
+        let after = Duration::from_secs(o.auth_timeout_s + 2 * o.open_check_s + 10);
+        ctx.run_later(after, move |act, ctx| {
+            let waiting = act.door_run_for(order_id).is_some_and(|r| matches!(r.phase, Phase::AwaitingAuth | Phase::Opening));
+            if !waiting {
+                return;
+            }
+            let db = act.svc.db.clone();
+            ctx.spawn(async move { db.run(move |c| orders::find(c, order_id)).await }.into_actor(act).map(
+                move |r, act, ctx| match r {
+                    Ok(Some(o)) if crate::domain::order::OrderStatus::parse(&o.status).is_some_and(|s| s.is_final()) => {
+                        tracing::warn!(sn = %act.sn, order = order_id, status = %o.status, "purchase ended elsewhere; letting go");
+                        if act.door_run_for(order_id).is_some() {
+                            act.end_session(Outcome::Cancelled, None, ctx);
+                        }
+                    }
+                    _ => act.watch_purchase(order_id, ctx),
+                },
+            ));
+        });
     }
 
     fn arm_settle_timer(&mut self, ctx: &mut Context<Self>) {
@@ -413,29 +464,10 @@ impl CabinetActor {
             }
         }
         let order = run.purpose.order_id();
-        let before = serde_json::to_string(&run.before.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
-            .unwrap_or_default();
-        let db = self.svc.db.clone();
         let notice = (!disagree.is_empty())
             .then(|| format!("lanes {} weighed differently when the door opened than at rest", disagree.join(", ")));
         if let Some(order_id) = order {
-            ctx.spawn(
-                async move {
-                    let r = db
-                        .write(move |c| {
-                            orders::door_opened(c, order_id, &before, db::now())?;
-                            if let Some(n) = notice {
-                                orders::add_notice(c, order_id, "before_weights_differ", &n, db::now())?;
-                            }
-                            Ok::<_, DbError>(())
-                        })
-                        .await;
-                    if let Err(e) = r {
-                        tracing::error!(order = order_id, error = %e, "door open not recorded");
-                    }
-                }
-                .into_actor(self),
-            );
+            self.record_door_opened(order_id, notice, ctx);
         }
         let session_id = self.session.as_ref().map(|s| s.info.id);
         ctx.run_later(alert_after, move |act, ctx| {
@@ -445,6 +477,32 @@ impl CabinetActor {
                 act.door_open_too_long(order, ctx);
             }
         });
+    }
+
+    /// The order is `door_open`, with the weights it started from (and a notice when the lanes
+    /// weighed differently at the open than at rest). Idempotent: written again when in doubt.
+    fn record_door_opened(&mut self, order_id: i64, notice: Option<String>, ctx: &mut Context<Self>) {
+        let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
+        let before = serde_json::to_string(&run.before.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
+            .unwrap_or_default();
+        let db = self.svc.db.clone();
+        ctx.spawn(
+            async move {
+                let r = db
+                    .write(move |c| {
+                        orders::door_opened(c, order_id, &before, db::now())?;
+                        if let Some(n) = notice {
+                            orders::add_notice(c, order_id, "before_weights_differ", &n, db::now())?;
+                        }
+                        Ok::<_, DbError>(())
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(order = order_id, error = %e, "door open not recorded");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     fn door_open_too_long(&mut self, order_id: Option<i64>, ctx: &mut Context<Self>) {
@@ -576,6 +634,7 @@ impl CabinetActor {
         let after: std::collections::BTreeMap<String, Option<f64>> =
             readings.iter().map(|r| (r.lane.clone(), r.after_g)).collect();
         let after = serde_json::to_string(&after).unwrap_or_default();
+        let after_copy = after.clone();
         if let Some(run) = self.door_run_mut() {
             run.phase = Phase::Finishing;
         }
@@ -589,6 +648,32 @@ impl CabinetActor {
             .into_actor(self)
             .map(move |r, act, ctx| {
                 match r {
+                    Ok(orders::Moved::Stayed(o, why)) => {
+                        // Goods were taken on an order that could not take them (it was ended
+                        // meanwhile): a person must book and charge them from the trace.
+                        tracing::error!(sn = %act.sn, order = order_id, status = %o.status, %why, "settlement refused");
+                        let spec = AlertSpec {
+                            audience: Audience::Ops,
+                            severity: Severity::Critical,
+                            code: "settlement_refused".into(),
+                            sn: Some(act.sn.to_string()),
+                            message: format!(
+                                "cabinet {}: order {order_id} is {} and could not be settled ({why}); see its weight trace",
+                                act.sn, o.status
+                            ),
+                            detail: Some(serde_json::json!({ "order_id": order_id, "after_g": after_copy }).to_string()),
+                        };
+                        act.raise(spec, ctx);
+                        if let Some(s) = act.session.as_ref().map(|s| s.info.id) {
+                            let db = act.svc.db.clone();
+                            ctx.spawn(
+                                async move {
+                                    let _ = db.write(move |c| crate::db::sessions::close(c, s, "failed", None, db::now())).await;
+                                }
+                                .into_actor(act),
+                            );
+                        }
+                    }
                     Ok(moved) => {
                         tracing::info!(sn = %act.sn, order = order_id, status = %moved.order().status, "purchase settled");
                         act.svc.relay.wake();
@@ -786,7 +871,13 @@ impl CabinetActor {
         let db = self.svc.db.clone();
         ctx.wait(async move { db.write(write).await }.into_actor(self).map(|r, act, ctx| {
             if let Err(e) = r {
-                tracing::error!(sn = %act.sn, error = %e, "door session end not stored");
+                // Nothing was written: keep the session and finish again shortly.
+                tracing::error!(sn = %act.sn, error = %e, "door session end not stored; retrying");
+                if let Some(run) = act.door_run_mut() {
+                    run.phase = Phase::Settling;
+                }
+                ctx.run_later(SETTLE_RETRY, |act, ctx| act.try_settle(true, ctx));
+                return;
             }
             act.session = None;
             act.reset_baselines();

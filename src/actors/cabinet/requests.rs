@@ -206,6 +206,11 @@ impl Handler<AbortSession> for CabinetActor {
         let Some(s) = self.session.as_ref() else {
             return Box::pin(async { Err(SessionError::NoSession("open")) });
         };
+        if s.kind == SessionKind::Purchase {
+            // A shopper may be at the door: the purchase ends with its order (timeouts, the
+            // settlement, or review), never from here.
+            return Box::pin(async { Err(SessionError::PurchaseHeld) });
+        }
         let info = s.info.clone();
         let (tx, rx) = oneshot::channel();
         let detail = Some(serde_json::json!({ "by": m.by }).to_string());

@@ -57,6 +57,9 @@ pub enum SessionError {
     NotConfigured(String),
     #[error("the cabinet has no {0} session")]
     NoSession(&'static str),
+    /// A purchase holds the cabinet: it ends with its order, not on request.
+    #[error("a shopper's purchase holds the cabinet; it ends with its order")]
+    PurchaseHeld,
     #[error("{0}")]
     StepOrder(String),
     #[error("configuration is invalid")]
