@@ -279,6 +279,17 @@ impl Gateways {
     }
 }
 
+/// The HTTP client of a platform adapter. Idle connections are dropped after 4 s: a server that
+/// closes a kept-alive connection (actix-web, as the simulator runs, after 5 s) must not do so
+/// under a request just sent on it, which fails as "error sending request".
+pub fn http_client(payments: &crate::config::PaymentsConfig) -> Result<reqwest::Client, PayError> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(payments.http_timeout_ms))
+        .pool_idle_timeout(std::time::Duration::from_secs(4))
+        .build()
+        .map_err(PayError::permanent)
+}
+
 /// Fen → `"12.50"` (Alipay amounts, bills).
 pub fn fen_to_yuan(fen: i64) -> String {
     let sign = if fen < 0 { "-" } else { "" };

@@ -310,8 +310,10 @@ impl ShopperClient {
     /// `heft_base` e.g. `http://127.0.0.1:8080`, `sim_base` the payment simulator,
     /// e.g. `http://127.0.0.1:8090`.
     pub fn new(heft_base: &str, sim_base: &str) -> Result<ShopperClient, ShopperError> {
+        // Idle connections dropped before Heft's keep-alive (5 s) closes them under a request.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|source| ShopperError::Http { what: "client", source })?;
         Ok(ShopperClient {

@@ -196,7 +196,18 @@ pub async fn scan(
         attach: order.id.to_string(),
     };
     state.svc.relay.wake();
-    match state.svc.payments.get(channel).create_preauth(&req).await {
+    let gateway = state.svc.payments.get(channel);
+    // Creating is idempotent on both platforms: a request lost on the way is sent once more
+    // rather than failing a shopper who stands at the cabinet.
+    let created = match gateway.create_preauth(&req).await {
+        Err(PayError::Retryable(e)) => {
+            tracing::warn!(order = order.id, error = %e, "pre-authorisation not created; trying once more");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            gateway.create_preauth(&req).await
+        }
+        other => other,
+    };
+    match created {
         Ok(pre) => {
             if let Some(platform_id) = pre.platform_order_id.clone() {
                 let no = order.out_order_no.clone();

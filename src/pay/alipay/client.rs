@@ -5,7 +5,6 @@
 //! it is believed.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -112,10 +111,7 @@ impl AlipayFundAuth {
             keys::load_private(&config.app_key_file, keys::sim::ALIPAY_APP_KEY).map_err(PayError::permanent)?;
         let alipay_public = keys::load_public(&config.alipay_public_key_file, keys::sim::ALIPAY_PLATFORM_PUB)
             .map_err(PayError::permanent)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(payments.http_timeout_ms))
-            .build()
-            .map_err(PayError::permanent)?;
+        let http = super::super::http_client(payments)?;
         Ok(AlipayFundAuth {
             app_id: config.app_id.clone(),
             seller_id: config.seller_id.clone(),

@@ -1,7 +1,5 @@
 //! The WeChat Pay Score adapter: [`PaymentGateway`] over API v3 (reference §1–4).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use rsa::{RsaPrivateKey, RsaPublicKey};
@@ -53,10 +51,7 @@ impl WechatPayScore {
             .map_err(PayError::permanent)?;
         let platform_key = keys::load_public(&config.platform_public_key_file, keys::sim::WECHAT_PLATFORM_PUB)
             .map_err(PayError::permanent)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(payments.http_timeout_ms))
-            .build()
-            .map_err(PayError::permanent)?;
+        let http = super::super::http_client(payments)?;
         Ok(WechatPayScore { config: config.clone(), http, merchant_key, platform_key, notify_url })
     }
 
