@@ -512,3 +512,36 @@ async fn over_the_cap(profile: Profile) {
     cab.stop().await;
 }
 both_profiles!(basket_over_the_cap, over_the_cap);
+
+/// A door left open past `orders.door_open_alert_s`: ops get `door_open_too_long` and the order
+/// a notice; closing it still settles the purchase.
+async fn door_left_open(profile: Profile) {
+    let mut extra = FAST.to_vec();
+    extra.push(("HEFT__ORDERS__DOOR_OPEN_ALERT_S", "1"));
+    let Some(s) = TestServer::start(profile, &extra).await else { return };
+    let cab = shop::ready_cabinet(&s, "OPN-1", shop::quiet(23)).await;
+    let uid = "o-open-long";
+    let token = shop::shopper(&s, "wechat", uid).await;
+    let scanned = shop::scan(&s, &token, "OPN-1", "wechat").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    cab.open_door(1).await.expect("open");
+    shop::order_in(&s, &token, id, "door_open").await;
+    let alert = eventually("the door-open alert", || async {
+        s.alerts("code=door_open_too_long").await.into_iter().find(|a| a["sn"] == "OPN-1")
+    })
+    .await;
+    assert!(alert["message"].as_str().is_some_and(|m| m.contains("OPN-1")), "{alert}");
+    eventually("the notice on the order", || async {
+        let o = shop::order(&s, &token, id).await;
+        o["notices"].to_string().contains("door_open_too_long").then_some(())
+    })
+    .await;
+    cab.take(0, 1).expect("a cola");
+    cab.close_door(1).await.expect("close");
+    let o = shop::order_in(&s, &token, id, "paid").await;
+    assert_eq!(o["total_fen"], 350, "{o}");
+    cab.stop().await;
+}
+both_profiles!(door_open_too_long, door_left_open);

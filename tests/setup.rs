@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{EVENTUALLY, Profile, TestServer, eventually};
+use common::{EVENTUALLY, Profile, TestServer, call, eventually, ok};
 use heft::domain::operator::Role;
 use heft::sim::handle::{SimCabinet, SimCabinetOptions};
 use heft::sim::scale::Fault;
@@ -16,31 +16,6 @@ use serde_json::{Value, json};
 
 /// Where the simulated cabinet stands (GCJ-02, People's Square, Shanghai).
 const HERE: (f64, f64) = (31.2304, 121.4737);
-
-async fn call(s: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("{}{path}", s.base);
-    let req = match method {
-        "GET" => s.http.get(url),
-        "POST" => s.http.post(url),
-        "PUT" => s.http.put(url),
-        "DELETE" => s.http.delete(url),
-        other => panic!("method {other}"),
-    };
-    let req = req.bearer_auth(token);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    let res = req.send().await.expect("http request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-async fn ok(s: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
-    let (status, v) = call(s, method, path, token, body).await;
-    assert!((200..300).contains(&status), "{method} {path}: {status} {v}");
-    v
-}
 
 async fn product(s: &TestServer, token: &str, name: &str, barcode: &str, unit_g: f64, price_fen: i64) -> i64 {
     let body = json!({"name": name, "barcode": barcode, "unit_g": unit_g, "tolerance_g": 8.0, "price_fen": price_fen});

@@ -65,16 +65,6 @@ pub fn for_user(conn: &mut AnyConnection, user_id: i64, before_id: Option<i64>, 
     Ok(q.order(orders::id.desc()).limit(limit).select(Order::as_select()).load(conn)?)
 }
 
-/// Orders in a status, oldest first (tests, ops).
-pub fn with_status(conn: &mut AnyConnection, status: &str, limit: i64) -> DbResult<Vec<Order>> {
-    Ok(orders::table
-        .filter(orders::status.eq(status))
-        .order(orders::id.asc())
-        .limit(limit)
-        .select(Order::as_select())
-        .load(conn)?)
-}
-
 pub fn status_of(order: &Order) -> DbResult<OrderStatus> {
     OrderStatus::parse(&order.status)
         .ok_or_else(|| DbError::Corrupt(format!("order {} status {}", order.id, order.status)))

@@ -171,7 +171,7 @@ pub async fn scan(
             ApiError::NotFound("cabinet".into())
         });
     };
-    let started = actor
+    let order = actor
         .send(StartPurchase {
             user_id: shopper.user.id,
             channel,
@@ -186,7 +186,6 @@ pub async fn scan(
             }
             PurchaseError::Session(e) => e.into(),
         })?;
-    let order = started.order;
     let req = PreauthRequest {
         out_order_no: order.out_order_no.clone(),
         cap_fen: order.cap_fen,

@@ -20,6 +20,7 @@ use heft::config::Config;
 use heft::domain::operator::Role;
 use heft::provision::Credentials;
 use heft::sim::device::{ConnectOptions, DeviceClient};
+use serde_json::Value;
 
 pub const SHIPPED_CONFIG: &str = include_str!("../../config.toml");
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -424,6 +425,34 @@ pub fn delete_rabbit_prefix(url: &str, prefix: &str) {
         });
     })
     .join();
+}
+
+/// A request with a bearer `token` (an operator's or a shopper's; empty for none); the status
+/// and the JSON body (null when there is none).
+pub async fn call(s: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", s.base);
+    let req = match method {
+        "GET" => s.http.get(url),
+        "POST" => s.http.post(url),
+        "PUT" => s.http.put(url),
+        "DELETE" => s.http.delete(url),
+        other => panic!("method {other}"),
+    };
+    let req = req.bearer_auth(token);
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let res = req.send().await.expect("http request");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// [`call`], asserting a 2xx answer; its body.
+pub async fn ok(s: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
+    let (status, v) = call(s, method, path, token, body).await;
+    assert!((200..300).contains(&status), "{method} {path}: {status} {v}");
+    v
 }
 
 /// Poll `check` until it returns `Some`, or fail after [`EVENTUALLY`] with `what`.

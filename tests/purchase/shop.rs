@@ -10,6 +10,7 @@ use heft::sim::handle::{SimCabinet, SimCabinetOptions};
 use serde_json::{Value, json};
 
 use crate::common::{TestServer, eventually};
+pub use crate::common::{call, ok};
 
 /// The lanes of door 1: code, channel, product index, book (and physical) stock, capacity, threshold.
 pub const LANES: [(&str, u32, usize, u32, u32, u32); 3] =
@@ -26,31 +27,6 @@ pub const PRODUCTS: [(&str, &str, f64, i64); 3] = [
 /// closes (the shipped 300 ms would only make the tests slower, not different).
 pub const FAST: [(&str, &str); 2] =
     [("HEFT__PROTOCOL__OPEN_WEIGHT_MS", "100"), ("HEFT__PROTOCOL__AFTER_CLOSE_WEIGHT_MS", "100")];
-
-pub async fn call(s: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("{}{path}", s.base);
-    let req = match method {
-        "GET" => s.http.get(url),
-        "POST" => s.http.post(url),
-        "PUT" => s.http.put(url),
-        "DELETE" => s.http.delete(url),
-        other => panic!("method {other}"),
-    };
-    let req = req.bearer_auth(token);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    let res = req.send().await.expect("http request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-pub async fn ok(s: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
-    let (status, v) = call(s, method, path, token, body).await;
-    assert!((200..300).contains(&status), "{method} {path}: {status} {v}");
-    v
-}
 
 /// The products of [`PRODUCTS`], created once per server; their ids.
 pub async fn products(s: &TestServer) -> Vec<i64> {

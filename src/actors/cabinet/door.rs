@@ -83,13 +83,6 @@ pub(super) struct DoorRun {
     pub cap_noticed: bool,
 }
 
-/// A purchase the actor opened: the order as stored.
-#[derive(Debug, Clone)]
-pub struct PurchaseStarted {
-    pub order: crate::db::models::Order,
-    pub session: SessionInfo,
-}
-
 /// Why a purchase could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum PurchaseError {
@@ -107,7 +100,7 @@ impl From<DbError> for PurchaseError {
 
 /// A shopper scanned door `door`: reserve the cabinet and write the order.
 #[derive(Message)]
-#[rtype(result = "Result<PurchaseStarted, PurchaseError>")]
+#[rtype(result = "Result<crate::db::models::Order, PurchaseError>")]
 pub struct StartPurchase {
     pub user_id: i64,
     pub channel: crate::pay::Channel,
@@ -116,7 +109,7 @@ pub struct StartPurchase {
 }
 
 impl Handler<StartPurchase> for CabinetActor {
-    type Result = AtomicResponse<Self, Result<PurchaseStarted, PurchaseError>>;
+    type Result = AtomicResponse<Self, Result<crate::db::models::Order, PurchaseError>>;
 
     fn handle(&mut self, m: StartPurchase, _ctx: &mut Context<Self>) -> Self::Result {
         let refused = match self.state {
@@ -163,7 +156,7 @@ impl Handler<StartPurchase> for CabinetActor {
                         );
                         tracing::info!(sn = %act.sn, order = order_id, door = m.door, "purchase reserved");
                         act.watch_purchase(order_id, ctx);
-                        Ok(PurchaseStarted { order: scanned.order, session: SessionInfo::from(&scanned.session) })
+                        Ok(scanned.order)
                     }
                     Err(orders::ScanFail::Refused(r)) => {
                         Err(PurchaseError::Refused(r, if r == ScanRefusal::CabinetBusy { held } else { None }))
@@ -678,21 +671,13 @@ impl CabinetActor {
                         tracing::info!(sn = %act.sn, order = order_id, status = %moved.order().status, "purchase settled");
                         act.svc.relay.wake();
                     }
-                    // Nothing was written: keep the session and settle again shortly (the
-                    // database may be back); the lanes' readings are still in their windows.
                     Err(e) => {
                         tracing::error!(sn = %act.sn, order = order_id, error = %e, "settlement not stored; retrying");
-                        if let Some(run) = act.door_run_mut() {
-                            run.phase = Phase::Settling;
-                        }
-                        ctx.run_later(SETTLE_RETRY, |act, ctx| act.try_settle(true, ctx));
+                        act.settle_again(ctx);
                         return;
                     }
                 }
-                act.session = None;
-                act.reset_baselines();
-                act.reload_stock(ctx);
-                act.deliver_pending(ctx);
+                act.let_go(ctx);
             }));
     }
 
@@ -871,18 +856,29 @@ impl CabinetActor {
         let db = self.svc.db.clone();
         ctx.wait(async move { db.write(write).await }.into_actor(self).map(|r, act, ctx| {
             if let Err(e) = r {
-                // Nothing was written: keep the session and finish again shortly.
                 tracing::error!(sn = %act.sn, error = %e, "door session end not stored; retrying");
-                if let Some(run) = act.door_run_mut() {
-                    run.phase = Phase::Settling;
-                }
-                ctx.run_later(SETTLE_RETRY, |act, ctx| act.try_settle(true, ctx));
+                act.settle_again(ctx);
                 return;
             }
-            act.session = None;
-            act.reset_baselines();
-            act.reload_stock(ctx);
-            act.deliver_pending(ctx);
+            act.let_go(ctx);
         }));
+    }
+
+    /// Nothing of the end was written: keep the session and settle again shortly (the database
+    /// may be back); the lanes' readings are still in their windows.
+    fn settle_again(&mut self, ctx: &mut Context<Self>) {
+        if let Some(run) = self.door_run_mut() {
+            run.phase = Phase::Settling;
+        }
+        ctx.run_later(SETTLE_RETRY, |act, ctx| act.try_settle(true, ctx));
+    }
+
+    /// The door session's end is stored: free the cabinet, judge drift afresh, read the new book
+    /// stock, and deliver whatever waited for the cabinet.
+    fn let_go(&mut self, ctx: &mut Context<Self>) {
+        self.session = None;
+        self.reset_baselines();
+        self.reload_stock(ctx);
+        self.deliver_pending(ctx);
     }
 }
