@@ -137,7 +137,7 @@ impl Heft {
         // The routing table exists before the actors do: the purchase consumers tell actors.
         let routes = Routes::default();
         let mut consumers = vec![crate::pay::release::ReleaseHandler::handler(db.clone(), payments.clone())];
-        consumers.extend(crate::actors::purchase::handlers(&db, &payments, &routes, &config));
+        consumers.extend(crate::actors::purchase::handlers(&db, &cache, &payments, &routes, &config));
         consumers.extend(handlers);
         let relay = crate::actors::relay::Relay::start(
             db.clone(),

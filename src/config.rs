@@ -304,8 +304,13 @@ pub struct OrdersConfig {
     pub door_open_alert_s: u64,
     /// After the close, the longest wait for every lane to be stable; then the order goes to review.
     pub settle_max_ms: u64,
-    /// After a refused charge, when it is tried again.
+    /// After a refused charge (or one the platform is still collecting), when it is tried (looked
+    /// at) again; doubles each round up to `capture_retry_max_s`.
     pub capture_retry_s: u64,
+    pub capture_retry_max_s: u64,
+    /// A charge the platform has not collected this long after the settlement becomes debt on the
+    /// shopper's account (no new purchase before it is paid) until the platform says paid.
+    pub collect_grace_s: u64,
     /// What the shopper sees on the platform's page (at most 20 characters).
     pub title: String,
 }
@@ -638,13 +643,31 @@ impl Config {
             ("orders.door_open_alert_s", o.door_open_alert_s),
             ("orders.settle_max_ms", o.settle_max_ms),
             ("orders.capture_retry_s", o.capture_retry_s),
+            ("orders.collect_grace_s", o.collect_grace_s),
         ] {
             if v == 0 {
                 return Err(key_error(key, "must be greater than 0"));
             }
         }
-        if o.open_check_s <= o.unlock_s {
-            return Err(key_error("orders.open_check_s", "must be longer than orders.unlock_s"));
+        if o.capture_retry_max_s < o.capture_retry_s {
+            return Err(key_error("orders.capture_retry_max_s", "must be at least orders.capture_retry_s"));
+        }
+        // The second door-open check cancels the order: by then every `open` sent (the first and
+        // its retries, then the second and its retries) must have unlocked and locked again, or a
+        // door could open after its order was cancelled.
+        let p = &self.protocol;
+        let last_unlock_ms = p
+            .command_timeout_ms
+            .saturating_mul(u64::from(p.command_retries) + 1)
+            .saturating_add(o.unlock_s.saturating_mul(1000));
+        if o.open_check_s.saturating_mul(1000) <= last_unlock_ms {
+            return Err(key_error(
+                "orders.open_check_s",
+                format!(
+                    "must be longer than orders.unlock_s plus the open command's retries \
+                     (protocol.command_timeout_ms × (protocol.command_retries + 1)): {last_unlock_ms} ms"
+                ),
+            ));
         }
         if o.title.is_empty() || o.title.chars().count() > 20 {
             return Err(key_error("orders.title", "must be 1 to 20 characters"));

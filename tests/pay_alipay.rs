@@ -18,9 +18,9 @@ use heft::pay::{
 };
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+#[path = "common/ports.rs"]
+mod ports;
+use ports::free_port;
 
 fn config(extra: &[(&str, &str)]) -> Config {
     let sim = format!("127.0.0.1:{}", free_port());

@@ -206,7 +206,11 @@ both_profiles!(nothing_taken, empty_basket);
 /// cancelled and the hold released.
 async fn door_never_opens(profile: Profile) {
     let mut extra = FAST.to_vec();
-    extra.extend([("HEFT__ORDERS__UNLOCK_S", "1"), ("HEFT__ORDERS__OPEN_CHECK_S", "2")]);
+    extra.extend([
+        ("HEFT__ORDERS__UNLOCK_S", "1"),
+        ("HEFT__ORDERS__OPEN_CHECK_S", "2"),
+        ("HEFT__PROTOCOL__COMMAND_TIMEOUT_MS", "300"),
+    ]);
     let Some(s) = TestServer::start(profile, &extra).await else { return };
     let cab = shop::ready_cabinet(&s, "NOP-1", shop::quiet(15)).await;
     let token = shop::shopper(&s, "wechat", "o-never").await;
@@ -261,6 +265,41 @@ async fn failed_then_paid(profile: Profile) {
     cab.stop().await;
 }
 both_profiles!(charge_fails_then_succeeds, failed_then_paid);
+
+/// WeChat accepts the charge but cannot collect it (the shopper's balance): past
+/// `orders.collect_grace_s` the order is `payment_failed` and the amount owed; when WeChat finally
+/// collects, the order is paid, once, and the debt is gone.
+async fn collected_late(profile: Profile) {
+    let mut extra = FAST.to_vec();
+    extra.extend([("HEFT__ORDERS__CAPTURE_RETRY_S", "1"), ("HEFT__ORDERS__COLLECT_GRACE_S", "1")]);
+    let Some(s) = TestServer::start(profile, &extra).await else { return };
+    let cab = shop::ready_cabinet(&s, "CLT-1", shop::quiet(27)).await;
+    let uid = "o-late-pay";
+    let token = shop::shopper(&s, "wechat", uid).await;
+    let scanned = shop::scan(&s, &token, "CLT-1", "wechat").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    shop::knobs(&s, json!({"fail_then_succeed": 1, "recover_ms": 4000})).await;
+    cab.open_door(1).await.expect("open");
+    shop::order_in(&s, &token, id, "door_open").await;
+    cab.take(2, 1).expect("take water");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cab.close_door(1).await.expect("close");
+    let owed = shop::order_in(&s, &token, id, "payment_failed").await;
+    assert_eq!(owed["debt_fen"], 200, "{owed}");
+    let (status, body) =
+        call(&s, "POST", "/api/v1/orders", &token, Some(json!({"sn": "CLT-1", "door": 1, "channel": "wechat"}))).await;
+    assert_eq!((status, body["error"].as_str()), (402, Some("unpaid_debt")), "no new purchase while owing: {body}");
+    let paid = shop::order_in(&s, &token, id, "paid").await;
+    assert_eq!((paid["paid_fen"].as_i64(), paid["debt_fen"].as_i64()), (Some(200), Some(0)), "{paid}");
+    assert_eq!(ok(&s, "GET", "/api/v1/me", &token, None).await["debt_fen"], 0);
+    let t = s.ops_login(Role::Operator).await;
+    let p = ok(&s, "GET", &format!("/ops/payments/{}", paid["out_order_no"].as_str().expect("no")), &t, None).await;
+    assert_eq!((p["payment"]["state"].as_str(), p["payment"]["amount_fen"].as_i64()), (Some("paid"), Some(200)), "{p}");
+    cab.stop().await;
+}
+both_profiles!(charge_collected_late, collected_late);
 
 /// The shopper cancels and then confirms on the platform's page anyway (the platform cannot be
 /// reached to cancel in between): the confirmation is stored as `release_needed`, the door never
@@ -365,9 +404,16 @@ both_profiles!(review_queue, review_and_appeal);
 
 /// Sales take a lane under its threshold: a restock task says what to bring; a restocker opens
 /// the door, fills the lane, and the task closes with what the weight says was added.
-/// Maintenance opens a door with no sale and flags what moved.
+/// A restock whose door is never opened ends by itself and gives the task back. Maintenance opens
+/// a door with no sale and flags what moved.
 async fn restock_and_maintenance(profile: Profile) {
-    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let mut extra = FAST.to_vec();
+    extra.extend([
+        ("HEFT__ORDERS__UNLOCK_S", "1"),
+        ("HEFT__ORDERS__OPEN_CHECK_S", "3"),
+        ("HEFT__PROTOCOL__COMMAND_TIMEOUT_MS", "300"),
+    ]);
+    let Some(s) = TestServer::start(profile, &extra).await else { return };
     let cab = shop::ready_cabinet(&s, "RST-1", shop::quiet(19)).await;
     let uid = "o-restock";
     let token = shop::shopper(&s, "wechat", uid).await;
@@ -390,6 +436,18 @@ async fn restock_and_maintenance(profile: Profile) {
     assert_eq!(task["wanted"][0]["lane"], "A1", "{task}");
     assert_eq!(task["wanted"][0]["qty"], 8, "fill to capacity 10: {task}");
     assert!(s.alerts("code=restock_needed").await.iter().any(|a| a["sn"] == "RST-1"));
+    // The restocker is called away: the door unlocks and nobody opens it.
+    let abandoned = ok(&s, "POST", "/ops/cabinets/RST-1/restock", &t, Some(json!({"door": 1}))).await;
+    assert_eq!(abandoned["task_id"], task["id"], "{abandoned}");
+    let session = abandoned["session"]["id"].clone();
+    let ended = eventually("the unopened restock ends", || async {
+        let v = ok(&s, "GET", "/ops/cabinets/RST-1/sessions", &t, None).await;
+        v["recent"].as_array().and_then(|a| a.iter().find(|x| x["id"] == session && !x["ended_at"].is_null()).cloned())
+    })
+    .await;
+    assert_eq!(ended["outcome"], "cancelled", "{ended}");
+    let again = ok(&s, "GET", &format!("/ops/restock-tasks/{}", task["id"]), &t, None).await;
+    assert_eq!(again["status"], "open", "the task waits for the next restocker: {again}");
     let started = ok(&s, "POST", "/ops/cabinets/RST-1/restock", &t, Some(json!({"door": 1}))).await;
     assert_eq!(started["task_id"], task["id"], "{started}");
     shop::settle_readings(&cab).await;
@@ -480,6 +538,75 @@ async fn disconnect_mid_purchase(profile: Profile) {
     cab.stop().await;
 }
 both_profiles!(disconnect_mid_session, disconnect_mid_purchase);
+
+/// The cabinet loses power with the door open; the shopper closes it during the outage. Rebooted,
+/// the cabinet has forgotten the close and reports no door (protocol §8): Heft takes the silence
+/// for a close, settles from the readings that follow (at the closed-door cadence) and charges.
+async fn power_loss_mid_purchase(profile: Profile) {
+    let mut extra = FAST.to_vec();
+    extra.push(("HEFT__PROTOCOL__CLOSED_WEIGHT_S", "1"));
+    let Some(s) = TestServer::start(profile, &extra).await else { return };
+    let cab = shop::ready_cabinet(&s, "PWR-1", shop::quiet(24)).await;
+    let uid = "o-power";
+    let token = shop::shopper(&s, "wechat", uid).await;
+    let scanned = shop::scan(&s, &token, "PWR-1", "wechat").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    cab.open_door(1).await.expect("open");
+    shop::order_in(&s, &token, id, "door_open").await;
+    cab.take(1, 1).expect("a bag of chips");
+    cab.disconnect().await;
+    assert!(cab.close_door(1).await.is_err(), "nobody hears the close");
+    cab.physical(|p| p.lose_power());
+    cab.reconnect().await.expect("back, after a reboot");
+    let o = shop::order_in(&s, &token, id, "paid").await;
+    assert_eq!(o["total_fen"], 600, "{o}");
+    assert_eq!(shop::book_stock(&s, "PWR-1").await[1], ("A2".to_string(), 7));
+    cab.stop().await;
+}
+both_profiles!(power_lost_mid_session, power_loss_mid_purchase);
+
+/// The door is unlocked, then the connection drops; the shopper opens the door, takes a can and
+/// closes it, all unheard. Back online the cabinet reports the door closed: Heft never saw it open,
+/// but a door that moved can only have opened, so it settles from the weights taken at the
+/// authorisation.
+async fn opened_and_closed_offline(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet(&s, "OFF-1", shop::quiet(25)).await;
+    let uid = "2088000000000009";
+    let token = shop::shopper(&s, "alipay", uid).await;
+    let scanned = shop::scan(&s, &token, "OFF-1", "alipay").await;
+    let id = scanned["order"]["id"].as_i64().expect("id");
+    shop::confirm(&s, "alipay", &scanned["confirm"], uid).await;
+    shop::order_in(&s, &token, id, "authorized").await;
+    assert!(cab.wait_unlocked(1, Duration::from_secs(10)).await, "open reached the cabinet");
+    cab.disconnect().await;
+    assert!(cab.open_door(1).await.is_err());
+    cab.take(0, 1).expect("a cola");
+    assert!(cab.close_door(1).await.is_err());
+    cab.reconnect().await.expect("back online");
+    let o = shop::order_in(&s, &token, id, "paid").await;
+    assert_eq!(o["total_fen"], 350, "{o}");
+    assert!(o["before_g"]["A1"].as_f64().is_some(), "the weights it started from are on the order: {o}");
+    cab.stop().await;
+}
+both_profiles!(door_moved_offline, opened_and_closed_offline);
+
+/// A door opened while nothing holds the cabinet (forced, or a broken lock) is a critical alert.
+async fn door_forced(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet(&s, "FRC-1", shop::quiet(26)).await;
+    cab.open_door(1).await.expect("the door is pulled open");
+    let alert = eventually("the unheld door alert", || async {
+        s.alerts("code=door_open_unheld").await.into_iter().find(|a| a["sn"] == "FRC-1")
+    })
+    .await;
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    cab.close_door(1).await.expect("close");
+    cab.stop().await;
+}
+both_profiles!(door_open_with_no_session, door_forced);
 
 /// A basket worth more than the pre-authorisation holds: the platform is charged the cap, the
 /// rest is debt on the order and the account, with a notice.

@@ -217,6 +217,7 @@ impl Handler for RestockCheck {
 /// The purchase flow's consumers of this node.
 pub fn handlers(
     db: &Db,
+    cache: &Arc<dyn crate::cache::Cache>,
     gateways: &Gateways,
     routes: &Routes,
     config: &crate::config::Config,
@@ -232,8 +233,11 @@ pub fn handlers(
         Arc::new(RestockCheck { db: db.clone() }),
         Arc::new(crate::pay::capture::Capture {
             db: db.clone(),
+            cache: cache.clone(),
             gateways: gateways.clone(),
             orders: config.orders.clone(),
+            handler_timeout_ms: config.messages.handler_timeout_ms,
+            max_attempts: config.messages.max_attempts,
             title: config.orders.title.clone(),
         }),
     ]

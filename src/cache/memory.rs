@@ -32,6 +32,8 @@ struct State {
     leases: HashMap<String, Held>,
     /// Last fencing token handed out per lease name; never decreases, never expires.
     fences: HashMap<String, u64>,
+    /// Open orders: value and when it lapses (`None`: beyond what `Instant` can hold).
+    orders: HashMap<i64, (String, Option<Instant>)>,
 }
 
 #[derive(Debug)]
@@ -287,6 +289,25 @@ impl Cache for MemoryCache {
             owner: held.owner.clone(),
             token: held.token,
         }))
+    }
+
+    async fn order_put(&self, id: i64, value: &str, ttl_ms: u64) -> CacheResult<()> {
+        let now = Instant::now();
+        let mut state = self.state();
+        // Lapsed entries go when another is written, so the map stays as small as Redis's keys.
+        state.orders.retain(|_, (_, until)| until.is_none_or(|t| now < t));
+        state.orders.insert(id, (value.to_owned(), lease_deadline(now, ttl_ms)));
+        Ok(())
+    }
+
+    async fn order_get(&self, id: i64) -> CacheResult<Option<String>> {
+        let now = Instant::now();
+        Ok(self.state().orders.get(&id).filter(|(_, until)| until.is_none_or(|t| now < t)).map(|(v, _)| v.clone()))
+    }
+
+    async fn order_forget(&self, id: i64) -> CacheResult<()> {
+        self.state().orders.remove(&id);
+        Ok(())
     }
 }
 

@@ -107,4 +107,11 @@ pub trait Cache: Send + Sync + 'static {
     async fn lease_release(&self, lease: &Lease) -> CacheResult<bool>;
     /// The current holder, if any.
     async fn lease_holder(&self, name: &str) -> CacheResult<Option<Lease>>;
+
+    // --- open orders ------------------------------------------------------------------------
+    /// `heft:order:{id}`: an order and the weights it started from (JSON) while its session is
+    /// open, for whichever actor takes the session up; it lapses after `ttl_ms`.
+    async fn order_put(&self, id: i64, value: &str, ttl_ms: u64) -> CacheResult<()>;
+    async fn order_get(&self, id: i64) -> CacheResult<Option<String>>;
+    async fn order_forget(&self, id: i64) -> CacheResult<()>;
 }

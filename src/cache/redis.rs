@@ -340,6 +340,26 @@ impl Cache for RedisCache {
         let value: Option<String> = ::redis::cmd("GET").arg(&lock).query_async(&mut self.conn()).await?;
         value.map(|value| parse_lease(&lock, name, &value)).transpose()
     }
+
+    async fn order_put(&self, id: i64, value: &str, ttl_ms: u64) -> CacheResult<()> {
+        let _: () = ::redis::cmd("SET")
+            .arg(self.key("order", &id.to_string()))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn order_get(&self, id: i64) -> CacheResult<Option<String>> {
+        Ok(::redis::cmd("GET").arg(self.key("order", &id.to_string())).query_async(&mut self.conn()).await?)
+    }
+
+    async fn order_forget(&self, id: i64) -> CacheResult<()> {
+        let _: i64 = ::redis::cmd("DEL").arg(self.key("order", &id.to_string())).query_async(&mut self.conn()).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

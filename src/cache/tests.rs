@@ -98,6 +98,8 @@ macro_rules! cache_suite {
                 lease_stale_renew_and_release_fail,
                 lease_owner_may_contain_separator,
                 lease_names_are_independent,
+                open_order_put_get_forget,
+                open_order_lapses,
             );
         }
     };
@@ -517,4 +519,27 @@ async fn lease_names_are_independent(c: &dyn Cache) {
     assert_eq!(c.lease_holder("y").await.unwrap(), Some(y));
     // Lease names and counter names live in different key spaces.
     assert_eq!(c.counter_get("x").await.unwrap(), 0);
+}
+
+// --- open orders ----------------------------------------------------------------------------
+
+async fn open_order_put_get_forget(c: &dyn Cache) {
+    assert_eq!(c.order_get(7).await.unwrap(), None);
+    c.order_put(7, r#"{"before_g":{"A1":1065.0}}"#, LONG_TTL_MS).await.unwrap();
+    c.order_put(8, "other", LONG_TTL_MS).await.unwrap();
+    assert_eq!(c.order_get(7).await.unwrap().as_deref(), Some(r#"{"before_g":{"A1":1065.0}}"#));
+    // Written again: the new value.
+    c.order_put(7, "v2", LONG_TTL_MS).await.unwrap();
+    assert_eq!(c.order_get(7).await.unwrap().as_deref(), Some("v2"));
+    c.order_forget(7).await.unwrap();
+    c.order_forget(7).await.unwrap();
+    assert_eq!(c.order_get(7).await.unwrap(), None);
+    assert_eq!(c.order_get(8).await.unwrap().as_deref(), Some("other"));
+}
+
+async fn open_order_lapses(c: &dyn Cache) {
+    c.order_put(9, "short", SHORT_TTL_MS).await.unwrap();
+    assert_eq!(c.order_get(9).await.unwrap().as_deref(), Some("short"));
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(c.order_get(9).await.unwrap(), None);
 }

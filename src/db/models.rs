@@ -157,6 +157,8 @@ pub struct NewSession {
     pub started_by: String,
     pub node_id: String,
     pub started_at: NaiveDateTime,
+    /// While open: what an actor taking the session up needs (a door session's weights before).
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]

@@ -142,9 +142,24 @@ pub fn begin(conn: &mut AnyConnection, sn: &str, session_id: i64, now: NaiveDate
     Ok(Some(task.id))
 }
 
+/// A restock session ended without counting anything (cancelled, aborted, abandoned): its task
+/// is open again for the next restocker.
+pub fn release(conn: &mut AnyConnection, session_id: i64, now: NaiveDateTime) -> DbResult<()> {
+    diesel::update(
+        restock_tasks::table
+            .filter(restock_tasks::session_id.eq(Some(session_id)))
+            .filter(restock_tasks::status.eq(IN_PROGRESS)),
+    )
+    .set((restock_tasks::status.eq(OPEN), restock_tasks::session_id.eq(None::<i64>), restock_tasks::updated_at.eq(now)))
+    .execute(conn)?;
+    Ok(())
+}
+
 /// The restock door closed and the lanes settled: in one transaction, stock and ledger rows for
 /// what was added, the task closed with it, and the session ended. Lanes that could not be
-/// counted keep their book stock and are listed on the task for a person.
+/// counted keep their book stock and are listed on the task for a person. Lanes still at or
+/// under their threshold afterwards (a partial fill) get a fresh `restock.check`. Done once: a
+/// repeat for a session already ended changes nothing.
 pub fn finish(
     conn: &mut AnyConnection,
     sn: &str,
@@ -155,12 +170,16 @@ pub fn finish(
     now: NaiveDateTime,
 ) -> DbResult<Option<i64>> {
     write_tx(conn, |conn| {
+        if super::sessions::find(conn, session_id)?.is_none_or(|s| s.ended_at.is_some()) {
+            return Ok(None);
+        }
         let task = restock_tasks::table
             .filter(restock_tasks::session_id.eq(Some(session_id)))
             .select(RestockTask::as_select())
             .first(conn)
             .optional()?;
         let task_id = task.as_ref().map(|t| t.id);
+        let record = serde_json::json!({ "added": added, "uncounted": uncounted });
         let changes: Vec<orders::StockChange> = added
             .iter()
             .map(|a| orders::StockChange {
@@ -171,7 +190,6 @@ pub fn finish(
             })
             .collect();
         orders::change_stock(conn, sn, &changes, (None, Some(session_id), task_id), now)?;
-        let record = serde_json::json!({ "added": added, "uncounted": uncounted });
         if let Some(id) = task_id {
             diesel::update(restock_tasks::table.find(id))
                 .set((
@@ -186,6 +204,10 @@ pub fn finish(
         super::sessions::close(conn, session_id, "done", Some(&record.to_string()), now)?;
         if task_id.is_some() {
             super::alerts::resolve(conn, RESTOCK_NEEDED, Some(sn), now)?;
+        }
+        if !wanted(conn, sn)?.is_empty() {
+            let message = serde_json::json!({ "sn": sn });
+            super::outbox::enqueue(conn, crate::mq::topics::RESTOCK_CHECK, &message, None)?;
         }
         Ok(task_id)
     })

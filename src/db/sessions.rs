@@ -47,7 +47,8 @@ pub fn current(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<Session>> 
         .optional()?)
 }
 
-/// End a session once; returns whether this call ended it.
+/// End a session once; returns whether this call ended it. A restock task the session was
+/// working on and did not finish is open again.
 pub fn close(
     conn: &mut AnyConnection,
     id: i64,
@@ -55,14 +56,17 @@ pub fn close(
     detail: Option<&str>,
     at: NaiveDateTime,
 ) -> DbResult<bool> {
-    let n = diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
-        .set((
-            sessions::ended_at.eq(Some(at)),
-            sessions::outcome.eq(Some(outcome)),
-            sessions::detail.eq(detail.map(str::to_string)),
-        ))
-        .execute(conn)?;
-    Ok(n == 1)
+    write_tx(conn, |conn| {
+        let n = diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
+            .set((
+                sessions::ended_at.eq(Some(at)),
+                sessions::outcome.eq(Some(outcome)),
+                sessions::detail.eq(detail.map(str::to_string)),
+            ))
+            .execute(conn)?;
+        super::restock::release(conn, id, at)?;
+        Ok(n == 1)
+    })
 }
 
 pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Session>> {

@@ -5,8 +5,8 @@
 //! Per lane: `Δg = before − after` (positive: taken), `qty = round(Δg / unit_g)`, accepted when
 //! `|Δg − qty·unit_g| ≤ tolerance`. A gain on one lane that matches whole units lost from another
 //! lane in the same session is an item moved, not sold. Anything else that does not add up — a
-//! residue out of tolerance, a gain that matches nothing, a lane with no stable reading, two ways
-//! to explain one gain — sends the order to manual review rather than guess with the shopper's
+//! residue out of tolerance, a gain that matches nothing, a lane with no stable reading or no
+//! weight from before, two ways to explain one gain — sends the order to manual review rather than guess with the shopper's
 //! money.
 
 use serde::{Deserialize, Serialize};
@@ -20,8 +20,9 @@ pub struct LaneReading {
     pub unit_g: f64,
     pub tolerance_g: f64,
     pub price_fen: i64,
-    /// Stable weight before the door opened.
-    pub before_g: f64,
+    /// Stable weight before the door opened; `None` when the lane had no reading to take it from
+    /// (a cabinet that just came back, a door frame without counts).
+    pub before_g: Option<f64>,
     /// Stable weight after the door closed; `None` when the lane never settled.
     pub after_g: Option<f64>,
 }
@@ -52,6 +53,8 @@ pub struct Move {
 pub enum ReviewReason {
     /// The lane never gave a stable reading after the door closed.
     NotStable { lane: String },
+    /// There was no weight of the lane from before the door opened to compare with.
+    NoWeightBefore { lane: String },
     /// The change is no whole number of units (within tolerance).
     Residue { lane: String, delta_g: f64, nearest_qty: i64 },
     /// Weight appeared that matches no units lost from another lane.
@@ -93,11 +96,15 @@ pub fn settle(lanes: &[LaneReading]) -> Settlement {
     let mut taken: Vec<(usize, i64)> = Vec::new();
     let mut gains: Vec<(usize, f64)> = Vec::new();
     for (i, lane) in lanes.iter().enumerate() {
+        let Some(before) = lane.before_g else {
+            reasons.push(ReviewReason::NoWeightBefore { lane: lane.lane.clone() });
+            continue;
+        };
         let Some(after) = lane.after_g else {
             reasons.push(ReviewReason::NotStable { lane: lane.lane.clone() });
             continue;
         };
-        let delta = lane.before_g - after;
+        let delta = before - after;
         if delta.abs() <= lane.tolerance_g {
             continue;
         }
@@ -173,8 +180,8 @@ pub fn estimate_basket_fen(lanes: &[LaneReading], current_g: &[Option<f64>]) -> 
     lanes
         .iter()
         .zip(current_g)
-        .filter_map(|(lane, now)| now.map(|g| (lane, g)))
-        .map(|(lane, g)| ((lane.before_g - g) / lane.unit_g).round().max(0.0) as i64 * lane.price_fen)
+        .filter_map(|(lane, now)| Some((lane, lane.before_g?, (*now)?)))
+        .map(|(lane, before, g)| ((before - g) / lane.unit_g).round().max(0.0) as i64 * lane.price_fen)
         .sum()
 }
 
@@ -195,7 +202,7 @@ mod tests {
             unit_g,
             tolerance_g: (unit_g / 10.0).max(2.0),
             price_fen: price,
-            before_g: before,
+            before_g: Some(before),
             after_g: after,
         }
     }
@@ -254,6 +261,12 @@ mod tests {
         // A lane that never settled.
         let s = settle(&[lane("A1", 1, 355.0, 350, 3550.0, None)]);
         assert!(matches!(&s, Settlement::Review { reasons } if matches!(reasons[0], ReviewReason::NotStable { .. })));
+        // A lane with no weight from before the door opened: what it lost cannot be known, even
+        // when every other lane adds up.
+        let mut unweighed = lane("A2", 2, 50.0, 600, 0.0, Some(400.0));
+        unweighed.before_g = None;
+        let s = settle(&[lane("A1", 1, 355.0, 350, 3550.0, Some(3550.0)), unweighed]);
+        assert_eq!(s, Settlement::Review { reasons: vec![ReviewReason::NoWeightBefore { lane: "A2".into() }] });
         // 100 g appeared: one of two 100 g products taken from two lanes, but which?
         let s = settle(&[
             lane("A1", 1, 100.0, 350, 1000.0, Some(900.0)),

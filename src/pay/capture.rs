@@ -1,33 +1,87 @@
 //! `payment.capture`: charge a settled order against its pre-authorisation (Pay Score complete /
 //! Alipay `trade.pay` with the `auth_no`), exactly once.
 //!
-//! Never charge twice: the trade number is fixed per order (`db::orders::out_trade_no`), the
-//! payment is moved to `capturing` before the request goes out, and whenever an earlier attempt
-//! may have reached the platform (a timeout, a retry, a charge that failed before) the platform is
-//! asked first and its answer kept. A refused charge leaves the order `payment_failed` with the
-//! amount as debt on the account, and is tried again after `orders.capture_retry_s`; a charge
-//! still being collected (WeChat) is looked at again after the same time if its callback has not
-//! come.
+//! Never charge twice: the trade number is fixed per order (`db::orders::out_trade_no`); one
+//! handling at a time per order, on any node (a lease in the cache: a second message for the same
+//! order, a duplicate delivery or a retry racing a callback, finds it held and leaves the order to
+//! the handling in progress); the payment is moved to `capturing` before the request goes out;
+//! and whenever an earlier attempt may have reached the platform (a timeout, a retry, a charge
+//! that failed before, a refusal) the platform is asked first and its answer kept.
+//!
+//! A refused charge leaves the order `payment_failed` with the amount as debt on the account, and
+//! is tried again later. A charge the platform is still collecting (WeChat) is looked at again
+//! later if its callback has not come; still not collected `orders.collect_grace_s` after the
+//! settlement, it becomes debt too (the shopper cannot shop again owing it), and is followed until
+//! the platform says paid. "Later" starts at `orders.capture_retry_s` and doubles each round up to
+//! `orders.capture_retry_max_s`. A platform that cannot be reached is retried by the message's own
+//! backoff and, when that runs out, again after the same rounds: an outage never drops a charge.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{CaptureLine, CaptureOutcome, CaptureRequest, Channel, Gateways, PayError, PlatformState};
+use super::{CaptureLine, CaptureOutcome, CaptureRequest, Channel, Gateways, PayError, PaymentGateway, PlatformState};
+use crate::cache::Cache;
 use crate::config::OrdersConfig;
 use crate::db::models::{Order, Payment};
-use crate::db::{self, Db, DbError, orders, outbox, payments};
+use crate::db::{self, Db, DbError, alerts, orders, outbox, payments};
+use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::domain::order::OrderStatus;
 use crate::domain::payment::PaymentState;
 use crate::mq::{Handler, HandlerError, Message, topics};
 
+/// The alert raised when a settled order can no longer be charged (its pre-authorisation was
+/// cancelled or expired): the amount stays as debt and a person follows it up.
+pub const PREAUTH_GONE: &str = "preauth_gone";
+
 pub struct Capture {
     pub db: Db,
+    pub cache: Arc<dyn Cache>,
     pub gateways: Gateways,
     pub orders: OrdersConfig,
+    /// `messages.handler_timeout_ms`: no handling outlives it, so the order's lease lasts a little
+    /// longer and is never taken from a handling still running.
+    pub handler_timeout_ms: u64,
+    /// `messages.max_attempts`: the last attempt of a message hands an unreachable platform to a
+    /// later round instead of letting the message die.
+    pub max_attempts: u32,
     pub title: String,
 }
 
-fn retry_in(o: &OrdersConfig) -> chrono::Duration {
-    chrono::Duration::seconds(i64::try_from(o.capture_retry_s).unwrap_or(300))
+/// Why one handling stopped short.
+#[derive(Debug, thiserror::Error)]
+enum CaptureError {
+    /// The platform could not be reached or the payment moved meanwhile: try again.
+    #[error("{0}")]
+    Again(String),
+    /// Our request or the platform's answer is wrong (a key, a signature, a parameter): the
+    /// message is retried and then goes dead with its alert, for a person.
+    #[error("{0}")]
+    Broken(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<PayError> for CaptureError {
+    fn from(e: PayError) -> Self {
+        match e {
+            PayError::Retryable(_) => CaptureError::Again(e.to_string()),
+            _ => CaptureError::Broken(e.to_string()),
+        }
+    }
+}
+
+/// The `payment.capture` message of a deferred round.
+pub fn message(order_id: i64, round: u32) -> serde_json::Value {
+    serde_json::json!({ "order_id": order_id, "round": round })
+}
+
+/// The wait before deferred round `round + 1`: `capture_retry_s`, doubled each round, at most
+/// `capture_retry_max_s`.
+pub fn retry_in(o: &OrdersConfig, round: u32) -> chrono::Duration {
+    let secs =
+        o.capture_retry_s.saturating_mul(1u64 << round.min(20)).min(o.capture_retry_max_s.max(o.capture_retry_s));
+    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
 }
 
 #[async_trait]
@@ -44,6 +98,45 @@ impl Handler for Capture {
         let id = msg.payload["order_id"]
             .as_i64()
             .ok_or_else(|| HandlerError::Failed(format!("payment.capture {} without order_id", msg.id)))?;
+        let round = msg.payload["round"].as_u64().and_then(|r| u32::try_from(r).ok()).unwrap_or(0);
+        let name = format!("capture:{id}");
+        let owner = format!("{}:{}:{}", msg.id, msg.attempts, chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        let ttl = self.handler_timeout_ms.saturating_add(5_000);
+        let lease = self
+            .cache
+            .lease_acquire(&name, &owner, ttl)
+            .await
+            .map_err(|e| HandlerError::Failed(format!("capture lease of order {id}: {e}")))?;
+        let Some(lease) = lease else {
+            // Another handling of this order is under way; whatever it finds, it schedules what
+            // comes next itself, so this message has nothing left to do.
+            tracing::info!(order = id, message = %msg.id, "a capture of this order is already running; leaving it to that one");
+            return Ok(());
+        };
+        let result = self.capture(id, round).await;
+        if let Err(e) = self.cache.lease_release(&lease).await {
+            tracing::warn!(order = id, error = %e, "capture lease not released; it expires");
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(CaptureError::Again(e)) if msg.attempts.saturating_add(1) >= self.max_attempts => {
+                let later = retry_in(&self.orders, round);
+                tracing::warn!(order = id, error = %e, retry_in_s = later.num_seconds(), "platform still unavailable; the charge is tried again later");
+                self.db
+                    .write(move |c| {
+                        outbox::enqueue(c, topics::PAYMENT_CAPTURE, &message(id, round + 1), Some(db::now() + later))
+                    })
+                    .await?;
+                Ok(())
+            }
+            Err(CaptureError::Again(e) | CaptureError::Broken(e)) => Err(HandlerError::Failed(e)),
+            Err(CaptureError::Db(e)) => Err(e.into()),
+        }
+    }
+}
+
+impl Capture {
+    async fn capture(&self, id: i64, round: u32) -> Result<(), CaptureError> {
         let (order, payment, lines) = self
             .db
             .run(move |c| {
@@ -53,33 +146,21 @@ impl Handler for Capture {
                 Ok(p.map(|p| (o, p, lines)))
             })
             .await?
-            .ok_or_else(|| HandlerError::Failed(format!("order {id} or its payment not found")))?;
+            .ok_or_else(|| CaptureError::Broken(format!("order {id} or its payment not found")))?;
         let status = orders::status_of(&order)?;
         if !matches!(status, OrderStatus::Paying | OrderStatus::PaymentFailed) {
             return Ok(());
         }
         let channel = Channel::parse(&payment.channel).ok_or_else(|| {
-            HandlerError::Failed(format!("payment {} channel {}", payment.out_order_no, payment.channel))
+            CaptureError::Broken(format!("payment {} channel {}", payment.out_order_no, payment.channel))
         })?;
         let gateway = self.gateways.get(channel);
         let trade_no = orders::out_trade_no(&order.out_order_no);
         let state = PaymentState::parse(&payment.state);
         // An earlier attempt may have reached the platform: its answer decides.
         let tried = payment.out_trade_no.is_some() || status == OrderStatus::PaymentFailed;
-        if state == Some(PaymentState::Paid) || tried {
-            match gateway.query(&order.out_order_no, Some(&trade_no)).await {
-                Ok(PlatformState::Paid { amount_fen, transaction_id }) => {
-                    return self.record_paid(&order, amount_fen, transaction_id).await;
-                }
-                Ok(PlatformState::Capturing { .. }) => return self.look_again(id).await,
-                Ok(PlatformState::Authorized { .. }) => {}
-                Ok(PlatformState::Pending | PlatformState::Cancelled) => {
-                    // Nothing can be charged any more: the amount stays as debt for a person.
-                    tracing::error!(order = id, "the pre-authorisation is gone; the charge cannot be made");
-                    return self.failed(id, status).await;
-                }
-                Err(e) => return Err(HandlerError::Failed(format!("querying {}: {e}", order.out_order_no))),
-            }
+        if (state == Some(PaymentState::Paid) || tried) && self.follow_platform(gateway, &order, status, round).await? {
+            return Ok(());
         }
         // The platform charges at most what it holds; a basket over the cap is charged as one
         // capped line, the rest owed (booked at the settlement).
@@ -104,10 +185,14 @@ impl Handler for Capture {
         self.mark_capturing(&payment, &trade_no).await?;
         match gateway.capture(&req).await {
             Ok(CaptureOutcome::Paid { transaction_id }) => self.record_paid(&order, total, transaction_id).await,
-            Ok(CaptureOutcome::Collecting) => self.look_again(id).await,
-            Err(PayError::Retryable(e)) => Err(HandlerError::Failed(format!("capturing {}: {e}", order.out_order_no))),
-            Err(e) => {
-                tracing::warn!(order = id, error = %e, "charge refused");
+            Ok(CaptureOutcome::Collecting) => self.collecting(&order, status, round).await,
+            Err(PayError::Declined { code, message }) => {
+                // A refusal may be of a repeat whose first went through: ask before blaming the
+                // shopper.
+                tracing::warn!(order = id, %code, %message, "charge refused; asking the platform");
+                if self.follow_platform(gateway, &order, status, round).await? {
+                    return Ok(());
+                }
                 let no = order.out_order_no.clone();
                 self.db
                     .write(move |c| {
@@ -121,16 +206,39 @@ impl Handler for Capture {
                         )
                     })
                     .await?;
-                self.failed(id, status).await
+                self.failed(id, status, round).await
             }
+            Err(e) => Err(e.into()),
         }
     }
-}
 
-impl Capture {
-    async fn mark_capturing(&self, payment: &Payment, trade_no: &str) -> Result<(), HandlerError> {
+    /// Ask the platform where the charge stands and act on its answer; false when it still holds
+    /// the pre-authorisation uncharged (the charge is to be made).
+    async fn follow_platform(
+        &self,
+        gateway: &Arc<dyn PaymentGateway>,
+        order: &Order,
+        status: OrderStatus,
+        round: u32,
+    ) -> Result<bool, CaptureError> {
+        let trade_no = orders::out_trade_no(&order.out_order_no);
+        match gateway.query(&order.out_order_no, Some(&trade_no)).await? {
+            PlatformState::Paid { amount_fen, transaction_id } => {
+                self.record_paid(order, amount_fen, transaction_id).await?;
+            }
+            PlatformState::Capturing { .. } => self.collecting(order, status, round).await?,
+            PlatformState::Authorized { .. } => return Ok(false),
+            PlatformState::Pending | PlatformState::Cancelled => self.gone(order, status).await?,
+        }
+        Ok(true)
+    }
+
+    /// The payment goes to `capturing` with its trade number before the request leaves; a
+    /// payment no longer authorised (a callback moved it meanwhile) is looked at afresh.
+    async fn mark_capturing(&self, payment: &Payment, trade_no: &str) -> Result<(), CaptureError> {
         let (no, trade) = (payment.out_order_no.clone(), trade_no.to_string());
-        self.db
+        let marked = self
+            .db
             .write(move |c| {
                 payments::set_state(
                     c,
@@ -142,10 +250,15 @@ impl Capture {
                 )
             })
             .await?;
-        Ok(())
+        match marked {
+            true => Ok(()),
+            false => {
+                Err(CaptureError::Again(format!("payment {} moved meanwhile; looking again", payment.out_order_no)))
+            }
+        }
     }
 
-    async fn record_paid(&self, order: &Order, amount_fen: i64, transaction_id: String) -> Result<(), HandlerError> {
+    async fn record_paid(&self, order: &Order, amount_fen: i64, transaction_id: String) -> Result<(), CaptureError> {
         let (id, no) = (order.id, order.out_order_no.clone());
         self.db
             .write(move |c| {
@@ -159,33 +272,68 @@ impl Capture {
         Ok(())
     }
 
-    /// `payment_failed` (debt on the account) and a retry later; a repeat failure only schedules
-    /// the next retry.
-    async fn failed(&self, id: i64, status: OrderStatus) -> Result<(), HandlerError> {
-        let later = retry_in(&self.orders);
+    /// `payment_failed` (debt on the account) and the next round later; a repeat failure only
+    /// schedules the next round.
+    async fn failed(&self, id: i64, status: OrderStatus, round: u32) -> Result<(), CaptureError> {
+        let later = retry_in(&self.orders, round);
         self.db
             .write(move |c| {
-                db::write_tx(c, |c| {
-                    if status == OrderStatus::PaymentFailed {
-                        let message = serde_json::json!({ "order_id": id });
-                        outbox::enqueue(c, topics::PAYMENT_CAPTURE, &message, Some(db::now() + later))?;
-                    } else {
-                        orders::payment_failed(c, id, later, db::now())?;
+                let next = (message(id, round + 1), db::now() + later);
+                match status {
+                    OrderStatus::PaymentFailed => {
+                        outbox::enqueue(c, topics::PAYMENT_CAPTURE, &next.0, Some(next.1)).map(|_| ())
                     }
-                    Ok::<_, DbError>(())
-                })
+                    _ => orders::payment_failed(c, id, Some(next), db::now()).map(|_| ()),
+                }
             })
             .await?;
         Ok(())
     }
 
-    /// The platform is collecting: its callback finishes the order; if it never comes, look again.
-    async fn look_again(&self, id: i64) -> Result<(), HandlerError> {
-        let later = retry_in(&self.orders);
+    /// The platform is collecting: its callback finishes the order; if it never comes, look
+    /// again. Not collected within `collect_grace_s` of the settlement, the amount becomes debt.
+    async fn collecting(&self, order: &Order, status: OrderStatus, round: u32) -> Result<(), CaptureError> {
+        let grace = chrono::Duration::seconds(i64::try_from(self.orders.collect_grace_s).unwrap_or(i64::MAX / 1000));
+        let overdue = order.settled_at.is_some_and(|t| db::now() - t >= grace);
+        if status == OrderStatus::Paying && overdue {
+            tracing::warn!(order = order.id, "charge not collected in time; owed until the platform collects it");
+            return self.failed(order.id, status, round).await;
+        }
+        let (id, later) = (order.id, retry_in(&self.orders, round));
         self.db
             .write(move |c| {
-                let message = serde_json::json!({ "order_id": id });
-                outbox::enqueue(c, topics::PAYMENT_CAPTURE, &message, Some(db::now() + later))
+                outbox::enqueue(c, topics::PAYMENT_CAPTURE, &message(id, round + 1), Some(db::now() + later))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The pre-authorisation is gone (cancelled or expired) and nothing was charged: nothing can
+    /// be charged any more. The amount stays as debt and a person follows it up; no more rounds.
+    async fn gone(&self, order: &Order, status: OrderStatus) -> Result<(), CaptureError> {
+        tracing::error!(order = order.id, "the pre-authorisation is gone; the charge cannot be made");
+        let spec = AlertSpec {
+            audience: Audience::Ops,
+            severity: Severity::Critical,
+            code: PREAUTH_GONE.into(),
+            sn: Some(order.sn.clone()),
+            message: format!(
+                "order {} ({}): the pre-authorisation is gone and {} fen could not be charged; it is owed",
+                order.id,
+                order.out_order_no,
+                orders::charge_fen(order)
+            ),
+            detail: Some(serde_json::json!({ "order_id": order.id, "out_order_no": order.out_order_no }).to_string()),
+        };
+        let id = order.id;
+        self.db
+            .write(move |c| {
+                db::write_tx(c, |c| {
+                    if status == OrderStatus::Paying {
+                        orders::payment_failed(c, id, None, db::now())?;
+                    }
+                    alerts::raise(c, &spec, 1, db::now()).map(|_| ())
+                })
             })
             .await?;
         Ok(())

@@ -255,6 +255,12 @@ impl Physical {
         changed
     }
 
+    /// The controller lost power: with its RAM go the doors it owed Heft, so after the next login
+    /// only the doors open then are reported (protocol §8).
+    pub fn lose_power(&mut self) {
+        self.door_news.clear();
+    }
+
     /// Heft heard about the door's last move (its `up/door` frame went out).
     pub fn door_reported(&mut self, door: u32) {
         self.door_news.remove(&door);

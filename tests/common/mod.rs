@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,9 @@ use heft::domain::operator::Role;
 use heft::provision::Credentials;
 use heft::sim::device::{ConnectOptions, DeviceClient};
 use serde_json::Value;
+
+mod ports;
+pub use ports::free_port;
 
 pub const SHIPPED_CONFIG: &str = include_str!("../../config.toml");
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -112,10 +115,6 @@ pub fn storage(profile: Profile) -> Option<Storage> {
             })
         }
     }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// The shipped config with the test's storage, free ports, fast liveness settings, and the

@@ -23,12 +23,29 @@ use crate::device::topic::DownKind;
 use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::domain::cabinet::CabinetStatus;
 use crate::domain::liveness::Liveness;
-use crate::domain::order::ScanRefusal;
+use crate::domain::order::{ScanRefusal, Stay};
 use crate::domain::restock::added_units;
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::settlement::{self, LaneReading, Settlement};
 
 pub const DOOR_OPEN_TOO_LONG: &str = "door_open_too_long";
+/// A door open that no session holds.
+pub const DOOR_OPEN_UNHELD: &str = "door_open_unheld";
+
+/// An open order stays in the cache at most this long (its session ends long before).
+const ORDER_CACHE_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// Lane → grams, as orders and sessions store them.
+fn before_json(before: &[(String, f64)]) -> String {
+    serde_json::to_string(&before.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default()
+}
+
+/// The lane → grams of [`before_json`], or nothing when it is not that.
+fn weights_of(json: &str) -> Vec<(String, f64)> {
+    serde_json::from_str::<std::collections::BTreeMap<String, f64>>(json)
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default()
+}
 
 /// After a settlement the database did not take, the next try.
 const SETTLE_RETRY: Duration = Duration::from_secs(1);
@@ -51,7 +68,7 @@ pub(super) enum DoorPurpose {
 }
 
 impl DoorPurpose {
-    fn order_id(&self) -> Option<i64> {
+    pub(super) fn order_id(&self) -> Option<i64> {
         match self {
             DoorPurpose::Purchase { order_id, .. } => Some(*order_id),
             _ => None,
@@ -208,6 +225,7 @@ impl Handler<OpenForOrder> for CabinetActor {
             Phase::AwaitingAuth if !m.send => return Opening::Waiting,
             Phase::AwaitingAuth => {
                 let before = self.weigh_door(door);
+                self.cache_order(m.order_id, door, &before, ctx);
                 if let Some(run) = self.door_run_mut() {
                     run.before = before;
                     run.phase = Phase::Opening;
@@ -267,19 +285,18 @@ impl CabinetActor {
     /// Take up a purchase an earlier actor of this cabinet left open (it crashed, or Heft
     /// restarted), where the order says it stands. A door already closed is settled from the
     /// readings that come now, or sent to review when the lanes do not settle in time.
+    ///
+    /// The weights it started from are the order's (written when the door opened), or those
+    /// cached when it was authorised (`cached_before`).
     pub(super) fn resume_purchase(
         &mut self,
         s: &crate::db::models::Session,
         order: &crate::db::models::Order,
+        cached_before: Option<String>,
         ctx: &mut Context<Self>,
     ) {
         let door = u32::try_from(order.door).unwrap_or(0);
-        let before: Vec<(String, f64)> = order
-            .before_g
-            .as_deref()
-            .and_then(|b| serde_json::from_str::<std::collections::BTreeMap<String, f64>>(b).ok())
-            .map(|m| m.into_iter().collect())
-            .unwrap_or_default();
+        let before = order.before_g.clone().or(cached_before).map(|b| weights_of(&b)).unwrap_or_default();
         let phase = match crate::domain::order::OrderStatus::parse(&order.status) {
             Some(crate::domain::order::OrderStatus::Created) => Phase::AwaitingAuth,
             Some(crate::domain::order::OrderStatus::Authorized) => Phase::Opening,
@@ -301,10 +318,81 @@ impl CabinetActor {
             },
         );
         match phase {
-            Phase::Settling => self.arm_settle_timer(ctx),
+            // The cabinet may be past its fast after-close readings: wait for slow ones.
+            Phase::Settling => self.arm_settle_timer(self.unseen_close_wait(), ctx),
             Phase::AwaitingAuth | Phase::Opening => self.watch_purchase(order.id, ctx),
-            _ => {}
+            Phase::Open => self.arm_open_alert(Some(order.id), ctx),
+            Phase::Finishing => {}
         }
+    }
+
+    /// Take up a restock or maintenance session an earlier actor left open: as if its door were
+    /// open. The cabinet, asked to log in again, reports the door; a door it does not report open
+    /// closed meanwhile and is settled from the readings that follow.
+    pub(super) fn resume_door_session(&mut self, s: &crate::db::models::Session, ctx: &mut Context<Self>) {
+        let Some(kind) = SessionKind::parse(&s.kind) else { return };
+        let purpose = match kind {
+            SessionKind::Restock => DoorPurpose::Restock { by: s.started_by.clone() },
+            _ => DoorPurpose::Maintenance { by: s.started_by.clone() },
+        };
+        let door = s.door.and_then(|d| u32::try_from(d).ok()).unwrap_or(0);
+        let before = s
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .map(|d| weights_of(&d["before_g"].to_string()))
+            .unwrap_or_default();
+        tracing::warn!(sn = %self.sn, session = s.id, kind = %s.kind, "resuming a door session left by an earlier actor");
+        self.hold_door(
+            s,
+            kind,
+            DoorRun { door, purpose, phase: Phase::Open, before, closed_at: None, cap_noticed: false },
+        );
+        self.arm_open_alert(None, ctx);
+    }
+
+    /// The order and the weights its door started from, in the cache while the session is open
+    /// (DESIGN "Cache"), so an actor that takes the session up knows them before the door opens.
+    fn cache_order(&mut self, order_id: i64, door: u32, before: &[(String, f64)], ctx: &mut Context<Self>) {
+        let value = serde_json::json!({
+            "order_id": order_id,
+            "sn": self.sn.as_str(),
+            "door": door,
+            "before_g": before.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        })
+        .to_string();
+        let cache = self.svc.cache.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = cache.order_put(order_id, &value, ORDER_CACHE_TTL_MS).await {
+                    tracing::warn!(order = order_id, error = %e, "order not cached");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// The session of the order is over: out of the cache.
+    pub(super) fn forget_order(&mut self, order_id: i64, ctx: &mut Context<Self>) {
+        let cache = self.svc.cache.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = cache.order_forget(order_id).await {
+                    tracing::warn!(order = order_id, error = %e, "order not dropped from the cache; it lapses");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// How long to wait for stable lanes after a close Heft did not see happen (it learnt of it
+    /// at a login) or may have missed the fast readings of: long enough for the readings of a
+    /// closed door to make a stable run.
+    fn unseen_close_wait(&self) -> Duration {
+        let p = &self.svc.config.protocol;
+        let slow =
+            Duration::from_secs(p.closed_weight_s.saturating_mul(self.svc.config.weights.stable_readings as u64));
+        Duration::from_millis(self.svc.config.orders.settle_max_ms) + slow
     }
 
     /// A purchase whose door has not opened is normally ended by its timers (auth timeout, door
@@ -333,10 +421,9 @@ impl CabinetActor {
         });
     }
 
-    fn arm_settle_timer(&mut self, ctx: &mut Context<Self>) {
-        let settle_max = Duration::from_millis(self.svc.config.orders.settle_max_ms);
+    fn arm_settle_timer(&mut self, wait: Duration, ctx: &mut Context<Self>) {
         let session_id = self.session.as_ref().map(|s| s.info.id);
-        ctx.run_later(settle_max, move |act, ctx| {
+        ctx.run_later(wait, move |act, ctx| {
             if act.session.as_ref().map(|s| s.info.id) == session_id {
                 act.try_settle(true, ctx);
             }
@@ -394,22 +481,66 @@ impl CabinetActor {
         self.issue(DownKind::Open, body, Some(session_id), Purpose::Open { door }, ctx);
     }
 
-    /// An `open` command ended. A cabinet that refused or did not answer is asked again by
-    /// `door.open_check`, which cancels the order after the second try.
-    pub(super) fn open_done(&mut self, door: u32, outcome: CommandOutcome) {
-        if !matches!(outcome, CommandOutcome::Acked(_)) {
+    /// An `open` command ended. For a purchase, a cabinet that refused or did not answer is asked
+    /// again by `door.open_check`, which cancels the order after the second try. A restock or
+    /// maintenance session whose door cannot be unlocked, or is not opened while it is, ends
+    /// cancelled: the cabinet must not stay held by a door nobody opened.
+    pub(super) fn open_done(
+        &mut self,
+        door: u32,
+        session_id: Option<i64>,
+        outcome: CommandOutcome,
+        ctx: &mut Context<Self>,
+    ) {
+        let acked = matches!(outcome, CommandOutcome::Acked(_));
+        if !acked {
             tracing::warn!(sn = %self.sn, door, outcome = outcome.status(), "open not carried out");
         }
+        let ours = session_id.is_some() && self.session.as_ref().map(|s| s.info.id) == session_id;
+        let waiting = self
+            .session
+            .as_ref()
+            .and_then(|s| s.door.as_ref())
+            .is_some_and(|r| r.phase == Phase::Opening && r.purpose.order_id().is_none());
+        if !(ours && waiting) {
+            return;
+        }
+        if !acked {
+            let detail = serde_json::json!({ "reason": "open_failed", "outcome": outcome.status() }).to_string();
+            return self.end_session(Outcome::Cancelled, Some(detail), ctx);
+        }
+        // Unlocked for `unlock_s`; a door opened late is still reported within a command timeout.
+        let o = &self.svc.config;
+        let wait = Duration::from_secs(o.orders.unlock_s) + Duration::from_millis(o.protocol.command_timeout_ms);
+        ctx.run_later(wait, move |act, ctx| {
+            let still = act.session.as_ref().filter(|s| Some(s.info.id) == session_id).and_then(|s| s.door.as_ref());
+            if still.is_some_and(|r| r.phase == Phase::Opening) {
+                tracing::warn!(sn = %act.sn, door, "door session: the door was not opened while unlocked");
+                let detail = serde_json::json!({ "reason": "door_not_opened" }).to_string();
+                act.end_session(Outcome::Cancelled, Some(detail), ctx);
+            }
+        });
     }
 
     /// A door event, after the door bookkeeping in `weights`.
     pub(super) fn door_event(&mut self, d: &DoorUp, ctx: &mut Context<Self>) {
-        let Some(run) = self.door_run_mut() else { return };
-        if run.door != d.door {
+        let held = self.door_run_mut().filter(|run| run.door == d.door);
+        let Some(run) = held else {
+            if d.open && !self.session.as_ref().is_some_and(|s| s.kind == SessionKind::Calibration) {
+                self.door_open_unheld(d.door, ctx);
+            }
             return;
-        }
+        };
         match (d.open, run.phase) {
-            (true, Phase::Opening) => self.door_opened(d, ctx),
+            (true, Phase::Opening) => self.door_opened(d.door, d.counts.as_deref(), ctx),
+            (false, Phase::Opening) => {
+                // Reported closed while Heft still waits for it to open: it opened and closed
+                // while its frames could not reach Heft (a dropped connection, a lost frame).
+                // The weights before were taken at the authorisation; settle from them.
+                tracing::warn!(sn = %self.sn, door = d.door, "door reported closed before its open was seen; settling");
+                let wait = Duration::from_millis(self.svc.config.orders.settle_max_ms);
+                self.door_closed_unseen_open(wait, ctx);
+            }
             (true, Phase::AwaitingAuth) => {
                 tracing::error!(sn = %self.sn, door = d.door, "door opened before the purchase was authorised");
                 let spec = AlertSpec {
@@ -422,26 +553,59 @@ impl CabinetActor {
                 };
                 self.raise(spec, ctx);
             }
-            (false, Phase::Open) => self.door_closed(ctx),
+            (false, Phase::Open) => self.door_closed(Duration::from_millis(self.svc.config.orders.settle_max_ms), ctx),
             _ => {}
         }
     }
 
-    fn door_opened(&mut self, d: &DoorUp, ctx: &mut Context<Self>) {
+    /// A door opened that no session holds: goods are unguarded. Critical, for a person to see.
+    fn door_open_unheld(&mut self, door: u32, ctx: &mut Context<Self>) {
+        tracing::error!(sn = %self.sn, door, "door open with no session holding it");
+        let spec = AlertSpec {
+            audience: Audience::Ops,
+            severity: Severity::Critical,
+            code: DOOR_OPEN_UNHELD.into(),
+            sn: Some(self.sn.to_string()),
+            message: format!(
+                "cabinet {}: door {door} is open and no purchase, restock or maintenance holds it",
+                self.sn
+            ),
+            detail: Some(serde_json::json!({ "door": door }).to_string()),
+        };
+        self.raise(spec, ctx);
+    }
+
+    /// After a login the cabinet reports every door that is open before its first heartbeat or
+    /// weight (device protocol §8). A session's door it did not report open has closed while
+    /// Heft could not hear it: settle it from the readings that come now. They come at the
+    /// closed-door cadence (the cabinet saw no close to report), so the wait is longer.
+    pub(super) fn doors_reported(&mut self, ctx: &mut Context<Self>) {
+        let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
+        if run.phase != Phase::Open || self.doors.open.contains(&run.door) {
+            return;
+        }
+        tracing::warn!(sn = %self.sn, door = run.door, "door not reported open after the login: it closed unseen; settling");
+        // Readings from before the close must not count towards its stability.
+        for l in &mut self.lanes {
+            l.window.clear();
+        }
+        self.door_closed(self.unseen_close_wait(), ctx);
+    }
+
+    fn door_opened(&mut self, door: u32, counts: Option<&[i64]>, ctx: &mut Context<Self>) {
         // The reading sent with the event: it fills lanes with no weight yet, and a lane that
         // disagrees with its resting weight is noted on the order (someone may have been at it).
-        let snapshot: Vec<(String, f64)> = match &d.counts {
+        let snapshot: Vec<(String, f64)> = match counts {
             Some(counts) => self
                 .lanes
                 .iter()
-                .filter(|l| l.setup.door == d.door)
+                .filter(|l| l.setup.door == door)
                 .filter_map(|l| Some((l.setup.code.clone(), l.setup.cal?.grams(*counts.get(l.setup.channel)?))))
                 .collect(),
             None => Vec::new(),
         };
         let tolerances: Vec<(String, f64)> =
             self.lanes.iter().map(|l| (l.setup.code.clone(), self.tolerance(l) * 3.0)).collect();
-        let alert_after = Duration::from_secs(self.svc.config.orders.door_open_alert_s);
         let Some(run) = self.door_run_mut() else { return };
         run.phase = Phase::Open;
         let mut disagree = Vec::new();
@@ -462,6 +626,13 @@ impl CabinetActor {
         if let Some(order_id) = order {
             self.record_door_opened(order_id, notice, ctx);
         }
+        self.arm_open_alert(order, ctx);
+    }
+
+    /// A door still open after `orders.door_open_alert_s` raises an alert (and a notice on the
+    /// order).
+    fn arm_open_alert(&mut self, order: Option<i64>, ctx: &mut Context<Self>) {
+        let alert_after = Duration::from_secs(self.svc.config.orders.door_open_alert_s);
         let session_id = self.session.as_ref().map(|s| s.info.id);
         ctx.run_later(alert_after, move |act, ctx| {
             let still_open = act.session.as_ref().map(|s| s.info.id) == session_id
@@ -476,8 +647,7 @@ impl CabinetActor {
     /// weighed differently at the open than at rest). Idempotent: written again when in doubt.
     fn record_door_opened(&mut self, order_id: i64, notice: Option<String>, ctx: &mut Context<Self>) {
         let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
-        let before = serde_json::to_string(&run.before.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
-            .unwrap_or_default();
+        let before = before_json(&run.before);
         let db = self.svc.db.clone();
         ctx.spawn(
             async move {
@@ -521,7 +691,20 @@ impl CabinetActor {
         );
     }
 
-    fn door_closed(&mut self, ctx: &mut Context<Self>) {
+    /// The door closed: settle once its lanes are stable, within `wait`.
+    fn door_closed(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        self.record_close(None, wait, ctx);
+    }
+
+    /// The door closed, and its open was never seen: both are recorded, in order, with the
+    /// weights taken at the authorisation.
+    fn door_closed_unseen_open(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
+        let before = before_json(&run.before);
+        self.record_close(Some(before), wait, ctx);
+    }
+
+    fn record_close(&mut self, opened_before: Option<String>, wait: Duration, ctx: &mut Context<Self>) {
         let Some(run) = self.door_run_mut() else { return };
         run.phase = Phase::Settling;
         run.closed_at = Some(Instant::now());
@@ -529,14 +712,22 @@ impl CabinetActor {
             let db = self.svc.db.clone();
             ctx.spawn(
                 async move {
-                    if let Err(e) = db.write(move |c| orders::door_closed(c, order_id, db::now())).await {
+                    let r = db
+                        .write(move |c| {
+                            if let Some(before) = opened_before {
+                                orders::door_opened(c, order_id, &before, db::now())?;
+                            }
+                            orders::door_closed(c, order_id, db::now())
+                        })
+                        .await;
+                    if let Err(e) = r {
                         tracing::error!(order = order_id, error = %e, "door close not recorded");
                     }
                 }
                 .into_actor(self),
             );
         }
-        self.arm_settle_timer(ctx);
+        self.arm_settle_timer(wait, ctx);
     }
 
     /// A weight reading, after it entered the lanes' windows.
@@ -584,7 +775,7 @@ impl CabinetActor {
             .iter()
             .filter(|l| l.setup.door == run.door)
             .filter_map(|l| {
-                let before = run.before.iter().find(|(code, _)| *code == l.setup.code)?.1;
+                let before = run.before.iter().find(|(code, _)| *code == l.setup.code).map(|b| b.1);
                 Some(LaneReading {
                     lane: l.setup.code.clone(),
                     product_id: l.setup.product_id?,
@@ -614,7 +805,10 @@ impl CabinetActor {
         let order_id = match &run.purpose {
             DoorPurpose::Purchase { order_id, .. } => *order_id,
             DoorPurpose::Restock { by } => return self.finish_restock(readings, by.clone(), ctx),
-            DoorPurpose::Maintenance { by } => return self.finish_maintenance(readings, by.clone(), ctx),
+            DoorPurpose::Maintenance { by } => {
+                let changes = self.lane_changes(run, n);
+                return self.finish_maintenance(changes, by.clone(), ctx);
+            }
         };
         let waited = run.closed_at.map(|t| t.elapsed());
         let outcome = settlement::settle(&readings);
@@ -641,6 +835,10 @@ impl CabinetActor {
             .into_actor(self)
             .map(move |r, act, ctx| {
                 match r {
+                    // Stored before, though the write that stored it reported an error.
+                    Ok(orders::Moved::Stayed(o, Stay::AlreadyThere)) => {
+                        tracing::info!(sn = %act.sn, order = order_id, status = %o.status, "purchase was already settled");
+                    }
                     Ok(orders::Moved::Stayed(o, why)) => {
                         // Goods were taken on an order that could not take them (it was ended
                         // meanwhile): a person must book and charge them from the trace.
@@ -692,6 +890,20 @@ impl CabinetActor {
     }
 }
 
+/// One lane's weight across a maintenance session.
+pub(super) struct LaneChange {
+    lane: String,
+    before_g: Option<f64>,
+    after_g: Option<f64>,
+    tolerance_g: f64,
+}
+
+impl LaneChange {
+    fn delta_g(&self) -> Option<f64> {
+        Some(self.after_g? - self.before_g?)
+    }
+}
+
 /// An operator's session at a door: a restock or maintenance. The door is unlocked at once.
 #[derive(Message)]
 #[rtype(result = "Result<DoorSessionStarted, SessionError>")]
@@ -728,7 +940,11 @@ impl Handler<StartDoorSession> for CabinetActor {
         if let Some(e) = refusal {
             return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
         }
-        let new = self.new_session(m.kind, Some(m.door), &m.by);
+        // The weights before, kept on the session too: an actor that takes the session up after
+        // a crash counts from them.
+        let before = self.weigh_door(m.door);
+        let mut new = self.new_session(m.kind, Some(m.door), &m.by);
+        new.detail = Some(format!(r#"{{"before_g":{}}}"#, before_json(&before)));
         let (db, sn, kind) = (self.svc.db.clone(), self.sn.to_string(), m.kind);
         AtomicResponse::new(Box::pin(
             async move {
@@ -755,7 +971,6 @@ impl Handler<StartDoorSession> for CabinetActor {
                         SessionKind::Restock => DoorPurpose::Restock { by: m.by.clone() },
                         _ => DoorPurpose::Maintenance { by: m.by.clone() },
                     };
-                    let before = act.weigh_door(m.door);
                     act.hold_door(
                         &s,
                         m.kind,
@@ -776,11 +991,15 @@ impl CabinetActor {
         let mut added = Vec::new();
         let mut uncounted = Vec::new();
         for r in &readings {
+            let Some(before) = r.before_g else {
+                uncounted.push(Uncounted { lane: r.lane.clone(), delta_g: None, why: "no weight from before".into() });
+                continue;
+            };
             let Some(after) = r.after_g else {
                 uncounted.push(Uncounted { lane: r.lane.clone(), delta_g: None, why: "never stable".into() });
                 continue;
             };
-            let delta = after - r.before_g;
+            let delta = after - before;
             match added_units(delta, r.unit_g, r.tolerance_g) {
                 Ok(0) => {}
                 Ok(qty) => added.push(TaskLane { lane: r.lane.clone(), product_id: Some(r.product_id), qty }),
@@ -810,15 +1029,29 @@ impl CabinetActor {
         });
     }
 
-    /// A maintenance door settled: nothing changes hands; any lane that moved is recorded on the
-    /// session and flagged.
-    fn finish_maintenance(&mut self, readings: Vec<LaneReading>, by: String, ctx: &mut Context<Self>) {
-        let moved: Vec<serde_json::Value> = readings
+    /// Every calibrated lane of the run's door, product or not: its weight before, after (stable),
+    /// and the tolerance a change is judged by.
+    fn lane_changes(&self, run: &DoorRun, n: usize) -> Vec<LaneChange> {
+        self.lanes
             .iter()
-            .filter(|r| r.after_g.is_none_or(|a| (a - r.before_g).abs() > r.tolerance_g))
-            .map(|r| {
-                serde_json::json!({"lane": r.lane, "before_g": r.before_g, "after_g": r.after_g,
-                                   "delta_g": r.after_g.map(|a| a - r.before_g)})
+            .filter(|l| l.setup.door == run.door && l.setup.cal.is_some())
+            .map(|l| LaneChange {
+                lane: l.setup.code.clone(),
+                before_g: run.before.iter().find(|(code, _)| *code == l.setup.code).map(|b| b.1),
+                after_g: l.window.stable(n, self.tolerance(l)),
+                tolerance_g: self.tolerance(l),
+            })
+            .collect()
+    }
+
+    /// A maintenance door settled: nothing changes hands; any lane that moved (or cannot be
+    /// compared) is recorded on the session and flagged.
+    fn finish_maintenance(&mut self, changes: Vec<LaneChange>, by: String, ctx: &mut Context<Self>) {
+        let moved: Vec<serde_json::Value> = changes
+            .iter()
+            .filter(|c| c.delta_g().is_none_or(|d| d.abs() > c.tolerance_g))
+            .map(|c| {
+                serde_json::json!({"lane": c.lane, "before_g": c.before_g, "after_g": c.after_g, "delta_g": c.delta_g()})
             })
             .collect();
         if !moved.is_empty() {
@@ -876,6 +1109,9 @@ impl CabinetActor {
     /// The door session's end is stored: free the cabinet, judge drift afresh, read the new book
     /// stock, and deliver whatever waited for the cabinet.
     fn let_go(&mut self, ctx: &mut Context<Self>) {
+        if let Some(order_id) = self.session.as_ref().and_then(|s| s.door.as_ref()).and_then(|r| r.purpose.order_id()) {
+            self.forget_order(order_id, ctx);
+        }
         self.session = None;
         self.reset_baselines();
         self.reload_stock(ctx);

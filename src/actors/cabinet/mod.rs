@@ -67,6 +67,9 @@ pub struct CabinetActor {
     setup: Setup,
     lanes: Vec<weights::LaneState>,
     doors: weights::Doors,
+    /// Logged in, and no heartbeat or weight since: the cabinet is still reporting its open doors
+    /// (device protocol §8); the first heartbeat or weight says it has finished.
+    doors_reporting: bool,
     session: Option<session::Active>,
     /// A delivery session is being opened (its database write is in flight).
     opening: bool,
@@ -178,6 +181,7 @@ impl CabinetActor {
             setup: Setup::default(),
             lanes: Vec::new(),
             doors: weights::Doors::default(),
+            doors_reporting: false,
             session: None,
             opening: false,
             pending: HashMap::new(),
@@ -320,6 +324,10 @@ impl CabinetActor {
         if header.seq <= last_seq {
             return Err(Reject::Replay);
         }
+        if self.doors_reporting && matches!(f.kind, UpKind::Heartbeat | UpKind::Weight) {
+            self.doors_reporting = false;
+            self.doors_reported(ctx);
+        }
         match f.kind {
             UpKind::Heartbeat => {
                 let hb: Heartbeat = env.message()?;
@@ -383,6 +391,7 @@ impl CabinetActor {
                     // A new boot starts with doors as the cabinet reports them from now on, and
                     // with a fresh chance for deliveries that failed before.
                     act.doors = weights::Doors::default();
+                    act.doors_reporting = true;
                     act.failed_deliveries.clear();
                     act.deliver_pending(ctx);
                 }
@@ -635,14 +644,23 @@ struct Started {
     loaded: Loaded,
     setup: Setup,
     temp_alert: bool,
-    /// A purchase an earlier actor of this cabinet on this node was in the middle of.
-    resume: Option<(crate::db::models::Session, crate::db::models::Order)>,
+    /// A session an earlier actor of this cabinet on this node was in the middle of.
+    resume: Option<Resume>,
+}
+
+/// A door session to take up at start.
+enum Resume {
+    /// With the before-weights cached at the authorisation, if any.
+    Purchase(crate::db::models::Session, Box<crate::db::models::Order>, Option<String>),
+    /// A restock or maintenance.
+    Door(crate::db::models::Session),
 }
 
 /// At actor start: the cabinet row, its setup, whether a temperature alert is open, and cleanup
 /// of what an earlier actor of this cabinet on this node left behind (an open session, pending
 /// commands): no other actor of this cabinet runs here now, so they can never complete. A
-/// purchase is not dropped but resumed: a shopper may be at the open door.
+/// purchase, restock or maintenance is not dropped but resumed: someone may be at the open door,
+/// and what they take or put in must be counted.
 async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError> {
     let owned = sn.clone();
     let read = svc
@@ -680,7 +698,23 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
     let stale = stale.filter(|s| s.node_id == node);
     let resume = match (&stale, order) {
         (Some(s), Some(o)) if !crate::domain::order::OrderStatus::parse(&o.status).is_none_or(|st| st.is_final()) => {
-            Some((s.clone(), o))
+            let cached = match svc.cache.order_get(o.id).await {
+                Ok(v) => v.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok()),
+                Err(e) => {
+                    tracing::warn!(%sn, order = o.id, error = %e, "cached order not read");
+                    None
+                }
+            };
+            let before = cached.map(|v| v["before_g"].to_string());
+            Some(Resume::Purchase(s.clone(), Box::new(o), before))
+        }
+        (Some(s), _)
+            if matches!(
+                crate::domain::session::SessionKind::parse(&s.kind),
+                Some(crate::domain::session::SessionKind::Restock | crate::domain::session::SessionKind::Maintenance)
+            ) =>
+        {
+            Some(Resume::Door(s.clone()))
         }
         _ => None,
     };
@@ -716,8 +750,12 @@ impl Actor for CabinetActor {
                     act.state = State::AwaitingLogin;
                     act.temp_watch = TempWatch::new(temp_alert);
                     act.apply_setup(setup);
-                    if let Some((session, order)) = resume {
-                        act.resume_purchase(&session, &order, ctx);
+                    match resume {
+                        Some(Resume::Purchase(session, order, before)) => {
+                            act.resume_purchase(&session, &order, before, ctx)
+                        }
+                        Some(Resume::Door(session)) => act.resume_door_session(&session, ctx),
+                        None => {}
                     }
                     if act.restarted {
                         tracing::warn!(sn = %act.sn, "cabinet actor restarted; asking the cabinet to log in again");

@@ -178,6 +178,7 @@ impl CabinetActor {
             started_by: by.to_string(),
             node_id: self.svc.node_id().to_string(),
             started_at: db::now(),
+            detail: None,
         }
     }
 
@@ -210,6 +211,9 @@ impl CabinetActor {
         ctx: &mut Context<Self>,
     ) {
         let Some(s) = self.session.take() else { return };
+        if let Some(order_id) = s.door.as_ref().and_then(|r| r.purpose.order_id()) {
+            self.forget_order(order_id, ctx);
+        }
         if let Some(mut c) = s.calib
             && let Some(tx) = c.waiting.take()
         {
@@ -354,7 +358,7 @@ impl CabinetActor {
                     self.calibration_reading(step, standard_g, lanes, outcome, ctx);
                 }
             }
-            Purpose::Open { door } => self.open_done(door, outcome),
+            Purpose::Open { door } => self.open_done(door, session_id, outcome, ctx),
         }
     }
 
