@@ -14,7 +14,7 @@ use heft::pay::alipay::{AlipayFundAuth, beijing_now, sign};
 use heft::pay::sim::{RunningSim, SimState};
 use heft::pay::{
     CallbackError, CallbackHeaders, CaptureLine, CaptureOutcome, CaptureRequest, PayError, PayEvent, PayEventKind,
-    PaymentGateway, PlatformState, PreauthRequest, keys,
+    PaymentGateway, PlatformState, PreauthRequest, RefundRequest, RefundState, keys,
 };
 use serde_json::{Value, json};
 
@@ -272,6 +272,44 @@ async fn freeze_capture_and_query_paid() {
     // The stored evidence is the form as JSON.
     let resource: Value = serde_json::from_str(&paid.resource).expect("json");
     assert_eq!(resource["total_amount"], "12.50");
+    h.stop().await;
+}
+
+/// A trade refunded in part: at once (`fund_change` Y); the same request again moves no money and
+/// is still the same refund; more than is left is refused; the bill shows the refund.
+#[actix_rt::test]
+async fn refund_a_trade() {
+    let h = Harness::start().await;
+    h.gateway.create_preauth(&preauth("AR1", 20000)).await.expect("create");
+    let (auth_no, payer) = h.authorized("AR1", 20000, "2088102000300009").await;
+    let CaptureOutcome::Paid { transaction_id } =
+        h.gateway.capture(&capture("AR1", "ART1", &auth_no, &payer, &[(450, 2)])).await.expect("capture")
+    else {
+        panic!("Alipay answers synchronously")
+    };
+    let req = RefundRequest {
+        out_refund_no: "AR1R1".into(),
+        out_order_no: "AR1".into(),
+        out_trade_no: "ART1".into(),
+        transaction_id: transaction_id.clone(),
+        paid_fen: 900,
+        refund_fen: 450,
+        reason: "复核退款".into(),
+    };
+    assert_eq!(h.gateway.query_refund(&req).await.expect("none yet"), RefundState::Unknown);
+    let done = RefundState::Succeeded { refund_id: transaction_id.clone() };
+    assert_eq!(h.gateway.refund(&req).await.expect("refund"), done);
+    assert_eq!(h.gateway.refund(&req).await.expect("again"), done, "a repeat is the same refund");
+    assert_eq!(h.gateway.query_refund(&req).await.expect("query"), done);
+    let too_much = RefundRequest { out_refund_no: "AR1R2".into(), refund_fen: 500, ..req.clone() };
+    assert!(matches!(h.gateway.refund(&too_much).await, Err(PayError::Declined { .. })));
+    // The trade's notify hears of the refund; it changes nothing about the payment.
+    let notified =
+        h.event("refund notify", |e| e.event_type == "trade_status_sync" && e.kind == PayEventKind::Other).await;
+    assert!(notified.resource.contains("gmt_refund"), "{}", notified.resource);
+    let rows = h.gateway.download_bill(beijing_now().date()).await.expect("bill");
+    let mine: Vec<i64> = rows.iter().filter(|r| r.transaction_id == transaction_id).map(|r| r.amount_fen).collect();
+    assert_eq!(mine, [900, -450], "{rows:?}");
     h.stop().await;
 }
 

@@ -14,7 +14,7 @@ use heft::pay::sim::RunningSim;
 use heft::pay::wechat::{WechatPayScore, sign};
 use heft::pay::{
     CallbackError, CallbackHeaders, CaptureLine, CaptureOutcome, CaptureRequest, PayError, PayEvent, PayEventKind,
-    PaymentGateway, PlatformState, PreauthRequest,
+    PaymentGateway, PlatformState, PreauthRequest, RefundRequest, RefundState,
 };
 use serde_json::{Value, json};
 
@@ -248,6 +248,58 @@ async fn create_confirm_capture_paid_and_bill() {
     assert_eq!((rows[0].amount_fen, rows[0].fee_fen, rows[0].status.as_str()), (1250, 8, "SUCCESS"));
     let empty_day = today - chrono::Duration::days(3);
     assert_eq!(gw.download_bill(empty_day).await.expect("empty bill"), vec![]);
+    env.sim.stop().await;
+}
+
+/// A paid Pay Score order refunded in part, by its transaction: PROCESSING, then SUCCESS with a
+/// signed REFUND.SUCCESS callback; a repeat of the refund is the same refund; more than is left
+/// is refused; an unknown refund is Unknown; the bill shows the refund row.
+#[actix_rt::test]
+async fn refund_by_transaction() {
+    let env = start().await;
+    let gw = &env.gateway;
+    let no = no("R");
+    let pre = gw.create_preauth(&preauth(&no)).await.expect("create");
+    assert_eq!(env.confirm(&package(&pre), "oShopper2").await.0, 200);
+    env.event(&no, "PAYSCORE.USER_CONFIRM").await;
+    let lines = vec![CaptureLine { name: "可口可乐 330ml".into(), unit_fen: 350, count: 2 }];
+    gw.capture(&capture(&no, lines)).await.expect("capture");
+    let paid = env.event(&no, "PAYSCORE.USER_PAID").await;
+    let PayEventKind::Paid { transaction_id, .. } = paid.kind else { panic!("{paid:?}") };
+    let req = RefundRequest {
+        out_refund_no: format!("{no}R1"),
+        out_order_no: no.clone(),
+        out_trade_no: format!("T{no}"),
+        transaction_id: transaction_id.clone(),
+        paid_fen: 700,
+        refund_fen: 350,
+        reason: "复核退款".into(),
+    };
+    assert_eq!(gw.query_refund(&req).await.expect("not yet"), RefundState::Unknown);
+    assert_eq!(gw.refund(&req).await.expect("refund"), RefundState::Processing);
+    let done = eventually("the REFUND.SUCCESS callback", || {
+        env.events().into_iter().find(|e| e.event_type == "REFUND.SUCCESS")
+    })
+    .await;
+    let PayEventKind::Refund { out_refund_no, refund_id, succeeded, .. } = done.kind else { panic!("{done:?}") };
+    assert_eq!((out_refund_no.as_str(), succeeded), (req.out_refund_no.as_str(), true));
+    assert_eq!(done.out_order_no, None, "a refund is found by its own number");
+    let refund_id = refund_id.expect("refund_id");
+    assert_eq!(gw.query_refund(&req).await.expect("query"), RefundState::Succeeded { refund_id: refund_id.clone() });
+    // The same refund again is the same refund.
+    assert_eq!(gw.refund(&req).await.expect("again"), RefundState::Succeeded { refund_id });
+    // More than is left is refused (a second refund of 400 on 350 left): a request of ours that is
+    // wrong, for a person.
+    let too_much = RefundRequest { out_refund_no: format!("{no}R2"), refund_fen: 400, ..req.clone() };
+    assert!(matches!(gw.refund(&too_much).await, Err(PayError::Permanent(m)) if m.contains("INVALID_REQUEST")));
+    // Checked before sending.
+    let over = RefundRequest { refund_fen: 701, ..req.clone() };
+    assert!(matches!(gw.refund(&over).await, Err(PayError::Permanent(_))));
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    let rows = gw.download_bill(today).await.expect("bill");
+    let mine: Vec<(i64, &str)> =
+        rows.iter().filter(|r| r.transaction_id == transaction_id).map(|r| (r.amount_fen, r.status.as_str())).collect();
+    assert_eq!(mine, [(700, "SUCCESS"), (-350, "REFUND")], "{rows:?}");
     env.sim.stop().await;
 }
 

@@ -402,6 +402,154 @@ async fn review_and_appeal(profile: Profile) {
 }
 both_profiles!(review_queue, review_and_appeal);
 
+/// A paid shopper appeals ("I took one cola, not two"); a person corrects the basket: the
+/// difference is refunded on the platform, once, the cola goes back into book stock, and the
+/// platform's bill shows the refund.
+async fn appeal_refunded(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let t = s.ops_login(Role::Operator).await;
+    for (sn, channel, uid, seed) in [("RFD-W", "wechat", "o-refund", 28), ("RFD-A", "alipay", "2088000000000010", 29)] {
+        let cab = shop::ready_cabinet(&s, sn, shop::quiet(seed)).await;
+        let token = shop::shopper(&s, channel, uid).await;
+        let scanned = shop::scan(&s, &token, sn, channel).await;
+        let id = scanned["order"]["id"].as_i64().expect("id");
+        shop::confirm(&s, channel, &scanned["confirm"], uid).await;
+        shop::order_in(&s, &token, id, "authorized").await;
+        cab.open_door(1).await.expect("open");
+        shop::order_in(&s, &token, id, "door_open").await;
+        cab.take(0, 2).expect("two colas");
+        cab.take(1, 1).expect("chips");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cab.close_door(1).await.expect("close");
+        let paid = shop::order_in(&s, &token, id, "paid").await;
+        assert_eq!(paid["paid_fen"], 1300, "{paid}");
+        let appeal = ok(
+            &s,
+            "POST",
+            &format!("/api/v1/orders/{id}/appeal"),
+            &token,
+            Some(json!({"reason": "我只拿了一瓶可乐", "claimed": {"A1": 1, "A2": 1}})),
+        )
+        .await;
+        let case = appeal["case_id"].as_i64().expect("case");
+        let resolve = format!("/ops/reviews/{case}/resolve");
+        // Bad corrections are refused and change nothing.
+        for (lines, why) in [
+            (json!([{"lane": "A1", "qty": 1}, {"lane": "A1", "qty": 1}]), "twice"),
+            (json!([{"lane": "A1", "qty": 99}]), "holds at most"),
+            (json!([{"lane": "Z9", "qty": 1}]), "holds no product"),
+        ] {
+            let (status, body) =
+                call(&s, "POST", &resolve, &t, Some(json!({"decision": "refund", "lines": lines}))).await;
+            assert_eq!((status, body["error"].as_str()), (409, Some("not_resolvable")), "{body}");
+            assert!(body["message"].as_str().is_some_and(|m| m.contains(why)), "{body}");
+        }
+        let (status, body) = call(&s, "POST", &resolve, &t, Some(json!({"decision": "charge", "lines": []}))).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (409, Some("not_resolvable")),
+            "a paid order is not charged again: {body}"
+        );
+        let corrected = ok(
+            &s,
+            "POST",
+            &resolve,
+            &t,
+            Some(json!({"decision": "refund", "lines": [{"lane": "A1", "qty": 1}, {"lane": "A2", "qty": 1}], "note": "video: one cola"})),
+        )
+        .await;
+        assert_eq!(
+            (corrected["total_fen"].as_i64(), corrected["debt_fen"].as_i64()),
+            (Some(950), Some(0)),
+            "{corrected}"
+        );
+        let refunded = eventually("the refund went through", || async {
+            let o = shop::order(&s, &token, id).await;
+            (o["refunds"][0]["status"] == "succeeded").then_some(o)
+        })
+        .await;
+        assert_eq!(refunded["refunded_fen"], 350, "{refunded}");
+        assert_eq!(refunded["refunds"].as_array().map(Vec::len), Some(1), "refunded once: {refunded}");
+        assert_eq!(refunded["status"], "paid");
+        assert_eq!(shop::book_stock(&s, sn).await[0], ("A1".to_string(), 5), "the cola is back on the shelf");
+        // The platform's own books: the day's bill has the payment and the refund.
+        let gateway = s.heft.services.payments.get(heft::pay::Channel::parse(channel).expect("channel")).clone();
+        let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+        let bill = gateway.download_bill(today).await.expect("bill");
+        let no = paid["out_order_no"].as_str().expect("no").to_string();
+        let txn = eventually("the payment in the bill", || async {
+            let p = ok(&s, "GET", &format!("/ops/payments/{no}"), &t, None).await;
+            p["payment"]["transaction_id"].as_str().map(str::to_string)
+        })
+        .await;
+        let mine: Vec<i64> = bill.iter().filter(|r| r.transaction_id == txn).map(|r| r.amount_fen).collect();
+        assert_eq!(mine, [1300, -350], "{bill:?}");
+        cab.stop().await;
+    }
+}
+both_profiles!(appeal_corrected_and_refunded, appeal_refunded);
+
+/// The platform refuses a refund (the merchant's balance): the refund is `failed` and operators
+/// get a critical alert naming it, for the money must go back another way. A platform that cannot
+/// be reached for a while only delays a refund.
+async fn refund_refused(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let t = s.ops_login(Role::Operator).await;
+    let cab = shop::ready_cabinet(&s, "RFX-1", shop::quiet(30)).await;
+    let token = shop::shopper(&s, "wechat", "o-refused").await;
+    let mut ids = Vec::new();
+    for knobs in [json!({"decline": 1}), json!({"server_error": 2})] {
+        let scanned = shop::scan(&s, &token, "RFX-1", "wechat").await;
+        let id = scanned["order"]["id"].as_i64().expect("id");
+        shop::confirm(&s, "wechat", &scanned["confirm"], "o-refused").await;
+        shop::order_in(&s, &token, id, "authorized").await;
+        cab.open_door(1).await.expect("open");
+        shop::order_in(&s, &token, id, "door_open").await;
+        cab.take(0, 2).expect("two colas");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cab.close_door(1).await.expect("close");
+        shop::order_in(&s, &token, id, "paid").await;
+        let appeal =
+            ok(&s, "POST", &format!("/api/v1/orders/{id}/appeal"), &token, Some(json!({"reason": "一瓶"}))).await;
+        shop::knobs(&s, knobs).await;
+        let lines = json!([{"lane": "A1", "qty": 1}]);
+        ok(
+            &s,
+            "POST",
+            &format!("/ops/reviews/{}/resolve", appeal["case_id"]),
+            &t,
+            Some(json!({"decision": "refund", "lines": lines})),
+        )
+        .await;
+        // Ended before the next order, so no other call of the platform takes the knob.
+        eventually("the refund ended", || async {
+            let o = shop::order(&s, &token, id).await;
+            matches!(o["refunds"][0]["status"].as_str(), Some("failed" | "succeeded")).then_some(())
+        })
+        .await;
+        ids.push(id);
+    }
+    let failed = shop::order(&s, &token, ids[0]).await;
+    assert_eq!(failed["refunds"][0]["status"], "failed", "{failed}");
+    assert_eq!(failed["refunded_fen"], 0, "{failed}");
+    let alert = eventually("the refund alert", || async {
+        s.alerts("code=refund_failed").await.into_iter().find(|a| a["sn"] == "RFX-1")
+    })
+    .await;
+    assert_eq!(alert["severity"], "critical");
+    assert!(
+        alert["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(failed["refunds"][0]["out_refund_no"].as_str().unwrap_or("?"))),
+        "{alert}"
+    );
+    let delayed = shop::order(&s, &token, ids[1]).await;
+    assert_eq!(delayed["refunds"][0]["status"], "succeeded", "{delayed}");
+    assert_eq!(delayed["refunded_fen"], 350, "{delayed}");
+    cab.stop().await;
+}
+both_profiles!(refund_refused_or_delayed, refund_refused);
+
 /// Sales take a lane under its threshold: a restock task says what to bring; a restocker opens
 /// the door, fills the lane, and the task closes with what the weight says was added.
 /// A restock whose door is never opened ends by itself and gives the task back. Maintenance opens

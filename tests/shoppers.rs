@@ -152,9 +152,22 @@ async fn openapi_documents_the_mini_program_api() {
     let Some(s) = TestServer::start(Profile::Embedded, &[]).await else { return };
     let spec: Value =
         s.http.get(format!("{}/api-docs/openapi.json", s.base)).send().await.expect("spec").json().await.expect("json");
-    for path in ["/api/v1/auth/wechat", "/api/v1/auth/alipay", "/api/v1/me", "/api/v1/cabinets/nearby"] {
+    for path in [
+        "/api/v1/auth/wechat",
+        "/api/v1/auth/alipay",
+        "/api/v1/me",
+        "/api/v1/cabinets/nearby",
+        "/api/v1/orders",
+        "/api/v1/orders/{id}",
+        "/api/v1/orders/{id}/appeal",
+        "/api/v1/orders/{id}/cancel",
+    ] {
         assert!(spec["paths"][path].is_object(), "{path} missing from the spec");
     }
+    // An order's schema carries what the shopper is shown about refunds.
+    let order = &spec["components"]["schemas"]["OrderView"]["properties"];
+    assert!(order["refunds"].is_object() && order["refunded_fen"].is_object(), "{order}");
+    assert!(spec["components"]["schemas"]["RefundView"].is_object());
     assert!(spec["components"]["securitySchemes"]["shopper"].is_object());
     let ui = s.http.get(format!("{}/swagger-ui/", s.base)).send().await.expect("swagger ui");
     assert_eq!(ui.status().as_u16(), 200);

@@ -240,5 +240,11 @@ pub fn handlers(
             max_attempts: config.messages.max_attempts,
             title: config.orders.title.clone(),
         }),
+        Arc::new(crate::pay::refund::RefundHandler {
+            db: db.clone(),
+            gateways: gateways.clone(),
+            orders: config.orders.clone(),
+            max_attempts: config.messages.max_attempts,
+        }),
     ]
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::schema::{
     accounts, alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, operators, order_lines, orders,
-    payment_events, payments, products, restock_tasks, review_cases, sessions, stock_ledger, users,
+    payment_events, payments, products, refunds, restock_tasks, review_cases, sessions, stock_ledger, users,
 };
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -437,4 +437,22 @@ pub struct ReviewCase {
     pub resolved_by: Option<String>,
     pub created_at: NaiveDateTime,
     pub resolved_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = refunds)]
+pub struct Refund {
+    pub out_refund_no: String,
+    pub order_id: i64,
+    pub out_order_no: String,
+    pub case_id: Option<i64>,
+    pub amount_fen: i64,
+    pub reason: String,
+    pub status: String,
+    pub refund_id: Option<String>,
+    pub last_error: Option<String>,
+    pub requested_by: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
 }

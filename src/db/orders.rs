@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::models::{NewLedgerRow, NewOrder, NewSession, Order, OrderLine, Payment, Session};
-use super::schema::{accounts, lanes, order_lines, orders, payments, review_cases, stock_ledger};
+use super::schema::{accounts, lanes, order_lines, orders, payments, stock_ledger};
 use super::{AnyConnection, DbError, DbResult, outbox, sessions, write_tx};
 use crate::domain::order::{self, OrderEvent, OrderStatus, ScanFacts, ScanRefusal, Stay};
 use crate::domain::payment::PaymentState;
@@ -38,10 +38,17 @@ pub fn find_by_out_order_no(conn: &mut AnyConnection, no: &str) -> DbResult<Opti
     Ok(orders::table.filter(orders::out_order_no.eq(no)).select(Order::as_select()).first(conn).optional()?)
 }
 
-/// The order, locked for the rest of the transaction on PostgreSQL.
-fn lock(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Order>> {
+/// The order, locked for the rest of the transaction on PostgreSQL (SQLite has one writer).
+///
+/// Its payment is locked first: callbacks lock the payment and then the order, so every
+/// transaction takes the two in that order and none waits on another crosswise.
+pub(super) fn lock(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Order>> {
     Ok(match conn {
         AnyConnection::Postgresql(c) => {
+            let no: Option<String> = orders::table.find(id).select(orders::out_order_no).first(c).optional()?;
+            if let Some(no) = no {
+                payments::table.find(no).select(payments::state).for_update().first::<String>(c).optional()?;
+            }
             orders::table.find(id).select(Order::as_select()).for_update().first(c).optional()?
         }
         AnyConnection::Sqlite(c) => orders::table.find(id).select(Order::as_select()).first(c).optional()?,
@@ -230,21 +237,13 @@ impl Moved {
 
 /// Apply `event` to order `id` inside the caller's transaction; `extra` writes what the move
 /// carries (timestamps, weights) when it happens.
-fn apply(
+pub(super) fn apply(
     conn: &mut AnyConnection,
     id: i64,
     event: OrderEvent,
     now: NaiveDateTime,
     extra: impl FnOnce(&mut AnyConnection, &Order, OrderStatus) -> DbResult<()>,
 ) -> DbResult<Moved> {
-    // Payment first, then order: the order callbacks lock them in (PostgreSQL), so two
-    // transactions never wait on each other crosswise.
-    if let AnyConnection::Postgresql(c) = conn {
-        let no: Option<String> = orders::table.find(id).select(orders::out_order_no).first(c).optional()?;
-        if let Some(no) = no {
-            payments::table.find(no).select(payments::state).for_update().first::<String>(c).optional()?;
-        }
-    }
     let current = lock(conn, id)?.ok_or_else(|| DbError::Corrupt(format!("order {id} not found")))?;
     let status = status_of(&current)?;
     match order::next(status, &event) {
@@ -500,7 +499,7 @@ pub fn settle(
                     book_basket(conn, o, to, &basket_changes(lines, moves), now)?;
                 }
                 SettleInput::Review { reasons } => {
-                    open_case(conn, id, "weights", reasons, "system", now)?;
+                    super::reviews::open_case(conn, id, "weights", reasons, "system", now)?;
                 }
             }
             if let Some(s) = o.session_id {
@@ -515,7 +514,7 @@ pub fn settle(
 /// A basket is fixed (settled, or set by a person): stock and ledger follow it, lanes that fell
 /// to their threshold get `restock.check`, and the money moves — `payment.capture`, or for
 /// nothing taken the pre-authorisation cancelled and `payment.release`.
-fn book_basket(
+pub(super) fn book_basket(
     conn: &mut AnyConnection,
     o: &Order,
     to: OrderStatus,
@@ -536,7 +535,7 @@ fn book_basket(
     Ok(())
 }
 
-fn write_lines(conn: &mut AnyConnection, id: i64, lines: &[Line]) -> DbResult<()> {
+pub(super) fn write_lines(conn: &mut AnyConnection, id: i64, lines: &[Line]) -> DbResult<()> {
     diesel::delete(order_lines::table.filter(order_lines::order_id.eq(id))).execute(conn)?;
     // One statement per line: batch inserts are not available over the two-backend connection,
     // and a basket has a handful of lines.
@@ -553,44 +552,6 @@ fn write_lines(conn: &mut AnyConnection, id: i64, lines: &[Line]) -> DbResult<()
         diesel::insert_into(order_lines::table).values(&row).execute(conn)?;
     }
     Ok(())
-}
-
-/// Open a review case on an order (one open case per order).
-pub fn open_case(
-    conn: &mut AnyConnection,
-    order_id: i64,
-    kind: &str,
-    reasons: &serde_json::Value,
-    by: &str,
-    now: NaiveDateTime,
-) -> DbResult<i64> {
-    let reasons = reasons.to_string();
-    let inserted = write_tx(conn, |c| {
-        diesel::insert_into(review_cases::table)
-            .values((
-                review_cases::order_id.eq(order_id),
-                review_cases::kind.eq(kind),
-                review_cases::status.eq("open"),
-                review_cases::reasons.eq(&reasons),
-                review_cases::opened_by.eq(by),
-                review_cases::created_at.eq(now),
-            ))
-            .execute(c)
-            .map_err(DbError::from)
-    });
-    match inserted {
-        Ok(_)
-        | Err(DbError::Query(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        ))) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(review_cases::table
-        .filter(review_cases::order_id.eq(order_id))
-        .filter(review_cases::status.eq("open"))
-        .select(review_cases::id)
-        .first(conn)?)
 }
 
 /// The charge went through: `paid`, with what the platform says was paid. A debt the order left
@@ -624,7 +585,7 @@ pub fn charge_fen(o: &Order) -> i64 {
 }
 
 /// A basket over the cap: the excess becomes debt on the order and the account, with a notice.
-fn owe_excess(conn: &mut AnyConnection, o: &Order, total_fen: i64, now: NaiveDateTime) -> DbResult<()> {
+pub(super) fn owe_excess(conn: &mut AnyConnection, o: &Order, total_fen: i64, now: NaiveDateTime) -> DbResult<()> {
     let excess = excess_fen(o, total_fen);
     if excess == 0 {
         return Ok(());
@@ -657,7 +618,7 @@ pub fn payment_failed(
     })
 }
 
-fn add_debt(conn: &mut AnyConnection, user_id: i64, fen: i64, now: NaiveDateTime) -> DbResult<()> {
+pub(super) fn add_debt(conn: &mut AnyConnection, user_id: i64, fen: i64, now: NaiveDateTime) -> DbResult<()> {
     diesel::update(accounts::table.find(user_id))
         .set((accounts::debt_fen.eq(accounts::debt_fen + fen), accounts::updated_at.eq(now)))
         .execute(conn)?;
@@ -676,135 +637,4 @@ pub fn ledger(conn: &mut AnyConnection, sn: &str) -> DbResult<Vec<super::models:
         .order(stock_ledger::id.asc())
         .select(super::models::LedgerRow::as_select())
         .load(conn)?)
-}
-
-pub fn find_case(conn: &mut AnyConnection, id: i64) -> DbResult<Option<super::models::ReviewCase>> {
-    Ok(review_cases::table.find(id).select(super::models::ReviewCase::as_select()).first(conn).optional()?)
-}
-
-pub fn cases(conn: &mut AnyConnection, status: Option<&str>, limit: i64) -> DbResult<Vec<super::models::ReviewCase>> {
-    let mut q = review_cases::table.select(super::models::ReviewCase::as_select()).into_boxed();
-    if let Some(s) = status {
-        q = q.filter(review_cases::status.eq(s.to_string()));
-    }
-    Ok(q.order(review_cases::id.asc()).limit(limit).load(conn)?)
-}
-
-/// What a person decided on a review case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Charge these lines (an order in review; none: release the pre-authorisation).
-    Charge,
-    /// Nothing to change (an appeal found unfounded).
-    Dismiss,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReviewFail {
-    #[error("review case not found")]
-    NotFound,
-    #[error("the case is already resolved")]
-    Resolved,
-    #[error("{0}")]
-    Refused(String),
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl From<diesel::result::Error> for ReviewFail {
-    fn from(e: diesel::result::Error) -> Self {
-        ReviewFail::Db(e.into())
-    }
-}
-
-/// Resolve a case: for `charge`, the order (in `review`) gets the lines the person set, priced
-/// as the lanes' products are now, stock and ledger follow, and the charge (or the release, for
-/// no lines) goes out — all in one transaction with the case's resolution.
-pub fn resolve_case(
-    conn: &mut AnyConnection,
-    case_id: i64,
-    decision: &Decision,
-    set: &[(String, i64)],
-    by: &str,
-    note: &str,
-    now: NaiveDateTime,
-) -> Result<Order, ReviewFail> {
-    write_tx(conn, |conn| {
-        let case = find_case(conn, case_id)?.ok_or(ReviewFail::NotFound)?;
-        if case.status != "open" {
-            return Err(ReviewFail::Resolved);
-        }
-        let order = lock(conn, case.order_id)?.ok_or(ReviewFail::NotFound)?;
-        let status = status_of(&order)?;
-        match (decision, status) {
-            (Decision::Charge, OrderStatus::Review) => {
-                let mut lines = Vec::new();
-                for (lane, qty) in set.iter().filter(|(_, q)| *q != 0) {
-                    if *qty < 0 {
-                        return Err(ReviewFail::Refused(format!("lane {lane}: a quantity cannot be negative")));
-                    }
-                    let found: Option<(Option<i64>, Option<String>, Option<i64>)> = lanes::table
-                        .left_join(super::schema::products::table)
-                        .filter(lanes::sn.eq(&order.sn))
-                        .filter(lanes::code.eq(lane))
-                        .select((
-                            lanes::product_id,
-                            super::schema::products::name.nullable(),
-                            super::schema::products::price_fen.nullable(),
-                        ))
-                        .first(conn)
-                        .optional()?;
-                    let Some((Some(product_id), Some(name), Some(price))) = found else {
-                        return Err(ReviewFail::Refused(format!(
-                            "lane {lane} holds no product on cabinet {}",
-                            order.sn
-                        )));
-                    };
-                    lines.push(Line {
-                        lane: lane.clone(),
-                        product_id,
-                        product_name: name,
-                        qty: *qty,
-                        unit_fen: price,
-                        amount_fen: price * qty,
-                    });
-                }
-                let empty = lines.is_empty();
-                let total: i64 = lines.iter().map(|l| l.amount_fen).sum();
-                apply(conn, order.id, OrderEvent::Reviewed { empty }, now, |conn, o, to| {
-                    write_lines(conn, o.id, &lines)?;
-                    diesel::update(orders::table.find(o.id)).set(orders::total_fen.eq(Some(total))).execute(conn)?;
-                    owe_excess(conn, o, total, now)?;
-                    let changes: Vec<StockChange> = basket_changes(&lines, &[])
-                        .into_iter()
-                        .map(|c| StockChange { reason: "review", ..c })
-                        .collect();
-                    book_basket(conn, o, to, &changes, now)
-                })?;
-            }
-            (Decision::Charge, other) => {
-                return Err(ReviewFail::Refused(format!(
-                    "the order is {}: only an order in review can be charged from here (refunds are not supported yet)",
-                    other.as_str()
-                )));
-            }
-            (Decision::Dismiss, OrderStatus::Review) => {
-                return Err(ReviewFail::Refused(
-                    "an order in review must be charged (with no lines to release it)".into(),
-                ));
-            }
-            (Decision::Dismiss, _) => {}
-        }
-        let resolution = serde_json::json!({ "decision": decision, "lines": set, "note": note }).to_string();
-        diesel::update(review_cases::table.find(case_id))
-            .set((
-                review_cases::status.eq("resolved"),
-                review_cases::resolution.eq(Some(resolution)),
-                review_cases::resolved_by.eq(Some(by)),
-                review_cases::resolved_at.eq(Some(now)),
-            ))
-            .execute(conn)?;
-        find(conn, order.id)?.ok_or(ReviewFail::NotFound)
-    })
 }

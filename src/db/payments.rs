@@ -81,7 +81,14 @@ pub fn record_callback(
         if taken > 0 {
             return Ok(Applied::Duplicate);
         }
-        let current = match event.out_order_no {
+        // A refund callback names the refund: its payment is the refund's.
+        let refund_of = match &event.reported {
+            Reported::Refund { out_refund_no, .. } => {
+                super::refunds::find(conn, out_refund_no)?.map(|r| r.out_order_no)
+            }
+            _ => None,
+        };
+        let current = match refund_of.as_deref().or(event.out_order_no) {
             Some(no) => match find_for_update(conn, event.channel, no)? {
                 Some(p) => Some(p),
                 None => return Ok(Applied::UnknownPayment),
@@ -128,6 +135,15 @@ pub fn record_callback(
                     payments::updated_at.eq(now),
                 ))
                 .execute(conn)?;
+        }
+        if let (Verdict::RefundEnded, Reported::Refund { out_refund_no, refund_id, succeeded, status }) =
+            (&verdict, &event.reported)
+        {
+            let how = match (succeeded, refund_id) {
+                (true, Some(id)) => super::refunds::Ended::Succeeded { refund_id: id.clone() },
+                _ => super::refunds::Ended::Failed { reason: format!("the platform says {status}") },
+            };
+            super::refunds::ended(conn, out_refund_no, &how, now)?;
         }
         if verdict == Verdict::ReleaseNeeded {
             let message = crate::pay::release::message(&p.out_order_no);

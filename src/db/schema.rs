@@ -236,6 +236,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    refunds (out_refund_no) {
+        out_refund_no -> Text,
+        order_id -> Int8,
+        out_order_no -> Text,
+        case_id -> Nullable<Int8>,
+        amount_fen -> Int8,
+        reason -> Text,
+        status -> Text,
+        refund_id -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        requested_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     restock_tasks (id) {
         id -> Int8,
         sn -> Text,
@@ -332,6 +350,9 @@ diesel::joinable!(orders -> payments (out_order_no));
 diesel::joinable!(orders -> sessions (session_id));
 diesel::joinable!(orders -> users (user_id));
 diesel::joinable!(payments -> users (user_id));
+diesel::joinable!(refunds -> orders (order_id));
+diesel::joinable!(refunds -> payments (out_order_no));
+diesel::joinable!(refunds -> review_cases (case_id));
 diesel::joinable!(restock_tasks -> cabinets (sn));
 diesel::joinable!(review_cases -> orders (order_id));
 diesel::joinable!(sessions -> cabinets (sn));
@@ -352,6 +373,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payment_events,
     payments,
     products,
+    refunds,
     restock_tasks,
     review_cases,
     sessions,

@@ -350,11 +350,46 @@ pub fn check_scan(f: &ScanFacts) -> Result<(), ScanRefusal> {
     Ok(())
 }
 
+/// What a corrected basket means for an order the platform has already charged: the shopper owes
+/// the new total. What they paid beyond it goes back (a refund); what it is short of is owed
+/// (debt: a paid charge cannot be raised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebasket {
+    pub refund_fen: i64,
+    pub debt_fen: i64,
+}
+
+/// [`Rebasket`] for an order that has kept `paid_fen` (charged, less refunds already on their
+/// way) and whose basket a person set to `total_fen`.
+pub fn rebasket(paid_fen: i64, total_fen: i64) -> Rebasket {
+    Rebasket { refund_fen: (paid_fen - total_fen).max(0), debt_fen: (total_fen - paid_fen).max(0) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use OrderStatus::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_corrected_basket_refunds_or_owes_the_difference() {
+        assert_eq!(rebasket(1300, 700), Rebasket { refund_fen: 600, debt_fen: 0 });
+        assert_eq!(rebasket(1000, 1300), Rebasket { refund_fen: 0, debt_fen: 300 });
+        assert_eq!(rebasket(700, 700), Rebasket { refund_fen: 0, debt_fen: 0 });
+        assert_eq!(rebasket(700, 0), Rebasket { refund_fen: 700, debt_fen: 0 });
+    }
+
+    proptest::proptest! {
+        /// Whatever the numbers: what is kept plus what is owed is the new total, and only one of
+        /// a refund and a debt is ever non-zero.
+        #[test]
+        fn rebasket_keeps_the_books(paid in 0i64..10_000_000, total in 0i64..10_000_000) {
+            let r = rebasket(paid, total);
+            proptest::prop_assert!(r.refund_fen >= 0 && r.debt_fen >= 0);
+            proptest::prop_assert!(r.refund_fen == 0 || r.debt_fen == 0);
+            proptest::prop_assert_eq!(paid - r.refund_fen + r.debt_fen, total);
+        }
+    }
 
     fn run(events: &[OrderEvent]) -> OrderStatus {
         let mut s = Created;

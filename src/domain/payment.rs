@@ -56,6 +56,8 @@ pub enum Reported {
     Paid { amount_fen: i64, transaction_id: String },
     /// The hold was given back (Alipay unfreeze).
     Released,
+    /// A refund ended on the platform (WeChat REFUND.*): recorded on the refund, not the payment.
+    Refund { out_refund_no: String, refund_id: Option<String>, succeeded: bool, status: String },
     /// Verified but nothing Heft acts on (refund events, service authorisation…).
     Other,
 }
@@ -80,6 +82,8 @@ pub enum Verdict {
     Ignored(&'static str),
     /// A confirmation for a cancelled pre-authorisation: never act on it; release the hold.
     ReleaseNeeded,
+    /// A refund ended: recorded on the refund; the payment stays as it is.
+    RefundEnded,
     /// Money moved where Heft did not expect it (paid after a cancel, a second transaction):
     /// recorded as the platform says, and flagged for a person.
     Anomaly { to: PaymentState, changes: Changes, reason: &'static str },
@@ -89,7 +93,7 @@ impl Verdict {
     /// The word stored with the event (`payment_events.outcome`).
     pub fn outcome(&self) -> &'static str {
         match self {
-            Verdict::Apply { .. } => "applied",
+            Verdict::Apply { .. } | Verdict::RefundEnded => "applied",
             Verdict::AlreadyApplied => "already_applied",
             Verdict::Ignored(_) => "ignored",
             Verdict::ReleaseNeeded => "release_needed",
@@ -139,6 +143,8 @@ pub fn apply(state: PaymentState, transaction_id: Option<&str>, reported: &Repor
             Capturing | Paid => Verdict::Ignored("release of the remainder after a charge"),
         },
         Reported::Other => Verdict::Ignored("an event Heft does not act on"),
+        // The payment stays paid: a refund is its own record (`db::refunds`).
+        Reported::Refund { .. } => Verdict::RefundEnded,
     }
 }
 

@@ -31,8 +31,17 @@ pub mod topics {
     pub const OPS_ALERT: &str = "ops.alert";
     /// Give back a hold confirmed after its pre-authorisation was cancelled.
     pub const PAYMENT_RELEASE: &str = "payment.release";
-    pub const ALL: &[&str] =
-        &[ORDER_AUTH_TIMEOUT, DOOR_OPEN_CHECK, PAYMENT_CAPTURE, PAYMENT_RELEASE, RESTOCK_CHECK, OPS_ALERT];
+    /// Give money back on a paid order (a corrected basket).
+    pub const PAYMENT_REFUND: &str = "payment.refund";
+    pub const ALL: &[&str] = &[
+        ORDER_AUTH_TIMEOUT,
+        DOOR_OPEN_CHECK,
+        PAYMENT_CAPTURE,
+        PAYMENT_RELEASE,
+        PAYMENT_REFUND,
+        RESTOCK_CHECK,
+        OPS_ALERT,
+    ];
 }
 
 /// The code of the alert raised when a message is given up on.

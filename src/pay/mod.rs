@@ -8,6 +8,7 @@
 pub mod alipay;
 pub mod capture;
 pub mod keys;
+pub mod refund;
 pub mod release;
 pub mod sim;
 pub mod wechat;
@@ -167,6 +168,37 @@ pub enum CaptureOutcome {
     Collecting,
 }
 
+/// Give money back on a payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequest {
+    /// Heft's number for this refund, the same on every retry: both platforms take a repeat of it
+    /// as the same refund (WeChat `out_refund_no`, Alipay `out_request_no`).
+    pub out_refund_no: String,
+    pub out_order_no: String,
+    /// The trade the capture made (Alipay refunds name it).
+    pub out_trade_no: String,
+    /// The platform's transaction (WeChat refunds name it).
+    pub transaction_id: String,
+    /// What the payment took, and what goes back, fen.
+    pub paid_fen: i64,
+    pub refund_fen: i64,
+    /// Shown to the shopper (at most 80 characters).
+    pub reason: String,
+}
+
+/// Where a refund stands on the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundState {
+    /// Accepted; the money is on its way back (WeChat PROCESSING).
+    Processing,
+    /// The money went back. `refund_id`: the platform's number for it.
+    Succeeded { refund_id: String },
+    /// The platform gave up on it (WeChat CLOSED or ABNORMAL): a person must act.
+    Failed { reason: String },
+    /// The platform knows no such refund: the request never reached it.
+    Unknown,
+}
+
 /// A verified, decoded callback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayEvent {
@@ -239,6 +271,12 @@ pub trait PaymentGateway: Send + Sync {
 
     /// Charge the lines against the pre-authorisation.
     async fn capture(&self, req: &CaptureRequest) -> Result<CaptureOutcome, PayError>;
+
+    /// Give part or all of a payment back; idempotent on `out_refund_no`.
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundState, PayError>;
+
+    /// Where a refund stands.
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundState, PayError>;
 
     /// Verify and decode a callback exactly as received.
     fn parse_callback(&self, headers: &CallbackHeaders, body: &[u8]) -> Result<PayEvent, CallbackError>;

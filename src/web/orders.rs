@@ -17,7 +17,7 @@ use super::{ApiError, AppState};
 use crate::actors::cabinet::door::{PurchaseError, StartPurchase};
 use crate::actors::purchase::order_moved;
 use crate::actors::registry::Lookup;
-use crate::db::models::{Order, OrderLine};
+use crate::db::models::{Order, OrderLine, Refund};
 use crate::db::{self, DbError, orders, payments};
 use crate::domain::cabinet::Sn;
 use crate::domain::order::{OrderEvent, ScanRefusal};
@@ -77,9 +77,14 @@ pub struct OrderView {
     pub total_fen: Option<i64>,
     /// What the platform says was paid, fen.
     pub paid_fen: Option<i64>,
-    /// Owed on this order after a failed charge, fen.
+    /// Owed on this order, fen: a failed charge, a basket over the cap, or a correction that
+    /// added to a paid basket.
     pub debt_fen: i64,
+    /// Given back after a review corrected the basket, fen (refunds that went through).
+    pub refunded_fen: i64,
     pub lines: Vec<LineView>,
+    /// Refunds on this order, with where each stands.
+    pub refunds: Vec<RefundView>,
     /// Grams per lane before the door opened.
     #[schema(value_type = Object)]
     pub before_g: Option<serde_json::Value>,
@@ -95,12 +100,37 @@ pub struct OrderView {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// A refund as the shopper sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RefundView {
+    pub out_refund_no: String,
+    pub amount_fen: i64,
+    /// requested, processing, succeeded, failed.
+    pub status: String,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Refund> for RefundView {
+    fn from(r: &Refund) -> Self {
+        RefundView {
+            out_refund_no: r.out_refund_no.clone(),
+            amount_fen: r.amount_fen,
+            status: r.status.clone(),
+            reason: r.reason.clone(),
+            created_at: r.created_at.and_utc(),
+            finished_at: r.finished_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
 fn json(text: Option<&str>) -> Option<serde_json::Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
 }
 
 impl OrderView {
-    pub fn new(o: &Order, lines: &[OrderLine]) -> Self {
+    pub fn new(o: &Order, lines: &[OrderLine], refunds: &[Refund]) -> Self {
         OrderView {
             id: o.id,
             sn: o.sn.clone(),
@@ -112,7 +142,9 @@ impl OrderView {
             total_fen: o.total_fen,
             paid_fen: o.paid_fen,
             debt_fen: o.debt_fen,
+            refunded_fen: refunds.iter().filter(|r| r.status == db::refunds::SUCCEEDED).map(|r| r.amount_fen).sum(),
             lines: lines.iter().map(LineView::from).collect(),
+            refunds: refunds.iter().map(RefundView::from).collect(),
             before_g: json(o.before_g.as_deref()),
             after_g: json(o.after_g.as_deref()),
             notices: json(Some(&o.notices)).unwrap_or_else(|| serde_json::json!([])),
@@ -212,7 +244,8 @@ pub async fn scan(
                 let no = order.out_order_no.clone();
                 state.svc.db.write(move |c| payments::set_platform_order_id(c, &no, &platform_id)).await?;
             }
-            Ok(HttpResponse::Created().json(ScanResponse { order: OrderView::new(&order, &[]), confirm: pre.confirm }))
+            Ok(HttpResponse::Created()
+                .json(ScanResponse { order: OrderView::new(&order, &[], &[]), confirm: pre.confirm }))
         }
         Err(e) => {
             // Nothing was held, or the release finds out: end the order and free the cabinet.
@@ -237,18 +270,26 @@ pub async fn scan(
     }
 }
 
-async fn own_order(state: &AppState, shopper: &Shopper, id: i64) -> Result<(Order, Vec<OrderLine>), ApiError> {
+/// An order with its lines and refunds, as [`OrderView`] shows it.
+pub type OrderDetail = (Order, Vec<OrderLine>, Vec<Refund>);
+
+pub fn detail(c: &mut db::AnyConnection, o: Order) -> Result<OrderDetail, DbError> {
+    let lines = orders::lines(c, o.id)?;
+    let refunds = db::refunds::for_order(c, o.id)?;
+    Ok((o, lines, refunds))
+}
+
+async fn own_order(state: &AppState, shopper: &Shopper, id: i64) -> Result<OrderDetail, ApiError> {
     let found = state
         .svc
         .db
         .run(move |c| {
             let Some(o) = orders::find(c, id)? else { return Ok::<_, DbError>(None) };
-            let lines = orders::lines(c, id)?;
-            Ok(Some((o, lines)))
+            Ok(Some(detail(c, o)?))
         })
         .await?;
     // Another shopper's order is "not found", not "forbidden": ids are not to be probed.
-    found.filter(|(o, _)| o.user_id == shopper.user.id).ok_or_else(|| ApiError::NotFound("order".into()))
+    found.filter(|(o, _, _)| o.user_id == shopper.user.id).ok_or_else(|| ApiError::NotFound("order".into()))
 }
 
 /// One of the shopper's orders: status, lines, amounts, and the weights it was settled from.
@@ -261,8 +302,8 @@ async fn own_order(state: &AppState, shopper: &Shopper, id: i64) -> Result<(Orde
     )
 )]
 pub async fn get(shopper: Shopper, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    let (order, lines) = own_order(&state, &shopper, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(OrderView::new(&order, &lines)))
+    let (order, lines, refunds) = own_order(&state, &shopper, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(OrderView::new(&order, &lines, &refunds)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -292,8 +333,8 @@ pub async fn history(
             let list = orders::for_user(c, user, before, limit)?;
             let mut out = Vec::with_capacity(list.len());
             for o in list {
-                let lines = orders::lines(c, o.id)?;
-                out.push(OrderView::new(&o, &lines));
+                let (o, lines, refunds) = detail(c, o)?;
+                out.push(OrderView::new(&o, &lines, &refunds));
             }
             Ok::<_, DbError>(out)
         })
@@ -332,7 +373,7 @@ pub async fn appeal(
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::Invalid(vec![FieldError::new("reason", "invalid", "1 to 500 characters")]));
     }
-    let (order, _) = own_order(&state, &shopper, path.into_inner()).await?;
+    let (order, _, _) = own_order(&state, &shopper, path.into_inner()).await?;
     if matches!(order.status.as_str(), "created" | "authorized" | "door_open" | "settling" | "cancelled") {
         return Err(ApiError::Conflict {
             code: "not_appealable",
@@ -343,7 +384,8 @@ pub async fn appeal(
     let reasons = serde_json::json!({ "appeal": reason, "claimed": body.claimed });
     let by = format!("user:{}", shopper.user.id);
     let id = order.id;
-    let case_id = state.svc.db.write(move |c| orders::open_case(c, id, "appeal", &reasons, &by, db::now())).await?;
+    let case_id =
+        state.svc.db.write(move |c| db::reviews::open_case(c, id, "appeal", &reasons, &by, db::now())).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "case_id": case_id, "order_id": id, "status": "open" })))
 }
 
@@ -362,7 +404,7 @@ pub async fn cancel(
     state: web::Data<AppState>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let (order, _) = own_order(&state, &shopper, path.into_inner()).await?;
+    let (order, _, _) = own_order(&state, &shopper, path.into_inner()).await?;
     let id = order.id;
     let moved = state
         .svc
@@ -377,5 +419,5 @@ pub async fn cancel(
     state.svc.relay.wake();
     order_moved(&state.routes, moved.order());
     let lines = state.svc.db.run(move |c| orders::lines(c, id)).await?;
-    Ok(HttpResponse::Ok().json(OrderView::new(moved.order(), &lines)))
+    Ok(HttpResponse::Ok().json(OrderView::new(moved.order(), &lines, &[])))
 }

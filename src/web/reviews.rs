@@ -1,18 +1,19 @@
 //! The review queue: orders a person must look at — the settlement could not read the weights,
 //! or the shopper appealed. A case shows the order, its lines, the weights it was settled from and
 //! the session's whole weight trace; resolving it charges what the person set (or releases the
-//! pre-authorisation when they set nothing), or dismisses an appeal.
+//! pre-authorisation when they set nothing), corrects a paid order and refunds the difference, or
+//! dismisses an appeal.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
 use super::ops::page_limit;
-use super::orders::OrderView;
+use super::orders::{OrderView, detail};
 use super::{ApiError, AppState};
 use crate::db::models::ReviewCase;
-use crate::db::orders::{self, Decision, ReviewFail};
-use crate::db::{self, DbError, weight_log};
+use crate::db::reviews::{self, Decision, ReviewFail};
+use crate::db::{self, DbError, orders, weight_log};
 
 #[derive(Debug, Deserialize)]
 pub struct CaseQuery {
@@ -41,7 +42,7 @@ pub async fn list(
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
     let status = q.status.unwrap_or_else(|| "open".into());
-    let cases = state.svc.db.run(move |c| orders::cases(c, Some(&status), limit)).await?;
+    let cases = state.svc.db.run(move |c| reviews::cases(c, Some(&status), limit)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() })))
 }
 
@@ -54,20 +55,20 @@ pub async fn get(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>
         .svc
         .db
         .run(move |c| {
-            let Some(case) = orders::find_case(c, id)? else { return Ok::<_, DbError>(None) };
+            let Some(case) = reviews::find_case(c, id)? else { return Ok::<_, DbError>(None) };
             let Some(order) = orders::find(c, case.order_id)? else { return Ok(None) };
-            let lines = orders::lines(c, order.id)?;
             let trace = match order.session_id {
                 Some(s) => weight_log::for_session(c, s)?,
                 None => Vec::new(),
             };
-            Ok(Some((case, order, lines, trace)))
+            Ok(Some((case, detail(c, order)?, trace)))
         })
         .await?;
-    let (case, order, lines, trace) = found.ok_or_else(|| ApiError::NotFound(format!("review case {id}")))?;
+    let (case, (order, lines, refunds), trace) =
+        found.ok_or_else(|| ApiError::NotFound(format!("review case {id}")))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "case": case_json(&case),
-        "order": OrderView::new(&order, &lines),
+        "order": OrderView::new(&order, &lines, &refunds),
         "trace": trace,
     })))
 }
@@ -82,8 +83,9 @@ pub struct LineIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveIn {
-    /// `charge` (an order in review: charge `lines`, or release the hold when there are none) or
-    /// `dismiss` (an appeal found unfounded).
+    /// `charge` (an order in review: charge `lines`, or release the hold when there are none),
+    /// `refund` (a paid order: `lines` are what it should have charged; the difference goes back)
+    /// or `dismiss` (an appeal found unfounded).
     pub decision: Decision,
     #[serde(default)]
     pub lines: Vec<LineIn>,
@@ -106,7 +108,7 @@ pub async fn resolve(
     let order = state
         .svc
         .db
-        .write(move |c| orders::resolve_case(c, id, &body.decision, &set, &by, &body.note, db::now()))
+        .write(move |c| reviews::resolve_case(c, id, &body.decision, &set, &by, &body.note, db::now()))
         .await
         .map_err(|e| match e {
             ReviewFail::NotFound => ApiError::NotFound(format!("review case {id}")),
@@ -117,7 +119,6 @@ pub async fn resolve(
             ReviewFail::Db(e) => e.into(),
         })?;
     state.svc.relay.wake();
-    let oid = order.id;
-    let lines = state.svc.db.run(move |c| orders::lines(c, oid)).await?;
-    Ok(HttpResponse::Ok().json(OrderView::new(&order, &lines)))
+    let (order, lines, refunds) = state.svc.db.run(move |c| detail(c, order)).await?;
+    Ok(HttpResponse::Ok().json(OrderView::new(&order, &lines, &refunds)))
 }

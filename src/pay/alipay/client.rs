@@ -15,7 +15,8 @@ use super::{TIME_FORMAT, beijing_now, bill, sign};
 use crate::config::{AlipayConfig, PaymentsConfig};
 use crate::pay::{
     BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, PayError, PayEvent, PayEventKind,
-    PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, fen_to_yuan, keys, yuan_to_fen,
+    PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState, fen_to_yuan,
+    keys, yuan_to_fen,
 };
 
 const FREEZE: &str = "alipay.fund.auth.order.app.freeze";
@@ -24,6 +25,8 @@ const UNFREEZE: &str = "alipay.fund.auth.order.unfreeze";
 const CANCEL: &str = "alipay.fund.auth.operation.cancel";
 const PAY: &str = "alipay.trade.pay";
 const TRADE_QUERY: &str = "alipay.trade.query";
+const REFUND: &str = "alipay.trade.refund";
+const REFUND_QUERY: &str = "alipay.trade.fastpay.refund.query";
 const OAUTH: &str = "alipay.system.oauth.token";
 const BILL_URL: &str = "alipay.data.dataservice.bill.downloadurl.query";
 const PRODUCT: &str = "PRE_AUTH_ONLINE";
@@ -78,6 +81,8 @@ impl Reply {
         match self.code.as_str() {
             "10000" => Ok(self),
             "20000" => Err(PayError::Retryable(self.describe(method))),
+            // "System error: call again with the same parameters."
+            "40004" if self.sub_code.ends_with("SYSTEM_ERROR") => Err(PayError::Retryable(self.describe(method))),
             "40004" => Err(PayError::Declined {
                 code: if self.sub_code.is_empty() { self.code } else { self.sub_code },
                 message: if self.sub_msg.is_empty() { self.msg } else { self.sub_msg },
@@ -371,6 +376,48 @@ impl PaymentGateway for AlipayFundAuth {
         }
     }
 
+    /// `alipay.trade.refund` on the capture's trade, `out_request_no` = the refund's number.
+    /// Alipay answers at once; `fund_change` N means this request moved no money (a repeat, or
+    /// not refunded), so the refund query decides.
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundState, PayError> {
+        if req.refund_fen <= 0 || req.refund_fen > req.paid_fen {
+            return Err(PayError::Permanent(format!("refund {} of a payment of {}", req.refund_fen, req.paid_fen)));
+        }
+        let biz = json!({
+            "out_trade_no": req.out_trade_no,
+            "refund_amount": fen_to_yuan(req.refund_fen),
+            "out_request_no": req.out_refund_no,
+            "refund_reason": clean_subject(&req.reason),
+        });
+        let reply = self.call(REFUND, &[], Some(&biz), false).await?.ok(REFUND)?;
+        match reply.str("fund_change") {
+            Some("Y") => {
+                Ok(RefundState::Succeeded { refund_id: reply.str("trade_no").unwrap_or(&req.out_trade_no).to_string() })
+            }
+            _ => match self.query_refund(req).await? {
+                RefundState::Unknown => Ok(RefundState::Processing),
+                other => Ok(other),
+            },
+        }
+    }
+
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundState, PayError> {
+        let biz = json!({ "out_trade_no": req.out_trade_no, "out_request_no": req.out_refund_no });
+        let reply = self.call(REFUND_QUERY, &[], Some(&biz), false).await?;
+        if reply.code == "40004" && not_found(&reply.sub_code) {
+            return Ok(RefundState::Unknown);
+        }
+        let reply = reply.ok(REFUND_QUERY)?;
+        // No refund under that number: the answer carries no refund fields.
+        Ok(match (reply.str("refund_status"), reply.str("refund_amount")) {
+            (Some("REFUND_SUCCESS"), _) | (None, Some(_)) => {
+                RefundState::Succeeded { refund_id: reply.str("trade_no").unwrap_or(&req.out_trade_no).to_string() }
+            }
+            (Some(other), _) => RefundState::Failed { reason: format!("refund_status {other}") },
+            (None, None) => RefundState::Unknown,
+        })
+    }
+
     fn parse_callback(&self, _headers: &CallbackHeaders, body: &[u8]) -> Result<PayEvent, CallbackError> {
         let form: Vec<(String, String)> =
             serde_urlencoded::from_bytes(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
@@ -390,6 +437,8 @@ impl PaymentGateway for AlipayFundAuth {
                 owned("out_order_no"),
                 PayEventKind::Authorized { platform_order_id: owned("auth_no"), payer_id: owned("payer_user_id") },
             ),
+            // A refund on the trade is notified too (with gmt_refund): the payment is unchanged.
+            "trade_status_sync" if get("gmt_refund").is_some() => (owned("out_trade_no"), PayEventKind::Other),
             "trade_status_sync" if matches!(get("trade_status"), Some("TRADE_SUCCESS" | "TRADE_FINISHED")) => {
                 let amount = get("total_amount").unwrap_or_default();
                 let amount_fen =
@@ -454,6 +503,7 @@ mod tests {
             reply("40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH").ok("m").err(),
             Some(PayError::Declined { code: "ACQ.BUYER_BALANCE_NOT_ENOUGH".into(), message: "m".into() })
         );
+        assert!(matches!(reply("40004", "ACQ.SYSTEM_ERROR").ok("m"), Err(PayError::Retryable(_))));
         for code in ["40001", "40002", "40006", "20001", "99999"] {
             assert!(matches!(reply(code, "").ok("m"), Err(PayError::Permanent(_))), "{code}");
         }

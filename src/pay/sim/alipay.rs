@@ -143,9 +143,19 @@ struct Trade {
     out_trade_no: String,
     auth_no: String,
     buyer_id: String,
+    seller_id: String,
     subject: String,
     total_fen: i64,
     paid_at: NaiveDateTime,
+    notify_url: Option<String>,
+    /// Refunds by out_request_no: amount and when.
+    refunds: Vec<(String, i64, NaiveDateTime)>,
+}
+
+impl Trade {
+    fn refunded_fen(&self) -> i64 {
+        self.refunds.iter().map(|r| r.1).sum()
+    }
 }
 
 impl Trade {
@@ -372,6 +382,8 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
         "alipay.fund.auth.operation.cancel" => operation_cancel(sim, &biz),
         "alipay.trade.pay" => trade_pay(&state, &biz, notify_url),
         "alipay.trade.query" => trade_query(sim, &biz),
+        "alipay.trade.refund" => trade_refund(&state, &biz),
+        "alipay.trade.fastpay.refund.query" => refund_query(sim, &biz),
         "alipay.data.dataservice.bill.downloadurl.query" => bill_url(sim, &biz, req.connection_info().host()),
         _ => Err(Refusal("40002", "Invalid Arguments", "isv.invalid-method".into(), "不存在的方法名".into())),
     };
@@ -597,9 +609,12 @@ fn trade_pay(state: &SimState, biz: &Map<String, Value>, notify_url: Option<Stri
         out_trade_no: out_trade_no.to_string(),
         auth_no: auth_no.to_string(),
         buyer_id: buyer_id.to_string(),
+        seller_id: seller_id.to_string(),
         subject: subject.to_string(),
         total_fen: total,
         paid_at,
+        notify_url: notify_url.clone(),
+        refunds: Vec::new(),
     };
     let fields = trade.fields();
     let mut notifies = vec![];
@@ -639,6 +654,98 @@ fn trade_query(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {
     Ok((fields, vec![]))
 }
 
+/// The trade a trade API names, by out_trade_no or trade_no.
+fn find_trade<'a>(inner: &'a mut Inner, biz: &Map<String, Value>) -> Result<&'a mut Trade, Refusal> {
+    let trade = match (biz_str(biz, "out_trade_no"), biz_str(biz, "trade_no")) {
+        (Some(no), _) => inner.trades.get_mut(no),
+        (None, Some(no)) => inner.trades.values_mut().find(|t| t.trade_no == no),
+        (None, None) => return Err(missing("out_trade_no")),
+    };
+    trade.ok_or_else(|| business("ACQ.TRADE_NOT_EXIST", "交易不存在"))
+}
+
+/// `alipay.trade.refund`: money back on a trade, at once. A repeat of a request number moves no
+/// money again (`fund_change` N).
+fn trade_refund(state: &SimState, biz: &Map<String, Value>) -> Outcome {
+    let sim = &state.alipay;
+    let amount = biz_amount(biz, "refund_amount")?;
+    if state.knob(|k| take(&mut k.decline)) {
+        return Err(business("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足"));
+    }
+    // Without a request number Alipay takes the trade's whole amount as one refund.
+    let request_no = biz_str(biz, "out_request_no").map(str::to_string);
+    let mut inner = sim.lock();
+    let t = find_trade(&mut inner, biz)?;
+    let request_no = request_no.unwrap_or_else(|| t.out_trade_no.clone());
+    let fresh = match t.refunds.iter().find(|r| r.0 == request_no) {
+        Some(r) if r.1 == amount => false,
+        Some(_) => return Err(business("ACQ.DISCORDANT_REPEAT_REQUEST", "请求信息不一致")),
+        None if amount > t.total_fen - t.refunded_fen() => {
+            return Err(business("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限"));
+        }
+        None => true,
+    };
+    let now = beijing_now();
+    if fresh {
+        t.refunds.push((request_no.clone(), amount, now));
+    }
+    let at = t.refunds.iter().find(|r| r.0 == request_no).map_or(now, |r| r.2).format(TIME_FORMAT).to_string();
+    let fields = vec![
+        ("trade_no".to_string(), t.trade_no.clone()),
+        ("out_trade_no".into(), t.out_trade_no.clone()),
+        ("buyer_logon_id".into(), mask(&t.buyer_id)),
+        ("buyer_user_id".into(), t.buyer_id.clone()),
+        ("fund_change".into(), if fresh { "Y" } else { "N" }.into()),
+        ("refund_fee".into(), fen_to_yuan(t.refunded_fen())),
+        ("gmt_refund_pay".into(), at.clone()),
+    ];
+    // The trade's notify address hears of the refund too: TRADE_CLOSED once all is back.
+    let notifies = match (&t.notify_url, fresh) {
+        (Some(url), true) => {
+            let status = if t.refunded_fen() == t.total_fen { "TRADE_CLOSED" } else { "TRADE_SUCCESS" };
+            let mut n = t.fields();
+            n.retain(|(k, _)| k != "buyer_user_id");
+            n.extend(
+                [
+                    ("trade_status", status),
+                    ("buyer_id", t.buyer_id.as_str()),
+                    ("seller_id", t.seller_id.as_str()),
+                    ("out_biz_no", request_no.as_str()),
+                    ("refund_fee", &fen_to_yuan(t.refunded_fen())),
+                    ("gmt_refund", &at),
+                ]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+            vec![Notify { url: url.clone(), notify_type: "trade_status_sync", fields: n }]
+        }
+        _ => vec![],
+    };
+    Ok((fields, notifies))
+}
+
+/// `alipay.trade.fastpay.refund.query`: a refund by its request number; no refund fields when
+/// there is none.
+fn refund_query(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {
+    let request_no = biz_str(biz, "out_request_no").ok_or_else(|| missing("out_request_no"))?.to_string();
+    let mut inner = sim.lock();
+    let t = find_trade(&mut inner, biz)?;
+    let mut fields = vec![
+        ("trade_no".to_string(), t.trade_no.clone()),
+        ("out_trade_no".into(), t.out_trade_no.clone()),
+        ("out_request_no".into(), request_no.clone()),
+    ];
+    if let Some((_, amount, at)) = t.refunds.iter().find(|r| r.0 == request_no) {
+        fields.extend([
+            ("total_amount".to_string(), fen_to_yuan(t.total_fen)),
+            ("refund_amount".into(), fen_to_yuan(*amount)),
+            ("refund_status".into(), "REFUND_SUCCESS".into()),
+            ("gmt_refund_pay".into(), at.format(TIME_FORMAT).to_string()),
+        ]);
+    }
+    Ok((fields, vec![]))
+}
+
 fn bill_url(sim: &AlipaySim, biz: &Map<String, Value>, host: &str) -> Outcome {
     if biz_str(biz, "bill_type") != Some("trade") {
         return Err(invalid("bill_type: only trade is simulated"));
@@ -646,7 +753,8 @@ fn bill_url(sim: &AlipaySim, biz: &Map<String, Value>, host: &str) -> Outcome {
     let date = biz_str(biz, "bill_date").ok_or_else(|| missing("bill_date"))?;
     let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| invalid("bill_date"))?;
     let mut inner = sim.lock();
-    let empty = !inner.trades.values().any(|t| t.paid_at.date() == date);
+    let empty =
+        !inner.trades.values().any(|t| t.paid_at.date() == date || t.refunds.iter().any(|r| r.2.date() == date));
     let token = hex::encode(rand::random::<[u8; 16]>());
     let now = Instant::now();
     inner.bills.retain(|_, (_, expiry)| *expiry > now);
@@ -686,6 +794,25 @@ async fn bill_file(state: web::Data<SimState>, token: web::Path<String>) -> Http
                 refund_no: String::new(),
             })
             .collect();
+        let mut lines = lines;
+        // Refunds made that day: 退款 rows, negative, with their request number.
+        for t in inner.trades.values() {
+            for (request_no, amount, at) in t.refunds.iter().filter(|r| r.2.date() == date) {
+                lines.push(BillLine {
+                    trade_no: t.trade_no.clone(),
+                    out_trade_no: t.out_trade_no.clone(),
+                    kind: "退款".into(),
+                    subject: t.subject.clone(),
+                    created: t.paid_at,
+                    finished: *at,
+                    buyer: mask(&t.buyer_id),
+                    amount_fen: -amount,
+                    fee_fen: -((amount * 6 + 500) / 1000),
+                    refund_no: request_no.clone(),
+                });
+            }
+        }
+        lines.sort_by(|a, b| (a.finished, &a.trade_no).cmp(&(b.finished, &b.trade_no)));
         (date, lines)
     };
     match bill::build_zip(&sim.seller_id, date, &lines, beijing_now()) {

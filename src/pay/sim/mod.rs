@@ -32,8 +32,8 @@ pub use callbacks::{Callback, CallbackAttempt, Callbacks};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Knobs {
-    /// Create and capture calls refused with the platform's business error (WeChat 403
-    /// `RULE_LIMIT` / Alipay 40004), nothing applied.
+    /// Create, capture and refund calls refused with the platform's business error (WeChat 403
+    /// `RULE_LIMIT`, `NOT_ENOUGH` for a refund / Alipay 40004), nothing applied.
     pub decline: u32,
     /// API calls answered 500 `SYSTEM_ERROR` (Alipay 20000 `isp.unknow-error`), nothing applied.
     pub server_error: u32,

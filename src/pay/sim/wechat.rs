@@ -35,6 +35,8 @@ const BILL_URL_TTL_S: i64 = 300;
 const EXPIRY_DAYS: i64 = 30;
 /// How long the simulated deduction takes after `complete` (unless `fail_then_succeed`).
 const COLLECT_MS: u64 = 50;
+/// How long a simulated refund stays PROCESSING before it succeeds.
+const REFUND_MS: u64 = 50;
 
 /// Asia/Shanghai: no daylight saving, UTC+8 all year.
 const SHANGHAI: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
@@ -73,6 +75,21 @@ struct Order {
     paid_at: Option<DateTime<Utc>>,
 }
 
+/// A refund (the standard refund API, by a Pay Score deduction's transaction).
+struct Refund {
+    refund_id: String,
+    out_order_no: String,
+    transaction_id: String,
+    trade_no: String,
+    amount_fen: i64,
+    total_fen: i64,
+    /// PROCESSING, then SUCCESS.
+    status: &'static str,
+    created_at: DateTime<Utc>,
+    success_at: Option<DateTime<Utc>>,
+    notify_url: Option<String>,
+}
+
 struct Code {
     openid: String,
     issued: DateTime<Utc>,
@@ -87,6 +104,8 @@ struct BillFile {
 #[derive(Default)]
 struct Inner {
     orders: HashMap<String, Order>,
+    /// By out_refund_no.
+    refunds: HashMap<String, Refund>,
     codes: HashMap<String, Code>,
     bills: HashMap<String, BillFile>,
     seq: u64,
@@ -270,17 +289,34 @@ impl WechatSim {
     /// Queue a Pay Score callback for this order.
     fn notify(&self, state: &SimState, order: &Value, event_type: &str, summary: &str) {
         let Some(url) = order.get("notify_url").and_then(Value::as_str).map(str::to_string) else { return };
+        let out_order_no = order.get("out_order_no").and_then(Value::as_str).unwrap_or_default().to_string();
+        self.notify_resource(state, &url, "payscore", order, event_type, summary, &out_order_no);
+    }
+
+    /// Queue a callback whose resource (of `original_type`) is `resource`, encrypted.
+    #[allow(clippy::too_many_arguments)]
+    fn notify_resource(
+        &self,
+        state: &SimState,
+        url: &str,
+        original_type: &str,
+        resource: &Value,
+        event_type: &str,
+        summary: &str,
+        about: &str,
+    ) {
+        let url = url.to_string();
         let (drop, duplicates, delay_ms) =
             state.knob(|k| (k.drop_callbacks, k.duplicate_callbacks, k.callback_delay_ms));
         if drop {
             return;
         }
         let nonce = sign::gcm_nonce();
-        let plaintext = order.to_string();
+        let plaintext = resource.to_string();
         let ciphertext = match sign::aead_encrypt(
             self.config.apiv3_key.as_bytes(),
             nonce.as_bytes(),
-            b"payscore",
+            original_type.as_bytes(),
             plaintext.as_bytes(),
         ) {
             Ok(c) => c,
@@ -297,19 +333,18 @@ impl WechatSim {
             "event_type": event_type,
             "summary": summary,
             "resource": {
-                "original_type": "payscore",
+                "original_type": original_type,
                 "algorithm": "AEAD_AES_256_GCM",
                 "ciphertext": ciphertext,
-                "associated_data": "payscore",
+                "associated_data": original_type,
                 "nonce": nonce,
             },
         });
         let body = envelope.to_string().into_bytes();
         let key = self.platform_key.clone();
         let serial = self.config.platform_public_key_id.clone();
-        let out_order_no = order.get("out_order_no").and_then(Value::as_str).unwrap_or_default();
         state.callbacks.send(Callback {
-            label: format!("wechat {event_type} {out_order_no}"),
+            label: format!("wechat {event_type} {about}"),
             url,
             schedule: WECHAT_SCHEDULE_S,
             // Each attempt is signed with its own timestamp and nonce.
@@ -352,6 +387,61 @@ impl WechatSim {
             self.order_json(out_order_no, o)
         };
         self.notify(state, &order, "PAYSCORE.USER_PAID", "支付成功");
+    }
+
+    /// A refund as the refund API returns it.
+    fn refund_json(&self, out_refund_no: &str, r: &Refund) -> Value {
+        let time = |t: DateTime<Utc>| t.with_timezone(&shanghai()).to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+        let mut v = json!({
+            "refund_id": r.refund_id,
+            "out_refund_no": out_refund_no,
+            "transaction_id": r.transaction_id,
+            "out_trade_no": r.trade_no,
+            "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱",
+            "create_time": time(r.created_at),
+            "status": r.status,
+            "funds_account": "AVAILABLE",
+            "amount": {
+                "total": r.total_fen, "refund": r.amount_fen, "payer_total": r.total_fen, "payer_refund": r.amount_fen,
+                "settlement_total": r.total_fen, "settlement_refund": r.amount_fen, "discount_refund": 0,
+                "currency": "CNY",
+            },
+        });
+        if let Some(at) = r.success_at {
+            v["success_time"] = json!(time(at));
+        }
+        v
+    }
+
+    /// The refund went through: SUCCESS, and the REFUND.SUCCESS callback.
+    fn refund_done(&self, state: &SimState, out_refund_no: &str) {
+        let (resource, url) = {
+            let mut inner = self.lock();
+            let Some(r) = inner.refunds.get_mut(out_refund_no) else { return };
+            if r.status != "PROCESSING" {
+                return;
+            }
+            r.status = "SUCCESS";
+            r.success_at = Some(Utc::now());
+            let full = self.refund_json(out_refund_no, r);
+            // The callback's resource: the refund, as `refund_status`.
+            let resource = json!({
+                "mchid": self.config.mchid,
+                "out_trade_no": full["out_trade_no"],
+                "transaction_id": full["transaction_id"],
+                "out_refund_no": out_refund_no,
+                "refund_id": full["refund_id"],
+                "refund_status": "SUCCESS",
+                "success_time": full["success_time"],
+                "user_received_account": full["user_received_account"],
+                "amount": {"total": r.total_fen, "refund": r.amount_fen, "payer_total": r.total_fen, "payer_refund": r.amount_fen},
+            });
+            (resource, r.notify_url.clone())
+        };
+        if let Some(url) = url {
+            self.notify_resource(state, &url, "refund", &resource, "REFUND.SUCCESS", "退款成功", out_refund_no);
+        }
     }
 
     fn refresh(o: &mut Order) {
@@ -631,6 +721,113 @@ async fn complete(
     answer(hang, res).await
 }
 
+/// `POST /v3/refund/domestic/refunds`: refund (part of) a deduction, by its transaction_id.
+async fn refund(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let w = &state.wechat;
+    let hang = match w.admit(&state, &req, &body, false) {
+        Ok(h) => h,
+        Err(res) => return res,
+    };
+    let v = match parse_body(w, &body) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    let param = |m: &str| w.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", m);
+    let Some(out_refund_no) = str_field(&v, "out_refund_no").filter(|n| {
+        !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-|*@".contains(&b))
+    }) else {
+        return param("out_refund_no格式错误");
+    };
+    let amount = v.get("amount");
+    let (Some(refund_fen), Some(total_fen)) = (
+        amount.and_then(|a| a.get("refund")).and_then(Value::as_i64).filter(|a| *a > 0),
+        amount.and_then(|a| a.get("total")).and_then(Value::as_i64),
+    ) else {
+        return param("amount.refund和amount.total必填且为正整数");
+    };
+    if amount.and_then(|a| str_field(a, "currency")) != Some("CNY") {
+        return param("amount.currency只支持CNY");
+    }
+    if str_field(&v, "transaction_id").is_none() && str_field(&v, "out_trade_no").is_none() {
+        return param("transaction_id和out_trade_no必须填一个");
+    }
+    if state.knob(|k| take(&mut k.decline)) {
+        return answer(hang, w.error(StatusCode::FORBIDDEN, "NOT_ENOUGH", "基本账户余额不足，请充值后重新发起")).await;
+    }
+    let (res, fresh) = take_refund(w, out_refund_no, refund_fen, total_fen, &v);
+    if fresh {
+        let (st, no) = (state.clone(), out_refund_no.to_string());
+        actix_rt::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(REFUND_MS)).await;
+            st.wechat.refund_done(&st, &no);
+        });
+    }
+    answer(hang, res).await
+}
+
+/// The refund API's checks and bookkeeping: the answer, and whether a new refund was taken.
+fn take_refund(w: &WechatSim, out_refund_no: &str, refund_fen: i64, total_fen: i64, v: &Value) -> (HttpResponse, bool) {
+    let transaction_id = str_field(v, "transaction_id");
+    let out_trade_no = str_field(v, "out_trade_no");
+    let mut inner = w.lock();
+    if let Some(r) = inner.refunds.get(out_refund_no) {
+        // The same refund again: the same answer; another amount under its number is refused.
+        if r.amount_fen != refund_fen {
+            return (w.error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "同一退款单号的退款金额不一致"), false);
+        }
+        return (w.signed(StatusCode::OK, &w.refund_json(out_refund_no, r)), false);
+    }
+    let paid = inner.orders.iter().find(|(_, o)| {
+        o.state == St::Done
+            && (transaction_id.is_some_and(|t| o.transaction_id.as_deref() == Some(t))
+                || out_trade_no.is_some_and(|t| o.trade_no.as_deref() == Some(t)))
+    });
+    let Some((out_order_no, o)) = paid else {
+        return (w.error(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "订单不存在"), false);
+    };
+    let (out_order_no, paid_fen) = (out_order_no.clone(), o.total_amount.unwrap_or(0));
+    let (txn, trade_no) = (o.transaction_id.clone().unwrap_or_default(), o.trade_no.clone().unwrap_or_default());
+    if total_fen != paid_fen {
+        return (w.error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "订单金额与支付金额不一致"), false);
+    }
+    let refunded: i64 = inner.refunds.values().filter(|r| r.transaction_id == txn).map(|r| r.amount_fen).sum();
+    if refund_fen > paid_fen - refunded {
+        return (w.error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "退款金额大于可退金额"), false);
+    }
+    let seq = WechatSim::next_seq(&mut inner);
+    let now = Utc::now();
+    let r = Refund {
+        refund_id: format!("50300{}{seq:010}", now.with_timezone(&shanghai()).format("%Y%m%d")),
+        out_order_no,
+        transaction_id: txn,
+        trade_no,
+        amount_fen: refund_fen,
+        total_fen,
+        status: "PROCESSING",
+        created_at: now,
+        success_at: None,
+        notify_url: str_field(v, "notify_url").map(str::to_string),
+    };
+    let res = w.signed(StatusCode::OK, &w.refund_json(out_refund_no, &r));
+    inner.refunds.insert(out_refund_no.to_string(), r);
+    (res, true)
+}
+
+/// `GET /v3/refund/domestic/refunds/{out_refund_no}`.
+async fn query_refund(state: web::Data<SimState>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let w = &state.wechat;
+    let hang = match w.admit(&state, &req, b"", false) {
+        Ok(h) => h,
+        Err(res) => return res,
+    };
+    let no = path.into_inner();
+    let res = match w.lock().refunds.get(&no) {
+        Some(r) => w.signed(StatusCode::OK, &w.refund_json(&no, r)),
+        None => w.error(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "退款单不存在"),
+    };
+    answer(hang, res).await
+}
+
 async fn tradebill(state: web::Data<SimState>, req: HttpRequest) -> HttpResponse {
     let w = &state.wechat;
     let hang = match w.admit(&state, &req, b"", false) {
@@ -668,9 +865,33 @@ async fn tradebill(state: web::Data<SimState>, req: HttpRequest) -> HttpResponse
                     fee_fen: bill::fee_fen(amount),
                     product: str_field(&o.request, "service_introduction").unwrap_or_default().to_string(),
                     attach: format!("wxzff|{}|{no}", o.order_id),
+                    refund: None,
                 })
             })
             .collect();
+        // Refunds that went through that day, each a REFUND row of its payment.
+        for (out_refund_no, r) in &inner.refunds {
+            let Some(at) = r.success_at.map(|t| t.with_timezone(&shanghai())) else { continue };
+            let Some(o) = inner.orders.get(&r.out_order_no).filter(|_| at.date_naive() == date) else { continue };
+            lines.push(bill::BillLine {
+                time: at.naive_local(),
+                appid: w.config.appid.clone(),
+                mchid: w.config.mchid.clone(),
+                transaction_id: r.transaction_id.clone(),
+                trade_no: r.trade_no.clone(),
+                openid: o.openid.clone().unwrap_or_default(),
+                trade_type: "AUTH".into(),
+                amount_fen: 0,
+                fee_fen: -bill::fee_fen(r.amount_fen),
+                product: str_field(&o.request, "service_introduction").unwrap_or_default().to_string(),
+                attach: format!("wxzff|{}|{}", o.order_id, r.out_order_no),
+                refund: Some(bill::BillRefund {
+                    refund_id: r.refund_id.clone(),
+                    out_refund_no: out_refund_no.clone(),
+                    amount_fen: r.amount_fen,
+                }),
+            });
+        }
         lines.sort_by(|a, b| (a.time, &a.transaction_id).cmp(&(b.time, &b.transaction_id)));
         lines
     };
@@ -800,6 +1021,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v3/payscore/serviceorder", web::get().to(query))
         .route("/v3/payscore/serviceorder/{out_order_no}/cancel", web::post().to(cancel))
         .route("/v3/payscore/serviceorder/{out_order_no}/complete", web::post().to(complete))
+        .route("/v3/refund/domestic/refunds", web::post().to(refund))
+        .route("/v3/refund/domestic/refunds/{out_refund_no}", web::get().to(query_refund))
         .route("/v3/bill/tradebill", web::get().to(tradebill))
         .route("/v3/billdownload/file", web::get().to(billdownload))
         .route("/sns/jscode2session", web::get().to(jscode2session))

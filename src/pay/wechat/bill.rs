@@ -76,6 +76,16 @@ pub struct BillLine {
     pub product: String,
     /// 商户数据包: `wxzff|<order_id>|<out_order_no>` for Pay Score.
     pub attach: String,
+    /// A refund row (交易状态 REFUND) of this payment, rather than the payment.
+    pub refund: Option<BillRefund>,
+}
+
+/// What a refund row adds: WeChat's and the merchant's refund numbers and the amount back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillRefund {
+    pub refund_id: String,
+    pub out_refund_no: String,
+    pub amount_fen: i64,
 }
 
 /// The fee at 0.60 %, rounded half up to the fen.
@@ -92,12 +102,34 @@ fn clean(s: &str) -> String {
 pub fn build(lines: &[BillLine]) -> String {
     let mut out = DETAIL_HEADERS.join(",");
     out.push_str("\r\n");
-    let (mut total, mut fees) = (0i64, 0i64);
+    let (mut total, mut refunded, mut fees) = (0i64, 0i64, 0i64);
     for l in lines {
-        total += l.amount_fen;
+        // A refund row: nothing settled, the amount back in 退款金额, the fee given back.
+        let (settled, status, refund) = match &l.refund {
+            None => {
+                (l.amount_fen, "SUCCESS", ["0".to_string(), "0".into(), "0.00".into(), String::new(), String::new()])
+            }
+            Some(r) => (
+                0,
+                "REFUND",
+                [
+                    clean(&r.refund_id),
+                    clean(&r.out_refund_no),
+                    fen_to_yuan(r.amount_fen),
+                    "ORIGINAL".into(),
+                    "SUCCESS".into(),
+                ],
+            ),
+        };
+        total += settled;
+        refunded += l.refund.as_ref().map_or(0, |r| r.amount_fen);
         fees += l.fee_fen;
-        let amount = fen_to_yuan(l.amount_fen);
-        let fee = format!("{}000", fen_to_yuan(l.fee_fen));
+        let amount = fen_to_yuan(settled);
+        let fee = match l.fee_fen {
+            f if f < 0 => format!("-{}000", fen_to_yuan(-f)),
+            f => format!("{}000", fen_to_yuan(f)),
+        };
+        let [refund_id, out_refund_no, refund_amount, refund_type, refund_status] = refund;
         let fields = [
             l.time.format(TIME_FORMAT).to_string(),
             clean(&l.appid),
@@ -108,23 +140,23 @@ pub fn build(lines: &[BillLine]) -> String {
             clean(&l.trade_no),
             clean(&l.openid),
             clean(&l.trade_type),
-            "SUCCESS".into(),
+            status.into(),
             "OTHERS".into(),
             "CNY".into(),
             amount.clone(),
             "0.00".into(),
-            "0".into(),
-            "0".into(),
+            refund_id,
+            out_refund_no,
+            refund_amount.clone(),
             "0.00".into(),
-            "0.00".into(),
-            String::new(),
-            String::new(),
+            refund_type,
+            refund_status,
             clean(&l.product),
             clean(&l.attach),
             fee,
             "0.60%".into(),
             amount,
-            "0.00".into(),
+            if l.refund.is_some() { refund_amount } else { "0.00".into() },
             String::new(),
         ];
         let row: Vec<String> = fields.iter().map(|f| format!("`{f}")).collect();
@@ -133,14 +165,18 @@ pub fn build(lines: &[BillLine]) -> String {
     }
     out.push_str(&SUMMARY_HEADERS.join(","));
     out.push_str("\r\n");
+    let fees = match fees {
+        f if f < 0 => format!("-{}000", fen_to_yuan(-f)),
+        f => format!("{}000", fen_to_yuan(f)),
+    };
     let summary = [
         lines.len().to_string(),
         fen_to_yuan(total),
+        fen_to_yuan(refunded),
         "0.00".into(),
-        "0.00".into(),
-        format!("{}000", fen_to_yuan(fees)),
+        fees,
         fen_to_yuan(total),
-        "0.00".into(),
+        fen_to_yuan(refunded),
     ];
     let row: Vec<String> = summary.iter().map(|f| format!("`{f}")).collect();
     out.push_str(&row.join(","));
@@ -252,7 +288,27 @@ mod tests {
             fee_fen: fee_fen(1250),
             product: "智能售货柜购物".into(),
             attach: "wxzff|1000000000201905131342000000000001|VC20250101120000A1B2".into(),
+            refund: None,
         }
+    }
+
+    #[test]
+    fn refund_rows_round_trip() {
+        let refund = BillLine {
+            fee_fen: -fee_fen(500),
+            refund: Some(BillRefund {
+                refund_id: "50300202501011".into(),
+                out_refund_no: "VC1R1".into(),
+                amount_fen: 500,
+            }),
+            ..g_line()
+        };
+        let csv = build(&[g_line(), refund]);
+        let rows = parse(csv.as_bytes()).expect("parse");
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].status.as_str(), rows[1].amount_fen, rows[1].fee_fen), ("REFUND", -500, -3));
+        assert_eq!(rows[1].out_order_no, "VC20250101120000A1B2");
+        assert!(csv.contains("`2,`12.50,`5.00,`"), "summary: rows, settled, refunded: {csv}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::config::{PaymentsConfig, WechatConfig};
 use crate::pay::keys;
 use crate::pay::{
     BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, PayError, PayEvent, PayEventKind,
-    PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest,
+    PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState,
 };
 
 /// Responses and callbacks older or newer than this are refused (the SDKs' five minutes).
@@ -21,6 +21,8 @@ pub const MAX_LINE_NAME_CHARS: usize = 20;
 pub const MAX_LINE_COUNT: i64 = 100;
 pub const MAX_LINES: usize = 100;
 pub const MAX_REASON_CHARS: usize = 50;
+/// A refund's reason is shown to the shopper (at most 80 characters).
+pub const MAX_REFUND_REASON_CHARS: usize = 80;
 
 const USER_AGENT: &str = concat!("heft/", env!("CARGO_PKG_VERSION"), " (WeChatPay-APIv3)");
 
@@ -386,6 +388,36 @@ impl PaymentGateway for WechatPayScore {
         Ok(CaptureOutcome::Collecting)
     }
 
+    /// The standard refund API, by the collection's `transaction_id` (Pay Score deductions are
+    /// refunded like any WeChat Pay transaction).
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundState, PayError> {
+        if req.refund_fen <= 0 || req.refund_fen > req.paid_fen {
+            return Err(PayError::Permanent(format!("refund {} of a payment of {}", req.refund_fen, req.paid_fen)));
+        }
+        refund_segment(&req.out_refund_no)?;
+        let reason: String = req.reason.chars().take(MAX_REFUND_REASON_CHARS).collect();
+        let body = json!({
+            "transaction_id": req.transaction_id,
+            "out_refund_no": req.out_refund_no,
+            "reason": reason,
+            "notify_url": self.notify_url,
+            "amount": {"refund": req.refund_fen, "total": req.paid_fen, "currency": "CNY"},
+        });
+        let refund = self.call(reqwest::Method::POST, "/v3/refund/domestic/refunds", Some(&body)).await?;
+        map_refund(&refund)
+    }
+
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundState, PayError> {
+        let path = format!("/v3/refund/domestic/refunds/{}", refund_segment(&req.out_refund_no)?);
+        match self.call(reqwest::Method::GET, &path, None).await {
+            Ok(refund) => map_refund(&refund),
+            Err(PayError::Declined { code, .. }) if code == "RESOURCE_NOT_EXISTS" || code == "HTTP_404" => {
+                Ok(RefundState::Unknown)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn parse_callback(&self, headers: &CallbackHeaders, body: &[u8]) -> Result<PayEvent, CallbackError> {
         if let Some(t) = headers.signature_type.as_deref()
             && t != sign::SCHEME
@@ -421,9 +453,25 @@ impl PaymentGateway for WechatPayScore {
                     .ok_or_else(|| CallbackError::Malformed("USER_PAID without a transaction_id".into()))?;
                 PayEventKind::Paid { amount_fen, transaction_id }
             }
+            "REFUND.SUCCESS" | "REFUND.ABNORMAL" | "REFUND.CLOSED" => {
+                let out_refund_no = s("out_refund_no")
+                    .ok_or_else(|| CallbackError::Malformed("refund without out_refund_no".into()))?;
+                let status = s("refund_status").unwrap_or_else(|| env.event_type.trim_start_matches("REFUND.").into());
+                PayEventKind::Refund {
+                    out_refund_no,
+                    refund_id: s("refund_id"),
+                    succeeded: status == "SUCCESS",
+                    status,
+                }
+            }
             _ => PayEventKind::Other,
         };
-        Ok(PayEvent { event_id: env.id, event_type: env.event_type, out_order_no: s("out_order_no"), kind, resource })
+        // A refund names no pre-authorisation: Heft finds it by the refund's number.
+        let out_order_no = match kind {
+            PayEventKind::Refund { .. } => None,
+            _ => s("out_order_no"),
+        };
+        Ok(PayEvent { event_id: env.id, event_type: env.event_type, out_order_no, kind, resource })
     }
 
     async fn download_bill(&self, date: NaiveDate) -> Result<Vec<BillRow>, PayError> {
@@ -444,6 +492,27 @@ impl PaymentGateway for WechatPayScore {
         }
         bill::parse(&csv).map_err(PayError::permanent)
     }
+}
+
+/// A refund as WeChat reports it (`status`: SUCCESS, PROCESSING, CLOSED, ABNORMAL).
+fn map_refund(refund: &Value) -> Result<RefundState, PayError> {
+    let s = |k: &str| refund.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+    Ok(match s("status") {
+        Some("SUCCESS") => RefundState::Succeeded {
+            refund_id: s("refund_id").ok_or_else(|| PayError::permanent("a refund without refund_id"))?.to_string(),
+        },
+        Some("PROCESSING") => RefundState::Processing,
+        Some(other @ ("CLOSED" | "ABNORMAL")) => RefundState::Failed { reason: format!("refund {other}") },
+        other => return Err(PayError::Permanent(format!("refund status {other:?}"))),
+    })
+}
+
+/// `out_refund_no` goes into a path: at most 64 of the characters WeChat allows.
+fn refund_segment(out_refund_no: &str) -> Result<&str, PayError> {
+    let ok = !out_refund_no.is_empty()
+        && out_refund_no.len() <= 64
+        && out_refund_no.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-|*@".contains(&b));
+    if ok { Ok(out_refund_no) } else { Err(PayError::Permanent(format!("out_refund_no {out_refund_no:?}"))) }
 }
 
 /// `out_order_no` goes into a path: it may only hold the characters WeChat allows.

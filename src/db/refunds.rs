@@ -1,0 +1,158 @@
+//! Refunds: money given back on a paid order after a person corrected its basket. A refund is
+//! written with its `payment.refund` message in the transaction of the decision; the consumer
+//! (`pay::refund`) sends it and records how it ended.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{Order, Refund};
+use super::schema::refunds;
+use super::{AnyConnection, DbResult, alerts, outbox, write_tx};
+use crate::domain::alert::{AlertSpec, Audience, Severity};
+use crate::mq::topics;
+
+/// Written, not sent yet.
+pub const REQUESTED: &str = "requested";
+/// Sent: the platform has it, or may have it (a request whose answer was lost).
+pub const PROCESSING: &str = "processing";
+pub const SUCCEEDED: &str = "succeeded";
+/// The platform refused or gave up: a person must give the money back another way.
+pub const FAILED: &str = "failed";
+
+/// The alert a failed refund raises.
+pub const REFUND_FAILED: &str = "refund_failed";
+
+/// The `payment.refund` message for a refund.
+pub fn message(out_refund_no: &str) -> serde_json::Value {
+    serde_json::json!({ "out_refund_no": out_refund_no })
+}
+
+pub fn find(conn: &mut AnyConnection, out_refund_no: &str) -> DbResult<Option<Refund>> {
+    Ok(refunds::table.find(out_refund_no).select(Refund::as_select()).first(conn).optional()?)
+}
+
+/// An order's refunds, oldest first.
+pub fn for_order(conn: &mut AnyConnection, order_id: i64) -> DbResult<Vec<Refund>> {
+    Ok(refunds::table
+        .filter(refunds::order_id.eq(order_id))
+        .order(refunds::created_at.asc())
+        .then_order_by(refunds::out_refund_no.asc())
+        .select(Refund::as_select())
+        .load(conn)?)
+}
+
+/// What an order's refunds give back or will: all but the failed ones.
+pub fn committed_fen(conn: &mut AnyConnection, order_id: i64) -> DbResult<i64> {
+    let amounts: Vec<i64> = refunds::table
+        .filter(refunds::order_id.eq(order_id))
+        .filter(refunds::status.ne(FAILED))
+        .select(refunds::amount_fen)
+        .load(conn)?;
+    Ok(amounts.iter().sum())
+}
+
+/// A refund of `amount_fen` on `order` and its `payment.refund` message, inside the caller's
+/// transaction. Its number is the order's with `R` and a count (`HO…R1`), so it is the same
+/// whichever node sends it, however often.
+pub fn request(
+    conn: &mut AnyConnection,
+    order: &Order,
+    case_id: Option<i64>,
+    amount_fen: i64,
+    reason: &str,
+    by: &str,
+    now: NaiveDateTime,
+) -> DbResult<Refund> {
+    let n: i64 = refunds::table.filter(refunds::order_id.eq(order.id)).count().get_result(conn)?;
+    let row = Refund {
+        out_refund_no: format!("{}R{}", order.out_order_no, n + 1),
+        order_id: order.id,
+        out_order_no: order.out_order_no.clone(),
+        case_id,
+        amount_fen,
+        reason: reason.to_string(),
+        status: REQUESTED.into(),
+        refund_id: None,
+        last_error: None,
+        requested_by: by.to_string(),
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    diesel::insert_into(refunds::table).values(&row).execute(conn)?;
+    outbox::enqueue(conn, topics::PAYMENT_REFUND, &message(&row.out_refund_no), None)?;
+    Ok(row)
+}
+
+/// The refund is about to go out: `processing` from now on (a later attempt asks the platform
+/// first). False when it has ended meanwhile.
+pub fn mark_sent(conn: &mut AnyConnection, out_refund_no: &str, now: NaiveDateTime) -> DbResult<bool> {
+    let n = diesel::update(refunds::table.find(out_refund_no).filter(refunds::status.eq_any([REQUESTED, PROCESSING])))
+        .set((refunds::status.eq(PROCESSING), refunds::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Why the last attempt did not finish it, for operators.
+pub fn note_error(conn: &mut AnyConnection, out_refund_no: &str, error: &str, now: NaiveDateTime) -> DbResult<()> {
+    diesel::update(refunds::table.find(out_refund_no))
+        .set((refunds::last_error.eq(Some(error)), refunds::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// How a refund ended on the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Succeeded { refund_id: String },
+    Failed { reason: String },
+}
+
+/// Record how the refund ended, once (a repeat, from the callback and the consumer both, changes
+/// nothing). A failure raises a critical alert: the shopper is owed money Heft could not return.
+/// True when this call ended it.
+pub fn ended(conn: &mut AnyConnection, out_refund_no: &str, how: &Ended, now: NaiveDateTime) -> DbResult<bool> {
+    write_tx(conn, |conn| {
+        let open = refunds::table.find(out_refund_no).filter(refunds::status.eq_any([REQUESTED, PROCESSING]));
+        let n = match how {
+            Ended::Succeeded { refund_id } => diesel::update(open)
+                .set((
+                    refunds::status.eq(SUCCEEDED),
+                    refunds::refund_id.eq(Some(refund_id)),
+                    refunds::last_error.eq(None::<String>),
+                    refunds::updated_at.eq(now),
+                    refunds::finished_at.eq(Some(now)),
+                ))
+                .execute(conn)?,
+            Ended::Failed { reason } => diesel::update(open)
+                .set((
+                    refunds::status.eq(FAILED),
+                    refunds::last_error.eq(Some(reason)),
+                    refunds::updated_at.eq(now),
+                    refunds::finished_at.eq(Some(now)),
+                ))
+                .execute(conn)?,
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        if let Ended::Failed { reason } = how
+            && let Some(r) = find(conn, out_refund_no)?
+        {
+            let sn = super::orders::find(conn, r.order_id)?.map(|o| o.sn);
+            let spec = AlertSpec {
+                audience: Audience::Ops,
+                severity: Severity::Critical,
+                code: REFUND_FAILED.into(),
+                sn,
+                message: format!(
+                    "refund {out_refund_no} of {} fen on order {} failed ({reason}): give it back another way",
+                    r.amount_fen, r.order_id
+                ),
+                detail: Some(serde_json::json!({ "out_refund_no": out_refund_no, "order_id": r.order_id }).to_string()),
+            };
+            alerts::raise(conn, &spec, 1, now)?;
+        }
+        Ok(true)
+    })
+}

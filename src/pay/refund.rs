@@ -1,0 +1,146 @@
+//! `payment.refund`: give money back on a paid order, exactly once.
+//!
+//! The refund's number is fixed when the decision is written (`db::refunds::request`), and both
+//! platforms take a repeat of it as the same refund, so a retry never gives back twice. A refund
+//! that may have gone out before (`processing`) is asked about first. WeChat refunds finish on
+//! their own time and call back (`REFUND.SUCCESS`); until one of the two says so, the refund is
+//! looked at again in later rounds. A refusal or a refund the platform gives up on is `failed`,
+//! with a critical alert: the shopper is owed money Heft could not return.
+
+use async_trait::async_trait;
+
+use super::{Channel, Gateways, PayError, RefundRequest, RefundState};
+use crate::config::OrdersConfig;
+use crate::db::refunds::{self, Ended};
+use crate::db::{self, Db, DbError, orders, outbox, payments};
+use crate::mq::{Handler, HandlerError, Message, topics};
+
+pub struct RefundHandler {
+    pub db: Db,
+    pub gateways: Gateways,
+    /// Rounds are timed as the capture's (`orders.capture_retry_s`, doubling).
+    pub orders: OrdersConfig,
+    /// `messages.max_attempts`: an unreachable platform on the last attempt is a later round.
+    pub max_attempts: u32,
+}
+
+#[async_trait]
+impl Handler for RefundHandler {
+    fn name(&self) -> &str {
+        topics::PAYMENT_REFUND
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![topics::PAYMENT_REFUND.to_string()]
+    }
+
+    async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        let no = msg.payload["out_refund_no"]
+            .as_str()
+            .ok_or_else(|| HandlerError::Failed(format!("payment.refund {} without out_refund_no", msg.id)))?
+            .to_string();
+        let round = msg.payload["round"].as_u64().and_then(|r| u32::try_from(r).ok()).unwrap_or(0);
+        match self.refund(&no, round).await {
+            Ok(()) => Ok(()),
+            Err(PayError::Retryable(e)) if msg.attempts.saturating_add(1) >= self.max_attempts => {
+                tracing::warn!(refund = %no, error = %e, "platform still unavailable; the refund is tried again later");
+                self.note(&no, &e).await?;
+                self.later(&no, round).await
+            }
+            Err(e) => {
+                self.note(&no, &e.to_string()).await?;
+                Err(HandlerError::Failed(format!("refund {no}: {e}")))
+            }
+        }
+    }
+}
+
+impl RefundHandler {
+    /// One attempt; `Err` only for what a retry may mend (or a person, once the message dies).
+    async fn refund(&self, no: &str, round: u32) -> Result<(), PayError> {
+        let key = no.to_string();
+        let found = self
+            .db
+            .run(move |c| {
+                let Some(r) = refunds::find(c, &key)? else { return Ok::<_, DbError>(None) };
+                let p = payments::find(c, &r.out_order_no)?;
+                let o = orders::find(c, r.order_id)?;
+                Ok(p.zip(o).map(|(p, o)| (r, p, o)))
+            })
+            .await
+            .map_err(PayError::permanent)?;
+        let Some((refund, payment, order)) = found else {
+            return Err(PayError::Permanent(format!("refund {no}, its payment or its order not found")));
+        };
+        if !matches!(refund.status.as_str(), refunds::REQUESTED | refunds::PROCESSING) {
+            return Ok(());
+        }
+        let channel = Channel::parse(&payment.channel).ok_or_else(|| {
+            PayError::Permanent(format!("payment {} channel {}", payment.out_order_no, payment.channel))
+        })?;
+        let transaction_id = payment.transaction_id.clone().ok_or_else(|| {
+            PayError::Permanent(format!("payment {} has no transaction to refund", payment.out_order_no))
+        })?;
+        let req = RefundRequest {
+            out_refund_no: refund.out_refund_no.clone(),
+            out_order_no: payment.out_order_no.clone(),
+            out_trade_no: payment.out_trade_no.clone().unwrap_or_else(|| orders::out_trade_no(&payment.out_order_no)),
+            transaction_id,
+            paid_fen: order.paid_fen.unwrap_or(0),
+            refund_fen: refund.amount_fen,
+            reason: refund.reason.clone(),
+        };
+        let gateway = self.gateways.get(channel);
+        // Sent before (the answer may have been lost): the platform's word first.
+        let mut state =
+            if refund.status == refunds::PROCESSING { gateway.query_refund(&req).await? } else { RefundState::Unknown };
+        if state == RefundState::Unknown {
+            let key = no.to_string();
+            let sent =
+                self.db.write(move |c| refunds::mark_sent(c, &key, db::now())).await.map_err(PayError::permanent)?;
+            if !sent {
+                return Ok(());
+            }
+            state = match gateway.refund(&req).await {
+                Ok(s) => s,
+                Err(PayError::Declined { code, message }) => {
+                    RefundState::Failed { reason: format!("refused: {code}: {message}") }
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        match state {
+            RefundState::Succeeded { refund_id } => {
+                tracing::info!(refund = %no, amount_fen = req.refund_fen, "refunded");
+                self.end(no, Ended::Succeeded { refund_id }).await
+            }
+            RefundState::Failed { reason } => {
+                tracing::error!(refund = %no, %reason, "refund failed");
+                self.end(no, Ended::Failed { reason }).await
+            }
+            // On its way: the callback, or the next round, says how it ends.
+            RefundState::Processing | RefundState::Unknown => {
+                self.later(no, round).await.map_err(|e| PayError::Permanent(e.to_string()))
+            }
+        }
+    }
+
+    async fn end(&self, no: &str, how: Ended) -> Result<(), PayError> {
+        let key = no.to_string();
+        self.db.write(move |c| refunds::ended(c, &key, &how, db::now())).await.map(|_| ()).map_err(PayError::permanent)
+    }
+
+    async fn note(&self, no: &str, error: &str) -> Result<(), HandlerError> {
+        let (key, error) = (no.to_string(), error.to_string());
+        self.db.write(move |c| refunds::note_error(c, &key, &error, db::now())).await?;
+        Ok(())
+    }
+
+    /// The next round of this refund, later.
+    async fn later(&self, no: &str, round: u32) -> Result<(), HandlerError> {
+        let later = super::capture::retry_in(&self.orders, round);
+        let message = serde_json::json!({ "out_refund_no": no, "round": round + 1 });
+        self.db.write(move |c| outbox::enqueue(c, topics::PAYMENT_REFUND, &message, Some(db::now() + later))).await?;
+        Ok(())
+    }
+}
