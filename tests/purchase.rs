@@ -176,12 +176,7 @@ async fn empty_basket(profile: Profile) {
     let cab = shop::ready_cabinet(&s, "EMP-1", shop::quiet(14)).await;
     for (channel, uid) in [("wechat", "o-empty"), ("alipay", "2088000000000003")] {
         let token = shop::shopper(&s, channel, uid).await;
-        let scanned = shop::scan(&s, &token, "EMP-1", channel).await;
-        let id = scanned["order"]["id"].as_i64().expect("id");
-        shop::confirm(&s, channel, &scanned["confirm"], uid).await;
-        shop::order_in(&s, &token, id, "authorized").await;
-        cab.open_door(1).await.expect("open");
-        shop::order_in(&s, &token, id, "door_open").await;
+        let id = shop::open_visit(&s, &cab, &token, channel, uid).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         cab.close_door(1).await.expect("close");
         let o = shop::order_in(&s, &token, id, "no_purchase").await;
@@ -235,71 +230,46 @@ async fn door_never_opens(profile: Profile) {
 }
 both_profiles!(door_not_opened, door_never_opens);
 
-/// The first charge is refused: payment_failed, the amount owed; the retry succeeds and the debt
-/// is gone.
+/// The first charge does not go through, and the amount is owed (the shopper cannot shop again
+/// meanwhile); then it does, once, and the debt is gone. Alipay refuses the `trade.pay` and
+/// accepts its retry; WeChat accepts the charge but cannot collect it for a while: past
+/// `orders.collect_grace_s` the order is `payment_failed` too, until WeChat collects.
 async fn failed_then_paid(profile: Profile) {
-    let mut extra = FAST.to_vec();
-    extra.push(("HEFT__ORDERS__CAPTURE_RETRY_S", "1"));
-    let Some(s) = TestServer::start(profile, &extra).await else { return };
-    let cab = shop::ready_cabinet(&s, "FTS-1", shop::quiet(16)).await;
-    let uid = "2088000000000004";
-    let token = shop::shopper(&s, "alipay", uid).await;
-    let scanned = shop::scan(&s, &token, "FTS-1", "alipay").await;
-    let id = scanned["order"]["id"].as_i64().expect("id");
-    shop::confirm(&s, "alipay", &scanned["confirm"], uid).await;
-    shop::order_in(&s, &token, id, "authorized").await;
-    shop::knobs(&s, json!({"fail_then_succeed": 1, "recover_ms": 500})).await;
-    cab.open_door(1).await.expect("open");
-    shop::order_in(&s, &token, id, "door_open").await;
-    cab.take(2, 1).expect("take water");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    cab.close_door(1).await.expect("close");
-    let failed = shop::order_in(&s, &token, id, "payment_failed").await;
-    assert_eq!(failed["debt_fen"], 200, "{failed}");
-    let me = ok(&s, "GET", "/api/v1/me", &token, None).await;
-    assert_eq!(me["debt_fen"], 200, "{me}");
-    let paid = shop::order_in(&s, &token, id, "paid").await;
-    assert_eq!((paid["paid_fen"].as_i64(), paid["debt_fen"].as_i64()), (Some(200), Some(0)), "{paid}");
-    let me = ok(&s, "GET", "/api/v1/me", &token, None).await;
-    assert_eq!(me["debt_fen"], 0, "{me}");
-    cab.stop().await;
-}
-both_profiles!(charge_fails_then_succeeds, failed_then_paid);
-
-/// WeChat accepts the charge but cannot collect it (the shopper's balance): past
-/// `orders.collect_grace_s` the order is `payment_failed` and the amount owed; when WeChat finally
-/// collects, the order is paid, once, and the debt is gone.
-async fn collected_late(profile: Profile) {
     let mut extra = FAST.to_vec();
     extra.extend([("HEFT__ORDERS__CAPTURE_RETRY_S", "1"), ("HEFT__ORDERS__COLLECT_GRACE_S", "1")]);
     let Some(s) = TestServer::start(profile, &extra).await else { return };
-    let cab = shop::ready_cabinet(&s, "CLT-1", shop::quiet(27)).await;
-    let uid = "o-late-pay";
-    let token = shop::shopper(&s, "wechat", uid).await;
-    let scanned = shop::scan(&s, &token, "CLT-1", "wechat").await;
-    let id = scanned["order"]["id"].as_i64().expect("id");
-    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
-    shop::order_in(&s, &token, id, "authorized").await;
-    shop::knobs(&s, json!({"fail_then_succeed": 1, "recover_ms": 4000})).await;
-    cab.open_door(1).await.expect("open");
-    shop::order_in(&s, &token, id, "door_open").await;
-    cab.take(2, 1).expect("take water");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    cab.close_door(1).await.expect("close");
-    let owed = shop::order_in(&s, &token, id, "payment_failed").await;
-    assert_eq!(owed["debt_fen"], 200, "{owed}");
-    let (status, body) =
-        call(&s, "POST", "/api/v1/orders", &token, Some(json!({"sn": "CLT-1", "door": 1, "channel": "wechat"}))).await;
-    assert_eq!((status, body["error"].as_str()), (402, Some("unpaid_debt")), "no new purchase while owing: {body}");
-    let paid = shop::order_in(&s, &token, id, "paid").await;
-    assert_eq!((paid["paid_fen"].as_i64(), paid["debt_fen"].as_i64()), (Some(200), Some(0)), "{paid}");
-    assert_eq!(ok(&s, "GET", "/api/v1/me", &token, None).await["debt_fen"], 0);
-    let t = s.ops_login(Role::Operator).await;
-    let p = ok(&s, "GET", &format!("/ops/payments/{}", paid["out_order_no"].as_str().expect("no")), &t, None).await;
-    assert_eq!((p["payment"]["state"].as_str(), p["payment"]["amount_fen"].as_i64()), (Some("paid"), Some(200)), "{p}");
-    cab.stop().await;
+    for (sn, channel, uid, seed, recover_ms) in
+        [("FTS-1", "alipay", "2088000000000004", 16, 500), ("CLT-1", "wechat", "o-late-pay", 27, 4000)]
+    {
+        let cab = shop::ready_cabinet(&s, sn, shop::quiet(seed)).await;
+        let token = shop::shopper(&s, channel, uid).await;
+        shop::knobs(&s, json!({"fail_then_succeed": 1, "recover_ms": recover_ms})).await;
+        let id = shop::open_visit(&s, &cab, &token, channel, uid).await;
+        cab.take(2, 1).expect("take water");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cab.close_door(1).await.expect("close");
+        let failed = shop::order_in(&s, &token, id, "payment_failed").await;
+        assert_eq!(failed["debt_fen"], 200, "{failed}");
+        let me = ok(&s, "GET", "/api/v1/me", &token, None).await;
+        assert_eq!(me["debt_fen"], 200, "{me}");
+        let (status, body) =
+            call(&s, "POST", "/api/v1/orders", &token, Some(json!({"sn": sn, "door": 1, "channel": channel}))).await;
+        assert_eq!((status, body["error"].as_str()), (402, Some("unpaid_debt")), "no new purchase while owing: {body}");
+        let paid = shop::order_in(&s, &token, id, "paid").await;
+        assert_eq!((paid["paid_fen"].as_i64(), paid["debt_fen"].as_i64()), (Some(200), Some(0)), "{paid}");
+        let me = ok(&s, "GET", "/api/v1/me", &token, None).await;
+        assert_eq!(me["debt_fen"], 0, "{me}");
+        let t = s.ops_login(Role::Operator).await;
+        let p = ok(&s, "GET", &format!("/ops/payments/{}", paid["out_order_no"].as_str().expect("no")), &t, None).await;
+        assert_eq!(
+            (p["payment"]["state"].as_str(), p["payment"]["amount_fen"].as_i64()),
+            (Some("paid"), Some(200)),
+            "{p}"
+        );
+        cab.stop().await;
+    }
 }
-both_profiles!(charge_collected_late, collected_late);
+both_profiles!(charge_fails_then_succeeds, failed_then_paid);
 
 /// The shopper cancels and then confirms on the platform's page anyway (the platform cannot be
 /// reached to cancel in between): the confirmation is stored as `release_needed`, the door never
@@ -344,12 +314,7 @@ async fn review_and_appeal(profile: Profile) {
     let cab = shop::ready_cabinet(&s, "REV-1", shop::quiet(18)).await;
     let uid = "2088000000000005";
     let token = shop::shopper(&s, "alipay", uid).await;
-    let scanned = shop::scan(&s, &token, "REV-1", "alipay").await;
-    let id = scanned["order"]["id"].as_i64().expect("id");
-    shop::confirm(&s, "alipay", &scanned["confirm"], uid).await;
-    shop::order_in(&s, &token, id, "authorized").await;
-    cab.open_door(1).await.expect("open");
-    shop::order_in(&s, &token, id, "door_open").await;
+    let id = shop::open_visit(&s, &cab, &token, "alipay", uid).await;
     cab.take(0, 1).expect("take a cola");
     cab.place_grams(0, 120.0).expect("leave something on the lane");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -411,12 +376,7 @@ async fn appeal_refunded(profile: Profile) {
     for (sn, channel, uid, seed) in [("RFD-W", "wechat", "o-refund", 28), ("RFD-A", "alipay", "2088000000000010", 29)] {
         let cab = shop::ready_cabinet(&s, sn, shop::quiet(seed)).await;
         let token = shop::shopper(&s, channel, uid).await;
-        let scanned = shop::scan(&s, &token, sn, channel).await;
-        let id = scanned["order"]["id"].as_i64().expect("id");
-        shop::confirm(&s, channel, &scanned["confirm"], uid).await;
-        shop::order_in(&s, &token, id, "authorized").await;
-        cab.open_door(1).await.expect("open");
-        shop::order_in(&s, &token, id, "door_open").await;
+        let id = shop::open_visit(&s, &cab, &token, channel, uid).await;
         cab.take(0, 2).expect("two colas");
         cab.take(1, 1).expect("chips");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -499,12 +459,7 @@ async fn refund_refused(profile: Profile) {
     let token = shop::shopper(&s, "wechat", "o-refused").await;
     let mut ids = Vec::new();
     for knobs in [json!({"decline": 1}), json!({"server_error": 2})] {
-        let scanned = shop::scan(&s, &token, "RFX-1", "wechat").await;
-        let id = scanned["order"]["id"].as_i64().expect("id");
-        shop::confirm(&s, "wechat", &scanned["confirm"], "o-refused").await;
-        shop::order_in(&s, &token, id, "authorized").await;
-        cab.open_door(1).await.expect("open");
-        shop::order_in(&s, &token, id, "door_open").await;
+        let id = shop::open_visit(&s, &cab, &token, "wechat", "o-refused").await;
         cab.take(0, 2).expect("two colas");
         tokio::time::sleep(Duration::from_millis(300)).await;
         cab.close_door(1).await.expect("close");
@@ -565,12 +520,7 @@ async fn restock_and_maintenance(profile: Profile) {
     let cab = shop::ready_cabinet(&s, "RST-1", shop::quiet(19)).await;
     let uid = "o-restock";
     let token = shop::shopper(&s, "wechat", uid).await;
-    let scanned = shop::scan(&s, &token, "RST-1", "wechat").await;
-    let id = scanned["order"]["id"].as_i64().expect("id");
-    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
-    shop::order_in(&s, &token, id, "authorized").await;
-    cab.open_door(1).await.expect("open");
-    shop::order_in(&s, &token, id, "door_open").await;
+    let id = shop::open_visit(&s, &cab, &token, "wechat", uid).await;
     cab.take(0, 4).expect("four colas: A1 from 6 to 2, its threshold");
     tokio::time::sleep(Duration::from_millis(300)).await;
     cab.close_door(1).await.expect("close");
@@ -640,12 +590,7 @@ async fn actor_crash_mid_purchase(profile: Profile) {
     let cab = shop::ready_cabinet(&s, "CRS-1", shop::quiet(20)).await;
     let uid = "o-crash";
     let token = shop::shopper(&s, "wechat", uid).await;
-    let scanned = shop::scan(&s, &token, "CRS-1", "wechat").await;
-    let id = scanned["order"]["id"].as_i64().expect("id");
-    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
-    shop::order_in(&s, &token, id, "authorized").await;
-    cab.open_door(1).await.expect("open");
-    shop::order_in(&s, &token, id, "door_open").await;
+    let id = shop::open_visit(&s, &cab, &token, "wechat", uid).await;
     cab.take(1, 2).expect("two bags of chips");
     assert!(s.heft.crash_cabinet("CRS-1").await);
     // The new actor asks the cabinet to log in again; then the shopper closes the door.
@@ -667,12 +612,7 @@ async fn disconnect_mid_purchase(profile: Profile) {
     let cab = shop::ready_cabinet(&s, "DSC-1", shop::quiet(21)).await;
     let uid = "2088000000000006";
     let token = shop::shopper(&s, "alipay", uid).await;
-    let scanned = shop::scan(&s, &token, "DSC-1", "alipay").await;
-    let id = scanned["order"]["id"].as_i64().expect("id");
-    shop::confirm(&s, "alipay", &scanned["confirm"], uid).await;
-    shop::order_in(&s, &token, id, "authorized").await;
-    cab.open_door(1).await.expect("open");
-    shop::order_in(&s, &token, id, "door_open").await;
+    let id = shop::open_visit(&s, &cab, &token, "alipay", uid).await;
     cab.take(2, 1).expect("a bottle of water");
     cab.disconnect().await;
     // The door closes with nobody hearing: the handle says the frame could not be sent.
@@ -697,12 +637,7 @@ async fn power_loss_mid_purchase(profile: Profile) {
     let cab = shop::ready_cabinet(&s, "PWR-1", shop::quiet(24)).await;
     let uid = "o-power";
     let token = shop::shopper(&s, "wechat", uid).await;
-    let scanned = shop::scan(&s, &token, "PWR-1", "wechat").await;
-    let id = scanned["order"]["id"].as_i64().expect("id");
-    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
-    shop::order_in(&s, &token, id, "authorized").await;
-    cab.open_door(1).await.expect("open");
-    shop::order_in(&s, &token, id, "door_open").await;
+    let id = shop::open_visit(&s, &cab, &token, "wechat", uid).await;
     cab.take(1, 1).expect("a bag of chips");
     cab.disconnect().await;
     assert!(cab.close_door(1).await.is_err(), "nobody hears the close");
@@ -765,12 +700,7 @@ async fn over_the_cap(profile: Profile) {
     let cab = shop::ready_cabinet(&s, "CAP-1", shop::quiet(22)).await;
     for (channel, uid) in [("wechat", "o-cap"), ("alipay", "2088000000000007")] {
         let token = shop::shopper(&s, channel, uid).await;
-        let scanned = shop::scan(&s, &token, "CAP-1", channel).await;
-        let id = scanned["order"]["id"].as_i64().expect("id");
-        shop::confirm(&s, channel, &scanned["confirm"], uid).await;
-        shop::order_in(&s, &token, id, "authorized").await;
-        cab.open_door(1).await.expect("open");
-        shop::order_in(&s, &token, id, "door_open").await;
+        let id = shop::open_visit(&s, &cab, &token, channel, uid).await;
         cab.take(1, 2).expect("two bags of chips: 1200 fen");
         tokio::time::sleep(Duration::from_millis(300)).await;
         cab.close_door(1).await.expect("close");
@@ -797,12 +727,7 @@ async fn door_left_open(profile: Profile) {
     let cab = shop::ready_cabinet(&s, "OPN-1", shop::quiet(23)).await;
     let uid = "o-open-long";
     let token = shop::shopper(&s, "wechat", uid).await;
-    let scanned = shop::scan(&s, &token, "OPN-1", "wechat").await;
-    let id = scanned["order"]["id"].as_i64().expect("id");
-    shop::confirm(&s, "wechat", &scanned["confirm"], uid).await;
-    shop::order_in(&s, &token, id, "authorized").await;
-    cab.open_door(1).await.expect("open");
-    shop::order_in(&s, &token, id, "door_open").await;
+    let id = shop::open_visit(&s, &cab, &token, "wechat", uid).await;
     let alert = eventually("the door-open alert", || async {
         s.alerts("code=door_open_too_long").await.into_iter().find(|a| a["sn"] == "OPN-1")
     })

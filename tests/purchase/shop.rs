@@ -149,6 +149,18 @@ pub async fn order_in(s: &TestServer, token: &str, id: i64, status: &str) -> Val
     .await
 }
 
+/// A shopper at door 1 of `cab`, up to the open door: scan, confirm on the platform's page, and
+/// open the door once it is unlocked. The order's id.
+pub async fn open_visit(s: &TestServer, cab: &SimCabinet, token: &str, channel: &str, uid: &str) -> i64 {
+    let scanned = scan(s, token, cab.sn(), channel).await;
+    let id = scanned["order"]["id"].as_i64().expect("order id");
+    confirm(s, channel, &scanned["confirm"], uid).await;
+    order_in(s, token, id, "authorized").await;
+    cab.open_door(1).await.expect("the door opens");
+    order_in(s, token, id, "door_open").await;
+    id
+}
+
 /// Book stock per lane code.
 pub async fn book_stock(s: &TestServer, sn: &str) -> Vec<(String, i64)> {
     let t = s.ops_login(Role::Operator).await;
