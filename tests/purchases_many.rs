@@ -158,5 +158,7 @@ async fn thousand_purchases(profile: Profile) {
         }
         assert_eq!(book, want, "{}", cab.sn());
     }
+    // Every door that opened was held by a purchase or a restock.
+    assert_eq!(s.alerts("code=door_open_unheld").await, Vec::<serde_json::Value>::new());
 }
 both_profiles!(thousand, thousand_purchases);

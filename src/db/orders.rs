@@ -597,23 +597,13 @@ pub(super) fn owe_excess(conn: &mut AnyConnection, o: &Order, total_fen: i64, no
 }
 
 /// The platform refused the charge: `payment_failed`, and the amount is debt on the account
-/// (the shopper cannot shop again before it is paid). `retry`: the `payment.capture` message that
-/// tries again, and when (none when nothing can be charged any more).
-pub fn payment_failed(
-    conn: &mut AnyConnection,
-    id: i64,
-    retry: Option<(serde_json::Value, NaiveDateTime)>,
-    now: NaiveDateTime,
-) -> DbResult<Moved> {
+/// (the shopper cannot shop again before it is paid). The caller schedules what comes next.
+pub fn payment_failed(conn: &mut AnyConnection, id: i64, now: NaiveDateTime) -> DbResult<Moved> {
     write_tx(conn, |conn| {
         apply(conn, id, OrderEvent::PaymentFailed, now, |conn, o, _| {
             let owed = charge_fen(o);
             diesel::update(orders::table.find(id)).set(orders::debt_fen.eq(o.debt_fen + owed)).execute(conn)?;
-            add_debt(conn, o.user_id, owed, now)?;
-            if let Some((message, at)) = &retry {
-                outbox::enqueue(conn, topics::PAYMENT_CAPTURE, message, Some(*at))?;
-            }
-            Ok(())
+            add_debt(conn, o.user_id, owed, now)
         })
     })
 }

@@ -3,8 +3,9 @@
 //!
 //! Never charge twice: the trade number is fixed per order (`db::orders::out_trade_no`); one
 //! handling at a time per order, on any node (a lease in the cache: a second message for the same
-//! order, a duplicate delivery or a retry racing a callback, finds it held and leaves the order to
-//! the handling in progress); the payment is moved to `capturing` before the request goes out;
+//! order, a duplicate delivery or a retry racing a callback, finds it held and comes back later);
+//! each later round is scheduled once (`consumed` keys), so duplicates never multiply the rounds;
+//! the payment is moved to `capturing` before the request goes out;
 //! and whenever an earlier attempt may have reached the platform (a timeout, a retry, a charge
 //! that failed before, a refusal) the platform is asked first and its answer kept.
 //!
@@ -24,7 +25,7 @@ use super::{CaptureLine, CaptureOutcome, CaptureRequest, Channel, Gateways, PayE
 use crate::cache::Cache;
 use crate::config::OrdersConfig;
 use crate::db::models::{Order, Payment};
-use crate::db::{self, Db, DbError, alerts, orders, outbox, payments};
+use crate::db::{self, Db, DbError, alerts, consumed, orders, outbox, payments};
 use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::domain::order::OrderStatus;
 use crate::domain::payment::PaymentState;
@@ -76,6 +77,19 @@ pub fn message(order_id: i64, round: u32) -> serde_json::Value {
     serde_json::json!({ "order_id": order_id, "round": round })
 }
 
+/// Schedule round `round + 1` of the order's capture, `later`; once per round number, so two
+/// handlings of one round (a message delivered twice, a retry beside a callback's capture) leave
+/// one chain of rounds, not two. False when that round was scheduled already.
+fn next_round(c: &mut db::AnyConnection, id: i64, round: u32, later: chrono::Duration) -> Result<bool, DbError> {
+    db::write_tx(c, |c| {
+        if !consumed::once(c, topics::PAYMENT_CAPTURE, &format!("order:{id}:round:{}", round + 1))? {
+            return Ok(false);
+        }
+        outbox::enqueue(c, topics::PAYMENT_CAPTURE, &message(id, round + 1), Some(db::now() + later))?;
+        Ok(true)
+    })
+}
+
 /// The wait before deferred round `round + 1`: `capture_retry_s`, doubled each round, at most
 /// `capture_retry_max_s`.
 pub fn retry_in(o: &OrdersConfig, round: u32) -> chrono::Duration {
@@ -108,9 +122,15 @@ impl Handler for Capture {
             .await
             .map_err(|e| HandlerError::Failed(format!("capture lease of order {id}: {e}")))?;
         let Some(lease) = lease else {
-            // Another handling of this order is under way; whatever it finds, it schedules what
-            // comes next itself, so this message has nothing left to do.
-            tracing::info!(order = id, message = %msg.id, "a capture of this order is already running; leaving it to that one");
+            // Another handling of this order is under way (or one that was stopped holds the
+            // lease until it lapses): this one comes back once the lease is surely free, and then
+            // finds the order as that handling left it.
+            tracing::info!(order = id, message = %msg.id, "a capture of this order is already running; looking again later");
+            let (payload, at) = (
+                msg.payload.clone(),
+                db::now() + chrono::Duration::milliseconds(i64::try_from(ttl).unwrap_or(i64::MAX / 2)),
+            );
+            self.db.write(move |c| outbox::enqueue(c, topics::PAYMENT_CAPTURE, &payload, Some(at))).await?;
             return Ok(());
         };
         let result = self.capture(id, round).await;
@@ -122,11 +142,7 @@ impl Handler for Capture {
             Err(CaptureError::Again(e)) if msg.attempts.saturating_add(1) >= self.max_attempts => {
                 let later = retry_in(&self.orders, round);
                 tracing::warn!(order = id, error = %e, retry_in_s = later.num_seconds(), "platform still unavailable; the charge is tried again later");
-                self.db
-                    .write(move |c| {
-                        outbox::enqueue(c, topics::PAYMENT_CAPTURE, &message(id, round + 1), Some(db::now() + later))
-                    })
-                    .await?;
+                self.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
                 Ok(())
             }
             Err(CaptureError::Again(e) | CaptureError::Broken(e)) => Err(HandlerError::Failed(e)),
@@ -278,13 +294,12 @@ impl Capture {
         let later = retry_in(&self.orders, round);
         self.db
             .write(move |c| {
-                let next = (message(id, round + 1), db::now() + later);
-                match status {
-                    OrderStatus::PaymentFailed => {
-                        outbox::enqueue(c, topics::PAYMENT_CAPTURE, &next.0, Some(next.1)).map(|_| ())
+                db::write_tx(c, |c| {
+                    if status != OrderStatus::PaymentFailed {
+                        orders::payment_failed(c, id, db::now())?;
                     }
-                    _ => orders::payment_failed(c, id, Some(next), db::now()).map(|_| ()),
-                }
+                    next_round(c, id, round, later).map(|_| ())
+                })
             })
             .await?;
         Ok(())
@@ -300,11 +315,7 @@ impl Capture {
             return self.failed(order.id, status, round).await;
         }
         let (id, later) = (order.id, retry_in(&self.orders, round));
-        self.db
-            .write(move |c| {
-                outbox::enqueue(c, topics::PAYMENT_CAPTURE, &message(id, round + 1), Some(db::now() + later))
-            })
-            .await?;
+        self.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
         Ok(())
     }
 
@@ -330,7 +341,7 @@ impl Capture {
             .write(move |c| {
                 db::write_tx(c, |c| {
                     if status == OrderStatus::Paying {
-                        orders::payment_failed(c, id, None, db::now())?;
+                        orders::payment_failed(c, id, db::now())?;
                     }
                     alerts::raise(c, &spec, 1, db::now()).map(|_| ())
                 })

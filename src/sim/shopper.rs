@@ -957,8 +957,9 @@ impl FleetSetup {
         Ok(out)
     }
 
-    /// Make one connected cabinet sellable. Lanes are emptied and stocked with a door open, as a
-    /// restocker would, so Heft does not take the change for drift.
+    /// Make one connected cabinet sellable: lanes emptied (while it is not in service), the
+    /// layout, calibration, then each door stocked in a restock session, which Heft counts by
+    /// weight; the setup fails when the book does not say what was placed.
     pub async fn set_up(
         &self,
         cab: &CabinetRemote,
@@ -994,14 +995,15 @@ impl FleetSetup {
             "lng": 121.4737 + rng.gen_range(-0.05..0.05),
             "doors": doors.iter().map(|&door| json!({"door": door, "lanes": stock.iter()
                 .filter(|(ch, _, _)| door_of(*ch) == door)
-                .map(|(ch, product, units)| json!({
+                .map(|(ch, product, _)| json!({
                     "code": format!("{}{}", if door == 1 { 'A' } else { 'B' }, ch + 1),
                     "name": format!("lane {}", ch + 1),
                     "channel": ch,
                     "capacity": LANE_CAPACITY,
                     "threshold": 2,
                     "product_id": product.id,
-                    "stock": units,
+                    // Counted in by the restock below.
+                    "stock": 0,
                 }))
                 .collect::<Vec<_>>()}))
                 .collect::<Vec<_>>(),
@@ -1017,14 +1019,67 @@ impl FleetSetup {
             self.call("span", reqwest::Method::POST, &format!("{base}/span"), Some(standard.clone())).await?;
             self.call("verify", reqwest::Method::POST, &format!("{base}/verify"), Some(standard)).await?;
         }
-        self.with_doors_open(cab, &doors, |p| {
-            for &(ch, product, units) in &stock {
-                p.stock(ch, product.unit_g, units)?;
+        // Stocked as a restocker would: a restock session per door, Heft counting by weight what
+        // goes in; then the book must say what was placed.
+        for &door in &doors {
+            let path = format!("/ops/cabinets/{sn}/restock");
+            let started = self.call("restock", reqwest::Method::POST, &path, Some(json!({"door": door}))).await?;
+            let session = started["session"]["id"]
+                .as_i64()
+                .ok_or(ShopperError::Missing { what: "restock", field: "session.id" })?;
+            if !cab.wait_unlocked(door, Duration::from_secs(30)).await {
+                return Err(cabinet_error(&format!("door {door} was not unlocked for the restock")));
             }
-            Ok(())
+            self.with_doors_open(cab, &[door], |p| {
+                for &(ch, product, units) in stock.iter().filter(|(ch, _, _)| door_of(*ch) == door) {
+                    p.stock(ch, product.unit_g, units)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| cabinet_error(&e))?;
+            self.wait_session_ended(&sn, session).await?;
+        }
+        let book =
+            self.call("configuration", reqwest::Method::GET, &format!("/ops/cabinets/{sn}/config"), None).await?;
+        for d in book["doors"].as_array().into_iter().flatten() {
+            for l in d["lanes"].as_array().into_iter().flatten() {
+                let placed = stock.iter().find(|(ch, _, _)| l["channel"] == *ch).map(|s| i64::from(s.2));
+                if placed.is_some() && l["stock"].as_i64() != placed {
+                    return Err(cabinet_error(&format!(
+                        "the restock counted {} on lane {}, {} were placed",
+                        l["stock"],
+                        l["code"],
+                        placed.unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Until Heft has ended the session (a restock: counted and stored).
+    async fn wait_session_ended(&self, sn: &str, session: i64) -> Result<(), ShopperError> {
+        let path = format!("/ops/cabinets/{sn}/sessions");
+        for _ in 0..300 {
+            let v = self.call("sessions", reqwest::Method::GET, &path, None).await?;
+            let ended =
+                v["recent"].as_array().into_iter().flatten().find(|s| s["id"] == session && !s["ended_at"].is_null());
+            if let Some(s) = ended {
+                return match s["outcome"].as_str() {
+                    Some("done") => Ok(()),
+                    other => Err(ShopperError::Cabinet {
+                        sn: sn.to_string(),
+                        message: format!("restock session {session} ended {other:?}"),
+                    }),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(ShopperError::Cabinet {
+            sn: sn.to_string(),
+            message: format!("restock session {session} not ended after 60 s"),
         })
-        .await
-        .map_err(|e| cabinet_error(&e))
     }
 
     async fn with_doors_open(

@@ -526,7 +526,9 @@ impl CabinetActor {
     pub(super) fn door_event(&mut self, d: &DoorUp, ctx: &mut Context<Self>) {
         let held = self.door_run_mut().filter(|run| run.door == d.door);
         let Some(run) = held else {
-            if d.open && !self.session.as_ref().is_some_and(|s| s.kind == SessionKind::Calibration) {
+            // An installer stocking a cabinet that is not in service yet is no alarm.
+            let installing = self.setup.status == CabinetStatus::Initializing.as_str();
+            if d.open && !installing && !self.session.as_ref().is_some_and(|s| s.kind == SessionKind::Calibration) {
                 self.door_open_unheld(d.door, ctx);
             }
             return;
