@@ -308,8 +308,8 @@ pub struct OrdersConfig {
     /// at) again; doubles each round up to `capture_retry_max_s`.
     pub capture_retry_s: u64,
     pub capture_retry_max_s: u64,
-    /// A charge the platform has not collected this long after the settlement becomes debt on the
-    /// shopper's account (no new purchase before it is paid) until the platform says paid.
+    /// A charge the platform is still collecting this long after the first attempt becomes debt on
+    /// the shopper's account (no new purchase before it is paid) until the platform says paid.
     pub collect_grace_s: u64,
     /// What the shopper sees on the platform's page (at most 20 characters).
     pub title: String,

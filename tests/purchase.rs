@@ -397,7 +397,7 @@ async fn appeal_refunded(profile: Profile) {
         for (lines, why) in [
             (json!([{"lane": "A1", "qty": 1}, {"lane": "A1", "qty": 1}]), "twice"),
             (json!([{"lane": "A1", "qty": 99}]), "holds at most"),
-            (json!([{"lane": "Z9", "qty": 1}]), "holds no product"),
+            (json!([{"lane": "Z9", "qty": 1}]), "has no lane Z9"),
         ] {
             let (status, body) =
                 call(&s, "POST", &resolve, &t, Some(json!({"decision": "refund", "lines": lines}))).await;
@@ -450,8 +450,8 @@ async fn appeal_refunded(profile: Profile) {
 both_profiles!(appeal_corrected_and_refunded, appeal_refunded);
 
 /// The platform refuses a refund (the merchant's balance): the refund is `failed` and operators
-/// get a critical alert naming it, for the money must go back another way. A platform that cannot
-/// be reached for a while only delays a refund.
+/// get a critical alert naming it; sent again, it goes through, once. A platform that cannot be
+/// reached for a while only delays a refund.
 async fn refund_refused(profile: Profile) {
     let Some(s) = TestServer::start(profile, &FAST).await else { return };
     let t = s.ops_login(Role::Operator).await;
@@ -498,6 +498,24 @@ async fn refund_refused(profile: Profile) {
             .is_some_and(|m| m.contains(failed["refunds"][0]["out_refund_no"].as_str().unwrap_or("?"))),
         "{alert}"
     );
+    // Operators see it, and send it again once the balance is topped up: given back once.
+    let no = failed["refunds"][0]["out_refund_no"].as_str().expect("no").to_string();
+    let listed = ok(&s, "GET", "/ops/refunds?status=failed", &t, None).await;
+    assert!(listed["refunds"].as_array().is_some_and(|r| r.iter().any(|r| r["out_refund_no"] == no)), "{listed}");
+    let retried = ok(&s, "POST", &format!("/ops/refunds/{no}/retry"), &t, None).await;
+    assert_eq!(retried["status"], "requested", "{retried}");
+    let back = eventually("the retried refund went through", || async {
+        let o = shop::order(&s, &token, ids[0]).await;
+        (o["refunds"][0]["status"] == "succeeded").then_some(o)
+    })
+    .await;
+    assert_eq!(
+        (back["refunded_fen"].as_i64(), back["refunds"].as_array().map(Vec::len)),
+        (Some(350), Some(1)),
+        "{back}"
+    );
+    let (status, again) = call(&s, "POST", &format!("/ops/refunds/{no}/retry"), &t, None).await;
+    assert_eq!((status, again["error"].as_str()), (409, Some("not_failed")), "{again}");
     let delayed = shop::order(&s, &token, ids[1]).await;
     assert_eq!(delayed["refunds"][0]["status"], "succeeded", "{delayed}");
     assert_eq!(delayed["refunded_fen"], 350, "{delayed}");

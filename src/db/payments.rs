@@ -140,10 +140,14 @@ pub fn record_callback(
             (&verdict, &event.reported)
         {
             let how = match (succeeded, refund_id) {
-                (true, Some(id)) => super::refunds::Ended::Succeeded { refund_id: id.clone() },
-                _ => super::refunds::Ended::Failed { reason: format!("the platform says {status}") },
+                (true, Some(id)) => Some(super::refunds::Ended::Succeeded { refund_id: id.clone() }),
+                // Succeeded, but without its number: the refund consumer's query records it.
+                (true, None) => None,
+                (false, _) => Some(super::refunds::Ended::Failed { reason: format!("the platform says {status}") }),
             };
-            super::refunds::ended(conn, out_refund_no, &how, now)?;
+            if let Some(how) = how {
+                super::refunds::ended(conn, out_refund_no, &how, now)?;
+            }
         }
         if verdict == Verdict::ReleaseNeeded {
             let message = crate::pay::release::message(&p.out_order_no);

@@ -22,9 +22,10 @@ pub const FAILED: &str = "failed";
 /// The alert a failed refund raises.
 pub const REFUND_FAILED: &str = "refund_failed";
 
-/// The `payment.refund` message for a refund.
-pub fn message(out_refund_no: &str) -> serde_json::Value {
-    serde_json::json!({ "out_refund_no": out_refund_no })
+/// The `payment.refund` message for a refund. `chain` names the run of rounds it starts (a retry
+/// of a failed refund starts a new one).
+pub fn message(out_refund_no: &str, chain: &str) -> serde_json::Value {
+    serde_json::json!({ "out_refund_no": out_refund_no, "chain": chain })
 }
 
 pub fn find(conn: &mut AnyConnection, out_refund_no: &str) -> DbResult<Option<Refund>> {
@@ -41,14 +42,40 @@ pub fn for_order(conn: &mut AnyConnection, order_id: i64) -> DbResult<Vec<Refund
         .load(conn)?)
 }
 
-/// What an order's refunds give back or will: all but the failed ones.
+/// What an order's refunds give back: all of them, a failed one too (the decision stands; it is
+/// retried, or the money goes back another way), so a later correction never refunds it again.
 pub fn committed_fen(conn: &mut AnyConnection, order_id: i64) -> DbResult<i64> {
-    let amounts: Vec<i64> = refunds::table
-        .filter(refunds::order_id.eq(order_id))
-        .filter(refunds::status.ne(FAILED))
-        .select(refunds::amount_fen)
-        .load(conn)?;
+    let amounts: Vec<i64> =
+        refunds::table.filter(refunds::order_id.eq(order_id)).select(refunds::amount_fen).load(conn)?;
     Ok(amounts.iter().sum())
+}
+
+/// Refunds by status (`None`: all), newest first.
+pub fn list(conn: &mut AnyConnection, status: Option<&str>, limit: i64) -> DbResult<Vec<Refund>> {
+    let mut q = refunds::table.select(Refund::as_select()).into_boxed();
+    if let Some(s) = status {
+        q = q.filter(refunds::status.eq(s.to_string()));
+    }
+    Ok(q.order(refunds::created_at.desc()).then_order_by(refunds::out_refund_no.desc()).limit(limit).load(conn)?)
+}
+
+/// A failed refund sent again, under its own number (the platforms take it as the same refund):
+/// `requested`, with a fresh `payment.refund`. False when it is not failed.
+pub fn retry(conn: &mut AnyConnection, out_refund_no: &str, now: NaiveDateTime) -> DbResult<bool> {
+    write_tx(conn, |conn| {
+        let n = diesel::update(refunds::table.find(out_refund_no).filter(refunds::status.eq(FAILED)))
+            .set((
+                refunds::status.eq(REQUESTED),
+                refunds::finished_at.eq(None::<NaiveDateTime>),
+                refunds::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        if n == 1 {
+            let chain = now.and_utc().timestamp_millis().to_string();
+            outbox::enqueue(conn, topics::PAYMENT_REFUND, &message(out_refund_no, &chain), None)?;
+        }
+        Ok(n == 1)
+    })
 }
 
 /// A refund of `amount_fen` on `order` and its `payment.refund` message, inside the caller's
@@ -80,7 +107,7 @@ pub fn request(
         finished_at: None,
     };
     diesel::insert_into(refunds::table).values(&row).execute(conn)?;
-    outbox::enqueue(conn, topics::PAYMENT_REFUND, &message(&row.out_refund_no), None)?;
+    outbox::enqueue(conn, topics::PAYMENT_REFUND, &message(&row.out_refund_no, "0"), None)?;
     Ok(row)
 }
 

@@ -158,8 +158,9 @@ pub fn release(conn: &mut AnyConnection, session_id: i64, now: NaiveDateTime) ->
 /// The restock door closed and the lanes settled: in one transaction, stock and ledger rows for
 /// what was added, the task closed with it, and the session ended. Lanes that could not be
 /// counted keep their book stock and are listed on the task for a person. Lanes still at or
-/// under their threshold afterwards (a partial fill) get a fresh `restock.check`. Done once: a
-/// repeat for a session already ended changes nothing.
+/// under their threshold afterwards (a partial fill) get a fresh `restock.check`. A restock that
+/// put nothing in leaves its task open. Done once: a repeat for a session already ended changes
+/// nothing.
 pub fn finish(
     conn: &mut AnyConnection,
     sn: &str,
@@ -170,7 +171,7 @@ pub fn finish(
     now: NaiveDateTime,
 ) -> DbResult<Option<i64>> {
     write_tx(conn, |conn| {
-        if super::sessions::find(conn, session_id)?.is_none_or(|s| s.ended_at.is_some()) {
+        if !super::sessions::lock_open(conn, session_id)? {
             return Ok(None);
         }
         let task = restock_tasks::table
@@ -190,7 +191,10 @@ pub fn finish(
             })
             .collect();
         orders::change_stock(conn, sn, &changes, (None, Some(session_id), task_id), now)?;
-        if let Some(id) = task_id {
+        // Nothing went in and nothing is left to count: the door was opened for nothing, and the
+        // task is still to be done (the session's close below gives it back).
+        let nothing = added.is_empty() && uncounted.is_empty();
+        if let Some(id) = task_id.filter(|_| !nothing) {
             diesel::update(restock_tasks::table.find(id))
                 .set((
                     restock_tasks::status.eq(DONE),
@@ -202,7 +206,7 @@ pub fn finish(
                 .execute(conn)?;
         }
         super::sessions::close(conn, session_id, "done", Some(&record.to_string()), now)?;
-        if task_id.is_some() {
+        if task_id.is_some() && !nothing {
             super::alerts::resolve(conn, RESTOCK_NEEDED, Some(sn), now)?;
         }
         if !wanted(conn, sn)?.is_empty() {

@@ -6,12 +6,13 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::models::{Order, ReviewCase};
+use super::models::{Order, OrderLine, ReviewCase};
 use super::orders::{self, StockChange};
 use super::schema::{lanes, orders as order_rows, products, review_cases};
-use super::{AnyConnection, DbError, DbResult, refunds, write_tx};
+use super::{AnyConnection, DbError, DbResult, outbox, refunds, write_tx};
 use crate::domain::order::{OrderEvent, OrderStatus, rebasket};
 use crate::domain::settlement::Line;
+use crate::mq::topics;
 
 /// Open a review case on an order (one open case per order); its id, or the id of the case
 /// already open.
@@ -158,7 +159,7 @@ fn charge(
     set: &[(String, i64)],
     now: NaiveDateTime,
 ) -> Result<(), ReviewFail> {
-    let lines = priced_lines(conn, &order.sn, set)?;
+    let lines = priced_lines(conn, &order.sn, set, &[])?;
     let empty = lines.is_empty();
     let total: i64 = lines.iter().map(|l| l.amount_fen).sum();
     orders::apply(conn, order.id, OrderEvent::Reviewed { empty }, now, |conn, o, to| {
@@ -183,9 +184,9 @@ fn correct_paid(
     note: &str,
     now: NaiveDateTime,
 ) -> Result<(), ReviewFail> {
-    let lines = priced_lines(conn, &order.sn, set)?;
-    let total: i64 = lines.iter().map(|l| l.amount_fen).sum();
     let before = orders::lines(conn, order.id)?;
+    let lines = priced_lines(conn, &order.sn, set, &before)?;
+    let total: i64 = lines.iter().map(|l| l.amount_fen).sum();
     // What the shopper has paid and keeps paid: the charge, less refunds already under way.
     let kept = order.paid_fen.unwrap_or(0) - refunds::committed_fen(conn, order.id)?;
     let money = rebasket(kept, total);
@@ -213,7 +214,11 @@ fn correct_paid(
             changes.push(StockChange { lane: lane.clone(), product_id, delta, reason: "review" });
         }
     }
-    orders::change_stock(conn, &order.sn, &changes, (Some(order.id), order.session_id, None), now)?;
+    let low = orders::change_stock(conn, &order.sn, &changes, (Some(order.id), order.session_id, None), now)?;
+    if !low.is_empty() {
+        let message = serde_json::json!({ "sn": order.sn, "lanes": low });
+        outbox::enqueue(conn, topics::RESTOCK_CHECK, &message, None)?;
+    }
     if money.refund_fen > 0 {
         let reason = if note.trim().is_empty() { "订单复核退款" } else { note };
         refunds::request(conn, order, Some(case_id), money.refund_fen, reason, by, now)?;
@@ -224,9 +229,15 @@ fn correct_paid(
 /// A lane's capacity, and its product's id, name and price (none when it holds none).
 type LaneProduct = (i32, Option<i64>, Option<String>, Option<i64>);
 
-/// The lines a person set, priced as the lanes' products are now. Each lane once, holding a
-/// product, and no more units than it holds when full.
-fn priced_lines(conn: &mut AnyConnection, sn: &str, set: &[(String, i64)]) -> Result<Vec<Line>, ReviewFail> {
+/// The lines a person set: a lane the order charged keeps the product and price it was charged
+/// at; any other is priced as its product is now. Each lane once, a lane of the cabinet, and no
+/// more units than it holds when full.
+fn priced_lines(
+    conn: &mut AnyConnection,
+    sn: &str,
+    set: &[(String, i64)],
+    charged: &[OrderLine],
+) -> Result<Vec<Line>, ReviewFail> {
     let mut lines: Vec<Line> = Vec::new();
     for (i, (lane, qty)) in set.iter().enumerate() {
         if set[..i].iter().any(|(l, _)| l == lane) {
@@ -242,8 +253,8 @@ fn priced_lines(conn: &mut AnyConnection, sn: &str, set: &[(String, i64)]) -> Re
             .select((lanes::capacity, lanes::product_id, products::name.nullable(), products::price_fen.nullable()))
             .first(conn)
             .optional()?;
-        let Some((capacity, Some(product_id), Some(name), Some(price))) = found else {
-            return Err(ReviewFail::Refused(format!("lane {lane} holds no product on cabinet {sn}")));
+        let Some((capacity, product_id, name, price)) = found else {
+            return Err(ReviewFail::Refused(format!("cabinet {sn} has no lane {lane}")));
         };
         if *qty > i64::from(capacity) {
             return Err(ReviewFail::Refused(format!("lane {lane} holds at most {capacity} units, not {qty}")));
@@ -251,14 +262,26 @@ fn priced_lines(conn: &mut AnyConnection, sn: &str, set: &[(String, i64)]) -> Re
         if *qty == 0 {
             continue;
         }
-        lines.push(Line {
-            lane: lane.clone(),
-            product_id,
-            product_name: name,
-            qty: *qty,
-            unit_fen: price,
-            amount_fen: price * qty,
-        });
+        let line = match (charged.iter().find(|l| &l.lane == lane), product_id, name, price) {
+            (Some(was), ..) => Line {
+                lane: lane.clone(),
+                product_id: was.product_id,
+                product_name: was.product_name.clone(),
+                qty: *qty,
+                unit_fen: was.unit_fen,
+                amount_fen: was.unit_fen * qty,
+            },
+            (None, Some(product_id), Some(product_name), Some(price)) => Line {
+                lane: lane.clone(),
+                product_id,
+                product_name,
+                qty: *qty,
+                unit_fen: price,
+                amount_fen: price * qty,
+            },
+            _ => return Err(ReviewFail::Refused(format!("lane {lane} holds no product on cabinet {sn}"))),
+        };
+        lines.push(line);
     }
     Ok(lines)
 }

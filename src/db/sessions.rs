@@ -69,6 +69,21 @@ pub fn close(
     })
 }
 
+/// Whether the session is still open, holding its row for the rest of the transaction on
+/// PostgreSQL (SQLite has one writer), so two ends of one session cannot both go through.
+pub fn lock_open(conn: &mut AnyConnection, id: i64) -> DbResult<bool> {
+    macro_rules! query {
+        () => {
+            sessions::table.find(id).filter(sessions::ended_at.is_null()).select(sessions::id)
+        };
+    }
+    let found: Option<i64> = match conn {
+        AnyConnection::Postgresql(c) => query!().for_update().first(c).optional()?,
+        AnyConnection::Sqlite(c) => query!().first(c).optional()?,
+    };
+    Ok(found.is_some())
+}
+
 pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Session>> {
     Ok(sessions::table.find(id).select(Session::as_select()).first(conn).optional()?)
 }

@@ -148,10 +148,42 @@ pub fn apply(state: PaymentState, transaction_id: Option<&str>, reported: &Repor
     }
 }
 
+/// When a charge (or a refund) that did not finish is looked at again: the wait after round
+/// `round` is `base_s`, doubled each round, at most `max_s` (and never below `base_s`).
+pub fn retry_delay_s(base_s: u64, max_s: u64, round: u32) -> u64 {
+    base_s.saturating_mul(1u64 << round.min(20)).min(max_s.max(base_s))
+}
+
+/// Whether a charge the platform has been collecting since round 0 has been at it for `grace_s`
+/// by round `round`: the waits of the rounds before it add up to at least that (a lower bound on
+/// the time: a round may start late, never early).
+pub fn collecting_overdue(base_s: u64, max_s: u64, grace_s: u64, round: u32) -> bool {
+    let waited: u64 = (0..round).map(|r| retry_delay_s(base_s, max_s, r)).fold(0, u64::saturating_add);
+    waited >= grace_s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use PaymentState::*;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        let d: Vec<u64> = (0..8).map(|r| retry_delay_s(300, 3600, r)).collect();
+        assert_eq!(d, [300, 600, 1200, 2400, 3600, 3600, 3600, 3600]);
+        assert_eq!(retry_delay_s(300, 100, 3), 300, "a cap below the base is the base");
+        assert_eq!(retry_delay_s(u64::MAX, u64::MAX, 40), u64::MAX, "no overflow");
+    }
+
+    #[test]
+    fn collecting_is_overdue_once_the_waits_reach_the_grace() {
+        // Rounds wait 300, 600, 1200…: by round 2, 900 s have passed.
+        assert!(!collecting_overdue(300, 3600, 600, 0));
+        assert!(!collecting_overdue(300, 3600, 600, 1));
+        assert!(collecting_overdue(300, 3600, 600, 2));
+        assert!(collecting_overdue(1, 3600, 1, 1));
+        assert!(collecting_overdue(1, 1, 0, 0), "no grace: overdue at once");
+    }
 
     fn authorized() -> Reported {
         Reported::Authorized { platform_order_id: Some("o1".into()), payer_id: Some("u1".into()) }

@@ -11,11 +11,12 @@
 //!
 //! A refused charge leaves the order `payment_failed` with the amount as debt on the account, and
 //! is tried again later. A charge the platform is still collecting (WeChat) is looked at again
-//! later if its callback has not come; still not collected `orders.collect_grace_s` after the
-//! settlement, it becomes debt too (the shopper cannot shop again owing it), and is followed until
-//! the platform says paid. "Later" starts at `orders.capture_retry_s` and doubles each round up to
-//! `orders.capture_retry_max_s`. A platform that cannot be reached is retried by the message's own
-//! backoff and, when that runs out, again after the same rounds: an outage never drops a charge.
+//! later if its callback has not come; still collecting `orders.collect_grace_s` after the first
+//! look, it becomes debt too (the shopper cannot shop again owing it), and is followed until the
+//! platform says paid. "Later" starts at `orders.capture_retry_s` and doubles each round up to
+//! `orders.capture_retry_max_s`. A platform (or cache) that cannot be reached is retried by the
+//! message's own backoff and, when that runs out, again after the same rounds: an outage never
+//! drops a charge.
 
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ use crate::db::models::{Order, Payment};
 use crate::db::{self, Db, DbError, alerts, consumed, orders, outbox, payments};
 use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::domain::order::OrderStatus;
-use crate::domain::payment::PaymentState;
+use crate::domain::payment::{self, PaymentState};
 use crate::mq::{Handler, HandlerError, Message, topics};
 
 /// The alert raised when a settled order can no longer be charged (its pre-authorisation was
@@ -90,11 +91,9 @@ fn next_round(c: &mut db::AnyConnection, id: i64, round: u32, later: chrono::Dur
     })
 }
 
-/// The wait before deferred round `round + 1`: `capture_retry_s`, doubled each round, at most
-/// `capture_retry_max_s`.
+/// The wait before round `round + 1` (`domain::payment::retry_delay_s` with the orders config).
 pub fn retry_in(o: &OrdersConfig, round: u32) -> chrono::Duration {
-    let secs =
-        o.capture_retry_s.saturating_mul(1u64 << round.min(20)).min(o.capture_retry_max_s.max(o.capture_retry_s));
+    let secs = payment::retry_delay_s(o.capture_retry_s, o.capture_retry_max_s, round);
     chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
 }
 
@@ -116,11 +115,17 @@ impl Handler for Capture {
         let name = format!("capture:{id}");
         let owner = format!("{}:{}:{}", msg.id, msg.attempts, chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
         let ttl = self.handler_timeout_ms.saturating_add(5_000);
-        let lease = self
-            .cache
-            .lease_acquire(&name, &owner, ttl)
-            .await
-            .map_err(|e| HandlerError::Failed(format!("capture lease of order {id}: {e}")))?;
+        let last_attempt = msg.attempts.saturating_add(1) >= self.max_attempts;
+        let lease = match self.cache.lease_acquire(&name, &owner, ttl).await {
+            Ok(lease) => lease,
+            Err(e) if last_attempt => {
+                tracing::warn!(order = id, error = %e, "cache unavailable; the charge is tried again later");
+                let later = retry_in(&self.orders, round);
+                self.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(HandlerError::Failed(format!("capture lease of order {id}: {e}"))),
+        };
         let Some(lease) = lease else {
             // Another handling of this order is under way (or one that was stopped holds the
             // lease until it lapses): this one comes back once the lease is surely free, and then
@@ -139,7 +144,7 @@ impl Handler for Capture {
         }
         match result {
             Ok(()) => Ok(()),
-            Err(CaptureError::Again(e)) if msg.attempts.saturating_add(1) >= self.max_attempts => {
+            Err(CaptureError::Again(e)) if last_attempt => {
                 let later = retry_in(&self.orders, round);
                 tracing::warn!(order = id, error = %e, retry_in_s = later.num_seconds(), "platform still unavailable; the charge is tried again later");
                 self.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
@@ -306,10 +311,12 @@ impl Capture {
     }
 
     /// The platform is collecting: its callback finishes the order; if it never comes, look
-    /// again. Not collected within `collect_grace_s` of the settlement, the amount becomes debt.
+    /// again. Still collecting `collect_grace_s` after the rounds began (counted in the rounds'
+    /// waits, so a late review or an outage before the charge does not count), the amount becomes
+    /// debt.
     async fn collecting(&self, order: &Order, status: OrderStatus, round: u32) -> Result<(), CaptureError> {
-        let grace = chrono::Duration::seconds(i64::try_from(self.orders.collect_grace_s).unwrap_or(i64::MAX / 1000));
-        let overdue = order.settled_at.is_some_and(|t| db::now() - t >= grace);
+        let o = &self.orders;
+        let overdue = payment::collecting_overdue(o.capture_retry_s, o.capture_retry_max_s, o.collect_grace_s, round);
         if status == OrderStatus::Paying && overdue {
             tracing::warn!(order = order.id, "charge not collected in time; owed until the platform collects it");
             return self.failed(order.id, status, round).await;

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use super::{Channel, Gateways, PayError, RefundRequest, RefundState};
 use crate::config::OrdersConfig;
 use crate::db::refunds::{self, Ended};
-use crate::db::{self, Db, DbError, orders, outbox, payments};
+use crate::db::{self, Db, DbError, consumed, orders, outbox, payments};
 use crate::mq::{Handler, HandlerError, Message, topics};
 
 pub struct RefundHandler {
@@ -40,12 +40,14 @@ impl Handler for RefundHandler {
             .ok_or_else(|| HandlerError::Failed(format!("payment.refund {} without out_refund_no", msg.id)))?
             .to_string();
         let round = msg.payload["round"].as_u64().and_then(|r| u32::try_from(r).ok()).unwrap_or(0);
-        match self.refund(&no, round).await {
+        let chain = msg.payload["chain"].as_str().unwrap_or("0").to_string();
+        let next = Next { no: &no, chain: &chain, round };
+        match self.refund(&next).await {
             Ok(()) => Ok(()),
             Err(PayError::Retryable(e)) if msg.attempts.saturating_add(1) >= self.max_attempts => {
                 tracing::warn!(refund = %no, error = %e, "platform still unavailable; the refund is tried again later");
                 self.note(&no, &e).await?;
-                self.later(&no, round).await
+                self.later(&next).await
             }
             Err(e) => {
                 self.note(&no, &e.to_string()).await?;
@@ -57,7 +59,8 @@ impl Handler for RefundHandler {
 
 impl RefundHandler {
     /// One attempt; `Err` only for what a retry may mend (or a person, once the message dies).
-    async fn refund(&self, no: &str, round: u32) -> Result<(), PayError> {
+    async fn refund(&self, next: &Next<'_>) -> Result<(), PayError> {
+        let no = next.no;
         let key = no.to_string();
         let found = self
             .db
@@ -120,7 +123,7 @@ impl RefundHandler {
             }
             // On its way: the callback, or the next round, says how it ends.
             RefundState::Processing | RefundState::Unknown => {
-                self.later(no, round).await.map_err(|e| PayError::Permanent(e.to_string()))
+                self.later(next).await.map_err(|e| PayError::Permanent(e.to_string()))
             }
         }
     }
@@ -136,11 +139,31 @@ impl RefundHandler {
         Ok(())
     }
 
-    /// The next round of this refund, later.
-    async fn later(&self, no: &str, round: u32) -> Result<(), HandlerError> {
+    /// The next round of this refund, later; once per round number of its chain, so a message
+    /// delivered twice does not start a second chain.
+    async fn later(&self, next: &Next<'_>) -> Result<(), HandlerError> {
+        let Next { no, chain, round } = *next;
         let later = super::capture::retry_in(&self.orders, round);
-        let message = serde_json::json!({ "out_refund_no": no, "round": round + 1 });
-        self.db.write(move |c| outbox::enqueue(c, topics::PAYMENT_REFUND, &message, Some(db::now() + later))).await?;
+        let message = serde_json::json!({ "out_refund_no": no, "chain": chain, "round": round + 1 });
+        let key = format!("refund:{no}:{chain}:round:{}", round + 1);
+        self.db
+            .write(move |c| {
+                db::write_tx(c, |c| {
+                    if consumed::once(c, topics::PAYMENT_REFUND, &key)? {
+                        outbox::enqueue(c, topics::PAYMENT_REFUND, &message, Some(db::now() + later))?;
+                    }
+                    Ok::<_, DbError>(())
+                })
+            })
+            .await?;
         Ok(())
     }
+}
+
+/// Which round of which refund a handling is.
+#[derive(Clone, Copy)]
+struct Next<'a> {
+    no: &'a str,
+    chain: &'a str,
+    round: u32,
 }

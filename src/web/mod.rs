@@ -11,8 +11,9 @@ pub mod operators;
 pub mod ops;
 pub mod orders;
 pub mod pay_notify;
+pub mod refunds;
 pub mod restock;
-pub mod reviews;
+mod reviews;
 pub mod setup;
 pub mod shoppers;
 
@@ -75,6 +76,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/reviews", web::get().to(reviews::list))
                 .route("/reviews/{id}", web::get().to(reviews::get))
                 .route("/reviews/{id}/resolve", web::post().to(reviews::resolve))
+                .route("/refunds", web::get().to(refunds::list))
+                .route("/refunds/{out_refund_no}/retry", web::post().to(refunds::retry))
                 .route("/cabinets/{sn}/weights", web::get().to(setup::live_weights))
                 .route("/cabinets/{sn}/weight-log", web::get().to(setup::weight_log))
                 .route("/commands/{id}", web::get().to(setup::get_command))
