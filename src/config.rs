@@ -163,6 +163,9 @@ pub struct WeightsConfig {
     /// Closed-door change with no session that raises a drift alert: the larger of this and the
     /// lane product's tolerance.
     pub drift_min_g: f64,
+    /// A calibrated cell's relative error (0.005 = 0.5 %): a weighed change of many units may be
+    /// this far off whole units and still be counted (never so far that two counts fit).
+    pub scale_error: f64,
 }
 
 /// Limits of the calibration steps (see `domain::calibration`).
@@ -548,6 +551,10 @@ impl Config {
         };
         finite_positive("weights.default_tolerance_g", self.weights.default_tolerance_g)?;
         finite_positive("weights.drift_min_g", self.weights.drift_min_g)?;
+        let e = self.weights.scale_error;
+        if !(0.0..0.05).contains(&e) {
+            return Err(key_error("weights.scale_error", format!("must be from 0 to under 0.05 (5 %), got {e}")));
+        }
         finite_positive("calibration.min_counts_per_g", self.calibration.min_counts_per_g)?;
         finite_positive("calibration.max_counts_per_g", self.calibration.max_counts_per_g)?;
         if self.calibration.max_counts_per_g <= self.calibration.min_counts_per_g {

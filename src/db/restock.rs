@@ -22,6 +22,9 @@ pub struct TaskLane {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Uncounted {
     pub lane: String,
+    /// The weights it was judged from, for the person who counts it.
+    pub before_g: Option<f64>,
+    pub after_g: Option<f64>,
     pub delta_g: Option<f64>,
     pub why: String,
 }

@@ -67,10 +67,11 @@ pub enum RestockRefusal {
 const MAX_COUNT: f64 = 1_000_000.0;
 
 /// How many units a restocker added to a lane, from its weight change `delta_g` after the restock
-/// door closed: `n = round(Δg / unit_g)`, accepted when `|Δg − n·unit_g| ≤ tolerance_g` (the
-/// settling rule of DESIGN "Cabinet actor"). A loss is a negative count: the restocker took some
-/// out (expired goods), which is allowed and recorded like any other change.
-pub fn added_units(delta_g: f64, unit_g: f64, tolerance_g: f64) -> Result<i64, RestockRefusal> {
+/// door closed: `n = round(Δg / unit_g)`, accepted when `|Δg − n·unit_g|` is within the tolerance
+/// widened for the scale's relative error (`weight::count_tolerance`; the settling rule of DESIGN
+/// "Cabinet actor"), as long as that still tells counts apart. A loss is a negative count: the
+/// restocker took some out (expired goods), which is allowed and recorded like any other change.
+pub fn added_units(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64) -> Result<i64, RestockRefusal> {
     // Each check is written so that NaN fails it.
     if !(unit_g.is_finite() && unit_g > 0.0) {
         return Err(RestockRefusal::Uncountable("the unit weight is not a positive number of grams"));
@@ -87,7 +88,11 @@ pub fn added_units(delta_g: f64, unit_g: f64, tolerance_g: f64) -> Result<i64, R
     }
     // Exact: |n| ≤ MAX_COUNT is an integer well within both f64's and i64's exact range.
     let nearest = n as i64;
-    if (delta_g - n * unit_g).abs() <= tolerance_g {
+    let allowed = super::weight::count_tolerance(tolerance_g, delta_g, scale_error);
+    if allowed >= unit_g / 2.0 {
+        return Err(RestockRefusal::Uncountable("too much weight at once to tell the count apart: count it in parts"));
+    }
+    if (delta_g - n * unit_g).abs() <= allowed {
         Ok(nearest)
     } else {
         Err(RestockRefusal::OutOfTolerance { delta_g, nearest })
@@ -138,18 +143,31 @@ mod tests {
 
     #[test]
     fn added_units_counts_gains_and_losses() {
-        assert_eq!(added_units(750.0, 250.0, 5.0), Ok(3));
-        assert_eq!(added_units(746.0, 250.0, 5.0), Ok(3));
-        assert_eq!(added_units(755.0, 250.0, 5.0), Ok(3), "exactly at tolerance");
-        assert_eq!(added_units(-500.0, 250.0, 5.0), Ok(-2), "the restocker took two out");
-        assert_eq!(added_units(3.0, 250.0, 5.0), Ok(0), "nothing added");
+        assert_eq!(added_units(750.0, 250.0, 5.0, 0.0), Ok(3));
+        assert_eq!(added_units(746.0, 250.0, 5.0, 0.0), Ok(3));
+        assert_eq!(added_units(755.0, 250.0, 5.0, 0.0), Ok(3), "exactly at tolerance");
+        assert_eq!(added_units(-500.0, 250.0, 5.0, 0.0), Ok(-2), "the restocker took two out");
+        assert_eq!(added_units(3.0, 250.0, 5.0, 0.0), Ok(0), "nothing added");
+        // Ten heavy units read a little off: within the scale's relative error they are ten.
+        assert_eq!(added_units(5187.5, 520.0, 8.0, 0.005), Ok(10));
+        assert!(matches!(
+            added_units(5187.5, 520.0, 8.0, 0.0),
+            Err(RestockRefusal::OutOfTolerance { nearest: 10, .. })
+        ));
+        assert!(
+            matches!(added_units(5200.0, 52.0, 2.0, 0.005), Err(RestockRefusal::Uncountable(_))),
+            "±26 g on 52 g units"
+        );
     }
 
     #[test]
     fn a_residue_is_refused_with_the_nearest_count() {
-        assert_eq!(added_units(870.0, 250.0, 5.0), Err(RestockRefusal::OutOfTolerance { delta_g: 870.0, nearest: 3 }));
         assert_eq!(
-            added_units(-380.0, 250.0, 5.0),
+            added_units(870.0, 250.0, 5.0, 0.0),
+            Err(RestockRefusal::OutOfTolerance { delta_g: 870.0, nearest: 3 })
+        );
+        assert_eq!(
+            added_units(-380.0, 250.0, 5.0, 0.0),
             Err(RestockRefusal::OutOfTolerance { delta_g: -380.0, nearest: -2 })
         );
     }
@@ -168,7 +186,7 @@ mod tests {
             (f64::INFINITY, 50.0, 1.0),
             (1e12, 50.0, 1.0),
         ] {
-            assert!(matches!(added_units(d, u, t), Err(RestockRefusal::Uncountable(_))), "{d} {u} {t}");
+            assert!(matches!(added_units(d, u, t, 0.0), Err(RestockRefusal::Uncountable(_))), "{d} {u} {t}");
         }
     }
 
@@ -209,7 +227,7 @@ mod tests {
             let tolerance_g = unit_g * tol_share;
             // Strictly inside the tolerance, so float rounding at the edge cannot decide the case.
             let delta_g = n as f64 * unit_g + noise_share * tolerance_g * 0.999;
-            prop_assert_eq!(added_units(delta_g, unit_g, tolerance_g), Ok(n));
+            prop_assert_eq!(added_units(delta_g, unit_g, tolerance_g, 0.0), Ok(n));
         }
 
         #[test]
@@ -226,7 +244,7 @@ mod tests {
             let residue = if negative { -reach } else { reach };
             let delta_g = n as f64 * unit_g + residue;
             prop_assert_eq!(
-                added_units(delta_g, unit_g, tolerance_g),
+                added_units(delta_g, unit_g, tolerance_g, 0.0),
                 Err(RestockRefusal::OutOfTolerance { delta_g, nearest: n })
             );
         }

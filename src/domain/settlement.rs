@@ -11,6 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::weight::count_tolerance;
+
 /// One lane of the session, as the settlement sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LaneReading {
@@ -82,15 +84,18 @@ impl Settlement {
     }
 }
 
-/// Whole units in `delta_g` of `unit_g`, when the residue is within `tolerance_g`.
-pub fn whole_units(delta_g: f64, unit_g: f64, tolerance_g: f64) -> Result<i64, i64> {
+/// Whole units in `delta_g` of `unit_g`, when the residue is within `tolerance_g` widened for
+/// the scale's relative error on that much weight (`weight::count_tolerance`), and that leaves
+/// one count only (less than half a unit).
+pub fn whole_units(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64) -> Result<i64, i64> {
     let nearest = (delta_g / unit_g).round();
     let nearest_i = nearest as i64;
-    if (delta_g - nearest * unit_g).abs() <= tolerance_g { Ok(nearest_i) } else { Err(nearest_i) }
+    let allowed = count_tolerance(tolerance_g, delta_g, scale_error);
+    if allowed < unit_g / 2.0 && (delta_g - nearest * unit_g).abs() <= allowed { Ok(nearest_i) } else { Err(nearest_i) }
 }
 
-/// Settle a session's lanes.
-pub fn settle(lanes: &[LaneReading]) -> Settlement {
+/// Settle a session's lanes; `scale_error` is the cells' relative error (`weights.scale_error`).
+pub fn settle(lanes: &[LaneReading], scale_error: f64) -> Settlement {
     let mut reasons = Vec::new();
     // Units lost (taken) per lane, and gains still to explain.
     let mut taken: Vec<(usize, i64)> = Vec::new();
@@ -109,7 +114,7 @@ pub fn settle(lanes: &[LaneReading]) -> Settlement {
             continue;
         }
         if delta > 0.0 {
-            match whole_units(delta, lane.unit_g, lane.tolerance_g) {
+            match whole_units(delta, lane.unit_g, lane.tolerance_g, scale_error) {
                 Ok(qty) => taken.push((i, qty)),
                 Err(nearest_qty) => {
                     reasons.push(ReviewReason::Residue { lane: lane.lane.clone(), delta_g: delta, nearest_qty })
@@ -129,7 +134,7 @@ pub fn settle(lanes: &[LaneReading]) -> Settlement {
             .filter_map(|&(li, qty)| {
                 let from = &lanes[li];
                 let tolerance = from.tolerance_g.max(to.tolerance_g);
-                match whole_units(gain, from.unit_g, tolerance) {
+                match whole_units(gain, from.unit_g, tolerance, scale_error) {
                     Ok(m) if m >= 1 && m <= qty => Some((li, m)),
                     _ => None,
                 }
@@ -193,6 +198,25 @@ pub fn over_cap(total_fen: i64, cap_fen: i64) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rule with an exact scale (no relative error), as most cases here are written.
+    fn settle(lanes: &[LaneReading]) -> Settlement {
+        super::settle(lanes, 0.0)
+    }
+
+    #[test]
+    fn heavy_changes_allow_for_the_scales_relative_error() {
+        // Ten 520 g bottles taken read 12.5 g light on a cell 0.24 % off: counted with a 0.5 %
+        // scale error, a residue without.
+        let mut bottles = lane("A1", 1, 520.0, 400, 5200.0, Some(12.5));
+        bottles.tolerance_g = 8.0;
+        let ten = [bottles];
+        assert!(matches!(super::settle(&ten, 0.0), Settlement::Review { .. }));
+        assert_eq!(settled(&super::settle(&ten, 0.005)).2, 4000);
+        // Never so wide that two counts would fit: 100 units of 52 g at 0.5 % is ±26 g, half a unit.
+        assert_eq!(whole_units(5200.0, 52.0, 2.0, 0.005), Err(100));
+        assert_eq!(whole_units(5200.0, 52.0, 2.0, 0.004), Ok(100));
+    }
 
     fn lane(code: &str, product: i64, unit_g: f64, price: i64, before: f64, after: Option<f64>) -> LaneReading {
         LaneReading {

@@ -114,6 +114,14 @@ impl LaneWindow {
     }
 }
 
+/// How far a weighed change of `change_g` may lie from whole units and still be counted: the
+/// product's tolerance, or the scale's relative error (`scale_error`, e.g. 0.005 for 0.5 %) on that
+/// much weight when that is larger. A calibrated cell's gain is a little off, and the error grows
+/// with the load: ten 520 g bottles read 12 g light on a cell 0.24 % off.
+pub fn count_tolerance(tolerance_g: f64, change_g: f64, scale_error: f64) -> f64 {
+    tolerance_g.max(change_g.abs() * scale_error)
+}
+
 /// The stability rule of [`LaneWindow::stable`] over a slice: true when the last `n` entries
 /// exist (n ≥ 1) and lie within `tolerance_g` of each other.
 pub fn is_stable(readings: &[f64], n: usize, tolerance_g: f64) -> bool {

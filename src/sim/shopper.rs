@@ -1021,6 +1021,7 @@ impl FleetSetup {
         }
         // Stocked as a restocker would: a restock session per door, Heft counting by weight what
         // goes in; then the book must say what was placed.
+        let mut counted = Vec::new();
         for &door in &doors {
             let path = format!("/ops/cabinets/{sn}/restock");
             let started = self.call("restock", reqwest::Method::POST, &path, Some(json!({"door": door}))).await?;
@@ -1038,7 +1039,7 @@ impl FleetSetup {
             })
             .await
             .map_err(|e| cabinet_error(&e))?;
-            self.wait_session_ended(&sn, session).await?;
+            counted.push(self.wait_session_ended(&sn, session).await?);
         }
         let book =
             self.call("configuration", reqwest::Method::GET, &format!("/ops/cabinets/{sn}/config"), None).await?;
@@ -1047,10 +1048,11 @@ impl FleetSetup {
                 let placed = stock.iter().find(|(ch, _, _)| l["channel"] == *ch).map(|s| i64::from(s.2));
                 if placed.is_some() && l["stock"].as_i64() != placed {
                     return Err(cabinet_error(&format!(
-                        "the restock counted {} on lane {}, {} were placed",
+                        "the restock counted {} on lane {}, {} were placed ({})",
                         l["stock"],
                         l["code"],
-                        placed.unwrap_or_default()
+                        placed.unwrap_or_default(),
+                        counted.join("; ")
                     )));
                 }
             }
@@ -1058,8 +1060,8 @@ impl FleetSetup {
         Ok(())
     }
 
-    /// Until Heft has ended the session (a restock: counted and stored).
-    async fn wait_session_ended(&self, sn: &str, session: i64) -> Result<(), ShopperError> {
+    /// Until Heft has ended the session (a restock: counted and stored); what it recorded.
+    async fn wait_session_ended(&self, sn: &str, session: i64) -> Result<String, ShopperError> {
         let path = format!("/ops/cabinets/{sn}/sessions");
         for _ in 0..300 {
             let v = self.call("sessions", reqwest::Method::GET, &path, None).await?;
@@ -1067,7 +1069,7 @@ impl FleetSetup {
                 v["recent"].as_array().into_iter().flatten().find(|s| s["id"] == session && !s["ended_at"].is_null());
             if let Some(s) = ended {
                 return match s["outcome"].as_str() {
-                    Some("done") => Ok(()),
+                    Some("done") => Ok(s["detail"].as_str().unwrap_or_default().to_string()),
                     other => Err(ShopperError::Cabinet {
                         sn: sn.to_string(),
                         message: format!("restock session {session} ended {other:?}"),

@@ -813,7 +813,7 @@ impl CabinetActor {
             }
         };
         let waited = run.closed_at.map(|t| t.elapsed());
-        let outcome = settlement::settle(&readings);
+        let outcome = settlement::settle(&readings, self.svc.config.weights.scale_error);
         let input = match outcome {
             Settlement::Settled { lines, moves, total_fen } => orders::SettleInput::Settled { lines, moves, total_fen },
             Settlement::Review { reasons } => {
@@ -994,18 +994,38 @@ impl CabinetActor {
         let mut uncounted = Vec::new();
         for r in &readings {
             let Some(before) = r.before_g else {
-                uncounted.push(Uncounted { lane: r.lane.clone(), delta_g: None, why: "no weight from before".into() });
+                let why = "no weight from before".into();
+                uncounted.push(Uncounted {
+                    lane: r.lane.clone(),
+                    before_g: None,
+                    after_g: r.after_g,
+                    delta_g: None,
+                    why,
+                });
                 continue;
             };
             let Some(after) = r.after_g else {
-                uncounted.push(Uncounted { lane: r.lane.clone(), delta_g: None, why: "never stable".into() });
+                let why = "never stable".into();
+                uncounted.push(Uncounted {
+                    lane: r.lane.clone(),
+                    before_g: Some(before),
+                    after_g: None,
+                    delta_g: None,
+                    why,
+                });
                 continue;
             };
             let delta = after - before;
-            match added_units(delta, r.unit_g, r.tolerance_g) {
+            match added_units(delta, r.unit_g, r.tolerance_g, self.svc.config.weights.scale_error) {
                 Ok(0) => {}
                 Ok(qty) => added.push(TaskLane { lane: r.lane.clone(), product_id: Some(r.product_id), qty }),
-                Err(e) => uncounted.push(Uncounted { lane: r.lane.clone(), delta_g: Some(delta), why: e.to_string() }),
+                Err(e) => uncounted.push(Uncounted {
+                    lane: r.lane.clone(),
+                    before_g: Some(before),
+                    after_g: Some(after),
+                    delta_g: Some(delta),
+                    why: e.to_string(),
+                }),
             }
         }
         if !uncounted.is_empty() {
