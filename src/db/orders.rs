@@ -386,15 +386,15 @@ pub struct StockChange {
     pub reason: &'static str,
 }
 
-/// Change book stock and write the ledger rows, inside the caller's transaction. Returns the
-/// lanes at or under their threshold after a change that crossed it (for `restock.check`).
+/// Change book stock and write the ledger rows, inside the caller's transaction; lanes a change
+/// took to their threshold or under get `restock.check` in the same transaction.
 pub fn change_stock(
     conn: &mut AnyConnection,
     sn: &str,
     changes: &[StockChange],
     refs: (Option<i64>, Option<i64>, Option<i64>),
     now: NaiveDateTime,
-) -> DbResult<Vec<String>> {
+) -> DbResult<()> {
     let (order_id, session_id, task_id) = refs;
     let mut low = Vec::new();
     for ch in changes.iter().filter(|c| c.delta != 0) {
@@ -428,7 +428,10 @@ pub fn change_stock(
             low.push(ch.lane.clone());
         }
     }
-    Ok(low)
+    if !low.is_empty() {
+        outbox::enqueue(conn, topics::RESTOCK_CHECK, &serde_json::json!({"sn": sn, "lanes": low}), None)?;
+    }
+    Ok(())
 }
 
 /// The stock changes of a settled basket: sold lines leave, moved units follow the shopper's hand.
@@ -521,10 +524,7 @@ pub(super) fn book_basket(
     changes: &[StockChange],
     now: NaiveDateTime,
 ) -> DbResult<()> {
-    let low = change_stock(conn, &o.sn, changes, (Some(o.id), o.session_id, None), now)?;
-    if !low.is_empty() {
-        outbox::enqueue(conn, topics::RESTOCK_CHECK, &serde_json::json!({"sn": o.sn, "lanes": low}), None)?;
-    }
+    change_stock(conn, &o.sn, changes, (Some(o.id), o.session_id, None), now)?;
     if to == OrderStatus::NoPurchase {
         let from = [PaymentState::Authorized];
         super::payments::set_state(conn, &o.out_order_no, &from, PaymentState::Cancelled, None, now)?;

@@ -64,6 +64,24 @@ pub fn enqueue(
     Ok(id)
 }
 
+/// [`enqueue`], once for `key`: of several handlings that would each send the same next message
+/// (a message delivered twice, two racing), only the first does. False when `key` was used.
+pub fn enqueue_once(
+    conn: &mut AnyConnection,
+    topic: &str,
+    key: &str,
+    payload: &serde_json::Value,
+    deliver_at: Option<NaiveDateTime>,
+) -> DbResult<bool> {
+    write_tx(conn, |conn| {
+        if !super::consumed::once(conn, topic, key)? {
+            return Ok(false);
+        }
+        enqueue(conn, topic, payload, deliver_at)?;
+        Ok(true)
+    })
+}
+
 /// Claim up to `limit` pending rows that are ready (not leased, not backing off) and due by
 /// `horizon`, oldest first, by moving their
 /// `next_attempt_at` to `lease_until`: another relay (another node) does not take them until

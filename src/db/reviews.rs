@@ -9,10 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::models::{Order, OrderLine, ReviewCase};
 use super::orders::{self, StockChange};
 use super::schema::{lanes, orders as order_rows, products, review_cases};
-use super::{AnyConnection, DbError, DbResult, outbox, refunds, write_tx};
+use super::{AnyConnection, DbError, DbResult, refunds, write_tx};
 use crate::domain::order::{OrderEvent, OrderStatus, rebasket};
 use crate::domain::settlement::Line;
-use crate::mq::topics;
 
 /// Open a review case on an order (one open case per order); its id, or the id of the case
 /// already open.
@@ -214,11 +213,7 @@ fn correct_paid(
             changes.push(StockChange { lane: lane.clone(), product_id, delta, reason: "review" });
         }
     }
-    let low = orders::change_stock(conn, &order.sn, &changes, (Some(order.id), order.session_id, None), now)?;
-    if !low.is_empty() {
-        let message = serde_json::json!({ "sn": order.sn, "lanes": low });
-        outbox::enqueue(conn, topics::RESTOCK_CHECK, &message, None)?;
-    }
+    orders::change_stock(conn, &order.sn, &changes, (Some(order.id), order.session_id, None), now)?;
     if money.refund_fen > 0 {
         let reason = if note.trim().is_empty() { "订单复核退款" } else { note };
         refunds::request(conn, order, Some(case_id), money.refund_fen, reason, by, now)?;

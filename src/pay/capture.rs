@@ -26,7 +26,7 @@ use super::{CaptureLine, CaptureOutcome, CaptureRequest, Channel, Gateways, PayE
 use crate::cache::Cache;
 use crate::config::OrdersConfig;
 use crate::db::models::{Order, Payment};
-use crate::db::{self, Db, DbError, alerts, consumed, orders, outbox, payments};
+use crate::db::{self, Db, DbError, alerts, orders, outbox, payments};
 use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::domain::order::OrderStatus;
 use crate::domain::payment::{self, PaymentState};
@@ -82,13 +82,8 @@ pub fn message(order_id: i64, round: u32) -> serde_json::Value {
 /// handlings of one round (a message delivered twice, a retry beside a callback's capture) leave
 /// one chain of rounds, not two. False when that round was scheduled already.
 fn next_round(c: &mut db::AnyConnection, id: i64, round: u32, later: chrono::Duration) -> Result<bool, DbError> {
-    db::write_tx(c, |c| {
-        if !consumed::once(c, topics::PAYMENT_CAPTURE, &format!("order:{id}:round:{}", round + 1))? {
-            return Ok(false);
-        }
-        outbox::enqueue(c, topics::PAYMENT_CAPTURE, &message(id, round + 1), Some(db::now() + later))?;
-        Ok(true)
-    })
+    let key = format!("order:{id}:round:{}", round + 1);
+    outbox::enqueue_once(c, topics::PAYMENT_CAPTURE, &key, &message(id, round + 1), Some(db::now() + later))
 }
 
 /// The wait before round `round + 1` (`domain::payment::retry_delay_s` with the orders config).
@@ -115,36 +110,33 @@ impl Handler for Capture {
         let name = format!("capture:{id}");
         let owner = format!("{}:{}:{}", msg.id, msg.attempts, chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
         let ttl = self.handler_timeout_ms.saturating_add(5_000);
-        let last_attempt = msg.attempts.saturating_add(1) >= self.max_attempts;
-        let lease = match self.cache.lease_acquire(&name, &owner, ttl).await {
-            Ok(lease) => lease,
-            Err(e) if last_attempt => {
-                tracing::warn!(order = id, error = %e, "cache unavailable; the charge is tried again later");
-                let later = retry_in(&self.orders, round);
-                self.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
+        let result = match self.cache.lease_acquire(&name, &owner, ttl).await {
+            Err(e) => Err(CaptureError::Again(format!("capture lease of order {id}: {e}"))),
+            Ok(None) => {
+                // Another handling of this order is under way (or one that was stopped holds the
+                // lease until it lapses): this one comes back once the lease is surely free, and
+                // then finds the order as that handling left it.
+                tracing::info!(order = id, message = %msg.id, "a capture of this order is already running; looking again later");
+                let (payload, at) = (
+                    msg.payload.clone(),
+                    db::now() + chrono::Duration::milliseconds(i64::try_from(ttl).unwrap_or(i64::MAX / 2)),
+                );
+                self.db.write(move |c| outbox::enqueue(c, topics::PAYMENT_CAPTURE, &payload, Some(at))).await?;
                 return Ok(());
             }
-            Err(e) => return Err(HandlerError::Failed(format!("capture lease of order {id}: {e}"))),
+            Ok(Some(lease)) => {
+                let result = self.capture(id, round).await;
+                if let Err(e) = self.cache.lease_release(&lease).await {
+                    tracing::warn!(order = id, error = %e, "capture lease not released; it expires");
+                }
+                result
+            }
         };
-        let Some(lease) = lease else {
-            // Another handling of this order is under way (or one that was stopped holds the
-            // lease until it lapses): this one comes back once the lease is surely free, and then
-            // finds the order as that handling left it.
-            tracing::info!(order = id, message = %msg.id, "a capture of this order is already running; looking again later");
-            let (payload, at) = (
-                msg.payload.clone(),
-                db::now() + chrono::Duration::milliseconds(i64::try_from(ttl).unwrap_or(i64::MAX / 2)),
-            );
-            self.db.write(move |c| outbox::enqueue(c, topics::PAYMENT_CAPTURE, &payload, Some(at))).await?;
-            return Ok(());
-        };
-        let result = self.capture(id, round).await;
-        if let Err(e) = self.cache.lease_release(&lease).await {
-            tracing::warn!(order = id, error = %e, "capture lease not released; it expires");
-        }
         match result {
             Ok(()) => Ok(()),
-            Err(CaptureError::Again(e)) if last_attempt => {
+            // The platform (or the cache) is still out on the message's last attempt: a later
+            // round, so an outage never drops a charge.
+            Err(CaptureError::Again(e)) if msg.attempts.saturating_add(1) >= self.max_attempts => {
                 let later = retry_in(&self.orders, round);
                 tracing::warn!(order = id, error = %e, retry_in_s = later.num_seconds(), "platform still unavailable; the charge is tried again later");
                 self.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use super::{Channel, Gateways, PayError, RefundRequest, RefundState};
 use crate::config::OrdersConfig;
 use crate::db::refunds::{self, Ended};
-use crate::db::{self, Db, DbError, consumed, orders, outbox, payments};
+use crate::db::{self, Db, DbError, orders, outbox, payments};
 use crate::mq::{Handler, HandlerError, Message, topics};
 
 pub struct RefundHandler {
@@ -147,14 +147,7 @@ impl RefundHandler {
         let message = serde_json::json!({ "out_refund_no": no, "chain": chain, "round": round + 1 });
         let key = format!("refund:{no}:{chain}:round:{}", round + 1);
         self.db
-            .write(move |c| {
-                db::write_tx(c, |c| {
-                    if consumed::once(c, topics::PAYMENT_REFUND, &key)? {
-                        outbox::enqueue(c, topics::PAYMENT_REFUND, &message, Some(db::now() + later))?;
-                    }
-                    Ok::<_, DbError>(())
-                })
-            })
+            .write(move |c| outbox::enqueue_once(c, topics::PAYMENT_REFUND, &key, &message, Some(db::now() + later)))
             .await?;
         Ok(())
     }

@@ -47,6 +47,22 @@ fn weights_of(json: &str) -> Vec<(String, f64)> {
         .unwrap_or_default()
 }
 
+/// What an open door session keeps of its weights before, outside the actor (on the session row,
+/// in the order cache), for an actor that takes the session up: `{"before_g": {lane: grams}}`.
+#[derive(Serialize, serde::Deserialize)]
+struct BeforeRecord {
+    before_g: std::collections::BTreeMap<String, f64>,
+}
+
+fn before_record(before: &[(String, f64)]) -> String {
+    serde_json::to_string(&BeforeRecord { before_g: before.iter().cloned().collect() }).unwrap_or_default()
+}
+
+/// The weights of a [`before_record`], or nothing when it is not one.
+fn from_before_record(json: &str) -> Vec<(String, f64)> {
+    serde_json::from_str::<BeforeRecord>(json).map(|r| r.before_g.into_iter().collect()).unwrap_or_default()
+}
+
 /// After a settlement the database did not take, the next try.
 const SETTLE_RETRY: Duration = Duration::from_secs(1);
 
@@ -225,7 +241,7 @@ impl Handler<OpenForOrder> for CabinetActor {
             Phase::AwaitingAuth if !m.send => return Opening::Waiting,
             Phase::AwaitingAuth => {
                 let before = self.weigh_door(door);
-                self.cache_order(m.order_id, door, &before, ctx);
+                self.cache_order(m.order_id, &before, ctx);
                 if let Some(run) = self.door_run_mut() {
                     run.before = before;
                     run.phase = Phase::Opening;
@@ -287,16 +303,20 @@ impl CabinetActor {
     /// readings that come now, or sent to review when the lanes do not settle in time.
     ///
     /// The weights it started from are the order's (written when the door opened), or those
-    /// cached when it was authorised (`cached_before`).
+    /// cached when it was authorised (`cached`, a [`before_record`]).
     pub(super) fn resume_purchase(
         &mut self,
         s: &crate::db::models::Session,
         order: &crate::db::models::Order,
-        cached_before: Option<String>,
+        cached: Option<String>,
         ctx: &mut Context<Self>,
     ) {
         let door = u32::try_from(order.door).unwrap_or(0);
-        let before = order.before_g.clone().or(cached_before).map(|b| weights_of(&b)).unwrap_or_default();
+        let before = match (&order.before_g, cached) {
+            (Some(b), _) => weights_of(b),
+            (None, Some(c)) => from_before_record(&c),
+            (None, None) => Vec::new(),
+        };
         let phase = match crate::domain::order::OrderStatus::parse(&order.status) {
             Some(crate::domain::order::OrderStatus::Created) => Phase::AwaitingAuth,
             Some(crate::domain::order::OrderStatus::Authorized) => Phase::Opening,
@@ -336,12 +356,7 @@ impl CabinetActor {
             _ => DoorPurpose::Maintenance { by: s.started_by.clone() },
         };
         let door = s.door.and_then(|d| u32::try_from(d).ok()).unwrap_or(0);
-        let before = s
-            .detail
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-            .map(|d| weights_of(&d["before_g"].to_string()))
-            .unwrap_or_default();
+        let before = s.detail.as_deref().map(from_before_record).unwrap_or_default();
         tracing::warn!(sn = %self.sn, session = s.id, kind = %s.kind, "resuming a door session left by an earlier actor");
         self.hold_door(
             s,
@@ -351,16 +366,11 @@ impl CabinetActor {
         self.arm_open_alert(None, ctx);
     }
 
-    /// The order and the weights its door started from, in the cache while the session is open
-    /// (DESIGN "Cache"), so an actor that takes the session up knows them before the door opens.
-    fn cache_order(&mut self, order_id: i64, door: u32, before: &[(String, f64)], ctx: &mut Context<Self>) {
-        let value = serde_json::json!({
-            "order_id": order_id,
-            "sn": self.sn.as_str(),
-            "door": door,
-            "before_g": before.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-        })
-        .to_string();
+    /// The weights the order's door started from, in the cache while the session is open
+    /// (DESIGN "Cache", `heft:order:{id}`), so an actor that takes the session up knows them
+    /// before the door opens.
+    fn cache_order(&mut self, order_id: i64, before: &[(String, f64)], ctx: &mut Context<Self>) {
+        let value = before_record(before);
         let cache = self.svc.cache.clone();
         ctx.spawn(
             async move {
@@ -372,8 +382,10 @@ impl CabinetActor {
         );
     }
 
-    /// The session of the order is over: out of the cache.
-    pub(super) fn forget_order(&mut self, order_id: i64, ctx: &mut Context<Self>) {
+    /// The held session is ending: its order, if a purchase's, out of the cache.
+    pub(super) fn forget_order(&mut self, ctx: &mut Context<Self>) {
+        let held = self.session.as_ref().and_then(|s| s.door.as_ref()).and_then(|r| r.purpose.order_id());
+        let Some(order_id) = held else { return };
         let cache = self.svc.cache.clone();
         ctx.spawn(
             async move {
@@ -540,8 +552,7 @@ impl CabinetActor {
                 // while its frames could not reach Heft (a dropped connection, a lost frame).
                 // The weights before were taken at the authorisation; settle from them.
                 tracing::warn!(sn = %self.sn, door = d.door, "door reported closed before its open was seen; settling");
-                let wait = Duration::from_millis(self.svc.config.orders.settle_max_ms);
-                self.door_closed_unseen_open(wait, ctx);
+                self.door_closed(Duration::from_millis(self.svc.config.orders.settle_max_ms), true, ctx);
             }
             (true, Phase::AwaitingAuth) => {
                 tracing::error!(sn = %self.sn, door = d.door, "door opened before the purchase was authorised");
@@ -555,7 +566,9 @@ impl CabinetActor {
                 };
                 self.raise(spec, ctx);
             }
-            (false, Phase::Open) => self.door_closed(Duration::from_millis(self.svc.config.orders.settle_max_ms), ctx),
+            (false, Phase::Open) => {
+                self.door_closed(Duration::from_millis(self.svc.config.orders.settle_max_ms), false, ctx)
+            }
             _ => {}
         }
     }
@@ -591,7 +604,7 @@ impl CabinetActor {
         for l in &mut self.lanes {
             l.window.clear();
         }
-        self.door_closed(self.unseen_close_wait(), ctx);
+        self.door_closed(self.unseen_close_wait(), false, ctx);
     }
 
     fn door_opened(&mut self, door: u32, counts: Option<&[i64]>, ctx: &mut Context<Self>) {
@@ -693,21 +706,11 @@ impl CabinetActor {
         );
     }
 
-    /// The door closed: settle once its lanes are stable, within `wait`.
-    fn door_closed(&mut self, wait: Duration, ctx: &mut Context<Self>) {
-        self.record_close(None, wait, ctx);
-    }
-
-    /// The door closed, and its open was never seen: both are recorded, in order, with the
-    /// weights taken at the authorisation.
-    fn door_closed_unseen_open(&mut self, wait: Duration, ctx: &mut Context<Self>) {
-        let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
-        let before = before_json(&run.before);
-        self.record_close(Some(before), wait, ctx);
-    }
-
-    fn record_close(&mut self, opened_before: Option<String>, wait: Duration, ctx: &mut Context<Self>) {
+    /// The door closed: settle once its lanes are stable, within `wait`. `unseen_open`: its open
+    /// was never heard, and is recorded first, with the weights taken at the authorisation.
+    fn door_closed(&mut self, wait: Duration, unseen_open: bool, ctx: &mut Context<Self>) {
         let Some(run) = self.door_run_mut() else { return };
+        let opened_before = unseen_open.then(|| before_json(&run.before));
         run.phase = Phase::Settling;
         run.closed_at = Some(Instant::now());
         if let Some(order_id) = run.purpose.order_id() {
@@ -946,7 +949,7 @@ impl Handler<StartDoorSession> for CabinetActor {
         // a crash counts from them.
         let before = self.weigh_door(m.door);
         let mut new = self.new_session(m.kind, Some(m.door), &m.by);
-        new.detail = Some(format!(r#"{{"before_g":{}}}"#, before_json(&before)));
+        new.detail = Some(before_record(&before));
         let (db, sn, kind) = (self.svc.db.clone(), self.sn.to_string(), m.kind);
         AtomicResponse::new(Box::pin(
             async move {
@@ -993,38 +996,22 @@ impl CabinetActor {
         let mut added = Vec::new();
         let mut uncounted = Vec::new();
         for r in &readings {
-            let Some(before) = r.before_g else {
-                let why = "no weight from before".into();
-                uncounted.push(Uncounted {
-                    lane: r.lane.clone(),
-                    before_g: None,
-                    after_g: r.after_g,
-                    delta_g: None,
-                    why,
-                });
-                continue;
+            let delta = r.before_g.zip(r.after_g).map(|(before, after)| after - before);
+            let counted = match (r.before_g, r.after_g, delta) {
+                (None, ..) => Err("no weight from before".to_string()),
+                (_, _, None) => Err("never stable".to_string()),
+                (.., Some(delta)) => added_units(delta, r.unit_g, r.tolerance_g, self.svc.config.weights.scale_error)
+                    .map_err(|e| e.to_string()),
             };
-            let Some(after) = r.after_g else {
-                let why = "never stable".into();
-                uncounted.push(Uncounted {
-                    lane: r.lane.clone(),
-                    before_g: Some(before),
-                    after_g: None,
-                    delta_g: None,
-                    why,
-                });
-                continue;
-            };
-            let delta = after - before;
-            match added_units(delta, r.unit_g, r.tolerance_g, self.svc.config.weights.scale_error) {
+            match counted {
                 Ok(0) => {}
                 Ok(qty) => added.push(TaskLane { lane: r.lane.clone(), product_id: Some(r.product_id), qty }),
-                Err(e) => uncounted.push(Uncounted {
+                Err(why) => uncounted.push(Uncounted {
                     lane: r.lane.clone(),
-                    before_g: Some(before),
-                    after_g: Some(after),
-                    delta_g: Some(delta),
-                    why: e.to_string(),
+                    before_g: r.before_g,
+                    after_g: r.after_g,
+                    delta_g: delta,
+                    why,
                 }),
             }
         }
@@ -1131,9 +1118,7 @@ impl CabinetActor {
     /// The door session's end is stored: free the cabinet, judge drift afresh, read the new book
     /// stock, and deliver whatever waited for the cabinet.
     fn let_go(&mut self, ctx: &mut Context<Self>) {
-        if let Some(order_id) = self.session.as_ref().and_then(|s| s.door.as_ref()).and_then(|r| r.purpose.order_id()) {
-            self.forget_order(order_id, ctx);
-        }
+        self.forget_order(ctx);
         self.session = None;
         self.reset_baselines();
         self.reload_stock(ctx);

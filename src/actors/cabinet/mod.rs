@@ -650,7 +650,7 @@ struct Started {
 
 /// A door session to take up at start.
 enum Resume {
-    /// With the before-weights cached at the authorisation, if any.
+    /// With what was cached at the authorisation (the door's weights before), if anything.
     Purchase(crate::db::models::Session, Box<crate::db::models::Order>, Option<String>),
     /// A restock or maintenance.
     Door(crate::db::models::Session),
@@ -698,15 +698,11 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
     let stale = stale.filter(|s| s.node_id == node);
     let resume = match (&stale, order) {
         (Some(s), Some(o)) if !crate::domain::order::OrderStatus::parse(&o.status).is_none_or(|st| st.is_final()) => {
-            let cached = match svc.cache.order_get(o.id).await {
-                Ok(v) => v.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok()),
-                Err(e) => {
-                    tracing::warn!(%sn, order = o.id, error = %e, "cached order not read");
-                    None
-                }
-            };
-            let before = cached.map(|v| v["before_g"].to_string());
-            Some(Resume::Purchase(s.clone(), Box::new(o), before))
+            let cached = svc.cache.order_get(o.id).await.unwrap_or_else(|e| {
+                tracing::warn!(%sn, order = o.id, error = %e, "cached order not read");
+                None
+            });
+            Some(Resume::Purchase(s.clone(), Box::new(o), cached))
         }
         (Some(s), _)
             if matches!(

@@ -210,10 +210,8 @@ impl CabinetActor {
         closed: Option<oneshot::Sender<()>>,
         ctx: &mut Context<Self>,
     ) {
+        self.forget_order(ctx);
         let Some(s) = self.session.take() else { return };
-        if let Some(order_id) = s.door.as_ref().and_then(|r| r.purpose.order_id()) {
-            self.forget_order(order_id, ctx);
-        }
         if let Some(mut c) = s.calib
             && let Some(tx) = c.waiting.take()
         {
