@@ -219,7 +219,10 @@ async fn run(args: Args) {
 /// Why the orders in review went there (the settlement's reasons), one line each.
 async fn print_reviews(config: &heft::config::Config) {
     let Ok(db) = heft::app::open_database(config).await else { return };
-    let cases = db.run(|c| heft::db::reviews::cases(c, Some("open"), 100)).await.unwrap_or_default();
+    let cases = db
+        .run(|c| heft::db::reviews::cases(c, Some(heft::domain::review::CaseStatus::Open), 100))
+        .await
+        .unwrap_or_default();
     for case in cases {
         let reasons: serde_json::Value = serde_json::from_str(&case.reasons).unwrap_or_default();
         println!("review: order {} {}", case.order_id, reasons["reasons"]);

@@ -29,7 +29,8 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use heft::actors::weight_log::{BATCH_TRACE_TARGET, WeightLog};
 use heft::config::WeightLogConfig;
 use heft::db::Db;
-use heft::db::weight_log::{KIND_AFTER_CLOSE, KIND_CLOSED, KIND_OPEN, NewWeightRow};
+use heft::db::weight_log::NewWeightRow;
+use heft::domain::weight::ReadingKind;
 use heft::metrics::Metrics;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -187,13 +188,13 @@ impl Generator {
         }
     }
 
-    fn build(&self, k: u64, cabinet: usize, session: Option<(i64, &'static str)>) -> NewWeightRow {
+    fn build(&self, k: u64, cabinet: usize, session: Option<(i64, ReadingKind)>) -> NewWeightRow {
         let v = (k as usize).wrapping_mul(2_654_435_761) % VARIANTS;
         let now = chrono::Utc::now();
         NewWeightRow {
             sn: self.sns[cabinet].clone(),
             session_id: session.map(|s| s.0),
-            kind: session.map_or(KIND_CLOSED, |s| s.1).to_string(),
+            kind: session.map_or(ReadingKind::Closed, |s| s.1),
             recorded_at: now.naive_utc(),
             device_ts: Some(now.timestamp_millis() - 40),
             counts: self.counts[v].clone(),
@@ -224,10 +225,10 @@ impl Generator {
     }
 
     /// Each door's sessions last 30 s: 22 s open, then 8 s of after-close readings.
-    fn session_of(&self, door: usize, ms: u64) -> (i64, &'static str) {
+    fn session_of(&self, door: usize, ms: u64) -> (i64, ReadingKind) {
         let cycle = ms / 30_000;
         let id = 1 + (cycle * self.open_doors as u64 + door as u64) as i64;
-        (id, if ms % 30_000 < 22_000 { KIND_OPEN } else { KIND_AFTER_CLOSE })
+        (id, if ms % 30_000 < 22_000 { ReadingKind::Open } else { ReadingKind::AfterClose })
     }
 
     /// One open-door row, for the max load.
@@ -235,7 +236,7 @@ impl Generator {
         let k = self.open_sent;
         self.open_sent += 1;
         let door = (k % self.open_doors as u64) as usize;
-        self.build(k, door, Some((1 + k as i64, KIND_OPEN)))
+        self.build(k, door, Some((1 + k as i64, ReadingKind::Open)))
     }
 }
 

@@ -73,13 +73,6 @@ pub async fn create_operator(
         .await
         .map_err(|_| DbError::Cancelled)??;
     let at = now();
-    let new = NewOperator {
-        username,
-        password_hash,
-        role: role.as_str().into(),
-        active: true,
-        created_at: at,
-        updated_at: at,
-    };
+    let new = NewOperator { username, password_hash, role, active: true, created_at: at, updated_at: at };
     db.write(move |c| operators::create(c, &new).map_err(AdminError::from)).await
 }

@@ -189,7 +189,7 @@ impl Metrics {
         m.registry.register(Box::new(m.messages_dead.clone()))?;
         m.registry.register(Box::new(m.weight_log_write_errors.clone()))?;
         // Every label value exists from the start, so dashboards and tests see zeros, not gaps.
-        for kind in UpKind::ALL {
+        for kind in UpKind::ALL.iter().copied() {
             m.frames.with_label_values(&[kind.as_str()]);
         }
         for reason in Reject::ALL {

@@ -102,7 +102,7 @@ async fn roles_per_route(profile: Profile) {
     let (status, body) = s.call(Role::Maintainer, Method::PUT, "/ops/products/1", Some(&product)).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["message"], "role maintainer may not PUT /ops/products/{id}; allowed: admin, operator");
-    for role in Role::ALL {
+    for &role in Role::ALL {
         let (status, body) = s.call(role, Method::GET, "/ops/products", None).await;
         assert_eq!(status, 200, "{role} reads the catalogue: {body}");
         let (status, _) = s.call(role, Method::GET, "/ops/cabinets", None).await;

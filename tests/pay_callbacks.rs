@@ -59,9 +59,9 @@ async fn record_payment(s: &TestServer, channel: Channel, user_id: i64, no: &str
     let now = db::now();
     let row = Payment {
         out_order_no: no.to_string(),
-        channel: channel.as_str().into(),
+        channel,
         user_id,
-        state: "created".into(),
+        state: PaymentState::Created,
         cap_fen: 20_000,
         amount_fen: None,
         platform_order_id,
@@ -99,14 +99,14 @@ async fn outcomes(s: &TestServer, no: &str) -> Vec<String> {
         .await
         .expect("db")
         .into_iter()
-        .map(|e| e.outcome)
+        .map(|e| e.outcome.as_str().to_string())
         .collect()
 }
 
 async fn wait_state(s: &TestServer, no: &str, state: PaymentState) -> Payment {
     eventually(&format!("payment {no} {}", state.as_str()), || async {
         let p = payment(s, no).await;
-        (p.state == state.as_str()).then_some(p)
+        (p.state == state).then_some(p)
     })
     .await
 }
@@ -215,7 +215,7 @@ async fn callbacks(profile: Profile) {
             matches!(gateway.query(&no, None).await, Ok(heft::pay::PlatformState::Cancelled)).then_some(())
         })
         .await;
-        assert_eq!(payment(&s, &no).await.state, "cancelled", "{channel}: never authorised after the cancel");
+        assert_eq!(payment(&s, &no).await.state.as_str(), "cancelled", "{channel}: never authorised after the cancel");
 
         // A callback about a payment Heft has not written yet is not swallowed: the platform is
         // asked to send it again, and it applies once the payment exists.

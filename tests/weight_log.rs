@@ -16,6 +16,7 @@ use heft::actors::weight_log::{WeightLog, WeightLogError};
 use heft::config::WeightLogConfig;
 use heft::db::weight_log::{self as wl, NewWeightRow, WeightLogRow};
 use heft::db::{AnyConnection, Db, DbError};
+use heft::domain::weight::ReadingKind;
 use heft::metrics::Metrics;
 
 const PG_HOST: &str = "127.0.0.1:5432";
@@ -106,11 +107,11 @@ fn at(ms: i64) -> NaiveDateTime {
 }
 
 /// Reading `i` of a cabinet; `i` also makes the counts unique, so order can be checked.
-fn row(sn: &str, session_id: Option<i64>, kind: &str, i: i64) -> NewWeightRow {
+fn row(sn: &str, session_id: Option<i64>, kind: ReadingKind, i: i64) -> NewWeightRow {
     NewWeightRow {
         sn: sn.to_string(),
         session_id,
-        kind: kind.to_string(),
+        kind,
         recorded_at: at(i * 300),
         device_ts: (i % 3 != 0).then_some(1_764_000_000_000 + i),
         counts: format!("[{},8388608,-12]", 8_000_000 + i),
@@ -167,10 +168,10 @@ async fn insert_and_query(t: TestDb) {
     let mut rows = Vec::new();
     for i in 0..2500 {
         let (sn, session, kind) = match i % 5 {
-            0 => ("CAB-00001", None, wl::KIND_CLOSED),
-            1 | 2 => ("CAB-00002", Some(7), wl::KIND_OPEN),
-            3 => ("CAB-00002", Some(7), wl::KIND_AFTER_CLOSE),
-            _ => ("CAB-00003", Some(8), wl::KIND_SNAPSHOT),
+            0 => ("CAB-00001", None, ReadingKind::Closed),
+            1 | 2 => ("CAB-00002", Some(7), ReadingKind::Open),
+            3 => ("CAB-00002", Some(7), ReadingKind::AfterClose),
+            _ => ("CAB-00003", Some(8), ReadingKind::Snapshot),
         };
         rows.push(row(sn, session, kind, i));
     }
@@ -213,7 +214,7 @@ fn count_inserts(conn: &mut AnyConnection, inserts: Arc<AtomicUsize>) {
 
 async fn one_statement_per_thousand(t: TestDb) {
     let inserts = Arc::new(AtomicUsize::new(0));
-    let rows: Vec<NewWeightRow> = (0..2500).map(|i| row("CAB-00001", Some(1), wl::KIND_OPEN, i)).collect();
+    let rows: Vec<NewWeightRow> = (0..2500).map(|i| row("CAB-00001", Some(1), ReadingKind::Open, i)).collect();
     let probe = inserts.clone();
     let mut conn = t.db.write_conn().expect("connection");
     count_inserts(&mut conn, probe);
@@ -237,10 +238,10 @@ async fn flush_writes_everything(t: TestDb) {
     let mut recorded = Vec::new();
     for i in 0..1050 {
         let (session, kind) = match i % 4 {
-            0 => (None, wl::KIND_CLOSED),
-            1 => (Some(11), wl::KIND_OPEN),
-            2 => (Some(12), wl::KIND_OPEN),
-            _ => (Some(11), wl::KIND_AFTER_CLOSE),
+            0 => (None, ReadingKind::Closed),
+            1 => (Some(11), ReadingKind::Open),
+            2 => (Some(12), ReadingKind::Open),
+            _ => (Some(11), ReadingKind::AfterClose),
         };
         let r = row("CAB-00042", session, kind, i);
         recorded.push(r.clone());
@@ -265,10 +266,10 @@ async fn flush_writes_everything(t: TestDb) {
 
     // A flush with nothing pending answers at once; stop writes what is left.
     log.flush().await.expect("empty flush");
-    log.record(row("CAB-00042", Some(13), wl::KIND_OPEN, 2000));
+    log.record(row("CAB-00042", Some(13), ReadingKind::Open, 2000));
     log.stop().await;
     assert_eq!(count(&t.db).await, 1051);
-    log.record(row("CAB-00042", Some(13), wl::KIND_OPEN, 2001));
+    log.record(row("CAB-00042", Some(13), ReadingKind::Open, 2001));
     assert_eq!(metrics.weight_log_dropped.get(), 1, "a row after stop is dropped and counted");
     assert!(matches!(log.flush().await, Err(WeightLogError::Stopped)));
     assert_eq!(log.queued(), 0);
@@ -281,7 +282,7 @@ async fn timer_writes(t: TestDb) {
     let log = WeightLog::start(t.db.clone(), cfg(1000, flush_ms, 10_000, 50), &metrics);
     let recorded_at = Instant::now();
     for i in 0..5 {
-        log.record(row("CAB-00007", Some(3), wl::KIND_OPEN, i));
+        log.record(row("CAB-00007", Some(3), ReadingKind::Open, i));
     }
     let start = Instant::now();
     loop {
@@ -306,7 +307,7 @@ async fn size_writes(t: TestDb) {
     let metrics = Metrics::new().expect("metrics");
     let log = WeightLog::start(t.db.clone(), cfg(100, 600_000, 10_000, 50), &metrics);
     for i in 0..250 {
-        log.record(row("CAB-00008", None, wl::KIND_CLOSED, i));
+        log.record(row("CAB-00008", None, ReadingKind::Closed, i));
     }
     let db = t.db.clone();
     eventually("two full batches written", async || count(&db).await == 200).await;
@@ -325,7 +326,7 @@ async fn overflow(t: TestDb) {
     // Nothing can be written, so exactly queue_rows rows are held and the rest dropped.
     break_table(&t.db, true).await;
     for i in 0..100 {
-        log.record(row("CAB-00009", Some(1), wl::KIND_OPEN, i));
+        log.record(row("CAB-00009", Some(1), ReadingKind::Open, i));
     }
     assert_eq!(metrics.weight_log_dropped.get(), 90);
     assert_eq!(log.queued(), 10);
@@ -338,7 +339,7 @@ async fn overflow(t: TestDb) {
     // The first ten recorded are the ones kept.
     let stored = session_rows(&t.db, 1).await;
     let kept: Vec<String> = stored.iter().map(|r| r.counts.clone()).collect();
-    let first: Vec<String> = (0..10).map(|i| row("CAB-00009", Some(1), wl::KIND_OPEN, i).counts).collect();
+    let first: Vec<String> = (0..10).map(|i| row("CAB-00009", Some(1), ReadingKind::Open, i).counts).collect();
     assert_eq!(kept, first);
     assert_eq!(metrics.weight_log_dropped.get(), 90);
     assert_eq!(metrics.weight_log_queue_rows.get(), 0);
@@ -351,7 +352,7 @@ async fn retry(t: TestDb) {
     let log = WeightLog::start(t.db.clone(), cfg(50, 50, 10_000, 50), &metrics);
     let mut recorded = Vec::new();
     for i in 0..20 {
-        recorded.push(row("CAB-00010", Some(5), wl::KIND_OPEN, i));
+        recorded.push(row("CAB-00010", Some(5), ReadingKind::Open, i));
         log.record(recorded[recorded.len() - 1].clone());
     }
     log.flush().await.expect("flush");
@@ -359,7 +360,7 @@ async fn retry(t: TestDb) {
 
     break_table(&t.db, true).await;
     for i in 20..140 {
-        recorded.push(row("CAB-00010", Some(5), wl::KIND_AFTER_CLOSE, i));
+        recorded.push(row("CAB-00010", Some(5), ReadingKind::AfterClose, i));
         log.record(recorded[recorded.len() - 1].clone());
     }
     // 50, 100, 200 ms pauses: three failures, the writer still holding every row.

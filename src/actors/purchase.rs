@@ -13,16 +13,16 @@ use crate::db::models::Order;
 use crate::db::{self, Db, orders, outbox};
 use crate::domain::order::{OrderEvent, OrderStatus};
 use crate::mq::{Handler, HandlerError, Message, topics};
-use crate::pay::{Channel, Gateways, PlatformState};
+use crate::pay::{Gateways, PlatformState};
 
 /// Tell the cabinet's actor on this node what became of an order: authorised → open the door;
 /// cancelled → let go of the session. Without an actor here there is nobody to tell: the order's
 /// timers finish it (`door.open_check`).
 pub fn order_moved(routes: &Routes, order: &Order) {
     let Some(addr) = routes.read().ok().and_then(|r| r.get(&order.sn).cloned()) else { return };
-    match OrderStatus::parse(&order.status) {
-        Some(OrderStatus::Authorized) => addr.do_send(OpenForOrder { order_id: order.id, send: true }),
-        Some(OrderStatus::Cancelled) => addr.do_send(OrderEnded { order_id: order.id }),
+    match order.status {
+        OrderStatus::Authorized => addr.do_send(OpenForOrder { order_id: order.id, send: true }),
+        OrderStatus::Cancelled => addr.do_send(OrderEnded { order_id: order.id }),
         _ => {}
     }
 }
@@ -64,12 +64,10 @@ impl Handler for AuthTimeout {
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
         let id = order_id(msg)?;
         let order = load(&self.db, id).await?;
-        if order.status != OrderStatus::Created.as_str() {
+        if order.status != OrderStatus::Created {
             return Ok(());
         }
-        let channel = Channel::parse(&order.channel)
-            .ok_or_else(|| HandlerError::Failed(format!("order {id} has channel {}", order.channel)))?;
-        let found = self.gateways.get(channel).query(&order.out_order_no, None).await;
+        let found = self.gateways.get(order.channel).query(&order.out_order_no, None).await;
         let open_check = secs(self.orders.open_check_s);
         let moved = match found {
             Ok(PlatformState::Authorized { platform_order_id, payer_id }) => {
@@ -128,7 +126,7 @@ impl Handler for OpenCheck {
         let id = order_id(msg)?;
         let attempt = msg.payload["attempt"].as_u64().unwrap_or(1);
         let order = load(&self.db, id).await?;
-        if order.status != OrderStatus::Authorized.as_str() {
+        if order.status != OrderStatus::Authorized {
             return Ok(());
         }
         let actor = self.routes.read().ok().and_then(|r| r.get(&order.sn).cloned());

@@ -28,8 +28,8 @@ fn raise_once(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: 
         }
         diesel::insert_into(alerts::table)
             .values(NewAlert {
-                audience: spec.audience.as_str().into(),
-                severity: spec.severity.as_str().into(),
+                audience: spec.audience,
+                severity: spec.severity,
                 code: spec.code.clone(),
                 sn: spec.sn.clone(),
                 message: spec.message.clone(),

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use super::models::{Cabinet, CabinetEvent, NewCabinet, NewCabinetEvent};
 use super::schema::{cabinet_events, cabinets};
 use super::{AnyConnection, DbError, DbResult, write_tx};
-use crate::domain::cabinet::CabinetStatus;
+use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
 use crate::domain::liveness::Liveness;
 
 pub fn insert(conn: &mut AnyConnection, new: &NewCabinet) -> DbResult<()> {
@@ -53,10 +53,10 @@ pub struct CabinetFilter {
 pub fn list(conn: &mut AnyConnection, f: &CabinetFilter, limit: i64) -> DbResult<Vec<Cabinet>> {
     let mut q = cabinets::table.select(Cabinet::as_select()).into_boxed();
     if let Some(status) = f.status {
-        q = q.filter(cabinets::status.eq(status.as_str()));
+        q = q.filter(cabinets::status.eq(status));
     }
     if let Some(liveness) = f.liveness {
-        q = q.filter(cabinets::liveness.eq(liveness.as_str()));
+        q = q.filter(cabinets::liveness.eq(liveness));
     }
     if let Some(after) = &f.after {
         q = q.filter(cabinets::sn.gt(after.clone()));
@@ -66,12 +66,12 @@ pub fn list(conn: &mut AnyConnection, f: &CabinetFilter, limit: i64) -> DbResult
 
 /// Serial numbers of cabinets the database does not consider offline.
 pub fn not_offline(conn: &mut AnyConnection) -> DbResult<Vec<String>> {
-    Ok(cabinets::table.select(cabinets::sn).filter(cabinets::liveness.ne(Liveness::Offline.as_str())).load(conn)?)
+    Ok(cabinets::table.select(cabinets::sn).filter(cabinets::liveness.ne(Liveness::Offline)).load(conn)?)
 }
 
 /// How many cabinets the database does not consider offline.
 pub fn count_not_offline(conn: &mut AnyConnection) -> DbResult<i64> {
-    Ok(cabinets::table.filter(cabinets::liveness.ne(Liveness::Offline.as_str())).count().get_result(conn)?)
+    Ok(cabinets::table.filter(cabinets::liveness.ne(Liveness::Offline)).count().get_result(conn)?)
 }
 
 /// What a login records.
@@ -128,7 +128,7 @@ pub fn record_login(conn: &mut AnyConnection, r: &LoginRecord) -> DbResult<Login
                 .set((cabinets::lat.eq(Some(lat)), cabinets::lng.eq(Some(lng))))
                 .execute(c)?;
         }
-        let previous = parse_liveness(&before.liveness)?;
+        let previous = before.liveness;
         change_liveness(c, &r.sn, previous, Liveness::Online, &r.node_id, r.at, Some("login"))?;
         if previous == Liveness::Offline {
             super::alerts::resolve(c, crate::domain::alert::CABINET_OFFLINE, Some(&r.sn), r.at)?;
@@ -136,7 +136,7 @@ pub fn record_login(conn: &mut AnyConnection, r: &LoginRecord) -> DbResult<Login
         diesel::insert_into(cabinet_events::table)
             .values(NewCabinetEvent {
                 sn: r.sn.clone(),
-                kind: "login".into(),
+                kind: CabinetEventKind::Login,
                 from_state: None,
                 to_state: None,
                 detail: Some(
@@ -167,12 +167,8 @@ pub fn change_liveness(
         return Ok(false);
     }
     write_tx(conn, |c| {
-        let n = diesel::update(cabinets::table.find(sn).filter(cabinets::liveness.eq(from.as_str())))
-            .set((
-                cabinets::liveness.eq(to.as_str()),
-                cabinets::liveness_changed_at.eq(Some(at)),
-                cabinets::updated_at.eq(at),
-            ))
+        let n = diesel::update(cabinets::table.find(sn).filter(cabinets::liveness.eq(from)))
+            .set((cabinets::liveness.eq(to), cabinets::liveness_changed_at.eq(Some(at)), cabinets::updated_at.eq(at)))
             .execute(c)?;
         if n == 0 {
             return Ok(false);
@@ -180,7 +176,7 @@ pub fn change_liveness(
         diesel::insert_into(cabinet_events::table)
             .values(NewCabinetEvent {
                 sn: sn.to_string(),
-                kind: "liveness".into(),
+                kind: CabinetEventKind::Liveness,
                 from_state: Some(from.as_str().into()),
                 to_state: Some(to.as_str().into()),
                 detail: cause.map(|s| serde_json::json!({"cause": s}).to_string()),
@@ -194,8 +190,7 @@ pub fn change_liveness(
 
 /// The current liveness as stored.
 pub fn liveness(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<Liveness>> {
-    let s: Option<String> = cabinets::table.find(sn).select(cabinets::liveness).first(conn).optional()?;
-    s.map(|s| parse_liveness(&s)).transpose()
+    Ok(cabinets::table.find(sn).select(cabinets::liveness).first(conn).optional()?)
 }
 
 /// Newest first.
@@ -210,15 +205,10 @@ pub fn events(conn: &mut AnyConnection, sn: &str, kind: Option<&str>, limit: i64
     Ok(q.order(cabinet_events::id.desc()).limit(limit).load(conn)?)
 }
 
-fn parse_liveness(s: &str) -> DbResult<Liveness> {
-    Liveness::parse(s).ok_or_else(|| DbError::Corrupt(format!("unknown liveness {s:?}")))
-}
-
 /// Stored liveness of each of these cabinets (unknown serial numbers are left out).
 pub fn liveness_of(conn: &mut AnyConnection, sns: &[String]) -> DbResult<Vec<(String, Liveness)>> {
-    let rows: Vec<(String, String)> = cabinets::table
+    Ok(cabinets::table
         .select((cabinets::sn, cabinets::liveness))
         .filter(cabinets::sn.eq_any(sns.to_vec()))
-        .load(conn)?;
-    rows.into_iter().map(|(sn, l)| parse_liveness(&l).map(|l| (sn, l))).collect()
+        .load(conn)?)
 }

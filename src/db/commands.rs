@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use super::models::CommandRow;
 use super::schema::commands;
 use super::{AnyConnection, DbResult};
+use crate::domain::command::CommandStatus;
 
 pub fn insert(conn: &mut AnyConnection, row: &CommandRow) -> DbResult<()> {
     diesel::insert_into(commands::table).values(row).execute(conn)?;
@@ -17,7 +18,7 @@ pub fn insert(conn: &mut AnyConnection, row: &CommandRow) -> DbResult<()> {
 pub fn finish(
     conn: &mut AnyConnection,
     id: &str,
-    status: &str,
+    status: CommandStatus,
     attempts: i32,
     error: Option<&str>,
     result: Option<&str>,
@@ -60,7 +61,7 @@ pub fn has_pending(conn: &mut AnyConnection, sn: &str) -> DbResult<bool> {
 pub fn abandon_pending(conn: &mut AnyConnection, sn: &str, at: NaiveDateTime) -> DbResult<usize> {
     Ok(diesel::update(commands::table.filter(commands::sn.eq(sn)).filter(commands::finished_at.is_null()))
         .set((
-            commands::status.eq("timed_out"),
+            commands::status.eq(CommandStatus::TimedOut),
             commands::error.eq(Some("abandoned: the actor that sent it stopped")),
             commands::finished_at.eq(Some(at)),
         ))

@@ -10,7 +10,7 @@ use super::models::{CabinetType, Lane, NewCabinetEvent};
 use super::schema::{cabinet_events, cabinet_types, cabinets, lanes, products};
 use super::{AnyConnection, DbError, DbResult};
 use crate::device::messages::PriceTag;
-use crate::domain::cabinet::{self, CabinetStatus};
+use crate::domain::cabinet::{self, CabinetEventKind, CabinetStatus};
 use crate::domain::layout::{self, LayoutInput, ProductState};
 use crate::domain::validation::FieldError;
 
@@ -231,21 +231,20 @@ pub fn refresh_status(
     at: NaiveDateTime,
 ) -> DbResult<Option<CabinetStatus>> {
     let Some(cab) = super::cabinets::find(conn, sn)? else { return Ok(None) };
-    let current =
-        CabinetStatus::parse(&cab.status).ok_or_else(|| DbError::Corrupt(format!("status {:?}", cab.status)))?;
+    let current = cab.status;
     let lanes = lanes(conn, sn)?;
     let calibrated = lanes.iter().filter(|l| l.counts_per_g.is_some() && l.zero_counts.is_some()).count();
     let next = cabinet::readiness(current, cab.config_version, cab.config_acked_version, lanes.len(), calibrated);
     if next == current {
         return Ok(None);
     }
-    diesel::update(cabinets::table.find(sn).filter(cabinets::status.eq(current.as_str())))
-        .set((cabinets::status.eq(next.as_str()), cabinets::updated_at.eq(at)))
+    diesel::update(cabinets::table.find(sn).filter(cabinets::status.eq(current)))
+        .set((cabinets::status.eq(next), cabinets::updated_at.eq(at)))
         .execute(conn)?;
     diesel::insert_into(cabinet_events::table)
         .values(NewCabinetEvent {
             sn: sn.to_string(),
-            kind: "status".into(),
+            kind: CabinetEventKind::Status,
             from_state: Some(current.as_str().into()),
             to_state: Some(next.as_str().into()),
             detail: Some(

@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod cabinets;
+pub mod columns;
 pub mod commands;
 pub mod consumed;
 pub mod layout;

@@ -4,6 +4,18 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
+use crate::domain::alert::{Audience, Severity};
+use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
+use crate::domain::command::{CommandStatus, DownKind};
+use crate::domain::liveness::Liveness;
+use crate::domain::operator::Role;
+use crate::domain::order::OrderStatus;
+use crate::domain::payment::{Channel, EventOutcome, PaymentState, RefundStatus};
+use crate::domain::restock::TaskStatus;
+use crate::domain::review::{CaseKind, CaseStatus};
+use crate::domain::session::{Outcome, SessionKind};
+use crate::domain::stock::StockReason;
+
 use super::schema::{
     accounts, alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, operators, order_lines, orders,
     payment_events, payments, products, refunds, restock_tasks, review_cases, sessions, stock_ledger, users,
@@ -16,8 +28,8 @@ pub struct Cabinet {
     pub cabinet_type: String,
     pub token_hash: String,
     pub frame_key_sealed: String,
-    pub status: String,
-    pub liveness: String,
+    pub status: CabinetStatus,
+    pub liveness: Liveness,
     pub last_boot: i64,
     pub node_id: Option<String>,
     pub firmware: Option<String>,
@@ -41,8 +53,8 @@ pub struct NewCabinet {
     pub cabinet_type: String,
     pub token_hash: String,
     pub frame_key_sealed: String,
-    pub status: String,
-    pub liveness: String,
+    pub status: CabinetStatus,
+    pub liveness: Liveness,
     pub last_boot: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -53,7 +65,7 @@ pub struct NewCabinet {
 pub struct CabinetEvent {
     pub id: i64,
     pub sn: String,
-    pub kind: String,
+    pub kind: CabinetEventKind,
     pub from_state: Option<String>,
     pub to_state: Option<String>,
     pub detail: Option<String>,
@@ -65,7 +77,7 @@ pub struct CabinetEvent {
 #[diesel(table_name = cabinet_events)]
 pub struct NewCabinetEvent {
     pub sn: String,
-    pub kind: String,
+    pub kind: CabinetEventKind,
     pub from_state: Option<String>,
     pub to_state: Option<String>,
     pub detail: Option<String>,
@@ -77,8 +89,8 @@ pub struct NewCabinetEvent {
 #[diesel(table_name = alerts)]
 pub struct Alert {
     pub id: i64,
-    pub audience: String,
-    pub severity: String,
+    pub audience: Audience,
+    pub severity: Severity,
     pub code: String,
     pub sn: Option<String>,
     pub message: String,
@@ -92,8 +104,8 @@ pub struct Alert {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = alerts)]
 pub struct NewAlert {
-    pub audience: String,
-    pub severity: String,
+    pub audience: Audience,
+    pub severity: Severity,
     pub code: String,
     pub sn: Option<String>,
     pub message: String,
@@ -138,13 +150,13 @@ pub struct Lane {
 pub struct Session {
     pub id: i64,
     pub sn: String,
-    pub kind: String,
+    pub kind: SessionKind,
     pub door: Option<i32>,
     pub started_by: String,
     pub node_id: String,
     pub started_at: NaiveDateTime,
     pub ended_at: Option<NaiveDateTime>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub detail: Option<String>,
 }
 
@@ -152,7 +164,7 @@ pub struct Session {
 #[diesel(table_name = sessions)]
 pub struct NewSession {
     pub sn: String,
-    pub kind: String,
+    pub kind: SessionKind,
     pub door: Option<i32>,
     pub started_by: String,
     pub node_id: String,
@@ -166,10 +178,10 @@ pub struct NewSession {
 pub struct CommandRow {
     pub id: String,
     pub sn: String,
-    pub kind: String,
+    pub kind: DownKind,
     pub session_id: Option<i64>,
     pub body: String,
-    pub status: String,
+    pub status: CommandStatus,
     pub attempts: i32,
     pub error: Option<String>,
     pub result: Option<String>,
@@ -185,7 +197,7 @@ pub struct Operator {
     pub id: i64,
     pub username: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub active: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -209,7 +221,7 @@ impl std::fmt::Debug for Operator {
 pub struct NewOperator {
     pub username: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub active: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -248,7 +260,7 @@ pub struct ProductValues {
 #[diesel(table_name = users)]
 pub struct User {
     pub id: i64,
-    pub channel: String,
+    pub channel: Channel,
     pub platform_uid: String,
     pub unionid: Option<String>,
     pub created_at: NaiveDateTime,
@@ -258,7 +270,7 @@ pub struct User {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
-    pub channel: &'a str,
+    pub channel: Channel,
     pub platform_uid: &'a str,
     pub unionid: Option<&'a str>,
     pub created_at: NaiveDateTime,
@@ -281,9 +293,9 @@ pub struct Account {
 #[diesel(table_name = payments, primary_key(out_order_no))]
 pub struct Payment {
     pub out_order_no: String,
-    pub channel: String,
+    pub channel: Channel,
     pub user_id: i64,
-    pub state: String,
+    pub state: PaymentState,
     pub cap_fen: i64,
     pub amount_fen: Option<i64>,
     pub platform_order_id: Option<String>,
@@ -298,26 +310,26 @@ pub struct Payment {
 #[diesel(table_name = payment_events)]
 pub struct PaymentEvent {
     pub id: i64,
-    pub channel: String,
+    pub channel: Channel,
     pub event_id: String,
     pub event_type: String,
     pub out_order_no: Option<String>,
     pub resource: String,
     pub raw: String,
-    pub outcome: String,
+    pub outcome: EventOutcome,
     pub received_at: NaiveDateTime,
 }
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = payment_events)]
 pub struct NewPaymentEvent<'a> {
-    pub channel: &'a str,
+    pub channel: Channel,
     pub event_id: &'a str,
     pub event_type: &'a str,
     pub out_order_no: Option<&'a str>,
     pub resource: &'a str,
     pub raw: &'a str,
-    pub outcome: &'a str,
+    pub outcome: EventOutcome,
     pub received_at: NaiveDateTime,
 }
 
@@ -328,8 +340,8 @@ pub struct Order {
     pub user_id: i64,
     pub sn: String,
     pub door: i32,
-    pub channel: String,
-    pub status: String,
+    pub channel: Channel,
+    pub status: OrderStatus,
     pub out_order_no: String,
     pub session_id: Option<i64>,
     pub cap_fen: i64,
@@ -355,8 +367,8 @@ pub struct NewOrder {
     pub user_id: i64,
     pub sn: String,
     pub door: i32,
-    pub channel: String,
-    pub status: String,
+    pub channel: Channel,
+    pub status: OrderStatus,
     pub out_order_no: String,
     pub session_id: Option<i64>,
     pub cap_fen: i64,
@@ -387,7 +399,7 @@ pub struct LedgerRow {
     pub product_id: Option<i64>,
     pub delta: i32,
     pub stock_after: i32,
-    pub reason: String,
+    pub reason: StockReason,
     pub order_id: Option<i64>,
     pub session_id: Option<i64>,
     pub task_id: Option<i64>,
@@ -402,7 +414,7 @@ pub struct NewLedgerRow {
     pub product_id: Option<i64>,
     pub delta: i32,
     pub stock_after: i32,
-    pub reason: String,
+    pub reason: StockReason,
     pub order_id: Option<i64>,
     pub session_id: Option<i64>,
     pub task_id: Option<i64>,
@@ -414,7 +426,7 @@ pub struct NewLedgerRow {
 pub struct RestockTask {
     pub id: i64,
     pub sn: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub wanted: String,
     pub added: Option<String>,
     pub session_id: Option<i64>,
@@ -429,8 +441,8 @@ pub struct RestockTask {
 pub struct ReviewCase {
     pub id: i64,
     pub order_id: i64,
-    pub kind: String,
-    pub status: String,
+    pub kind: CaseKind,
+    pub status: CaseStatus,
     pub reasons: String,
     pub opened_by: String,
     pub resolution: Option<String>,
@@ -448,7 +460,7 @@ pub struct Refund {
     pub case_id: Option<i64>,
     pub amount_fen: i64,
     pub reason: String,
-    pub status: String,
+    pub status: RefundStatus,
     pub refund_id: Option<String>,
     pub last_error: Option<String>,
     pub requested_by: String,

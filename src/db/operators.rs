@@ -99,7 +99,7 @@ pub fn update(
     change: &OperatorChange,
     at: NaiveDateTime,
 ) -> Result<Operator, OperatorError> {
-    let admin = Role::Admin.as_str();
+    let admin = Role::Admin;
     let admins =
         || operators::table.select(operators::id).filter(operators::role.eq(admin)).filter(operators::active.eq(true));
     let active_admins: Vec<i64> = match conn {
@@ -121,7 +121,7 @@ pub fn update(
     }
     diesel::update(operators::table.find(id))
         .set((
-            change.role.map(|r| operators::role.eq(r.as_str())),
+            change.role.map(|r| operators::role.eq(r)),
             change.active.map(|a| operators::active.eq(a)),
             change.password_hash.as_deref().map(|h| operators::password_hash.eq(h)),
             operators::updated_at.eq(at),

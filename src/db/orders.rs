@@ -16,11 +16,10 @@ use super::schema::{accounts, lanes, order_lines, orders, payments, stock_ledger
 use super::{AnyConnection, DbError, DbResult, outbox, sessions, write_tx};
 use crate::domain::order::{self, OrderEvent, OrderStatus, ScanFacts, ScanRefusal, Stay};
 use crate::domain::payment::PaymentState;
+use crate::domain::session::Outcome;
 use crate::domain::settlement::{Line, Move};
+use crate::domain::stock::StockReason;
 use crate::mq::topics;
-
-/// Statuses in which the shopper is at the cabinet (the partial unique index `orders_one_open`).
-pub const AT_CABINET: [&str; 4] = ["created", "authorized", "door_open", "settling"];
 
 /// A notice on an order: something the shopper is told beside the status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,11 +69,6 @@ pub fn for_user(conn: &mut AnyConnection, user_id: i64, before_id: Option<i64>, 
         q = q.filter(orders::id.lt(b));
     }
     Ok(q.order(orders::id.desc()).limit(limit).select(Order::as_select()).load(conn)?)
-}
-
-pub fn status_of(order: &Order) -> DbResult<OrderStatus> {
-    OrderStatus::parse(&order.status)
-        .ok_or_else(|| DbError::Corrupt(format!("order {} status {}", order.id, order.status)))
 }
 
 /// What the cabinet's actor knows at a scan; the rest is read in the transaction.
@@ -140,7 +134,7 @@ pub fn scan(conn: &mut AnyConnection, input: &ScanInput, now: NaiveDateTime) -> 
             .ok_or_else(|| DbError::Corrupt(format!("user {} has no account", input.user_id)))?;
         let open_order: i64 = orders::table
             .filter(orders::user_id.eq(input.user_id))
-            .filter(orders::status.eq_any(AT_CABINET))
+            .filter(orders::status.eq_any(OrderStatus::AT_CABINET))
             .count()
             .get_result(conn)?;
         let bound = match input.channel {
@@ -167,9 +161,9 @@ pub fn scan(conn: &mut AnyConnection, input: &ScanInput, now: NaiveDateTime) -> 
             conn,
             &Payment {
                 out_order_no: no.clone(),
-                channel: input.channel.as_str().into(),
+                channel: input.channel,
                 user_id: input.user_id,
-                state: PaymentState::Created.as_str().into(),
+                state: PaymentState::Created,
                 cap_fen: input.cap_fen,
                 amount_fen: None,
                 platform_order_id: None,
@@ -184,8 +178,8 @@ pub fn scan(conn: &mut AnyConnection, input: &ScanInput, now: NaiveDateTime) -> 
             user_id: input.user_id,
             sn: input.session.sn.clone(),
             door: i32::try_from(input.door).unwrap_or(i32::MAX),
-            channel: input.channel.as_str().into(),
-            status: OrderStatus::Created.as_str().into(),
+            channel: input.channel,
+            status: OrderStatus::Created,
             out_order_no: no.clone(),
             session_id: Some(session.id),
             cap_fen: input.cap_fen,
@@ -245,12 +239,12 @@ pub(super) fn apply(
     extra: impl FnOnce(&mut AnyConnection, &Order, OrderStatus) -> DbResult<()>,
 ) -> DbResult<Moved> {
     let current = lock(conn, id)?.ok_or_else(|| DbError::Corrupt(format!("order {id} not found")))?;
-    let status = status_of(&current)?;
+    let status = current.status;
     match order::next(status, &event) {
         Err(stay) => Ok(Moved::Stayed(Box::new(current), stay)),
         Ok(to) => {
             diesel::update(orders::table.find(id))
-                .set((orders::status.eq(to.as_str()), orders::updated_at.eq(now)))
+                .set((orders::status.eq(to), orders::updated_at.eq(now)))
                 .execute(conn)?;
             if to.is_final() {
                 diesel::update(orders::table.find(id)).set(orders::finished_at.eq(Some(now))).execute(conn)?;
@@ -369,7 +363,7 @@ pub fn cancel(
             )?;
             if let Some(s) = o.session_id {
                 let detail = serde_json::json!({ "order_id": id, "reason": reason }).to_string();
-                sessions::close(conn, s, "cancelled", Some(&detail), now)?;
+                sessions::close(conn, s, Outcome::Cancelled, Some(&detail), now)?;
             }
             outbox::enqueue(conn, topics::PAYMENT_RELEASE, &crate::pay::release::message(&o.out_order_no), None)?;
             Ok(())
@@ -383,7 +377,7 @@ pub struct StockChange {
     pub lane: String,
     pub product_id: Option<i64>,
     pub delta: i64,
-    pub reason: &'static str,
+    pub reason: StockReason,
 }
 
 /// Change book stock and write the ledger rows, inside the caller's transaction; lanes a change
@@ -417,7 +411,7 @@ pub fn change_stock(
                 product_id: ch.product_id.or(lane.product_id),
                 delta,
                 stock_after: after,
-                reason: ch.reason.into(),
+                reason: ch.reason,
                 order_id,
                 session_id,
                 task_id,
@@ -438,16 +432,26 @@ pub fn change_stock(
 pub fn basket_changes(lines: &[Line], moves: &[Move]) -> Vec<StockChange> {
     let mut out: Vec<StockChange> = lines
         .iter()
-        .map(|l| StockChange { lane: l.lane.clone(), product_id: Some(l.product_id), delta: -l.qty, reason: "sale" })
+        .map(|l| StockChange {
+            lane: l.lane.clone(),
+            product_id: Some(l.product_id),
+            delta: -l.qty,
+            reason: StockReason::Sale,
+        })
         .collect();
     for m in moves {
         out.push(StockChange {
             lane: m.from_lane.clone(),
             product_id: Some(m.product_id),
             delta: -m.qty,
-            reason: "move",
+            reason: StockReason::Move,
         });
-        out.push(StockChange { lane: m.to_lane.clone(), product_id: Some(m.product_id), delta: m.qty, reason: "move" });
+        out.push(StockChange {
+            lane: m.to_lane.clone(),
+            product_id: Some(m.product_id),
+            delta: m.qty,
+            reason: StockReason::Move,
+        });
     }
     out
 }
@@ -474,13 +478,13 @@ pub fn settle(
         // The open and the close are recorded on their own writes; if one was lost, it is
         // recorded here (the cabinet did report both, or there would be nothing to settle).
         let status = find(conn, id)?.map(|o| o.status);
-        if status.as_deref() == Some(OrderStatus::Authorized.as_str()) {
+        if status == Some(OrderStatus::Authorized) {
             apply(conn, id, OrderEvent::DoorOpened, now, |conn, _, _| {
                 diesel::update(orders::table.find(id)).set(orders::opened_at.eq(Some(now))).execute(conn)?;
                 Ok(())
             })?;
         }
-        if matches!(status.as_deref(), Some("authorized" | "door_open")) {
+        if matches!(status, Some(OrderStatus::Authorized | OrderStatus::DoorOpen)) {
             apply(conn, id, OrderEvent::DoorClosed, now, |conn, _, _| {
                 diesel::update(orders::table.find(id)).set(orders::closed_at.eq(Some(now))).execute(conn)?;
                 Ok(())
@@ -502,12 +506,19 @@ pub fn settle(
                     book_basket(conn, o, to, &basket_changes(lines, moves), now)?;
                 }
                 SettleInput::Review { reasons } => {
-                    super::reviews::open_case(conn, id, "weights", reasons, "system", now)?;
+                    super::reviews::open_case(
+                        conn,
+                        id,
+                        crate::domain::review::CaseKind::Weights,
+                        reasons,
+                        "system",
+                        now,
+                    )?;
                 }
             }
             if let Some(s) = o.session_id {
                 let detail = serde_json::json!({ "order_id": id, "status": to.as_str() }).to_string();
-                sessions::close(conn, s, "done", Some(&detail), now)?;
+                sessions::close(conn, s, Outcome::Done, Some(&detail), now)?;
             }
             Ok(())
         })

@@ -6,10 +6,19 @@ use diesel::prelude::*;
 
 use super::schema::outbox;
 use super::{AnyConnection, DbError, DbResult, now, write_tx};
+use crate::domain::names::named_enum;
 
-pub const PENDING: &str = "pending";
-pub const DONE: &str = "done";
-pub const DEAD: &str = "dead";
+named_enum! {
+    /// Where a message stands (`outbox.status`).
+    pub enum OutboxStatus {
+        /// Not delivered yet (or being retried).
+        Pending = "pending",
+        /// Delivered: confirmed by RabbitMQ, or handled in process.
+        Done = "done",
+        /// Given up on after `messages.max_attempts`; kept for operators to retry.
+        Dead = "dead",
+    }
+}
 
 /// Longest `last_error` kept: errors can quote payloads, and the column is for people.
 const MAX_ERROR_CHARS: usize = 1000;
@@ -23,7 +32,7 @@ pub struct OutboxRow {
     pub payload: String,
     pub created_at: NaiveDateTime,
     pub deliver_at: NaiveDateTime,
-    pub status: String,
+    pub status: OutboxStatus,
     pub attempts: i32,
     pub next_attempt_at: NaiveDateTime,
     pub last_error: Option<String>,
@@ -55,7 +64,7 @@ pub fn enqueue(
             outbox::payload.eq(payload),
             outbox::created_at.eq(at),
             outbox::deliver_at.eq(deliver_at),
-            outbox::status.eq(PENDING),
+            outbox::status.eq(OutboxStatus::Pending),
             outbox::attempts.eq(0),
             // Ready to claim now; `due` holds it back until its deliver_at is within reach.
             outbox::next_attempt_at.eq(at),
@@ -105,7 +114,7 @@ pub fn due(
             () => {
                 outbox::table
                     .select(OutboxRow::as_select())
-                    .filter(outbox::status.eq(PENDING))
+                    .filter(outbox::status.eq(OutboxStatus::Pending))
                     .filter(outbox::next_attempt_at.le(at))
                     .filter(outbox::deliver_at.le(horizon))
                     .order((outbox::next_attempt_at, outbox::id))
@@ -132,8 +141,8 @@ pub fn mark_done(conn: &mut AnyConnection, ids: &[i64]) -> DbResult<usize> {
     if ids.is_empty() {
         return Ok(0);
     }
-    Ok(diesel::update(outbox::table.filter(outbox::id.eq_any(ids)).filter(outbox::status.eq(PENDING)))
-        .set((outbox::status.eq(DONE), outbox::done_at.eq(Some(now()))))
+    Ok(diesel::update(outbox::table.filter(outbox::id.eq_any(ids)).filter(outbox::status.eq(OutboxStatus::Pending)))
+        .set((outbox::status.eq(OutboxStatus::Done), outbox::done_at.eq(Some(now()))))
         .execute(conn)?)
 }
 
@@ -145,7 +154,7 @@ pub fn mark_failed(
     next_attempt_at: NaiveDateTime,
     error: &str,
 ) -> DbResult<usize> {
-    Ok(diesel::update(outbox::table.find(id).filter(outbox::status.eq(PENDING)))
+    Ok(diesel::update(outbox::table.find(id).filter(outbox::status.eq(OutboxStatus::Pending)))
         .set((
             outbox::attempts.eq(attempts),
             outbox::next_attempt_at.eq(next_attempt_at),
@@ -157,14 +166,20 @@ pub fn mark_failed(
 /// Given up on after `attempts` failed handlings; kept for ops (list, retry). By message id, as
 /// RabbitMQ consumers know only that. Returns whether a row changed.
 pub fn mark_dead(conn: &mut AnyConnection, message_id: &str, attempts: i32, error: &str) -> DbResult<bool> {
-    let n = diesel::update(outbox::table.filter(outbox::message_id.eq(message_id)).filter(outbox::status.ne(DEAD)))
-        .set((outbox::status.eq(DEAD), outbox::attempts.eq(attempts), outbox::last_error.eq(Some(clip(error)))))
-        .execute(conn)?;
+    let n = diesel::update(
+        outbox::table.filter(outbox::message_id.eq(message_id)).filter(outbox::status.ne(OutboxStatus::Dead)),
+    )
+    .set((
+        outbox::status.eq(OutboxStatus::Dead),
+        outbox::attempts.eq(attempts),
+        outbox::last_error.eq(Some(clip(error))),
+    ))
+    .execute(conn)?;
     Ok(n > 0)
 }
 
 /// Rows with `status`, newest first.
-pub fn list(conn: &mut AnyConnection, status: &str, limit: i64) -> DbResult<Vec<OutboxRow>> {
+pub fn list(conn: &mut AnyConnection, status: OutboxStatus, limit: i64) -> DbResult<Vec<OutboxRow>> {
     Ok(outbox::table
         .select(OutboxRow::as_select())
         .filter(outbox::status.eq(status))
@@ -174,7 +189,7 @@ pub fn list(conn: &mut AnyConnection, status: &str, limit: i64) -> DbResult<Vec<
 }
 
 pub fn list_dead(conn: &mut AnyConnection, limit: i64) -> DbResult<Vec<OutboxRow>> {
-    list(conn, DEAD, limit)
+    list(conn, OutboxStatus::Dead, limit)
 }
 
 pub fn find(conn: &mut AnyConnection, message_id: &str) -> DbResult<Option<OutboxRow>> {
@@ -184,16 +199,20 @@ pub fn find(conn: &mut AnyConnection, message_id: &str) -> DbResult<Option<Outbo
 /// A dead message back to pending, due now, its attempts counted from zero. False when there is
 /// no dead message with this id.
 pub fn requeue(conn: &mut AnyConnection, message_id: &str) -> DbResult<bool> {
-    let n = diesel::update(outbox::table.filter(outbox::message_id.eq(message_id)).filter(outbox::status.eq(DEAD)))
-        .set((outbox::status.eq(PENDING), outbox::attempts.eq(0), outbox::next_attempt_at.eq(now())))
-        .execute(conn)?;
+    let n = diesel::update(
+        outbox::table.filter(outbox::message_id.eq(message_id)).filter(outbox::status.eq(OutboxStatus::Dead)),
+    )
+    .set((outbox::status.eq(OutboxStatus::Pending), outbox::attempts.eq(0), outbox::next_attempt_at.eq(now())))
+    .execute(conn)?;
     Ok(n > 0)
 }
 
 /// Delete delivered rows done before `older_than`. Dead rows are kept.
 pub fn purge_done(conn: &mut AnyConnection, older_than: NaiveDateTime) -> DbResult<usize> {
-    Ok(diesel::delete(outbox::table.filter(outbox::status.eq(DONE)).filter(outbox::done_at.lt(older_than)))
-        .execute(conn)?)
+    Ok(diesel::delete(
+        outbox::table.filter(outbox::status.eq(OutboxStatus::Done)).filter(outbox::done_at.lt(older_than)),
+    )
+    .execute(conn)?)
 }
 
 /// Seconds the oldest due pending row has been waiting (0 when none is due): since it became
@@ -203,7 +222,7 @@ pub fn lag(conn: &mut AnyConnection) -> DbResult<f64> {
     let at = now();
     let due: Vec<(NaiveDateTime, NaiveDateTime)> = outbox::table
         .select((outbox::deliver_at, outbox::next_attempt_at))
-        .filter(outbox::status.eq(PENDING))
+        .filter(outbox::status.eq(OutboxStatus::Pending))
         .filter(outbox::next_attempt_at.le(at))
         .filter(outbox::deliver_at.le(at))
         .order(outbox::deliver_at.asc())

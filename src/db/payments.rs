@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use super::models::{NewPaymentEvent, Payment, PaymentEvent};
 use super::schema::{payment_events, payments};
 use super::{AnyConnection, DbResult, write_tx};
-use crate::domain::payment::{self, PaymentState, Reported, Verdict};
+use crate::domain::payment::{self, Channel, PaymentState, Reported, Verdict};
 
 pub fn create(conn: &mut AnyConnection, row: &Payment) -> DbResult<()> {
     diesel::insert_into(payments::table).values(row).execute(conn)?;
@@ -23,7 +23,7 @@ pub fn find(conn: &mut AnyConnection, out_order_no: &str) -> DbResult<Option<Pay
 
 /// The payment a callback is about: Alipay trade notifies name the trade (`out_trade_no`), the
 /// rest name the pre-authorisation. Locked for the rest of the transaction on PostgreSQL.
-fn find_for_update(conn: &mut AnyConnection, channel: &str, no: &str) -> DbResult<Option<Payment>> {
+fn find_for_update(conn: &mut AnyConnection, channel: Channel, no: &str) -> DbResult<Option<Payment>> {
     // The select is typed per backend, so it is written out in each arm.
     macro_rules! query {
         () => {
@@ -54,7 +54,7 @@ pub enum Applied {
 /// A verified callback to store and apply.
 #[derive(Debug, Clone)]
 pub struct Incoming<'a> {
-    pub channel: &'a str,
+    pub channel: Channel,
     pub event_id: &'a str,
     pub event_type: &'a str,
     pub out_order_no: Option<&'a str>,
@@ -96,11 +96,7 @@ pub fn record_callback(
             None => None,
         };
         let verdict = match &current {
-            Some(p) => {
-                let state = PaymentState::parse(&p.state)
-                    .ok_or_else(|| super::DbError::Corrupt(format!("payment {} state {}", p.out_order_no, p.state)))?;
-                payment::apply(state, p.transaction_id.as_deref(), &event.reported)
-            }
+            Some(p) => payment::apply(p.state, p.transaction_id.as_deref(), &event.reported),
             None => Verdict::Ignored("about no payment"),
         };
         let inserted = write_tx(conn, |conn| -> DbResult<usize> {
@@ -127,7 +123,7 @@ pub fn record_callback(
         if let Verdict::Apply { to, changes } | Verdict::Anomaly { to, changes, .. } = &verdict {
             diesel::update(payments::table.find(&p.out_order_no))
                 .set((
-                    payments::state.eq(to.as_str()),
+                    payments::state.eq(*to),
                     changes.platform_order_id.as_ref().map(|v| payments::platform_order_id.eq(v)),
                     changes.payer_id.as_ref().map(|v| payments::payer_id.eq(v)),
                     changes.amount_fen.map(|v| payments::amount_fen.eq(v)),
@@ -154,7 +150,7 @@ pub fn record_callback(
             super::outbox::enqueue(conn, crate::mq::topics::PAYMENT_RELEASE, &message, None)?;
         }
         if let Verdict::Anomaly { reason, .. } = &verdict {
-            let spec = crate::domain::alert::payment_anomaly(event.channel, &p.out_order_no, reason);
+            let spec = crate::domain::alert::payment_anomaly(event.channel.as_str(), &p.out_order_no, reason);
             super::alerts::raise(conn, &spec, 1, now)?;
         }
         let order = move_order(conn, &p.out_order_no, &verdict, open_check, now)?;
@@ -181,7 +177,7 @@ fn move_order(
     let moved = match to {
         PaymentState::Authorized => super::orders::authorize(conn, order.id, open_check, now)?,
         PaymentState::Paid => {
-            if super::orders::status_of(&order)? == crate::domain::order::OrderStatus::PaymentFailed {
+            if order.status == crate::domain::order::OrderStatus::PaymentFailed {
                 let message = serde_json::json!({ "order_id": order.id });
                 super::outbox::enqueue(conn, crate::mq::topics::PAYMENT_CAPTURE, &message, None)?;
                 return Ok(None);
@@ -205,13 +201,8 @@ pub fn set_state(
     out_trade_no: Option<&str>,
     now: NaiveDateTime,
 ) -> DbResult<bool> {
-    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-    let n = diesel::update(payments::table.find(out_order_no).filter(payments::state.eq_any(from)))
-        .set((
-            payments::state.eq(to.as_str()),
-            out_trade_no.map(|v| payments::out_trade_no.eq(v)),
-            payments::updated_at.eq(now),
-        ))
+    let n = diesel::update(payments::table.find(out_order_no).filter(payments::state.eq_any(from.to_vec())))
+        .set((payments::state.eq(to), out_trade_no.map(|v| payments::out_trade_no.eq(v)), payments::updated_at.eq(now)))
         .execute(conn)?;
     Ok(n == 1)
 }
@@ -234,10 +225,10 @@ pub fn record_paid(
     transaction_id: &str,
     now: NaiveDateTime,
 ) -> DbResult<bool> {
-    let open = [PaymentState::Created, PaymentState::Authorized, PaymentState::Capturing].map(|s| s.as_str());
+    let open = [PaymentState::Created, PaymentState::Authorized, PaymentState::Capturing];
     let n = diesel::update(payments::table.find(out_order_no).filter(payments::state.eq_any(open)))
         .set((
-            payments::state.eq(PaymentState::Paid.as_str()),
+            payments::state.eq(PaymentState::Paid),
             payments::amount_fen.eq(Some(amount_fen)),
             payments::transaction_id.eq(Some(transaction_id)),
             payments::updated_at.eq(now),

@@ -9,15 +9,8 @@ use super::models::{Order, Refund};
 use super::schema::refunds;
 use super::{AnyConnection, DbResult, alerts, outbox, write_tx};
 use crate::domain::alert::{AlertSpec, Audience, Severity};
+use crate::domain::payment::RefundStatus;
 use crate::mq::topics;
-
-/// Written, not sent yet.
-pub const REQUESTED: &str = "requested";
-/// Sent: the platform has it, or may have it (a request whose answer was lost).
-pub const PROCESSING: &str = "processing";
-pub const SUCCEEDED: &str = "succeeded";
-/// The platform refused or gave up: a person must give the money back another way.
-pub const FAILED: &str = "failed";
 
 /// The alert a failed refund raises.
 pub const REFUND_FAILED: &str = "refund_failed";
@@ -51,10 +44,10 @@ pub fn committed_fen(conn: &mut AnyConnection, order_id: i64) -> DbResult<i64> {
 }
 
 /// Refunds by status (`None`: all), newest first.
-pub fn list(conn: &mut AnyConnection, status: Option<&str>, limit: i64) -> DbResult<Vec<Refund>> {
+pub fn list(conn: &mut AnyConnection, status: Option<RefundStatus>, limit: i64) -> DbResult<Vec<Refund>> {
     let mut q = refunds::table.select(Refund::as_select()).into_boxed();
     if let Some(s) = status {
-        q = q.filter(refunds::status.eq(s.to_string()));
+        q = q.filter(refunds::status.eq(s));
     }
     Ok(q.order(refunds::created_at.desc()).then_order_by(refunds::out_refund_no.desc()).limit(limit).load(conn)?)
 }
@@ -63,9 +56,9 @@ pub fn list(conn: &mut AnyConnection, status: Option<&str>, limit: i64) -> DbRes
 /// `requested`, with a fresh `payment.refund`. False when it is not failed.
 pub fn retry(conn: &mut AnyConnection, out_refund_no: &str, now: NaiveDateTime) -> DbResult<bool> {
     write_tx(conn, |conn| {
-        let n = diesel::update(refunds::table.find(out_refund_no).filter(refunds::status.eq(FAILED)))
+        let n = diesel::update(refunds::table.find(out_refund_no).filter(refunds::status.eq(RefundStatus::Failed)))
             .set((
-                refunds::status.eq(REQUESTED),
+                refunds::status.eq(RefundStatus::Requested),
                 refunds::finished_at.eq(None::<NaiveDateTime>),
                 refunds::updated_at.eq(now),
             ))
@@ -98,7 +91,7 @@ pub fn request(
         case_id,
         amount_fen,
         reason: reason.to_string(),
-        status: REQUESTED.into(),
+        status: RefundStatus::Requested,
         refund_id: None,
         last_error: None,
         requested_by: by.to_string(),
@@ -114,8 +107,8 @@ pub fn request(
 /// The refund is about to go out: `processing` from now on (a later attempt asks the platform
 /// first). False when it has ended meanwhile.
 pub fn mark_sent(conn: &mut AnyConnection, out_refund_no: &str, now: NaiveDateTime) -> DbResult<bool> {
-    let n = diesel::update(refunds::table.find(out_refund_no).filter(refunds::status.eq_any([REQUESTED, PROCESSING])))
-        .set((refunds::status.eq(PROCESSING), refunds::updated_at.eq(now)))
+    let n = diesel::update(refunds::table.find(out_refund_no).filter(refunds::status.eq_any(RefundStatus::OPEN)))
+        .set((refunds::status.eq(RefundStatus::Processing), refunds::updated_at.eq(now)))
         .execute(conn)?;
     Ok(n == 1)
 }
@@ -140,11 +133,11 @@ pub enum Ended {
 /// True when this call ended it.
 pub fn ended(conn: &mut AnyConnection, out_refund_no: &str, how: &Ended, now: NaiveDateTime) -> DbResult<bool> {
     write_tx(conn, |conn| {
-        let open = refunds::table.find(out_refund_no).filter(refunds::status.eq_any([REQUESTED, PROCESSING]));
+        let open = refunds::table.find(out_refund_no).filter(refunds::status.eq_any(RefundStatus::OPEN));
         let n = match how {
             Ended::Succeeded { refund_id } => diesel::update(open)
                 .set((
-                    refunds::status.eq(SUCCEEDED),
+                    refunds::status.eq(RefundStatus::Succeeded),
                     refunds::refund_id.eq(Some(refund_id)),
                     refunds::last_error.eq(None::<String>),
                     refunds::updated_at.eq(now),
@@ -153,7 +146,7 @@ pub fn ended(conn: &mut AnyConnection, out_refund_no: &str, how: &Ended, now: Na
                 .execute(conn)?,
             Ended::Failed { reason } => diesel::update(open)
                 .set((
-                    refunds::status.eq(FAILED),
+                    refunds::status.eq(RefundStatus::Failed),
                     refunds::last_error.eq(Some(reason)),
                     refunds::updated_at.eq(now),
                     refunds::finished_at.eq(Some(now)),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::models::{Lane, RestockTask};
 use super::schema::{lanes, restock_tasks};
 use super::{AnyConnection, DbError, DbResult, orders, write_tx};
-use crate::domain::restock::{LaneStock, lanes_to_restock};
+use crate::domain::restock::{LaneStock, TaskStatus, lanes_to_restock};
 
 /// One lane of a task: how many units to bring (`wanted`) or were put in (`added`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,10 +32,6 @@ pub struct Uncounted {
 /// The alert a new task raises; resolved when the task is done.
 pub const RESTOCK_NEEDED: &str = "restock_needed";
 
-pub const OPEN: &str = "open";
-pub const IN_PROGRESS: &str = "in_progress";
-pub const DONE: &str = "done";
-
 pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<RestockTask>> {
     Ok(restock_tasks::table.find(id).select(RestockTask::as_select()).first(conn).optional()?)
 }
@@ -44,7 +40,7 @@ pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<RestockTask>> 
 pub fn current(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<RestockTask>> {
     Ok(restock_tasks::table
         .filter(restock_tasks::sn.eq(sn))
-        .filter(restock_tasks::status.eq_any([OPEN, IN_PROGRESS]))
+        .filter(restock_tasks::status.eq_any(TaskStatus::CURRENT))
         .select(RestockTask::as_select())
         .first(conn)
         .optional()?)
@@ -52,13 +48,13 @@ pub fn current(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<RestockTas
 
 pub fn list(
     conn: &mut AnyConnection,
-    status: Option<&str>,
+    status: Option<TaskStatus>,
     sn: Option<&str>,
     limit: i64,
 ) -> DbResult<Vec<RestockTask>> {
     let mut q = restock_tasks::table.select(RestockTask::as_select()).into_boxed();
     if let Some(s) = status {
-        q = q.filter(restock_tasks::status.eq(s.to_string()));
+        q = q.filter(restock_tasks::status.eq(s));
     }
     if let Some(sn) = sn {
         q = q.filter(restock_tasks::sn.eq(sn.to_string()));
@@ -103,7 +99,7 @@ pub fn check(conn: &mut AnyConnection, sn: &str, now: NaiveDateTime) -> DbResult
             return Ok(None);
         }
         let created = match &current {
-            Some(t) if t.status == IN_PROGRESS => return Ok(Some((t.clone(), false))),
+            Some(t) if t.status == TaskStatus::InProgress => return Ok(Some((t.clone(), false))),
             Some(t) => {
                 diesel::update(restock_tasks::table.find(t.id))
                     .set((restock_tasks::wanted.eq(json(&need)?), restock_tasks::updated_at.eq(now)))
@@ -114,7 +110,7 @@ pub fn check(conn: &mut AnyConnection, sn: &str, now: NaiveDateTime) -> DbResult
                 diesel::insert_into(restock_tasks::table)
                     .values((
                         restock_tasks::sn.eq(sn),
-                        restock_tasks::status.eq(OPEN),
+                        restock_tasks::status.eq(TaskStatus::Open),
                         restock_tasks::wanted.eq(json(&need)?),
                         restock_tasks::created_at.eq(now),
                         restock_tasks::updated_at.eq(now),
@@ -137,7 +133,7 @@ pub fn begin(conn: &mut AnyConnection, sn: &str, session_id: i64, now: NaiveDate
     let Some(task) = current(conn, sn)? else { return Ok(None) };
     diesel::update(restock_tasks::table.find(task.id))
         .set((
-            restock_tasks::status.eq(IN_PROGRESS),
+            restock_tasks::status.eq(TaskStatus::InProgress),
             restock_tasks::session_id.eq(Some(session_id)),
             restock_tasks::updated_at.eq(now),
         ))
@@ -151,9 +147,13 @@ pub fn release(conn: &mut AnyConnection, session_id: i64, now: NaiveDateTime) ->
     diesel::update(
         restock_tasks::table
             .filter(restock_tasks::session_id.eq(Some(session_id)))
-            .filter(restock_tasks::status.eq(IN_PROGRESS)),
+            .filter(restock_tasks::status.eq(TaskStatus::InProgress)),
     )
-    .set((restock_tasks::status.eq(OPEN), restock_tasks::session_id.eq(None::<i64>), restock_tasks::updated_at.eq(now)))
+    .set((
+        restock_tasks::status.eq(TaskStatus::Open),
+        restock_tasks::session_id.eq(None::<i64>),
+        restock_tasks::updated_at.eq(now),
+    ))
     .execute(conn)?;
     Ok(())
 }
@@ -190,7 +190,7 @@ pub fn finish(
                 lane: a.lane.clone(),
                 product_id: a.product_id,
                 delta: a.qty,
-                reason: "restock",
+                reason: crate::domain::stock::StockReason::Restock,
             })
             .collect();
         orders::change_stock(conn, sn, &changes, (None, Some(session_id), task_id), now)?;
@@ -200,7 +200,7 @@ pub fn finish(
         if let Some(id) = task_id.filter(|_| !nothing) {
             diesel::update(restock_tasks::table.find(id))
                 .set((
-                    restock_tasks::status.eq(DONE),
+                    restock_tasks::status.eq(TaskStatus::Done),
                     restock_tasks::added.eq(Some(record.to_string())),
                     restock_tasks::closed_at.eq(Some(now)),
                     restock_tasks::closed_by.eq(Some(by)),
@@ -208,7 +208,13 @@ pub fn finish(
                 ))
                 .execute(conn)?;
         }
-        super::sessions::close(conn, session_id, "done", Some(&record.to_string()), now)?;
+        super::sessions::close(
+            conn,
+            session_id,
+            crate::domain::session::Outcome::Done,
+            Some(&record.to_string()),
+            now,
+        )?;
         if task_id.is_some() && !nothing {
             super::alerts::resolve(conn, RESTOCK_NEEDED, Some(sn), now)?;
         }

@@ -11,14 +11,16 @@ use super::orders::{self, StockChange};
 use super::schema::{lanes, orders as order_rows, products, review_cases};
 use super::{AnyConnection, DbError, DbResult, refunds, write_tx};
 use crate::domain::order::{OrderEvent, OrderStatus, rebasket};
+use crate::domain::review::{CaseKind, CaseStatus};
 use crate::domain::settlement::Line;
+use crate::domain::stock::StockReason;
 
 /// Open a review case on an order (one open case per order); its id, or the id of the case
 /// already open.
 pub fn open_case(
     conn: &mut AnyConnection,
     order_id: i64,
-    kind: &str,
+    kind: CaseKind,
     reasons: &serde_json::Value,
     by: &str,
     now: NaiveDateTime,
@@ -29,7 +31,7 @@ pub fn open_case(
             .values((
                 review_cases::order_id.eq(order_id),
                 review_cases::kind.eq(kind),
-                review_cases::status.eq("open"),
+                review_cases::status.eq(CaseStatus::Open),
                 review_cases::reasons.eq(&reasons),
                 review_cases::opened_by.eq(by),
                 review_cases::created_at.eq(now),
@@ -44,7 +46,7 @@ pub fn open_case(
     }
     Ok(review_cases::table
         .filter(review_cases::order_id.eq(order_id))
-        .filter(review_cases::status.eq("open"))
+        .filter(review_cases::status.eq(CaseStatus::Open))
         .select(review_cases::id)
         .first(conn)?)
 }
@@ -54,10 +56,10 @@ pub fn find_case(conn: &mut AnyConnection, id: i64) -> DbResult<Option<ReviewCas
 }
 
 /// Cases, oldest first.
-pub fn cases(conn: &mut AnyConnection, status: Option<&str>, limit: i64) -> DbResult<Vec<ReviewCase>> {
+pub fn cases(conn: &mut AnyConnection, status: Option<CaseStatus>, limit: i64) -> DbResult<Vec<ReviewCase>> {
     let mut q = review_cases::table.select(ReviewCase::as_select()).into_boxed();
     if let Some(s) = status {
-        q = q.filter(review_cases::status.eq(s.to_string()));
+        q = q.filter(review_cases::status.eq(s));
     }
     Ok(q.order(review_cases::id.asc()).limit(limit).load(conn)?)
 }
@@ -111,11 +113,11 @@ pub fn resolve_case(
 ) -> Result<Order, ReviewFail> {
     write_tx(conn, |conn| {
         let case = find_case(conn, case_id)?.ok_or(ReviewFail::NotFound)?;
-        if case.status != "open" {
+        if case.status != CaseStatus::Open {
             return Err(ReviewFail::Resolved);
         }
         let order = orders::lock(conn, case.order_id)?.ok_or(ReviewFail::NotFound)?;
-        let status = orders::status_of(&order)?;
+        let status = order.status;
         match (decision, status) {
             (Decision::Charge, OrderStatus::Review) => charge(conn, &order, set, now)?,
             (Decision::Refund, OrderStatus::Paid) => correct_paid(conn, &order, case_id, set, by, note, now)?,
@@ -141,7 +143,7 @@ pub fn resolve_case(
         let resolution = serde_json::json!({ "decision": decision, "lines": set, "note": note }).to_string();
         diesel::update(review_cases::table.find(case_id))
             .set((
-                review_cases::status.eq("resolved"),
+                review_cases::status.eq(CaseStatus::Resolved),
                 review_cases::resolution.eq(Some(resolution)),
                 review_cases::resolved_by.eq(Some(by)),
                 review_cases::resolved_at.eq(Some(now)),
@@ -165,8 +167,10 @@ fn charge(
         orders::write_lines(conn, o.id, &lines)?;
         diesel::update(order_rows::table.find(o.id)).set(order_rows::total_fen.eq(Some(total))).execute(conn)?;
         orders::owe_excess(conn, o, total, now)?;
-        let changes: Vec<StockChange> =
-            orders::basket_changes(&lines, &[]).into_iter().map(|c| StockChange { reason: "review", ..c }).collect();
+        let changes: Vec<StockChange> = orders::basket_changes(&lines, &[])
+            .into_iter()
+            .map(|c| StockChange { reason: StockReason::Review, ..c })
+            .collect();
         orders::book_basket(conn, o, to, &changes, now)
     })?;
     Ok(())
@@ -210,7 +214,7 @@ fn correct_paid(
         let delta = was.map_or(0, |l| l.qty) - now_is.map_or(0, |l| l.qty);
         if delta != 0 {
             let product_id = now_is.map(|l| l.product_id).or(was.map(|l| l.product_id));
-            changes.push(StockChange { lane: lane.clone(), product_id, delta, reason: "review" });
+            changes.push(StockChange { lane: lane.clone(), product_id, delta, reason: StockReason::Review });
         }
     }
     orders::change_stock(conn, &order.sn, &changes, (Some(order.id), order.session_id, None), now)?;

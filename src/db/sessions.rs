@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use super::models::{NewSession, Session};
 use super::schema::sessions;
 use super::{AnyConnection, DbError, DbResult, write_tx};
+use crate::domain::session::Outcome;
 
 /// Open a session; `Ok(Err(open))` when another session already holds the cabinet.
 ///
@@ -17,7 +18,13 @@ pub fn open(conn: &mut AnyConnection, new: &NewSession) -> DbResult<Result<Sessi
         if held.node_id != new.node_id {
             return Ok(Err(held));
         }
-        close(conn, held.id, "abandoned", Some(r#"{"reason":"orphan: not held by the actor"}"#), new.started_at)?;
+        close(
+            conn,
+            held.id,
+            Outcome::Abandoned,
+            Some(r#"{"reason":"orphan: not held by the actor"}"#),
+            new.started_at,
+        )?;
     }
     // In a savepoint: on PostgreSQL a failed statement would otherwise abort the whole
     // transaction, and the read below could not tell the caller who holds the cabinet.
@@ -52,7 +59,7 @@ pub fn current(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<Session>> 
 pub fn close(
     conn: &mut AnyConnection,
     id: i64,
-    outcome: &str,
+    outcome: Outcome,
     detail: Option<&str>,
     at: NaiveDateTime,
 ) -> DbResult<bool> {

@@ -8,6 +8,7 @@ use super::models::{Account, NewUser, User};
 use super::schema::{accounts, users};
 use super::{AnyConnection, DbResult, write_tx};
 use crate::domain::account;
+use crate::domain::payment::Channel;
 
 /// What a login found.
 #[derive(Debug, Clone)]
@@ -27,7 +28,7 @@ pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<(User, Account
         .optional()?)
 }
 
-fn find_by_uid(conn: &mut AnyConnection, channel: &str, uid: &str) -> DbResult<Option<User>> {
+fn find_by_uid(conn: &mut AnyConnection, channel: Channel, uid: &str) -> DbResult<Option<User>> {
     Ok(users::table
         .filter(users::channel.eq(channel))
         .filter(users::platform_uid.eq(uid))
@@ -40,7 +41,7 @@ fn find_by_uid(conn: &mut AnyConnection, channel: &str, uid: &str) -> DbResult<O
 /// and note the login. One transaction: a failure anywhere leaves nothing behind.
 pub fn login(
     conn: &mut AnyConnection,
-    channel: &str,
+    channel: Channel,
     uid: &str,
     unionid: Option<&str>,
     bind_channel: &str,

@@ -8,17 +8,12 @@ use serde::Serialize;
 
 use super::schema::weight_log;
 use super::{AnyConnection, DbResult, write_tx};
+use crate::domain::weight::ReadingKind;
 
 /// Rows per INSERT statement: 7 bound parameters a row keeps one statement at 7,000 parameters,
 /// under SQLite's limit (32,766 in the bundled build; 999 before 3.32) and PostgreSQL's 65,535,
 /// while still amortising the statement over many rows.
 pub const ROWS_PER_STATEMENT: usize = 1000;
-
-/// What a reading is: the `kind` column.
-pub const KIND_CLOSED: &str = "closed";
-pub const KIND_OPEN: &str = "open";
-pub const KIND_AFTER_CLOSE: &str = "after_close";
-pub const KIND_SNAPSHOT: &str = "snapshot";
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = weight_log)]
@@ -29,8 +24,7 @@ pub struct NewWeightRow {
     pub sn: String,
     /// The session the reading belongs to; `None` for closed-door readings outside a session.
     pub session_id: Option<i64>,
-    /// One of the `KIND_*` constants.
-    pub kind: String,
+    pub kind: ReadingKind,
     /// When Heft received it (UTC).
     pub recorded_at: NaiveDateTime,
     /// The frame's `ts` (cabinet clock, Unix ms), when it had one.
@@ -47,7 +41,7 @@ pub struct WeightLogRow {
     pub id: i64,
     pub sn: String,
     pub session_id: Option<i64>,
-    pub kind: String,
+    pub kind: ReadingKind,
     pub recorded_at: NaiveDateTime,
     pub device_ts: Option<i64>,
     pub counts: String,

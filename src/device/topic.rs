@@ -1,6 +1,8 @@
 //! MQTT topics of device protocol v1: `cabinets/{sn}/up/{kind}` and `cabinets/{sn}/down/{kind}`.
 
 use crate::domain::cabinet::Sn;
+pub use crate::domain::command::DownKind;
+use crate::domain::names::named_enum;
 
 /// The bridge reads every topic, so that frames on topics outside the protocol are counted
 /// (a misconfigured or misbehaving device shows up in the metrics instead of vanishing).
@@ -12,58 +14,15 @@ pub fn is_down(topic: &[u8]) -> bool {
     matches!((parts.next(), parts.next(), parts.next()), (Some(b"cabinets"), Some(_), Some(b"down")))
 }
 
-/// What a cabinet sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UpKind {
-    Login,
-    Heartbeat,
-    Weight,
-    Door,
-    Ack,
-    Event,
-}
-
-impl UpKind {
-    pub const ALL: [UpKind; 6] =
-        [UpKind::Login, UpKind::Heartbeat, UpKind::Weight, UpKind::Door, UpKind::Ack, UpKind::Event];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpKind::Login => "login",
-            UpKind::Heartbeat => "heartbeat",
-            UpKind::Weight => "weight",
-            UpKind::Door => "door",
-            UpKind::Ack => "ack",
-            UpKind::Event => "event",
-        }
-    }
-
-    fn parse(s: &str) -> Option<UpKind> {
-        UpKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-/// What Heft sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DownKind {
-    LoginAck,
-    Open,
-    PriceTags,
-    Calibrate,
-    Config,
-    Reboot,
-}
-
-impl DownKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DownKind::LoginAck => "login_ack",
-            DownKind::Open => "open",
-            DownKind::PriceTags => "price_tags",
-            DownKind::Calibrate => "calibrate",
-            DownKind::Config => "config",
-            DownKind::Reboot => "reboot",
-        }
+named_enum! {
+    /// What a cabinet sends (`cabinets/{sn}/up/{kind}`).
+    pub enum UpKind {
+        Login = "login",
+        Heartbeat = "heartbeat",
+        Weight = "weight",
+        Door = "door",
+        Ack = "ack",
+        Event = "event",
     }
 }
 
@@ -107,7 +66,7 @@ mod tests {
 
     #[test]
     fn parses_every_upstream_kind() {
-        for kind in UpKind::ALL {
+        for &kind in UpKind::ALL {
             let t = up("CAB-001", kind);
             assert_eq!(parse_up(t.as_bytes()), Ok((Sn::parse("CAB-001").expect("sn"), kind)));
         }

@@ -1,39 +1,25 @@
 //! Alerts for people: who should act (audience), how urgent, and a stable code.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
-    /// Operators watching the fleet and the platform.
-    Ops,
-    /// Field staff who visit cabinets.
-    Maintenance,
-    /// Whoever investigates forged or replayed traffic.
-    Security,
-}
+use super::names::named_enum;
 
-impl Audience {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Audience::Ops => "ops",
-            Audience::Maintenance => "maintenance",
-            Audience::Security => "security",
-        }
+named_enum! {
+    /// Who should act on an alert.
+    pub enum Audience {
+        /// Operators watching the fleet and the platform.
+        Ops = "ops",
+        /// Field staff who visit cabinets.
+        Maintenance = "maintenance",
+        /// Whoever investigates forged or replayed traffic.
+        Security = "security",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
+named_enum! {
+    /// How urgent an alert is.
+    pub enum Severity {
+        Info = "info",
+        Warning = "warning",
+        Critical = "critical",
     }
 }
 

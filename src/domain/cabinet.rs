@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::names::named_enum;
+
 /// A cabinet serial number. It is the MQTT client id, the username and a topic level, so it is
 /// restricted to characters that are safe in all three: ASCII letters, digits, `-` and `_`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,30 +46,27 @@ impl fmt::Display for Sn {
     }
 }
 
-/// Where a cabinet is in its life. Whether it is reachable is [`super::liveness::Liveness`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CabinetStatus {
-    /// Provisioned, perhaps connected, but not yet configured and calibrated: cannot sell.
-    Initializing,
-    /// Configured and calibrated: sells while its liveness is `online`.
-    Ready,
-    /// Taken out of service by an operator.
-    Disabled,
+named_enum! {
+    /// Where a cabinet is in its life. Whether it is reachable is [`super::liveness::Liveness`].
+    pub enum CabinetStatus {
+        /// Provisioned, perhaps connected, but not yet configured and calibrated: cannot sell.
+        Initializing = "initializing",
+        /// Configured and calibrated: sells while its liveness is `online`.
+        Ready = "ready",
+        /// Taken out of service by an operator.
+        Disabled = "disabled",
+    }
 }
 
-impl CabinetStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CabinetStatus::Initializing => "initializing",
-            CabinetStatus::Ready => "ready",
-            CabinetStatus::Disabled => "disabled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CabinetStatus> {
-        [CabinetStatus::Initializing, CabinetStatus::Ready, CabinetStatus::Disabled]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+named_enum! {
+    /// What a cabinet event records (`cabinet_events.kind`).
+    pub enum CabinetEventKind {
+        /// A login was accepted.
+        Login = "login",
+        /// Liveness changed (`from_state`, `to_state` are liveness words).
+        Liveness = "liveness",
+        /// The lifecycle status changed (`from_state`, `to_state` are status words).
+        Status = "status",
     }
 }
 

@@ -5,26 +5,15 @@
 //! at least once in the window. Counting heartbeats instead would let a cabinet that beats a little
 //! fast hide one that is silent, and one that beats a little slow look like a fleet problem.
 
-/// Whether a cabinet is reachable. Independent of its lifecycle status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Liveness {
-    Online,
-    /// Silent, but the fleet as a whole is quiet too: probably our fault; decided next round.
-    Suspect,
-    Offline,
-}
+use super::names::named_enum;
 
-impl Liveness {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Liveness::Online => "online",
-            Liveness::Suspect => "suspect",
-            Liveness::Offline => "offline",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Liveness> {
-        [Liveness::Online, Liveness::Suspect, Liveness::Offline].into_iter().find(|l| l.as_str() == s)
+named_enum! {
+    /// Whether a cabinet is reachable. Independent of its lifecycle status.
+    pub enum Liveness {
+        Online = "online",
+        /// Silent, but the fleet as a whole is quiet too: probably our fault; decided next round.
+        Suspect = "suspect",
+        Offline = "offline",
     }
 }
 

@@ -1,8 +1,7 @@
 //! Operator accounts: roles, and what a username and a password must look like.
 
-use serde::{Deserialize, Serialize};
-
-use crate::domain::validation::{FieldError, FieldErrors};
+use super::names::named_enum;
+use super::validation::{FieldError, FieldErrors};
 
 pub const USERNAME_MIN_CHARS: usize = 3;
 pub const USERNAME_MAX_CHARS: usize = 32;
@@ -12,40 +11,18 @@ pub const PASSWORD_MAX_CHARS: usize = 128;
 /// The lowest `auth.min_password_len` the configuration may set.
 pub const PASSWORD_MIN_FLOOR: usize = 8;
 
-/// What an operator may do. Which routes each role may call is stated on the route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything, including operator accounts.
-    Admin,
-    /// Runs the fleet: catalogue, cabinet configuration, calibration.
-    Operator,
-    /// Refills lanes.
-    Restocker,
-    /// Repairs and calibrates cabinets.
-    Maintainer,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Restocker, Role::Maintainer];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Restocker => "restocker",
-            Role::Maintainer => "maintainer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// What an operator may do. Which routes each role may call is stated on the route.
+    #[derive(PartialOrd, Ord)]
+    pub enum Role {
+        /// Everything, including operator accounts.
+        Admin = "admin",
+        /// Runs the fleet: catalogue, cabinet configuration, calibration.
+        Operator = "operator",
+        /// Refills lanes.
+        Restocker = "restocker",
+        /// Repairs and calibrates cabinets.
+        Maintainer = "maintainer",
     }
 }
 
@@ -103,7 +80,7 @@ mod tests {
 
     #[test]
     fn roles_round_trip() {
-        for r in Role::ALL {
+        for &r in Role::ALL {
             assert_eq!(Role::parse(r.as_str()), Some(r));
             assert_eq!(serde_json::to_value(r).expect("serializes"), serde_json::json!(r.as_str()));
             assert_eq!(serde_json::from_value::<Role>(serde_json::json!(r.as_str())).expect("parses"), r);

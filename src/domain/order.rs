@@ -8,69 +8,40 @@
 //! calls for an action is a confirmation for an order already cancelled: the door must never open,
 //! and the pre-authorisation must be released ([`Stay::ReleaseNeeded`]).
 
-use serde::{Deserialize, Serialize};
-
 use super::cabinet::CabinetStatus;
 use super::liveness::Liveness;
+use super::names::named_enum;
 
-/// Where an order stands, as stored (`orders.status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    /// Scanned (未操作): waiting for the shopper to authorise the pre-authorisation.
-    Created,
-    /// The platform confirmed the pre-authorisation; the door is being opened.
-    Authorized,
-    /// The door is open; the shopper is choosing.
-    DoorOpen,
-    /// The door closed; waiting for every lane to be stable.
-    Settling,
-    /// Lines and total fixed; the charge is on its way to the platform.
-    Paying,
-    /// The money moved.
-    Paid,
-    /// Ended before the door opened (auth timeout, door never opened, shopper cancelled).
-    Cancelled,
-    /// Nothing was taken; the pre-authorisation is released.
-    NoPurchase,
-    /// The weights were ambiguous: a person sets the lines.
-    Review,
-    /// The charge failed: the amount is debt on the account and the charge is retried.
-    PaymentFailed,
+named_enum! {
+    /// Where an order stands, as stored (`orders.status`).
+    pub enum OrderStatus {
+        /// Scanned (未操作): waiting for the shopper to authorise the pre-authorisation.
+        Created = "created",
+        /// The platform confirmed the pre-authorisation; the door is being opened.
+        Authorized = "authorized",
+        /// The door is open; the shopper is choosing.
+        DoorOpen = "door_open",
+        /// The door closed; waiting for every lane to be stable.
+        Settling = "settling",
+        /// Lines and total fixed; the charge is on its way to the platform.
+        Paying = "paying",
+        /// The money moved.
+        Paid = "paid",
+        /// Ended before the door opened (auth timeout, door never opened, shopper cancelled).
+        Cancelled = "cancelled",
+        /// Nothing was taken; the pre-authorisation is released.
+        NoPurchase = "no_purchase",
+        /// The weights were ambiguous: a person sets the lines.
+        Review = "review",
+        /// The charge failed: the amount is debt on the account and the charge is retried.
+        PaymentFailed = "payment_failed",
+    }
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 10] = [
-        OrderStatus::Created,
-        OrderStatus::Authorized,
-        OrderStatus::DoorOpen,
-        OrderStatus::Settling,
-        OrderStatus::Paying,
-        OrderStatus::Paid,
-        OrderStatus::Cancelled,
-        OrderStatus::NoPurchase,
-        OrderStatus::Review,
-        OrderStatus::PaymentFailed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Created => "created",
-            OrderStatus::Authorized => "authorized",
-            OrderStatus::DoorOpen => "door_open",
-            OrderStatus::Settling => "settling",
-            OrderStatus::Paying => "paying",
-            OrderStatus::Paid => "paid",
-            OrderStatus::Cancelled => "cancelled",
-            OrderStatus::NoPurchase => "no_purchase",
-            OrderStatus::Review => "review",
-            OrderStatus::PaymentFailed => "payment_failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<OrderStatus> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
+    /// Statuses in which the shopper is at the cabinet (the partial unique index `orders_one_open`).
+    pub const AT_CABINET: [OrderStatus; 4] =
+        [OrderStatus::Created, OrderStatus::Authorized, OrderStatus::DoorOpen, OrderStatus::Settling];
 
     /// Nothing moves the order on. `review` and `payment_failed` are not final: a person (the
     /// review queue) or a retry (the capture consumer) still moves them, so a run that waits for
@@ -401,7 +372,7 @@ mod tests {
 
     #[test]
     fn status_round_trip() {
-        for s in OrderStatus::ALL {
+        for &s in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::Value::from(s.as_str())));
         }
@@ -410,7 +381,7 @@ mod tests {
 
     #[test]
     fn final_statuses() {
-        let finals: Vec<_> = OrderStatus::ALL.into_iter().filter(|s| s.is_final()).collect();
+        let finals: Vec<_> = OrderStatus::ALL.iter().copied().filter(|s| s.is_final()).collect();
         assert_eq!(finals, vec![Paid, Cancelled, NoPurchase]);
     }
 

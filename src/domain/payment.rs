@@ -8,42 +8,60 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a pre-authorisation stands, as Heft records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentState {
-    /// Asked for; the shopper has not confirmed.
-    Created,
-    /// The shopper confirmed (Pay Score USER_CONFIRM, Alipay freeze SUCCESS).
-    Authorized,
-    /// Charged; the platform is collecting.
-    Capturing,
-    /// The money moved.
-    Paid,
-    /// Cancelled or released before any charge.
-    Cancelled,
+use super::names::named_enum;
+
+named_enum! {
+    /// Which platform.
+    pub enum Channel {
+        /// WeChat Pay Score.
+        Wechat = "wechat",
+        /// Alipay fund-auth pre-authorisation.
+        Alipay = "alipay",
+    }
 }
 
-impl PaymentState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentState::Created => "created",
-            PaymentState::Authorized => "authorized",
-            PaymentState::Capturing => "capturing",
-            PaymentState::Paid => "paid",
-            PaymentState::Cancelled => "cancelled",
-        }
+named_enum! {
+    /// Where a pre-authorisation stands, as Heft records it.
+    pub enum PaymentState {
+        /// Asked for; the shopper has not confirmed.
+        Created = "created",
+        /// The shopper confirmed (Pay Score USER_CONFIRM, Alipay freeze SUCCESS).
+        Authorized = "authorized",
+        /// Charged; the platform is collecting.
+        Capturing = "capturing",
+        /// The money moved.
+        Paid = "paid",
+        /// Cancelled or released before any charge.
+        Cancelled = "cancelled",
     }
+}
 
-    pub fn parse(s: &str) -> Option<PaymentState> {
-        Some(match s {
-            "created" => PaymentState::Created,
-            "authorized" => PaymentState::Authorized,
-            "capturing" => PaymentState::Capturing,
-            "paid" => PaymentState::Paid,
-            "cancelled" => PaymentState::Cancelled,
-            _ => return None,
-        })
+named_enum! {
+    /// Where a refund stands.
+    pub enum RefundStatus {
+        /// Written, not sent yet.
+        Requested = "requested",
+        /// Sent: the platform has it, or may have it (a request whose answer was lost).
+        Processing = "processing",
+        Succeeded = "succeeded",
+        /// The platform refused or gave up: a person must give the money back another way.
+        Failed = "failed",
+    }
+}
+
+impl RefundStatus {
+    /// Not ended: still to be sent, or on its way.
+    pub const OPEN: [RefundStatus; 2] = [RefundStatus::Requested, RefundStatus::Processing];
+}
+
+named_enum! {
+    /// What one callback did, as stored with it (`payment_events.outcome`).
+    pub enum EventOutcome {
+        Applied = "applied",
+        AlreadyApplied = "already_applied",
+        Ignored = "ignored",
+        ReleaseNeeded = "release_needed",
+        Anomaly = "anomaly",
     }
 }
 
@@ -90,14 +108,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// The word stored with the event (`payment_events.outcome`).
-    pub fn outcome(&self) -> &'static str {
+    /// What is stored with the event (`payment_events.outcome`).
+    pub fn outcome(&self) -> EventOutcome {
         match self {
-            Verdict::Apply { .. } | Verdict::RefundEnded => "applied",
-            Verdict::AlreadyApplied => "already_applied",
-            Verdict::Ignored(_) => "ignored",
-            Verdict::ReleaseNeeded => "release_needed",
-            Verdict::Anomaly { .. } => "anomaly",
+            Verdict::Apply { .. } | Verdict::RefundEnded => EventOutcome::Applied,
+            Verdict::AlreadyApplied => EventOutcome::AlreadyApplied,
+            Verdict::Ignored(_) => EventOutcome::Ignored,
+            Verdict::ReleaseNeeded => EventOutcome::ReleaseNeeded,
+            Verdict::Anomaly { .. } => EventOutcome::Anomaly,
         }
     }
 }

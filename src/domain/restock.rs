@@ -5,6 +5,25 @@
 //! wrong — negative after a mis-settled order, or above capacity after a miscount — so the rules
 //! here never ask for a negative fill nor for more than a lane holds.
 
+use super::names::named_enum;
+
+named_enum! {
+    /// Where a restock task stands (`restock_tasks.status`).
+    pub enum TaskStatus {
+        /// Waiting for a restocker.
+        Open = "open",
+        /// A restock session is working on it.
+        InProgress = "in_progress",
+        /// What was put in is counted and booked.
+        Done = "done",
+    }
+}
+
+impl TaskStatus {
+    /// Not done yet: the cabinet's current task, if it has one.
+    pub const CURRENT: [TaskStatus; 2] = [TaskStatus::Open, TaskStatus::InProgress];
+}
+
 /// One lane's restock facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaneStock {

@@ -3,6 +3,22 @@
 
 use std::collections::VecDeque;
 
+use super::names::named_enum;
+
+named_enum! {
+    /// What a reading was taken during (`weight_log.kind`).
+    pub enum ReadingKind {
+        /// The doors are closed and have been for a while.
+        Closed = "closed",
+        /// A door is open.
+        Open = "open",
+        /// The fast readings right after the last door closed.
+        AfterClose = "after_close",
+        /// The reading sent with a door event.
+        Snapshot = "snapshot",
+    }
+}
+
 /// Calibration of one load-cell channel, as found by the tare and span steps.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LaneCalibration {

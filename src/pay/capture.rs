@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{CaptureLine, CaptureOutcome, CaptureRequest, Channel, Gateways, PayError, PaymentGateway, PlatformState};
+use super::{CaptureLine, CaptureOutcome, CaptureRequest, Gateways, PayError, PaymentGateway, PlatformState};
 use crate::cache::Cache;
 use crate::config::OrdersConfig;
 use crate::db::models::{Order, Payment};
@@ -160,19 +160,16 @@ impl Capture {
             })
             .await?
             .ok_or_else(|| CaptureError::Broken(format!("order {id} or its payment not found")))?;
-        let status = orders::status_of(&order)?;
+        let status = order.status;
         if !matches!(status, OrderStatus::Paying | OrderStatus::PaymentFailed) {
             return Ok(());
         }
-        let channel = Channel::parse(&payment.channel).ok_or_else(|| {
-            CaptureError::Broken(format!("payment {} channel {}", payment.out_order_no, payment.channel))
-        })?;
-        let gateway = self.gateways.get(channel);
+        let gateway = self.gateways.get(payment.channel);
         let trade_no = orders::out_trade_no(&order.out_order_no);
-        let state = PaymentState::parse(&payment.state);
+        let state = payment.state;
         // An earlier attempt may have reached the platform: its answer decides.
         let tried = payment.out_trade_no.is_some() || status == OrderStatus::PaymentFailed;
-        if (state == Some(PaymentState::Paid) || tried) && self.follow_platform(gateway, &order, status, round).await? {
+        if (state == PaymentState::Paid || tried) && self.follow_platform(gateway, &order, status, round).await? {
             return Ok(());
         }
         // The platform charges at most what it holds; a basket over the cap is charged as one

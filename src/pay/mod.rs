@@ -20,36 +20,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-/// Which platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Wechat,
-    Alipay,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Wechat => "wechat",
-            Channel::Alipay => "alipay",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Channel> {
-        match s {
-            "wechat" => Some(Channel::Wechat),
-            "alipay" => Some(Channel::Alipay),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::domain::payment::Channel;
 
 /// Why a platform call failed, in the three ways a caller must treat differently.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,10 +9,11 @@
 
 use async_trait::async_trait;
 
-use super::{Channel, Gateways, PayError, RefundRequest, RefundState};
+use super::{Gateways, PayError, RefundRequest, RefundState};
 use crate::config::OrdersConfig;
 use crate::db::refunds::{self, Ended};
 use crate::db::{self, Db, DbError, orders, outbox, payments};
+use crate::domain::payment::RefundStatus;
 use crate::mq::{Handler, HandlerError, Message, topics};
 
 pub struct RefundHandler {
@@ -75,12 +76,9 @@ impl RefundHandler {
         let Some((refund, payment, order)) = found else {
             return Err(PayError::Permanent(format!("refund {no}, its payment or its order not found")));
         };
-        if !matches!(refund.status.as_str(), refunds::REQUESTED | refunds::PROCESSING) {
+        if !RefundStatus::OPEN.contains(&refund.status) {
             return Ok(());
         }
-        let channel = Channel::parse(&payment.channel).ok_or_else(|| {
-            PayError::Permanent(format!("payment {} channel {}", payment.out_order_no, payment.channel))
-        })?;
         let transaction_id = payment.transaction_id.clone().ok_or_else(|| {
             PayError::Permanent(format!("payment {} has no transaction to refund", payment.out_order_no))
         })?;
@@ -93,10 +91,13 @@ impl RefundHandler {
             refund_fen: refund.amount_fen,
             reason: refund.reason.clone(),
         };
-        let gateway = self.gateways.get(channel);
+        let gateway = self.gateways.get(payment.channel);
         // Sent before (the answer may have been lost): the platform's word first.
-        let mut state =
-            if refund.status == refunds::PROCESSING { gateway.query_refund(&req).await? } else { RefundState::Unknown };
+        let mut state = if refund.status == RefundStatus::Processing {
+            gateway.query_refund(&req).await?
+        } else {
+            RefundState::Unknown
+        };
         if state == RefundState::Unknown {
             let key = no.to_string();
             let sent =

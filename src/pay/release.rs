@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Channel, Gateways, PayError, PlatformState};
+use super::{Gateways, PayError, PlatformState};
 use crate::db::{Db, consumed, payments};
 use crate::mq::{Handler, HandlerError, Message, topics};
 
@@ -56,8 +56,7 @@ impl Handler for ReleaseHandler {
             .run(move |c| payments::find(c, &key))
             .await?
             .ok_or_else(|| HandlerError::Failed(format!("payment {no} not found")))?;
-        let channel = Channel::parse(&payment.channel)
-            .ok_or_else(|| HandlerError::Failed(format!("payment {no} has channel {}", payment.channel)))?;
+        let channel = payment.channel;
         let gateway = self.gateways.get(channel);
         let held = match gateway.query(&no, payment.out_trade_no.as_deref()).await {
             Ok(PlatformState::Cancelled) => None,

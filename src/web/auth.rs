@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use super::{ApiError, AppState};
 use crate::config::AuthConfig;
-use crate::db::{self, DbError, operators};
+use crate::db::{self, operators};
 use crate::domain::operator::{self, Role};
 use crate::secrets::{self, SealKey};
 
@@ -290,9 +290,7 @@ impl FromRequest for OpsUser {
             if !op.active {
                 return Err(ApiError::Unauthorized("account disabled".into()));
             }
-            let role =
-                Role::parse(&op.role).ok_or_else(|| ApiError::from(DbError::Corrupt(format!("role {:?}", op.role))))?;
-            Ok(OpsUser { id: op.id, username: op.username, role, route })
+            Ok(OpsUser { id: op.id, username: op.username, role: op.role, route })
         })
     }
 }
@@ -354,7 +352,7 @@ pub async fn login(state: web::Data<AppState>, body: web::Json<LoginRequest>) ->
     if !op.active {
         return Err(ApiError::Unauthorized("account disabled".into()));
     }
-    let role = Role::parse(&op.role).ok_or_else(|| ApiError::from(DbError::Corrupt(format!("role {:?}", op.role))))?;
+    let role = op.role;
     let id = op.id;
     state.svc.db.write(move |c| operators::record_login(c, id, db::now())).await?;
     let (token, expires_at) = state.auth.tokens.issue(op.id, &op.username, role)?;

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
 use super::ops::{page_limit, utc};
 use super::{ApiError, AppState};
-use crate::db::outbox::{self, OutboxRow};
+use crate::db::outbox::{self, OutboxRow, OutboxStatus};
 
 #[derive(Debug, Deserialize)]
 pub struct MessagesQuery {
     /// `dead` (default) or `pending`.
-    pub status: Option<String>,
+    pub status: Option<OutboxStatus>,
     pub limit: Option<i64>,
 }
 
@@ -21,7 +21,7 @@ pub struct MessageOut {
     pub id: String,
     pub topic: String,
     pub payload: serde_json::Value,
-    pub status: String,
+    pub status: OutboxStatus,
     pub attempts: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub deliver_at: Option<DateTime<Utc>>,
@@ -53,11 +53,11 @@ pub async fn list(
     user.require(ANY_ROLE)?;
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
-    let status = match q.status.as_deref().unwrap_or(outbox::DEAD) {
-        s @ (outbox::DEAD | outbox::PENDING) => s.to_string(),
+    let status = match q.status.unwrap_or(OutboxStatus::Dead) {
+        s @ (OutboxStatus::Dead | OutboxStatus::Pending) => s,
         other => return Err(ApiError::BadRequest(format!("status must be dead or pending, got {other}"))),
     };
-    let rows = state.svc.db.run(move |c| outbox::list(c, &status, limit)).await?;
+    let rows = state.svc.db.run(move |c| outbox::list(c, status, limit)).await?;
     let messages: Vec<MessageOut> = rows.into_iter().map(message_out).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "messages": messages })))
 }

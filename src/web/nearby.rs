@@ -23,8 +23,10 @@ pub struct NearbyQuery {
 pub struct NearbyCabinet {
     pub sn: String,
     pub distance_m: f64,
-    pub status: String,
-    pub liveness: String,
+    #[schema(value_type = String)]
+    pub status: CabinetStatus,
+    #[schema(value_type = String)]
+    pub liveness: Liveness,
     /// Ready and online: a shopper can buy from it now.
     pub sellable: bool,
     pub address: Option<String>,
@@ -82,7 +84,7 @@ pub async fn nearby(state: web::Data<AppState>, q: web::Query<NearbyQuery>) -> R
         // A cabinet deleted since it was indexed is left out.
         .filter_map(|(hit, row)| row.map(|r| (hit, r)))
         .map(|(hit, r)| NearbyCabinet {
-            sellable: r.status == CabinetStatus::Ready.as_str() && r.liveness == Liveness::Online.as_str(),
+            sellable: r.status == CabinetStatus::Ready && r.liveness == Liveness::Online,
             has_stock: stocked.contains(&r.sn),
             distance_m: hit.distance_m.round(),
             sn: r.sn,

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ADMINS, OpsUser};
 use super::ops::utc;
 use super::{ApiError, AppState};
+use crate::db;
 use crate::db::models::{NewOperator, Operator};
 use crate::db::operators::{self, OperatorChange, OperatorError};
-use crate::db::{self, DbError};
 use crate::domain::operator::{self, Role};
 use crate::domain::validation::FieldError;
 
@@ -25,20 +25,17 @@ pub struct OperatorOut {
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
-impl TryFrom<Operator> for OperatorOut {
-    type Error = ApiError;
-
-    fn try_from(o: Operator) -> Result<Self, ApiError> {
-        let role = Role::parse(&o.role).ok_or_else(|| DbError::Corrupt(format!("role {:?}", o.role)))?;
-        Ok(OperatorOut {
+impl From<Operator> for OperatorOut {
+    fn from(o: Operator) -> Self {
+        OperatorOut {
             id: o.id,
             username: o.username,
-            role,
+            role: o.role,
             active: o.active,
             created_at: o.created_at.and_utc(),
             updated_at: o.updated_at.and_utc(),
             last_login_at: utc(o.last_login_at),
-        })
+        }
     }
 }
 
@@ -92,24 +89,17 @@ pub async fn create(
     }
     let password_hash = state.auth.hash_password(password).await?;
     let at = db::now();
-    let new = NewOperator {
-        username,
-        password_hash,
-        role: role.as_str().into(),
-        active: true,
-        created_at: at,
-        updated_at: at,
-    };
+    let new = NewOperator { username, password_hash, role, active: true, created_at: at, updated_at: at };
     let created = state.svc.db.write(move |c| operators::create(c, &new)).await?;
     tracing::info!(by = %user.username, operator = %created.username, role = %created.role, "operator created");
-    Ok(HttpResponse::Created().json(OperatorOut::try_from(created)?))
+    Ok(HttpResponse::Created().json(OperatorOut::from(created)))
 }
 
 /// `GET /ops/operators` → every operator, by id. Roles: admin.
 pub async fn list(user: OpsUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     user.require(ADMINS)?;
     let rows = state.svc.db.run(operators::list).await?;
-    let out = rows.into_iter().map(OperatorOut::try_from).collect::<Result<Vec<_>, _>>()?;
+    let out: Vec<OperatorOut> = rows.into_iter().map(OperatorOut::from).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "operators": out })))
 }
 
@@ -153,5 +143,5 @@ pub async fn patch(
         by = %user.username, operator = %updated.username, role = %updated.role, active = updated.active,
         changed_password, "operator changed"
     );
-    Ok(HttpResponse::Ok().json(OperatorOut::try_from(updated)?))
+    Ok(HttpResponse::Ok().json(OperatorOut::from(updated)))
 }

@@ -24,9 +24,9 @@ pub struct CabinetOut {
     #[serde(rename = "type")]
     pub cabinet_type: String,
     /// Lifecycle: `initializing` until configured and calibrated, then `ready`; or `disabled`.
-    pub status: String,
+    pub status: CabinetStatus,
     /// Reachability: `online`, `suspect` or `offline`.
-    pub liveness: String,
+    pub liveness: Liveness,
     /// Ready and online: a shopper may use it.
     pub sellable: bool,
     /// The node holding its connection, as of its last login.
@@ -58,7 +58,7 @@ pub(super) fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
 }
 
 fn cabinet_out(c: Cabinet, facts: &HashMap<String, String>) -> CabinetOut {
-    let sellable = c.status == CabinetStatus::Ready.as_str() && c.liveness == Liveness::Online.as_str();
+    let sellable = c.status == CabinetStatus::Ready && c.liveness == Liveness::Online;
     CabinetOut {
         sellable,
         last_heartbeat_at: facts

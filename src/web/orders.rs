@@ -20,7 +20,9 @@ use crate::actors::registry::Lookup;
 use crate::db::models::{Order, OrderLine, Refund};
 use crate::db::{self, DbError, orders, payments};
 use crate::domain::cabinet::Sn;
-use crate::domain::order::{OrderEvent, ScanRefusal};
+use crate::domain::order::{OrderEvent, OrderStatus, ScanRefusal};
+use crate::domain::payment::RefundStatus;
+use crate::domain::review::CaseKind;
 use crate::domain::validation::FieldError;
 use crate::pay::{Channel, PayError, PreauthRequest};
 
@@ -66,10 +68,12 @@ pub struct OrderView {
     pub id: i64,
     pub sn: String,
     pub door: i32,
-    pub channel: String,
+    #[schema(value_type = String)]
+    pub channel: Channel,
     /// created, authorized, door_open, settling, paying, paid, cancelled, no_purchase, review,
     /// payment_failed.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: OrderStatus,
     pub out_order_no: String,
     /// The most the pre-authorisation covers, fen.
     pub cap_fen: i64,
@@ -106,7 +110,8 @@ pub struct RefundView {
     pub out_refund_no: String,
     pub amount_fen: i64,
     /// requested, processing, succeeded, failed.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: RefundStatus,
     pub reason: String,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -117,7 +122,7 @@ impl From<&Refund> for RefundView {
         RefundView {
             out_refund_no: r.out_refund_no.clone(),
             amount_fen: r.amount_fen,
-            status: r.status.clone(),
+            status: r.status,
             reason: r.reason.clone(),
             created_at: r.created_at.and_utc(),
             finished_at: r.finished_at.map(|t| t.and_utc()),
@@ -135,14 +140,14 @@ impl OrderView {
             id: o.id,
             sn: o.sn.clone(),
             door: o.door,
-            channel: o.channel.clone(),
-            status: o.status.clone(),
+            channel: o.channel,
+            status: o.status,
             out_order_no: o.out_order_no.clone(),
             cap_fen: o.cap_fen,
             total_fen: o.total_fen,
             paid_fen: o.paid_fen,
             debt_fen: o.debt_fen,
-            refunded_fen: refunds.iter().filter(|r| r.status == db::refunds::SUCCEEDED).map(|r| r.amount_fen).sum(),
+            refunded_fen: refunds.iter().filter(|r| r.status == RefundStatus::Succeeded).map(|r| r.amount_fen).sum(),
             lines: lines.iter().map(LineView::from).collect(),
             refunds: refunds.iter().map(RefundView::from).collect(),
             before_g: json(o.before_g.as_deref()),
@@ -374,7 +379,7 @@ pub async fn appeal(
         return Err(ApiError::Invalid(vec![FieldError::new("reason", "invalid", "1 to 500 characters")]));
     }
     let (order, _, _) = own_order(&state, &shopper, path.into_inner()).await?;
-    if matches!(order.status.as_str(), "created" | "authorized" | "door_open" | "settling" | "cancelled") {
+    if OrderStatus::AT_CABINET.contains(&order.status) || order.status == OrderStatus::Cancelled {
         return Err(ApiError::Conflict {
             code: "not_appealable",
             message: format!("the order is {}: nothing was settled to appeal", order.status),
@@ -385,7 +390,7 @@ pub async fn appeal(
     let by = format!("user:{}", shopper.user.id);
     let id = order.id;
     let case_id =
-        state.svc.db.write(move |c| db::reviews::open_case(c, id, "appeal", &reasons, &by, db::now())).await?;
+        state.svc.db.write(move |c| db::reviews::open_case(c, id, CaseKind::Appeal, &reasons, &by, db::now())).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "case_id": case_id, "order_id": id, "status": "open" })))
 }
 
@@ -412,7 +417,7 @@ pub async fn cancel(
         .write(move |c| orders::cancel(c, id, OrderEvent::ShopperCancelled, "shopper_cancelled", db::now()))
         .await?;
     if let orders::Moved::Stayed(o, crate::domain::order::Stay::Refused(why)) = &moved
-        && o.status != "cancelled"
+        && o.status != OrderStatus::Cancelled
     {
         return Err(ApiError::Conflict { code: "not_cancellable", message: why.to_string(), detail: None });
     }

@@ -74,7 +74,7 @@ async fn handle(
         .db
         .write(move |c| {
             let incoming = payments::Incoming {
-                channel: channel.as_str(),
+                channel,
                 event_id: &event_id,
                 event_type: &event_type,
                 out_order_no: out_order_no.as_deref(),
@@ -112,7 +112,7 @@ async fn handle(
                 Verdict::Ignored(why) => tracing::info!(%channel, order, why, "payment callback ignored"),
                 _ => {}
             }
-            metrics.payment_callbacks.with_label_values(&[channel.as_str(), verdict.outcome()]).inc();
+            metrics.payment_callbacks.with_label_values(&[channel.as_str(), verdict.outcome().as_str()]).inc();
             answer(channel, StatusCode::OK, "")
         }
         Err(e) => {

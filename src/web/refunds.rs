@@ -7,11 +7,12 @@ use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
 use super::ops::page_limit;
 use super::{ApiError, AppState};
 use crate::db::{self, DbError, refunds};
+use crate::domain::payment::RefundStatus;
 
 #[derive(Debug, Deserialize)]
 pub struct RefundQuery {
     /// requested, processing, succeeded, failed.
-    pub status: Option<String>,
+    pub status: Option<RefundStatus>,
     pub limit: Option<i64>,
 }
 
@@ -24,7 +25,7 @@ pub async fn list(
     user.require(ANY_ROLE)?;
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
-    let list = state.svc.db.run(move |c| refunds::list(c, q.status.as_deref(), limit)).await?;
+    let list = state.svc.db.run(move |c| refunds::list(c, q.status, limit)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "refunds": list })))
 }
 

@@ -11,6 +11,7 @@ use super::{ApiError, AppState};
 use crate::actors::cabinet::door::StartDoorSession;
 use crate::db::restock;
 use crate::domain::operator::Role;
+use crate::domain::restock::TaskStatus;
 use crate::domain::session::SessionKind;
 
 /// Who may restock: admins, operators, restockers.
@@ -19,7 +20,7 @@ const RESTOCKERS: &[Role] = &[Role::Admin, Role::Operator, Role::Restocker];
 #[derive(Debug, Deserialize)]
 pub struct TaskQuery {
     /// open, in_progress, done.
-    pub status: Option<String>,
+    pub status: Option<TaskStatus>,
     pub sn: Option<String>,
     pub limit: Option<i64>,
 }
@@ -43,7 +44,7 @@ pub async fn list(
     user.require(ANY_ROLE)?;
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
-    let tasks = state.svc.db.run(move |c| restock::list(c, q.status.as_deref(), q.sn.as_deref(), limit)).await?;
+    let tasks = state.svc.db.run(move |c| restock::list(c, q.status, q.sn.as_deref(), limit)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() })))
 }
 

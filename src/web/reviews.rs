@@ -14,11 +14,12 @@ use super::{ApiError, AppState};
 use crate::db::models::ReviewCase;
 use crate::db::reviews::{self, Decision, ReviewFail};
 use crate::db::{self, DbError, orders, weight_log};
+use crate::domain::review::CaseStatus;
 
 #[derive(Debug, Deserialize)]
 pub struct CaseQuery {
     /// open (default) or resolved.
-    pub status: Option<String>,
+    pub status: Option<CaseStatus>,
     pub limit: Option<i64>,
 }
 
@@ -41,8 +42,8 @@ pub async fn list(
     user.require(ANY_ROLE)?;
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
-    let status = q.status.unwrap_or_else(|| "open".into());
-    let cases = state.svc.db.run(move |c| reviews::cases(c, Some(&status), limit)).await?;
+    let status = q.status.unwrap_or(CaseStatus::Open);
+    let cases = state.svc.db.run(move |c| reviews::cases(c, Some(status), limit)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() })))
 }
 

@@ -16,7 +16,7 @@ use crate::actors::registry::{Ensure, NotifySetup, inspect};
 use crate::db::models::{CabinetType, CommandRow, Lane, Session};
 use crate::db::{self, cabinets, commands, layout, sessions};
 use crate::device::messages::CalibrationStep;
-use crate::domain::cabinet::Sn;
+use crate::domain::cabinet::{CabinetStatus, Sn};
 use crate::domain::layout::LayoutInput;
 use crate::domain::validation::FieldErrors;
 
@@ -52,7 +52,7 @@ pub struct ConfigOut {
     pub sn: String,
     #[serde(rename = "type")]
     pub cabinet_type: String,
-    pub status: String,
+    pub status: CabinetStatus,
     pub address: Option<String>,
     /// GCJ-02, the datum of Amap and Tencent maps.
     pub lat: Option<f64>,

@@ -132,7 +132,8 @@ pub struct LoginRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub user_id: i64,
-    pub channel: String,
+    #[schema(value_type = String)]
+    pub channel: Channel,
     /// Payment channels bound: `wechat_payscore`, `alipay_fund_auth`.
     pub channels: Vec<String>,
     pub debt_fen: i64,
@@ -144,7 +145,7 @@ impl AccountView {
     fn new(user: &User, account: &Account) -> AccountView {
         AccountView {
             user_id: user.id,
-            channel: user.channel.clone(),
+            channel: user.channel,
             channels: account::channels(&account.channels).into_iter().map(String::from).collect(),
             debt_fen: account.debt_fen,
             blocked: account.blocked,
@@ -217,9 +218,7 @@ async fn login(state: web::Data<AppState>, channel: Channel, body: LoginRequest)
     let found = state
         .svc
         .db
-        .write(move |c| {
-            users::login(c, channel.as_str(), &platform_user.uid, platform_user.unionid.as_deref(), bind, db::now())
-        })
+        .write(move |c| users::login(c, channel, &platform_user.uid, platform_user.unionid.as_deref(), bind, db::now()))
         .await
         .map_err(|e: DbError| ApiError::Unavailable(format!("sign-in could not be saved, try again: {e}")))?;
     let (token, expires_at) = state.auth.shoppers.issue(found.user.id, channel)?;

@@ -13,6 +13,7 @@ use crate::db::models::CommandRow;
 use crate::db::{self, commands};
 use crate::device::messages::{AckUp, CalibrationStep, Command};
 use crate::device::topic::DownKind;
+use crate::domain::command::CommandStatus;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,11 +24,11 @@ pub enum CommandOutcome {
 }
 
 impl CommandOutcome {
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> CommandStatus {
         match self {
-            CommandOutcome::Acked(_) => "acked",
-            CommandOutcome::Failed(_) => "failed",
-            CommandOutcome::TimedOut => "timed_out",
+            CommandOutcome::Acked(_) => CommandStatus::Acked,
+            CommandOutcome::Failed(_) => CommandStatus::Failed,
+            CommandOutcome::TimedOut => CommandStatus::TimedOut,
         }
     }
 }
@@ -55,10 +56,10 @@ pub(super) fn command_row(sn: &str, kind: DownKind, body: &serde_json::Value, se
     CommandRow {
         id: format!("{:016x}", rand::thread_rng().r#gen::<u64>()),
         sn: sn.to_string(),
-        kind: kind.as_str().to_string(),
+        kind,
         session_id,
         body: body.to_string(),
-        status: "pending".into(),
+        status: CommandStatus::Pending,
         attempts: 0,
         error: None,
         result: None,
@@ -159,7 +160,7 @@ impl CabinetActor {
         if let Some(timer) = p.timer.take() {
             ctx.cancel_future(timer);
         }
-        self.svc.metrics.commands_finished.with_label_values(&[p.kind.as_str(), outcome.status()]).inc();
+        self.svc.metrics.commands_finished.with_label_values(&[p.kind.as_str(), outcome.status().as_str()]).inc();
         let (error, result) = match &outcome {
             CommandOutcome::Acked(r) => (None, r.as_ref().map(|v| v.to_string())),
             CommandOutcome::Failed(e) => (Some(e.clone()), None),

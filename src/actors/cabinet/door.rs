@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use super::commands::{CommandOutcome, Purpose};
 use super::session::{SessionError, SessionInfo};
-use super::weights::ReadingKind;
 use super::{CabinetActor, State};
 use crate::db::restock::{TaskLane, Uncounted};
 use crate::db::{self, DbError, orders};
@@ -27,6 +26,7 @@ use crate::domain::order::{ScanRefusal, Stay};
 use crate::domain::restock::added_units;
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::settlement::{self, LaneReading, Settlement};
+use crate::domain::weight::ReadingKind;
 
 pub const DOOR_OPEN_TOO_LONG: &str = "door_open_too_long";
 /// A door open that no session holds.
@@ -161,7 +161,7 @@ impl Handler<StartPurchase> for CabinetActor {
             payer_id: m.payer_id,
             door: m.door,
             door_exists: self.lanes.iter().any(|l| l.setup.door == m.door),
-            cabinet_status: CabinetStatus::parse(&self.setup.status).unwrap_or(CabinetStatus::Initializing),
+            cabinet_status: self.setup.status,
             liveness,
             cabinet_busy: self.session.is_some() || self.opening,
             cap_fen: self.svc.config.payments.preauth_cap_fen,
@@ -317,10 +317,10 @@ impl CabinetActor {
             (None, Some(c)) => from_before_record(&c),
             (None, None) => Vec::new(),
         };
-        let phase = match crate::domain::order::OrderStatus::parse(&order.status) {
-            Some(crate::domain::order::OrderStatus::Created) => Phase::AwaitingAuth,
-            Some(crate::domain::order::OrderStatus::Authorized) => Phase::Opening,
-            Some(crate::domain::order::OrderStatus::DoorOpen) => Phase::Open,
+        let phase = match order.status {
+            crate::domain::order::OrderStatus::Created => Phase::AwaitingAuth,
+            crate::domain::order::OrderStatus::Authorized => Phase::Opening,
+            crate::domain::order::OrderStatus::DoorOpen => Phase::Open,
             _ => Phase::Settling,
         };
         tracing::warn!(sn = %self.sn, order = order.id, ?phase, "resuming a purchase left by an earlier actor");
@@ -350,7 +350,7 @@ impl CabinetActor {
     /// open. The cabinet, asked to log in again, reports the door; a door it does not report open
     /// closed meanwhile and is settled from the readings that follow.
     pub(super) fn resume_door_session(&mut self, s: &crate::db::models::Session, ctx: &mut Context<Self>) {
-        let Some(kind) = SessionKind::parse(&s.kind) else { return };
+        let kind = s.kind;
         let purpose = match kind {
             SessionKind::Restock => DoorPurpose::Restock { by: s.started_by.clone() },
             _ => DoorPurpose::Maintenance { by: s.started_by.clone() },
@@ -421,7 +421,7 @@ impl CabinetActor {
             let db = act.svc.db.clone();
             ctx.spawn(async move { db.run(move |c| orders::find(c, order_id)).await }.into_actor(act).map(
                 move |r, act, ctx| match r {
-                    Ok(Some(o)) if crate::domain::order::OrderStatus::parse(&o.status).is_some_and(|s| s.is_final()) => {
+                    Ok(Some(o)) if o.status.is_final() => {
                         tracing::warn!(sn = %act.sn, order = order_id, status = %o.status, "purchase ended elsewhere; letting go");
                         if act.door_run_for(order_id).is_some() {
                             act.end_session(Outcome::Cancelled, None, ctx);
@@ -506,7 +506,7 @@ impl CabinetActor {
     ) {
         let acked = matches!(outcome, CommandOutcome::Acked(_));
         if !acked {
-            tracing::warn!(sn = %self.sn, door, outcome = outcome.status(), "open not carried out");
+            tracing::warn!(sn = %self.sn, door, outcome = %outcome.status(), "open not carried out");
         }
         let ours = session_id.is_some() && self.session.as_ref().map(|s| s.info.id) == session_id;
         let waiting = self
@@ -539,7 +539,7 @@ impl CabinetActor {
         let held = self.door_run_mut().filter(|run| run.door == d.door);
         let Some(run) = held else {
             // An installer stocking a cabinet that is not in service yet is no alarm.
-            let installing = self.setup.status == CabinetStatus::Initializing.as_str();
+            let installing = self.setup.status == CabinetStatus::Initializing;
             if d.open && !installing && !self.session.as_ref().is_some_and(|s| s.kind == SessionKind::Calibration) {
                 self.door_open_unheld(d.door, ctx);
             }
@@ -864,7 +864,7 @@ impl CabinetActor {
                             let db = act.svc.db.clone();
                             ctx.spawn(
                                 async move {
-                                    let _ = db.write(move |c| crate::db::sessions::close(c, s, "failed", None, db::now())).await;
+                                    let _ = db.write(move |c| crate::db::sessions::close(c, s, Outcome::Failed, None, db::now())).await;
                                 }
                                 .into_actor(act),
                             );
@@ -1082,7 +1082,7 @@ impl CabinetActor {
         let Some(session_id) = self.session.as_ref().map(|s| s.info.id) else { return };
         let detail = serde_json::json!({ "by": by, "weight_changes": moved }).to_string();
         self.finish_door(ctx, move |c| {
-            crate::db::sessions::close(c, session_id, "done", Some(&detail), db::now()).map(|_| ())
+            crate::db::sessions::close(c, session_id, Outcome::Done, Some(&detail), db::now()).map(|_| ())
         });
     }
 

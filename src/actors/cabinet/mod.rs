@@ -26,7 +26,7 @@ use crate::device::frame::{self, AnyUp, Cadence, Envelope, Heartbeat, Login, Log
 use crate::device::messages::{AckUp, DoorUp, WeightUp};
 use crate::device::topic::{self, DownKind, UpKind};
 use crate::domain::alert;
-use crate::domain::cabinet::Sn;
+use crate::domain::cabinet::{CabinetStatus, Sn};
 use crate::domain::liveness::{self, Liveness};
 use crate::domain::session::Outcome;
 use crate::domain::temperature::{TempRule, TempWatch};
@@ -81,14 +81,27 @@ pub struct CabinetActor {
 }
 
 /// Configuration facts the actor works from, loaded from the database.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Setup {
-    pub status: String,
+    pub status: CabinetStatus,
     pub versions: Versions,
     pub lanes: Vec<LaneSetup>,
     pub temp_rule: Option<TempRule>,
     /// GCJ-02 (lat, lng), when known.
     pub position: Option<(f64, f64)>,
+}
+
+impl Default for Setup {
+    /// A cabinet with nothing set up yet.
+    fn default() -> Setup {
+        Setup {
+            status: CabinetStatus::Initializing,
+            versions: Versions::default(),
+            lanes: Vec::new(),
+            temp_rule: None,
+            position: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -200,10 +213,10 @@ impl CabinetActor {
     }
 
     /// A status change goes to the cache, where the ops API and nearby search read it.
-    fn publish_status(&mut self, status: &str, ctx: &mut Context<Self>) {
-        self.setup.status = status.to_string();
-        tracing::info!(sn = %self.sn, status, "cabinet status");
-        let (cache, sn, status) = (self.svc.cache.clone(), self.sn.to_string(), status.to_string());
+    fn publish_status(&mut self, status: CabinetStatus, ctx: &mut Context<Self>) {
+        self.setup.status = status;
+        tracing::info!(sn = %self.sn, %status, "cabinet status");
+        let (cache, sn, status) = (self.svc.cache.clone(), self.sn.to_string(), status.as_str().to_string());
         // `wait`: two quick changes must reach the cache in order.
         ctx.wait(
             async move {
@@ -217,8 +230,7 @@ impl CabinetActor {
 
     /// After a configuration change: status and position to the cache and the GEO index.
     fn publish_setup(&mut self, ctx: &mut Context<Self>) {
-        let status = self.setup.status.clone();
-        self.publish_status(&status, ctx);
+        self.publish_status(self.setup.status, ctx);
         let Some((lat, lng)) = self.setup.position else { return };
         let (cache, sn) = (self.svc.cache.clone(), self.sn.to_string());
         ctx.spawn(
@@ -520,7 +532,7 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
     };
     let mut fields = vec![
         ("sn", cabinet.sn.clone()),
-        ("status", cabinet.status.clone()),
+        ("status", cabinet.status.as_str().to_string()),
         ("type", cabinet.cabinet_type.clone()),
         ("liveness", Liveness::Online.as_str().to_string()),
         ("node", svc.node_id().to_string()),
@@ -580,11 +592,7 @@ async fn load(svc: Shared, sn: String) -> Result<Option<Loaded>, ActorError> {
         return Ok(None);
     };
     let key = svc.seal.unseal(&row.frame_key_sealed)?;
-    Ok(Some(Loaded {
-        key,
-        last_boot: u64::try_from(row.last_boot).unwrap_or(0),
-        liveness: Liveness::parse(&row.liveness).unwrap_or(Liveness::Offline),
-    }))
+    Ok(Some(Loaded { key, last_boot: u64::try_from(row.last_boot).unwrap_or(0), liveness: row.liveness }))
 }
 
 /// The configuration facts of a cabinet (lanes, products, versions, temperature range).
@@ -675,9 +683,7 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
             let temp_alert = !alerts::list(c, &filter, 1)?.is_empty();
             let stale = sessions::current(c, &owned)?;
             let order = match &stale {
-                Some(s) if s.kind == crate::domain::session::SessionKind::Purchase.as_str() => {
-                    db::orders::for_session(c, s.id)?
-                }
+                Some(s) if s.kind == crate::domain::session::SessionKind::Purchase => db::orders::for_session(c, s.id)?,
                 _ => None,
             };
             let pending = command_rows::has_pending(c, &owned)?;
@@ -687,17 +693,13 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
         })
         .await?;
     let Some((sealed, last_boot, liveness, setup, temp_alert, stale, order, pending)) = read else { return Ok(None) };
-    let loaded = Loaded {
-        key: svc.seal.unseal(&sealed)?,
-        last_boot: u64::try_from(last_boot).unwrap_or(0),
-        liveness: Liveness::parse(&liveness).unwrap_or(Liveness::Offline),
-    };
+    let loaded = Loaded { key: svc.seal.unseal(&sealed)?, last_boot: u64::try_from(last_boot).unwrap_or(0), liveness };
     let node = svc.node_id().to_string();
     // A session another node opened is that node's (it may be live); only this node's own are
     // left over from an earlier actor here.
     let stale = stale.filter(|s| s.node_id == node);
     let resume = match (&stale, order) {
-        (Some(s), Some(o)) if !crate::domain::order::OrderStatus::parse(&o.status).is_none_or(|st| st.is_final()) => {
+        (Some(s), Some(o)) if !o.status.is_final() => {
             let cached = svc.cache.order_get(o.id).await.unwrap_or_else(|e| {
                 tracing::warn!(%sn, order = o.id, error = %e, "cached order not read");
                 None
@@ -706,8 +708,8 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
         }
         (Some(s), _)
             if matches!(
-                crate::domain::session::SessionKind::parse(&s.kind),
-                Some(crate::domain::session::SessionKind::Restock | crate::domain::session::SessionKind::Maintenance)
+                s.kind,
+                crate::domain::session::SessionKind::Restock | crate::domain::session::SessionKind::Maintenance
             ) =>
         {
             Some(Resume::Door(s.clone()))
@@ -723,7 +725,7 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
         svc.db
             .write(move |c| {
                 if let Some(s) = stale {
-                    sessions::close(c, s.id, Outcome::Abandoned.as_str(), None, db::now())?;
+                    sessions::close(c, s.id, Outcome::Abandoned, None, db::now())?;
                 }
                 command_rows::abandon_pending(c, &sn, db::now())
             })

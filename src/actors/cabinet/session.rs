@@ -16,6 +16,7 @@ use crate::db::{self, DbError, layout, sessions};
 use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, ConfigCmd, DoorConfig, LaneConfig};
 use crate::device::messages::{PriceTagsCmd, VersionResult};
 use crate::device::topic::DownKind;
+use crate::domain::cabinet::CabinetStatus;
 use crate::domain::calibration::{self, CalibrationError, CalibrationLimits};
 use crate::domain::liveness::Liveness;
 use crate::domain::session::{Outcome, SessionKind};
@@ -25,7 +26,7 @@ use crate::domain::validation::FieldError;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SessionInfo {
     pub id: i64,
-    pub kind: String,
+    pub kind: SessionKind,
     pub door: Option<u32>,
     pub started_by: String,
     pub since: DateTime<Utc>,
@@ -35,7 +36,7 @@ impl From<&Session> for SessionInfo {
     fn from(s: &Session) -> Self {
         SessionInfo {
             id: s.id,
-            kind: s.kind.clone(),
+            kind: s.kind,
             door: s.door.and_then(|d| u32::try_from(d).ok()),
             started_by: s.started_by.clone(),
             since: s.started_at.and_utc(),
@@ -122,7 +123,7 @@ pub struct StepReport {
     /// The door is calibrated and the session has ended.
     pub done: bool,
     /// The cabinet's status after the step.
-    pub status: Option<String>,
+    pub status: Option<CabinetStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -173,7 +174,7 @@ impl CabinetActor {
     pub(super) fn new_session(&self, kind: SessionKind, door: Option<u32>, by: &str) -> NewSession {
         NewSession {
             sn: self.sn.to_string(),
-            kind: kind.as_str().into(),
+            kind,
             door: door.and_then(|d| i32::try_from(d).ok()),
             started_by: by.to_string(),
             node_id: self.svc.node_id().to_string(),
@@ -222,19 +223,17 @@ impl CabinetActor {
         let id = s.info.id;
         // `wait`: the next session must not start before this one is closed in the database.
         ctx.wait(
-            async move {
-                db.write(move |c| sessions::close(c, id, outcome.as_str(), detail.as_deref(), db::now())).await
-            }
-            .into_actor(self)
-            .map(|r, act, ctx| {
-                if let Err(e) = r {
-                    tracing::error!(sn = %act.sn, error = %e, "session end not recorded");
-                }
-                if let Some(tx) = closed {
-                    let _ = tx.send(());
-                }
-                act.deliver_pending(ctx);
-            }),
+            async move { db.write(move |c| sessions::close(c, id, outcome, detail.as_deref(), db::now())).await }
+                .into_actor(self)
+                .map(|r, act, ctx| {
+                    if let Err(e) = r {
+                        tracing::error!(sn = %act.sn, error = %e, "session end not recorded");
+                    }
+                    if let Some(tx) = closed {
+                        let _ = tx.send(());
+                    }
+                    act.deliver_pending(ctx);
+                }),
         );
     }
 
@@ -395,7 +394,7 @@ impl CabinetActor {
                             act.setup.versions.tags_acked = act.setup.versions.tags_acked.max(version);
                         }
                         if let Some(status) = status {
-                            act.publish_status(status.as_str(), ctx);
+                            act.publish_status(status, ctx);
                         }
                     }
                     Err(e) => tracing::error!(sn = %act.sn, error = %e, "ack not recorded"),
@@ -577,7 +576,7 @@ impl CabinetActor {
             }
         };
         let counts = reading.counts.clone();
-        let report = |steps: Vec<LaneStep>, done: bool, status: Option<String>| StepReport {
+        let report = |steps: Vec<LaneStep>, done: bool, status: Option<CabinetStatus>| StepReport {
             session_id,
             door: c.door,
             step: step.as_str().into(),
@@ -679,7 +678,7 @@ impl CabinetActor {
                 Ok(((changed, now), setup, mut report)) => {
                     act.apply_setup(setup);
                     if let Some(s) = changed {
-                        act.publish_status(s.as_str(), ctx);
+                        act.publish_status(s, ctx);
                     }
                     report.status = now;
                     // Answer once the session's end is stored, so what the operator reads next agrees.

@@ -13,7 +13,7 @@ use crate::db::{self, alerts};
 use crate::device::messages::{DoorUp, WeightUp};
 use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::domain::temperature::TempEvent;
-use crate::domain::weight::{self, LaneWindow};
+use crate::domain::weight::{self, LaneWindow, ReadingKind};
 
 pub const LANE_DRIFT: &str = "lane_drift";
 pub const TEMPERATURE: &str = "temperature_out_of_range";
@@ -25,27 +25,6 @@ pub(super) struct LaneState {
     pub latest_counts: Option<i64>,
     /// The last stable closed-door weight with no session since: drift is measured from it.
     pub baseline: Option<f64>,
-}
-
-/// What a reading was taken during.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadingKind {
-    Closed,
-    Open,
-    AfterClose,
-    /// The reading sent with a door event.
-    Snapshot,
-}
-
-impl ReadingKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReadingKind::Closed => "closed",
-            ReadingKind::Open => "open",
-            ReadingKind::AfterClose => "after_close",
-            ReadingKind::Snapshot => "snapshot",
-        }
-    }
 }
 
 /// A lane's weights as operators see them.
@@ -199,7 +178,7 @@ impl CabinetActor {
         self.svc.weight_log.record(NewWeightRow {
             sn: self.sn.to_string(),
             session_id: self.session.as_ref().map(|s| s.info.id),
-            kind: kind.as_str().to_string(),
+            kind,
             recorded_at: db::now(),
             device_ts,
             counts: serde_json::to_string(counts).unwrap_or_default(),

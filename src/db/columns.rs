@@ -1,0 +1,80 @@
+//! How typed values are stored: every status, kind and outcome as its word in a TEXT column (the
+//! word its `named_enum!` declaration gives it). Mapped here once, so models hold the enums and no
+//! query compares strings.
+
+use diesel::backend::Backend;
+use diesel::deserialize::{self, FromSql};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
+
+use super::outbox::OutboxStatus;
+use crate::domain::alert::{Audience, Severity};
+use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
+use crate::domain::command::{CommandStatus, DownKind};
+use crate::domain::liveness::Liveness;
+use crate::domain::operator::Role;
+use crate::domain::order::OrderStatus;
+use crate::domain::payment::{Channel, EventOutcome, PaymentState, RefundStatus};
+use crate::domain::restock::TaskStatus;
+use crate::domain::review::{CaseKind, CaseStatus};
+use crate::domain::session::{Outcome, SessionKind};
+use crate::domain::stock::StockReason;
+use crate::domain::weight::ReadingKind;
+
+/// Store each of these types as its word in a TEXT column. A word the type does not know is a
+/// deserialization error naming both, never a silent default.
+macro_rules! stored_as_text {
+    ($($t:ident),+ $(,)?) => { $(
+        // `AsExpression` (bind it in queries) and `FromSqlRow` (load it in models), as diesel
+        // derives them; `foreign_derive` puts them on the type itself.
+        const _: () = {
+            #[derive(diesel::AsExpression, diesel::FromSqlRow)]
+            #[diesel(foreign_derive, sql_type = Text)]
+            #[allow(dead_code)]
+            struct Column($t);
+        };
+
+        impl<DB: Backend> ToSql<Text, DB> for $t
+        where
+            str: ToSql<Text, DB>,
+        {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
+                <str as ToSql<Text, DB>>::to_sql(self.as_str(), out)
+            }
+        }
+
+        impl<DB: Backend> FromSql<Text, DB> for $t
+        where
+            String: FromSql<Text, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+                let word = <String as FromSql<Text, DB>>::from_sql(bytes)?;
+                $t::parse(&word).ok_or_else(|| format!("{word:?} is not a {}", stringify!($t)).into())
+            }
+        }
+    )+ };
+}
+
+stored_as_text!(
+    Audience,
+    CabinetEventKind,
+    CabinetStatus,
+    CaseKind,
+    CaseStatus,
+    Channel,
+    CommandStatus,
+    DownKind,
+    EventOutcome,
+    Liveness,
+    OrderStatus,
+    Outcome,
+    OutboxStatus,
+    PaymentState,
+    ReadingKind,
+    RefundStatus,
+    Role,
+    SessionKind,
+    Severity,
+    StockReason,
+    TaskStatus,
+);
