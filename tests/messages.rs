@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::{Profile, TestServer, eventually};
 use heft::actors::relay::RelayFault;
-use probe::{Probe, TOPIC};
+use heft::mq::topics::Payload;
+use probe::{Effect, Probe, TOPIC};
 
 async fn start(profile: Profile, extra: &[(&str, &str)], probe: &Arc<Probe>) -> Option<TestServer> {
     let storage = common::storage(profile)?;
@@ -85,13 +86,7 @@ async fn delayed(profile: Profile) {
     let now = heft::db::now();
     let deliver_at =
         chrono::DateTime::from_timestamp_millis(now.and_utc().timestamp_millis() + 2000).expect("time").naive_utc();
-    let id = s
-        .heft
-        .services
-        .db
-        .write(move |c| heft::db::outbox::enqueue(c, TOPIC, &serde_json::json!({"n": 1}), Some(deliver_at)))
-        .await
-        .expect("enqueue");
+    let id = s.heft.services.db.write(move |c| Effect::new(1).enqueue_at(c, Some(deliver_at))).await.expect("enqueue");
     s.heft.services.relay.wake();
     let handled_at = eventually("the delayed message is handled", || {
         let probe = probe.clone();
@@ -175,13 +170,7 @@ async fn pending_messages_are_listed() {
     let probe = Probe::new(false);
     let Some(s) = start(Profile::Embedded, &[], &probe).await else { return };
     let later = heft::db::now() + chrono::Duration::hours(1);
-    let id = s
-        .heft
-        .services
-        .db
-        .write(move |c| heft::db::outbox::enqueue(c, TOPIC, &serde_json::json!({"n": 7}), Some(later)))
-        .await
-        .expect("enqueue");
+    let id = s.heft.services.db.write(move |c| Effect::new(7).enqueue_at(c, Some(later))).await.expect("enqueue");
     let body = s.get_ok("/ops/messages?status=pending").await;
     let listed = body["messages"].as_array().expect("messages");
     assert!(listed.iter().any(|m| m["id"] == id.as_str() && m["payload"]["n"] == 7), "{body}");
@@ -205,9 +194,9 @@ fn outbox_lag_is_the_oldest_due_wait() {
     use heft::db::outbox;
     assert_eq!(outbox::lag(&mut c).expect("lag"), 0.0);
     let later = heft::db::now() + chrono::Duration::seconds(60);
-    outbox::enqueue(&mut c, TOPIC, &serde_json::json!({}), Some(later)).expect("enqueue");
+    Effect::default().enqueue_at(&mut c, Some(later)).expect("enqueue");
     assert_eq!(outbox::lag(&mut c).expect("lag"), 0.0, "not due yet");
-    let id = outbox::enqueue(&mut c, TOPIC, &serde_json::json!({}), None).expect("enqueue");
+    let id = Effect::default().enqueue(&mut c).expect("enqueue");
     // A lower bound only: the sleep makes the wait at least this long.
     std::thread::sleep(Duration::from_millis(1100));
     let lag = outbox::lag(&mut c).expect("lag");

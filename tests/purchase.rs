@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::{Profile, TestServer, eventually};
 use heft::domain::operator::Role;
+use heft::mq::topics::Payload;
 use purchase::shop::{self, FAST, call, ok};
 use serde_json::json;
 
@@ -741,11 +742,7 @@ async fn duplicate_captures_leave_one_chain() {
     assert_eq!(captures().await, [json!({"order_id": id, "round": 1})], "the next round, once");
     for _ in 0..2 {
         let db = s.heft.services.db.clone();
-        db.write(move |c| {
-            heft::db::outbox::enqueue(c, heft::mq::topics::PAYMENT_CAPTURE, &json!({"order_id": id}), None)
-        })
-        .await
-        .expect("a copy");
+        db.write(move |c| heft::mq::topics::Capture { order_id: id, round: 0 }.enqueue(c)).await.expect("a copy");
         s.heft.services.relay.wake();
         eventually("the copy handled", || async {
             captures().await.iter().all(|p| p.get("round").is_some()).then_some(())

@@ -10,9 +10,10 @@ use super::cabinet::door::{OpenForOrder, Opening, OrderEnded};
 use super::registry::Routes;
 use crate::config::OrdersConfig;
 use crate::db::models::Order;
-use crate::db::{self, Db, orders, outbox};
+use crate::db::{self, Db, orders};
 use crate::domain::order::{OrderEvent, OrderStatus};
-use crate::mq::{Handler, HandlerError, Message, topics};
+use crate::mq::topics::{self, Payload};
+use crate::mq::{Handler, HandlerError, Message};
 use crate::pay::{Gateways, PlatformState};
 
 /// Tell the cabinet's actor on this node what became of an order: authorised → open the door;
@@ -29,12 +30,6 @@ pub fn order_moved(routes: &Routes, order: &Order) {
 
 fn secs(s: u64) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
-}
-
-fn order_id(msg: &Message) -> Result<i64, HandlerError> {
-    msg.payload["order_id"]
-        .as_i64()
-        .ok_or_else(|| HandlerError::Failed(format!("{} {} without order_id", msg.topic, msg.id)))
 }
 
 async fn load(db: &Db, id: i64) -> Result<Order, HandlerError> {
@@ -54,15 +49,15 @@ pub struct AuthTimeout {
 #[async_trait]
 impl Handler for AuthTimeout {
     fn name(&self) -> &str {
-        topics::ORDER_AUTH_TIMEOUT
+        topics::AuthTimeout::TOPIC
     }
 
     fn topics(&self) -> Vec<String> {
-        vec![topics::ORDER_AUTH_TIMEOUT.to_string()]
+        vec![topics::AuthTimeout::TOPIC.to_string()]
     }
 
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
-        let id = order_id(msg)?;
+        let id = msg.decode::<topics::AuthTimeout>()?.order_id;
         let order = load(&self.db, id).await?;
         if order.status != OrderStatus::Created {
             return Ok(());
@@ -115,16 +110,15 @@ pub struct OpenCheck {
 #[async_trait]
 impl Handler for OpenCheck {
     fn name(&self) -> &str {
-        topics::DOOR_OPEN_CHECK
+        topics::OpenCheck::TOPIC
     }
 
     fn topics(&self) -> Vec<String> {
-        vec![topics::DOOR_OPEN_CHECK.to_string()]
+        vec![topics::OpenCheck::TOPIC.to_string()]
     }
 
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
-        let id = order_id(msg)?;
-        let attempt = msg.payload["attempt"].as_u64().unwrap_or(1);
+        let topics::OpenCheck { order_id: id, attempt } = msg.decode()?;
         let order = load(&self.db, id).await?;
         if order.status != OrderStatus::Authorized {
             return Ok(());
@@ -143,14 +137,7 @@ impl Handler for OpenCheck {
             tracing::warn!(order = id, sn = %order.sn, "door not opened; sending open once more");
             let again = secs(self.orders.open_check_s);
             self.db
-                .write(move |c| {
-                    outbox::enqueue(
-                        c,
-                        topics::DOOR_OPEN_CHECK,
-                        &orders::open_check_message(id, 2),
-                        Some(db::now() + again),
-                    )
-                })
+                .write(move |c| topics::OpenCheck { order_id: id, attempt: 2 }.enqueue_at(c, Some(db::now() + again)))
                 .await?;
             return Ok(());
         }
@@ -175,18 +162,15 @@ pub struct RestockCheck {
 #[async_trait]
 impl Handler for RestockCheck {
     fn name(&self) -> &str {
-        topics::RESTOCK_CHECK
+        topics::RestockCheck::TOPIC
     }
 
     fn topics(&self) -> Vec<String> {
-        vec![topics::RESTOCK_CHECK.to_string()]
+        vec![topics::RestockCheck::TOPIC.to_string()]
     }
 
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
-        let sn = msg.payload["sn"]
-            .as_str()
-            .ok_or_else(|| HandlerError::Failed(format!("restock.check {} without sn", msg.id)))?
-            .to_string();
+        let sn = msg.decode::<topics::RestockCheck>()?.sn;
         self.db
             .write(move |c| {
                 db::write_tx(c, |c| {

@@ -293,13 +293,7 @@ impl Worker {
                 results.push((row, Outcome::NotSent(e.clone())));
                 continue;
             }
-            let msg = match Message::from_row(&row) {
-                Ok(m) => m,
-                Err(e) => {
-                    results.push((row, Outcome::Failed(format!("payload is not JSON: {e}"))));
-                    continue;
-                }
-            };
+            let msg = Message::from_row(&row);
             match p.publish(&msg, rabbit::deliver_at_ms(row.deliver_at), 0).await {
                 Ok(confirm) => pending.push((row, confirm)),
                 Err(e) => {
@@ -347,13 +341,7 @@ impl Worker {
                 Outcome::Failed(e) => {
                     let attempts = u32::try_from(row.attempts).unwrap_or(0) + 1;
                     if attempts >= cfg.max_attempts {
-                        let msg = Message::from_row(&row).unwrap_or(Message {
-                            id: row.message_id.clone(),
-                            topic: row.topic.clone(),
-                            payload: serde_json::Value::Null,
-                            deliver_at: row.deliver_at,
-                            attempts,
-                        });
+                        let msg = Message::from_row(&row);
                         dead.push((msg, attempts, e));
                     } else {
                         self.ctx.metrics.messages_retried.with_label_values(&[row.topic.as_str()]).inc();

@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use super::models::{NewLedgerRow, NewOrder, NewSession, Order, OrderLine, Payment, Session};
 use super::schema::{accounts, lanes, order_lines, orders, payments, stock_ledger};
-use super::{AnyConnection, DbError, DbResult, outbox, sessions, write_tx};
+use super::{AnyConnection, DbError, DbResult, sessions, write_tx};
 use crate::domain::order::{self, OrderEvent, OrderStatus, ScanFacts, ScanRefusal, Stay};
 use crate::domain::payment::PaymentState;
 use crate::domain::session::Outcome;
 use crate::domain::settlement::{Line, Move};
 use crate::domain::stock::StockReason;
-use crate::mq::topics;
+use crate::mq::topics::{AuthTimeout, Capture, OpenCheck, Payload, Release, RestockCheck};
 
 /// A notice on an order: something the shopper is told beside the status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,12 +198,7 @@ pub fn scan(conn: &mut AnyConnection, input: &ScanInput, now: NaiveDateTime) -> 
             }
         }
         let order = find_by_out_order_no(conn, &no)?.ok_or_else(|| DbError::Corrupt(format!("order {no} vanished")))?;
-        outbox::enqueue(
-            conn,
-            topics::ORDER_AUTH_TIMEOUT,
-            &serde_json::json!({ "order_id": order.id }),
-            Some(now + input.auth_timeout),
-        )?;
+        AuthTimeout { order_id: order.id }.enqueue_at(conn, Some(now + input.auth_timeout))?;
         Ok(Scanned { order, session })
     })
 }
@@ -261,13 +256,9 @@ pub(super) fn apply(
 pub fn authorize(conn: &mut AnyConnection, id: i64, open_check: Duration, now: NaiveDateTime) -> DbResult<Moved> {
     apply(conn, id, OrderEvent::Authorized, now, |conn, _, _| {
         diesel::update(orders::table.find(id)).set(orders::authorized_at.eq(Some(now))).execute(conn)?;
-        outbox::enqueue(conn, topics::DOOR_OPEN_CHECK, &open_check_message(id, 1), Some(now + open_check))?;
+        OpenCheck { order_id: id, attempt: 1 }.enqueue_at(conn, Some(now + open_check))?;
         Ok(())
     })
-}
-
-pub fn open_check_message(order_id: i64, attempt: u32) -> serde_json::Value {
-    serde_json::json!({ "order_id": order_id, "attempt": attempt })
 }
 
 /// A query found the pre-authorisation confirmed before its callback came: record it on the
@@ -365,7 +356,7 @@ pub fn cancel(
                 let detail = serde_json::json!({ "order_id": id, "reason": reason }).to_string();
                 sessions::close(conn, s, Outcome::Cancelled, Some(&detail), now)?;
             }
-            outbox::enqueue(conn, topics::PAYMENT_RELEASE, &crate::pay::release::message(&o.out_order_no), None)?;
+            Release { out_order_no: o.out_order_no.clone() }.enqueue(conn)?;
             Ok(())
         })
     })
@@ -423,7 +414,7 @@ pub fn change_stock(
         }
     }
     if !low.is_empty() {
-        outbox::enqueue(conn, topics::RESTOCK_CHECK, &serde_json::json!({"sn": sn, "lanes": low}), None)?;
+        RestockCheck { sn: sn.to_string(), lanes: low }.enqueue(conn)?;
     }
     Ok(())
 }
@@ -539,9 +530,9 @@ pub(super) fn book_basket(
     if to == OrderStatus::NoPurchase {
         let from = [PaymentState::Authorized];
         super::payments::set_state(conn, &o.out_order_no, &from, PaymentState::Cancelled, None, now)?;
-        outbox::enqueue(conn, topics::PAYMENT_RELEASE, &crate::pay::release::message(&o.out_order_no), None)?;
+        Release { out_order_no: o.out_order_no.clone() }.enqueue(conn)?;
     } else {
-        outbox::enqueue(conn, topics::PAYMENT_CAPTURE, &serde_json::json!({"order_id": o.id}), None)?;
+        Capture { order_id: o.id, round: 0 }.enqueue(conn)?;
     }
     Ok(())
 }

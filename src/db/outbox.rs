@@ -44,19 +44,18 @@ pub fn new_message_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// Write a message, to be delivered at `deliver_at` (now when `None`). Call it inside the write
-/// transaction of the change that causes the message, and wake the relay after the commit.
-/// Returns the message id.
+/// Store a message (`payload`: its JSON text), to be delivered at `deliver_at` (now when `None`),
+/// inside the caller's transaction. Returns the message id. Producers write typed messages
+/// through `mq::topics::Payload`.
 pub fn enqueue(
     conn: &mut AnyConnection,
     topic: &str,
-    payload: &serde_json::Value,
+    payload: &str,
     deliver_at: Option<NaiveDateTime>,
 ) -> DbResult<String> {
     let at = now();
     let deliver_at = deliver_at.unwrap_or(at);
     let id = new_message_id();
-    let payload = serde_json::to_string(payload).map_err(|e| DbError::Corrupt(format!("outbox payload: {e}")))?;
     diesel::insert_into(outbox::table)
         .values((
             outbox::message_id.eq(&id),
@@ -71,24 +70,6 @@ pub fn enqueue(
         ))
         .execute(conn)?;
     Ok(id)
-}
-
-/// [`enqueue`], once for `key`: of several handlings that would each send the same next message
-/// (a message delivered twice, two racing), only the first does. False when `key` was used.
-pub fn enqueue_once(
-    conn: &mut AnyConnection,
-    topic: &str,
-    key: &str,
-    payload: &serde_json::Value,
-    deliver_at: Option<NaiveDateTime>,
-) -> DbResult<bool> {
-    write_tx(conn, |conn| {
-        if !super::consumed::once(conn, topic, key)? {
-            return Ok(false);
-        }
-        enqueue(conn, topic, payload, deliver_at)?;
-        Ok(true)
-    })
 }
 
 /// Claim up to `limit` pending rows that are ready (not leased, not backing off) and due by

@@ -11,6 +11,7 @@ use super::models::{NewPaymentEvent, Payment, PaymentEvent};
 use super::schema::{payment_events, payments};
 use super::{AnyConnection, DbResult, write_tx};
 use crate::domain::payment::{self, Channel, PaymentState, Reported, Verdict};
+use crate::mq::topics::{Capture, Payload, Release};
 
 pub fn create(conn: &mut AnyConnection, row: &Payment) -> DbResult<()> {
     diesel::insert_into(payments::table).values(row).execute(conn)?;
@@ -146,8 +147,7 @@ pub fn record_callback(
             }
         }
         if verdict == Verdict::ReleaseNeeded {
-            let message = crate::pay::release::message(&p.out_order_no);
-            super::outbox::enqueue(conn, crate::mq::topics::PAYMENT_RELEASE, &message, None)?;
+            Release { out_order_no: p.out_order_no.clone() }.enqueue(conn)?;
         }
         if let Verdict::Anomaly { reason, .. } = &verdict {
             let spec = crate::domain::alert::payment_anomaly(event.channel.as_str(), &p.out_order_no, reason);
@@ -178,8 +178,7 @@ fn move_order(
         PaymentState::Authorized => super::orders::authorize(conn, order.id, open_check, now)?,
         PaymentState::Paid => {
             if order.status == crate::domain::order::OrderStatus::PaymentFailed {
-                let message = serde_json::json!({ "order_id": order.id });
-                super::outbox::enqueue(conn, crate::mq::topics::PAYMENT_CAPTURE, &message, None)?;
+                Capture { order_id: order.id, round: 0 }.enqueue(conn)?;
                 return Ok(None);
             }
             let amount = find(conn, out_order_no)?.and_then(|p| p.amount_fen).unwrap_or(0);

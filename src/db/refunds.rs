@@ -7,19 +7,13 @@ use diesel::prelude::*;
 
 use super::models::{Order, Refund};
 use super::schema::refunds;
-use super::{AnyConnection, DbResult, alerts, outbox, write_tx};
+use super::{AnyConnection, DbResult, alerts, write_tx};
 use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::domain::payment::RefundStatus;
-use crate::mq::topics;
+use crate::mq::topics::{Payload, Refund as RefundMessage};
 
 /// The alert a failed refund raises.
 pub const REFUND_FAILED: &str = "refund_failed";
-
-/// The `payment.refund` message for a refund. `chain` names the run of rounds it starts (a retry
-/// of a failed refund starts a new one).
-pub fn message(out_refund_no: &str, chain: &str) -> serde_json::Value {
-    serde_json::json!({ "out_refund_no": out_refund_no, "chain": chain })
-}
 
 pub fn find(conn: &mut AnyConnection, out_refund_no: &str) -> DbResult<Option<Refund>> {
     Ok(refunds::table.find(out_refund_no).select(Refund::as_select()).first(conn).optional()?)
@@ -65,7 +59,8 @@ pub fn retry(conn: &mut AnyConnection, out_refund_no: &str, now: NaiveDateTime) 
             .execute(conn)?;
         if n == 1 {
             let chain = now.and_utc().timestamp_millis().to_string();
-            outbox::enqueue(conn, topics::PAYMENT_REFUND, &message(out_refund_no, &chain), None)?;
+            // A retry starts a new chain of rounds.
+            RefundMessage { out_refund_no: out_refund_no.to_string(), chain, round: 0 }.enqueue(conn)?;
         }
         Ok(n == 1)
     })
@@ -100,7 +95,7 @@ pub fn request(
         finished_at: None,
     };
     diesel::insert_into(refunds::table).values(&row).execute(conn)?;
-    outbox::enqueue(conn, topics::PAYMENT_REFUND, &message(&row.out_refund_no, "0"), None)?;
+    RefundMessage { out_refund_no: row.out_refund_no.clone(), chain: "0".into(), round: 0 }.enqueue(conn)?;
     Ok(row)
 }
 

@@ -9,6 +9,7 @@ use super::models::{Lane, RestockTask};
 use super::schema::{lanes, restock_tasks};
 use super::{AnyConnection, DbError, DbResult, orders, write_tx};
 use crate::domain::restock::{LaneStock, TaskStatus, lanes_to_restock};
+use crate::mq::topics::{Payload, RestockCheck};
 
 /// One lane of a task: how many units to bring (`wanted`) or were put in (`added`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,8 +220,7 @@ pub fn finish(
             super::alerts::resolve(conn, RESTOCK_NEEDED, Some(sn), now)?;
         }
         if !wanted(conn, sn)?.is_empty() {
-            let message = serde_json::json!({ "sn": sn });
-            super::outbox::enqueue(conn, crate::mq::topics::RESTOCK_CHECK, &message, None)?;
+            RestockCheck { sn: sn.to_string(), lanes: Vec::new() }.enqueue(conn)?;
         }
         Ok(task_id)
     })

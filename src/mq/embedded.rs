@@ -22,13 +22,11 @@ pub enum Handled {
 pub async fn handle_batch(ctx: &Context, rows: Vec<OutboxRow>) -> Vec<(OutboxRow, Handled)> {
     futures_util::stream::iter(rows)
         .map(|row| async move {
-            let outcome = match Message::from_row(&row) {
-                Ok(msg) => match ctx.consumers.dispatch_within(&msg, ctx.handler_limit()).await {
-                    Ok(()) => Handled::Ok,
-                    Err(e @ HandlerError::Db(_)) => Handled::DbDown(e.to_string()),
-                    Err(e) => Handled::Failed(e.to_string()),
-                },
-                Err(e) => Handled::Failed(format!("payload is not JSON: {e}")),
+            let msg = Message::from_row(&row);
+            let outcome = match ctx.consumers.dispatch_within(&msg, ctx.handler_limit()).await {
+                Ok(()) => Handled::Ok,
+                Err(e @ HandlerError::Db(_)) => Handled::DbDown(e.to_string()),
+                Err(e) => Handled::Failed(e.to_string()),
             };
             (row, outcome)
         })

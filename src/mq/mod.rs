@@ -8,6 +8,7 @@
 
 pub mod embedded;
 pub mod rabbit;
+pub mod topics;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,29 +22,6 @@ use crate::db::{Db, DbError};
 use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::metrics::Metrics;
 
-/// The topics Heft sends. RabbitMQ queues are declared for all of them (and for any topic a
-/// registered handler names), so a message waits in its queue even before its consumer exists.
-pub mod topics {
-    pub const ORDER_AUTH_TIMEOUT: &str = "order.auth_timeout";
-    pub const DOOR_OPEN_CHECK: &str = "door.open_check";
-    pub const PAYMENT_CAPTURE: &str = "payment.capture";
-    pub const RESTOCK_CHECK: &str = "restock.check";
-    pub const OPS_ALERT: &str = "ops.alert";
-    /// Give back a hold confirmed after its pre-authorisation was cancelled.
-    pub const PAYMENT_RELEASE: &str = "payment.release";
-    /// Give money back on a paid order (a corrected basket).
-    pub const PAYMENT_REFUND: &str = "payment.refund";
-    pub const ALL: &[&str] = &[
-        ORDER_AUTH_TIMEOUT,
-        DOOR_OPEN_CHECK,
-        PAYMENT_CAPTURE,
-        PAYMENT_RELEASE,
-        PAYMENT_REFUND,
-        RESTOCK_CHECK,
-        OPS_ALERT,
-    ];
-}
-
 /// The code of the alert raised when a message is given up on.
 pub const MESSAGE_DEAD: &str = "message_dead";
 
@@ -56,7 +34,8 @@ pub struct Message {
     /// 32 hex digits; the key consumers dedupe on.
     pub id: String,
     pub topic: String,
-    pub payload: serde_json::Value,
+    /// The payload as written: JSON text of the topic's [`Payload`](topics::Payload) struct.
+    pub payload: String,
     /// Not handed to a handler before this (UTC).
     pub deliver_at: NaiveDateTime,
     /// Failed handlings so far.
@@ -64,14 +43,24 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn from_row(row: &crate::db::outbox::OutboxRow) -> Result<Message, serde_json::Error> {
-        Ok(Message {
+    pub fn from_row(row: &crate::db::outbox::OutboxRow) -> Message {
+        Message {
             id: row.message_id.clone(),
             topic: row.topic.clone(),
-            payload: serde_json::from_str(&row.payload)?,
+            payload: row.payload.clone(),
             deliver_at: row.deliver_at,
             attempts: u32::try_from(row.attempts).unwrap_or(0),
-        })
+        }
+    }
+
+    /// The payload as the topic's struct. A message of another topic, or one that does not read
+    /// as its topic's payload, fails the handling (and so is retried, then dead for a person).
+    pub fn decode<P: topics::Payload>(&self) -> Result<P, HandlerError> {
+        if self.topic != P::TOPIC {
+            return Err(HandlerError::Failed(format!("message {} is on {}, not {}", self.id, self.topic, P::TOPIC)));
+        }
+        serde_json::from_str(&self.payload)
+            .map_err(|e| HandlerError::Failed(format!("{} message {} does not read: {e}", self.topic, self.id)))
     }
 }
 
@@ -267,7 +256,7 @@ mod tests {
         let msg = Message {
             id: "m".into(),
             topic: "t".into(),
-            payload: serde_json::Value::Null,
+            payload: "null".into(),
             deliver_at: chrono::Utc::now().naive_utc(),
             attempts: 0,
         };

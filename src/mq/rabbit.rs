@@ -216,9 +216,9 @@ impl Publisher {
             .with_message_id(msg.id.as_str().into())
             .with_content_type("application/json".into())
             .with_headers(headers);
-        let body = serde_json::to_vec(&msg.payload).unwrap_or_default();
+        let body = msg.payload.as_bytes();
         let opts = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-        Ok(self.ch.basic_publish(exchange.as_str().into(), msg.topic.as_str().into(), opts, &body, props).await?)
+        Ok(self.ch.basic_publish(exchange.as_str().into(), msg.topic.as_str().into(), opts, body, props).await?)
     }
 }
 
@@ -417,7 +417,7 @@ async fn repost(
 
 fn decode(d: &lapin::message::Delivery, due_ms: i64, attempts: u32) -> Result<Message, String> {
     let id = d.properties.message_id().as_ref().map(|s| s.as_str().to_string()).ok_or("no message id")?;
-    let payload = serde_json::from_slice(&d.data).map_err(|e| format!("message {id}: payload is not JSON: {e}"))?;
+    let payload = String::from_utf8(d.data.clone()).map_err(|e| format!("message {id}: payload is not UTF-8: {e}"))?;
     let deliver_at = chrono::DateTime::from_timestamp_millis(due_ms)
         .ok_or_else(|| format!("message {id}: bad {DELIVER_AT}"))?
         .naive_utc();

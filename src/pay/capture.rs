@@ -26,11 +26,12 @@ use super::{CaptureLine, CaptureOutcome, CaptureRequest, Gateways, PayError, Pay
 use crate::cache::Cache;
 use crate::config::OrdersConfig;
 use crate::db::models::{Order, Payment};
-use crate::db::{self, Db, DbError, alerts, orders, outbox, payments};
+use crate::db::{self, Db, DbError, alerts, orders, payments};
 use crate::domain::alert::{AlertSpec, Audience, Severity};
 use crate::domain::order::OrderStatus;
 use crate::domain::payment::{self, PaymentState};
-use crate::mq::{Handler, HandlerError, Message, topics};
+use crate::mq::topics::{self, Payload};
+use crate::mq::{Handler, HandlerError, Message};
 
 /// The alert raised when a settled order can no longer be charged (its pre-authorisation was
 /// cancelled or expired): the amount stays as debt and a person follows it up.
@@ -73,17 +74,12 @@ impl From<PayError> for CaptureError {
     }
 }
 
-/// The `payment.capture` message of a deferred round.
-pub fn message(order_id: i64, round: u32) -> serde_json::Value {
-    serde_json::json!({ "order_id": order_id, "round": round })
-}
-
 /// Schedule round `round + 1` of the order's capture, `later`; once per round number, so two
 /// handlings of one round (a message delivered twice, a retry beside a callback's capture) leave
 /// one chain of rounds, not two. False when that round was scheduled already.
 fn next_round(c: &mut db::AnyConnection, id: i64, round: u32, later: chrono::Duration) -> Result<bool, DbError> {
     let key = format!("order:{id}:round:{}", round + 1);
-    outbox::enqueue_once(c, topics::PAYMENT_CAPTURE, &key, &message(id, round + 1), Some(db::now() + later))
+    topics::Capture { order_id: id, round: round + 1 }.enqueue_once(c, &key, Some(db::now() + later))
 }
 
 /// The wait before round `round + 1` (`domain::payment::retry_delay_s` with the orders config).
@@ -95,18 +91,16 @@ pub fn retry_in(o: &OrdersConfig, round: u32) -> chrono::Duration {
 #[async_trait]
 impl Handler for Capture {
     fn name(&self) -> &str {
-        topics::PAYMENT_CAPTURE
+        topics::Capture::TOPIC
     }
 
     fn topics(&self) -> Vec<String> {
-        vec![topics::PAYMENT_CAPTURE.to_string()]
+        vec![topics::Capture::TOPIC.to_string()]
     }
 
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
-        let id = msg.payload["order_id"]
-            .as_i64()
-            .ok_or_else(|| HandlerError::Failed(format!("payment.capture {} without order_id", msg.id)))?;
-        let round = msg.payload["round"].as_u64().and_then(|r| u32::try_from(r).ok()).unwrap_or(0);
+        let message: topics::Capture = msg.decode()?;
+        let (id, round) = (message.order_id, message.round);
         let name = format!("capture:{id}");
         let owner = format!("{}:{}:{}", msg.id, msg.attempts, chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
         let ttl = self.handler_timeout_ms.saturating_add(5_000);
@@ -117,11 +111,8 @@ impl Handler for Capture {
                 // lease until it lapses): this one comes back once the lease is surely free, and
                 // then finds the order as that handling left it.
                 tracing::info!(order = id, message = %msg.id, "a capture of this order is already running; looking again later");
-                let (payload, at) = (
-                    msg.payload.clone(),
-                    db::now() + chrono::Duration::milliseconds(i64::try_from(ttl).unwrap_or(i64::MAX / 2)),
-                );
-                self.db.write(move |c| outbox::enqueue(c, topics::PAYMENT_CAPTURE, &payload, Some(at))).await?;
+                let at = db::now() + chrono::Duration::milliseconds(i64::try_from(ttl).unwrap_or(i64::MAX / 2));
+                self.db.write(move |c| message.enqueue_at(c, Some(at))).await?;
                 return Ok(());
             }
             Ok(Some(lease)) => {

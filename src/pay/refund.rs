@@ -12,9 +12,10 @@ use async_trait::async_trait;
 use super::{Gateways, PayError, RefundRequest, RefundState};
 use crate::config::OrdersConfig;
 use crate::db::refunds::{self, Ended};
-use crate::db::{self, Db, DbError, orders, outbox, payments};
+use crate::db::{self, Db, DbError, orders, payments};
 use crate::domain::payment::RefundStatus;
-use crate::mq::{Handler, HandlerError, Message, topics};
+use crate::mq::topics::{self, Payload};
+use crate::mq::{Handler, HandlerError, Message};
 
 pub struct RefundHandler {
     pub db: Db,
@@ -28,20 +29,15 @@ pub struct RefundHandler {
 #[async_trait]
 impl Handler for RefundHandler {
     fn name(&self) -> &str {
-        topics::PAYMENT_REFUND
+        topics::Refund::TOPIC
     }
 
     fn topics(&self) -> Vec<String> {
-        vec![topics::PAYMENT_REFUND.to_string()]
+        vec![topics::Refund::TOPIC.to_string()]
     }
 
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
-        let no = msg.payload["out_refund_no"]
-            .as_str()
-            .ok_or_else(|| HandlerError::Failed(format!("payment.refund {} without out_refund_no", msg.id)))?
-            .to_string();
-        let round = msg.payload["round"].as_u64().and_then(|r| u32::try_from(r).ok()).unwrap_or(0);
-        let chain = msg.payload["chain"].as_str().unwrap_or("0").to_string();
+        let topics::Refund { out_refund_no: no, chain, round } = msg.decode()?;
         let next = Next { no: &no, chain: &chain, round };
         match self.refund(&next).await {
             Ok(()) => Ok(()),
@@ -145,11 +141,9 @@ impl RefundHandler {
     async fn later(&self, next: &Next<'_>) -> Result<(), HandlerError> {
         let Next { no, chain, round } = *next;
         let later = super::capture::retry_in(&self.orders, round);
-        let message = serde_json::json!({ "out_refund_no": no, "chain": chain, "round": round + 1 });
+        let message = topics::Refund { out_refund_no: no.to_string(), chain: chain.to_string(), round: round + 1 };
         let key = format!("refund:{no}:{chain}:round:{}", round + 1);
-        self.db
-            .write(move |c| outbox::enqueue_once(c, topics::PAYMENT_REFUND, &key, &message, Some(db::now() + later)))
-            .await?;
+        self.db.write(move |c| message.enqueue_once(c, &key, Some(db::now() + later))).await?;
         Ok(())
     }
 }

@@ -9,17 +9,13 @@ use async_trait::async_trait;
 
 use super::{Gateways, PayError, PlatformState};
 use crate::db::{Db, consumed, payments};
-use crate::mq::{Handler, HandlerError, Message, topics};
+use crate::mq::topics::{self, Payload};
+use crate::mq::{Handler, HandlerError, Message};
 
 /// A refusal that means "no such order" on either platform (WeChat `ORDER_NOT_EXIST` / 404,
 /// Alipay `…NOT_EXIST`).
 fn is_not_found(code: &str) -> bool {
     code.ends_with("NOT_EXIST") || code.ends_with("NOT_EXISTS") || code == "HTTP_404"
-}
-
-/// The message a late confirmation causes.
-pub fn message(out_order_no: &str) -> serde_json::Value {
-    serde_json::json!({ "out_order_no": out_order_no })
 }
 
 pub struct ReleaseHandler {
@@ -42,14 +38,11 @@ impl Handler for ReleaseHandler {
     }
 
     fn topics(&self) -> Vec<String> {
-        vec![topics::PAYMENT_RELEASE.to_string()]
+        vec![topics::Release::TOPIC.to_string()]
     }
 
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
-        let no = msg.payload["out_order_no"]
-            .as_str()
-            .ok_or_else(|| HandlerError::Failed(format!("payment.release {} without out_order_no", msg.id)))?
-            .to_string();
+        let no = msg.decode::<topics::Release>()?.out_order_no;
         let key = no.clone();
         let payment = self
             .db

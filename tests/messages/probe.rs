@@ -12,9 +12,27 @@ use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use heft::db::{Db, DbError};
+use heft::mq::topics::Payload;
 use heft::mq::{Handler, HandlerError, Message};
 
-pub const TOPIC: &str = "test.effect";
+pub const TOPIC: &str = Effect::TOPIC;
+
+/// The probe's message: which one it is (`None` for messages the tests do not count).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Effect {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<i64>,
+}
+
+impl Effect {
+    pub fn new(n: i64) -> Effect {
+        Effect { n: Some(n) }
+    }
+}
+
+impl Payload for Effect {
+    const TOPIC: &'static str = "test.effect";
+}
 pub const CONSUMER: &str = "test-probe";
 
 diesel::table! {
@@ -94,7 +112,8 @@ impl Handler for ProbeHandler {
         }
         let db = self.0.db.lock().expect("lock").clone();
         let Some(db) = db else { return Err(HandlerError::Failed("probe not attached yet".into())) };
-        let (id, n) = (msg.id.clone(), msg.payload["n"].as_i64().unwrap_or(-1) as i32);
+        let effect: Effect = msg.decode()?;
+        let (id, n) = (msg.id.clone(), effect.n.unwrap_or(-1) as i32);
         let first = db
             .write(move |c| {
                 if !heft::db::consumed::once(c, CONSUMER, &id)? {
@@ -125,7 +144,7 @@ pub async fn send(server: &heft::app::Heft, first: usize, count: usize, one_tx: 
             let mut ids = Vec::new();
             for n in range {
                 diesel::insert_into(test_state::table).values(test_state::k.eq(format!("k{n}"))).execute(c)?;
-                ids.push(heft::db::outbox::enqueue(c, TOPIC, &serde_json::json!({ "n": n }), None)?);
+                ids.push(Effect::new(n as i64).enqueue(c)?);
             }
             Ok::<_, DbError>(ids)
         })
