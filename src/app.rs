@@ -9,6 +9,8 @@ use actix::prelude::*;
 use actix_rt::Arbiter;
 use actix_web::{App, HttpServer};
 
+use crate::actors::consumers::Consumer;
+use crate::actors::effects::EffectRunner;
 use crate::actors::registry::{CrashCabinet, Registry, Routes};
 use crate::actors::watchdog::{CheckNow, RoundReport, Watchdog, WatchdogError};
 use crate::actors::weight_log::WeightLog;
@@ -134,17 +136,21 @@ impl Heft {
             base => base.to_string(),
         };
         let payments = crate::pay::Gateways::from_config(&config, &notify_base)?;
-        // The routing table exists before the actors do: the purchase consumers tell actors.
+        // The routing table exists before the actors do: the consumers tell actors.
         let routes = Routes::default();
-        let mut consumers = vec![crate::pay::release::ReleaseHandler::handler(db.clone(), payments.clone())];
-        consumers.extend(crate::actors::purchase::handlers(&db, &cache, &payments, &routes, &config));
+        let relay = crate::actors::relay::Relay::new();
+        let effects: Arc<dyn crate::flows::Runner> =
+            Arc::new(EffectRunner { relay: relay.clone(), routes: routes.clone() });
+        let ctx = crate::flows::Ctx {
+            db: db.clone(),
+            cache: cache.clone(),
+            payments: payments.clone(),
+            config: config.clone(),
+        };
+        let consumer = Consumer { ctx, runner: effects.clone(), routes: routes.clone() };
+        let mut consumers = crate::actors::consumers::handlers(&consumer);
         consumers.extend(handlers);
-        let relay = crate::actors::relay::Relay::start(
-            db.clone(),
-            config.messages.clone(),
-            metrics.clone(),
-            crate::mq::Consumers::new(consumers),
-        )?;
+        relay.start(db.clone(), config.messages.clone(), metrics.clone(), crate::mq::Consumers::new(consumers))?;
         let services: Shared = Arc::new(Services {
             payments,
             config: config.clone(),
@@ -155,6 +161,7 @@ impl Heft {
             metrics: metrics.clone(),
             seal,
             downlink: broker.downlink.clone(),
+            effects,
         });
         let registry = Registry::new(services.clone(), routes.clone()).start();
         let bridge = Arbiter::new();

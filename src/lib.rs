@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod device;
 pub mod domain;
+pub mod flows;
 pub mod metrics;
 pub mod mq;
 pub mod pay;

@@ -49,7 +49,7 @@ async fn buy(s: &TestServer, sn: &str, channel: &str, uid: &str) {
     );
     let ledger = s.heft.services.db.run({
         let sn = sn.to_string();
-        move |c| heft::db::orders::ledger(c, &sn)
+        move |c| heft::db::stock::ledger(c, &sn)
     });
     let ledger = ledger.await.expect("ledger");
     let sales: Vec<(String, i32, &str)> =

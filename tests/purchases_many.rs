@@ -98,7 +98,7 @@ async fn thousand_purchases(profile: Profile) {
         let o = db.run(move |c| heft::db::orders::find(c, id)).await.expect("order").expect("exists");
         let key = match t.channel {
             Channel::Wechat => o.out_order_no.clone(),
-            Channel::Alipay => heft::db::orders::out_trade_no(&o.out_order_no),
+            Channel::Alipay => heft::domain::payment::out_trade_no(&o.out_order_no),
         };
         paid_by_channel.entry(t.channel).or_default().insert(key, t.expected_fen);
     }

@@ -1,8 +1,10 @@
-//! actix actors: the registry (supervisor of cabinet actors), one actor per cabinet, and the
-//! liveness watchdog.
+//! actix actors and the node's other edges: the registry (supervisor of cabinet actors), one actor
+//! per cabinet, the liveness watchdog, the outbox relay and its consumers, and the runner of the
+//! flows' effects.
 
 pub mod cabinet;
-pub mod purchase;
+pub mod consumers;
+pub mod effects;
 pub mod registry;
 pub mod relay;
 pub mod watchdog;
@@ -30,6 +32,8 @@ pub struct Services {
     pub relay: relay::Relay,
     /// WeChat Pay Score and Alipay (or the simulator of both).
     pub payments: crate::pay::Gateways,
+    /// Carries out what flows return after their commit.
+    pub effects: Arc<dyn crate::flows::Runner>,
 }
 
 pub type Shared = Arc<Services>;
@@ -37,6 +41,16 @@ pub type Shared = Arc<Services>;
 impl Services {
     pub fn node_id(&self) -> &str {
         &self.config.node.id
+    }
+
+    /// What the flows work with.
+    pub fn flows(&self) -> crate::flows::Ctx {
+        crate::flows::Ctx {
+            db: self.db.clone(),
+            cache: self.cache.clone(),
+            payments: self.payments.clone(),
+            config: self.config.clone(),
+        }
     }
 }
 

@@ -51,19 +51,33 @@ struct Inner {
     tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
+impl Default for Relay {
+    fn default() -> Self {
+        Relay::new()
+    }
+}
+
 impl Relay {
+    /// A relay handle that delivers nothing until [`start`](Self::start)ed: whatever is woken
+    /// before then is found by its first round.
+    pub fn new() -> Relay {
+        let (stop, _) = watch::channel(false);
+        Relay {
+            inner: Arc::new(Inner {
+                wake: Notify::new(),
+                fault: Mutex::new(None),
+                stop,
+                tasks: tokio::sync::Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
     /// Spawn the relay (and, on RabbitMQ, the consumers of `consumers`) on the current tokio
     /// runtime. Fails only on a `messages.url` of an unknown scheme: an unreachable RabbitMQ is
     /// retried in the background.
-    pub fn start(db: Db, cfg: MessagesConfig, metrics: Metrics, consumers: Consumers) -> Result<Relay, MqError> {
+    pub fn start(&self, db: Db, cfg: MessagesConfig, metrics: Metrics, consumers: Consumers) -> Result<(), MqError> {
         let transport = Transport::parse(&cfg.url)?;
-        let (stop, stop_rx) = watch::channel(false);
-        let inner = Arc::new(Inner {
-            wake: Notify::new(),
-            fault: Mutex::new(None),
-            stop,
-            tasks: tokio::sync::Mutex::new(Vec::new()),
-        });
+        let stop_rx = self.inner.stop.subscribe();
         let ctx = Arc::new(Context { db, cfg, metrics, consumers });
         let mut tasks = Vec::new();
         if let Transport::Rabbit { url } = &transport {
@@ -72,16 +86,16 @@ impl Relay {
         let worker = Worker {
             ctx,
             transport,
-            inner: inner.clone(),
+            inner: self.inner.clone(),
             rabbit: None,
             next_connect: Instant::now(),
             connect_pause: Duration::ZERO,
         };
         tasks.push(tokio::spawn(worker.run(stop_rx)));
-        if let Ok(mut t) = inner.tasks.try_lock() {
+        if let Ok(mut t) = self.inner.tasks.try_lock() {
             *t = tasks;
         }
-        Ok(Relay { inner })
+        Ok(())
     }
 
     /// Look for due rows now (call after committing a transaction that enqueued).

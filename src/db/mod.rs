@@ -23,6 +23,7 @@ pub mod restock;
 pub mod reviews;
 pub mod schema;
 pub mod sessions;
+pub mod stock;
 pub mod users;
 pub mod weight_log;
 

@@ -1,5 +1,6 @@
-//! Sessions: what holds a cabinet (the device lock). At most one is open per cabinet; the
-//! database enforces it with a partial unique index, so two nodes cannot both open one.
+//! Sessions, as stored: what holds a cabinet (the device lock). At most one is open per cabinet;
+//! the database enforces it with a partial unique index, so two nodes cannot both open one.
+//! Opened and closed by `flows::sessions`.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -9,39 +10,12 @@ use super::schema::sessions;
 use super::{AnyConnection, DbError, DbResult, write_tx};
 use crate::domain::session::Outcome;
 
-/// Open a session; `Ok(Err(open))` when another session already holds the cabinet.
-///
-/// The caller is the cabinet's actor and holds no session when it calls this, so an open session
-/// of the same node is an orphan (its close was not stored): it is closed as abandoned.
-pub fn open(conn: &mut AnyConnection, new: &NewSession) -> DbResult<Result<Session, Session>> {
-    if let Some(held) = current(conn, &new.sn)? {
-        if held.node_id != new.node_id {
-            return Ok(Err(held));
-        }
-        close(
-            conn,
-            held.id,
-            Outcome::Abandoned,
-            Some(r#"{"reason":"orphan: not held by the actor"}"#),
-            new.started_at,
-        )?;
-    }
-    // In a savepoint: on PostgreSQL a failed statement would otherwise abort the whole
-    // transaction, and the read below could not tell the caller who holds the cabinet.
-    match write_tx(conn, |c| diesel::insert_into(sessions::table).values(new).execute(c)) {
-        Ok(_) => {}
-        // Opened elsewhere between the read and the insert.
-        Err(e) => {
-            let e = DbError::from(e);
-            if e.is_unique_violation()
-                && let Some(held) = current(conn, &new.sn)?
-            {
-                return Ok(Err(held));
-            }
-            return Err(e);
-        }
-    }
-    current(conn, &new.sn)?.map(Ok).ok_or_else(|| DbError::Corrupt(format!("session for {} vanished", new.sn)))
+/// Insert a session, in a savepoint: on PostgreSQL a failed statement would otherwise abort the
+/// caller's whole transaction, and it could not read who holds the cabinet. A unique violation
+/// means another session holds it.
+pub fn insert(conn: &mut AnyConnection, new: &NewSession) -> DbResult<()> {
+    write_tx(conn, |c| diesel::insert_into(sessions::table).values(new).execute(c).map_err(DbError::from))?;
+    Ok(())
 }
 
 /// The open session of a cabinet, if any.
@@ -54,8 +28,7 @@ pub fn current(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<Session>> 
         .optional()?)
 }
 
-/// End a session once; returns whether this call ended it. A restock task the session was
-/// working on and did not finish is open again.
+/// End a session once; returns whether this call ended it.
 pub fn close(
     conn: &mut AnyConnection,
     id: i64,
@@ -63,17 +36,14 @@ pub fn close(
     detail: Option<&str>,
     at: NaiveDateTime,
 ) -> DbResult<bool> {
-    write_tx(conn, |conn| {
-        let n = diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
-            .set((
-                sessions::ended_at.eq(Some(at)),
-                sessions::outcome.eq(Some(outcome)),
-                sessions::detail.eq(detail.map(str::to_string)),
-            ))
-            .execute(conn)?;
-        super::restock::release(conn, id, at)?;
-        Ok(n == 1)
-    })
+    let n = diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
+        .set((
+            sessions::ended_at.eq(Some(at)),
+            sessions::outcome.eq(Some(outcome)),
+            sessions::detail.eq(detail.map(str::to_string)),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
 }
 
 /// Whether the session is still open, holding its row for the rest of the transaction on

@@ -99,3 +99,16 @@ fn on_backend_insert_user(conn: &mut AnyConnection, new: &NewUser<'_>) -> DbResu
         diesel::insert_into(users::table).values(new).returning(User::as_returning()).get_result(c)?
     }))
 }
+
+/// Add `fen` (negative: take it off) to what the shopper owes.
+pub fn add_debt(conn: &mut AnyConnection, user_id: i64, fen: i64, now: NaiveDateTime) -> DbResult<()> {
+    diesel::update(accounts::table.find(user_id))
+        .set((accounts::debt_fen.eq(accounts::debt_fen + fen), accounts::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A shopper's account.
+pub fn account(conn: &mut AnyConnection, user_id: i64) -> DbResult<Option<Account>> {
+    Ok(accounts::table.find(user_id).select(Account::as_select()).first(conn).optional()?)
+}

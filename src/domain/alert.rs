@@ -94,3 +94,213 @@ pub fn payment_anomaly(channel: &str, out_order_no: &str, reason: &str) -> Alert
         detail: Some(out_order_no.to_string()),
     }
 }
+
+// --- cabinets and their weights -----------------------------------------------------------
+
+pub const LANE_DRIFT: &str = "lane_drift";
+
+/// One lane whose closed-door weight moved from its baseline.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LaneDrift {
+    pub lane: String,
+    pub from_g: f64,
+    pub to_g: f64,
+    pub delta_g: f64,
+}
+
+/// Weight changed with the door closed and no session: a load cell creeping, or a lane disturbed
+/// with the door locked.
+pub fn lane_drift(sn: &str, drifted: &[LaneDrift]) -> AlertSpec {
+    let lanes: Vec<String> = drifted
+        .iter()
+        .map(|d| format!("{} ({}{} g)", d.lane, if d.delta_g > 0.0 { "+" } else { "" }, d.delta_g))
+        .collect();
+    AlertSpec {
+        audience: Audience::Maintenance,
+        severity: Severity::Warning,
+        code: LANE_DRIFT.into(),
+        sn: Some(sn.into()),
+        message: format!(
+            "cabinet {sn}: weight changed with the door closed and no session on lane {}",
+            lanes.join(", ")
+        ),
+        detail: serde_json::to_string(drifted).ok(),
+    }
+}
+
+pub const TEMPERATURE: &str = "temperature_out_of_range";
+
+/// A cabinet outside its type's temperature range for longer than the type allows.
+pub fn temperature(sn: &str, temp_c: f64, (min_c, max_c): (f64, f64), since_ms: i64, now_ms: i64) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Maintenance,
+        severity: Severity::Critical,
+        code: TEMPERATURE.into(),
+        sn: Some(sn.into()),
+        message: format!("cabinet {sn}: {temp_c} °C, outside {min_c}…{max_c} °C for {} s", (now_ms - since_ms) / 1000),
+        detail: Some(
+            serde_json::json!({"temp_c": temp_c, "min_c": min_c, "max_c": max_c, "since_ms": since_ms}).to_string(),
+        ),
+    }
+}
+
+// --- doors --------------------------------------------------------------------------------
+
+pub const DOOR_OPENED_UNAUTHORISED: &str = "door_opened_unauthorised";
+
+/// A purchase's door opened before the shopper confirmed the pre-authorisation.
+pub fn door_opened_unauthorised(sn: &str, door: u32) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: DOOR_OPENED_UNAUTHORISED.into(),
+        sn: Some(sn.into()),
+        message: format!("cabinet {sn}: door {door} opened before the shopper authorised"),
+        detail: None,
+    }
+}
+
+pub const DOOR_OPEN_UNHELD: &str = "door_open_unheld";
+
+/// A door open that no session holds: goods are unguarded.
+pub fn door_open_unheld(sn: &str, door: u32) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: DOOR_OPEN_UNHELD.into(),
+        sn: Some(sn.into()),
+        message: format!("cabinet {sn}: door {door} is open and no purchase, restock or maintenance holds it"),
+        detail: Some(serde_json::json!({ "door": door }).to_string()),
+    }
+}
+
+pub const DOOR_OPEN_TOO_LONG: &str = "door_open_too_long";
+
+/// A session's door still open after `orders.door_open_alert_s`.
+pub fn door_open_too_long(sn: &str, order_id: Option<i64>, limit_s: u64) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Warning,
+        code: DOOR_OPEN_TOO_LONG.into(),
+        sn: Some(sn.into()),
+        message: format!("cabinet {sn}: door open for more than {limit_s} s (order {order_id:?})"),
+        detail: Some(serde_json::json!({ "order_id": order_id, "limit_s": limit_s }).to_string()),
+    }
+}
+
+// --- purchases and payments ---------------------------------------------------------------
+
+pub const SETTLEMENT_REFUSED: &str = "settlement_refused";
+
+/// Goods were taken on an order that could not take them (it ended meanwhile): a person must
+/// book and charge them from the weight trace.
+pub fn settlement_refused(sn: &str, order_id: i64, status: &str, why: &str, after_g: &str) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: SETTLEMENT_REFUSED.into(),
+        sn: Some(sn.into()),
+        message: format!(
+            "cabinet {sn}: order {order_id} is {status} and could not be settled ({why}); see its weight trace"
+        ),
+        detail: Some(serde_json::json!({ "order_id": order_id, "after_g": after_g }).to_string()),
+    }
+}
+
+pub const PREAUTH_GONE: &str = "preauth_gone";
+
+/// A settled order can no longer be charged (its pre-authorisation was cancelled or expired): the
+/// amount stays as debt and a person follows it up.
+pub fn preauth_gone(sn: &str, order_id: i64, out_order_no: &str, owed_fen: i64) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: PREAUTH_GONE.into(),
+        sn: Some(sn.into()),
+        message: format!(
+            "order {order_id} ({out_order_no}): the pre-authorisation is gone and {owed_fen} fen could not be charged; it is owed"
+        ),
+        detail: Some(serde_json::json!({ "order_id": order_id, "out_order_no": out_order_no }).to_string()),
+    }
+}
+
+pub const REFUND_FAILED: &str = "refund_failed";
+
+/// A refund the platform refused or gave up on: the shopper is owed money Heft could not return.
+pub fn refund_failed(sn: Option<&str>, out_refund_no: &str, amount_fen: i64, order_id: i64, reason: &str) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: REFUND_FAILED.into(),
+        sn: sn.map(str::to_string),
+        message: format!(
+            "refund {out_refund_no} of {amount_fen} fen on order {order_id} failed ({reason}): give it back another way"
+        ),
+        detail: Some(serde_json::json!({ "out_refund_no": out_refund_no, "order_id": order_id }).to_string()),
+    }
+}
+
+// --- restock and maintenance --------------------------------------------------------------
+
+pub const RESTOCK_NEEDED: &str = "restock_needed";
+
+/// A new restock task; resolved when the task is done. `wanted` is the task's list, as stored.
+pub fn restock_needed(sn: &str, task_id: i64, wanted: &str) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Info,
+        code: RESTOCK_NEEDED.into(),
+        sn: Some(sn.into()),
+        message: format!("cabinet {sn}: lanes to restock (task {task_id})"),
+        detail: Some(wanted.into()),
+    }
+}
+
+pub const RESTOCK_UNCOUNTED: &str = "restock_uncounted";
+
+/// Lanes whose weight change after a restock could not be counted: a person counts them.
+pub fn restock_uncounted(sn: &str, uncounted: &[super::restock::Uncounted]) -> AlertSpec {
+    let lanes: Vec<&str> = uncounted.iter().map(|u| u.lane.as_str()).collect();
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Warning,
+        code: RESTOCK_UNCOUNTED.into(),
+        sn: Some(sn.into()),
+        message: format!("cabinet {sn}: restock on lanes {} could not be counted by weight", lanes.join(", ")),
+        detail: serde_json::to_string(uncounted).ok(),
+    }
+}
+
+pub const MAINTENANCE_WEIGHT_CHANGE: &str = "maintenance_weight_change";
+
+/// Lanes whose weight moved (or could not be compared) while a maintainer had the door open.
+pub fn maintenance_weight_change(sn: &str, by: &str, moved: &[super::restock::LaneMove]) -> AlertSpec {
+    let lanes: Vec<&str> = moved.iter().map(|m| m.lane.as_str()).collect();
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Warning,
+        code: MAINTENANCE_WEIGHT_CHANGE.into(),
+        sn: Some(sn.into()),
+        message: format!("cabinet {sn}: weight changed on lanes {} during maintenance by {by}", lanes.join(", ")),
+        detail: serde_json::to_string(moved).ok(),
+    }
+}
+
+// --- messages -----------------------------------------------------------------------------
+
+pub const MESSAGE_DEAD: &str = "message_dead";
+
+/// A message given up on after `attempts` failed handlings.
+pub fn message_dead(msg_id: &str, topic: &str, attempts: u32, error: &str) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: MESSAGE_DEAD.into(),
+        sn: None,
+        message: format!(
+            "message {msg_id} on topic {topic} failed {attempts} times and was given up on; \
+             see GET /ops/messages?status=dead and retry with POST /ops/messages/{msg_id}/retry"
+        ),
+        detail: Some(error.chars().take(1000).collect()),
+    }
+}

@@ -252,24 +252,9 @@ impl ScanRefusal {
         }
     }
 
-    /// What the mini-program shows the shopper. In English:
-    /// - blocked: "Your account cannot shop at the moment; please contact customer service."
-    /// - debt: "You have an unpaid order; please pay it before shopping."
-    /// - channel: "This payment method is not enabled; please enable it and try again."
-    /// - open order: "You have an order in progress; please finish it first."
-    /// - door: "This door does not exist; please scan the code on the cabinet door."
-    /// - not online: "This cabinet is not in service; please use another one."
-    /// - busy: "The cabinet is in use; please try again in a moment."
+    /// What the mini-program shows the shopper (`domain::texts`).
     pub fn message(self) -> &'static str {
-        match self {
-            ScanRefusal::ShopperBlocked => "您的账户暂时无法购物，请联系客服",
-            ScanRefusal::UnpaidDebt => "您有未支付的订单，请先完成支付",
-            ScanRefusal::ChannelNotBound => "未开通该支付方式，请开通后再试",
-            ScanRefusal::OrderOpen => "您有进行中的订单，请先完成",
-            ScanRefusal::NoSuchDoor => "柜门不存在，请扫描柜门上的二维码",
-            ScanRefusal::CabinetNotOnline => "该售货柜暂停服务，请换一台",
-            ScanRefusal::CabinetBusy => "售货柜正在使用中，请稍后再试",
-        }
+        super::texts::scan_refusal(self)
     }
 }
 

@@ -166,6 +166,38 @@ pub fn apply(state: PaymentState, transaction_id: Option<&str>, reported: &Repor
     }
 }
 
+/// The trade number a capture uses (Alipay `trade.pay`); the same on every retry.
+pub fn out_trade_no(out_order_no: &str) -> String {
+    format!("{out_order_no}T")
+}
+
+/// What a basket of `total_fen` comes to over a pre-authorisation of `cap_fen`: the platform will
+/// not charge more than it holds, so the excess is owed.
+pub fn excess_fen(total_fen: i64, cap_fen: i64) -> i64 {
+    (total_fen - cap_fen).max(0)
+}
+
+/// What the capture charges: the basket up to the cap.
+pub fn charge_fen(total_fen: i64, cap_fen: i64) -> i64 {
+    total_fen.min(cap_fen)
+}
+
+/// An order's debt once its charge went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaidDebt {
+    /// Still owed on the order: only the part of the basket over the cap.
+    pub order_debt_fen: i64,
+    /// Taken off the account: what a failed charge had added to it.
+    pub cleared_fen: i64,
+}
+
+/// [`PaidDebt`] of an order owing `order_debt_fen` whose basket of `total_fen` (pre-authorised up to
+/// `cap_fen`) was just paid.
+pub fn paid_debt(order_debt_fen: i64, total_fen: i64, cap_fen: i64) -> PaidDebt {
+    let excess = excess_fen(total_fen, cap_fen);
+    PaidDebt { order_debt_fen: excess, cleared_fen: (order_debt_fen - excess).max(0) }
+}
+
 /// When a charge (or a refund) that did not finish is looked at again: the wait after round
 /// `round` is `base_s`, doubled each round, at most `max_s` (and never below `base_s`).
 pub fn retry_delay_s(base_s: u64, max_s: u64, round: u32) -> u64 {
@@ -184,6 +216,16 @@ pub fn collecting_overdue(base_s: u64, max_s: u64, grace_s: u64, round: u32) -> 
 mod tests {
     use super::*;
     use PaymentState::*;
+
+    #[test]
+    fn a_basket_over_the_cap_is_charged_the_cap_and_the_rest_owed() {
+        assert_eq!((charge_fen(1500, 2000), excess_fen(1500, 2000)), (1500, 0));
+        assert_eq!((charge_fen(2600, 2000), excess_fen(2600, 2000)), (2000, 600));
+        // A failed charge had put the capped 2000 on the account: paid, only the excess stays.
+        assert_eq!(paid_debt(2600, 2600, 2000), PaidDebt { order_debt_fen: 600, cleared_fen: 2000 });
+        assert_eq!(paid_debt(600, 2600, 2000), PaidDebt { order_debt_fen: 600, cleared_fen: 0 });
+        assert_eq!(paid_debt(0, 1500, 2000), PaidDebt { order_debt_fen: 0, cleared_fen: 0 });
+    }
 
     #[test]
     fn retry_delays_double_up_to_the_cap() {

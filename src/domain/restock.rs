@@ -5,7 +5,10 @@
 //! wrong — negative after a mis-settled order, or above capacity after a miscount — so the rules
 //! here never ask for a negative fill nor for more than a lane holds.
 
+use serde::{Deserialize, Serialize};
+
 use super::names::named_enum;
+use super::settlement::LaneReading;
 
 named_enum! {
     /// Where a restock task stands (`restock_tasks.status`).
@@ -118,10 +121,159 @@ pub fn added_units(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64
     }
 }
 
+/// One lane of a restock task: how many units to bring (`wanted`) or were put in (`added`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLane {
+    pub lane: String,
+    pub product_id: Option<i64>,
+    pub qty: i64,
+}
+
+/// A lane whose weight change after a restock could not be counted: a person counts it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Uncounted {
+    pub lane: String,
+    /// The weights it was judged from, for the person who counts it.
+    pub before_g: Option<f64>,
+    pub after_g: Option<f64>,
+    pub delta_g: Option<f64>,
+    pub why: String,
+}
+
+/// What a restock put in, read from the weights of the door's lanes before and after.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestockCount {
+    /// Lanes whose change is a whole number of units other than zero.
+    pub added: Vec<TaskLane>,
+    /// Lanes that could not be counted (no weight from before, never stable, not whole units).
+    pub uncounted: Vec<Uncounted>,
+}
+
+impl RestockCount {
+    /// Nothing went in and nothing is left to count: the door was opened for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.uncounted.is_empty()
+    }
+}
+
+/// Count a restock lane by lane: each lane's change in whole units ([`added_units`]), or why it
+/// could not be counted.
+pub fn count_restock(readings: &[LaneReading], scale_error: f64) -> RestockCount {
+    let mut count = RestockCount::default();
+    for r in readings {
+        let delta = r.before_g.zip(r.after_g).map(|(before, after)| after - before);
+        let counted = match (r.before_g, r.after_g, delta) {
+            (None, ..) => Err("no weight from before".to_string()),
+            (_, _, None) => Err("never stable".to_string()),
+            (.., Some(delta)) => added_units(delta, r.unit_g, r.tolerance_g, scale_error).map_err(|e| e.to_string()),
+        };
+        match counted {
+            Ok(0) => {}
+            Ok(qty) => count.added.push(TaskLane { lane: r.lane.clone(), product_id: Some(r.product_id), qty }),
+            Err(why) => count.uncounted.push(Uncounted {
+                lane: r.lane.clone(),
+                before_g: r.before_g,
+                after_g: r.after_g,
+                delta_g: delta,
+                why,
+            }),
+        }
+    }
+    count
+}
+
+/// One lane's weight across a maintenance session, and the tolerance a change is judged by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneChange {
+    pub lane: String,
+    pub before_g: Option<f64>,
+    pub after_g: Option<f64>,
+    pub tolerance_g: f64,
+}
+
+/// A lane that moved during maintenance, as recorded on the session and in the alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaneMove {
+    pub lane: String,
+    pub before_g: Option<f64>,
+    pub after_g: Option<f64>,
+    pub delta_g: Option<f64>,
+}
+
+/// The lanes that moved beyond their tolerance during maintenance, or cannot be compared (no
+/// weight from before, or never stable): nothing changes hands, but each is recorded and flagged.
+pub fn maintenance_moves(changes: &[LaneChange]) -> Vec<LaneMove> {
+    changes
+        .iter()
+        .filter_map(|c| {
+            let delta_g = c.before_g.zip(c.after_g).map(|(before, after)| after - before);
+            delta_g.is_none_or(|d| d.abs() > c.tolerance_g).then(|| LaneMove {
+                lane: c.lane.clone(),
+                before_g: c.before_g,
+                after_g: c.after_g,
+                delta_g,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn reading(lane: &str, before_g: Option<f64>, after_g: Option<f64>) -> LaneReading {
+        LaneReading {
+            lane: lane.into(),
+            product_id: 1,
+            product_name: "water".into(),
+            unit_g: 550.0,
+            tolerance_g: 8.0,
+            price_fen: 200,
+            before_g,
+            after_g,
+        }
+    }
+
+    #[test]
+    fn a_restock_is_counted_lane_by_lane() {
+        let count = count_restock(
+            &[
+                reading("A1", Some(0.0), Some(1651.0)),
+                reading("A2", Some(1100.0), Some(1101.0)),
+                reading("A3", None, Some(550.0)),
+                reading("A4", Some(0.0), None),
+                reading("A5", Some(0.0), Some(800.0)),
+                reading("A6", Some(1100.0), Some(550.0)),
+            ],
+            0.005,
+        );
+        let added: Vec<(&str, i64)> = count.added.iter().map(|a| (a.lane.as_str(), a.qty)).collect();
+        assert_eq!(added, [("A1", 3), ("A6", -1)], "untouched lanes are not listed; a unit taken out is -1");
+        let uncounted: Vec<(&str, &str)> = count.uncounted.iter().map(|u| (u.lane.as_str(), u.why.as_str())).collect();
+        assert_eq!(uncounted[..2], [("A3", "no weight from before"), ("A4", "never stable")]);
+        assert_eq!(uncounted[2].0, "A5");
+        assert!(uncounted[2].1.contains("not a whole number"), "{:?}", uncounted[2]);
+        assert_eq!(count.uncounted[2].delta_g, Some(800.0), "the weights it was judged from are kept");
+        assert!(!count.is_empty());
+        assert!(count_restock(&[reading("A1", Some(10.0), Some(11.0))], 0.005).is_empty());
+    }
+
+    #[test]
+    fn maintenance_flags_lanes_that_moved_or_cannot_be_compared() {
+        let change =
+            |lane: &str, before_g, after_g| LaneChange { lane: lane.into(), before_g, after_g, tolerance_g: 5.0 };
+        let moves = maintenance_moves(&[
+            change("A1", Some(100.0), Some(104.0)),
+            change("A2", Some(100.0), Some(140.0)),
+            change("A3", None, Some(10.0)),
+            change("A4", Some(10.0), None),
+        ]);
+        let lanes: Vec<&str> = moves.iter().map(|m| m.lane.as_str()).collect();
+        assert_eq!(lanes, ["A2", "A3", "A4"]);
+        assert_eq!(moves[0].delta_g, Some(40.0));
+        assert_eq!(moves[1].delta_g, None);
+    }
 
     fn lane(code: &str, capacity: i64, threshold: i64, stock: i64) -> LaneStock {
         LaneStock { code: code.to_string(), capacity, threshold, stock }

@@ -6,10 +6,7 @@
 //! fen, Alipay carries yuan strings, both bills carry yuan).
 
 pub mod alipay;
-pub mod capture;
 pub mod keys;
-pub mod refund;
-pub mod release;
 pub mod sim;
 pub mod wechat;
 

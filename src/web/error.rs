@@ -165,3 +165,13 @@ impl From<CacheError> for ApiError {
         }
     }
 }
+
+impl From<crate::flows::FlowError> for ApiError {
+    fn from(e: crate::flows::FlowError) -> Self {
+        match e {
+            crate::flows::FlowError::Db(e) => e.into(),
+            crate::flows::FlowError::Cache(e) => e.into(),
+            crate::flows::FlowError::Platform(e) => ApiError::Platform(e.to_string()),
+        }
+    }
+}

@@ -15,16 +15,18 @@ use serde::{Deserialize, Serialize};
 use super::shoppers::Shopper;
 use super::{ApiError, AppState};
 use crate::actors::cabinet::door::{PurchaseError, StartPurchase};
-use crate::actors::purchase::order_moved;
 use crate::actors::registry::Lookup;
 use crate::db::models::{Order, OrderLine, Refund};
-use crate::db::{self, DbError, orders, payments};
+use crate::db::{self, DbError, orders};
 use crate::domain::cabinet::Sn;
-use crate::domain::order::{OrderEvent, OrderStatus, ScanRefusal};
+use crate::domain::order::{OrderStatus, ScanRefusal, Stay};
 use crate::domain::payment::RefundStatus;
-use crate::domain::review::CaseKind;
 use crate::domain::validation::FieldError;
-use crate::pay::{Channel, PayError, PreauthRequest};
+use crate::flows;
+use crate::flows::order::Moved;
+use crate::flows::review::AppealFail;
+use crate::flows::scan::PreauthFail;
+use crate::pay::{Channel, PayError};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -197,82 +199,44 @@ pub async fn scan(
         .map_err(|e| ApiError::Invalid(vec![FieldError::new("sn", "invalid", e.to_string())]))?;
     let channel = Channel::parse(&body.channel)
         .ok_or_else(|| ApiError::Invalid(vec![FieldError::new("channel", "invalid", "wechat or alipay")]))?;
-    let actor = state.registry.send(Lookup(sn.to_string())).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let Some(actor) = actor else {
-        // No actor here: the cabinet is not connected to this node (or does not exist).
-        let key = sn.to_string();
-        let exists = state.svc.db.run(move |c| db::cabinets::find(c, &key)).await?.is_some();
-        return Err(if exists {
-            ApiError::Scan { refusal: ScanRefusal::CabinetNotOnline, detail: None }
-        } else {
-            ApiError::NotFound("cabinet".into())
-        });
+    let Some(actor) =
+        state.registry.send(Lookup(sn.to_string())).await.map_err(|e| ApiError::Internal(e.to_string()))?
+    else {
+        return Err(not_here(&state, &sn).await?);
     };
-    let order = actor
-        .send(StartPurchase {
-            user_id: shopper.user.id,
-            channel,
-            payer_id: shopper.user.platform_uid.clone(),
-            door: body.door,
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| match e {
-            PurchaseError::Refused(refusal, held) => {
-                ApiError::Scan { refusal, detail: held.map(|s| serde_json::json!({ "session": s })) }
-            }
-            PurchaseError::Session(e) => e.into(),
-        })?;
-    let req = PreauthRequest {
-        out_order_no: order.out_order_no.clone(),
-        cap_fen: order.cap_fen,
-        title: state.svc.config.orders.title.clone(),
-        device_id: order.sn.clone(),
-        payer_id: shopper.user.platform_uid.clone(),
-        attach: order.id.to_string(),
-    };
-    state.svc.relay.wake();
-    let gateway = state.svc.payments.get(channel);
-    // Creating is idempotent on both platforms: a request lost on the way is sent once more
-    // rather than failing a shopper who stands at the cabinet.
-    let created = match gateway.create_preauth(&req).await {
-        Err(PayError::Retryable(e)) => {
-            tracing::warn!(order = order.id, error = %e, "pre-authorisation not created; trying once more");
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            gateway.create_preauth(&req).await
+    let payer_id = shopper.user.platform_uid.clone();
+    let start = StartPurchase { user_id: shopper.user.id, channel, payer_id: payer_id.clone(), door: body.door };
+    let order = actor.send(start).await.map_err(|e| ApiError::Internal(e.to_string()))?.map_err(|e| match e {
+        PurchaseError::Refused(refusal, held) => {
+            ApiError::Scan { refusal, detail: held.map(|s| serde_json::json!({ "session": s })) }
         }
-        other => other,
-    };
+        PurchaseError::Session(e) => e.into(),
+    })?;
+    let (created, effects) = flows::scan::preauthorise(&state.svc.flows(), &order, &payer_id).await;
+    state.svc.effects.run(effects);
     match created {
-        Ok(pre) => {
-            if let Some(platform_id) = pre.platform_order_id.clone() {
-                let no = order.out_order_no.clone();
-                state.svc.db.write(move |c| payments::set_platform_order_id(c, &no, &platform_id)).await?;
-            }
-            Ok(HttpResponse::Created()
-                .json(ScanResponse { order: OrderView::new(&order, &[], &[]), confirm: pre.confirm }))
+        Ok(pre) => Ok(HttpResponse::Created()
+            .json(ScanResponse { order: OrderView::new(&order, &[], &[]), confirm: pre.confirm })),
+        Err(PreauthFail::Platform(PayError::Declined { message, .. })) => Err(ApiError::Conflict {
+            code: "preauth_declined",
+            message: format!("the {channel} pre-authorisation was declined: {message}"),
+            detail: None,
+        }),
+        Err(PreauthFail::Platform(other)) => {
+            Err(ApiError::Platform(format!("the {channel} pre-authorisation failed: {other}")))
         }
-        Err(e) => {
-            // Nothing was held, or the release finds out: end the order and free the cabinet.
-            tracing::warn!(order = order.id, error = %e, "pre-authorisation not created; cancelling");
-            let id = order.id;
-            let moved = state
-                .svc
-                .db
-                .write(move |c| orders::cancel(c, id, OrderEvent::ShopperCancelled, "preauth_failed", db::now()))
-                .await?;
-            state.svc.relay.wake();
-            order_moved(&state.routes, moved.order());
-            Err(match e {
-                PayError::Declined { message, .. } => ApiError::Conflict {
-                    code: "preauth_declined",
-                    message: format!("the {channel} pre-authorisation was declined: {message}"),
-                    detail: None,
-                },
-                other => ApiError::Platform(format!("the {channel} pre-authorisation failed: {other}")),
-            })
-        }
+        Err(PreauthFail::Db(e)) => Err(e.into()),
     }
+}
+
+/// No actor here: the cabinet is not connected to this node, or does not exist.
+async fn not_here(state: &AppState, sn: &Sn) -> Result<ApiError, ApiError> {
+    let key = sn.to_string();
+    let exists = state.svc.db.run(move |c| db::cabinets::find(c, &key)).await?.is_some();
+    Ok(match exists {
+        true => ApiError::Scan { refusal: ScanRefusal::CabinetNotOnline, detail: None },
+        false => ApiError::NotFound("cabinet".into()),
+    })
 }
 
 /// An order with its lines and refunds, as [`OrderView`] shows it.
@@ -379,19 +343,15 @@ pub async fn appeal(
         return Err(ApiError::Invalid(vec![FieldError::new("reason", "invalid", "1 to 500 characters")]));
     }
     let (order, _, _) = own_order(&state, &shopper, path.into_inner()).await?;
-    if OrderStatus::AT_CABINET.contains(&order.status) || order.status == OrderStatus::Cancelled {
-        return Err(ApiError::Conflict {
-            code: "not_appealable",
-            message: format!("the order is {}: nothing was settled to appeal", order.status),
-            detail: None,
-        });
-    }
-    let reasons = serde_json::json!({ "appeal": reason, "claimed": body.claimed });
+    let reasons = serde_json::json!({ "appeal": reason, "claimed": body.claimed }).to_string();
     let by = format!("user:{}", shopper.user.id);
-    let id = order.id;
-    let case_id =
-        state.svc.db.write(move |c| db::reviews::open_case(c, id, CaseKind::Appeal, &reasons, &by, db::now())).await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({ "case_id": case_id, "order_id": id, "status": "open" })))
+    let case_id = flows::review::appeal(&state.svc.db, &order, reasons, by).await.map_err(|e| match e {
+        AppealFail::NotSettled(_) => {
+            ApiError::Conflict { code: "not_appealable", message: e.to_string(), detail: None }
+        }
+        AppealFail::Db(e) => e.into(),
+    })?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "case_id": case_id, "order_id": order.id, "status": "open" })))
 }
 
 /// Cancel an order before the door opens (the shopper changed their mind on the confirm page).
@@ -411,18 +371,13 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let (order, _, _) = own_order(&state, &shopper, path.into_inner()).await?;
     let id = order.id;
-    let moved = state
-        .svc
-        .db
-        .write(move |c| orders::cancel(c, id, OrderEvent::ShopperCancelled, "shopper_cancelled", db::now()))
-        .await?;
-    if let orders::Moved::Stayed(o, crate::domain::order::Stay::Refused(why)) = &moved
+    let (moved, effects) = flows::authorise::shopper_cancel(&state.svc.db, id).await?;
+    if let Moved::Stayed(o, Stay::Refused(why)) = &moved
         && o.status != OrderStatus::Cancelled
     {
         return Err(ApiError::Conflict { code: "not_cancellable", message: why.to_string(), detail: None });
     }
-    state.svc.relay.wake();
-    order_moved(&state.routes, moved.order());
+    state.svc.effects.run(effects);
     let lines = state.svc.db.run(move |c| orders::lines(c, id)).await?;
     Ok(HttpResponse::Ok().json(OrderView::new(moved.order(), &lines, &[])))
 }

@@ -2,8 +2,8 @@
 //!
 //! Verify (and for WeChat decrypt) first; an unsigned or forged callback is answered 401 and
 //! changes nothing. A verified one is stored and applied in one transaction with its payment row
-//! locked (`db::payments::record_callback`); a platform event seen before is answered as a
-//! success and not applied again. Answers are in the form each platform expects: WeChat reads
+//! locked (`flows::callbacks`); a platform event seen before is answered as a success and not
+//! applied again. Answers are in the form each platform expects: WeChat reads
 //! the status (204, or 4xx/5xx with `{"code":"FAIL","message":…}`), Alipay reads the body
 //! (`success`, anything else means "send it again").
 
@@ -11,9 +11,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use crate::db::{self, payments};
+use crate::db::payments;
 use crate::domain::payment::Verdict;
-use crate::pay::{CallbackError, CallbackHeaders, Channel, PayEvent};
+use crate::flows;
+use crate::flows::callbacks::{CallbackFail, Received};
+use crate::pay::{CallbackError, CallbackHeaders, Channel};
 
 pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     handle(state, Channel::Wechat, headers(&req), body).await
@@ -52,75 +54,45 @@ async fn handle(
     headers: CallbackHeaders,
     body: web::Bytes,
 ) -> HttpResponse {
-    let metrics = &state.svc.metrics;
-    let event = match state.svc.payments.get(channel).parse_callback(&headers, &body) {
-        Ok(event) => event,
-        Err(e) => {
-            let (status, outcome) = match &e {
-                CallbackError::Unverified(_) => (StatusCode::UNAUTHORIZED, "unverified"),
-                CallbackError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
-            };
+    let received = flows::callbacks::receive(&state.svc.flows(), channel, &headers, &body).await;
+    let (status, outcome, message) = match received {
+        Err(CallbackFail::Refused(e)) => {
             tracing::warn!(%channel, error = %e, "payment callback refused");
-            metrics.payment_callbacks.with_label_values(&[channel.as_str(), outcome]).inc();
-            return answer(channel, status, &e.to_string());
+            match e {
+                CallbackError::Unverified(_) => (StatusCode::UNAUTHORIZED, "unverified", e.to_string()),
+                CallbackError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+            }
+        }
+        // Not stored: the platform sends it again.
+        Err(CallbackFail::Db(e)) => {
+            tracing::error!(%channel, error = %e, "payment callback not stored");
+            (StatusCode::INTERNAL_SERVER_ERROR, "error", "not stored, send again".into())
+        }
+        // Possibly a callback that overtook our own write of the payment: asked again later.
+        Ok((Received::UnknownPayment, _)) => {
+            tracing::warn!(%channel, "callback about a payment Heft has no record of; asked to send again");
+            (StatusCode::SERVICE_UNAVAILABLE, "unknown_payment", "unknown order, send again later".into())
+        }
+        Ok((Received::Duplicate, _)) => (StatusCode::OK, "duplicate", String::new()),
+        Ok((Received::Stored { verdict, out_order_no }, effects)) => {
+            // The door opens (authorised), the order is done (paid), a hold is released.
+            state.svc.effects.run(effects);
+            log_verdict(channel, out_order_no.as_deref().unwrap_or("-"), &verdict);
+            (StatusCode::OK, verdict.outcome().as_str(), String::new())
         }
     };
-    let PayEvent { event_id, event_type, out_order_no, kind: reported, resource } = event;
-    // Kept as evidence exactly as it came (both platforms send UTF-8 text).
-    let raw = String::from_utf8_lossy(&body).into_owned();
-    let open_check = chrono::Duration::seconds(i64::try_from(state.svc.config.orders.open_check_s).unwrap_or(60));
-    let applied = state
-        .svc
-        .db
-        .write(move |c| {
-            let incoming = payments::Incoming {
-                channel,
-                event_id: &event_id,
-                event_type: &event_type,
-                out_order_no: out_order_no.as_deref(),
-                resource: &resource,
-                raw: &raw,
-                reported,
-            };
-            payments::record_callback(c, &incoming, open_check, db::now())
-        })
-        .await;
-    match applied {
-        Ok(payments::Applied::UnknownPayment) => {
-            // Possibly a callback that overtook our own write of the payment: asked again later.
-            tracing::warn!(%channel, "callback about a payment Heft has no record of; asked to send again");
-            metrics.payment_callbacks.with_label_values(&[channel.as_str(), "unknown_payment"]).inc();
-            answer(channel, StatusCode::SERVICE_UNAVAILABLE, "unknown order, send again later")
+    state.svc.metrics.payment_callbacks.with_label_values(&[channel.as_str(), outcome]).inc();
+    answer(channel, status, &message)
+}
+
+fn log_verdict(channel: Channel, order: &str, verdict: &Verdict) {
+    match verdict {
+        Verdict::ReleaseNeeded => {
+            tracing::warn!(%channel, order, "confirmation for a cancelled pre-authorisation: released")
         }
-        Ok(payments::Applied::Duplicate) => {
-            metrics.payment_callbacks.with_label_values(&[channel.as_str(), "duplicate"]).inc();
-            answer(channel, StatusCode::OK, "")
-        }
-        Ok(payments::Applied::Stored { verdict, payment, order: moved }) => {
-            let order = payment.as_ref().map(|p| p.out_order_no.as_str()).unwrap_or("-");
-            if let Some(moved) = moved {
-                // The door opens (authorised) or the order is done (paid); messages may wait.
-                state.svc.relay.wake();
-                crate::actors::purchase::order_moved(&state.routes, &moved);
-            }
-            match &verdict {
-                Verdict::ReleaseNeeded => {
-                    tracing::warn!(%channel, order, "confirmation for a cancelled pre-authorisation: released");
-                    state.svc.relay.wake();
-                }
-                Verdict::Anomaly { reason, .. } => tracing::error!(%channel, order, reason, "payment anomaly"),
-                Verdict::Ignored(why) => tracing::info!(%channel, order, why, "payment callback ignored"),
-                _ => {}
-            }
-            metrics.payment_callbacks.with_label_values(&[channel.as_str(), verdict.outcome().as_str()]).inc();
-            answer(channel, StatusCode::OK, "")
-        }
-        Err(e) => {
-            // Not stored: the platform sends it again.
-            tracing::error!(%channel, error = %e, "payment callback not stored");
-            metrics.payment_callbacks.with_label_values(&[channel.as_str(), "error"]).inc();
-            answer(channel, StatusCode::INTERNAL_SERVER_ERROR, "not stored, send again")
-        }
+        Verdict::Anomaly { reason, .. } => tracing::error!(%channel, order, reason, "payment anomaly"),
+        Verdict::Ignored(why) => tracing::info!(%channel, order, why, "payment callback ignored"),
+        _ => {}
     }
 }
 

@@ -6,8 +6,10 @@ use serde::Deserialize;
 use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
 use super::ops::page_limit;
 use super::{ApiError, AppState};
-use crate::db::{self, DbError, refunds};
+use crate::db::refunds;
 use crate::domain::payment::RefundStatus;
+use crate::flows;
+use crate::flows::refund::Retried;
 
 #[derive(Debug, Deserialize)]
 pub struct RefundQuery {
@@ -38,20 +40,15 @@ pub async fn retry(
 ) -> Result<HttpResponse, ApiError> {
     user.require(MANAGERS)?;
     let no = path.into_inner();
-    let key = no.clone();
-    let (retried, refund) = state
-        .svc
-        .db
-        .write(move |c| Ok::<_, DbError>((refunds::retry(c, &key, db::now())?, refunds::find(c, &key)?)))
-        .await?;
-    let refund = refund.ok_or_else(|| ApiError::NotFound(format!("refund {no}")))?;
-    if !retried {
-        return Err(ApiError::Conflict {
+    let (retried, effects) = flows::refund::retry(&state.svc.db, no.clone()).await?;
+    state.svc.effects.run(effects);
+    match retried {
+        Retried::Again(refund) => Ok(HttpResponse::Ok().json(refund)),
+        Retried::NotFailed(refund) => Err(ApiError::Conflict {
             code: "not_failed",
             message: format!("refund {no} is {}: only a failed refund is sent again", refund.status),
             detail: None,
-        });
+        }),
+        Retried::NotFound => Err(ApiError::NotFound(format!("refund {no}"))),
     }
-    state.svc.relay.wake();
-    Ok(HttpResponse::Ok().json(refund))
 }

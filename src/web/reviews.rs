@@ -12,9 +12,12 @@ use super::ops::page_limit;
 use super::orders::{OrderView, detail};
 use super::{ApiError, AppState};
 use crate::db::models::ReviewCase;
-use crate::db::reviews::{self, Decision, ReviewFail};
-use crate::db::{self, DbError, orders, weight_log};
+use crate::db::reviews;
+use crate::db::{DbError, orders, weight_log};
 use crate::domain::review::CaseStatus;
+use crate::domain::review::Decision;
+use crate::flows;
+use crate::flows::review::{Decided, ReviewFail};
 
 #[derive(Debug, Deserialize)]
 pub struct CaseQuery {
@@ -104,22 +107,21 @@ pub async fn resolve(
     user.require(MANAGERS)?;
     let id = path.into_inner();
     let body = body.into_inner();
-    let set: Vec<(String, i64)> = body.lines.into_iter().map(|l| (l.lane, l.qty)).collect();
-    let by = user.username.clone();
-    let order = state
-        .svc
-        .db
-        .write(move |c| reviews::resolve_case(c, id, &body.decision, &set, &by, &body.note, db::now()))
-        .await
-        .map_err(|e| match e {
-            ReviewFail::NotFound => ApiError::NotFound(format!("review case {id}")),
-            ReviewFail::Resolved => {
-                ApiError::Conflict { code: "already_resolved", message: e.to_string(), detail: None }
-            }
-            ReviewFail::Refused(m) => ApiError::Conflict { code: "not_resolvable", message: m, detail: None },
-            ReviewFail::Db(e) => e.into(),
-        })?;
-    state.svc.relay.wake();
+    let decided = Decided {
+        decision: body.decision,
+        lines: body.lines.into_iter().map(|l| (l.lane, l.qty)).collect(),
+        note: body.note,
+        by: user.username.clone(),
+    };
+    let (order, effects) = flows::review::resolve(&state.svc.db, id, decided).await.map_err(|e| match e {
+        ReviewFail::NotFound => ApiError::NotFound(format!("review case {id}")),
+        ReviewFail::Resolved => ApiError::Conflict { code: "already_resolved", message: e.to_string(), detail: None },
+        ReviewFail::Refused(why) => {
+            ApiError::Conflict { code: "not_resolvable", message: why.to_string(), detail: None }
+        }
+        ReviewFail::Db(e) => e.into(),
+    })?;
+    state.svc.effects.run(effects);
     let (order, lines, refunds) = state.svc.db.run(move |c| detail(c, order)).await?;
     Ok(HttpResponse::Ok().json(OrderView::new(&order, &lines, &refunds)))
 }

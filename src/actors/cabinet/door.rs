@@ -1,11 +1,11 @@
-//! Sessions at an open door: a shopper's purchase (DESIGN "Cabinet actor"), a restock, and
-//! maintenance. They share one course — weights before, `open`, the door opens, the door closes,
-//! every lane settles — and differ in what the weight change means at the end.
+//! Sessions at an open door: a shopper's purchase, a restock, and maintenance. They share one
+//! course — weights before, `open`, the door opens, the door closes, every lane settles — and
+//! differ in what the weight change means at the end.
 //!
 //! Purchase: `reserved → awaiting_auth → opening → open → settling → done | cancelled`. The scan
-//! opens the session and writes the order in one transaction (`db::orders::scan`); the platform's
+//! opens the session and writes the order in one transaction (`flows::scan`); the platform's
 //! confirmation brings [`OpenForOrder`]; the door events and the after-close readings drive the
-//! rest here; the settlement is one transaction (`db::orders::settle`).
+//! rest here; the settlement is one transaction (`flows::settle`).
 
 use std::time::{Duration, Instant};
 
@@ -15,22 +15,21 @@ use serde::Serialize;
 use super::commands::{CommandOutcome, Purpose};
 use super::session::{SessionError, SessionInfo};
 use super::{CabinetActor, State};
-use crate::db::restock::{TaskLane, Uncounted};
-use crate::db::{self, DbError, orders};
+use crate::db::{DbError, orders};
 use crate::device::messages::{DoorUp, OpenCmd};
 use crate::device::topic::DownKind;
-use crate::domain::alert::{AlertSpec, Audience, Severity};
+use crate::domain::alert;
 use crate::domain::cabinet::CabinetStatus;
+use crate::domain::door::Opening;
 use crate::domain::liveness::Liveness;
-use crate::domain::order::{ScanRefusal, Stay};
-use crate::domain::restock::added_units;
+use crate::domain::order::ScanRefusal;
+use crate::domain::restock::LaneChange;
 use crate::domain::session::{Outcome, SessionKind};
-use crate::domain::settlement::{self, LaneReading, Settlement};
+use crate::domain::settlement::{self, LaneReading};
 use crate::domain::weight::ReadingKind;
-
-pub const DOOR_OPEN_TOO_LONG: &str = "door_open_too_long";
-/// A door open that no session holds.
-pub const DOOR_OPEN_UNHELD: &str = "door_open_unheld";
+use crate::flows;
+use crate::flows::scan::{ScanFail, ScanInput};
+use crate::flows::settle::Settled;
 
 /// An open order stays in the cache at most this long (its session ends long before).
 const ORDER_CACHE_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -155,7 +154,7 @@ impl Handler<StartPurchase> for CabinetActor {
         }
         let liveness = if self.session_boot().is_some() { self.liveness } else { Liveness::Offline };
         let o = &self.svc.config.orders;
-        let input = orders::ScanInput {
+        let input = ScanInput {
             user_id: m.user_id,
             channel: m.channel,
             payer_id: m.payer_id,
@@ -170,37 +169,36 @@ impl Handler<StartPurchase> for CabinetActor {
         };
         let held = self.session.as_ref().map(|s| s.info.clone());
         let db = self.svc.db.clone();
-        AtomicResponse::new(Box::pin(
-            async move { db.write(move |c| orders::scan(c, &input, db::now())).await }.into_actor(self).map(
-                move |r, act, ctx| match r {
-                    Ok(scanned) => {
-                        let order_id = scanned.order.id;
-                        act.hold_door(
-                            &scanned.session,
-                            SessionKind::Purchase,
-                            DoorRun {
-                                door: m.door,
-                                purpose: DoorPurpose::Purchase { order_id, cap_fen: scanned.order.cap_fen },
-                                phase: Phase::AwaitingAuth,
-                                before: Vec::new(),
-                                closed_at: None,
-                                cap_noticed: false,
-                            },
-                        );
-                        tracing::info!(sn = %act.sn, order = order_id, door = m.door, "purchase reserved");
-                        act.watch_purchase(order_id, ctx);
-                        Ok(scanned.order)
-                    }
-                    Err(orders::ScanFail::Refused(r)) => {
-                        Err(PurchaseError::Refused(r, if r == ScanRefusal::CabinetBusy { held } else { None }))
-                    }
-                    Err(orders::ScanFail::Busy(s)) => {
-                        Err(PurchaseError::Refused(ScanRefusal::CabinetBusy, Some(SessionInfo::from(s.as_ref()))))
-                    }
-                    Err(orders::ScanFail::Db(e)) => Err(e.into()),
-                },
-            ),
-        ))
+        AtomicResponse::new(Box::pin(async move { flows::scan::reserve(&db, input).await }.into_actor(self).map(
+            move |r, act, ctx| match r {
+                Ok((scanned, effects)) => {
+                    act.svc.effects.run(effects);
+                    let order_id = scanned.order.id;
+                    act.hold_door(
+                        &scanned.session,
+                        SessionKind::Purchase,
+                        DoorRun {
+                            door: m.door,
+                            purpose: DoorPurpose::Purchase { order_id, cap_fen: scanned.order.cap_fen },
+                            phase: Phase::AwaitingAuth,
+                            before: Vec::new(),
+                            closed_at: None,
+                            cap_noticed: false,
+                        },
+                    );
+                    tracing::info!(sn = %act.sn, order = order_id, door = m.door, "purchase reserved");
+                    act.watch_purchase(order_id, ctx);
+                    Ok(scanned.order)
+                }
+                Err(ScanFail::Refused(r)) => {
+                    Err(PurchaseError::Refused(r, if r == ScanRefusal::CabinetBusy { held } else { None }))
+                }
+                Err(ScanFail::Busy(s)) => {
+                    Err(PurchaseError::Refused(ScanRefusal::CabinetBusy, Some(SessionInfo::from(s.as_ref()))))
+                }
+                Err(ScanFail::Db(e)) => Err(e.into()),
+            },
+        )))
     }
 }
 
@@ -214,18 +212,12 @@ pub struct OpenForOrder {
     pub send: bool,
 }
 
-/// What became of [`OpenForOrder`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
-pub enum Opening {
-    /// `open` was sent.
-    Sent,
-    /// `open` went out before and the door has not opened (asked without sending).
-    Waiting,
-    /// The door has already opened (its record may have been lost: it is written again). The
-    /// order must not be cancelled.
-    DoorOpened,
-    /// This actor holds no session for the order.
-    NotHeld,
+impl<M: Message<Result = Opening>> actix::dev::MessageResponse<CabinetActor, M> for Opening {
+    fn handle(self, _: &mut Context<CabinetActor>, tx: Option<actix::dev::OneshotSender<Opening>>) {
+        if let Some(tx) = tx {
+            let _ = tx.send(self);
+        }
+    }
 }
 
 impl Handler<OpenForOrder> for CabinetActor {
@@ -250,7 +242,7 @@ impl Handler<OpenForOrder> for CabinetActor {
             Phase::Opening if !m.send => return Opening::Waiting,
             Phase::Opening => {}
             Phase::Open | Phase::Settling | Phase::Finishing => {
-                self.record_door_opened(m.order_id, None, ctx);
+                self.record_door_opened(m.order_id, Vec::new(), ctx);
                 return Opening::DoorOpened;
             }
         }
@@ -556,15 +548,7 @@ impl CabinetActor {
             }
             (true, Phase::AwaitingAuth) => {
                 tracing::error!(sn = %self.sn, door = d.door, "door opened before the purchase was authorised");
-                let spec = AlertSpec {
-                    audience: Audience::Ops,
-                    severity: Severity::Critical,
-                    code: "door_opened_unauthorised".into(),
-                    sn: Some(self.sn.to_string()),
-                    message: format!("cabinet {}: door {} opened before the shopper authorised", self.sn, d.door),
-                    detail: None,
-                };
-                self.raise(spec, ctx);
+                self.raise(alert::door_opened_unauthorised(self.sn.as_str(), d.door), ctx);
             }
             (false, Phase::Open) => {
                 self.door_closed(Duration::from_millis(self.svc.config.orders.settle_max_ms), false, ctx)
@@ -576,18 +560,7 @@ impl CabinetActor {
     /// A door opened that no session holds: goods are unguarded. Critical, for a person to see.
     fn door_open_unheld(&mut self, door: u32, ctx: &mut Context<Self>) {
         tracing::error!(sn = %self.sn, door, "door open with no session holding it");
-        let spec = AlertSpec {
-            audience: Audience::Ops,
-            severity: Severity::Critical,
-            code: DOOR_OPEN_UNHELD.into(),
-            sn: Some(self.sn.to_string()),
-            message: format!(
-                "cabinet {}: door {door} is open and no purchase, restock or maintenance holds it",
-                self.sn
-            ),
-            detail: Some(serde_json::json!({ "door": door }).to_string()),
-        };
-        self.raise(spec, ctx);
+        self.raise(alert::door_open_unheld(self.sn.as_str(), door), ctx);
     }
 
     /// After a login the cabinet reports every door that is open before its first heartbeat or
@@ -636,10 +609,8 @@ impl CabinetActor {
             }
         }
         let order = run.purpose.order_id();
-        let notice = (!disagree.is_empty())
-            .then(|| format!("lanes {} weighed differently when the door opened than at rest", disagree.join(", ")));
         if let Some(order_id) = order {
-            self.record_door_opened(order_id, notice, ctx);
+            self.record_door_opened(order_id, disagree, ctx);
         }
         self.arm_open_alert(order, ctx);
     }
@@ -658,25 +629,16 @@ impl CabinetActor {
         });
     }
 
-    /// The order is `door_open`, with the weights it started from (and a notice when the lanes
-    /// weighed differently at the open than at rest). Idempotent: written again when in doubt.
-    fn record_door_opened(&mut self, order_id: i64, notice: Option<String>, ctx: &mut Context<Self>) {
+    /// The order is `door_open`, with the weights it started from (and a notice naming the lanes
+    /// that weighed differently at the open than at rest). Idempotent: written again when in doubt.
+    fn record_door_opened(&mut self, order_id: i64, differ: Vec<String>, ctx: &mut Context<Self>) {
         let Some(run) = self.session.as_ref().and_then(|s| s.door.as_ref()) else { return };
         let before = before_json(&run.before);
-        let db = self.svc.db.clone();
+        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
         ctx.spawn(
             async move {
-                let r = db
-                    .write(move |c| {
-                        orders::door_opened(c, order_id, &before, db::now())?;
-                        if let Some(n) = notice {
-                            orders::add_notice(c, order_id, "before_weights_differ", &n, db::now())?;
-                        }
-                        Ok::<_, DbError>(())
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(order = order_id, error = %e, "door open not recorded");
+                if let Err(e) = flows::door::opened(&db, order_id, before, differ).await {
+                    tracing::error!(%sn, order = order_id, error = %e, "door open not recorded");
                 }
             }
             .into_actor(self),
@@ -685,22 +647,15 @@ impl CabinetActor {
 
     fn door_open_too_long(&mut self, order_id: Option<i64>, ctx: &mut Context<Self>) {
         let limit = self.svc.config.orders.door_open_alert_s;
-        let spec = AlertSpec {
-            audience: Audience::Ops,
-            severity: Severity::Warning,
-            code: DOOR_OPEN_TOO_LONG.into(),
-            sn: Some(self.sn.to_string()),
-            message: format!("cabinet {}: door open for more than {limit} s (order {order_id:?})", self.sn),
-            detail: Some(serde_json::json!({ "order_id": order_id, "limit_s": limit }).to_string()),
-        };
         tracing::warn!(sn = %self.sn, order = ?order_id, "door open too long");
-        self.raise(spec, ctx);
+        self.raise(alert::door_open_too_long(self.sn.as_str(), order_id, limit), ctx);
         let Some(order_id) = order_id else { return };
-        let db = self.svc.db.clone();
+        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
         ctx.spawn(
             async move {
-                let text = "柜门未关闭，请关好柜门以完成结算";
-                let _ = db.write(move |c| orders::add_notice(c, order_id, DOOR_OPEN_TOO_LONG, text, db::now())).await;
+                if let Err(e) = flows::door::open_too_long(&db, order_id).await {
+                    tracing::error!(%sn, order = order_id, error = %e, "door-open notice not stored");
+                }
             }
             .into_actor(self),
         );
@@ -714,19 +669,11 @@ impl CabinetActor {
         run.phase = Phase::Settling;
         run.closed_at = Some(Instant::now());
         if let Some(order_id) = run.purpose.order_id() {
-            let db = self.svc.db.clone();
+            let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
             ctx.spawn(
                 async move {
-                    let r = db
-                        .write(move |c| {
-                            if let Some(before) = opened_before {
-                                orders::door_opened(c, order_id, &before, db::now())?;
-                            }
-                            orders::door_closed(c, order_id, db::now())
-                        })
-                        .await;
-                    if let Err(e) = r {
-                        tracing::error!(order = order_id, error = %e, "door close not recorded");
+                    if let Err(e) = flows::door::closed(&db, order_id, opened_before).await {
+                        tracing::error!(%sn, order = order_id, error = %e, "door close not recorded");
                     }
                 }
                 .into_actor(self),
@@ -760,11 +707,12 @@ impl CabinetActor {
             run.cap_noticed = true;
         }
         tracing::warn!(sn = %self.sn, order = order_id, estimate, cap_fen, "basket over the pre-authorisation cap");
-        let db = self.svc.db.clone();
+        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
         ctx.spawn(
             async move {
-                let text = format!("所选商品超出授权额度 {} 分，超出部分将计为欠款", excess);
-                let _ = db.write(move |c| orders::add_notice(c, order_id, "over_cap", &text, db::now())).await;
+                if let Err(e) = flows::door::over_cap(&db, order_id, excess).await {
+                    tracing::error!(%sn, order = order_id, error = %e, "over-cap notice not stored");
+                }
             }
             .into_actor(self),
         );
@@ -816,64 +764,27 @@ impl CabinetActor {
             }
         };
         let waited = run.closed_at.map(|t| t.elapsed());
-        let outcome = settlement::settle(&readings, self.svc.config.weights.scale_error);
-        let input = match outcome {
-            Settlement::Settled { lines, moves, total_fen } => orders::SettleInput::Settled { lines, moves, total_fen },
-            Settlement::Review { reasons } => {
-                orders::SettleInput::Review { reasons: serde_json::json!({ "reasons": reasons, "lanes": readings }) }
-            }
-        };
-        let after: std::collections::BTreeMap<String, Option<f64>> =
-            readings.iter().map(|r| (r.lane.clone(), r.after_g)).collect();
-        let after = serde_json::to_string(&after).unwrap_or_default();
-        let after_copy = after.clone();
         if let Some(run) = self.door_run_mut() {
             run.phase = Phase::Finishing;
         }
         if let Some(w) = waited {
             self.svc.metrics.settle_seconds.observe(w.as_secs_f64());
         }
-        let db = self.svc.db.clone();
+        let (db, sn, scale_error) = (self.svc.db.clone(), self.sn.to_string(), self.svc.config.weights.scale_error);
         // `wait`: nothing else of this cabinet is handled before the settlement is stored and the
         // session let go, so the next scan finds the cabinet free and the stock right.
-        ctx.wait(async move { db.write(move |c| orders::settle(c, order_id, &input, &after, db::now())).await }
-            .into_actor(self)
-            .map(move |r, act, ctx| {
+        ctx.wait(async move { flows::settle::settle(&db, &sn, order_id, readings, scale_error).await }.into_actor(self).map(
+            move |r, act, ctx| {
                 match r {
-                    // Stored before, though the write that stored it reported an error.
-                    Ok(orders::Moved::Stayed(o, Stay::AlreadyThere)) => {
+                    Ok((Settled::Now(o), effects)) => {
+                        tracing::info!(sn = %act.sn, order = order_id, status = %o.status, "purchase settled");
+                        act.svc.effects.run(effects);
+                    }
+                    Ok((Settled::Already(o), _)) => {
                         tracing::info!(sn = %act.sn, order = order_id, status = %o.status, "purchase was already settled");
                     }
-                    Ok(orders::Moved::Stayed(o, why)) => {
-                        // Goods were taken on an order that could not take them (it was ended
-                        // meanwhile): a person must book and charge them from the trace.
-                        tracing::error!(sn = %act.sn, order = order_id, status = %o.status, %why, "settlement refused");
-                        let spec = AlertSpec {
-                            audience: Audience::Ops,
-                            severity: Severity::Critical,
-                            code: "settlement_refused".into(),
-                            sn: Some(act.sn.to_string()),
-                            message: format!(
-                                "cabinet {}: order {order_id} is {} and could not be settled ({why}); see its weight trace",
-                                act.sn, o.status
-                            ),
-                            detail: Some(serde_json::json!({ "order_id": order_id, "after_g": after_copy }).to_string()),
-                        };
-                        act.raise(spec, ctx);
-                        if let Some(s) = act.session.as_ref().map(|s| s.info.id) {
-                            let db = act.svc.db.clone();
-                            ctx.spawn(
-                                async move {
-                                    let _ = db.write(move |c| crate::db::sessions::close(c, s, Outcome::Failed, None, db::now())).await;
-                                }
-                                .into_actor(act),
-                            );
-                        }
-                    }
-                    Ok(moved) => {
-                        tracing::info!(sn = %act.sn, order = order_id, status = %moved.order().status, "purchase settled");
-                        act.svc.relay.wake();
-                    }
+                    // Raised for a person, and the session ended failed, by the flow.
+                    Ok((Settled::Refused(..), _)) => {}
                     Err(e) => {
                         tracing::error!(sn = %act.sn, order = order_id, error = %e, "settlement not stored; retrying");
                         act.settle_again(ctx);
@@ -881,7 +792,8 @@ impl CabinetActor {
                     }
                 }
                 act.let_go(ctx);
-            }));
+            },
+        ));
     }
 
     /// Book stock changed in the database: read it again for the ops view.
@@ -892,20 +804,6 @@ impl CabinetActor {
                 act.apply_setup(setup);
             }
         }));
-    }
-}
-
-/// One lane's weight across a maintenance session.
-pub(super) struct LaneChange {
-    lane: String,
-    before_g: Option<f64>,
-    after_g: Option<f64>,
-    tolerance_g: f64,
-}
-
-impl LaneChange {
-    fn delta_g(&self) -> Option<f64> {
-        Some(self.after_g? - self.before_g?)
     }
 }
 
@@ -950,24 +848,9 @@ impl Handler<StartDoorSession> for CabinetActor {
         let before = self.weigh_door(m.door);
         let mut new = self.new_session(m.kind, Some(m.door), &m.by);
         new.detail = Some(before_record(&before));
-        let (db, sn, kind) = (self.svc.db.clone(), self.sn.to_string(), m.kind);
+        let db = self.svc.db.clone();
         AtomicResponse::new(Box::pin(
-            async move {
-                db.write(move |c| {
-                    crate::db::write_tx(c, |c| {
-                        let s = match crate::db::sessions::open(c, &new)? {
-                            Ok(s) => s,
-                            Err(held) => return Ok(Err(held)),
-                        };
-                        let task = match kind {
-                            SessionKind::Restock => crate::db::restock::begin(c, &sn, s.id, db::now())?,
-                            _ => None,
-                        };
-                        Ok::<_, DbError>(Ok((s, task)))
-                    })
-                })
-                .await
-            }
+            async move { flows::restock::open_session(&db, new).await }
             .into_actor(self)
             .map(move |r, act, ctx| match r? {
                 Err(held) => Err(SessionError::Busy(SessionInfo::from(&held))),
@@ -991,50 +874,16 @@ impl Handler<StartDoorSession> for CabinetActor {
 }
 
 impl CabinetActor {
-    /// A restock door settled: each lane's change counted in whole units goes into book stock.
+    /// A restock door settled: each lane's change counted in whole units goes into book stock
+    /// (`flows::restock::finish`).
     fn finish_restock(&mut self, readings: Vec<LaneReading>, by: String, ctx: &mut Context<Self>) {
-        let mut added = Vec::new();
-        let mut uncounted = Vec::new();
-        for r in &readings {
-            let delta = r.before_g.zip(r.after_g).map(|(before, after)| after - before);
-            let counted = match (r.before_g, r.after_g, delta) {
-                (None, ..) => Err("no weight from before".to_string()),
-                (_, _, None) => Err("never stable".to_string()),
-                (.., Some(delta)) => added_units(delta, r.unit_g, r.tolerance_g, self.svc.config.weights.scale_error)
-                    .map_err(|e| e.to_string()),
-            };
-            match counted {
-                Ok(0) => {}
-                Ok(qty) => added.push(TaskLane { lane: r.lane.clone(), product_id: Some(r.product_id), qty }),
-                Err(why) => uncounted.push(Uncounted {
-                    lane: r.lane.clone(),
-                    before_g: r.before_g,
-                    after_g: r.after_g,
-                    delta_g: delta,
-                    why,
-                }),
-            }
-        }
-        if !uncounted.is_empty() {
-            let lanes: Vec<&str> = uncounted.iter().map(|u| u.lane.as_str()).collect();
-            let spec = AlertSpec {
-                audience: Audience::Ops,
-                severity: Severity::Warning,
-                code: "restock_uncounted".into(),
-                sn: Some(self.sn.to_string()),
-                message: format!(
-                    "cabinet {}: restock on lanes {} could not be counted by weight",
-                    self.sn,
-                    lanes.join(", ")
-                ),
-                detail: serde_json::to_string(&uncounted).ok(),
-            };
-            self.raise(spec, ctx);
-        }
         let Some(session_id) = self.session.as_ref().map(|s| s.info.id) else { return };
-        let sn = self.sn.to_string();
-        self.finish_door(ctx, move |c| {
-            crate::db::restock::finish(c, &sn, session_id, &added, &uncounted, &by, db::now()).map(|_| ())
+        let (db, sn, scale_error) = (self.svc.db.clone(), self.sn.to_string(), self.svc.config.weights.scale_error);
+        let runner = self.svc.effects.clone();
+        self.finish_door(ctx, async move {
+            let effects = flows::restock::finish(&db, sn, session_id, readings, by, scale_error).await?;
+            runner.run(effects);
+            Ok(())
         });
     }
 
@@ -1054,49 +903,22 @@ impl CabinetActor {
     }
 
     /// A maintenance door settled: nothing changes hands; any lane that moved (or cannot be
-    /// compared) is recorded on the session and flagged.
+    /// compared) is recorded on the session and flagged (`flows::restock::finish_maintenance`).
     fn finish_maintenance(&mut self, changes: Vec<LaneChange>, by: String, ctx: &mut Context<Self>) {
-        let moved: Vec<serde_json::Value> = changes
-            .iter()
-            .filter(|c| c.delta_g().is_none_or(|d| d.abs() > c.tolerance_g))
-            .map(|c| {
-                serde_json::json!({"lane": c.lane, "before_g": c.before_g, "after_g": c.after_g, "delta_g": c.delta_g()})
-            })
-            .collect();
-        if !moved.is_empty() {
-            let lanes: Vec<&str> = moved.iter().filter_map(|m| m["lane"].as_str()).collect();
-            let spec = AlertSpec {
-                audience: Audience::Ops,
-                severity: Severity::Warning,
-                code: "maintenance_weight_change".into(),
-                sn: Some(self.sn.to_string()),
-                message: format!(
-                    "cabinet {}: weight changed on lanes {} during maintenance by {by}",
-                    self.sn,
-                    lanes.join(", ")
-                ),
-                detail: Some(serde_json::json!(moved).to_string()),
-            };
-            self.raise(spec, ctx);
-        }
         let Some(session_id) = self.session.as_ref().map(|s| s.info.id) else { return };
-        let detail = serde_json::json!({ "by": by, "weight_changes": moved }).to_string();
-        self.finish_door(ctx, move |c| {
-            crate::db::sessions::close(c, session_id, Outcome::Done, Some(&detail), db::now()).map(|_| ())
-        });
+        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+        self.finish_door(
+            ctx,
+            async move { flows::restock::finish_maintenance(&db, sn, session_id, changes, by).await },
+        );
     }
 
     /// Store how a door session ended, then let go of the cabinet.
-    fn finish_door(
-        &mut self,
-        ctx: &mut Context<Self>,
-        write: impl FnOnce(&mut db::AnyConnection) -> Result<(), DbError> + Send + 'static,
-    ) {
+    fn finish_door(&mut self, ctx: &mut Context<Self>, write: impl Future<Output = Result<(), DbError>> + 'static) {
         if let Some(run) = self.door_run_mut() {
             run.phase = Phase::Finishing;
         }
-        let db = self.svc.db.clone();
-        ctx.wait(async move { db.write(write).await }.into_actor(self).map(|r, act, ctx| {
+        ctx.wait(write.into_actor(self).map(|r, act, ctx| {
             if let Err(e) = r {
                 tracing::error!(sn = %act.sn, error = %e, "door session end not stored; retrying");
                 act.settle_again(ctx);

@@ -28,7 +28,6 @@ use crate::device::topic::{self, DownKind, UpKind};
 use crate::domain::alert;
 use crate::domain::cabinet::{CabinetStatus, Sn};
 use crate::domain::liveness::{self, Liveness};
-use crate::domain::session::Outcome;
 use crate::domain::temperature::{TempRule, TempWatch};
 use crate::domain::weight::LaneCalibration;
 
@@ -687,7 +686,7 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
                 _ => None,
             };
             let pending = command_rows::has_pending(c, &owned)?;
-            let (sealed, last_boot, liveness) = (cab.frame_key_sealed.clone(), cab.last_boot, cab.liveness.clone());
+            let (sealed, last_boot, liveness) = (cab.frame_key_sealed.clone(), cab.last_boot, cab.liveness);
             let setup = read_setup(c, cab)?;
             Ok(Some((sealed, last_boot, liveness, setup, temp_alert, stale, order, pending)))
         })
@@ -722,14 +721,7 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
         if let Some(s) = &stale {
             tracing::warn!(%sn, session = s.id, kind = %s.kind, "closing a session left open by an earlier actor");
         }
-        svc.db
-            .write(move |c| {
-                if let Some(s) = stale {
-                    sessions::close(c, s.id, Outcome::Abandoned, None, db::now())?;
-                }
-                command_rows::abandon_pending(c, &sn, db::now())
-            })
-            .await?;
+        crate::flows::sessions::abandon(&svc.db, sn, stale.map(|s| s.id)).await?;
     }
     Ok(Some(Started { loaded, setup, temp_alert, resume }))
 }

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::session::{ConfigSaved, Delivery, SessionError, SessionInfo, StepReport, open_delivery};
 use super::{CabinetActor, State, load_setup};
 use crate::db::models::Session;
-use crate::db::{self, DbError, layout, sessions};
+use crate::db::{self, DbError, layout};
 use crate::device::messages::CalibrationStep;
 use crate::domain::layout::LayoutInput;
 use crate::domain::session::{Outcome, SessionKind};
@@ -151,19 +151,17 @@ impl Handler<StartCalibration> for CabinetActor {
         };
         let db = self.svc.db.clone();
         let door = m.door;
-        AtomicResponse::new(Box::pin(
-            async move { db.write(move |c| sessions::open(c, &new)).await }.into_actor(self).map(
-                move |r: Result<_, DbError>, act, ctx| match r? {
-                    Ok(s) => {
-                        act.hold_calibration(&s, door, lanes, channels);
-                        let idle = Duration::from_secs(act.svc.config.calibration.idle_timeout_s);
-                        act.arm_idle_check(s.id, idle, ctx);
-                        Ok(SessionInfo::from(&s))
-                    }
-                    Err(held) => Err(SessionError::Busy(SessionInfo::from(&held))),
-                },
-            ),
-        ))
+        AtomicResponse::new(Box::pin(async move { crate::flows::sessions::open(&db, new).await }.into_actor(self).map(
+            move |r: Result<_, DbError>, act, ctx| match r? {
+                Ok(s) => {
+                    act.hold_calibration(&s, door, lanes, channels);
+                    let idle = Duration::from_secs(act.svc.config.calibration.idle_timeout_s);
+                    act.arm_idle_check(s.id, idle, ctx);
+                    Ok(SessionInfo::from(&s))
+                }
+                Err(held) => Err(SessionError::Busy(SessionInfo::from(&held))),
+            },
+        )))
     }
 }
 

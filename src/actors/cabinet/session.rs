@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::commands::{CommandOutcome, Purpose, command_row};
 use super::{ActorError, CabinetActor, load_setup};
 use crate::db::models::{CommandRow, NewSession, Session};
-use crate::db::{self, DbError, layout, sessions};
+use crate::db::{self, DbError, layout};
 use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, ConfigCmd, DoorConfig, LaneConfig};
 use crate::device::messages::{PriceTagsCmd, VersionResult};
 use crate::device::topic::DownKind;
@@ -222,19 +222,17 @@ impl CabinetActor {
         let db = self.svc.db.clone();
         let id = s.info.id;
         // `wait`: the next session must not start before this one is closed in the database.
-        ctx.wait(
-            async move { db.write(move |c| sessions::close(c, id, outcome, detail.as_deref(), db::now())).await }
-                .into_actor(self)
-                .map(|r, act, ctx| {
-                    if let Err(e) = r {
-                        tracing::error!(sn = %act.sn, error = %e, "session end not recorded");
-                    }
-                    if let Some(tx) = closed {
-                        let _ = tx.send(());
-                    }
-                    act.deliver_pending(ctx);
-                }),
-        );
+        ctx.wait(async move { crate::flows::sessions::end(&db, id, outcome, detail).await }.into_actor(self).map(
+            move |r, act, ctx| {
+                if let Err(e) = r {
+                    tracing::error!(sn = %act.sn, session = id, error = %e, "session end not recorded");
+                }
+                if let Some(tx) = closed {
+                    let _ = tx.send(());
+                }
+                act.deliver_pending(ctx);
+            },
+        ));
     }
 
     /// With no session held and the cabinet logged in: send a configuration or labels the
@@ -415,7 +413,7 @@ pub(super) fn open_delivery(
     kind: SessionKind,
     sn: &str,
 ) -> Result<Result<Opened, Session>, DbError> {
-    let session = match sessions::open(c, new)? {
+    let session = match crate::flows::sessions::open_in(c, new)? {
         Ok(s) => s,
         Err(held) => return Ok(Err(held)),
     };

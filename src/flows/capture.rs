@@ -1,7 +1,7 @@
 //! `payment.capture`: charge a settled order against its pre-authorisation (Pay Score complete /
 //! Alipay `trade.pay` with the `auth_no`), exactly once.
 //!
-//! Never charge twice: the trade number is fixed per order (`db::orders::out_trade_no`); one
+//! Never charge twice: the trade number is fixed per order (`domain::payment::out_trade_no`); one
 //! handling at a time per order, on any node (a lease in the cache: a second message for the same
 //! order, a duplicate delivery or a retry racing a callback, finds it held and comes back later);
 //! each later round is scheduled once (`consumed` keys), so duplicates never multiply the rounds;
@@ -20,36 +20,15 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
-use super::{CaptureLine, CaptureOutcome, CaptureRequest, Gateways, PayError, PaymentGateway, PlatformState};
-use crate::cache::Cache;
-use crate::config::OrdersConfig;
+use super::{Ctx, Effects, alerts, order};
 use crate::db::models::{Order, Payment};
-use crate::db::{self, Db, DbError, alerts, orders, payments};
-use crate::domain::alert::{AlertSpec, Audience, Severity};
+use crate::db::{self, AnyConnection, DbError, orders, payments, write_tx};
+use crate::domain::alert;
 use crate::domain::order::OrderStatus;
-use crate::domain::payment::{self, PaymentState};
+use crate::domain::payment::{self, PaymentState, out_trade_no};
+use crate::mq::HandlerError;
 use crate::mq::topics::{self, Payload};
-use crate::mq::{Handler, HandlerError, Message};
-
-/// The alert raised when a settled order can no longer be charged (its pre-authorisation was
-/// cancelled or expired): the amount stays as debt and a person follows it up.
-pub const PREAUTH_GONE: &str = "preauth_gone";
-
-pub struct Capture {
-    pub db: Db,
-    pub cache: Arc<dyn Cache>,
-    pub gateways: Gateways,
-    pub orders: OrdersConfig,
-    /// `messages.handler_timeout_ms`: no handling outlives it, so the order's lease lasts a little
-    /// longer and is never taken from a handling still running.
-    pub handler_timeout_ms: u64,
-    /// `messages.max_attempts`: the last attempt of a message hands an unreachable platform to a
-    /// later round instead of letting the message die.
-    pub max_attempts: u32,
-    pub title: String,
-}
+use crate::pay::{CaptureLine, CaptureOutcome, CaptureRequest, PayError, PaymentGateway, PlatformState};
 
 /// Why one handling stopped short.
 #[derive(Debug, thiserror::Error)]
@@ -77,71 +56,76 @@ impl From<PayError> for CaptureError {
 /// Schedule round `round + 1` of the order's capture, `later`; once per round number, so two
 /// handlings of one round (a message delivered twice, a retry beside a callback's capture) leave
 /// one chain of rounds, not two. False when that round was scheduled already.
-fn next_round(c: &mut db::AnyConnection, id: i64, round: u32, later: chrono::Duration) -> Result<bool, DbError> {
+fn next_round(c: &mut AnyConnection, id: i64, round: u32, later: chrono::Duration) -> Result<bool, DbError> {
     let key = format!("order:{id}:round:{}", round + 1);
     topics::Capture { order_id: id, round: round + 1 }.enqueue_once(c, &key, Some(db::now() + later))
 }
 
 /// The wait before round `round + 1` (`domain::payment::retry_delay_s` with the orders config).
-pub fn retry_in(o: &OrdersConfig, round: u32) -> chrono::Duration {
-    let secs = payment::retry_delay_s(o.capture_retry_s, o.capture_retry_max_s, round);
-    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+fn retry_in(ctx: &Ctx, round: u32) -> chrono::Duration {
+    let o = &ctx.config.orders;
+    super::secs(payment::retry_delay_s(o.capture_retry_s, o.capture_retry_max_s, round))
 }
 
-#[async_trait]
-impl Handler for Capture {
-    fn name(&self) -> &str {
-        topics::Capture::TOPIC
-    }
-
-    fn topics(&self) -> Vec<String> {
-        vec![topics::Capture::TOPIC.to_string()]
-    }
-
-    async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
-        let message: topics::Capture = msg.decode()?;
-        let (id, round) = (message.order_id, message.round);
-        let name = format!("capture:{id}");
-        let owner = format!("{}:{}:{}", msg.id, msg.attempts, chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
-        let ttl = self.handler_timeout_ms.saturating_add(5_000);
-        let result = match self.cache.lease_acquire(&name, &owner, ttl).await {
-            Err(e) => Err(CaptureError::Again(format!("capture lease of order {id}: {e}"))),
-            Ok(None) => {
-                // Another handling of this order is under way (or one that was stopped holds the
-                // lease until it lapses): this one comes back once the lease is surely free, and
-                // then finds the order as that handling left it.
-                tracing::info!(order = id, message = %msg.id, "a capture of this order is already running; looking again later");
-                let at = db::now() + chrono::Duration::milliseconds(i64::try_from(ttl).unwrap_or(i64::MAX / 2));
-                self.db.write(move |c| message.enqueue_at(c, Some(at))).await?;
-                return Ok(());
-            }
-            Ok(Some(lease)) => {
-                let result = self.capture(id, round).await;
-                if let Err(e) = self.cache.lease_release(&lease).await {
-                    tracing::warn!(order = id, error = %e, "capture lease not released; it expires");
-                }
-                result
-            }
-        };
-        match result {
-            Ok(()) => Ok(()),
-            // The platform (or the cache) is still out on the message's last attempt: a later
-            // round, so an outage never drops a charge.
-            Err(CaptureError::Again(e)) if msg.attempts.saturating_add(1) >= self.max_attempts => {
-                let later = retry_in(&self.orders, round);
-                tracing::warn!(order = id, error = %e, retry_in_s = later.num_seconds(), "platform still unavailable; the charge is tried again later");
-                self.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
-                Ok(())
-            }
-            Err(CaptureError::Again(e) | CaptureError::Broken(e)) => Err(HandlerError::Failed(e)),
-            Err(CaptureError::Db(e)) => Err(e.into()),
+/// `payment.capture`: one handling. One at a time per order, on any node: a lease in the cache; a
+/// handling that finds it held comes back once the lease is surely free. `last_attempt`: the
+/// message's backoff runs out with this one, so a platform (or cache) that cannot be reached is
+/// handed to a later round rather than letting the message die.
+pub async fn handle(
+    ctx: &Ctx,
+    message: &topics::Capture,
+    msg_id: &str,
+    last_attempt: bool,
+) -> Result<Effects, HandlerError> {
+    let (id, round) = (message.order_id, message.round);
+    let name = format!("capture:{id}");
+    let owner = format!("{msg_id}:{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+    let ttl = ctx.config.messages.handler_timeout_ms.saturating_add(5_000);
+    let capture = Capture { ctx };
+    let result = match ctx.cache.lease_acquire(&name, &owner, ttl).await {
+        Err(e) => Err(CaptureError::Again(format!("capture lease of order {id}: {e}"))),
+        Ok(None) => {
+            // Another handling of this order is under way (or one that was stopped holds the
+            // lease until it lapses): this one comes back once the lease is surely free, and then
+            // finds the order as that handling left it.
+            tracing::info!(order = id, message = %msg_id, "a capture of this order is already running; looking again later");
+            let at = db::now() + chrono::Duration::milliseconds(i64::try_from(ttl).unwrap_or(i64::MAX / 2));
+            let again = message.clone();
+            ctx.db.write(move |c| again.enqueue_at(c, Some(at))).await?;
+            return Ok(Effects::wake());
         }
+        Ok(Some(lease)) => {
+            let result = capture.capture(id, round).await;
+            if let Err(e) = ctx.cache.lease_release(&lease).await {
+                tracing::warn!(order = id, error = %e, "capture lease not released; it expires");
+            }
+            result
+        }
+    };
+    match result {
+        Ok(()) => Ok(Effects::wake()),
+        // The platform (or the cache) is still out on the message's last attempt: a later round,
+        // so an outage never drops a charge.
+        Err(CaptureError::Again(e)) if last_attempt => {
+            let later = retry_in(ctx, round);
+            tracing::warn!(order = id, error = %e, retry_in_s = later.num_seconds(), "platform still unavailable; the charge is tried again later");
+            ctx.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
+            Ok(Effects::wake())
+        }
+        Err(CaptureError::Again(e) | CaptureError::Broken(e)) => Err(HandlerError::Failed(e)),
+        Err(CaptureError::Db(e)) => Err(e.into()),
     }
 }
 
-impl Capture {
+/// One handling's work, with what it needs.
+struct Capture<'a> {
+    ctx: &'a Ctx,
+}
+
+impl Capture<'_> {
     async fn capture(&self, id: i64, round: u32) -> Result<(), CaptureError> {
         let (order, payment, lines) = self
+            .ctx
             .db
             .run(move |c| {
                 let Some(o) = orders::find(c, id)? else { return Ok::<_, DbError>(None) };
@@ -155,8 +139,8 @@ impl Capture {
         if !matches!(status, OrderStatus::Paying | OrderStatus::PaymentFailed) {
             return Ok(());
         }
-        let gateway = self.gateways.get(payment.channel);
-        let trade_no = orders::out_trade_no(&order.out_order_no);
+        let gateway = self.ctx.payments.get(payment.channel);
+        let trade_no = out_trade_no(&order.out_order_no);
         let state = payment.state;
         // An earlier attempt may have reached the platform: its answer decides.
         let tried = payment.out_trade_no.is_some() || status == OrderStatus::PaymentFailed;
@@ -165,9 +149,9 @@ impl Capture {
         }
         // The platform charges at most what it holds; a basket over the cap is charged as one
         // capped line, the rest owed (booked at the settlement).
-        let total = orders::charge_fen(&order);
+        let total = payment::charge_fen(order.total_fen.unwrap_or(0), order.cap_fen);
         let lines = if total < order.total_fen.unwrap_or(0) {
-            vec![CaptureLine { name: self.title.clone(), unit_fen: total, count: 1 }]
+            vec![CaptureLine { name: self.ctx.config.orders.title.clone(), unit_fen: total, count: 1 }]
         } else {
             lines
                 .iter()
@@ -181,7 +165,7 @@ impl Capture {
             payer_id: payment.payer_id.clone(),
             lines,
             total_fen: total,
-            title: self.title.clone(),
+            title: self.ctx.config.orders.title.clone(),
         };
         self.mark_capturing(&payment, &trade_no).await?;
         match gateway.capture(&req).await {
@@ -195,7 +179,8 @@ impl Capture {
                     return Ok(());
                 }
                 let no = order.out_order_no.clone();
-                self.db
+                self.ctx
+                    .db
                     .write(move |c| {
                         payments::set_state(
                             c,
@@ -222,7 +207,7 @@ impl Capture {
         status: OrderStatus,
         round: u32,
     ) -> Result<bool, CaptureError> {
-        let trade_no = orders::out_trade_no(&order.out_order_no);
+        let trade_no = out_trade_no(&order.out_order_no);
         match gateway.query(&order.out_order_no, Some(&trade_no)).await? {
             PlatformState::Paid { amount_fen, transaction_id } => {
                 self.record_paid(order, amount_fen, transaction_id).await?;
@@ -239,6 +224,7 @@ impl Capture {
     async fn mark_capturing(&self, payment: &Payment, trade_no: &str) -> Result<(), CaptureError> {
         let (no, trade) = (payment.out_order_no.clone(), trade_no.to_string());
         let marked = self
+            .ctx
             .db
             .write(move |c| {
                 payments::set_state(
@@ -261,11 +247,12 @@ impl Capture {
 
     async fn record_paid(&self, order: &Order, amount_fen: i64, transaction_id: String) -> Result<(), CaptureError> {
         let (id, no) = (order.id, order.out_order_no.clone());
-        self.db
+        self.ctx
+            .db
             .write(move |c| {
-                db::write_tx(c, |c| {
+                write_tx(c, |c| {
                     payments::record_paid(c, &no, amount_fen, &transaction_id, db::now())?;
-                    orders::paid(c, id, amount_fen, db::now())
+                    order::paid(c, id, amount_fen, db::now())
                 })
             })
             .await?;
@@ -276,12 +263,13 @@ impl Capture {
     /// `payment_failed` (debt on the account) and the next round later; a repeat failure only
     /// schedules the next round.
     async fn failed(&self, id: i64, status: OrderStatus, round: u32) -> Result<(), CaptureError> {
-        let later = retry_in(&self.orders, round);
-        self.db
+        let later = retry_in(self.ctx, round);
+        self.ctx
+            .db
             .write(move |c| {
-                db::write_tx(c, |c| {
+                write_tx(c, |c| {
                     if status != OrderStatus::PaymentFailed {
-                        orders::payment_failed(c, id, db::now())?;
+                        order::payment_failed(c, id, db::now())?;
                     }
                     next_round(c, id, round, later).map(|_| ())
                 })
@@ -295,14 +283,14 @@ impl Capture {
     /// waits, so a late review or an outage before the charge does not count), the amount becomes
     /// debt.
     async fn collecting(&self, order: &Order, status: OrderStatus, round: u32) -> Result<(), CaptureError> {
-        let o = &self.orders;
+        let o = &self.ctx.config.orders;
         let overdue = payment::collecting_overdue(o.capture_retry_s, o.capture_retry_max_s, o.collect_grace_s, round);
         if status == OrderStatus::Paying && overdue {
             tracing::warn!(order = order.id, "charge not collected in time; owed until the platform collects it");
             return self.failed(order.id, status, round).await;
         }
-        let (id, later) = (order.id, retry_in(&self.orders, round));
-        self.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
+        let (id, later) = (order.id, retry_in(self.ctx, round));
+        self.ctx.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
         Ok(())
     }
 
@@ -310,27 +298,17 @@ impl Capture {
     /// be charged any more. The amount stays as debt and a person follows it up; no more rounds.
     async fn gone(&self, order: &Order, status: OrderStatus) -> Result<(), CaptureError> {
         tracing::error!(order = order.id, "the pre-authorisation is gone; the charge cannot be made");
-        let spec = AlertSpec {
-            audience: Audience::Ops,
-            severity: Severity::Critical,
-            code: PREAUTH_GONE.into(),
-            sn: Some(order.sn.clone()),
-            message: format!(
-                "order {} ({}): the pre-authorisation is gone and {} fen could not be charged; it is owed",
-                order.id,
-                order.out_order_no,
-                orders::charge_fen(order)
-            ),
-            detail: Some(serde_json::json!({ "order_id": order.id, "out_order_no": order.out_order_no }).to_string()),
-        };
+        let owed = payment::charge_fen(order.total_fen.unwrap_or(0), order.cap_fen);
+        let spec = alert::preauth_gone(&order.sn, order.id, &order.out_order_no, owed);
         let id = order.id;
-        self.db
+        self.ctx
+            .db
             .write(move |c| {
-                db::write_tx(c, |c| {
+                write_tx(c, |c| {
                     if status == OrderStatus::Paying {
-                        orders::payment_failed(c, id, db::now())?;
+                        order::payment_failed(c, id, db::now())?;
                     }
-                    alerts::raise(c, &spec, 1, db::now()).map(|_| ())
+                    alerts::raise_in(c, &spec).map(|_| ())
                 })
             })
             .await?;

@@ -1,0 +1,39 @@
+//! Carrying out what flows return once their transaction has committed (`flows::Effects`): wake
+//! the outbox relay, tell cabinet actors on this node what became of their orders.
+
+use super::cabinet::door::{OpenForOrder, OrderEnded};
+use super::registry::Routes;
+use super::relay::Relay;
+use crate::domain::order::OrderStatus;
+use crate::flows::{Effects, OrderMoved, Runner};
+
+/// The node's one runner of effects.
+pub struct EffectRunner {
+    pub relay: Relay,
+    pub routes: Routes,
+}
+
+impl EffectRunner {
+    /// Tell the cabinet's actor on this node what became of an order: authorised → open the door;
+    /// cancelled → let go of the session. Without an actor here there is nobody to tell: the
+    /// order's timers finish it (`door.open_check`).
+    fn tell(&self, moved: &OrderMoved) {
+        let Some(addr) = self.routes.read().ok().and_then(|r| r.get(&moved.sn).cloned()) else { return };
+        match moved.status {
+            OrderStatus::Authorized => addr.do_send(OpenForOrder { order_id: moved.order_id, send: true }),
+            OrderStatus::Cancelled => addr.do_send(OrderEnded { order_id: moved.order_id }),
+            _ => {}
+        }
+    }
+}
+
+impl Runner for EffectRunner {
+    fn run(&self, effects: Effects) {
+        if effects.wake_relay {
+            self.relay.wake();
+        }
+        for moved in &effects.orders {
+            self.tell(moved);
+        }
+    }
+}
