@@ -12,9 +12,10 @@ use actix::prelude::*;
 use super::registry::{NotifyLiveness, Registry};
 use super::{Shared, now_ms};
 use crate::cache::Lease;
-use crate::db::{self, alerts, cabinets};
+use crate::db::{alerts, cabinets};
 use crate::domain::alert;
 use crate::domain::liveness::{self, FleetHealth, FleetSample, IngestAlert, Liveness, Thresholds, Transition};
+use crate::flows;
 
 pub struct Watchdog {
     svc: Shared,
@@ -43,7 +44,7 @@ pub enum RoundReport {
 #[derive(Debug, thiserror::Error)]
 pub enum WatchdogError {
     #[error(transparent)]
-    Db(#[from] db::DbError),
+    Db(#[from] crate::db::DbError),
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
 }
@@ -120,23 +121,7 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
     // second node cannot record it twice.
     let node = svc.node_id().to_string();
     let offline_after_s = cfg.offline_after_s;
-    let planned = plan.transitions.clone();
-    let applied: Vec<Transition> = svc
-        .db
-        .write(move |c| {
-            let mut applied = Vec::new();
-            for t in planned {
-                let at = db::now();
-                if cabinets::change_liveness(c, &t.sn, t.from, t.to, &node, at, Some("watchdog"))? {
-                    if t.to == Liveness::Offline {
-                        alerts::raise(c, &alert::cabinet_offline(&t.sn, offline_after_s), 1, at)?;
-                    }
-                    applied.push(t);
-                }
-            }
-            Ok::<_, db::DbError>(applied)
-        })
-        .await?;
+    let applied = flows::cabinet::apply_liveness(&svc.db, plan.transitions.clone(), node, offline_after_s).await?;
     for t in &applied {
         // Keep going on a cache error: the database has the change, and every cabinet in the
         // list must still be told and counted. A stale cache entry is corrected by `recover`.
@@ -168,11 +153,11 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
                 ratio = plan.ratio,
                 "ingest looks unhealthy; silent cabinets marked suspect"
             );
-            svc.db.write(move |c| alerts::raise(c, &spec, 1, db::now())).await?;
+            flows::alerts::raise(&svc.db, spec, 1).await?;
         }
         IngestAlert::Clear => {
             tracing::info!(heard, tracked, ratio = plan.ratio, "ingest healthy again");
-            svc.db.write(|c| alerts::resolve(c, alert::INGEST_UNHEALTHY, None, db::now())).await?;
+            flows::alerts::resolve(&svc.db, alert::INGEST_UNHEALTHY, None).await?;
         }
         IngestAlert::Keep => {}
     }

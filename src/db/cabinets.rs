@@ -101,9 +101,9 @@ pub enum LoginResult {
     Unknown,
 }
 
-/// Accept a login in one transaction: advance `last_boot` (refusing a boot not greater than the
-/// last), record node and firmware, bring liveness back online with one event if it was not,
-/// and log the login itself.
+/// Accept a login inside the caller's transaction: advance `last_boot` (refusing a boot not
+/// greater than the last), record node and firmware, bring liveness back online with one event if
+/// it was not, and log the login itself.
 pub fn record_login(conn: &mut AnyConnection, r: &LoginRecord) -> DbResult<LoginResult> {
     write_tx(conn, |c| {
         // The boot condition is in the UPDATE itself, so two racing logins cannot both win; and
@@ -130,9 +130,6 @@ pub fn record_login(conn: &mut AnyConnection, r: &LoginRecord) -> DbResult<Login
         }
         let previous = before.liveness;
         change_liveness(c, &r.sn, previous, Liveness::Online, &r.node_id, r.at, Some("login"))?;
-        if previous == Liveness::Offline {
-            super::alerts::resolve(c, crate::domain::alert::CABINET_OFFLINE, Some(&r.sn), r.at)?;
-        }
         diesel::insert_into(cabinet_events::table)
             .values(NewCabinetEvent {
                 sn: r.sn.clone(),

@@ -6,29 +6,11 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::models::{CabinetType, Lane, NewCabinetEvent};
+use super::models::{Cabinet, CabinetType, Lane, NewCabinetEvent};
 use super::schema::{cabinet_events, cabinet_types, cabinets, lanes, products};
-use super::{AnyConnection, DbError, DbResult};
-use crate::device::messages::PriceTag;
-use crate::domain::cabinet::{self, CabinetEventKind, CabinetStatus};
-use crate::domain::layout::{self, LayoutInput, ProductState};
-use crate::domain::validation::FieldError;
-
-#[derive(Debug, thiserror::Error)]
-pub enum LayoutError {
-    #[error("cabinet {0} not found")]
-    NotFound(String),
-    #[error("configuration is invalid")]
-    Invalid(Vec<FieldError>),
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl From<diesel::result::Error> for LayoutError {
-    fn from(e: diesel::result::Error) -> Self {
-        LayoutError::Db(e.into())
-    }
-}
+use super::{AnyConnection, DbResult};
+use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
+use crate::domain::layout::{LayoutInput, ProductState};
 
 /// Channels a cabinet type has when its type is not in `cabinet_types` (provisioned before the
 /// type was described).
@@ -78,27 +60,30 @@ pub fn lanes(conn: &mut AnyConnection, sn: &str) -> DbResult<Vec<Lane>> {
         .load(conn)?)
 }
 
-/// Validate and store a configuration, whole or not at all (call inside a write transaction).
-/// A lane that keeps its code and channel keeps its calibration; any other lane must be
-/// calibrated again. Bumps the configuration and label versions and returns the new
-/// configuration version.
-pub fn save(conn: &mut AnyConnection, sn: &str, input: &LayoutInput, at: NaiveDateTime) -> Result<i64, LayoutError> {
-    let cab = super::cabinets::find(conn, sn)?.ok_or_else(|| LayoutError::NotFound(sn.to_string()))?;
-    let channels = cabinet_type(conn, &cab.cabinet_type)?.map(|t| t.sensor_channels).unwrap_or(DEFAULT_CHANNELS);
-    let wanted: Vec<i64> = input.doors.iter().flat_map(|d| d.lanes.iter().filter_map(|l| l.product_id)).collect();
-    let known: HashMap<i64, bool> = products::table
-        .select((products::id, products::active))
-        .filter(products::id.eq_any(wanted))
-        .load(conn)?
-        .into_iter()
-        .collect();
-    let state = |id: i64| match known.get(&id) {
-        None => ProductState::Unknown,
-        Some(false) => ProductState::Inactive,
-        Some(true) => ProductState::Active,
-    };
-    layout::validate(input, u32::try_from(channels).unwrap_or(0), state).map_err(LayoutError::Invalid)?;
+/// The sensor channels of a cabinet type (a type not described in `cabinet_types` has the default).
+pub fn channels_of(conn: &mut AnyConnection, cabinet_type: &str) -> DbResult<u32> {
+    let channels = self::cabinet_type(conn, cabinet_type)?.map(|t| t.sensor_channels).unwrap_or(DEFAULT_CHANNELS);
+    Ok(u32::try_from(channels).unwrap_or(0))
+}
 
+/// Whether each of these products exists and is on sale.
+pub fn product_states(conn: &mut AnyConnection, ids: &[i64]) -> DbResult<HashMap<i64, ProductState>> {
+    let known: Vec<(i64, bool)> = products::table
+        .select((products::id, products::active))
+        .filter(products::id.eq_any(ids.to_vec()))
+        .load(conn)?;
+    Ok(known
+        .into_iter()
+        .map(|(id, active)| (id, if active { ProductState::Active } else { ProductState::Inactive }))
+        .collect())
+}
+
+/// Store a validated configuration of cabinet `cab` (inside the caller's transaction): its lanes
+/// replaced whole. A lane that keeps its code and channel keeps its calibration; any other lane
+/// must be calibrated again. Bumps the configuration and label versions and returns the new
+/// configuration version.
+pub fn store(conn: &mut AnyConnection, cab: &Cabinet, input: &LayoutInput, at: NaiveDateTime) -> DbResult<i64> {
+    let sn = cab.sn.as_str();
     let previous: HashMap<String, Lane> = lanes(conn, sn)?.into_iter().map(|l| (l.code.clone(), l)).collect();
     diesel::delete(lanes::table.filter(lanes::sn.eq(sn))).execute(conn)?;
     let mut rows = Vec::new();
@@ -137,7 +122,7 @@ pub fn save(conn: &mut AnyConnection, sn: &str, input: &LayoutInput, at: NaiveDa
         .set((
             cabinets::config_version.eq(version),
             cabinets::tags_version.eq(cab.tags_version + 1),
-            cabinets::address.eq(input.address.clone().or(cab.address)),
+            cabinets::address.eq(input.address.clone().or(cab.address.clone())),
             cabinets::lat.eq(lat),
             cabinets::lng.eq(lng),
             cabinets::updated_at.eq(at),
@@ -172,22 +157,11 @@ pub fn record_tags_ack(conn: &mut AnyConnection, sn: &str, version: i64, at: Nai
     Ok(n == 1)
 }
 
-/// Labels need sending again to every cabinet with a lane holding one of these products; returns
-/// those cabinets.
-pub fn bump_tags_for_product(conn: &mut AnyConnection, product_id: i64, at: NaiveDateTime) -> DbResult<Vec<String>> {
-    let mut sns: Vec<String> =
-        lanes::table.select(lanes::sn).filter(lanes::product_id.eq(Some(product_id))).distinct().load(conn)?;
-    sns.sort();
-    if !sns.is_empty() {
-        diesel::update(cabinets::table.filter(cabinets::sn.eq_any(sns.clone())))
-            .set((cabinets::tags_version.eq(cabinets::tags_version + 1), cabinets::updated_at.eq(at)))
-            .execute(conn)?;
-    }
-    Ok(sns)
-}
+/// A lane's shelf label: lane code, product name and price (fen); empty for a lane with no product.
+pub type Label = (String, String, i64);
 
 /// The labels of every lane, and the label version they make.
-pub fn price_tags(conn: &mut AnyConnection, sn: &str) -> DbResult<(i64, Vec<PriceTag>)> {
+pub fn price_tags(conn: &mut AnyConnection, sn: &str) -> DbResult<(i64, Vec<Label>)> {
     let version: i64 = cabinets::table.find(sn).select(cabinets::tags_version).first(conn)?;
     let rows: Vec<(String, Option<String>, Option<i64>)> = lanes::table
         .left_join(products::table)
@@ -195,10 +169,8 @@ pub fn price_tags(conn: &mut AnyConnection, sn: &str) -> DbResult<(i64, Vec<Pric
         .filter(lanes::sn.eq(sn))
         .order((lanes::door, lanes::position))
         .load(conn)?;
-    let tags = rows
-        .into_iter()
-        .map(|(lane, name, price)| PriceTag { lane, name: name.unwrap_or_default(), price_fen: price.unwrap_or(0) })
-        .collect();
+    let tags =
+        rows.into_iter().map(|(lane, name, price)| (lane, name.unwrap_or_default(), price.unwrap_or(0))).collect();
     Ok((version, tags))
 }
 
@@ -221,46 +193,34 @@ pub fn save_calibration(
     Ok(())
 }
 
-/// Set `initializing` / `ready` from the facts: ready once the current configuration is acked and
-/// every lane is calibrated. A `disabled` cabinet stays disabled. Records one `status` event on a
-/// change and returns the new status when it changed.
-pub fn refresh_status(
+/// Move a cabinet from lifecycle status `from` to `to`, with one `status` event carrying the
+/// facts it was decided on. False when it was no longer `from`.
+pub fn set_status(
     conn: &mut AnyConnection,
     sn: &str,
+    (from, to): (CabinetStatus, CabinetStatus),
+    facts: &str,
     node_id: &str,
     at: NaiveDateTime,
-) -> DbResult<Option<CabinetStatus>> {
-    let Some(cab) = super::cabinets::find(conn, sn)? else { return Ok(None) };
-    let current = cab.status;
-    let lanes = lanes(conn, sn)?;
-    let calibrated = lanes.iter().filter(|l| l.counts_per_g.is_some() && l.zero_counts.is_some()).count();
-    let next = cabinet::readiness(current, cab.config_version, cab.config_acked_version, lanes.len(), calibrated);
-    if next == current {
-        return Ok(None);
-    }
-    diesel::update(cabinets::table.find(sn).filter(cabinets::status.eq(current)))
-        .set((cabinets::status.eq(next), cabinets::updated_at.eq(at)))
+) -> DbResult<bool> {
+    let n = diesel::update(cabinets::table.find(sn).filter(cabinets::status.eq(from)))
+        .set((cabinets::status.eq(to), cabinets::updated_at.eq(at)))
         .execute(conn)?;
+    if n == 0 {
+        return Ok(false);
+    }
     diesel::insert_into(cabinet_events::table)
         .values(NewCabinetEvent {
             sn: sn.to_string(),
             kind: CabinetEventKind::Status,
-            from_state: Some(current.as_str().into()),
-            to_state: Some(next.as_str().into()),
-            detail: Some(
-                serde_json::json!({
-                    "config_version": cab.config_version,
-                    "config_acked_version": cab.config_acked_version,
-                    "lanes": lanes.len(),
-                    "calibrated": calibrated,
-                })
-                .to_string(),
-            ),
+            from_state: Some(from.as_str().into()),
+            to_state: Some(to.as_str().into()),
+            detail: Some(facts.to_string()),
             node_id: node_id.to_string(),
             created_at: at,
         })
         .execute(conn)?;
-    Ok(Some(next))
+    Ok(true)
 }
 
 /// Every cabinet with a known position: (sn, lat, lng), to fill the GEO index at start.

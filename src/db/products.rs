@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
 
 use super::models::{Product, ProductValues};
-use super::schema::{lanes, products};
+use super::schema::{cabinets, lanes, products};
 use super::{AnyConnection, DbError, DbResult};
 use crate::domain::product::ProductInput;
 use crate::domain::validation::FieldError;
@@ -73,9 +73,8 @@ pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Product>> {
     Ok(products::table.find(id).select(Product::as_select()).first(conn).optional()?)
 }
 
-/// Validate and store a new product (call inside a write transaction).
+/// Store a new product, validated by the caller (inside a write transaction).
 pub fn create(conn: &mut AnyConnection, input: &ProductInput, at: NaiveDateTime) -> Result<Product, ProductError> {
-    crate::domain::product::validate(input).map_err(ProductError::Invalid)?;
     // Checked first because on PostgreSQL a failed insert would poison the caller's transaction.
     if barcode_taken(conn, &input.barcode, None)? {
         return Err(duplicate_barcode(&input.barcode));
@@ -87,8 +86,8 @@ pub fn create(conn: &mut AnyConnection, input: &ProductInput, at: NaiveDateTime)
     created.map_err(|e| map_write(e, &input.barcode))
 }
 
-/// Validate and replace a product (call inside a write transaction). When the name or the price
-/// changed, the label version of every cabinet with a lane holding it is bumped in the same
+/// Replace a product, validated by the caller (inside a write transaction). When the name or the
+/// price changed, the label version of every cabinet with a lane holding it is bumped in the same
 /// transaction; returns those cabinets, sorted, for their actors to resend the labels.
 pub fn update(
     conn: &mut AnyConnection,
@@ -96,7 +95,6 @@ pub fn update(
     input: &ProductInput,
     at: NaiveDateTime,
 ) -> Result<(Product, Vec<String>), ProductError> {
-    crate::domain::product::validate(input).map_err(ProductError::Invalid)?;
     let before = find(conn, id)?.ok_or(ProductError::NotFound(id))?;
     if barcode_taken(conn, &input.barcode, Some(id))? {
         return Err(duplicate_barcode(&input.barcode));
@@ -107,8 +105,22 @@ pub fn update(
         diesel::update(products::table.find(id)).set(&new).returning(Product::as_returning()).get_result(c)
     });
     let product = updated.map_err(|e| map_write(e, &input.barcode))?;
-    let sns = if relabel { super::layout::bump_tags_for_product(conn, id, at)? } else { Vec::new() };
+    let sns = if relabel { relabel_cabinets(conn, id, at)? } else { Vec::new() };
     Ok((product, sns))
+}
+
+/// Labels need sending again to every cabinet with a lane holding this product; returns those
+/// cabinets.
+fn relabel_cabinets(conn: &mut AnyConnection, product_id: i64, at: NaiveDateTime) -> DbResult<Vec<String>> {
+    let mut sns: Vec<String> =
+        lanes::table.select(lanes::sn).filter(lanes::product_id.eq(Some(product_id))).distinct().load(conn)?;
+    sns.sort();
+    if !sns.is_empty() {
+        diesel::update(cabinets::table.filter(cabinets::sn.eq_any(sns.clone())))
+            .set((cabinets::tags_version.eq(cabinets::tags_version + 1), cabinets::updated_at.eq(at)))
+            .execute(conn)?;
+    }
+    Ok(sns)
 }
 
 /// Lanes holding a product: (sn, lane code), sorted.

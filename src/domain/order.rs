@@ -254,7 +254,16 @@ impl ScanRefusal {
 
     /// What the mini-program shows the shopper (`domain::texts`).
     pub fn message(self) -> &'static str {
-        super::texts::scan_refusal(self)
+        use super::texts;
+        match self {
+            ScanRefusal::ShopperBlocked => texts::SHOPPER_BLOCKED,
+            ScanRefusal::UnpaidDebt => texts::UNPAID_DEBT,
+            ScanRefusal::ChannelNotBound => texts::CHANNEL_NOT_BOUND,
+            ScanRefusal::OrderOpen => texts::ORDER_OPEN,
+            ScanRefusal::NoSuchDoor => texts::NO_SUCH_DOOR,
+            ScanRefusal::CabinetNotOnline => texts::CABINET_NOT_ONLINE,
+            ScanRefusal::CabinetBusy => texts::CABINET_BUSY,
+        }
     }
 }
 

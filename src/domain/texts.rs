@@ -2,27 +2,22 @@
 //! mini-programs' language), with an English gloss beside each.
 
 use super::names::named_enum;
-use super::order::ScanRefusal;
 
-/// Why a scan was refused, as the shopper is told.
-pub fn scan_refusal(r: ScanRefusal) -> &'static str {
-    match r {
-        // "Your account cannot shop at the moment; please contact customer service."
-        ScanRefusal::ShopperBlocked => "您的账户暂时无法购物，请联系客服",
-        // "You have an unpaid order; please pay it before shopping."
-        ScanRefusal::UnpaidDebt => "您有未支付的订单，请先完成支付",
-        // "This payment method is not enabled; please enable it and try again."
-        ScanRefusal::ChannelNotBound => "未开通该支付方式，请开通后再试",
-        // "You have an order in progress; please finish it first."
-        ScanRefusal::OrderOpen => "您有进行中的订单，请先完成",
-        // "This door does not exist; please scan the code on the cabinet door."
-        ScanRefusal::NoSuchDoor => "柜门不存在，请扫描柜门上的二维码",
-        // "This cabinet is not in service; please use another one."
-        ScanRefusal::CabinetNotOnline => "该售货柜暂停服务，请换一台",
-        // "The cabinet is in use; please try again in a moment."
-        ScanRefusal::CabinetBusy => "售货柜正在使用中，请稍后再试",
-    }
-}
+// Why a scan was refused (`domain::order::ScanRefusal::message`).
+/// "Your account cannot shop at the moment; please contact customer service."
+pub const SHOPPER_BLOCKED: &str = "您的账户暂时无法购物，请联系客服";
+/// "You have an unpaid order; please pay it before shopping."
+pub const UNPAID_DEBT: &str = "您有未支付的订单，请先完成支付";
+/// "This payment method is not enabled; please enable it and try again."
+pub const CHANNEL_NOT_BOUND: &str = "未开通该支付方式，请开通后再试";
+/// "You have an order in progress; please finish it first."
+pub const ORDER_OPEN: &str = "您有进行中的订单，请先完成";
+/// "This door does not exist; please scan the code on the cabinet door."
+pub const NO_SUCH_DOOR: &str = "柜门不存在，请扫描柜门上的二维码";
+/// "This cabinet is not in service; please use another one."
+pub const CABINET_NOT_ONLINE: &str = "该售货柜暂停服务，请换一台";
+/// "The cabinet is in use; please try again in a moment."
+pub const CABINET_BUSY: &str = "售货柜正在使用中，请稍后再试";
 
 named_enum! {
     /// A notice on an order: something the shopper is told beside the status. Each code is on an

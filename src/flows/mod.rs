@@ -6,8 +6,11 @@
 
 pub mod alerts;
 pub mod authorise;
+pub mod cabinet;
 pub mod callbacks;
 pub mod capture;
+pub mod catalogue;
+pub mod commands;
 pub mod door;
 pub mod order;
 pub mod refund;
@@ -17,6 +20,7 @@ pub mod review;
 pub mod scan;
 pub mod sessions;
 pub mod settle;
+pub mod setup;
 pub mod stock;
 
 use std::sync::Arc;

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
 use super::ops::page_limit;
 use super::{ApiError, AppState};
-use crate::db;
 use crate::db::models::Product;
 use crate::db::products::{self, ProductError, ProductFilter};
 use crate::domain::product::ProductInput;
+use crate::flows;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct ProductOut {
@@ -87,7 +87,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     user.require(MANAGERS)?;
     let input = body.into_inner();
-    let created = state.svc.db.write(move |c| products::create(c, &input, db::now())).await?;
+    let created = flows::catalogue::create(&state.svc.db, input).await?;
     tracing::info!(by = %user.username, product = created.id, barcode = %created.barcode, "product created");
     Ok(HttpResponse::Created().json(ProductOut::from(created)))
 }
@@ -144,7 +144,7 @@ pub async fn replace(
     user.require(MANAGERS)?;
     let id = path.into_inner();
     let input = body.into_inner();
-    let (product, sns) = state.svc.db.write(move |c| products::update(c, id, &input, db::now())).await?;
+    let (product, sns) = flows::catalogue::replace(&state.svc.db, id, input).await?;
     tracing::info!(by = %user.username, product = id, relabel = sns.len(), "product updated");
     // After the commit: an actor that resends now reads the new labels.
     super::notify_tags_changed(&state, &sns);
@@ -156,7 +156,7 @@ pub async fn replace(
 pub async fn delete(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     user.require(MANAGERS)?;
     let id = path.into_inner();
-    state.svc.db.write(move |c| products::delete(c, id)).await?;
+    flows::catalogue::delete(&state.svc.db, id).await?;
     tracing::info!(by = %user.username, product = id, "product deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -6,14 +6,12 @@
 use std::time::Duration;
 
 use actix::prelude::*;
-use rand::Rng;
 
 use super::CabinetActor;
-use crate::db::models::CommandRow;
-use crate::db::{self, commands};
 use crate::device::messages::{AckUp, CalibrationStep, Command};
 use crate::device::topic::DownKind;
 use crate::domain::command::CommandStatus;
+use crate::flows;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,23 +49,6 @@ pub struct Pending {
     timer: Option<SpawnHandle>,
 }
 
-/// The row of a new pending command with a fresh `cmd_id`.
-pub(super) fn command_row(sn: &str, kind: DownKind, body: &serde_json::Value, session_id: Option<i64>) -> CommandRow {
-    CommandRow {
-        id: format!("{:016x}", rand::thread_rng().r#gen::<u64>()),
-        sn: sn.to_string(),
-        kind,
-        session_id,
-        body: body.to_string(),
-        status: CommandStatus::Pending,
-        attempts: 0,
-        error: None,
-        result: None,
-        created_at: db::now(),
-        finished_at: None,
-    }
-}
-
 impl CabinetActor {
     /// Record and send a command; the outcome comes back to [`CabinetActor::command_done`].
     pub(super) fn issue(
@@ -78,12 +59,12 @@ impl CabinetActor {
         purpose: Purpose,
         ctx: &mut Context<Self>,
     ) -> String {
-        let row = command_row(self.sn.as_str(), kind, &body, session_id);
+        let row = flows::commands::new_row(self.sn.as_str(), kind, &body, session_id);
         let cmd_id = row.id.clone();
         let id = cmd_id.clone();
         let db = self.svc.db.clone();
         // `wait`: the row exists before the cabinet can ack, so the ack always finds it.
-        ctx.wait(async move { db.write(move |c| commands::insert(c, &row)).await }.into_actor(self).map(
+        ctx.wait(async move { flows::commands::record(&db, row).await }.into_actor(self).map(
             move |result, act, ctx| match result {
                 Ok(()) => act.launch(&id, kind, body, session_id, purpose, ctx),
                 Err(e) => {
@@ -166,17 +147,17 @@ impl CabinetActor {
             CommandOutcome::Failed(e) => (Some(e.clone()), None),
             CommandOutcome::TimedOut => (Some(format!("no ack after {} attempts", p.attempts)), None),
         };
-        let (db, id, status, attempts) =
-            (self.svc.db.clone(), cmd_id.to_string(), outcome.status(), i32::try_from(p.attempts).unwrap_or(i32::MAX));
+        let finished = flows::commands::Finished {
+            status: outcome.status(),
+            attempts: i32::try_from(p.attempts).unwrap_or(i32::MAX),
+            error,
+            result,
+        };
+        let (db, sn, id) = (self.svc.db.clone(), self.sn.to_string(), cmd_id.to_string());
         ctx.spawn(
             async move {
-                let r = db
-                    .write(move |c| {
-                        commands::finish(c, &id, status, attempts, error.as_deref(), result.as_deref(), db::now())
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "command outcome not recorded");
+                if let Err(e) = flows::commands::finish(&db, id.clone(), finished).await {
+                    tracing::error!(%sn, cmd_id = %id, error = %e, "command outcome not recorded");
                 }
             }
             .into_actor(self),

@@ -489,16 +489,8 @@ impl CabinetActor {
         *entry = (Instant::now(), 0);
         tracing::warn!(sn = %self.sn, reason = reason.as_str(), suppressed, "security: frame dropped");
         let spec = alert::security(self.sn.as_str(), reason.as_str(), &reason.to_string(), suppressed);
-        let db = self.svc.db.clone();
         let occurrences = i64::try_from(suppressed).unwrap_or(i64::MAX).saturating_add(1);
-        ctx.spawn(
-            async move {
-                if let Err(e) = db.write(move |c| alerts::raise(c, &spec, occurrences, db::now())).await {
-                    tracing::error!(error = %e, "could not store security alert");
-                }
-            }
-            .into_actor(self),
-        );
+        self.raise_counted(spec, occurrences, ctx);
     }
 }
 
@@ -521,7 +513,7 @@ enum LoginDone {
 async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<LoginDone, ActorError> {
     let sn = record.sn.clone();
     let at_ms = now_ms();
-    let result = svc.db.write(move |c| cabinets::record_login(c, &record)).await?;
+    let result = crate::flows::cabinet::login(&svc.db, record).await?;
     let (previous, cabinet) = match result {
         cabinets::LoginResult::Accepted { previous, cabinet } => (previous, cabinet),
         cabinets::LoginResult::StaleBoot { last_boot } => {
@@ -559,21 +551,7 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
 async fn recover(svc: &Shared, sn: &str) -> Result<bool, ActorError> {
     let node = svc.node_id().to_string();
     let owned = sn.to_string();
-    let (changed, now) = svc
-        .db
-        .write(move |c| {
-            let Some(current) = cabinets::liveness(c, &owned)? else {
-                return Ok::<_, DbError>((false, None));
-            };
-            let at = db::now();
-            let changed =
-                cabinets::change_liveness(c, &owned, current, Liveness::Online, &node, at, Some("heartbeat"))?;
-            if changed && current == Liveness::Offline {
-                alerts::resolve(c, alert::CABINET_OFFLINE, Some(&owned), at)?;
-            }
-            Ok((changed, cabinets::liveness(c, &owned)?))
-        })
-        .await?;
+    let (changed, now) = crate::flows::cabinet::back_online(&svc.db, owned, node).await?;
     if let Some(now) = now {
         svc.cache.cabinet_set(sn, &[("liveness", now.as_str().to_string())]).await?;
     }
@@ -674,11 +652,8 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError
         .db
         .run(move |c| {
             let Some(cab) = cabinets::find(c, &owned)? else { return Ok::<_, DbError>(None) };
-            let filter = alerts::AlertFilter {
-                code: Some(weights::TEMPERATURE.into()),
-                sn: Some(owned.clone()),
-                open_only: true,
-            };
+            let filter =
+                alerts::AlertFilter { code: Some(alert::TEMPERATURE.into()), sn: Some(owned.clone()), open_only: true };
             let temp_alert = !alerts::list(c, &filter, 1)?.is_empty();
             let stale = sessions::current(c, &owned)?;
             let order = match &stale {

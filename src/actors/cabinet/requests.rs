@@ -7,13 +7,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::session::{ConfigSaved, Delivery, SessionError, SessionInfo, StepReport, open_delivery};
+use super::session::{ConfigSaved, Delivery, SessionError, SessionInfo, StepReport};
 use super::{CabinetActor, State, load_setup};
-use crate::db::models::Session;
-use crate::db::{self, DbError, layout};
+use crate::db::DbError;
 use crate::device::messages::CalibrationStep;
 use crate::domain::layout::LayoutInput;
 use crate::domain::session::{Outcome, SessionKind};
+use crate::flows;
+use crate::flows::setup::SaveFail;
 
 /// Store a new configuration and deliver it.
 #[derive(Message)]
@@ -36,30 +37,14 @@ impl Handler<SaveConfig> for CabinetActor {
         let (svc, sn, node) = (self.svc.clone(), self.sn.to_string(), self.svc.node_id().to_string());
         AtomicResponse::new(Box::pin(
             async move {
-                let owned = sn.clone();
-                let saved = svc
-                    .db
-                    .write(move |c| {
-                        let version = layout::save(c, &owned, &m.layout, db::now())?;
-                        // Not sellable on a lane map the cabinet has not acknowledged yet.
-                        layout::refresh_status(c, &owned, &node, db::now())?;
-                        let opened = match &delivery {
-                            // Held from another node: roll the save back, refuse whole.
-                            Some(new) => Some(
-                                open_delivery(c, new, SessionKind::Config, &owned)?
-                                    .map_err(|held| SaveFail::Busy(Box::new(held)))?,
-                            ),
-                            None => None,
-                        };
-                        Ok::<_, SaveFail>((version, opened))
-                    })
-                    .await
-                    .map_err(|e| match e {
-                        SaveFail::Layout(layout::LayoutError::NotFound(_)) => SessionError::NotFound,
-                        SaveFail::Layout(layout::LayoutError::Invalid(f)) => SessionError::Invalid(f),
-                        SaveFail::Layout(layout::LayoutError::Db(e)) => e.into(),
+                let saved = flows::setup::save_config(&svc.db, sn.clone(), m.layout, node, delivery).await.map_err(
+                    |e| match e {
+                        SaveFail::NotFound(_) => SessionError::NotFound,
+                        SaveFail::Invalid(fields) => SessionError::Invalid(fields),
                         SaveFail::Busy(held) => SessionError::Busy(SessionInfo::from(held.as_ref())),
-                    })?;
+                        SaveFail::Db(e) => e.into(),
+                    },
+                )?;
                 // Committed: whatever happens now, the delivery below must start, or the session
                 // just opened would hold the cabinet with nobody to end it.
                 let setup = load_setup(&svc, &sn).await;
@@ -67,7 +52,8 @@ impl Handler<SaveConfig> for CabinetActor {
             }
             .into_actor(self)
             .map(|r: Result<_, SessionError>, act, ctx| {
-                let ((version, opened), setup) = r?;
+                let (saved, setup) = r?;
+                let version = saved.version;
                 match setup {
                     Ok(setup) => act.apply_setup(setup),
                     Err(e) => {
@@ -76,7 +62,7 @@ impl Handler<SaveConfig> for CabinetActor {
                     }
                 }
                 act.publish_setup(ctx);
-                match opened {
+                match saved.delivery {
                     None => Ok(ConfigSaved { version, delivery: "pending", session: None, cmd_id: None }),
                     Some(opened) => {
                         let d = act.begin_delivery(opened, SessionKind::Config, ctx);
@@ -218,30 +204,6 @@ impl Handler<AbortSession> for CabinetActor {
             let _ = rx.await;
             Ok(info)
         })
-    }
-}
-
-/// Why a configuration was not saved.
-enum SaveFail {
-    Layout(layout::LayoutError),
-    Busy(Box<Session>),
-}
-
-impl From<layout::LayoutError> for SaveFail {
-    fn from(e: layout::LayoutError) -> Self {
-        SaveFail::Layout(e)
-    }
-}
-
-impl From<DbError> for SaveFail {
-    fn from(e: DbError) -> Self {
-        SaveFail::Layout(e.into())
-    }
-}
-
-impl From<diesel::result::Error> for SaveFail {
-    fn from(e: diesel::result::Error) -> Self {
-        SaveFail::Layout(e.into())
     }
 }
 

@@ -9,18 +9,18 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::commands::{CommandOutcome, Purpose, command_row};
+use super::commands::{CommandOutcome, Purpose};
 use super::{ActorError, CabinetActor, load_setup};
-use crate::db::models::{CommandRow, NewSession, Session};
-use crate::db::{self, DbError, layout};
-use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, ConfigCmd, DoorConfig, LaneConfig};
-use crate::device::messages::{PriceTagsCmd, VersionResult};
+use crate::db::models::{NewSession, Session};
+use crate::db::{self, DbError};
+use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, VersionResult};
 use crate::device::topic::DownKind;
 use crate::domain::cabinet::CabinetStatus;
 use crate::domain::calibration::{self, CalibrationError, CalibrationLimits};
 use crate::domain::liveness::Liveness;
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::validation::FieldError;
+use crate::flows;
 
 /// A session as operators see it (also the detail of a 409).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -276,8 +276,8 @@ impl CabinetActor {
         }
         self.opening = true;
         let new = self.new_session(kind, None, &by);
-        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
-        ctx.wait(async move { db.write(move |c| open_delivery(c, &new, kind, &sn)).await }.into_actor(self).map(
+        let db = self.svc.db.clone();
+        ctx.wait(async move { flows::setup::open_delivery(&db, new, kind).await }.into_actor(self).map(
             move |r, act, ctx| {
                 act.opening = false;
                 let result = match r {
@@ -296,14 +296,19 @@ impl CabinetActor {
     }
 
     /// Hold an opened delivery session and send its command.
-    pub(super) fn begin_delivery(&mut self, o: Opened, kind: SessionKind, ctx: &mut Context<Self>) -> Delivery {
+    pub(super) fn begin_delivery(
+        &mut self,
+        o: flows::setup::Opened,
+        kind: SessionKind,
+        ctx: &mut Context<Self>,
+    ) -> Delivery {
         self.hold(&o.session, kind);
         let purpose = match kind {
             SessionKind::Config => Purpose::Config { version: o.version },
             _ => Purpose::Tags { version: o.version },
         };
         let cmd_id = o.command.id;
-        self.launch(&cmd_id, delivery_kind(kind), o.body, Some(o.session.id), purpose, ctx);
+        self.launch(&cmd_id, flows::setup::delivery_kind(kind), o.body, Some(o.session.id), purpose, ctx);
         Delivery { session: SessionInfo::from(&o.session), cmd_id }
     }
 
@@ -368,95 +373,29 @@ impl CabinetActor {
     fn record_delivery(&mut self, is_config: bool, version: i64, ours: bool, ctx: &mut Context<Self>) {
         let (db, sn, node) = (self.svc.db.clone(), self.sn.to_string(), self.svc.node_id().to_string());
         ctx.wait(
-            async move {
-                let status = db
-                    .write(move |c| {
-                        let current = if is_config {
-                            layout::record_config_ack(c, &sn, version, db::now())?
-                        } else {
-                            layout::record_tags_ack(c, &sn, version, db::now())?
-                        };
-                        Ok::<_, DbError>((current, layout::refresh_status(c, &sn, &node, db::now())?))
-                    })
-                    .await?;
-                Ok::<_, ActorError>(status)
-            }
-            .into_actor(self)
-            .map(move |r, act, ctx| {
-                match r {
-                    Ok((current, status)) => {
-                        // Not current: a newer version was saved meanwhile; it is still to deliver.
-                        if current && is_config {
-                            act.setup.versions.config_acked = act.setup.versions.config_acked.max(version);
-                        } else if current {
-                            act.setup.versions.tags_acked = act.setup.versions.tags_acked.max(version);
+            async move { flows::setup::record_ack(&db, sn, node, is_config, version).await }.into_actor(self).map(
+                move |r, act, ctx| {
+                    match r {
+                        Ok(flows::setup::Acked { current, status }) => {
+                            // Not current: a newer version was saved meanwhile; it is still to deliver.
+                            if current && is_config {
+                                act.setup.versions.config_acked = act.setup.versions.config_acked.max(version);
+                            } else if current {
+                                act.setup.versions.tags_acked = act.setup.versions.tags_acked.max(version);
+                            }
+                            if let Some(status) = status {
+                                act.publish_status(status, ctx);
+                            }
                         }
-                        if let Some(status) = status {
-                            act.publish_status(status, ctx);
-                        }
+                        Err(e) => tracing::error!(sn = %act.sn, error = %e, "ack not recorded"),
                     }
-                    Err(e) => tracing::error!(sn = %act.sn, error = %e, "ack not recorded"),
-                }
-                if ours {
-                    act.end_session(Outcome::Done, None, ctx);
-                }
-            }),
+                    if ours {
+                        act.end_session(Outcome::Done, None, ctx);
+                    }
+                },
+            ),
         );
     }
-}
-
-/// Open a delivery session and read what it delivers, in one transaction. `Err(held)` when
-/// another session holds the cabinet.
-pub(super) fn open_delivery(
-    c: &mut db::AnyConnection,
-    new: &NewSession,
-    kind: SessionKind,
-    sn: &str,
-) -> Result<Result<Opened, Session>, DbError> {
-    let session = match crate::flows::sessions::open_in(c, new)? {
-        Ok(s) => s,
-        Err(held) => return Ok(Err(held)),
-    };
-    let (version, body) = if kind == SessionKind::Config { config_payload(c, sn)? } else { tags_payload(c, sn)? };
-    // The command row is stored with the session, so its id can be returned to the operator at once.
-    let command = command_row(sn, delivery_kind(kind), &body, Some(session.id));
-    db::commands::insert(c, &command)?;
-    Ok(Ok(Opened { session, version, body, command }))
-}
-
-/// A delivery session just opened, with the command that delivers it (already stored).
-pub(super) struct Opened {
-    pub session: Session,
-    pub version: i64,
-    pub body: serde_json::Value,
-    pub command: CommandRow,
-}
-
-fn delivery_kind(kind: SessionKind) -> DownKind {
-    if kind == SessionKind::Config { DownKind::Config } else { DownKind::PriceTags }
-}
-
-/// The `config` command body for the stored configuration, and its version.
-fn config_payload(c: &mut db::AnyConnection, sn: &str) -> Result<(i64, serde_json::Value), DbError> {
-    let cab = db::cabinets::find(c, sn)?.ok_or_else(|| DbError::Corrupt(format!("cabinet {sn} vanished")))?;
-    let mut doors: Vec<DoorConfig> = Vec::new();
-    for l in layout::lanes(c, sn)? {
-        let door = u32::try_from(l.door).unwrap_or(0);
-        let lane = LaneConfig { code: l.code, channel: u32::try_from(l.channel).unwrap_or(0) };
-        match doors.last_mut() {
-            Some(d) if d.door == door => d.lanes.push(lane),
-            _ => doors.push(DoorConfig { door, lanes: vec![lane] }),
-        }
-    }
-    let cmd = ConfigCmd { version: u64::try_from(cab.config_version).unwrap_or(0), doors };
-    Ok((cab.config_version, serde_json::to_value(cmd).map_err(|e| DbError::Corrupt(e.to_string()))?))
-}
-
-/// The `price_tags` command body for the stored lanes and products, and its version.
-fn tags_payload(c: &mut db::AnyConnection, sn: &str) -> Result<(i64, serde_json::Value), DbError> {
-    let (version, tags) = layout::price_tags(c, sn)?;
-    let cmd = PriceTagsCmd { version: u64::try_from(version).unwrap_or(0), tags };
-    Ok((version, serde_json::to_value(cmd).map_err(|e| DbError::Corrupt(e.to_string()))?))
 }
 
 impl CabinetActor {
@@ -656,19 +595,11 @@ impl CabinetActor {
         tx: oneshot::Sender<Result<StepReport, SessionError>>,
         ctx: &mut Context<Self>,
     ) {
-        let (db, sn, node) = (self.svc.db.clone(), self.sn.to_string(), self.svc.node_id().to_string());
-        let (svc, sn_again) = (self.svc.clone(), self.sn.to_string());
+        let (svc, sn, node) = (self.svc.clone(), self.sn.to_string(), self.svc.node_id().to_string());
         ctx.wait(
             async move {
-                let status = db
-                    .write(move |c| {
-                        layout::save_calibration(c, &sn, &cal, db::now())?;
-                        let changed = layout::refresh_status(c, &sn, &node, db::now())?;
-                        let now = db::cabinets::find(c, &sn)?.map(|c| c.status);
-                        Ok::<_, DbError>((changed, now))
-                    })
-                    .await?;
-                let setup = load_setup(&svc, &sn_again).await?;
+                let status = flows::setup::save_calibration(&svc.db, sn.clone(), node, cal).await?;
+                let setup = load_setup(&svc, &sn).await?;
                 Ok::<_, ActorError>((status, setup, report))
             }
             .into_actor(self)

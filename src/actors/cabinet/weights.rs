@@ -8,15 +8,13 @@ use actix::prelude::*;
 use serde::Serialize;
 
 use super::{CabinetActor, LaneSetup, Setup};
+use crate::db;
 use crate::db::weight_log::NewWeightRow;
-use crate::db::{self, alerts};
 use crate::device::messages::{DoorUp, WeightUp};
-use crate::domain::alert::{AlertSpec, Audience, Severity};
+use crate::domain::alert::{self, AlertSpec, LaneDrift};
 use crate::domain::temperature::TempEvent;
 use crate::domain::weight::{self, LaneWindow, ReadingKind};
-
-pub const LANE_DRIFT: &str = "lane_drift";
-pub const TEMPERATURE: &str = "temperature_out_of_range";
+use crate::flows;
 
 /// One lane as the actor weighs it.
 pub(super) struct LaneState {
@@ -199,7 +197,13 @@ impl CabinetActor {
                 None => l.baseline = Some(stable),
                 Some(base) => {
                     if let Some(delta) = weight::drift(base, stable, tol.max(min_g)) {
-                        drifted.push((l.setup.code.clone(), round1(base), round1(stable), round1(delta)));
+                        let lane = l.setup.code.clone();
+                        drifted.push(LaneDrift {
+                            lane,
+                            from_g: round1(base),
+                            to_g: round1(stable),
+                            delta_g: round1(delta),
+                        });
                         l.baseline = Some(stable);
                     }
                 }
@@ -208,28 +212,8 @@ impl CabinetActor {
         if drifted.is_empty() {
             return;
         }
-        let lanes: Vec<String> = drifted
-            .iter()
-            .map(|(code, _, _, d)| format!("{code} ({}{d} g)", if *d > 0.0 { "+" } else { "" }))
-            .collect();
-        let spec = AlertSpec {
-            audience: Audience::Maintenance,
-            severity: Severity::Warning,
-            code: LANE_DRIFT.into(),
-            sn: Some(self.sn.to_string()),
-            message: format!(
-                "cabinet {}: weight changed with the door closed and no session on lane {}",
-                self.sn,
-                lanes.join(", ")
-            ),
-            detail: Some(
-                serde_json::json!(drifted
-                    .iter()
-                    .map(|(code, from, to, delta)| serde_json::json!({"lane": code, "from_g": from, "to_g": to, "delta_g": delta}))
-                    .collect::<Vec<_>>())
-                .to_string(),
-            ),
-        };
+        let spec = alert::lane_drift(self.sn.as_str(), &drifted);
+        let lanes: Vec<&str> = drifted.iter().map(|d| d.lane.as_str()).collect();
         tracing::warn!(sn = %self.sn, lanes = %lanes.join(", "), "closed-door drift");
         self.raise(spec, ctx);
     }
@@ -239,23 +223,8 @@ impl CabinetActor {
         let Some(rule) = self.temp_rule else { return };
         match self.temp_watch.observe(&rule, temp_c, super::now_ms()) {
             Some(TempEvent::Raise { temp_c, since_ms }) => {
-                let spec = AlertSpec {
-                    audience: Audience::Maintenance,
-                    severity: Severity::Critical,
-                    code: TEMPERATURE.into(),
-                    sn: Some(self.sn.to_string()),
-                    message: format!(
-                        "cabinet {}: {temp_c} °C, outside {}…{} °C for {} s",
-                        self.sn,
-                        rule.min_c,
-                        rule.max_c,
-                        (super::now_ms() - since_ms) / 1000
-                    ),
-                    detail: Some(
-                        serde_json::json!({"temp_c": temp_c, "min_c": rule.min_c, "max_c": rule.max_c, "since_ms": since_ms})
-                            .to_string(),
-                    ),
-                };
+                let spec =
+                    alert::temperature(self.sn.as_str(), temp_c, (rule.min_c, rule.max_c), since_ms, super::now_ms());
                 tracing::warn!(sn = %self.sn, temp_c, "temperature out of range");
                 self.raise(spec, ctx);
             }
@@ -264,8 +233,8 @@ impl CabinetActor {
                 let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
                 ctx.spawn(
                     async move {
-                        if let Err(e) = db.write(move |c| alerts::resolve(c, TEMPERATURE, Some(&sn), db::now())).await {
-                            tracing::error!(error = %e, "temperature alert not resolved");
+                        if let Err(e) = flows::alerts::resolve(&db, alert::TEMPERATURE, Some(sn.clone())).await {
+                            tracing::error!(%sn, error = %e, "temperature alert not resolved");
                         }
                     }
                     .into_actor(self),
@@ -275,12 +244,19 @@ impl CabinetActor {
         }
     }
 
+    /// Raise an alert about this cabinet; one that cannot be stored is logged with it.
     pub(super) fn raise(&self, spec: AlertSpec, ctx: &mut Context<Self>) {
-        let db = self.svc.db.clone();
+        self.raise_counted(spec, 1, ctx);
+    }
+
+    /// [`Self::raise`], counting `occurrences` at once.
+    pub(super) fn raise_counted(&self, spec: AlertSpec, occurrences: i64, ctx: &mut Context<Self>) {
+        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
         ctx.spawn(
             async move {
-                if let Err(e) = db.write(move |c| alerts::raise(c, &spec, 1, db::now())).await {
-                    tracing::error!(error = %e, "alert not stored");
+                let (code, message) = (spec.code.clone(), spec.message.clone());
+                if let Err(e) = flows::alerts::raise(&db, spec, occurrences).await {
+                    tracing::error!(%sn, %code, %message, error = %e, "alert not stored");
                 }
             }
             .into_actor(self),
