@@ -3,11 +3,12 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Path of the field in the request body, e.g. `doors[0].lanes[2].channel`.
     pub field: String,
     /// Stable machine-readable code, e.g. `out_of_range`, `duplicate`, `unknown_product`.
+    #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
 }

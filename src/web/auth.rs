@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use super::bearer::{TokenError, bearer};
 use super::{ApiError, AppState};
 use crate::config::AuthConfig;
 use crate::db::{self, operators};
@@ -81,23 +82,6 @@ pub fn jwt_secret(config: &AuthConfig, seal: &SealKey) -> Vec<u8> {
 pub fn issue_token(secret: &[u8], claims: &Claims) -> Result<String, ApiError> {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
         .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
-}
-
-/// Why a presented token is refused. Each maps to its own 401 message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("missing bearer token")]
-    Missing,
-    #[error("invalid token")]
-    Invalid,
-    #[error("token expired")]
-    Expired,
-}
-
-impl From<TokenError> for ApiError {
-    fn from(e: TokenError) -> Self {
-        ApiError::Unauthorized(e.to_string())
-    }
 }
 
 /// Signs and checks tokens.
@@ -259,16 +243,6 @@ impl OpsUser {
         let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
         Err(ApiError::Forbidden(format!("role {} may not {}; allowed: {}", self.role, self.route, names.join(", "))))
     }
-}
-
-pub fn bearer(req: &HttpRequest) -> Result<String, TokenError> {
-    let value = req.headers().get(actix_web::http::header::AUTHORIZATION).ok_or(TokenError::Missing)?;
-    let value = value.to_str().map_err(|_| TokenError::Invalid)?;
-    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Invalid)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(TokenError::Invalid);
-    }
-    Ok(token.trim().to_string())
 }
 
 impl FromRequest for OpsUser {

@@ -2,11 +2,27 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
 
 use crate::actors::cabinet::session::SessionError;
 use crate::cache::CacheError;
 use crate::db::DbError;
 use crate::domain::validation::FieldError;
+
+/// Every error body: a stable code, a message a mini-program may show, and for `422 invalid` one
+/// entry per refused field; a conflict may say what it conflicts with.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable, e.g. `invalid`, `unauthorized`, `unavailable`, `cabinet_busy`.
+    #[schema(value_type = String)]
+    pub error: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<FieldError>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -109,12 +125,10 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        let mut body = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        let mut body = ErrorBody { error: self.code(), message: self.to_string(), fields: None, detail: None };
         match self {
-            ApiError::Invalid(fields) => body["fields"] = serde_json::json!(fields),
-            ApiError::Conflict { detail: Some(detail), .. } | ApiError::Scan { detail: Some(detail), .. } => {
-                body["detail"] = detail.clone()
-            }
+            ApiError::Invalid(fields) => body.fields = Some(fields.clone()),
+            ApiError::Conflict { detail, .. } | ApiError::Scan { detail, .. } => body.detail = detail.clone(),
             _ => {}
         }
         res.json(body)

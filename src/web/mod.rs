@@ -1,6 +1,7 @@
 //! HTTP: health, metrics, operator sign-in and the ops API. Handlers parse, call, and map errors; nothing more.
 
 pub mod auth;
+pub mod bearer;
 pub mod catalogue;
 pub mod error;
 pub mod health;

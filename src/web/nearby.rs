@@ -46,7 +46,7 @@ pub struct NearbyResponse {
     get, path = "/api/v1/cabinets/nearby", tag = "cabinets", params(NearbyQuery),
     responses(
         (status = 200, description = "Nearest first", body = NearbyResponse),
-        (status = 422, description = "A coordinate, radius or limit out of range", body = crate::web::openapi::ErrorBody),
+        (status = 422, description = "A coordinate, radius or limit out of range", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn nearby(state: web::Data<AppState>, q: web::Query<NearbyQuery>) -> Result<HttpResponse, ApiError> {

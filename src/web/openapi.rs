@@ -2,28 +2,11 @@
 //! generated from the handlers' annotations so it cannot drift from the code.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use super::error::ErrorBody;
 use super::{nearby, orders, shoppers};
-
-/// Every error body: a stable code, a message a mini-program may show, and for `422 invalid` one
-/// entry per refused field.
-#[derive(ToSchema)]
-#[allow(dead_code)] // documentation only: ApiError writes the body
-pub struct ErrorBody {
-    /// Stable, e.g. `invalid`, `unauthorized`, `unavailable`.
-    error: String,
-    message: String,
-    fields: Option<Vec<FieldErrorBody>>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct FieldErrorBody {
-    field: String,
-    code: String,
-    message: String,
-}
+use crate::domain::validation::FieldError;
 
 struct ShopperToken;
 
@@ -57,7 +40,7 @@ impl Modify for ShopperToken {
         orders::appeal,
         orders::cancel
     ),
-    components(schemas(ErrorBody, FieldErrorBody)),
+    components(schemas(ErrorBody, FieldError)),
     modifiers(&ShopperToken),
     tags((name = "shopper", description = "Sign-in and account"), (name = "cabinets", description = "Finding a cabinet"))
 )]

@@ -181,12 +181,12 @@ pub struct ScanResponse {
     post, path = "/api/v1/orders", tag = "shopper", security(("shopper" = [])), request_body = ScanRequest,
     responses(
         (status = 201, description = "Reserved; open the platform's confirm page with `confirm`", body = ScanResponse),
-        (status = 402, description = "unpaid_debt", body = crate::web::openapi::ErrorBody),
-        (status = 403, description = "shopper_blocked, channel_not_bound", body = crate::web::openapi::ErrorBody),
-        (status = 404, description = "no_such_door, or no such cabinet", body = crate::web::openapi::ErrorBody),
-        (status = 409, description = "order_open, cabinet_not_online, cabinet_busy, preauth_declined", body = crate::web::openapi::ErrorBody),
-        (status = 422, description = "A field is invalid", body = crate::web::openapi::ErrorBody),
-        (status = 502, description = "The payment platform failed; nothing is held", body = crate::web::openapi::ErrorBody),
+        (status = 402, description = "unpaid_debt", body = crate::web::error::ErrorBody),
+        (status = 403, description = "shopper_blocked, channel_not_bound", body = crate::web::error::ErrorBody),
+        (status = 404, description = "no_such_door, or no such cabinet", body = crate::web::error::ErrorBody),
+        (status = 409, description = "order_open, cabinet_not_online, cabinet_busy, preauth_declined", body = crate::web::error::ErrorBody),
+        (status = 422, description = "A field is invalid", body = crate::web::error::ErrorBody),
+        (status = 502, description = "The payment platform failed; nothing is held", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn scan(
@@ -267,7 +267,7 @@ async fn own_order(state: &AppState, shopper: &Shopper, id: i64) -> Result<Order
     params(("id" = i64, Path, description = "Order id")),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 404, description = "No such order of this shopper", body = crate::web::openapi::ErrorBody),
+        (status = 404, description = "No such order of this shopper", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn get(shopper: Shopper, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -327,8 +327,8 @@ pub struct AppealRequest {
     params(("id" = i64, Path, description = "Order id")), request_body = AppealRequest,
     responses(
         (status = 201, description = "A review case is open", body = Object),
-        (status = 404, description = "No such order of this shopper", body = crate::web::openapi::ErrorBody),
-        (status = 409, description = "not_appealable: the order has not been settled", body = crate::web::openapi::ErrorBody),
+        (status = 404, description = "No such order of this shopper", body = crate::web::error::ErrorBody),
+        (status = 409, description = "not_appealable: the order has not been settled", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn appeal(
@@ -360,8 +360,8 @@ pub async fn appeal(
     params(("id" = i64, Path, description = "Order id")),
     responses(
         (status = 200, description = "Cancelled (or already)", body = OrderView),
-        (status = 404, description = "No such order of this shopper", body = crate::web::openapi::ErrorBody),
-        (status = 409, description = "not_cancellable: the door has opened", body = crate::web::openapi::ErrorBody),
+        (status = 404, description = "No such order of this shopper", body = crate::web::error::ErrorBody),
+        (status = 409, description = "not_cancellable: the door has opened", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn cancel(

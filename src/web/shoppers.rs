@@ -13,7 +13,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::auth::TokenError;
+use super::bearer::TokenError;
 use super::{ApiError, AppState};
 use crate::config::AuthConfig;
 use crate::db::models::{Account, User};
@@ -106,7 +106,7 @@ impl FromRequest for Shopper {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = super::auth::bearer(req);
+        let token = super::bearer::bearer(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Internal("app state missing".into()))?;
             let claims = state.auth.shoppers.verify(&token?)?;
@@ -170,9 +170,9 @@ pub struct LoginResponse {
     post, path = "/api/v1/auth/wechat", tag = "shopper", request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = LoginResponse),
-        (status = 401, description = "The platform refused the code (wrong, expired or used)", body = crate::web::openapi::ErrorBody),
-        (status = 422, description = "No code, or too long", body = crate::web::openapi::ErrorBody),
-        (status = 503, description = "The platform or the database did not answer; try again", body = crate::web::openapi::ErrorBody),
+        (status = 401, description = "The platform refused the code (wrong, expired or used)", body = crate::web::error::ErrorBody),
+        (status = 422, description = "No code, or too long", body = crate::web::error::ErrorBody),
+        (status = 503, description = "The platform or the database did not answer; try again", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn login_wechat(state: web::Data<AppState>, body: web::Json<LoginRequest>) -> Result<HttpResponse, ApiError> {
@@ -186,9 +186,9 @@ pub async fn login_wechat(state: web::Data<AppState>, body: web::Json<LoginReque
     post, path = "/api/v1/auth/alipay", tag = "shopper", request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = LoginResponse),
-        (status = 401, description = "The platform refused the code", body = crate::web::openapi::ErrorBody),
-        (status = 422, description = "No code, or too long", body = crate::web::openapi::ErrorBody),
-        (status = 503, description = "The platform or the database did not answer; try again", body = crate::web::openapi::ErrorBody),
+        (status = 401, description = "The platform refused the code", body = crate::web::error::ErrorBody),
+        (status = 422, description = "No code, or too long", body = crate::web::error::ErrorBody),
+        (status = 503, description = "The platform or the database did not answer; try again", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn login_alipay(state: web::Data<AppState>, body: web::Json<LoginRequest>) -> Result<HttpResponse, ApiError> {
@@ -235,7 +235,7 @@ async fn login(state: web::Data<AppState>, channel: Channel, body: LoginRequest)
     get, path = "/api/v1/me", tag = "shopper", security(("shopper" = [])),
     responses(
         (status = 200, description = "The account", body = AccountView),
-        (status = 401, description = "No token, or a wrong or expired one", body = crate::web::openapi::ErrorBody),
+        (status = 401, description = "No token, or a wrong or expired one", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn me(shopper: Shopper) -> HttpResponse {
