@@ -11,14 +11,14 @@ use actix_web::{App, HttpServer};
 
 use crate::actors::consumers::Consumer;
 use crate::actors::effects::EffectRunner;
-use crate::actors::registry::{CrashCabinet, Registry, Routes};
+use crate::actors::registry::{Cabinets, CrashCabinet, Registry};
 use crate::actors::watchdog::{CheckNow, RoundReport, Watchdog, WatchdogError};
 use crate::actors::weight_log::WeightLog;
 use crate::actors::{Services, Shared};
 use crate::cache::{Cache, MemoryCache, RedisCache};
 use crate::config::Config;
 use crate::db::Db;
-use crate::device::bridge::Bridge;
+use crate::device::bridge::{Bridge, Routes};
 use crate::device::{Broker, auth};
 use crate::metrics::Metrics;
 use crate::secrets::SealKey;
@@ -137,17 +137,17 @@ impl Heft {
         };
         let payments = crate::pay::Gateways::from_config(&config, &notify_base)?;
         // The routing table exists before the actors do: the consumers tell actors.
-        let routes = Routes::default();
+        let (routes, cabinets) = (Routes::default(), Cabinets::default());
         let relay = crate::actors::relay::Relay::new();
         let effects: Arc<dyn crate::flows::Runner> =
-            Arc::new(EffectRunner { relay: relay.clone(), routes: routes.clone() });
+            Arc::new(EffectRunner { relay: relay.clone(), cabinets: cabinets.clone() });
         let ctx = crate::flows::Ctx {
             db: db.clone(),
             cache: cache.clone(),
             payments: payments.clone(),
             config: config.clone(),
         };
-        let consumer = Consumer { ctx, runner: effects.clone(), routes: routes.clone() };
+        let consumer = Consumer { ctx, runner: effects.clone(), cabinets: cabinets.clone() };
         let mut consumers = crate::actors::consumers::handlers(&consumer);
         consumers.extend(handlers);
         relay.start(db.clone(), config.messages.clone(), metrics.clone(), crate::mq::Consumers::new(consumers))?;
@@ -163,22 +163,22 @@ impl Heft {
             downlink: broker.downlink.clone(),
             effects,
         });
-        let registry = Registry::new(services.clone(), routes.clone()).start();
+        let registry = Registry::new(services.clone(), routes.clone(), cabinets.clone()).start();
         let bridge = Arbiter::new();
         bridge.spawn(
             Bridge {
-                routes: routes.clone(),
-                registry: registry.clone(),
+                routes,
+                fallback: registry.clone().recipient(),
                 metrics,
                 max_frame_bytes: config.mqtt.max_frame_bytes,
-                max_inflight: config.mqtt.bridge_queue,
+                permits: Arc::new(tokio::sync::Semaphore::new(config.mqtt.bridge_queue.max(1))),
             }
             .run(link_rx),
         );
         let watchdog = Watchdog::new(services.clone(), registry.clone()).start();
 
         let auth = Arc::new(web::auth::AuthState::new(&config.auth, &services.seal));
-        let state = AppState { svc: services.clone(), registry: registry.clone(), routes, auth };
+        let state = AppState { svc: services.clone(), registry: registry.clone(), cabinets, auth };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(actix_web::web::Data::new(state.clone()))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::cabinet::door::OpenForOrder;
-use super::registry::Routes;
+use super::registry::{self, Cabinets};
 use crate::domain::door::Opening;
 use crate::flows::{self, Ctx, Runner};
 use crate::mq::topics::{self, Payload};
@@ -19,7 +19,7 @@ pub struct Consumer {
     pub ctx: Ctx,
     pub runner: Arc<dyn Runner>,
     /// The cabinet actors of this node, asked where a door stands (`door.open_check`).
-    pub routes: Routes,
+    pub cabinets: Cabinets,
 }
 
 impl Consumer {
@@ -95,7 +95,7 @@ impl OpenCheck {
         let Some(order) = flows::authorise::waiting_for_door(&self.0.ctx.db, m.order_id).await? else {
             return Ok(flows::Effects::none());
         };
-        let actor = self.0.routes.read().ok().and_then(|r| r.get(&order.sn).cloned());
+        let actor = registry::cabinet(&self.0.cabinets, &order.sn);
         let answer = match actor {
             Some(addr) => {
                 addr.send(OpenForOrder { order_id: order.id, send: m.attempt < 2 }).await.unwrap_or(Opening::NotHeld)

@@ -2,7 +2,7 @@
 //! the outbox relay, tell cabinet actors on this node what became of their orders.
 
 use super::cabinet::door::{OpenForOrder, OrderEnded};
-use super::registry::Routes;
+use super::registry::{self, Cabinets};
 use super::relay::Relay;
 use crate::domain::order::OrderStatus;
 use crate::flows::{Effects, OrderMoved, Runner};
@@ -10,7 +10,7 @@ use crate::flows::{Effects, OrderMoved, Runner};
 /// The node's one runner of effects.
 pub struct EffectRunner {
     pub relay: Relay,
-    pub routes: Routes,
+    pub cabinets: Cabinets,
 }
 
 impl EffectRunner {
@@ -18,7 +18,7 @@ impl EffectRunner {
     /// cancelled → let go of the session. Without an actor here there is nobody to tell: the
     /// order's timers finish it (`door.open_check`).
     fn tell(&self, moved: &OrderMoved) {
-        let Some(addr) = self.routes.read().ok().and_then(|r| r.get(&moved.sn).cloned()) else { return };
+        let Some(addr) = registry::cabinet(&self.cabinets, &moved.sn) else { return };
         match moved.status {
             OrderStatus::Authorized => addr.do_send(OpenForOrder { order_id: moved.order_id, send: true }),
             OrderStatus::Cancelled => addr.do_send(OrderEnded { order_id: moved.order_id }),

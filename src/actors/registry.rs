@@ -1,5 +1,6 @@
 //! The registry: starts one cabinet actor per cabinet that speaks to this node, keeps the routing
-//! table the bridge reads, and restarts an actor that crashed (its state reloaded from storage).
+//! tables (the bridge's, of inboxes, and the node's own, of actors), and restarts an actor that
+//! crashed (its state reloaded from storage).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -8,28 +9,36 @@ use actix::prelude::*;
 
 use super::Shared;
 use super::cabinet::requests::SetupChanged;
-use super::cabinet::{CabinetActor, CabinetView, Crash, Inspect, LivenessChanged};
-use crate::device::bridge::Inbound;
+use super::cabinet::{CabinetActor, CabinetView, Crash, Gone, Inspect, LivenessChanged};
+use crate::device::bridge::{Inbound, Routes};
 use crate::domain::cabinet::Sn;
 use crate::domain::liveness::Liveness;
 
-/// sn → actor, read by the bridge on its own thread, written only by the registry.
-pub type Routes = Arc<RwLock<HashMap<String, Addr<CabinetActor>>>>;
+/// sn → cabinet actor on this node, for what the node itself tells cabinets (effects, consumers,
+/// the ops API); written only by the registry.
+pub type Cabinets = Arc<RwLock<HashMap<String, Addr<CabinetActor>>>>;
+
+/// The cabinet's actor on this node, if it has a live one.
+pub fn cabinet(cabinets: &Cabinets, sn: &str) -> Option<Addr<CabinetActor>> {
+    cabinets.read().ok().and_then(|r| r.get(sn).cloned()).filter(|a| a.connected())
+}
 
 pub struct Registry {
     svc: Shared,
+    /// The bridge's table: sn → the actor's inbox for frames.
     routes: Routes,
+    cabinets: Cabinets,
     /// Generation of the current actor per sn, so a late notice from an old actor is ignored.
     generations: HashMap<String, u64>,
 }
 
 impl Registry {
-    pub fn new(svc: Shared, routes: Routes) -> Self {
-        Registry { svc, routes, generations: HashMap::new() }
+    pub fn new(svc: Shared, routes: Routes, cabinets: Cabinets) -> Self {
+        Registry { svc, routes, cabinets, generations: HashMap::new() }
     }
 
     fn route(&self, sn: &str) -> Option<Addr<CabinetActor>> {
-        self.routes.read().ok().and_then(|r| r.get(sn).cloned()).filter(|a| a.connected())
+        cabinet(&self.cabinets, sn)
     }
 
     /// Start a cabinet actor; `first` (the frame that called for it) is queued before the bridge
@@ -43,12 +52,16 @@ impl Registry {
     ) -> Addr<CabinetActor> {
         let generation = self.generations.get(sn.as_str()).copied().unwrap_or(0) + 1;
         self.generations.insert(sn.to_string(), generation);
-        let addr = CabinetActor::new(sn.clone(), self.svc.clone(), ctx.address(), generation, restarted).start();
+        let gone = ctx.address().recipient();
+        let addr = CabinetActor::new(sn.clone(), self.svc.clone(), gone, generation, restarted).start();
         if let Some(f) = first {
             addr.do_send(f);
         }
+        if let Ok(mut cabinets) = self.cabinets.write() {
+            cabinets.insert(sn.to_string(), addr.clone());
+        }
         if let Ok(mut routes) = self.routes.write() {
-            routes.insert(sn.to_string(), addr.clone());
+            routes.insert(sn.to_string(), addr.clone().recipient());
         }
         addr
     }
@@ -58,6 +71,9 @@ impl Registry {
             return false;
         }
         self.generations.remove(sn);
+        if let Ok(mut cabinets) = self.cabinets.write() {
+            cabinets.remove(sn);
+        }
         if let Ok(mut routes) = self.routes.write() {
             routes.remove(sn);
         }
@@ -83,41 +99,22 @@ impl Handler<Inbound> for Registry {
     }
 }
 
-/// Sent by a cabinet actor's drop guard when it died without stopping (a panic).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CabinetDied {
-    pub sn: String,
-    pub generation: u64,
-}
-
-impl Handler<CabinetDied> for Registry {
+/// A cabinet actor is gone: forgotten when it stopped on purpose, started again when it crashed.
+impl Handler<Gone> for Registry {
     type Result = ();
 
-    fn handle(&mut self, m: CabinetDied, ctx: &mut Context<Self>) {
+    fn handle(&mut self, m: Gone, ctx: &mut Context<Self>) {
         if self.generations.get(&m.sn) != Some(&m.generation) {
+            return;
+        }
+        if !m.crashed {
+            self.forget(&m.sn, m.generation);
             return;
         }
         let Ok(sn) = Sn::parse(&m.sn) else { return };
         tracing::error!(sn = %m.sn, generation = m.generation, "cabinet actor crashed; restarting it");
         self.svc.metrics.actor_restarts.inc();
         self.spawn(&sn, true, None, ctx);
-    }
-}
-
-/// Sent by a cabinet actor that stopped on purpose.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CabinetStopped {
-    pub sn: String,
-    pub generation: u64,
-}
-
-impl Handler<CabinetStopped> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, m: CabinetStopped, _ctx: &mut Context<Self>) {
-        self.forget(&m.sn, m.generation);
     }
 }
 
@@ -180,10 +177,10 @@ impl Handler<NotifySetup> for Registry {
     type Result = ();
 
     fn handle(&mut self, m: NotifySetup, _ctx: &mut Context<Self>) {
-        let Ok(routes) = self.routes.read() else { return };
+        let Ok(cabinets) = self.cabinets.read() else { return };
         match m.0 {
-            Some(sns) => sns.iter().filter_map(|sn| routes.get(sn)).for_each(|a| a.do_send(SetupChanged)),
-            None => routes.values().for_each(|a| a.do_send(SetupChanged)),
+            Some(sns) => sns.iter().filter_map(|sn| cabinets.get(sn)).for_each(|a| a.do_send(SetupChanged)),
+            None => cabinets.values().for_each(|a| a.do_send(SetupChanged)),
         }
     }
 }

@@ -4,18 +4,24 @@
 //! signature, boot and seq. It must answer `Notification::Unschedule` with `wake()`, or rumqttd
 //! silently stops serving the link once ~200 frames are queued.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
-use actix::Addr;
+use actix::Recipient;
 use bytes::Bytes;
 use rumqttd::Notification;
 use rumqttd::local::LinkRx;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::frame::Reject;
 use super::topic::{self, UpKind};
-use crate::actors::registry::{Registry, Routes};
 use crate::domain::cabinet::Sn;
 use crate::metrics::Metrics;
+
+/// sn → the inbox of the cabinet's actor on this node, read by the bridge on its own thread
+/// (written by whoever starts the actors).
+pub type Routes = Arc<RwLock<HashMap<String, Recipient<Inbound>>>>;
 
 /// One upstream frame, as it travels from the bridge to a cabinet actor.
 #[derive(Debug, actix::Message)]
@@ -26,33 +32,39 @@ pub struct Inbound {
     pub topic: Bytes,
     pub payload: Bytes,
     pub received: Instant,
-    /// Counts the frame in `heft_bridge_inflight` until it is handled or dropped (say, in the
-    /// mailbox of an actor that crashed), so the bridge's back-pressure never leaks.
+    /// Holds one of the bridge's permits (and counts the frame in `heft_bridge_inflight`) until
+    /// the frame is handled or dropped (say, in the mailbox of an actor that crashed), so the
+    /// bridge's back-pressure never leaks.
     pub inflight: Inflight,
 }
 
 #[derive(Debug)]
-pub struct Inflight(prometheus::IntGauge);
+pub struct Inflight {
+    gauge: prometheus::IntGauge,
+    _permit: OwnedSemaphorePermit,
+}
 
 impl Inflight {
-    fn new(gauge: &prometheus::IntGauge) -> Inflight {
+    fn new(gauge: &prometheus::IntGauge, permit: OwnedSemaphorePermit) -> Inflight {
         gauge.inc();
-        Inflight(gauge.clone())
+        Inflight { gauge: gauge.clone(), _permit: permit }
     }
 }
 
 impl Drop for Inflight {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
     }
 }
 
 pub struct Bridge {
     pub routes: Routes,
-    pub registry: Addr<Registry>,
+    /// Where a frame for a cabinet with no live actor goes (the registry starts one).
+    pub fallback: Recipient<Inbound>,
     pub metrics: Metrics,
     pub max_frame_bytes: usize,
-    pub max_inflight: usize,
+    /// At most `mqtt.bridge_queue` frames on their way to actors at once.
+    pub permits: Arc<Semaphore>,
 }
 
 impl Bridge {
@@ -93,16 +105,14 @@ impl Bridge {
             }
         };
         // Hold back (and so hold back the broker, and through TCP the devices) when the actors
-        // are behind, instead of queueing without bound.
-        while self.metrics.bridge_inflight.get() as usize >= self.max_inflight {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let inflight = Inflight::new(&self.metrics.bridge_inflight);
+        // are behind, instead of queueing without bound. The semaphore is never closed.
+        let Ok(permit) = self.permits.clone().acquire_owned().await else { return };
+        let inflight = Inflight::new(&self.metrics.bridge_inflight, permit);
         let frame = Inbound { sn, kind, topic, payload, received: Instant::now(), inflight };
         let route = self.routes.read().ok().and_then(|r| r.get(frame.sn.as_str()).cloned());
         match route {
-            Some(addr) if addr.connected() => addr.do_send(frame),
-            _ => self.registry.do_send(frame),
+            Some(inbox) if inbox.connected() => inbox.do_send(frame),
+            _ => self.fallback.do_send(frame),
         }
     }
 }

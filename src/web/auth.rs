@@ -81,7 +81,7 @@ pub fn jwt_secret(config: &AuthConfig, seal: &SealKey) -> Vec<u8> {
 /// ones.
 pub fn issue_token(secret: &[u8], claims: &Claims) -> Result<String, ApiError> {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
-        .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
+        .map_err(ApiError::internal)
 }
 
 /// Signs and checks tokens.
@@ -113,9 +113,9 @@ impl Tokens {
         let now = Utc::now().timestamp();
         let claims = Claims::new(id, username, role, now, self.ttl_s);
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))?;
+            .map_err(ApiError::internal)?;
         let expires_at = DateTime::<Utc>::from_timestamp(claims.exp, 0)
-            .ok_or_else(|| ApiError::Internal(format!("token expiry {} out of range", claims.exp)))?;
+            .ok_or_else(|| ApiError::internal(format!("token expiry {} out of range", claims.exp)))?;
         Ok((token, expires_at))
     }
 
@@ -210,12 +210,12 @@ impl AuthState {
             out
         })
         .await
-        .map_err(|_| ApiError::Internal("password hashing task failed".into()))
+        .map_err(|_| ApiError::internal("password hashing task failed"))
     }
 
     /// An argon2id PHC string for `password`.
     pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
-        self.hashing(move || secrets::hash_password(&password)).await?.map_err(|e| ApiError::Internal(e.to_string()))
+        self.hashing(move || secrets::hash_password(&password)).await?.map_err(ApiError::internal)
     }
 
     /// Whether `password` matches `phc`.
@@ -254,7 +254,7 @@ impl FromRequest for OpsUser {
         let token = bearer(req);
         let route = format!("{} {}", req.method(), req.match_pattern().unwrap_or_else(|| req.path().to_string()));
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal("AppState missing".into()))?;
+            let state = state.ok_or_else(|| ApiError::internal("AppState missing"))?;
             let claims = state.auth.tokens.verify(&token?)?;
             let id: i64 = claims.sub.parse().map_err(|_| TokenError::Invalid)?;
             let op = state.svc.db.run(move |c| operators::find(c, id)).await?;

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::actors::cabinet::session::SessionError;
+use crate::actors::cabinet::held::SessionError;
 use crate::cache::CacheError;
 use crate::db::DbError;
 use crate::domain::validation::FieldError;
@@ -61,11 +61,17 @@ pub enum ApiError {
     Scan { refusal: crate::domain::order::ScanRefusal, detail: Option<serde_json::Value> },
     #[error("{0}")]
     Unavailable(String),
+    /// Something failed on our side; the caller learns nothing more, the log has the cause.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
+    /// An internal error with its cause (an error, or a sentence).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
+        ApiError::Internal(cause.into())
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
@@ -111,9 +117,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(detail) = self {
-            // The detail stays in the log; the caller gets no internals.
-            tracing::error!(%detail, "internal error");
+        if let ApiError::Internal(cause) = self {
+            // The cause stays in the log; the caller gets no internals.
+            tracing::error!(error = %cause, "internal error");
         }
         let mut res = HttpResponse::build(self.status_code());
         match self {
@@ -139,7 +145,7 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Pool(_) | DbError::Connect(_) => ApiError::Unavailable("database unavailable".into()),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::internal(other),
         }
     }
 }
@@ -166,7 +172,10 @@ impl From<SessionError> for ApiError {
             SessionError::Calibration(c) if c.code() == "count_mismatch" => ApiError::Device(message),
             SessionError::Calibration(c) => ApiError::Refused { code: c.code(), message },
             SessionError::Command(_) => ApiError::Device(message),
-            SessionError::Internal(detail) => ApiError::Internal(detail),
+            SessionError::Loading | SessionError::Stopped => ApiError::Unavailable(message),
+            SessionError::Db(e) => e.into(),
+            SessionError::Cache(e) => e.into(),
+            SessionError::Key(e) => ApiError::internal(e),
         }
     }
 }
@@ -175,7 +184,7 @@ impl From<CacheError> for ApiError {
     fn from(e: CacheError) -> Self {
         match e {
             CacheError::Redis(_) => ApiError::Unavailable("cache unavailable".into()),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::internal(other),
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct AppState {
     pub svc: Shared,
     pub registry: Addr<Registry>,
     /// sn → cabinet actor on this node (read-only here; the registry writes it).
-    pub routes: crate::actors::registry::Routes,
+    pub cabinets: crate::actors::registry::Cabinets,
     /// Operator tokens, the login limiter and the password-hashing pool.
     pub auth: Arc<auth::AuthState>,
 }

@@ -199,14 +199,12 @@ pub async fn scan(
         .map_err(|e| ApiError::Invalid(vec![FieldError::new("sn", "invalid", e.to_string())]))?;
     let channel = Channel::parse(&body.channel)
         .ok_or_else(|| ApiError::Invalid(vec![FieldError::new("channel", "invalid", "wechat or alipay")]))?;
-    let Some(actor) =
-        state.registry.send(Lookup(sn.to_string())).await.map_err(|e| ApiError::Internal(e.to_string()))?
-    else {
+    let Some(actor) = state.registry.send(Lookup(sn.to_string())).await.map_err(ApiError::internal)? else {
         return Err(not_here(&state, &sn).await?);
     };
     let payer_id = shopper.user.platform_uid.clone();
     let start = StartPurchase { user_id: shopper.user.id, channel, payer_id: payer_id.clone(), door: body.door };
-    let order = actor.send(start).await.map_err(|e| ApiError::Internal(e.to_string()))?.map_err(|e| match e {
+    let order = actor.send(start).await.map_err(ApiError::internal)?.map_err(|e| match e {
         PurchaseError::Refused(refusal, held) => {
             ApiError::Scan { refusal, detail: held.map(|s| serde_json::json!({ "session": s })) }
         }

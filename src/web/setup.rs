@@ -21,7 +21,7 @@ use crate::domain::layout::LayoutInput;
 use crate::domain::validation::FieldErrors;
 
 pub(super) async fn actor(state: &AppState, sn: &Sn) -> Result<Addr<CabinetActor>, ApiError> {
-    state.registry.send(Ensure(sn.clone())).await.map_err(|e| ApiError::Internal(e.to_string()))
+    state.registry.send(Ensure(sn.clone())).await.map_err(ApiError::internal)
 }
 
 pub(super) fn mailbox(e: actix::MailboxError) -> ApiError {

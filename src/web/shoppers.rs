@@ -78,9 +78,9 @@ impl ShopperTokens {
             iss: ISSUER.into(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))?;
+            .map_err(ApiError::internal)?;
         let expires_at = DateTime::<Utc>::from_timestamp(claims.exp, 0)
-            .ok_or_else(|| ApiError::Internal(format!("token expiry {} out of range", claims.exp)))?;
+            .ok_or_else(|| ApiError::internal(format!("token expiry {} out of range", claims.exp)))?;
         Ok((token, expires_at))
     }
 
@@ -108,7 +108,7 @@ impl FromRequest for Shopper {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = super::bearer::bearer(req);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal("app state missing".into()))?;
+            let state = state.ok_or_else(|| ApiError::internal("app state missing"))?;
             let claims = state.auth.shoppers.verify(&token?)?;
             let id: i64 = claims.sub.parse().map_err(|_| TokenError::Invalid)?;
             let (user, account) = state

@@ -6,62 +6,35 @@
 use std::time::Duration;
 
 use actix::prelude::*;
+use serde::Serialize;
 
 use super::CabinetActor;
-use crate::device::messages::{AckUp, CalibrationStep, Command};
+use super::held::{CommandOutcome, Pending, Purpose};
+use crate::device::messages::{AckUp, Command};
 use crate::device::topic::DownKind;
-use crate::domain::command::CommandStatus;
 use crate::flows;
 
-/// How a command ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CommandOutcome {
-    Acked(Option<serde_json::Value>),
-    Failed(String),
-    TimedOut,
-}
-
-impl CommandOutcome {
-    pub fn status(&self) -> CommandStatus {
-        match self {
-            CommandOutcome::Acked(_) => CommandStatus::Acked,
-            CommandOutcome::Failed(_) => CommandStatus::Failed,
-            CommandOutcome::TimedOut => CommandStatus::TimedOut,
-        }
-    }
-}
-
-/// What the actor does with the outcome.
-#[derive(Debug)]
-pub enum Purpose {
-    Config { version: i64 },
-    Tags { version: i64 },
-    Calibrate { step: CalibrationStep, standard_g: Option<f64>, lanes: Vec<String> },
-    Open { door: u32 },
-}
-
-pub struct Pending {
-    kind: DownKind,
-    body: serde_json::Value,
-    attempts: u32,
-    session_id: Option<i64>,
-    purpose: Option<Purpose>,
-    timer: Option<SpawnHandle>,
-}
-
 impl CabinetActor {
-    /// Record and send a command; the outcome comes back to [`CabinetActor::command_done`].
-    pub(super) fn issue(
+    /// Record and send a command; the outcome comes back to [`CabinetActor::command_done`]. A
+    /// command that cannot be encoded fails at once (it is never sent as `null`).
+    pub(super) fn issue<T: Serialize>(
         &mut self,
         kind: DownKind,
-        body: serde_json::Value,
+        cmd: &T,
         session_id: Option<i64>,
         purpose: Purpose,
         ctx: &mut Context<Self>,
-    ) -> String {
+    ) {
+        let body = match serde_json::to_value(cmd) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(sn = %self.sn, kind = kind.as_str(), error = %e, "command not encoded; not sent");
+                let outcome = CommandOutcome::Failed(format!("not encoded: {e}"));
+                return self.command_done(purpose, session_id, outcome, ctx);
+            }
+        };
         let row = flows::commands::new_row(self.sn.as_str(), kind, &body, session_id);
-        let cmd_id = row.id.clone();
-        let id = cmd_id.clone();
+        let id = row.id.clone();
         let db = self.svc.db.clone();
         // `wait`: the row exists before the cabinet can ack, so the ack always finds it.
         ctx.wait(async move { flows::commands::record(&db, row).await }.into_actor(self).map(
@@ -74,7 +47,6 @@ impl CabinetActor {
                 }
             },
         ));
-        cmd_id
     }
 
     /// Send a command whose row is already stored, and track it until it ends.

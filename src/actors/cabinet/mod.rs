@@ -1,7 +1,8 @@
-//! One actor per cabinet (DESIGN "Cabinet actor"). It owns the login (boot and seq, the replay
-//! guard), heartbeat facts and liveness recovery, the lanes' calibration and weights
-//! (`weights`), commands with their acks (`commands`), and the one session that may hold the
-//! cabinet (`session`, `requests`).
+//! One actor per cabinet. It owns the login (boot and seq, the replay guard), heartbeat facts and
+//! liveness recovery, the lanes' calibration and weights (`lanes`, `weights`), commands with their
+//! acks (`commands`), and the one session that may hold the cabinet (`held`): deliveries and
+//! calibration (`session`, `requests`) and sessions at an open door (`door`, whose course is the
+//! pure state machine `domain::door`).
 //!
 //! State is loaded from the database when the actor starts. A restarted actor cannot know the
 //! last seq it accepted, so rather than guess (and open a replay window) it asks the cabinet to
@@ -9,6 +10,8 @@
 
 mod commands;
 pub mod door;
+pub mod held;
+pub mod lanes;
 pub mod requests;
 pub mod session;
 pub mod weights;
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::registry::{CabinetDied, CabinetStopped, Registry};
+use self::held::{DoorView, Held, Pending, SessionError, SessionInfo};
+use self::lanes::{Doors, LaneSetup, LaneState, LaneWeight, Setup, Versions};
 use super::{Shared, now_ms};
 use crate::db::{self, DbError, alerts, cabinets, commands as command_rows, layout, sessions};
 use crate::device::bridge::Inbound;
@@ -64,68 +68,33 @@ pub struct CabinetActor {
     last_key_reload: Option<Instant>,
     notice: DeathNotice,
     setup: Setup,
-    lanes: Vec<weights::LaneState>,
-    doors: weights::Doors,
+    lanes: Vec<LaneState>,
+    doors: Doors,
     /// Logged in, and no heartbeat or weight since: the cabinet is still reporting its open doors
     /// (device protocol §8); the first heartbeat or weight says it has finished.
     doors_reporting: bool,
-    session: Option<session::Active>,
+    /// The session that holds the cabinet, if any.
+    held: Option<Held>,
     /// A delivery session is being opened (its database write is in flight).
     opening: bool,
-    pending: HashMap<String, commands::Pending>,
+    pending: HashMap<String, Pending>,
     temp_rule: Option<TempRule>,
     temp_watch: TempWatch,
     /// Per delivery kind, the version whose delivery last failed: not retried before the next login.
     failed_deliveries: HashMap<crate::domain::session::SessionKind, i64>,
 }
 
-/// Configuration facts the actor works from, loaded from the database.
-#[derive(Debug, Clone)]
-pub(crate) struct Setup {
-    pub status: CabinetStatus,
-    pub versions: Versions,
-    pub lanes: Vec<LaneSetup>,
-    pub temp_rule: Option<TempRule>,
-    /// GCJ-02 (lat, lng), when known.
-    pub position: Option<(f64, f64)>,
+/// A cabinet's actor is gone: it stopped on purpose, or it crashed (and is to be started again).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Gone {
+    pub sn: String,
+    /// Which actor of the cabinet it was, so a late word from an old one is ignored.
+    pub generation: u64,
+    pub crashed: bool,
 }
 
-impl Default for Setup {
-    /// A cabinet with nothing set up yet.
-    fn default() -> Setup {
-        Setup {
-            status: CabinetStatus::Initializing,
-            versions: Versions::default(),
-            lanes: Vec::new(),
-            temp_rule: None,
-            position: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct Versions {
-    pub config: i64,
-    pub config_acked: i64,
-    pub tags: i64,
-    pub tags_acked: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LaneSetup {
-    pub code: String,
-    pub door: u32,
-    pub channel: usize,
-    pub cal: Option<LaneCalibration>,
-    pub product_id: Option<i64>,
-    pub unit_g: Option<f64>,
-    pub tolerance_g: Option<f64>,
-    pub price_fen: Option<i64>,
-    pub product_name: Option<String>,
-    pub stock: i32,
-}
-
-/// Tells the registry when the actor is gone, and keeps the gauges right.
+/// Tells whoever supervises the actor (the registry) when it is gone, and keeps the gauges right.
 ///
 /// When a handler panics, tokio drops the actor's task, and actix's drop of the context still
 /// runs `stopped`. So "stopped" alone does not mean "stopped on purpose": the actor says so
@@ -133,7 +102,7 @@ pub(crate) struct LaneSetup {
 struct DeathNotice {
     sn: String,
     generation: u64,
-    registry: Addr<Registry>,
+    supervisor: Recipient<Gone>,
     svc: Shared,
     on_purpose: bool,
     reported: bool,
@@ -147,11 +116,7 @@ impl DeathNotice {
         }
         self.reported = true;
         let (sn, generation) = (self.sn.clone(), self.generation);
-        if self.on_purpose {
-            self.registry.do_send(CabinetStopped { sn, generation });
-        } else {
-            self.registry.do_send(CabinetDied { sn, generation });
-        }
+        self.supervisor.do_send(Gone { sn, generation, crashed: !self.on_purpose });
     }
 }
 
@@ -166,12 +131,12 @@ impl Drop for DeathNotice {
 }
 
 impl CabinetActor {
-    pub fn new(sn: Sn, svc: Shared, registry: Addr<Registry>, generation: u64, restarted: bool) -> Self {
+    pub fn new(sn: Sn, svc: Shared, supervisor: Recipient<Gone>, generation: u64, restarted: bool) -> Self {
         svc.metrics.cabinet_actors.inc();
         let notice = DeathNotice {
             sn: sn.to_string(),
             generation,
-            registry,
+            supervisor,
             svc: svc.clone(),
             on_purpose: false,
             reported: false,
@@ -192,9 +157,9 @@ impl CabinetActor {
             notice,
             setup: Setup::default(),
             lanes: Vec::new(),
-            doors: weights::Doors::default(),
+            doors: Doors::default(),
             doors_reporting: false,
-            session: None,
+            held: None,
             opening: false,
             pending: HashMap::new(),
             temp_rule: None,
@@ -401,7 +366,7 @@ impl CabinetActor {
                     tracing::info!(sn = %act.sn, boot, "cabinet logged in");
                     // A new boot starts with doors as the cabinet reports them from now on, and
                     // with a fresh chance for deliveries that failed before.
-                    act.doors = weights::Doors::default();
+                    act.doors = Doors::default();
                     act.doors_reporting = true;
                     act.failed_deliveries.clear();
                     act.deliver_pending(ctx);
@@ -440,7 +405,7 @@ impl CabinetActor {
                 }
             }
             .into_actor(self)
-            .map(|result: Result<bool, ActorError>, act, _| match result {
+            .map(|result: Result<bool, SessionError>, act, _| match result {
                 Ok(true) => {
                     act.svc.metrics.liveness_transitions.with_label_values(&[Liveness::Online.as_str()]).inc();
                     act.set_liveness(Liveness::Online);
@@ -494,23 +459,13 @@ impl CabinetActor {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ActorError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
-    #[error("stored frame key cannot be unsealed: {0}")]
-    Key(#[from] crate::secrets::SecretError),
-}
-
 enum LoginDone {
     Accepted { previous: Liveness },
     Stale { last_boot: u64 },
     Unknown,
 }
 
-async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<LoginDone, ActorError> {
+async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<LoginDone, SessionError> {
     let sn = record.sn.clone();
     let at_ms = now_ms();
     let result = crate::flows::cabinet::login(&svc.db, record).await?;
@@ -548,7 +503,7 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
 /// A cabinet marked suspect or offline was heard from: back online, with one event. The cache
 /// then gets whatever the database holds, so the two cannot drift apart when another node or the
 /// watchdog changed it in between.
-async fn recover(svc: &Shared, sn: &str) -> Result<bool, ActorError> {
+async fn recover(svc: &Shared, sn: &str) -> Result<bool, SessionError> {
     let node = svc.node_id().to_string();
     let owned = sn.to_string();
     let (changed, now) = crate::flows::cabinet::back_online(&svc.db, owned, node).await?;
@@ -564,7 +519,7 @@ struct Loaded {
     liveness: Liveness,
 }
 
-async fn load(svc: Shared, sn: String) -> Result<Option<Loaded>, ActorError> {
+async fn load(svc: Shared, sn: String) -> Result<Option<Loaded>, SessionError> {
     let Some(row) = svc.db.run(move |c| cabinets::find(c, &sn)).await? else {
         return Ok(None);
     };
@@ -573,7 +528,7 @@ async fn load(svc: Shared, sn: String) -> Result<Option<Loaded>, ActorError> {
 }
 
 /// The configuration facts of a cabinet (lanes, products, versions, temperature range).
-pub(crate) async fn load_setup(svc: &Shared, sn: &str) -> Result<Setup, ActorError> {
+pub(crate) async fn load_setup(svc: &Shared, sn: &str) -> Result<Setup, SessionError> {
     let sn = sn.to_string();
     let setup = svc
         .db
@@ -646,7 +601,7 @@ enum Resume {
 /// commands): no other actor of this cabinet runs here now, so they can never complete. A
 /// purchase, restock or maintenance is not dropped but resumed: someone may be at the open door,
 /// and what they take or put in must be counted.
-async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, ActorError> {
+async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, SessionError> {
     let owned = sn.clone();
     let read = svc
         .db
@@ -810,11 +765,11 @@ pub struct CabinetView {
     pub boot: Option<u64>,
     pub last_seq: Option<u64>,
     pub liveness: Liveness,
-    pub session: Option<session::SessionInfo>,
+    pub session: Option<SessionInfo>,
     /// The course of a purchase, restock or maintenance session.
-    pub door_session: Option<door::DoorView>,
+    pub door_session: Option<DoorView>,
     pub doors_open: Vec<u32>,
-    pub lanes: Vec<weights::LaneWeight>,
+    pub lanes: Vec<LaneWeight>,
     pub pending_commands: usize,
 }
 
@@ -831,8 +786,8 @@ impl Handler<Inspect> for CabinetActor {
             boot,
             last_seq,
             liveness: self.liveness,
-            session: self.session.as_ref().map(|s| s.info.clone()),
-            door_session: self.door_view(),
+            session: self.held.as_ref().map(|h| h.info().clone()),
+            door_session: self.held.as_ref().and_then(Held::door).map(|r| r.view()),
             doors_open: self.doors.open.iter().copied().collect(),
             lanes: self.lane_weights(),
             pending_commands: self.pending.len(),

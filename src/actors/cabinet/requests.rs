@@ -7,7 +7,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::session::{ConfigSaved, Delivery, SessionError, SessionInfo, StepReport};
+use super::held::{Held, SessionError, SessionInfo, StepReport};
+use super::session::{ConfigSaved, Delivery};
 use super::{CabinetActor, State, load_setup};
 use crate::db::DbError;
 use crate::device::messages::CalibrationStep;
@@ -93,7 +94,7 @@ impl Handler<SendTags> for CabinetActor {
         }
         let (tx, rx) = oneshot::channel();
         self.start_delivery(SessionKind::PriceChange, m.by, Some(tx), ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(SessionError::Internal("actor stopped".into()))) })
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(SessionError::Stopped)) })
     }
 }
 
@@ -168,7 +169,7 @@ impl Handler<CalibrateStep> for CabinetActor {
         }
         let (tx, rx) = oneshot::channel();
         self.calibration_step_request(m.step, m.standard_g, tx, ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(SessionError::Internal("actor stopped".into()))) })
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(SessionError::Stopped)) })
     }
 }
 
@@ -187,15 +188,15 @@ impl Handler<AbortSession> for CabinetActor {
         if let Some(refusal) = self.refuse_request() {
             return Box::pin(async move { Err(refusal) });
         }
-        let Some(s) = self.session.as_ref() else {
+        let Some(held) = self.held.as_ref() else {
             return Box::pin(async { Err(SessionError::NoSession("open")) });
         };
-        if s.kind == SessionKind::Purchase {
+        if held.kind() == SessionKind::Purchase {
             // A shopper may be at the door: the purchase ends with its order (timeouts, the
             // settlement, or review), never from here.
             return Box::pin(async { Err(SessionError::PurchaseHeld) });
         }
-        let info = s.info.clone();
+        let info = held.info().clone();
         let (tx, rx) = oneshot::channel();
         let detail = Some(serde_json::json!({ "by": m.by }).to_string());
         self.end_session_then(Outcome::Aborted, detail, Some(tx), ctx);
@@ -212,7 +213,7 @@ impl CabinetActor {
     fn refuse_request(&self) -> Option<SessionError> {
         match self.state {
             State::Unknown => Some(SessionError::NotFound),
-            State::Loading => Some(SessionError::Internal("cabinet state is loading".into())),
+            State::Loading => Some(SessionError::Loading),
             _ => None,
         }
     }
@@ -223,9 +224,12 @@ impl CabinetActor {
     fn arm_idle_check(&mut self, session_id: i64, after: Duration, ctx: &mut Context<Self>) {
         ctx.run_later(after, move |act, ctx| {
             let idle = Duration::from_secs(act.svc.config.calibration.idle_timeout_s);
-            let Some(s) = act.session.as_ref().filter(|s| s.info.id == session_id) else { return };
-            let waiting = s.calib.as_ref().is_some_and(|c| c.is_waiting());
-            let left = idle.saturating_sub(s.last_step.elapsed());
+            let Some(Held::Calibration(info, calib)) = act.held.as_ref() else { return };
+            if info.id != session_id {
+                return;
+            }
+            let waiting = calib.waiting.is_some();
+            let left = idle.saturating_sub(calib.last_step.elapsed());
             if waiting || !left.is_zero() {
                 // A reading is being taken, or a step came since: look again when it may be idle.
                 act.arm_idle_check(session_id, left.max(Duration::from_secs(1)), ctx);

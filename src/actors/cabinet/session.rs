@@ -5,138 +5,20 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::commands::{CommandOutcome, Purpose};
-use super::{ActorError, CabinetActor, load_setup};
+use super::held::{Calib, CommandOutcome, Held, LaneStep, Purpose, SessionError, SessionInfo, StepReport};
+use super::{CabinetActor, load_setup};
+use crate::db;
 use crate::db::models::{NewSession, Session};
-use crate::db::{self, DbError};
 use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, VersionResult};
 use crate::device::topic::DownKind;
-use crate::domain::cabinet::CabinetStatus;
-use crate::domain::calibration::{self, CalibrationError, CalibrationLimits};
+use crate::domain::calibration::{self, CalibrationLimits};
 use crate::domain::liveness::Liveness;
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::validation::FieldError;
 use crate::flows;
-
-/// A session as operators see it (also the detail of a 409).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SessionInfo {
-    pub id: i64,
-    pub kind: SessionKind,
-    pub door: Option<u32>,
-    pub started_by: String,
-    pub since: DateTime<Utc>,
-}
-
-impl From<&Session> for SessionInfo {
-    fn from(s: &Session) -> Self {
-        SessionInfo {
-            id: s.id,
-            kind: s.kind,
-            door: s.door.and_then(|d| u32::try_from(d).ok()),
-            started_by: s.started_by.clone(),
-            since: s.started_at.and_utc(),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("the cabinet is in a {} session since {} (started by {})", .0.kind, .0.since.to_rfc3339(), .0.started_by)]
-    Busy(SessionInfo),
-    #[error("a session is being opened on the cabinet")]
-    Opening,
-    #[error("cabinet not found")]
-    NotFound,
-    #[error("the cabinet is not connected to this node")]
-    NotConnected,
-    #[error("{0}")]
-    NotConfigured(String),
-    #[error("the cabinet has no {0} session")]
-    NoSession(&'static str),
-    /// A purchase holds the cabinet: it ends with its order, not on request.
-    #[error("a shopper's purchase holds the cabinet; it ends with its order")]
-    PurchaseHeld,
-    #[error("{0}")]
-    StepOrder(String),
-    #[error("configuration is invalid")]
-    Invalid(Vec<FieldError>),
-    #[error("{0}")]
-    Calibration(#[from] CalibrationError),
-    #[error("the cabinet did not carry out the command: {0}")]
-    Command(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<ActorError> for SessionError {
-    fn from(e: ActorError) -> Self {
-        SessionError::Internal(e.to_string())
-    }
-}
-
-impl From<DbError> for SessionError {
-    fn from(e: DbError) -> Self {
-        SessionError::Internal(e.to_string())
-    }
-}
-
-/// The session the actor holds.
-pub(super) struct Active {
-    pub info: SessionInfo,
-    pub kind: SessionKind,
-    pub last_step: Instant,
-    pub calib: Option<Calib>,
-    /// A purchase, restock or maintenance session: the door's course.
-    pub door: Option<super::door::DoorRun>,
-}
-
-/// Progress of a door's calibration.
-pub(super) struct Calib {
-    door: u32,
-    lanes: Vec<String>,
-    channels: Vec<u32>,
-    zero: Option<Vec<i64>>,
-    counts_per_g: Option<Vec<f64>>,
-    standard_g: Option<f64>,
-    /// The operator's request waiting for the current step's reading.
-    waiting: Option<oneshot::Sender<Result<StepReport, SessionError>>>,
-}
-
-impl Calib {
-    pub(super) fn is_waiting(&self) -> bool {
-        self.waiting.is_some()
-    }
-}
-
-/// What a calibration step found, per lane.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    pub session_id: i64,
-    pub door: u32,
-    pub step: String,
-    pub lanes: Vec<LaneStep>,
-    /// The door is calibrated and the session has ended.
-    pub done: bool,
-    /// The cabinet's status after the step.
-    pub status: Option<CabinetStatus>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LaneStep {
-    pub code: String,
-    pub counts: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub zero_counts: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub counts_per_g: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grams: Option<f64>,
-}
 
 /// A configuration was stored; `delivery` says whether it went to the cabinet now.
 #[derive(Debug, Clone, Serialize)]
@@ -165,8 +47,8 @@ fn limits(c: &crate::config::CalibrationConfig) -> CalibrationLimits {
 
 impl CabinetActor {
     pub(super) fn busy(&self) -> Result<(), SessionError> {
-        match &self.session {
-            Some(s) => Err(SessionError::Busy(s.info.clone())),
+        match &self.held {
+            Some(h) => Err(SessionError::Busy(h.info().clone())),
             None => Ok(()),
         }
     }
@@ -183,19 +65,15 @@ impl CabinetActor {
         }
     }
 
-    fn hold(&mut self, s: &Session, kind: SessionKind) {
-        self.session =
-            Some(Active { info: SessionInfo::from(s), kind, last_step: Instant::now(), calib: None, door: None });
-        // Whatever rested on the lanes before may move now: drift is judged afresh afterwards.
+    /// Hold `held` from now on. Whatever rested on the lanes before may move: drift is judged
+    /// afresh afterwards.
+    pub(super) fn hold(&mut self, held: Held) {
+        self.held = Some(held);
         self.reset_baselines();
     }
 
     pub(super) fn hold_calibration(&mut self, s: &Session, door: u32, lanes: Vec<String>, channels: Vec<u32>) {
-        self.hold(s, SessionKind::Calibration);
-        if let Some(active) = self.session.as_mut() {
-            active.calib =
-                Some(Calib { door, lanes, channels, zero: None, counts_per_g: None, standard_g: None, waiting: None });
-        }
+        self.hold(Held::Calibration(SessionInfo::from(s), Calib::new(door, lanes, channels)));
     }
 
     /// End the held session with `outcome`, then deliver whatever waits (config, labels).
@@ -212,15 +90,16 @@ impl CabinetActor {
         ctx: &mut Context<Self>,
     ) {
         self.forget_order(ctx);
-        let Some(s) = self.session.take() else { return };
-        if let Some(mut c) = s.calib
+        let Some(held) = self.held.take() else { return };
+        let info = held.info().clone();
+        if let Held::Calibration(_, mut c) = held
             && let Some(tx) = c.waiting.take()
         {
             let _ = tx.send(Err(SessionError::NoSession("calibration")));
         }
-        tracing::info!(sn = %self.sn, session = s.info.id, kind = %s.info.kind, outcome = outcome.as_str(), "session ended");
+        tracing::info!(sn = %self.sn, session = info.id, kind = %info.kind, outcome = outcome.as_str(), "session ended");
         let db = self.svc.db.clone();
-        let id = s.info.id;
+        let id = info.id;
         // `wait`: the next session must not start before this one is closed in the database.
         ctx.wait(async move { crate::flows::sessions::end(&db, id, outcome, detail).await }.into_actor(self).map(
             move |r, act, ctx| {
@@ -241,7 +120,7 @@ impl CabinetActor {
     /// A version whose delivery failed is not tried again until the next login (or an operator
     /// asks): a cabinet that refuses or cannot answer must not be held by endless retries.
     pub(super) fn deliver_pending(&mut self, ctx: &mut Context<Self>) {
-        if self.session.is_some() || self.session_boot().is_none() || self.liveness == Liveness::Offline {
+        if self.held.is_some() || self.session_boot().is_none() || self.liveness == Liveness::Offline {
             return;
         }
         let v = self.setup.versions;
@@ -302,7 +181,7 @@ impl CabinetActor {
         kind: SessionKind,
         ctx: &mut Context<Self>,
     ) -> Delivery {
-        self.hold(&o.session, kind);
+        self.hold(Held::Delivery(SessionInfo::from(&o.session)));
         let purpose = match kind {
             SessionKind::Config => Purpose::Config { version: o.version },
             _ => Purpose::Tags { version: o.version },
@@ -320,7 +199,7 @@ impl CabinetActor {
         outcome: CommandOutcome,
         ctx: &mut Context<Self>,
     ) {
-        let ours = session_id.is_some() && self.session.as_ref().map(|s| s.info.id) == session_id;
+        let ours = session_id.is_some() && self.held.as_ref().map(Held::id) == session_id;
         match purpose {
             Purpose::Config { version } | Purpose::Tags { version } => {
                 let is_config = matches!(purpose, Purpose::Config { .. });
@@ -437,14 +316,12 @@ impl CabinetActor {
         tx: oneshot::Sender<Result<StepReport, SessionError>>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(s) = self.session.as_mut().filter(|s| s.kind == SessionKind::Calibration) else {
+        let limits = limits(&self.svc.config.calibration);
+        let Some(Held::Calibration(info, c)) = self.held.as_mut() else {
             let _ = tx.send(Err(SessionError::NoSession("calibration")));
             return;
         };
-        let Some(c) = s.calib.as_mut() else {
-            let _ = tx.send(Err(SessionError::NoSession("calibration")));
-            return;
-        };
+        let session_id = info.id;
         let problem = if c.waiting.is_some() {
             Some("a reading for this door is already being taken".to_string())
         } else if step == CalibrationStep::Span && c.zero.is_none() {
@@ -466,22 +343,18 @@ impl CabinetActor {
         if step != CalibrationStep::Tare {
             let problem = match standard_g {
                 None => Some(("required", "the standard weight in grams is required for span and verify".to_string())),
-                Some(g) => calibration::check_standard(g, &limits(&self.svc.config.calibration))
-                    .err()
-                    .map(|e| ("out_of_range", e.to_string())),
+                Some(g) => calibration::check_standard(g, &limits).err().map(|e| ("out_of_range", e.to_string())),
             };
             if let Some((code, message)) = problem {
                 let _ = tx.send(Err(SessionError::Invalid(vec![FieldError::new("standard_g", code, message)])));
                 return;
             }
         }
-        s.last_step = Instant::now();
+        c.last_step = Instant::now();
         c.waiting = Some(tx);
         let cmd = CalibrateCmd { door: c.door, step, channels: c.channels.clone(), standard_g };
         let lanes = c.lanes.clone();
-        let session_id = s.info.id;
-        let body = serde_json::to_value(cmd).unwrap_or_default();
-        self.issue(DownKind::Calibrate, body, Some(session_id), Purpose::Calibrate { step, standard_g, lanes }, ctx);
+        self.issue(DownKind::Calibrate, &cmd, Some(session_id), Purpose::Calibrate { step, standard_g, lanes }, ctx);
     }
 
     /// The cabinet answered a calibrate command of the held session.
@@ -494,9 +367,8 @@ impl CabinetActor {
         ctx: &mut Context<Self>,
     ) {
         let limits = limits(&self.svc.config.calibration);
-        let Some(s) = self.session.as_mut() else { return };
-        let session_id = s.info.id;
-        let Some(c) = s.calib.as_mut() else { return };
+        let Some(Held::Calibration(info, c)) = self.held.as_mut() else { return };
+        let session_id = info.id;
         let Some(tx) = c.waiting.take() else { return };
         let reading = match outcome {
             CommandOutcome::Acked(Some(v)) => serde_json::from_value::<CalibrateResult>(v)
@@ -513,7 +385,7 @@ impl CabinetActor {
             }
         };
         let counts = reading.counts.clone();
-        let report = |steps: Vec<LaneStep>, done: bool, status: Option<CabinetStatus>| StepReport {
+        let report = |steps: Vec<LaneStep>, done: bool, status| StepReport {
             session_id,
             door: c.door,
             step: step.as_str().into(),
@@ -600,7 +472,7 @@ impl CabinetActor {
             async move {
                 let status = flows::setup::save_calibration(&svc.db, sn.clone(), node, cal).await?;
                 let setup = load_setup(&svc, &sn).await?;
-                Ok::<_, ActorError>((status, setup, report))
+                Ok::<_, SessionError>((status, setup, report))
             }
             .into_actor(self)
             .map(|r, act, ctx| match r {
@@ -619,7 +491,7 @@ impl CabinetActor {
                     });
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e.into()));
+                    let _ = tx.send(Err(e));
                 }
             }),
         );

@@ -1,13 +1,13 @@
 //! The weight stream of one cabinet: raw counts → grams with each lane's calibration, a window
 //! of recent readings per lane, the weight log, closed-door drift, doors, and temperature.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde::Serialize;
 
-use super::{CabinetActor, LaneSetup, Setup};
+use super::CabinetActor;
+use super::lanes::{LaneState, LaneWeight, Setup};
 use crate::db;
 use crate::db::weight_log::NewWeightRow;
 use crate::device::messages::{DoorUp, WeightUp};
@@ -15,39 +15,6 @@ use crate::domain::alert::{self, AlertSpec, LaneDrift};
 use crate::domain::temperature::TempEvent;
 use crate::domain::weight::{self, LaneWindow, ReadingKind};
 use crate::flows;
-
-/// One lane as the actor weighs it.
-pub(super) struct LaneState {
-    pub setup: LaneSetup,
-    pub window: LaneWindow,
-    pub latest_counts: Option<i64>,
-    /// The last stable closed-door weight with no session since: drift is measured from it.
-    pub baseline: Option<f64>,
-}
-
-/// A lane's weights as operators see them.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LaneWeight {
-    pub code: String,
-    pub door: u32,
-    pub channel: u32,
-    pub calibrated: bool,
-    pub counts: Option<i64>,
-    /// Latest reading, grams (tray excluded: the tare took it out).
-    pub grams: Option<f64>,
-    /// Mean of the last readings when they agree within tolerance.
-    pub stable_g: Option<f64>,
-    pub product_id: Option<i64>,
-    pub unit_g: Option<f64>,
-    pub stock: i32,
-}
-
-/// The doors' state.
-#[derive(Debug, Default)]
-pub(super) struct Doors {
-    pub open: BTreeSet<u32>,
-    pub after_close_until: Option<Instant>,
-}
 
 fn round1(g: f64) -> f64 {
     (g * 10.0).round() / 10.0
@@ -117,7 +84,7 @@ impl CabinetActor {
         self.log_reading(kind, &w.counts, &grams, w.h.ts);
         self.door_reading(kind, ctx);
         if kind == ReadingKind::Closed {
-            if self.session.is_none() {
+            if self.held.is_none() {
                 self.check_drift(ctx);
             }
             let facts = vec![
@@ -175,7 +142,7 @@ impl CabinetActor {
             .then(|| serde_json::to_string(&grams.iter().cloned().collect::<BTreeMap<_, _>>()).unwrap_or_default());
         self.svc.weight_log.record(NewWeightRow {
             sn: self.sn.to_string(),
-            session_id: self.session.as_ref().map(|s| s.info.id),
+            session_id: self.held.as_ref().map(|h| h.id()),
             kind,
             recorded_at: db::now(),
             device_ts,

@@ -1,0 +1,91 @@
+//! What a cabinet's actor knows of its setup and its lanes: the configuration facts loaded from
+//! the database, each lane's recent weights, and the doors. Data only; `weights.rs` works them.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::domain::cabinet::CabinetStatus;
+use crate::domain::temperature::TempRule;
+use crate::domain::weight::{LaneCalibration, LaneWindow};
+
+/// Configuration facts the actor works from, loaded from the database.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub status: CabinetStatus,
+    pub versions: Versions,
+    pub lanes: Vec<LaneSetup>,
+    pub temp_rule: Option<TempRule>,
+    /// GCJ-02 (lat, lng), when known.
+    pub position: Option<(f64, f64)>,
+}
+
+impl Default for Setup {
+    /// A cabinet with nothing set up yet.
+    fn default() -> Setup {
+        Setup {
+            status: CabinetStatus::Initializing,
+            versions: Versions::default(),
+            lanes: Vec::new(),
+            temp_rule: None,
+            position: None,
+        }
+    }
+}
+
+/// The configuration and label versions saved, and those the cabinet acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Versions {
+    pub config: i64,
+    pub config_acked: i64,
+    pub tags: i64,
+    pub tags_acked: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneSetup {
+    pub code: String,
+    pub door: u32,
+    pub channel: usize,
+    pub cal: Option<LaneCalibration>,
+    pub product_id: Option<i64>,
+    pub unit_g: Option<f64>,
+    pub tolerance_g: Option<f64>,
+    pub price_fen: Option<i64>,
+    pub product_name: Option<String>,
+    pub stock: i32,
+}
+
+/// One lane as the actor weighs it.
+pub struct LaneState {
+    pub setup: LaneSetup,
+    pub window: LaneWindow,
+    pub latest_counts: Option<i64>,
+    /// The last stable closed-door weight with no session since: drift is measured from it.
+    pub baseline: Option<f64>,
+}
+
+/// A lane's weights as operators see them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LaneWeight {
+    pub code: String,
+    pub door: u32,
+    pub channel: u32,
+    pub calibrated: bool,
+    pub counts: Option<i64>,
+    /// Latest reading, grams (tray excluded: the tare took it out).
+    pub grams: Option<f64>,
+    /// Mean of the last readings when they agree within tolerance.
+    pub stable_g: Option<f64>,
+    pub product_id: Option<i64>,
+    pub unit_g: Option<f64>,
+    pub stock: i32,
+}
+
+/// The doors' state.
+#[derive(Debug, Default)]
+pub struct Doors {
+    pub open: BTreeSet<u32>,
+    pub after_close_until: Option<Instant>,
+}
