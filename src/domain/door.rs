@@ -192,6 +192,8 @@ pub struct Course {
     pub phase: Phase,
     /// The over-cap notice was given (once per purchase).
     pub cap_noticed: bool,
+    /// The cabinet carried out `open` for a restock or maintenance: its unlock time runs.
+    pub unlocked: bool,
 }
 
 impl Course {
@@ -202,13 +204,14 @@ impl Course {
             purpose: Purpose::Purchase { order_id, cap_fen },
             phase: Phase::AwaitingAuth,
             cap_noticed: false,
+            unlocked: false,
         };
         (course, vec![Effect::WatchOrder])
     }
 
     /// A restock or maintenance: the door is unlocked at once.
     pub fn door_session(door: u32, purpose: Purpose) -> (Course, Vec<Effect>) {
-        (Course { door, purpose, phase: Phase::Opening, cap_noticed: false }, vec![Effect::SendOpen])
+        (Course { door, purpose, phase: Phase::Opening, cap_noticed: false, unlocked: false }, vec![Effect::SendOpen])
     }
 
     /// A course an earlier actor left, taken up where the records say it stands (`phase`): a
@@ -222,7 +225,7 @@ impl Course {
             Phase::Ended => vec![],
         };
         let phase = if phase == Phase::Finishing { Phase::Settling } else { phase };
-        (Course { door, purpose, phase, cap_noticed: false }, effects)
+        (Course { door, purpose, phase, cap_noticed: false, unlocked: false }, effects)
     }
 
     fn is_purchase(&self) -> bool {
@@ -249,10 +252,12 @@ impl Course {
                 vec![E::RecordOpenedAgain, E::Answer(Opening::DoorOpened)]
             }
             (Event::OrderEnded, P::AwaitingAuth | P::Opening) if self.is_purchase() => self.end(EndReason::OrderEnded),
-            (Event::OpenDone { acked }, P::Opening) if !self.is_purchase() => match acked {
-                true => vec![E::AwaitOpenWhileUnlocked],
-                false => self.end(EndReason::OpenFailed),
-            },
+            // One unlock timer per session: a repeated ack does not start another.
+            (Event::OpenDone { acked: true }, P::Opening) if !self.is_purchase() && !self.unlocked => {
+                self.unlocked = true;
+                vec![E::AwaitOpenWhileUnlocked]
+            }
+            (Event::OpenDone { acked: false }, P::Opening) if !self.is_purchase() => self.end(EndReason::OpenFailed),
             (Event::UnlockLapsed, P::Opening) if !self.is_purchase() => self.end(EndReason::DoorNotOpened),
             (Event::DoorOpened, P::Opening) => {
                 self.phase = P::Open;
@@ -445,6 +450,7 @@ mod tests {
         let (mut c, start) = Course::door_session(2, Purpose::Restock { by: "r".into() });
         assert_eq!(start, [Effect::SendOpen]);
         assert_eq!(c.step(Event::OpenDone { acked: true }), [Effect::AwaitOpenWhileUnlocked]);
+        assert_eq!(c.step(Event::OpenDone { acked: true }), [], "one unlock timer");
         assert_eq!(c.step(Event::UnlockLapsed), [Effect::End(Outcome::Cancelled, EndReason::DoorNotOpened)]);
         let (mut c, _) = Course::door_session(2, Purpose::Maintenance { by: "m".into() });
         assert_eq!(c.step(Event::OpenDone { acked: false }), [Effect::End(Outcome::Cancelled, EndReason::OpenFailed)]);
