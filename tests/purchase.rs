@@ -10,7 +10,7 @@ mod purchase {
 
 use std::time::Duration;
 
-use common::{Profile, TestServer, eventually};
+use common::{EVENTUALLY, Profile, TestServer, eventually};
 use heft::domain::operator::Role;
 use heft::mq::topics::Payload;
 use purchase::shop::{self, FAST, call, ok};
@@ -25,6 +25,7 @@ async fn buy(s: &TestServer, sn: &str, channel: &str, uid: &str) {
     assert_eq!(scanned["order"]["status"], "created", "{scanned}");
     shop::confirm(s, channel, &scanned["confirm"], uid).await;
     shop::order_in(s, &token, id, "authorized").await;
+    assert!(cab.wait_unlocked(1, EVENTUALLY).await, "open reached the cabinet");
     cab.open_door(1).await.expect("door opens");
     shop::order_in(s, &token, id, "door_open").await;
     cab.take(0, 2).expect("take colas");

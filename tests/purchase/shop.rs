@@ -9,7 +9,7 @@ use heft::domain::operator::Role;
 use heft::sim::handle::{SimCabinet, SimCabinetOptions};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, eventually};
+use crate::common::{EVENTUALLY, TestServer, eventually};
 pub use crate::common::{call, ok};
 
 /// The lanes of door 1: code, channel, product index, book (and physical) stock, capacity, threshold.
@@ -156,6 +156,9 @@ pub async fn open_visit(s: &TestServer, cab: &SimCabinet, token: &str, channel: 
     let id = scanned["order"]["id"].as_i64().expect("order id");
     confirm(s, channel, &scanned["confirm"], uid).await;
     order_in(s, token, id, "authorized").await;
+    // The shopper pulls the door once it unlocks: the order is authorised a moment before its
+    // cabinet hears of it and sends `open`.
+    assert!(cab.wait_unlocked(1, EVENTUALLY).await, "open reached the cabinet");
     cab.open_door(1).await.expect("the door opens");
     order_in(s, token, id, "door_open").await;
     id
