@@ -70,6 +70,37 @@ pub async fn open_cache(config: &Config) -> Result<Arc<dyn Cache>, StartError> {
     })
 }
 
+/// Where the payment platforms send their callbacks: the configured base, or this node's own
+/// HTTP address.
+fn notify_base(config: &Config, http_addr: SocketAddr) -> String {
+    match config.payments.notify_base_url.as_str() {
+        "" if http_addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", http_addr.port()),
+        "" => format!("http://{http_addr}"),
+        base => base.to_string(),
+    }
+}
+
+/// Serve the HTTP API on `listener`, in the background.
+fn serve_http(
+    state: AppState,
+    listener: std::net::TcpListener,
+    workers: usize,
+) -> Result<actix_web::dev::ServerHandle, StartError> {
+    let addr = listener.local_addr().map_err(|source| StartError::Http { addr: ([0, 0, 0, 0], 0).into(), source })?;
+    let server = HttpServer::new(move || {
+        App::new().app_data(actix_web::web::Data::new(state.clone())).configure(web::json_errors).configure(web::routes)
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)
+    .map_err(|source| StartError::Http { addr, source })?
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
+}
+
 /// A running Heft node.
 pub struct Heft {
     pub http_addr: SocketAddr,
@@ -130,34 +161,24 @@ impl Heft {
         let listener = std::net::TcpListener::bind(config.http.listen)
             .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
         let http_addr = listener.local_addr().unwrap_or(config.http.listen);
-        let notify_base = match config.payments.notify_base_url.as_str() {
-            "" if http_addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", http_addr.port()),
-            "" => format!("http://{http_addr}"),
-            base => base.to_string(),
-        };
-        let payments = crate::pay::Gateways::from_config(&config, &notify_base)?;
-        // The routing table exists before the actors do: the consumers tell actors.
+        let payments = crate::pay::Gateways::from_config(&config, &notify_base(&config, http_addr))?;
+        // The routing tables exist before the actors do: the consumers tell actors.
         let (routes, cabinets) = (Routes::default(), Cabinets::default());
         let relay = crate::actors::relay::Relay::new();
         let effects: Arc<dyn crate::flows::Runner> =
             Arc::new(EffectRunner { relay: relay.clone(), cabinets: cabinets.clone() });
-        let ctx = crate::flows::Ctx {
-            db: db.clone(),
-            cache: cache.clone(),
-            payments: payments.clone(),
-            config: config.clone(),
-        };
-        let consumer = Consumer { ctx, runner: effects.clone(), cabinets: cabinets.clone() };
+        let ctx = crate::flows::Ctx { db: db.clone(), cache: cache.clone(), payments, config: config.clone() };
+        let consumer = Consumer { ctx: ctx.clone(), runner: effects.clone(), cabinets: cabinets.clone() };
         let mut consumers = crate::actors::consumers::handlers(&consumer);
         consumers.extend(handlers);
-        relay.start(db.clone(), config.messages.clone(), metrics.clone(), crate::mq::Consumers::new(consumers))?;
+        relay.start(db, config.messages.clone(), metrics.clone(), crate::mq::Consumers::new(consumers))?;
         let services: Shared = Arc::new(Services {
-            payments,
+            payments: ctx.payments,
             config: config.clone(),
             weight_log,
             relay,
-            db,
-            cache,
+            db: ctx.db,
+            cache: ctx.cache,
             metrics: metrics.clone(),
             seal,
             downlink: broker.downlink.clone(),
@@ -176,25 +197,10 @@ impl Heft {
             .run(link_rx),
         );
         let watchdog = Watchdog::new(services.clone(), registry.clone()).start();
-
         let auth = Arc::new(web::auth::AuthState::new(&config.auth, &services.seal));
         let state = AppState { svc: services.clone(), registry: registry.clone(), cabinets, auth };
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(actix_web::web::Data::new(state.clone()))
-                .configure(web::json_errors)
-                .configure(web::routes)
-        })
-        .workers(config.http.workers)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)
-        .map_err(|source| StartError::Http { addr: http_addr, source })?;
-        let server = server.run();
-        let http = server.handle();
-        actix_rt::spawn(server);
+        let http = serve_http(state, listener, config.http.workers)?;
         tracing::info!(%http_addr, mqtt = %config.mqtt.listen, node = %config.node.id, "heft is serving");
-
         Ok(Heft {
             http_addr,
             mqtt_addr: config.mqtt.listen,

@@ -291,7 +291,7 @@ pub struct PaymentsConfig {
     pub http_timeout_ms: u64,
 }
 
-/// The purchase flow's limits (DESIGN "Orders").
+/// The purchase flow's limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersConfig {

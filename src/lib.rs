@@ -1,4 +1,4 @@
-//! Heft: the backend for weight-sensing smart vending cabinets. See `README.md` and `DESIGN.md`.
+//! Heft: the backend for weight-sensing smart vending cabinets. See `README.md` and `docs/architecture.md`.
 
 pub mod actors;
 pub mod admin;

@@ -20,174 +20,138 @@ pub const BATCH_ROWS_BUCKETS: [f64; 12] =
 pub const WRITE_SECONDS_BUCKETS: [f64; 13] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-#[derive(Clone)]
-pub struct Metrics {
-    registry: Registry,
-    /// Cabinets logged in on this node and not judged offline.
-    pub cabinets_connected: IntGauge,
-    /// Cabinet actors alive on this node.
-    pub cabinet_actors: IntGauge,
-    pub actor_restarts: IntCounter,
-    /// Accepted frames by kind.
-    pub frames: IntCounterVec,
-    /// Dropped frames by reason.
-    pub frames_rejected: IntCounterVec,
-    /// Share of tracked cabinets heard from within the liveness window (last watchdog round).
-    pub heartbeat_ratio: Gauge,
-    pub heartbeats: IntCounter,
-    pub commands_sent: IntCounterVec,
-    pub commands_finished: IntCounterVec,
-    pub liveness_transitions: IntCounterVec,
-    pub mqtt_auth: IntCounterVec,
-    /// From the frame's `ts` (cabinet clock) to the cabinet actor having handled it.
-    pub frame_latency: Histogram,
-    /// Door closed → every lane stable (the settlement's wait).
-    pub settle_seconds: Histogram,
-    /// Frames the bridge has handed to actors and they have not finished.
-    pub bridge_inflight: IntGauge,
-    /// Weight log rows written.
-    pub weight_log_rows: IntCounter,
-    pub weight_log_batches: IntCounter,
-    pub weight_log_batch_rows: Histogram,
-    /// Successful batch writes, from taking a connection to commit.
-    pub weight_log_write_seconds: Histogram,
-    /// Rows recorded and not yet written.
-    pub weight_log_queue_rows: IntGauge,
-    /// Rows dropped because the queue was full (or the writer had stopped).
-    pub weight_log_dropped: IntCounter,
-    /// Failed batch writes (each retried).
-    pub weight_log_write_errors: IntCounter,
-    /// Age of the oldest due, undelivered outbox row.
-    pub outbox_lag: Gauge,
-    /// Messages handled by this node's consumers, by topic.
-    pub messages_delivered: IntCounterVec,
-    /// Failed handlings (or refused publishes) that will be tried again, by topic.
-    pub messages_retried: IntCounterVec,
-    /// Messages given up on after `messages.max_attempts`, by topic.
-    pub messages_dead: IntCounterVec,
-    /// Payment platform callbacks by channel and outcome (applied, duplicate, unverified, …).
-    pub payment_callbacks: IntCounterVec,
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("metrics: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
 
+/// Metrics registered as they are made, so none is made and left out.
+struct Registering(Registry);
+
+impl Registering {
+    fn keep<C: prometheus::core::Collector + Clone + 'static>(&self, c: C) -> Result<C, MetricsError> {
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    fn int_gauge(&self, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
+        self.keep(IntGauge::new(name, help)?)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Result<Gauge, MetricsError> {
+        self.keep(Gauge::new(name, help)?)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+        self.keep(IntCounter::new(name, help)?)
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
+        self.keep(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Result<Histogram, MetricsError> {
+        self.keep(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?)
+    }
+}
+
+/// The metrics of a node, declared once each: its field, its type, how it is made (name, help,
+/// labels or buckets).
+macro_rules! metrics {
+    ($( $(#[$doc:meta])* $field:ident: $ty:ty = $make:ident($($arg:expr),* $(,)?), )*) => {
+        #[derive(Clone)]
+        pub struct Metrics {
+            registry: Registry,
+            $( $(#[$doc])* pub $field: $ty, )*
+        }
+
+        impl Metrics {
+            /// Every metric, registered in a registry of its own.
+            fn make() -> Result<Metrics, MetricsError> {
+                let r = Registering(Registry::new());
+                Ok(Metrics { $( $field: r.$make($($arg),*)?, )* registry: r.0 })
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Cabinets logged in on this node and not judged offline.
+    cabinets_connected: IntGauge = int_gauge("heft_cabinets_connected", "Cabinets logged in on this node and not offline"),
+    /// Cabinet actors alive on this node.
+    cabinet_actors: IntGauge = int_gauge("heft_cabinet_actors", "Cabinet actors alive on this node"),
+    actor_restarts: IntCounter = counter("heft_cabinet_actor_restarts_total", "Cabinet actors restarted after a crash"),
+    /// Accepted frames by kind.
+    frames: IntCounterVec = counters("heft_frames_total", "Accepted upstream frames by kind", &["kind"]),
+    /// Dropped frames by reason.
+    frames_rejected: IntCounterVec =
+        counters("heft_frames_rejected_total", "Dropped upstream frames by reason", &["reason"]),
+    /// Share of tracked cabinets heard from within the liveness window (last watchdog round).
+    heartbeat_ratio: Gauge =
+        gauge("heft_heartbeat_ratio", "Share of tracked cabinets heard from within the liveness window"),
+    heartbeats: IntCounter = counter("heft_heartbeats_total", "Heartbeats accepted"),
+    commands_sent: IntCounterVec =
+        counters("heft_commands_sent_total", "Commands sent to cabinets, retries included, by kind", &["kind"]),
+    commands_finished: IntCounterVec =
+        counters("heft_commands_finished_total", "Commands that ended, by kind and status", &["kind", "status"]),
+    liveness_transitions: IntCounterVec =
+        counters("heft_liveness_transitions_total", "Cabinet liveness changes by new state", &["to"]),
+    mqtt_auth: IntCounterVec = counters("heft_mqtt_auth_total", "MQTT connection attempts by result", &["result"]),
+    /// From the frame's `ts` (cabinet clock) to the cabinet actor having handled it.
+    frame_latency: Histogram = histogram(
+        "heft_frame_latency_seconds",
+        "Frame ts (cabinet clock) to handled by its actor",
+        &LATENCY_BUCKETS,
+    ),
+    /// Door closed → every lane stable (the settlement's wait).
+    settle_seconds: Histogram = histogram(
+        "heft_settle_seconds",
+        "Door closed to every lane stable",
+        &[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 10.0],
+    ),
+    /// Frames the bridge has handed to actors and they have not finished.
+    bridge_inflight: IntGauge = int_gauge("heft_bridge_inflight", "Frames handed to actors, not yet handled"),
+    /// Weight log rows written.
+    weight_log_rows: IntCounter = counter("heft_weight_log_rows_total", "Weight log rows written"),
+    weight_log_batches: IntCounter = counter("heft_weight_log_batches_total", "Weight log batches written"),
+    weight_log_batch_rows: Histogram =
+        histogram("heft_weight_log_batch_rows", "Rows per weight log batch written", &BATCH_ROWS_BUCKETS),
+    /// Successful batch writes, from taking a connection to commit.
+    weight_log_write_seconds: Histogram =
+        histogram("heft_weight_log_write_seconds", "Time to write one weight log batch", &WRITE_SECONDS_BUCKETS),
+    /// Rows recorded and not yet written.
+    weight_log_queue_rows: IntGauge =
+        int_gauge("heft_weight_log_queue_rows", "Weight log rows recorded and not yet written"),
+    /// Rows dropped because the queue was full (or the writer had stopped).
+    weight_log_dropped: IntCounter =
+        counter("heft_weight_log_dropped_total", "Weight log rows dropped because the queue was full"),
+    /// Failed batch writes (each retried).
+    weight_log_write_errors: IntCounter =
+        counter("heft_weight_log_write_errors_total", "Failed weight log batch writes (retried)"),
+    /// Age of the oldest due, undelivered outbox row.
+    outbox_lag: Gauge = gauge("heft_outbox_lag_seconds", "Age of the oldest due, undelivered outbox row"),
+    /// Messages handled by this node's consumers, by topic.
+    messages_delivered: IntCounterVec =
+        counters("heft_messages_delivered_total", "Messages handled by this node's consumers, by topic", &["topic"]),
+    /// Failed handlings (or refused publishes) that will be tried again, by topic.
+    messages_retried: IntCounterVec = counters(
+        "heft_messages_retried_total",
+        "Failed message deliveries to be tried again, by topic",
+        &["topic"],
+    ),
+    /// Messages given up on after `messages.max_attempts`, by topic.
+    messages_dead: IntCounterVec =
+        counters("heft_messages_dead_total", "Messages given up on after max_attempts, by topic", &["topic"]),
+    /// Payment platform callbacks by channel and outcome (applied, duplicate, unverified, …).
+    payment_callbacks: IntCounterVec = counters(
+        "heft_payment_callbacks_total",
+        "Payment platform callbacks by channel and outcome",
+        &["channel", "outcome"],
+    ),
+}
+
 impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
-        let registry = Registry::new();
-        let m = Metrics {
-            cabinets_connected: IntGauge::new(
-                "heft_cabinets_connected",
-                "Cabinets logged in on this node and not offline",
-            )?,
-            cabinet_actors: IntGauge::new("heft_cabinet_actors", "Cabinet actors alive on this node")?,
-            actor_restarts: IntCounter::new(
-                "heft_cabinet_actor_restarts_total",
-                "Cabinet actors restarted after a crash",
-            )?,
-            payment_callbacks: IntCounterVec::new(
-                Opts::new("heft_payment_callbacks_total", "Payment platform callbacks by channel and outcome"),
-                &["channel", "outcome"],
-            )?,
-            frames: IntCounterVec::new(Opts::new("heft_frames_total", "Accepted upstream frames by kind"), &["kind"])?,
-            frames_rejected: IntCounterVec::new(
-                Opts::new("heft_frames_rejected_total", "Dropped upstream frames by reason"),
-                &["reason"],
-            )?,
-            heartbeat_ratio: Gauge::new(
-                "heft_heartbeat_ratio",
-                "Share of tracked cabinets heard from within the liveness window",
-            )?,
-            heartbeats: IntCounter::new("heft_heartbeats_total", "Heartbeats accepted")?,
-            commands_sent: IntCounterVec::new(
-                Opts::new("heft_commands_sent_total", "Commands sent to cabinets, retries included, by kind"),
-                &["kind"],
-            )?,
-            commands_finished: IntCounterVec::new(
-                Opts::new("heft_commands_finished_total", "Commands that ended, by kind and status"),
-                &["kind", "status"],
-            )?,
-            liveness_transitions: IntCounterVec::new(
-                Opts::new("heft_liveness_transitions_total", "Cabinet liveness changes by new state"),
-                &["to"],
-            )?,
-            mqtt_auth: IntCounterVec::new(
-                Opts::new("heft_mqtt_auth_total", "MQTT connection attempts by result"),
-                &["result"],
-            )?,
-            frame_latency: Histogram::with_opts(
-                HistogramOpts::new("heft_frame_latency_seconds", "Frame ts (cabinet clock) to handled by its actor")
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-            )?,
-            settle_seconds: Histogram::with_opts(
-                HistogramOpts::new("heft_settle_seconds", "Door closed to every lane stable")
-                    .buckets(vec![0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 10.0]),
-            )?,
-            bridge_inflight: IntGauge::new("heft_bridge_inflight", "Frames handed to actors, not yet handled")?,
-            weight_log_rows: IntCounter::new("heft_weight_log_rows_total", "Weight log rows written")?,
-            weight_log_batches: IntCounter::new("heft_weight_log_batches_total", "Weight log batches written")?,
-            weight_log_batch_rows: Histogram::with_opts(
-                HistogramOpts::new("heft_weight_log_batch_rows", "Rows per weight log batch written")
-                    .buckets(BATCH_ROWS_BUCKETS.to_vec()),
-            )?,
-            weight_log_write_seconds: Histogram::with_opts(
-                HistogramOpts::new("heft_weight_log_write_seconds", "Time to write one weight log batch")
-                    .buckets(WRITE_SECONDS_BUCKETS.to_vec()),
-            )?,
-            weight_log_queue_rows: IntGauge::new(
-                "heft_weight_log_queue_rows",
-                "Weight log rows recorded and not yet written",
-            )?,
-            weight_log_dropped: IntCounter::new(
-                "heft_weight_log_dropped_total",
-                "Weight log rows dropped because the queue was full",
-            )?,
-            weight_log_write_errors: IntCounter::new(
-                "heft_weight_log_write_errors_total",
-                "Failed weight log batch writes (retried)",
-            )?,
-            outbox_lag: Gauge::new("heft_outbox_lag_seconds", "Age of the oldest due, undelivered outbox row")?,
-            messages_delivered: IntCounterVec::new(
-                Opts::new("heft_messages_delivered_total", "Messages handled by this node's consumers, by topic"),
-                &["topic"],
-            )?,
-            messages_retried: IntCounterVec::new(
-                Opts::new("heft_messages_retried_total", "Failed message deliveries to be tried again, by topic"),
-                &["topic"],
-            )?,
-            messages_dead: IntCounterVec::new(
-                Opts::new("heft_messages_dead_total", "Messages given up on after max_attempts, by topic"),
-                &["topic"],
-            )?,
-            registry,
-        };
-        m.registry.register(Box::new(m.payment_callbacks.clone()))?;
-        m.registry.register(Box::new(m.cabinets_connected.clone()))?;
-        m.registry.register(Box::new(m.cabinet_actors.clone()))?;
-        m.registry.register(Box::new(m.actor_restarts.clone()))?;
-        m.registry.register(Box::new(m.frames.clone()))?;
-        m.registry.register(Box::new(m.frames_rejected.clone()))?;
-        m.registry.register(Box::new(m.heartbeat_ratio.clone()))?;
-        m.registry.register(Box::new(m.heartbeats.clone()))?;
-        m.registry.register(Box::new(m.commands_sent.clone()))?;
-        m.registry.register(Box::new(m.commands_finished.clone()))?;
-        m.registry.register(Box::new(m.liveness_transitions.clone()))?;
-        m.registry.register(Box::new(m.mqtt_auth.clone()))?;
-        m.registry.register(Box::new(m.frame_latency.clone()))?;
-        m.registry.register(Box::new(m.settle_seconds.clone()))?;
-        m.registry.register(Box::new(m.bridge_inflight.clone()))?;
-        m.registry.register(Box::new(m.weight_log_rows.clone()))?;
-        m.registry.register(Box::new(m.weight_log_batches.clone()))?;
-        m.registry.register(Box::new(m.weight_log_batch_rows.clone()))?;
-        m.registry.register(Box::new(m.weight_log_write_seconds.clone()))?;
-        m.registry.register(Box::new(m.weight_log_queue_rows.clone()))?;
-        m.registry.register(Box::new(m.weight_log_dropped.clone()))?;
-        m.registry.register(Box::new(m.outbox_lag.clone()))?;
-        m.registry.register(Box::new(m.messages_delivered.clone()))?;
-        m.registry.register(Box::new(m.messages_retried.clone()))?;
-        m.registry.register(Box::new(m.messages_dead.clone()))?;
-        m.registry.register(Box::new(m.weight_log_write_errors.clone()))?;
+        let m = Metrics::make()?;
         // Every label value exists from the start, so dashboards and tests see zeros, not gaps.
         for kind in UpKind::ALL.iter().copied() {
             m.frames.with_label_values(&[kind.as_str()]);

@@ -1,4 +1,4 @@
-//! The liveness watchdog (DESIGN "Liveness"). Every `liveness.check_s` it finds the cabinets
+//! The liveness watchdog. Every `liveness.check_s` it finds the cabinets
 //! silent for longer than `offline_after_s`, takes the fleet's heard/tracked ratio over
 //! `window_s`, and applies `domain::liveness::plan_round`: offline when the fleet is healthy,
 //! suspect when it is not (and an ops alert says the ingest looks unhealthy).
@@ -93,18 +93,7 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
         previous = if open.is_empty() { FleetHealth::Healthy } else { FleetHealth::Unhealthy };
     }
     let now = now_ms();
-    let tracked_now = svc.cache.heartbeat_tracked().await?;
-    let reachable = svc.db.run(cabinets::count_not_offline).await?;
-    if !seeded || tracked_now < u64::try_from(reachable).unwrap_or(0) {
-        // Cabinets the database believes reachable but the cache does not track (embedded
-        // profile after a restart, a flushed or restarted Redis) get a full grace period from now;
-        // without this they would never be judged.
-        let sns = svc.db.run(cabinets::not_offline).await?;
-        for sn in sns {
-            svc.cache.heartbeat_track_if_absent(&sn, now).await?;
-        }
-        seeded = true;
-    }
+    seeded = seed(&svc, seeded, now).await?;
     let cutoff = now - (cfg.offline_after_s * 1000) as i64;
     let silent_sns: Vec<String> =
         svc.cache.heartbeats_before(cutoff, cfg.batch).await?.into_iter().map(|(sn, _)| sn).collect();
@@ -117,6 +106,40 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
     let plan = liveness::plan_round(&silent, sample, previous, thresholds);
     svc.metrics.heartbeat_ratio.set(plan.ratio);
 
+    let applied = apply(&svc, &plan, &silent, &silent_sns, (heard, tracked)).await?;
+    Ok(RoundOutput {
+        lease,
+        seeded,
+        report: RoundReport::Done { health: plan.health, heard, tracked, ratio: plan.ratio, transitions: applied },
+    })
+}
+
+/// Make the cache track every cabinet the database believes reachable (the embedded profile after
+/// a restart, a flushed or restarted Redis), each with a full grace period from now; without this
+/// they would never be judged. Done at a leader's first round, and whenever the cache tracks fewer
+/// than the database says. Whether the tracking is seeded now.
+async fn seed(svc: &Shared, seeded: bool, now: i64) -> Result<bool, WatchdogError> {
+    let tracked_now = svc.cache.heartbeat_tracked().await?;
+    let reachable = svc.db.run(cabinets::count_not_offline).await?;
+    if !seeded || tracked_now < u64::try_from(reachable).unwrap_or(0) {
+        let sns = svc.db.run(cabinets::not_offline).await?;
+        for sn in sns {
+            svc.cache.heartbeat_track_if_absent(&sn, now).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Carry out a round's plan: the liveness changes, the cache, and the ingest alert. The changes
+/// that went through.
+async fn apply(
+    svc: &Shared,
+    plan: &liveness::RoundPlan,
+    silent: &[(String, Liveness)],
+    silent_sns: &[String],
+    (heard, tracked): (u64, u64),
+) -> Result<Vec<Transition>, WatchdogError> {
+    let cfg = &svc.config.liveness;
     // Apply: each change is one conditional update with its event, so a racing heartbeat or a
     // second node cannot record it twice.
     let node = svc.node_id().to_string();
@@ -133,7 +156,7 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
     }
     // Offline cabinets (now or already) are no longer expected to beat; their next heartbeat
     // puts them back in the set.
-    for (sn, current) in &silent {
+    for (sn, current) in silent {
         let now_offline =
             *current == Liveness::Offline || applied.iter().any(|t| &t.sn == sn && t.to == Liveness::Offline);
         if now_offline {
@@ -161,11 +184,7 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
         }
         IngestAlert::Keep => {}
     }
-    Ok(RoundOutput {
-        lease,
-        seeded,
-        report: RoundReport::Done { health: plan.health, heard, tracked, ratio: plan.ratio, transitions: applied },
-    })
+    Ok(applied)
 }
 
 impl Actor for Watchdog {

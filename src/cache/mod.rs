@@ -1,4 +1,4 @@
-//! The cache: fast, shared, non-durable state (DESIGN "Cache").
+//! The cache: fast, shared, non-durable state.
 //!
 //! Two adapters behind one trait: Redis in production, an in-process map in the embedded profile.
 //! Nothing here is the system of record; the database is. Keys (Redis names, mirrored in memory):

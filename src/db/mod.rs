@@ -273,16 +273,23 @@ where
             }
         })
     };
+    // A rollback that fails leaves the connection broken; the pool drops it (`has_broken`), and
+    // the error that caused the rollback is the one worth returning.
+    let rollback = |conn: &mut AnyConnection| {
+        if let Err(e) = end(conn, false) {
+            tracing::warn!(error = %e, "rollback failed; the connection is dropped");
+        }
+    };
     match f(conn) {
         Ok(value) => match end(conn, true) {
             Ok(()) => Ok(value),
             Err(e) => {
-                let _ = end(conn, false);
+                rollback(conn);
                 Err(e.into())
             }
         },
         Err(e) => {
-            let _ = end(conn, false);
+            rollback(conn);
             Err(e)
         }
     }

@@ -1,4 +1,4 @@
-//! Liveness rules (DESIGN "Liveness"): who is silent, whether the silence is theirs or ours, and
+//! Liveness rules: who is silent, whether the silence is theirs or ours, and
 //! what changes. The watchdog actor gathers facts and applies the plan; the decisions are here.
 //!
 //! The fleet ratio is taken in cabinets: of the cabinets we expect to hear from, the share heard

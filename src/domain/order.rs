@@ -1,4 +1,4 @@
-//! An order's life (DESIGN "Orders", issue 5): the status machine and the scan-step checks, kept
+//! An order's life: the status machine and the scan-step checks, kept
 //! pure so every order of arrival (a late confirmation, a repeated callback, a timeout that races
 //! the door) can be tested without a cabinet, a database or a platform.
 //!
@@ -125,6 +125,19 @@ pub enum Stay {
 /// would let a shopper take goods nobody can charge for. A door that fails to open after
 /// authorisation is `DoorNeverOpened`'s business.
 pub fn next(status: OrderStatus, event: &OrderEvent) -> Result<OrderStatus, Stay> {
+    match *event {
+        OrderEvent::Authorized
+        | OrderEvent::DoorOpened
+        | OrderEvent::AuthTimeout
+        | OrderEvent::DoorNeverOpened
+        | OrderEvent::ShopperCancelled => before_the_door_closes(status, event),
+        _ => after_the_door_closes(status, event),
+    }
+}
+
+/// [`next`] for the events up to the door's opening: the confirmation, the open, and the ways
+/// an order ends before it.
+fn before_the_door_closes(status: OrderStatus, event: &OrderEvent) -> Result<OrderStatus, Stay> {
     use OrderStatus::*;
     use Stay::{AlreadyThere, Refused, ReleaseNeeded};
     match *event {
@@ -163,6 +176,15 @@ pub fn next(status: OrderStatus, event: &OrderEvent) -> Result<OrderStatus, Stay
                 Err(Refused("the door has opened: the order can no longer be cancelled"))
             }
         },
+        _ => Err(Refused("not an event before the door closes")),
+    }
+}
+
+/// [`next`] for the events from the door's close: the settlement, a person's review, the charge.
+fn after_the_door_closes(status: OrderStatus, event: &OrderEvent) -> Result<OrderStatus, Stay> {
+    use OrderStatus::*;
+    use Stay::{AlreadyThere, Refused};
+    match *event {
         OrderEvent::DoorClosed => match status {
             DoorOpen => Ok(Settling),
             Settling | Paying | Paid | NoPurchase | Review | PaymentFailed => Err(AlreadyThere),
@@ -207,6 +229,7 @@ pub fn next(status: OrderStatus, event: &OrderEvent) -> Result<OrderStatus, Stay
             NoPurchase => Err(Refused("nothing was charged: the pre-authorisation was released")),
             Created | Authorized | DoorOpen | Settling | Review | Cancelled => Err(Refused("nothing charged yet")),
         },
+        _ => Err(Refused("not an event after the door closes")),
     }
 }
 

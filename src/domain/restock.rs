@@ -90,9 +90,9 @@ const MAX_COUNT: f64 = 1_000_000.0;
 
 /// How many units a restocker added to a lane, from its weight change `delta_g` after the restock
 /// door closed: `n = round(Δg / unit_g)`, accepted when `|Δg − n·unit_g|` is within the tolerance
-/// widened for the scale's relative error (`weight::count_tolerance`; the settling rule of DESIGN
-/// "Cabinet actor"), as long as that still tells counts apart. A loss is a negative count: the
-/// restocker took some out (expired goods), which is allowed and recorded like any other change.
+/// widened for the scale's relative error (`weight::count_tolerance`, the settling rule), as long
+/// as that still tells counts apart. A loss is a negative count: the restocker took some out
+/// (expired goods), which is allowed and recorded like any other change.
 pub fn added_units(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64) -> Result<i64, RestockRefusal> {
     // Each check is written so that NaN fails it.
     if !(unit_g.is_finite() && unit_g > 0.0) {

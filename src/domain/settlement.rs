@@ -96,10 +96,37 @@ pub fn whole_units(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64
 
 /// Settle a session's lanes; `scale_error` is the cells' relative error (`weights.scale_error`).
 pub fn settle(lanes: &[LaneReading], scale_error: f64) -> Settlement {
-    let mut reasons = Vec::new();
-    // Units lost (taken) per lane, and gains still to explain.
-    let mut taken: Vec<(usize, i64)> = Vec::new();
-    let mut gains: Vec<(usize, f64)> = Vec::new();
+    let (mut taken, gains, mut reasons) = changes(lanes, scale_error);
+    let moves = explain_gains(lanes, &mut taken, gains, &mut reasons, scale_error);
+    if !reasons.is_empty() {
+        return Settlement::Review { reasons };
+    }
+    let lines: Vec<Line> = taken
+        .into_iter()
+        .filter(|(_, qty)| *qty > 0)
+        .map(|(i, qty)| {
+            let lane = &lanes[i];
+            Line {
+                lane: lane.lane.clone(),
+                product_id: lane.product_id,
+                product_name: lane.product_name.clone(),
+                qty,
+                unit_fen: lane.price_fen,
+                amount_fen: qty * lane.price_fen,
+            }
+        })
+        .collect();
+    let total_fen = lines.iter().map(|l| l.amount_fen).sum();
+    Settlement::Settled { lines, moves, total_fen }
+}
+
+/// Units taken per lane (by index), weight gained per lane, and the lanes that cannot be read.
+type Changes = (Vec<(usize, i64)>, Vec<(usize, f64)>, Vec<ReviewReason>);
+
+/// Each lane's change: whole units taken, a gain still to explain, nothing (within tolerance), or
+/// a reason for a person.
+fn changes(lanes: &[LaneReading], scale_error: f64) -> Changes {
+    let (mut taken, mut gains, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
     for (i, lane) in lanes.iter().enumerate() {
         let Some(before) = lane.before_g else {
             reasons.push(ReviewReason::NoWeightBefore { lane: lane.lane.clone() });
@@ -124,7 +151,18 @@ pub fn settle(lanes: &[LaneReading], scale_error: f64) -> Settlement {
             gains.push((i, -delta));
         }
     }
-    // Explain each gain as whole units of one losing lane's product; exactly one way, or review.
+    (taken, gains, reasons)
+}
+
+/// Explain each gain as whole units of one losing lane's product, exactly one way (an item moved,
+/// not sold: it leaves `taken`), or give the reason it cannot be.
+fn explain_gains(
+    lanes: &[LaneReading],
+    taken: &mut [(usize, i64)],
+    gains: Vec<(usize, f64)>,
+    reasons: &mut Vec<ReviewReason>,
+    scale_error: f64,
+) -> Vec<Move> {
     let mut moves = Vec::new();
     for (gi, gain) in gains {
         let to = &lanes[gi];
@@ -157,26 +195,7 @@ pub fn settle(lanes: &[LaneReading], scale_error: f64) -> Settlement {
             _ => reasons.push(ReviewReason::AmbiguousMove { lane: to.lane.clone(), gain_g: gain }),
         }
     }
-    if !reasons.is_empty() {
-        return Settlement::Review { reasons };
-    }
-    let lines: Vec<Line> = taken
-        .into_iter()
-        .filter(|(_, qty)| *qty > 0)
-        .map(|(i, qty)| {
-            let lane = &lanes[i];
-            Line {
-                lane: lane.lane.clone(),
-                product_id: lane.product_id,
-                product_name: lane.product_name.clone(),
-                qty,
-                unit_fen: lane.price_fen,
-                amount_fen: qty * lane.price_fen,
-            }
-        })
-        .collect();
-    let total_fen = lines.iter().map(|l| l.amount_fen).sum();
-    Settlement::Settled { lines, moves, total_fen }
+    moves
 }
 
 /// The basket's value while the door is open, from the latest readings: whole units down on each

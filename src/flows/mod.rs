@@ -12,6 +12,7 @@ pub mod capture;
 pub mod catalogue;
 pub mod commands;
 pub mod door;
+pub mod messages;
 pub mod order;
 pub mod refund;
 pub mod release;

@@ -8,6 +8,7 @@ use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
 use super::ops::{page_limit, utc};
 use super::{ApiError, AppState};
 use crate::db::outbox::{self, OutboxRow, OutboxStatus};
+use crate::flows;
 
 #[derive(Debug, Deserialize)]
 pub struct MessagesQuery {
@@ -67,19 +68,11 @@ pub async fn list(
 pub async fn retry(user: OpsUser, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     user.require(MANAGERS)?;
     let id = id.into_inner();
-    let key = id.clone();
-    let row = state
-        .svc
-        .db
-        .write(move |c| match outbox::requeue(c, &key)? {
-            true => outbox::find(c, &key),
-            false => Ok(None),
-        })
-        .await?;
+    let (row, effects) = flows::messages::retry_dead(&state.svc.db, id.clone()).await?;
     let Some(row) = row else {
         return Err(ApiError::NotFound(format!("dead message {id}")));
     };
     tracing::info!(message_id = %id, by = %user.username, "dead message requeued");
-    state.svc.relay.wake();
+    state.svc.effects.run(effects);
     Ok(HttpResponse::Ok().json(message_out(row)))
 }

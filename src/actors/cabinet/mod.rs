@@ -200,7 +200,9 @@ impl CabinetActor {
         ctx.spawn(
             async move {
                 let fields = [("lat", lat.to_string()), ("lng", lng.to_string())];
-                let _ = cache.cabinet_set(&sn, &fields).await;
+                if let Err(e) = cache.cabinet_set(&sn, &fields).await {
+                    tracing::warn!(%sn, error = %e, "cabinet position not cached");
+                }
                 if let Err(e) = cache.geo_add(&sn, lng, lat).await {
                     tracing::warn!(%sn, error = %e, "cabinet position not indexed");
                 }

@@ -14,7 +14,7 @@ use crate::db;
 use crate::db::models::{NewSession, Session};
 use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, VersionResult};
 use crate::device::topic::DownKind;
-use crate::domain::calibration::{self, CalibrationLimits};
+use crate::domain::calibration::{self, CalibrationError, CalibrationLimits};
 use crate::domain::liveness::Liveness;
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::validation::FieldError;
@@ -34,6 +34,52 @@ pub struct ConfigSaved {
 pub struct Delivery {
     pub session: SessionInfo,
     pub cmd_id: String,
+}
+
+/// One calibration step from the cabinet's reading: what it found per lane, kept on `c` for the
+/// steps that follow, and — after a verify that passed — the door's calibration to store.
+fn take_step(
+    c: &mut Calib,
+    step: CalibrationStep,
+    standard_g: Option<f64>,
+    lanes: &[String],
+    reading: &CalibrateResult,
+    limits: &CalibrationLimits,
+) -> Result<(Vec<LaneStep>, Option<flows::setup::DoorCalibration>), CalibrationError> {
+    let counts = &reading.counts;
+    let zero = c.zero.clone().unwrap_or_default();
+    let lane_step = |i: usize, zero: Option<i64>, cpg: Option<f64>, grams: Option<f64>| LaneStep {
+        code: lanes[i].clone(),
+        counts: counts[i],
+        zero_counts: zero,
+        counts_per_g: cpg,
+        grams,
+    };
+    let g = standard_g.unwrap_or(f64::NAN);
+    match step {
+        CalibrationStep::Tare => {
+            let zero = calibration::tare(lanes, counts, reading.door_open)?;
+            let steps = (0..lanes.len()).map(|i| lane_step(i, Some(zero[i]), None, None)).collect();
+            c.zero = Some(zero);
+            c.counts_per_g = None;
+            Ok((steps, None))
+        }
+        CalibrationStep::Span => {
+            let cpg = calibration::span(lanes, &zero, counts, g, limits)?;
+            let steps = (0..lanes.len()).map(|i| lane_step(i, Some(zero[i]), Some(cpg[i]), None)).collect();
+            c.counts_per_g = Some(cpg);
+            c.standard_g = standard_g;
+            Ok((steps, None))
+        }
+        CalibrationStep::Verify => {
+            let cpg = c.counts_per_g.clone().unwrap_or_default();
+            let grams = calibration::verify(lanes, &zero, &cpg, counts, g, limits)?;
+            let rounded = |i: usize| Some((grams[i] * 10.0).round() / 10.0);
+            let steps = (0..lanes.len()).map(|i| lane_step(i, Some(zero[i]), Some(cpg[i]), rounded(i))).collect();
+            let cal = lanes.iter().enumerate().map(|(i, code)| (code.clone(), zero[i], cpg[i])).collect();
+            Ok((steps, Some(cal)))
+        }
+    }
 }
 
 fn limits(c: &crate::config::CalibrationConfig) -> CalibrationLimits {
@@ -384,77 +430,26 @@ impl CabinetActor {
                 return;
             }
         };
-        let counts = reading.counts.clone();
-        let report = |steps: Vec<LaneStep>, done: bool, status| StepReport {
-            session_id,
-            door: c.door,
-            step: step.as_str().into(),
-            lanes: steps,
-            done,
-            status,
-        };
-        let lane_steps = |f: &dyn Fn(usize) -> LaneStep| (0..lanes.len()).map(f).collect::<Vec<_>>();
-        match step {
-            CalibrationStep::Tare => match calibration::tare(&lanes, &counts, reading.door_open) {
-                Ok(zero) => {
-                    let steps = lane_steps(&|i| LaneStep {
-                        code: lanes[i].clone(),
-                        counts: counts[i],
-                        zero_counts: Some(zero[i]),
-                        counts_per_g: None,
-                        grams: None,
-                    });
-                    c.zero = Some(zero);
-                    c.counts_per_g = None;
-                    let _ = tx.send(Ok(report(steps, false, None)));
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.into()));
-                }
-            },
-            CalibrationStep::Span => {
-                let zero = c.zero.clone().unwrap_or_default();
-                let g = standard_g.unwrap_or(f64::NAN);
-                match calibration::span(&lanes, &zero, &counts, g, &limits) {
-                    Ok(cpg) => {
-                        let steps = lane_steps(&|i| LaneStep {
-                            code: lanes[i].clone(),
-                            counts: counts[i],
-                            zero_counts: Some(zero[i]),
-                            counts_per_g: Some(cpg[i]),
-                            grams: None,
-                        });
-                        c.counts_per_g = Some(cpg);
-                        c.standard_g = standard_g;
-                        let _ = tx.send(Ok(report(steps, false, None)));
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into()));
-                    }
-                }
+        let door = c.door;
+        match take_step(c, step, standard_g, &lanes, &reading, &limits) {
+            Ok((steps, None)) => {
+                let report = StepReport {
+                    session_id,
+                    door,
+                    step: step.as_str().into(),
+                    lanes: steps,
+                    done: false,
+                    status: None,
+                };
+                let _ = tx.send(Ok(report));
             }
-            CalibrationStep::Verify => {
-                let zero = c.zero.clone().unwrap_or_default();
-                let cpg = c.counts_per_g.clone().unwrap_or_default();
-                let g = standard_g.unwrap_or(f64::NAN);
-                match calibration::verify(&lanes, &zero, &cpg, &counts, g, &limits) {
-                    Ok(grams) => {
-                        let steps = lane_steps(&|i| LaneStep {
-                            code: lanes[i].clone(),
-                            counts: counts[i],
-                            zero_counts: Some(zero[i]),
-                            counts_per_g: Some(cpg[i]),
-                            grams: Some((grams[i] * 10.0).round() / 10.0),
-                        });
-                        let cal: Vec<(String, i64, f64)> =
-                            lanes.iter().enumerate().map(|(i, code)| (code.clone(), zero[i], cpg[i])).collect();
-                        let partial = report(steps, true, None);
-                        self.commit_calibration(cal, partial, tx, ctx);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into()));
-                    }
-                }
+            Ok((steps, Some(cal))) => {
+                let report =
+                    StepReport { session_id, door, step: step.as_str().into(), lanes: steps, done: true, status: None };
+                self.commit_calibration(cal, report, tx, ctx);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
             }
         }
     }

@@ -564,22 +564,7 @@ fn trade_pay(state: &SimState, biz: &Map<String, Value>, notify_url: Option<Stri
         }
         return Err(business("ACQ.TRADE_HAS_SUCCESS", "交易已被支付"));
     }
-    if state.knob(|k| take(&mut k.decline)) {
-        return Err(business("ACQ.BUYER_BALANCE_NOT_ENOUGH", "买家余额不足"));
-    }
-    let now = Instant::now();
-    match inner.failing.get(out_trade_no).copied() {
-        Some(recover_at) if now < recover_at => return Err(business("ACQ.PAYMENT_FAIL", "支付失败")),
-        Some(_) => {
-            inner.failing.remove(out_trade_no);
-        }
-        None => {
-            if let Some(ms) = state.knob(|k| take(&mut k.fail_then_succeed).then_some(k.recover_ms)) {
-                inner.failing.insert(out_trade_no.to_string(), now + Duration::from_millis(ms));
-                return Err(business("ACQ.PAYMENT_FAIL", "支付失败"));
-            }
-        }
-    }
+    injected_failure(state, &mut inner, out_trade_no)?;
     if seller_id != sim.seller_id {
         return Err(business("ACQ.PAYEE_NOT_MATCH", "收款方与授权收款方不一致"));
     }
@@ -617,27 +602,50 @@ fn trade_pay(state: &SimState, biz: &Map<String, Value>, notify_url: Option<Stri
         refunds: Vec::new(),
     };
     let fields = trade.fields();
-    let mut notifies = vec![];
-    if let Some(url) = notify_url {
-        let at = paid_at.format(TIME_FORMAT).to_string();
-        let mut n = fields.clone();
-        n.extend(
-            [
-                ("trade_status", "TRADE_SUCCESS"),
-                ("buyer_id", buyer_id),
-                ("seller_id", seller_id),
-                ("subject", subject),
-                ("gmt_create", &at),
-                ("out_biz_no", f.out_order_no.as_str()),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        n.retain(|(k, _)| k != "buyer_user_id");
-        notifies.push(Notify { url, notify_type: "trade_status_sync", fields: n });
-    }
+    let notifies = notify_url.map(|url| trade_notify(url, &trade, &f.out_order_no)).into_iter().collect();
     inner.trades.insert(out_trade_no.to_string(), trade);
     Ok((fields, notifies))
+}
+
+/// A refusal the knobs ask for: a decline, or a charge that fails until `recover_ms` has passed.
+fn injected_failure(state: &SimState, inner: &mut Inner, out_trade_no: &str) -> Result<(), Refusal> {
+    if state.knob(|k| take(&mut k.decline)) {
+        return Err(business("ACQ.BUYER_BALANCE_NOT_ENOUGH", "买家余额不足"));
+    }
+    let now = Instant::now();
+    match inner.failing.get(out_trade_no).copied() {
+        Some(recover_at) if now < recover_at => return Err(business("ACQ.PAYMENT_FAIL", "支付失败")),
+        Some(_) => {
+            inner.failing.remove(out_trade_no);
+        }
+        None => {
+            if let Some(ms) = state.knob(|k| take(&mut k.fail_then_succeed).then_some(k.recover_ms)) {
+                inner.failing.insert(out_trade_no.to_string(), now + Duration::from_millis(ms));
+                return Err(business("ACQ.PAYMENT_FAIL", "支付失败"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `trade_status_sync` notify of a trade just paid (`out_biz_no`: its freeze's number).
+fn trade_notify(url: String, trade: &Trade, out_biz_no: &str) -> Notify {
+    let at = trade.paid_at.format(TIME_FORMAT).to_string();
+    let mut n = trade.fields();
+    n.extend(
+        [
+            ("trade_status", "TRADE_SUCCESS"),
+            ("buyer_id", trade.buyer_id.as_str()),
+            ("seller_id", trade.seller_id.as_str()),
+            ("subject", trade.subject.as_str()),
+            ("gmt_create", &at),
+            ("out_biz_no", out_biz_no),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    n.retain(|(k, _)| k != "buyer_user_id");
+    Notify { url, notify_type: "trade_status_sync", fields: n }
 }
 
 fn trade_query(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {

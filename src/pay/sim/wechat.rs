@@ -828,6 +828,62 @@ async fn query_refund(state: web::Data<SimState>, req: HttpRequest, path: web::P
     answer(hang, res).await
 }
 
+/// The day's bill: each payment done that day, and each refund that went through that day as
+/// a REFUND row of its payment.
+fn bill_lines(w: &WechatSim, date: chrono::NaiveDate) -> Vec<bill::BillLine> {
+    let inner = w.lock();
+    let mut lines: Vec<bill::BillLine> = inner
+        .orders
+        .iter()
+        .filter_map(|(no, o)| {
+            let at = o.paid_at?.with_timezone(&shanghai());
+            if o.state != St::Done || at.date_naive() != date {
+                return None;
+            }
+            let amount = o.total_amount?;
+            Some(bill::BillLine {
+                time: at.naive_local(),
+                appid: w.config.appid.clone(),
+                mchid: w.config.mchid.clone(),
+                transaction_id: o.transaction_id.clone()?,
+                trade_no: o.trade_no.clone()?,
+                openid: o.openid.clone().unwrap_or_default(),
+                trade_type: "AUTH".into(),
+                amount_fen: amount,
+                fee_fen: bill::fee_fen(amount),
+                product: str_field(&o.request, "service_introduction").unwrap_or_default().to_string(),
+                attach: format!("wxzff|{}|{no}", o.order_id),
+                refund: None,
+            })
+        })
+        .collect();
+    // Refunds that went through that day, each a REFUND row of its payment.
+    for (out_refund_no, r) in &inner.refunds {
+        let Some(at) = r.success_at.map(|t| t.with_timezone(&shanghai())) else { continue };
+        let Some(o) = inner.orders.get(&r.out_order_no).filter(|_| at.date_naive() == date) else { continue };
+        lines.push(bill::BillLine {
+            time: at.naive_local(),
+            appid: w.config.appid.clone(),
+            mchid: w.config.mchid.clone(),
+            transaction_id: r.transaction_id.clone(),
+            trade_no: r.trade_no.clone(),
+            openid: o.openid.clone().unwrap_or_default(),
+            trade_type: "AUTH".into(),
+            amount_fen: 0,
+            fee_fen: -bill::fee_fen(r.amount_fen),
+            product: str_field(&o.request, "service_introduction").unwrap_or_default().to_string(),
+            attach: format!("wxzff|{}|{}", o.order_id, r.out_order_no),
+            refund: Some(bill::BillRefund {
+                refund_id: r.refund_id.clone(),
+                out_refund_no: out_refund_no.clone(),
+                amount_fen: r.amount_fen,
+            }),
+        });
+    }
+    lines.sort_by(|a, b| (a.time, &a.transaction_id).cmp(&(b.time, &b.transaction_id)));
+    lines
+}
+
 async fn tradebill(state: web::Data<SimState>, req: HttpRequest) -> HttpResponse {
     let w = &state.wechat;
     let hang = match w.admit(&state, &req, b"", false) {
@@ -842,59 +898,7 @@ async fn tradebill(state: web::Data<SimState>, req: HttpRequest) -> HttpResponse
         return w.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "模拟器只提供bill_type=ALL");
     }
     let gzip = q.get("tar_type").is_some_and(|t| t == "GZIP");
-    let lines: Vec<bill::BillLine> = {
-        let inner = w.lock();
-        let mut lines: Vec<bill::BillLine> = inner
-            .orders
-            .iter()
-            .filter_map(|(no, o)| {
-                let at = o.paid_at?.with_timezone(&shanghai());
-                if o.state != St::Done || at.date_naive() != date {
-                    return None;
-                }
-                let amount = o.total_amount?;
-                Some(bill::BillLine {
-                    time: at.naive_local(),
-                    appid: w.config.appid.clone(),
-                    mchid: w.config.mchid.clone(),
-                    transaction_id: o.transaction_id.clone()?,
-                    trade_no: o.trade_no.clone()?,
-                    openid: o.openid.clone().unwrap_or_default(),
-                    trade_type: "AUTH".into(),
-                    amount_fen: amount,
-                    fee_fen: bill::fee_fen(amount),
-                    product: str_field(&o.request, "service_introduction").unwrap_or_default().to_string(),
-                    attach: format!("wxzff|{}|{no}", o.order_id),
-                    refund: None,
-                })
-            })
-            .collect();
-        // Refunds that went through that day, each a REFUND row of its payment.
-        for (out_refund_no, r) in &inner.refunds {
-            let Some(at) = r.success_at.map(|t| t.with_timezone(&shanghai())) else { continue };
-            let Some(o) = inner.orders.get(&r.out_order_no).filter(|_| at.date_naive() == date) else { continue };
-            lines.push(bill::BillLine {
-                time: at.naive_local(),
-                appid: w.config.appid.clone(),
-                mchid: w.config.mchid.clone(),
-                transaction_id: r.transaction_id.clone(),
-                trade_no: r.trade_no.clone(),
-                openid: o.openid.clone().unwrap_or_default(),
-                trade_type: "AUTH".into(),
-                amount_fen: 0,
-                fee_fen: -bill::fee_fen(r.amount_fen),
-                product: str_field(&o.request, "service_introduction").unwrap_or_default().to_string(),
-                attach: format!("wxzff|{}|{}", o.order_id, r.out_order_no),
-                refund: Some(bill::BillRefund {
-                    refund_id: r.refund_id.clone(),
-                    out_refund_no: out_refund_no.clone(),
-                    amount_fen: r.amount_fen,
-                }),
-            });
-        }
-        lines.sort_by(|a, b| (a.time, &a.transaction_id).cmp(&(b.time, &b.transaction_id)));
-        lines
-    };
+    let lines = bill_lines(w, date);
     if lines.is_empty() {
         return answer(hang, w.error(StatusCode::BAD_REQUEST, "NO_STATEMENT_EXIST", "请求的账单文件不存在")).await;
     }

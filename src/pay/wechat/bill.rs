@@ -98,89 +98,89 @@ fn clean(s: &str) -> String {
     s.replace([',', '\r', '\n', '`'], " ")
 }
 
-/// Build an `ALL` bill with `\r\n` line ends (as real downloads show).
-pub fn build(lines: &[BillLine]) -> String {
-    let mut out = DETAIL_HEADERS.join(",");
-    out.push_str("\r\n");
-    let (mut total, mut refunded, mut fees) = (0i64, 0i64, 0i64);
-    for l in lines {
-        // A refund row: nothing settled, the amount back in 退款金额, the fee given back.
-        let (settled, status, refund) = match &l.refund {
-            None => {
-                (l.amount_fen, "SUCCESS", ["0".to_string(), "0".into(), "0.00".into(), String::new(), String::new()])
-            }
-            Some(r) => (
-                0,
-                "REFUND",
-                [
-                    clean(&r.refund_id),
-                    clean(&r.out_refund_no),
-                    fen_to_yuan(r.amount_fen),
-                    "ORIGINAL".into(),
-                    "SUCCESS".into(),
-                ],
-            ),
-        };
-        total += settled;
-        refunded += l.refund.as_ref().map_or(0, |r| r.amount_fen);
-        fees += l.fee_fen;
-        let amount = fen_to_yuan(settled);
-        let fee = match l.fee_fen {
-            f if f < 0 => format!("-{}000", fen_to_yuan(-f)),
-            f => format!("{}000", fen_to_yuan(f)),
-        };
-        let [refund_id, out_refund_no, refund_amount, refund_type, refund_status] = refund;
-        let fields = [
-            l.time.format(TIME_FORMAT).to_string(),
-            clean(&l.appid),
-            clean(&l.mchid),
-            "0".into(),
-            String::new(),
-            clean(&l.transaction_id),
-            clean(&l.trade_no),
-            clean(&l.openid),
-            clean(&l.trade_type),
-            status.into(),
-            "OTHERS".into(),
-            "CNY".into(),
-            amount.clone(),
-            "0.00".into(),
-            refund_id,
-            out_refund_no,
-            refund_amount.clone(),
-            "0.00".into(),
-            refund_type,
-            refund_status,
-            clean(&l.product),
-            clean(&l.attach),
-            fee,
-            "0.60%".into(),
-            amount,
-            if l.refund.is_some() { refund_amount } else { "0.00".into() },
-            String::new(),
-        ];
-        let row: Vec<String> = fields.iter().map(|f| format!("`{f}")).collect();
-        out.push_str(&row.join(","));
-        out.push_str("\r\n");
-    }
-    out.push_str(&SUMMARY_HEADERS.join(","));
-    out.push_str("\r\n");
-    let fees = match fees {
+/// A fee as the bill writes it: yuan with six decimals, signed.
+fn fee_text(fee_fen: i64) -> String {
+    match fee_fen {
         f if f < 0 => format!("-{}000", fen_to_yuan(-f)),
         f => format!("{}000", fen_to_yuan(f)),
+    }
+}
+
+/// One bill row, each field behind the back quote the platform puts before it.
+fn row(fields: &[String]) -> String {
+    let quoted: Vec<String> = fields.iter().map(|f| format!("`{f}")).collect();
+    quoted.join(",") + "\r\n"
+}
+
+/// The detail row of one line: a payment, or a refund (nothing settled, the amount back in
+/// 退款金额, the fee given back).
+fn detail_row(l: &BillLine) -> String {
+    let (settled, status, refund) = match &l.refund {
+        None => (l.amount_fen, "SUCCESS", ["0".to_string(), "0".into(), "0.00".into(), String::new(), String::new()]),
+        Some(r) => (
+            0,
+            "REFUND",
+            [
+                clean(&r.refund_id),
+                clean(&r.out_refund_no),
+                fen_to_yuan(r.amount_fen),
+                "ORIGINAL".into(),
+                "SUCCESS".into(),
+            ],
+        ),
     };
-    let summary = [
+    let amount = fen_to_yuan(settled);
+    let [refund_id, out_refund_no, refund_amount, refund_type, refund_status] = refund;
+    row(&[
+        l.time.format(TIME_FORMAT).to_string(),
+        clean(&l.appid),
+        clean(&l.mchid),
+        "0".into(),
+        String::new(),
+        clean(&l.transaction_id),
+        clean(&l.trade_no),
+        clean(&l.openid),
+        clean(&l.trade_type),
+        status.into(),
+        "OTHERS".into(),
+        "CNY".into(),
+        amount.clone(),
+        "0.00".into(),
+        refund_id,
+        out_refund_no,
+        refund_amount.clone(),
+        "0.00".into(),
+        refund_type,
+        refund_status,
+        clean(&l.product),
+        clean(&l.attach),
+        fee_text(l.fee_fen),
+        "0.60%".into(),
+        amount,
+        if l.refund.is_some() { refund_amount } else { "0.00".into() },
+        String::new(),
+    ])
+}
+
+/// Build an `ALL` bill with `\r\n` line ends (as real downloads show).
+pub fn build(lines: &[BillLine]) -> String {
+    let mut out = DETAIL_HEADERS.join(",") + "\r\n";
+    for l in lines {
+        out.push_str(&detail_row(l));
+    }
+    let total: i64 = lines.iter().filter(|l| l.refund.is_none()).map(|l| l.amount_fen).sum();
+    let refunded: i64 = lines.iter().filter_map(|l| l.refund.as_ref()).map(|r| r.amount_fen).sum();
+    let fees: i64 = lines.iter().map(|l| l.fee_fen).sum();
+    out.push_str(&(SUMMARY_HEADERS.join(",") + "\r\n"));
+    out.push_str(&row(&[
         lines.len().to_string(),
         fen_to_yuan(total),
         fen_to_yuan(refunded),
         "0.00".into(),
-        fees,
+        fee_text(fees),
         fen_to_yuan(total),
         fen_to_yuan(refunded),
-    ];
-    let row: Vec<String> = summary.iter().map(|f| format!("`{f}")).collect();
-    out.push_str(&row.join(","));
-    out.push_str("\r\n");
+    ]));
     out
 }
 
