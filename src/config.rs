@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::domain::units::{Fen, Grams};
+
 pub const ENV_PREFIX: &str = "HEFT__";
 
 #[derive(Debug, thiserror::Error)]
@@ -159,10 +161,10 @@ pub struct WeightsConfig {
     /// A lane is stable when this many consecutive readings lie within its tolerance.
     pub stable_readings: usize,
     /// Stability tolerance of a lane without a product (with one, the product's tolerance).
-    pub default_tolerance_g: f64,
+    pub default_tolerance_g: Grams,
     /// Closed-door change with no session that raises a drift alert: the larger of this and the
     /// lane product's tolerance.
-    pub drift_min_g: f64,
+    pub drift_min_g: Grams,
     /// A calibrated cell's relative error (0.005 = 0.5 %): a weighed change of many units may be
     /// this far off whole units and still be counted (never so far that two counts fit).
     pub scale_error: f64,
@@ -286,7 +288,7 @@ pub struct PaymentsConfig {
     /// HTTP address (right for the simulator; a real platform needs a public HTTPS address).
     pub notify_base_url: String,
     /// The most a pre-authorisation may cover (Pay Score risk fund / Alipay freeze), in fen.
-    pub preauth_cap_fen: i64,
+    pub preauth_cap_fen: Fen,
     /// Time allowed for one request to a platform.
     pub http_timeout_ms: u64,
 }
@@ -549,8 +551,8 @@ impl Config {
                 Err(key_error(key, format!("must be a number > 0, got {v}")))
             }
         };
-        finite_positive("weights.default_tolerance_g", self.weights.default_tolerance_g)?;
-        finite_positive("weights.drift_min_g", self.weights.drift_min_g)?;
+        finite_positive("weights.default_tolerance_g", self.weights.default_tolerance_g.0)?;
+        finite_positive("weights.drift_min_g", self.weights.drift_min_g.0)?;
         let e = self.weights.scale_error;
         if !(0.0..0.05).contains(&e) {
             return Err(key_error("weights.scale_error", format!("must be from 0 to under 0.05 (5 %), got {e}")));
@@ -683,7 +685,7 @@ impl Config {
     }
 
     fn validate_payments(&self) -> Result<(), ConfigError> {
-        if self.payments.preauth_cap_fen <= 0 {
+        if !self.payments.preauth_cap_fen.is_positive() {
             return Err(key_error("payments.preauth_cap_fen", "must be greater than 0"));
         }
         if self.payments.http_timeout_ms == 0 {

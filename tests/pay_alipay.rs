@@ -2,6 +2,7 @@
 //! signatures both ways, real notifies into a tiny receiver standing in for Heft's endpoint.
 //! No database.
 
+use heft::domain::units::Fen;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -186,7 +187,7 @@ async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 fn preauth(out_order_no: &str, cap_fen: i64) -> PreauthRequest {
     PreauthRequest {
         out_order_no: out_order_no.into(),
-        cap_fen,
+        cap_fen: Fen(cap_fen),
         title: "智能售货柜押金".into(),
         device_id: "CAB-1".into(),
         payer_id: String::new(),
@@ -195,8 +196,10 @@ fn preauth(out_order_no: &str, cap_fen: i64) -> PreauthRequest {
 }
 
 fn capture(out_order_no: &str, out_trade_no: &str, auth_no: &str, payer: &str, lines: &[(i64, i64)]) -> CaptureRequest {
-    let lines: Vec<CaptureLine> =
-        lines.iter().map(|&(unit_fen, count)| CaptureLine { name: "可乐".into(), unit_fen, count }).collect();
+    let lines: Vec<CaptureLine> = lines
+        .iter()
+        .map(|&(unit_fen, count)| CaptureLine { name: "可乐".into(), unit_fen: Fen(unit_fen), count })
+        .collect();
     CaptureRequest {
         out_order_no: out_order_no.into(),
         out_trade_no: out_trade_no.into(),
@@ -243,7 +246,7 @@ async fn freeze_capture_and_query_paid() {
 
     // Checked before sending.
     let mut bad = capture("AF1", "AP1", &auth_no, &payer, &[(450, 2), (350, 1)]);
-    bad.total_fen += 1;
+    bad.total_fen += Fen(1);
     assert!(matches!(h.gateway.capture(&bad).await, Err(PayError::Permanent(_))));
     assert!(matches!(
         h.gateway.capture(&capture("AF1", "AP1", &auth_no, &payer, &[])).await,
@@ -259,10 +262,10 @@ async fn freeze_capture_and_query_paid() {
     };
     let paid = h.event("trade notify", |e| e.event_type == "trade_status_sync").await;
     assert_eq!(paid.out_order_no.as_deref(), Some("AP1"));
-    assert_eq!(paid.kind, PayEventKind::Paid { amount_fen: 1250, transaction_id: transaction_id.clone() });
+    assert_eq!(paid.kind, PayEventKind::Paid { amount_fen: Fen(1250), transaction_id: transaction_id.clone() });
     assert_eq!(
         h.gateway.query("AF1", Some("AP1")).await.expect("query"),
-        PlatformState::Paid { amount_fen: 1250, transaction_id: transaction_id.clone() }
+        PlatformState::Paid { amount_fen: Fen(1250), transaction_id: transaction_id.clone() }
     );
     // A retried capture (same out_trade_no) is the same trade, not a second one.
     assert_eq!(h.gateway.capture(&req).await.expect("retry"), CaptureOutcome::Paid { transaction_id });
@@ -292,8 +295,8 @@ async fn refund_a_trade() {
         out_order_no: "AR1".into(),
         out_trade_no: "ART1".into(),
         transaction_id: transaction_id.clone(),
-        paid_fen: 900,
-        refund_fen: 450,
+        paid_fen: Fen(900),
+        refund_fen: Fen(450),
         reason: "复核退款".into(),
     };
     assert_eq!(h.gateway.query_refund(&req).await.expect("none yet"), RefundState::Unknown);
@@ -301,7 +304,7 @@ async fn refund_a_trade() {
     assert_eq!(h.gateway.refund(&req).await.expect("refund"), done);
     assert_eq!(h.gateway.refund(&req).await.expect("again"), done, "a repeat is the same refund");
     assert_eq!(h.gateway.query_refund(&req).await.expect("query"), done);
-    let too_much = RefundRequest { out_refund_no: "AR1R2".into(), refund_fen: 500, ..req.clone() };
+    let too_much = RefundRequest { out_refund_no: "AR1R2".into(), refund_fen: Fen(500), ..req.clone() };
     assert!(matches!(h.gateway.refund(&too_much).await, Err(PayError::Declined { .. })));
     // The trade's notify hears of the refund; it changes nothing about the payment.
     let notified =
@@ -481,7 +484,7 @@ async fn todays_bill_lists_the_trades() {
         let CaptureOutcome::Paid { transaction_id } = h.gateway.capture(&req).await.expect("capture") else {
             panic!("paid")
         };
-        expected.push((transaction_id, req.out_trade_no.clone(), req.total_fen));
+        expected.push((transaction_id, req.out_trade_no.clone(), req.total_fen.0));
     }
     let today = beijing_now().date();
     let rows = h.gateway.download_bill(today).await.expect("bill");
@@ -529,7 +532,8 @@ async fn knobs_map_to_declined_retryable_and_recovery() {
         k.hang_ms = 4000;
     });
     assert!(matches!(h.gateway.capture(&req).await, Err(PayError::Retryable(_))));
-    let Ok(PlatformState::Paid { transaction_id, amount_fen: 300 }) = h.gateway.query("AF-K3", Some("AP-K3")).await
+    let Ok(PlatformState::Paid { transaction_id, amount_fen: Fen(300) }) =
+        h.gateway.query("AF-K3", Some("AP-K3")).await
     else {
         panic!("the timed-out capture was applied")
     };
@@ -559,7 +563,7 @@ async fn knobs_map_to_declined_retryable_and_recovery() {
     let paid_event = h
         .event("trade notify", |e| e.out_order_no.as_deref() == Some("AP-K4") && e.event_type == "trade_status_sync")
         .await;
-    assert_eq!(paid_event.kind, PayEventKind::Paid { amount_fen: 300, transaction_id: paid });
+    assert_eq!(paid_event.kind, PayEventKind::Paid { amount_fen: Fen(300), transaction_id: paid });
     h.stop().await;
 }
 

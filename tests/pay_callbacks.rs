@@ -9,6 +9,7 @@ use common::{Profile, TestServer, eventually};
 use heft::db::models::Payment;
 use heft::db::{self, payments};
 use heft::domain::payment::PaymentState;
+use heft::domain::units::Fen;
 use heft::pay::{CaptureLine, CaptureRequest, Channel, PreauthRequest};
 use serde_json::{Value, json};
 
@@ -45,7 +46,7 @@ async fn platform_preauth(s: &TestServer, channel: Channel, payer: &str) -> (Str
     let out_order_no = format!("T{}{:08x}", channel.as_str().len(), rand::random::<u32>());
     let req = PreauthRequest {
         out_order_no: out_order_no.clone(),
-        cap_fen: 20_000,
+        cap_fen: Fen(20_000),
         title: "智能售货柜购物".into(),
         device_id: "CAB-0001".into(),
         payer_id: payer.into(),
@@ -62,7 +63,7 @@ async fn record_payment(s: &TestServer, channel: Channel, user_id: i64, no: &str
         channel,
         user_id,
         state: PaymentState::Created,
-        cap_fen: 20_000,
+        cap_fen: Fen(20_000),
         amount_fen: None,
         platform_order_id,
         payer_id: None,
@@ -164,8 +165,8 @@ async fn callbacks(profile: Profile) {
             out_trade_no: format!("{no}P"),
             platform_order_id: p.platform_order_id.clone(),
             payer_id: p.payer_id.clone(),
-            lines: vec![CaptureLine { name: "可乐".into(), unit_fen: 350, count: 2 }],
-            total_fen: 700,
+            lines: vec![CaptureLine { name: "可乐".into(), unit_fen: Fen(350), count: 2 }],
+            total_fen: Fen(700),
             title: "智能售货柜购物".into(),
         };
         let trade_no = capture.out_trade_no.clone();
@@ -187,7 +188,7 @@ async fn callbacks(profile: Profile) {
             .expect("capturing");
         s.heft.services.payments.get(channel).capture(&capture).await.expect("capture");
         let p = wait_state(&s, &no, PaymentState::Paid).await;
-        assert_eq!(p.amount_fen, Some(700), "{channel}");
+        assert_eq!(p.amount_fen, Some(Fen(700)), "{channel}");
         assert!(p.transaction_id.is_some());
 
         // Heft gives up on a pre-authorisation (its cancel to the platform lost in the race)

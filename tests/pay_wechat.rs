@@ -1,6 +1,7 @@
 //! The WeChat Pay Score adapter against the in-process payment simulator, with a tiny HTTP
 //! receiver standing in for Heft's notify endpoint. No database needed.
 
+use heft::domain::units::Fen;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -149,7 +150,7 @@ impl Env {
 fn preauth(no: &str) -> PreauthRequest {
     PreauthRequest {
         out_order_no: no.into(),
-        cap_fen: 20000,
+        cap_fen: Fen(20000),
         title: "智能售货柜购物".into(),
         device_id: "CAB-0001".into(),
         payer_id: String::new(),
@@ -197,7 +198,7 @@ async fn create_confirm_capture_paid_and_bill() {
     let again = gw.create_preauth(&preauth(&no)).await.expect("create again");
     assert_eq!(again.platform_order_id, pre.platform_order_id);
     let mut changed = preauth(&no);
-    changed.cap_fen = 100;
+    changed.cap_fen = Fen(100);
     assert!(matches!(gw.create_preauth(&changed).await, Err(PayError::Permanent(m)) if m.contains("INVALID_REQUEST")));
     assert_eq!(gw.query(&no, None).await.expect("query"), PlatformState::Pending);
 
@@ -216,11 +217,11 @@ async fn create_confirm_capture_paid_and_bill() {
 
     // Refused before sending: nothing to charge, or a total that is not the lines' sum.
     let lines = vec![
-        CaptureLine { name: "可口可乐 330ml".into(), unit_fen: 350, count: 2 },
-        CaptureLine { name: "薯片".into(), unit_fen: 550, count: 1 },
+        CaptureLine { name: "可口可乐 330ml".into(), unit_fen: Fen(350), count: 2 },
+        CaptureLine { name: "薯片".into(), unit_fen: Fen(550), count: 1 },
     ];
     let mut wrong = capture(&no, lines.clone());
-    wrong.total_fen += 1;
+    wrong.total_fen += Fen(1);
     assert!(matches!(gw.capture(&wrong).await, Err(PayError::Permanent(_))));
     assert!(matches!(gw.capture(&capture(&no, vec![])).await, Err(PayError::Permanent(_))));
 
@@ -231,10 +232,10 @@ async fn create_confirm_capture_paid_and_bill() {
     );
     let paid = env.event(&no, "PAYSCORE.USER_PAID").await;
     let PayEventKind::Paid { amount_fen, transaction_id } = paid.kind else { panic!("{paid:?}") };
-    assert_eq!(amount_fen, 1250);
+    assert_eq!(amount_fen, Fen(1250));
     assert_eq!(
         gw.query(&no, None).await.expect("query"),
-        PlatformState::Paid { amount_fen: 1250, transaction_id: transaction_id.clone() }
+        PlatformState::Paid { amount_fen: Fen(1250), transaction_id: transaction_id.clone() }
     );
 
     // Today's bill (Asia/Shanghai) has the payment; a day without any is empty.
@@ -262,7 +263,7 @@ async fn refund_by_transaction() {
     let pre = gw.create_preauth(&preauth(&no)).await.expect("create");
     assert_eq!(env.confirm(&package(&pre), "oShopper2").await.0, 200);
     env.event(&no, "PAYSCORE.USER_CONFIRM").await;
-    let lines = vec![CaptureLine { name: "可口可乐 330ml".into(), unit_fen: 350, count: 2 }];
+    let lines = vec![CaptureLine { name: "可口可乐 330ml".into(), unit_fen: Fen(350), count: 2 }];
     gw.capture(&capture(&no, lines)).await.expect("capture");
     let paid = env.event(&no, "PAYSCORE.USER_PAID").await;
     let PayEventKind::Paid { transaction_id, .. } = paid.kind else { panic!("{paid:?}") };
@@ -271,8 +272,8 @@ async fn refund_by_transaction() {
         out_order_no: no.clone(),
         out_trade_no: format!("T{no}"),
         transaction_id: transaction_id.clone(),
-        paid_fen: 700,
-        refund_fen: 350,
+        paid_fen: Fen(700),
+        refund_fen: Fen(350),
         reason: "复核退款".into(),
     };
     assert_eq!(gw.query_refund(&req).await.expect("not yet"), RefundState::Unknown);
@@ -290,10 +291,10 @@ async fn refund_by_transaction() {
     assert_eq!(gw.refund(&req).await.expect("again"), RefundState::Succeeded { refund_id });
     // More than is left is refused (a second refund of 400 on 350 left): a request of ours that is
     // wrong, for a person.
-    let too_much = RefundRequest { out_refund_no: format!("{no}R2"), refund_fen: 400, ..req.clone() };
+    let too_much = RefundRequest { out_refund_no: format!("{no}R2"), refund_fen: Fen(400), ..req.clone() };
     assert!(matches!(gw.refund(&too_much).await, Err(PayError::Permanent(m)) if m.contains("INVALID_REQUEST")));
     // Checked before sending.
-    let over = RefundRequest { refund_fen: 701, ..req.clone() };
+    let over = RefundRequest { refund_fen: Fen(701), ..req.clone() };
     assert!(matches!(gw.refund(&over).await, Err(PayError::Permanent(_))));
     let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
     let rows = gw.download_bill(today).await.expect("bill");

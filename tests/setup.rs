@@ -6,6 +6,7 @@
 
 mod common;
 
+use heft::domain::units::Fen;
 use std::time::Duration;
 
 use common::{EVENTUALLY, Profile, TestServer, call, eventually, ok};
@@ -95,8 +96,8 @@ async fn setup_end_to_end(profile: Profile) {
         [("A1", 0), ("A2", 1)]
     );
     let tags = cab.price_tags();
-    assert!(tags.iter().any(|t| t.lane == "A1" && t.name == "Cola 330 ml" && t.price_fen == 350), "{tags:?}");
-    assert!(tags.iter().any(|t| t.lane == "A2" && t.price_fen == 600), "{tags:?}");
+    assert!(tags.iter().any(|t| t.lane == "A1" && t.name == "Cola 330 ml" && t.price_fen == Fen(350)), "{tags:?}");
+    assert!(tags.iter().any(|t| t.lane == "A2" && t.price_fen == Fen(600)), "{tags:?}");
     assert_eq!(s.cabinet("SET-1").await["sellable"], false);
 
     // A session holds the cabinet: a second one is refused with 409, saying which and since when.
@@ -166,7 +167,7 @@ async fn setup_end_to_end(profile: Profile) {
     let c = delivered(&s, t, "SET-1").await;
     assert!(c["tags_version"].as_i64().expect("tags version") > before, "{c}");
     let tags = cab.price_tags();
-    assert!(tags.iter().any(|t| t.lane == "A1" && t.price_fen == 400), "the label shows the new price: {tags:?}");
+    assert!(tags.iter().any(|t| t.lane == "A1" && t.price_fen == Fen(400)), "the label shows the new price: {tags:?}");
 
     // The readings are in the weight log (written in batches), in grams per lane.
     let log = eventually("readings in the weight log", || async {

@@ -1,11 +1,11 @@
 //! How typed values are stored: every status, kind and outcome as its word in a TEXT column (the
-//! word its `named_enum!` declaration gives it). Mapped here once, so models hold the enums and no
-//! query compares strings.
+//! word its `named_enum!` declaration gives it), money as fen in a BIGINT, weights as grams in a
+//! DOUBLE. Mapped here once, so models hold the types and no query compares strings.
 
 use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql};
 use diesel::serialize::{self, Output, ToSql};
-use diesel::sql_types::Text;
+use diesel::sql_types::{BigInt, Double, Text};
 
 use super::outbox::OutboxStatus;
 use crate::domain::alert::{Audience, Severity};
@@ -19,6 +19,7 @@ use crate::domain::restock::TaskStatus;
 use crate::domain::review::{CaseKind, CaseStatus};
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::stock::StockReason;
+use crate::domain::units::{Fen, Grams};
 use crate::domain::weight::ReadingKind;
 
 /// Store each of these types as its word in a TEXT column. A word the type does not know is a
@@ -78,3 +79,36 @@ stored_as_text!(
     StockReason,
     TaskStatus,
 );
+
+/// Store a number newtype as its number: `$t(pub $inner)` in a `$sql` column.
+macro_rules! stored_as_number {
+    ($t:ident($inner:ty) in $sql:ty) => {
+        const _: () = {
+            #[derive(diesel::AsExpression, diesel::FromSqlRow)]
+            #[diesel(foreign_derive, sql_type = $sql)]
+            #[allow(dead_code)]
+            struct Column($t);
+        };
+
+        impl<DB: Backend> ToSql<$sql, DB> for $t
+        where
+            $inner: ToSql<$sql, DB>,
+        {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
+                <$inner as ToSql<$sql, DB>>::to_sql(&self.0, out)
+            }
+        }
+
+        impl<DB: Backend> FromSql<$sql, DB> for $t
+        where
+            $inner: FromSql<$sql, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+                <$inner as FromSql<$sql, DB>>::from_sql(bytes).map($t)
+            }
+        }
+    };
+}
+
+stored_as_number!(Fen(i64) in BigInt);
+stored_as_number!(Grams(f64) in Double);

@@ -11,6 +11,7 @@ use super::schema::{cabinet_events, cabinet_types, cabinets, lanes, products};
 use super::{AnyConnection, DbResult};
 use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
 use crate::domain::layout::{LayoutInput, ProductState};
+use crate::domain::units::{Fen, Grams};
 
 /// Channels a cabinet type has when its type is not in `cabinet_types` (provisioned before the
 /// type was described).
@@ -158,19 +159,21 @@ pub fn record_tags_ack(conn: &mut AnyConnection, sn: &str, version: i64, at: Nai
 }
 
 /// A lane's shelf label: lane code, product name and price (fen); empty for a lane with no product.
-pub type Label = (String, String, i64);
+pub type Label = (String, String, Fen);
 
 /// The labels of every lane, and the label version they make.
 pub fn price_tags(conn: &mut AnyConnection, sn: &str) -> DbResult<(i64, Vec<Label>)> {
     let version: i64 = cabinets::table.find(sn).select(cabinets::tags_version).first(conn)?;
-    let rows: Vec<(String, Option<String>, Option<i64>)> = lanes::table
+    let rows: Vec<(String, Option<String>, Option<Fen>)> = lanes::table
         .left_join(products::table)
         .select((lanes::code, products::name.nullable(), products::price_fen.nullable()))
         .filter(lanes::sn.eq(sn))
         .order((lanes::door, lanes::position))
         .load(conn)?;
-    let tags =
-        rows.into_iter().map(|(lane, name, price)| (lane, name.unwrap_or_default(), price.unwrap_or(0))).collect();
+    let tags = rows
+        .into_iter()
+        .map(|(lane, name, price)| (lane, name.unwrap_or_default(), price.unwrap_or_default()))
+        .collect();
     Ok((version, tags))
 }
 
@@ -246,7 +249,7 @@ pub fn with_stock(conn: &mut AnyConnection, sns: &[String]) -> DbResult<Vec<Stri
 }
 
 /// A lane with its product's unit weight and tolerance (grams), price (fen) and name, if it holds one.
-pub type LaneWithProduct = (Lane, Option<(f64, f64, i64, String)>);
+pub type LaneWithProduct = (Lane, Option<(Grams, Grams, Fen, String)>);
 
 /// Lanes in door and shelf order, each with its product's unit weight, tolerance, price and name.
 pub fn lanes_with_products(conn: &mut AnyConnection, sn: &str) -> DbResult<Vec<LaneWithProduct>> {

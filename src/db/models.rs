@@ -15,6 +15,7 @@ use crate::domain::restock::TaskStatus;
 use crate::domain::review::{CaseKind, CaseStatus};
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::stock::StockReason;
+use crate::domain::units::{Fen, Grams};
 
 use super::schema::{
     accounts, alerts, cabinet_events, cabinet_types, cabinets, commands, lanes, operators, order_lines, orders,
@@ -233,9 +234,9 @@ pub struct Product {
     pub id: i64,
     pub name: String,
     pub barcode: String,
-    pub unit_g: f64,
-    pub tolerance_g: f64,
-    pub price_fen: i64,
+    pub unit_g: Grams,
+    pub tolerance_g: Grams,
+    pub price_fen: Fen,
     pub image_url: Option<String>,
     pub active: bool,
     pub created_at: NaiveDateTime,
@@ -247,9 +248,9 @@ pub struct Product {
 pub struct ProductValues {
     pub name: String,
     pub barcode: String,
-    pub unit_g: f64,
-    pub tolerance_g: f64,
-    pub price_fen: i64,
+    pub unit_g: Grams,
+    pub tolerance_g: Grams,
+    pub price_fen: Fen,
     pub image_url: Option<String>,
     pub active: bool,
     pub updated_at: NaiveDateTime,
@@ -282,7 +283,7 @@ pub struct NewUser<'a> {
 pub struct Account {
     pub user_id: i64,
     pub channels: String,
-    pub debt_fen: i64,
+    pub debt_fen: Fen,
     pub blocked: bool,
     pub blocked_reason: Option<String>,
     pub created_at: NaiveDateTime,
@@ -296,8 +297,8 @@ pub struct Payment {
     pub channel: Channel,
     pub user_id: i64,
     pub state: PaymentState,
-    pub cap_fen: i64,
-    pub amount_fen: Option<i64>,
+    pub cap_fen: Fen,
+    pub amount_fen: Option<Fen>,
     pub platform_order_id: Option<String>,
     pub payer_id: Option<String>,
     pub out_trade_no: Option<String>,
@@ -344,10 +345,10 @@ pub struct Order {
     pub status: OrderStatus,
     pub out_order_no: String,
     pub session_id: Option<i64>,
-    pub cap_fen: i64,
-    pub total_fen: Option<i64>,
-    pub paid_fen: Option<i64>,
-    pub debt_fen: i64,
+    pub cap_fen: Fen,
+    pub total_fen: Option<Fen>,
+    pub paid_fen: Option<Fen>,
+    pub debt_fen: Fen,
     pub before_g: Option<String>,
     pub after_g: Option<String>,
     pub notices: String,
@@ -371,8 +372,8 @@ pub struct NewOrder {
     pub status: OrderStatus,
     pub out_order_no: String,
     pub session_id: Option<i64>,
-    pub cap_fen: i64,
-    pub debt_fen: i64,
+    pub cap_fen: Fen,
+    pub debt_fen: Fen,
     pub notices: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -386,8 +387,8 @@ pub struct OrderLine {
     pub product_id: i64,
     pub product_name: String,
     pub qty: i64,
-    pub unit_fen: i64,
-    pub amount_fen: i64,
+    pub unit_fen: Fen,
+    pub amount_fen: Fen,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -458,7 +459,7 @@ pub struct Refund {
     pub order_id: i64,
     pub out_order_no: String,
     pub case_id: Option<i64>,
-    pub amount_fen: i64,
+    pub amount_fen: Fen,
     pub reason: String,
     pub status: RefundStatus,
     pub refund_id: Option<String>,

@@ -9,6 +9,7 @@ use super::schema::{order_lines, orders, payments};
 use super::{AnyConnection, DbError, DbResult, write_tx};
 use crate::domain::order::OrderStatus;
 use crate::domain::settlement::Line;
+use crate::domain::units::Fen;
 
 pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Order>> {
     Ok(orders::table.find(id).select(Order::as_select()).first(conn).optional()?)
@@ -67,9 +68,9 @@ pub fn insert(conn: &mut AnyConnection, new: &NewOrder) -> DbResult<Order> {
 #[diesel(table_name = orders)]
 pub struct OrderChanges {
     pub status: Option<OrderStatus>,
-    pub total_fen: Option<Option<i64>>,
-    pub paid_fen: Option<Option<i64>>,
-    pub debt_fen: Option<i64>,
+    pub total_fen: Option<Option<Fen>>,
+    pub paid_fen: Option<Option<Fen>>,
+    pub debt_fen: Option<Fen>,
     pub before_g: Option<Option<String>>,
     pub after_g: Option<Option<String>>,
     pub notices: Option<String>,

@@ -8,6 +8,7 @@ use super::models::{NewPaymentEvent, Payment, PaymentEvent};
 use super::schema::{payment_events, payments};
 use super::{AnyConnection, DbError, DbResult, write_tx};
 use crate::domain::payment::{Changes, Channel, PaymentState};
+use crate::domain::units::Fen;
 
 pub fn create(conn: &mut AnyConnection, row: &Payment) -> DbResult<()> {
     diesel::insert_into(payments::table).values(row).execute(conn)?;
@@ -106,7 +107,7 @@ pub fn events(conn: &mut AnyConnection, out_order_no: &str) -> DbResult<Vec<Paym
 pub fn record_paid(
     conn: &mut AnyConnection,
     out_order_no: &str,
-    amount_fen: i64,
+    amount_fen: Fen,
     transaction_id: &str,
     now: NaiveDateTime,
 ) -> DbResult<bool> {

@@ -8,6 +8,7 @@ use super::models::Refund;
 use super::schema::refunds;
 use super::{AnyConnection, DbResult};
 use crate::domain::payment::RefundStatus;
+use crate::domain::units::Fen;
 
 pub fn find(conn: &mut AnyConnection, out_refund_no: &str) -> DbResult<Option<Refund>> {
     Ok(refunds::table.find(out_refund_no).select(Refund::as_select()).first(conn).optional()?)
@@ -30,8 +31,8 @@ pub fn count_for_order(conn: &mut AnyConnection, order_id: i64) -> DbResult<i64>
 
 /// What an order's refunds give back: all of them, a failed one too (the decision stands; it is
 /// retried, or the money goes back another way), so a later correction never refunds it again.
-pub fn committed_fen(conn: &mut AnyConnection, order_id: i64) -> DbResult<i64> {
-    let amounts: Vec<i64> =
+pub fn committed_fen(conn: &mut AnyConnection, order_id: i64) -> DbResult<Fen> {
+    let amounts: Vec<Fen> =
         refunds::table.filter(refunds::order_id.eq(order_id)).select(refunds::amount_fen).load(conn)?;
     Ok(amounts.iter().sum())
 }

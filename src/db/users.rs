@@ -9,6 +9,7 @@ use super::schema::{accounts, users};
 use super::{AnyConnection, DbResult, write_tx};
 use crate::domain::account;
 use crate::domain::payment::Channel;
+use crate::domain::units::Fen;
 
 /// What a login found.
 #[derive(Debug, Clone)]
@@ -60,7 +61,7 @@ pub fn login(
                         .values(Account {
                             user_id: user.id,
                             channels: String::new(),
-                            debt_fen: 0,
+                            debt_fen: Fen::ZERO,
                             blocked: false,
                             blocked_reason: None,
                             created_at: now,
@@ -101,7 +102,7 @@ fn on_backend_insert_user(conn: &mut AnyConnection, new: &NewUser<'_>) -> DbResu
 }
 
 /// Add `fen` (negative: take it off) to what the shopper owes.
-pub fn add_debt(conn: &mut AnyConnection, user_id: i64, fen: i64, now: NaiveDateTime) -> DbResult<()> {
+pub fn add_debt(conn: &mut AnyConnection, user_id: i64, fen: Fen, now: NaiveDateTime) -> DbResult<()> {
     diesel::update(accounts::table.find(user_id))
         .set((accounts::debt_fen.eq(accounts::debt_fen + fen), accounts::updated_at.eq(now)))
         .execute(conn)?;

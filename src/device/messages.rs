@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::frame::Header;
+use crate::domain::units::Fen;
 
 /// `up/weight`: one reading of every load-cell channel, raw counts, index = channel number.
 /// Sent at the cadence of `login_ack` (door closed, door open, after close).
@@ -88,7 +89,7 @@ pub struct PriceTag {
     /// Empty when the lane holds no product.
     pub name: String,
     /// Integer fen; 0 when the lane holds no product.
-    pub price_fen: i64,
+    pub price_fen: Fen,
 }
 
 /// `down/calibrate`: take one calibration reading of a door's channels.

@@ -1,6 +1,7 @@
 //! Alerts for people: who should act (audience), how urgent, and a stable code.
 
 use super::names::named_enum;
+use super::units::{Fen, Grams};
 
 named_enum! {
     /// Who should act on an alert.
@@ -103,9 +104,9 @@ pub const LANE_DRIFT: &str = "lane_drift";
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LaneDrift {
     pub lane: String,
-    pub from_g: f64,
-    pub to_g: f64,
-    pub delta_g: f64,
+    pub from_g: Grams,
+    pub to_g: Grams,
+    pub delta_g: Grams,
 }
 
 /// Weight changed with the door closed and no session: a load cell creeping, or a lane disturbed
@@ -113,7 +114,7 @@ pub struct LaneDrift {
 pub fn lane_drift(sn: &str, drifted: &[LaneDrift]) -> AlertSpec {
     let lanes: Vec<String> = drifted
         .iter()
-        .map(|d| format!("{} ({}{} g)", d.lane, if d.delta_g > 0.0 { "+" } else { "" }, d.delta_g))
+        .map(|d| format!("{} ({}{} g)", d.lane, if d.delta_g > Grams::ZERO { "+" } else { "" }, d.delta_g))
         .collect();
     AlertSpec {
         audience: Audience::Maintenance,
@@ -211,7 +212,7 @@ pub const PREAUTH_GONE: &str = "preauth_gone";
 
 /// A settled order can no longer be charged (its pre-authorisation was cancelled or expired): the
 /// amount stays as debt and a person follows it up.
-pub fn preauth_gone(sn: &str, order_id: i64, out_order_no: &str, owed_fen: i64) -> AlertSpec {
+pub fn preauth_gone(sn: &str, order_id: i64, out_order_no: &str, owed_fen: Fen) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,
@@ -227,7 +228,7 @@ pub fn preauth_gone(sn: &str, order_id: i64, out_order_no: &str, owed_fen: i64) 
 pub const REFUND_FAILED: &str = "refund_failed";
 
 /// A refund the platform refused or gave up on: the shopper is owed money Heft could not return.
-pub fn refund_failed(sn: Option<&str>, out_refund_no: &str, amount_fen: i64, order_id: i64, reason: &str) -> AlertSpec {
+pub fn refund_failed(sn: Option<&str>, out_refund_no: &str, amount_fen: Fen, order_id: i64, reason: &str) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,

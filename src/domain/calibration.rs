@@ -121,7 +121,7 @@ pub fn verify(
         if l < z {
             return Err(CalibrationError::NonMonotonic { lane: lane.clone(), delta_counts: l.saturating_sub(z) });
         }
-        let got_g = super::weight::LaneCalibration { zero_counts: z, counts_per_g: cpg }.grams(l);
+        let got_g = super::weight::LaneCalibration { zero_counts: z, counts_per_g: cpg }.grams(l).0;
         // Asked as "within" so that a NaN reading (e.g. from a zero gain) fails too.
         let within = (got_g - standard_g).abs() <= limits.verify_tolerance_g;
         if !within {

@@ -9,6 +9,7 @@
 //! twice moves nothing twice, and nothing sends `open` once the course has ended.
 
 use super::session::Outcome;
+use super::units::{Fen, Grams};
 
 /// Where a purchase's door stands when the order's door-open check asks the cabinet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub enum Opening {
 pub enum Purpose {
     Purchase {
         order_id: i64,
-        cap_fen: i64,
+        cap_fen: Fen,
     },
     /// A restocker: what they add is counted by weight into book stock.
     Restock {
@@ -103,7 +104,7 @@ pub enum Event {
     /// The wait for stable lanes ran out.
     SettleDue,
     /// The estimated basket went over the pre-authorisation's cap by `excess_fen`.
-    OverCap { excess_fen: i64 },
+    OverCap { excess_fen: Fen },
     /// The door stayed open past `orders.door_open_alert_s`.
     OpenTooLong,
     /// The session's end was stored (`stored`), or the database did not take it.
@@ -169,7 +170,7 @@ pub enum Effect {
     /// Estimate the basket against the cap.
     WatchBasket,
     /// Notice on the order: the basket looks dearer than the cap by `excess_fen`.
-    NoticeOverCap { excess_fen: i64 },
+    NoticeOverCap { excess_fen: Fen },
     /// Alert (and notice on the order): the door has been open too long.
     AlertOpenTooLong,
     /// Alert: the door opened before the shopper authorised.
@@ -198,7 +199,7 @@ pub struct Course {
 
 impl Course {
     /// A purchase just reserved: the shopper is on the platform's confirm page.
-    pub fn purchase(door: u32, order_id: i64, cap_fen: i64) -> (Course, Vec<Effect>) {
+    pub fn purchase(door: u32, order_id: i64, cap_fen: Fen) -> (Course, Vec<Effect>) {
         let course = Course {
             door,
             purpose: Purpose::Purchase { order_id, cap_fen },
@@ -316,15 +317,15 @@ impl Course {
 /// its weight before by more than its allowance (`allowed_g`) is returned — someone may have been
 /// at it before the shopper.
 pub fn merge_opening(
-    before: &mut Vec<(String, f64)>,
-    snapshot: &[(String, f64)],
-    allowed_g: impl Fn(&str) -> f64,
+    before: &mut Vec<(String, Grams)>,
+    snapshot: &[(String, Grams)],
+    allowed_g: impl Fn(&str) -> Grams,
 ) -> Vec<String> {
     let mut differ = Vec::new();
     for (lane, g) in snapshot {
         match before.iter().find(|(l, _)| l == lane) {
             None => before.push((lane.clone(), *g)),
-            Some((_, b)) if (b - g).abs() > allowed_g(lane) => differ.push(lane.clone()),
+            Some((_, b)) if (*b - *g).abs() > allowed_g(lane) => differ.push(lane.clone()),
             Some(_) => {}
         }
     }
@@ -349,14 +350,14 @@ mod tests {
         Event::Reading { closed: true, all_stable: true },
         Event::Reading { closed: false, all_stable: false },
         Event::SettleDue,
-        Event::OverCap { excess_fen: 150 },
+        Event::OverCap { excess_fen: Fen(150) },
         Event::OpenTooLong,
         Event::Finished { stored: true },
         Event::Finished { stored: false },
     ];
 
     fn purchase() -> Course {
-        Course::purchase(1, 7, 2000).0
+        Course::purchase(1, 7, Fen(2000)).0
     }
 
     fn courses() -> impl Strategy<Value = Course> {
@@ -395,7 +396,7 @@ mod tests {
         );
         assert_eq!(c.step(Event::DoorOpened), [Effect::RecordOpened, Effect::ArmOpenAlert]);
         assert_eq!(c.step(Event::Reading { closed: false, all_stable: false }), [Effect::WatchBasket]);
-        assert_eq!(c.step(Event::OverCap { excess_fen: 150 }), [Effect::NoticeOverCap { excess_fen: 150 }]);
+        assert_eq!(c.step(Event::OverCap { excess_fen: Fen(150) }), [Effect::NoticeOverCap { excess_fen: Fen(150) }]);
         assert_eq!(c.step(Event::Reading { closed: false, all_stable: false }), [], "noticed once");
         assert_eq!(
             c.step(Event::DoorClosed),
@@ -462,23 +463,24 @@ mod tests {
 
     #[test]
     fn a_course_taken_up_starts_where_the_records_say() {
-        let (c, effects) = Course::resume(1, Purpose::Purchase { order_id: 1, cap_fen: 1 }, Phase::Finishing);
+        let (c, effects) = Course::resume(1, Purpose::Purchase { order_id: 1, cap_fen: Fen(1) }, Phase::Finishing);
         assert_eq!((c.phase, effects), (Phase::Settling, vec![Effect::AwaitStable(Wait::Unseen)]));
         assert_eq!(Course::resume(1, Purpose::Restock { by: "r".into() }, Phase::Open).1, [Effect::ArmOpenAlert]);
         assert_eq!(
-            Course::resume(1, Purpose::Purchase { order_id: 1, cap_fen: 1 }, Phase::Opening).1,
+            Course::resume(1, Purpose::Purchase { order_id: 1, cap_fen: Fen(1) }, Phase::Opening).1,
             [Effect::WatchOrder]
         );
     }
 
     #[test]
     fn opening_weights_fill_gaps_and_flag_differences() {
-        let mut before = vec![("A1".to_string(), 500.0), ("A2".to_string(), 100.0)];
-        let snapshot = [("A1".to_string(), 501.0), ("A2".to_string(), 140.0), ("A3".to_string(), 20.0)];
-        let differ = merge_opening(&mut before, &snapshot, |_| 15.0);
+        let mut before = vec![("A1".to_string(), Grams(500.0)), ("A2".to_string(), Grams(100.0))];
+        let snapshot =
+            [("A1".to_string(), Grams(501.0)), ("A2".to_string(), Grams(140.0)), ("A3".to_string(), Grams(20.0))];
+        let differ = merge_opening(&mut before, &snapshot, |_| Grams(15.0));
         assert_eq!(differ, ["A2"]);
         assert_eq!(before.len(), 3, "A3 had no weight before: it takes the snapshot's");
-        assert_eq!(before[1].1, 100.0, "a lane that differs keeps its resting weight");
+        assert_eq!(before[1].1, Grams(100.0), "a lane that differs keeps its resting weight");
     }
 
     proptest! {

@@ -20,5 +20,6 @@ pub mod settlement;
 pub mod stock;
 pub mod temperature;
 pub mod texts;
+pub mod units;
 pub mod validation;
 pub mod weight;

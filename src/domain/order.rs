@@ -11,6 +11,7 @@
 use super::cabinet::CabinetStatus;
 use super::liveness::Liveness;
 use super::names::named_enum;
+use super::units::Fen;
 
 named_enum! {
     /// Where an order stands, as stored (`orders.status`).
@@ -294,7 +295,7 @@ impl ScanRefusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanFacts {
     pub blocked: bool,
-    pub debt_fen: i64,
+    pub debt_fen: Fen,
     /// The shopper has bound the payment channel the scan asks for.
     pub channel_bound: bool,
     /// The shopper has an order that is not final.
@@ -317,7 +318,7 @@ pub fn check_scan(f: &ScanFacts) -> Result<(), ScanRefusal> {
     if f.blocked {
         return Err(ScanRefusal::ShopperBlocked);
     }
-    if f.debt_fen > 0 {
+    if f.debt_fen.is_positive() {
         return Err(ScanRefusal::UnpaidDebt);
     }
     if !f.channel_bound {
@@ -343,14 +344,14 @@ pub fn check_scan(f: &ScanFacts) -> Result<(), ScanRefusal> {
 /// (debt: a paid charge cannot be raised).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rebasket {
-    pub refund_fen: i64,
-    pub debt_fen: i64,
+    pub refund_fen: Fen,
+    pub debt_fen: Fen,
 }
 
 /// [`Rebasket`] for an order that has kept `paid_fen` (charged, less refunds already on their
 /// way) and whose basket a person set to `total_fen`.
-pub fn rebasket(paid_fen: i64, total_fen: i64) -> Rebasket {
-    Rebasket { refund_fen: (paid_fen - total_fen).max(0), debt_fen: (total_fen - paid_fen).max(0) }
+pub fn rebasket(paid_fen: Fen, total_fen: Fen) -> Rebasket {
+    Rebasket { refund_fen: (paid_fen - total_fen).max(Fen::ZERO), debt_fen: (total_fen - paid_fen).max(Fen::ZERO) }
 }
 
 #[cfg(test)]
@@ -361,10 +362,10 @@ mod tests {
 
     #[test]
     fn a_corrected_basket_refunds_or_owes_the_difference() {
-        assert_eq!(rebasket(1300, 700), Rebasket { refund_fen: 600, debt_fen: 0 });
-        assert_eq!(rebasket(1000, 1300), Rebasket { refund_fen: 0, debt_fen: 300 });
-        assert_eq!(rebasket(700, 700), Rebasket { refund_fen: 0, debt_fen: 0 });
-        assert_eq!(rebasket(700, 0), Rebasket { refund_fen: 700, debt_fen: 0 });
+        assert_eq!(rebasket(Fen(1300), Fen(700)), Rebasket { refund_fen: Fen(600), debt_fen: Fen(0) });
+        assert_eq!(rebasket(Fen(1000), Fen(1300)), Rebasket { refund_fen: Fen(0), debt_fen: Fen(300) });
+        assert_eq!(rebasket(Fen(700), Fen(700)), Rebasket { refund_fen: Fen(0), debt_fen: Fen(0) });
+        assert_eq!(rebasket(Fen(700), Fen(0)), Rebasket { refund_fen: Fen(700), debt_fen: Fen(0) });
     }
 
     proptest::proptest! {
@@ -372,9 +373,10 @@ mod tests {
         /// a refund and a debt is ever non-zero.
         #[test]
         fn rebasket_keeps_the_books(paid in 0i64..10_000_000, total in 0i64..10_000_000) {
+            let (paid, total) = (Fen(paid), Fen(total));
             let r = rebasket(paid, total);
-            proptest::prop_assert!(r.refund_fen >= 0 && r.debt_fen >= 0);
-            proptest::prop_assert!(r.refund_fen == 0 || r.debt_fen == 0);
+            proptest::prop_assert!(r.refund_fen >= Fen::ZERO && r.debt_fen >= Fen::ZERO);
+            proptest::prop_assert!(r.refund_fen == Fen::ZERO || r.debt_fen == Fen::ZERO);
             proptest::prop_assert_eq!(paid - r.refund_fen + r.debt_fen, total);
         }
     }
@@ -521,7 +523,7 @@ mod tests {
     fn ok_facts() -> ScanFacts {
         ScanFacts {
             blocked: false,
-            debt_fen: 0,
+            debt_fen: Fen(0),
             channel_bound: true,
             open_order: false,
             door_exists: true,
@@ -540,7 +542,7 @@ mod tests {
     fn each_refusal() {
         let cases: [(Edit, ScanRefusal); 9] = [
             (|f| f.blocked = true, ScanRefusal::ShopperBlocked),
-            (|f| f.debt_fen = 1, ScanRefusal::UnpaidDebt),
+            (|f| f.debt_fen = Fen(1), ScanRefusal::UnpaidDebt),
             (|f| f.channel_bound = false, ScanRefusal::ChannelNotBound),
             (|f| f.open_order = true, ScanRefusal::OrderOpen),
             (|f| f.door_exists = false, ScanRefusal::NoSuchDoor),
@@ -558,7 +560,7 @@ mod tests {
         f.cabinet_status = CabinetStatus::Disabled;
         assert_eq!(check_scan(&f), Err(ScanRefusal::CabinetNotOnline));
         f = ok_facts();
-        f.debt_fen = -5;
+        f.debt_fen = Fen(-5);
         assert_eq!(check_scan(&f), Ok(()), "a credit is not a debt");
     }
 
@@ -568,7 +570,7 @@ mod tests {
         // the list.
         let mut f = ScanFacts {
             blocked: true,
-            debt_fen: 100,
+            debt_fen: Fen(100),
             channel_bound: false,
             open_order: true,
             door_exists: false,
@@ -578,7 +580,7 @@ mod tests {
         };
         let repairs: [(Edit, ScanRefusal); 7] = [
             (|f| f.blocked = false, ScanRefusal::ShopperBlocked),
-            (|f| f.debt_fen = 0, ScanRefusal::UnpaidDebt),
+            (|f| f.debt_fen = Fen(0), ScanRefusal::UnpaidDebt),
             (|f| f.channel_bound = true, ScanRefusal::ChannelNotBound),
             (|f| f.open_order = false, ScanRefusal::OrderOpen),
             (|f| f.door_exists = true, ScanRefusal::NoSuchDoor),

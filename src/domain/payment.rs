@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::names::named_enum;
+use super::units::Fen;
 
 named_enum! {
     /// Which platform.
@@ -71,7 +72,7 @@ pub enum Reported {
     /// The shopper confirmed (Pay Score USER_CONFIRM, Alipay freeze SUCCESS).
     Authorized { platform_order_id: Option<String>, payer_id: Option<String> },
     /// The money moved.
-    Paid { amount_fen: i64, transaction_id: String },
+    Paid { amount_fen: Fen, transaction_id: String },
     /// The hold was given back (Alipay unfreeze).
     Released,
     /// A refund ended on the platform (WeChat REFUND.*): recorded on the refund, not the payment.
@@ -85,7 +86,7 @@ pub enum Reported {
 pub struct Changes {
     pub platform_order_id: Option<String>,
     pub payer_id: Option<String>,
-    pub amount_fen: Option<i64>,
+    pub amount_fen: Option<Fen>,
     pub transaction_id: Option<String>,
 }
 
@@ -173,12 +174,12 @@ pub fn out_trade_no(out_order_no: &str) -> String {
 
 /// What a basket of `total_fen` comes to over a pre-authorisation of `cap_fen`: the platform will
 /// not charge more than it holds, so the excess is owed.
-pub fn excess_fen(total_fen: i64, cap_fen: i64) -> i64 {
-    (total_fen - cap_fen).max(0)
+pub fn excess_fen(total_fen: Fen, cap_fen: Fen) -> Fen {
+    (total_fen - cap_fen).max(Fen::ZERO)
 }
 
 /// What the capture charges: the basket up to the cap.
-pub fn charge_fen(total_fen: i64, cap_fen: i64) -> i64 {
+pub fn charge_fen(total_fen: Fen, cap_fen: Fen) -> Fen {
     total_fen.min(cap_fen)
 }
 
@@ -186,16 +187,16 @@ pub fn charge_fen(total_fen: i64, cap_fen: i64) -> i64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PaidDebt {
     /// Still owed on the order: only the part of the basket over the cap.
-    pub order_debt_fen: i64,
+    pub order_debt_fen: Fen,
     /// Taken off the account: what a failed charge had added to it.
-    pub cleared_fen: i64,
+    pub cleared_fen: Fen,
 }
 
 /// [`PaidDebt`] of an order owing `order_debt_fen` whose basket of `total_fen` (pre-authorised up to
 /// `cap_fen`) was just paid.
-pub fn paid_debt(order_debt_fen: i64, total_fen: i64, cap_fen: i64) -> PaidDebt {
+pub fn paid_debt(order_debt_fen: Fen, total_fen: Fen, cap_fen: Fen) -> PaidDebt {
     let excess = excess_fen(total_fen, cap_fen);
-    PaidDebt { order_debt_fen: excess, cleared_fen: (order_debt_fen - excess).max(0) }
+    PaidDebt { order_debt_fen: excess, cleared_fen: (order_debt_fen - excess).max(Fen::ZERO) }
 }
 
 /// When a charge (or a refund) that did not finish is looked at again: the wait after round
@@ -219,12 +220,18 @@ mod tests {
 
     #[test]
     fn a_basket_over_the_cap_is_charged_the_cap_and_the_rest_owed() {
-        assert_eq!((charge_fen(1500, 2000), excess_fen(1500, 2000)), (1500, 0));
-        assert_eq!((charge_fen(2600, 2000), excess_fen(2600, 2000)), (2000, 600));
+        assert_eq!((charge_fen(Fen(1500), Fen(2000)), excess_fen(Fen(1500), Fen(2000))), (Fen(1500), Fen(0)));
+        assert_eq!((charge_fen(Fen(2600), Fen(2000)), excess_fen(Fen(2600), Fen(2000))), (Fen(2000), Fen(600)));
         // A failed charge had put the capped 2000 on the account: paid, only the excess stays.
-        assert_eq!(paid_debt(2600, 2600, 2000), PaidDebt { order_debt_fen: 600, cleared_fen: 2000 });
-        assert_eq!(paid_debt(600, 2600, 2000), PaidDebt { order_debt_fen: 600, cleared_fen: 0 });
-        assert_eq!(paid_debt(0, 1500, 2000), PaidDebt { order_debt_fen: 0, cleared_fen: 0 });
+        assert_eq!(
+            paid_debt(Fen(2600), Fen(2600), Fen(2000)),
+            PaidDebt { order_debt_fen: Fen(600), cleared_fen: Fen(2000) }
+        );
+        assert_eq!(
+            paid_debt(Fen(600), Fen(2600), Fen(2000)),
+            PaidDebt { order_debt_fen: Fen(600), cleared_fen: Fen(0) }
+        );
+        assert_eq!(paid_debt(Fen(0), Fen(1500), Fen(2000)), PaidDebt { order_debt_fen: Fen(0), cleared_fen: Fen(0) });
     }
 
     #[test]
@@ -250,7 +257,7 @@ mod tests {
     }
 
     fn paid(tx: &str) -> Reported {
-        Reported::Paid { amount_fen: 1250, transaction_id: tx.into() }
+        Reported::Paid { amount_fen: Fen(1250), transaction_id: tx.into() }
     }
 
     #[test]
@@ -259,7 +266,7 @@ mod tests {
         assert_eq!(to, Authorized);
         assert_eq!(changes.payer_id.as_deref(), Some("u1"));
         let Verdict::Apply { to, changes } = apply(Capturing, None, &paid("t1")) else { panic!() };
-        assert_eq!((to, changes.amount_fen), (Paid, Some(1250)));
+        assert_eq!((to, changes.amount_fen), (Paid, Some(Fen(1250))));
     }
 
     #[test]

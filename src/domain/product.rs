@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::units::{Fen, Grams};
 use crate::domain::validation::{FieldError, FieldErrors};
 
 /// Longest product name, in characters.
@@ -19,10 +20,10 @@ pub struct ProductInput {
     pub name: String,
     pub barcode: String,
     /// Weight of one unit, in grams.
-    pub unit_g: f64,
+    pub unit_g: Grams,
     /// How far a unit may weigh from `unit_g` and still count as one unit.
-    pub tolerance_g: f64,
-    pub price_fen: i64,
+    pub tolerance_g: Grams,
+    pub price_fen: Fen,
     #[serde(default)]
     pub image_url: Option<String>,
     #[serde(default = "yes")]
@@ -52,7 +53,7 @@ pub fn validate(p: &ProductInput) -> Result<(), Vec<FieldError>> {
     }
 
     let unit_ok = check_grams(&mut errors, "unit_g", "unit weight", p.unit_g);
-    if unit_ok && p.unit_g > MAX_UNIT_G {
+    if unit_ok && p.unit_g > Grams(MAX_UNIT_G) {
         errors.push("unit_g", "out_of_range", format!("unit weight must be at most {MAX_UNIT_G} g"));
     }
 
@@ -69,9 +70,9 @@ pub fn validate(p: &ProductInput) -> Result<(), Vec<FieldError>> {
         );
     }
 
-    if p.price_fen < 0 {
+    if p.price_fen < Fen::ZERO {
         errors.push("price_fen", "negative", "price cannot be negative");
-    } else if p.price_fen > MAX_PRICE_FEN {
+    } else if p.price_fen > Fen(MAX_PRICE_FEN) {
         errors.push("price_fen", "out_of_range", format!("price must be at most {MAX_PRICE_FEN} fen"));
     }
 
@@ -93,7 +94,7 @@ pub fn validate(p: &ProductInput) -> Result<(), Vec<FieldError>> {
 
 /// Pushes `bad_format` or `not_positive` for a weight that is not a finite positive number;
 /// true when it is one.
-fn check_grams(errors: &mut FieldErrors, field: &str, what: &str, g: f64) -> bool {
+fn check_grams(errors: &mut FieldErrors, field: &str, what: &str, Grams(g): Grams) -> bool {
     if !g.is_finite() {
         errors.push(field, "bad_format", format!("{what} must be a number of grams"));
         false
@@ -113,9 +114,9 @@ mod tests {
         ProductInput {
             name: "Cola 330 ml".into(),
             barcode: "6901234567892".into(),
-            unit_g: 350.0,
-            tolerance_g: 10.0,
-            price_fen: 350,
+            unit_g: Grams(350.0),
+            tolerance_g: Grams(10.0),
+            price_fen: Fen(350),
             image_url: Some("https://img.example.com/cola.png".into()),
             active: true,
         }
@@ -136,7 +137,7 @@ mod tests {
     #[test]
     fn a_good_product_passes() {
         assert_eq!(validate(&good()), Ok(()));
-        assert_eq!(validate(&ProductInput { image_url: None, price_fen: 0, ..good() }), Ok(()));
+        assert_eq!(validate(&ProductInput { image_url: None, price_fen: Fen(0), ..good() }), Ok(()));
         assert_eq!(validate(&ProductInput { image_url: Some(String::new()), ..good() }), Ok(()));
         assert_eq!(validate(&ProductInput { image_url: Some("http://x".into()), ..good() }), Ok(()));
     }
@@ -170,30 +171,30 @@ mod tests {
 
     #[test]
     fn unit_g_rules() {
-        assert_eq!(codes(&ProductInput { unit_g: 0.0, ..good() }), one("unit_g", "not_positive"));
-        assert_eq!(codes(&ProductInput { unit_g: -5.0, ..good() }), one("unit_g", "not_positive"));
-        assert_eq!(codes(&ProductInput { unit_g: f64::NAN, ..good() }), one("unit_g", "bad_format"));
-        assert_eq!(codes(&ProductInput { unit_g: f64::INFINITY, ..good() }), one("unit_g", "bad_format"));
-        assert_eq!(codes(&ProductInput { unit_g: 50_000.1, ..good() }), one("unit_g", "out_of_range"));
-        assert_eq!(codes(&ProductInput { unit_g: 50_000.0, ..good() }), vec![]);
+        assert_eq!(codes(&ProductInput { unit_g: Grams(0.0), ..good() }), one("unit_g", "not_positive"));
+        assert_eq!(codes(&ProductInput { unit_g: Grams(-5.0), ..good() }), one("unit_g", "not_positive"));
+        assert_eq!(codes(&ProductInput { unit_g: Grams(f64::NAN), ..good() }), one("unit_g", "bad_format"));
+        assert_eq!(codes(&ProductInput { unit_g: Grams(f64::INFINITY), ..good() }), one("unit_g", "bad_format"));
+        assert_eq!(codes(&ProductInput { unit_g: Grams(50_000.1), ..good() }), one("unit_g", "out_of_range"));
+        assert_eq!(codes(&ProductInput { unit_g: Grams(50_000.0), ..good() }), vec![]);
     }
 
     #[test]
     fn tolerance_rules() {
-        assert_eq!(codes(&ProductInput { tolerance_g: 0.0, ..good() }), one("tolerance_g", "not_positive"));
-        assert_eq!(codes(&ProductInput { tolerance_g: -1.0, ..good() }), one("tolerance_g", "not_positive"));
-        assert_eq!(codes(&ProductInput { tolerance_g: f64::NAN, ..good() }), one("tolerance_g", "bad_format"));
-        assert_eq!(codes(&ProductInput { tolerance_g: 174.9, ..good() }), vec![]);
-        assert_eq!(codes(&ProductInput { tolerance_g: 175.0, ..good() }), one("tolerance_g", "too_loose"));
-        let err = validate(&ProductInput { tolerance_g: 200.0, ..good() }).expect_err("too loose");
+        assert_eq!(codes(&ProductInput { tolerance_g: Grams(0.0), ..good() }), one("tolerance_g", "not_positive"));
+        assert_eq!(codes(&ProductInput { tolerance_g: Grams(-1.0), ..good() }), one("tolerance_g", "not_positive"));
+        assert_eq!(codes(&ProductInput { tolerance_g: Grams(f64::NAN), ..good() }), one("tolerance_g", "bad_format"));
+        assert_eq!(codes(&ProductInput { tolerance_g: Grams(174.9), ..good() }), vec![]);
+        assert_eq!(codes(&ProductInput { tolerance_g: Grams(175.0), ..good() }), one("tolerance_g", "too_loose"));
+        let err = validate(&ProductInput { tolerance_g: Grams(200.0), ..good() }).expect_err("too loose");
         assert!(err[0].message.contains("cannot be told apart"), "{}", err[0].message);
     }
 
     #[test]
     fn price_rules() {
-        assert_eq!(codes(&ProductInput { price_fen: -1, ..good() }), one("price_fen", "negative"));
-        assert_eq!(codes(&ProductInput { price_fen: 10_000_000, ..good() }), vec![]);
-        assert_eq!(codes(&ProductInput { price_fen: 10_000_001, ..good() }), one("price_fen", "out_of_range"));
+        assert_eq!(codes(&ProductInput { price_fen: Fen(-1), ..good() }), one("price_fen", "negative"));
+        assert_eq!(codes(&ProductInput { price_fen: Fen(10_000_000), ..good() }), vec![]);
+        assert_eq!(codes(&ProductInput { price_fen: Fen(10_000_001), ..good() }), one("price_fen", "out_of_range"));
     }
 
     #[test]
@@ -216,9 +217,9 @@ mod tests {
         let p = ProductInput {
             name: String::new(),
             barcode: "x".into(),
-            unit_g: -1.0,
-            tolerance_g: 0.0,
-            price_fen: -5,
+            unit_g: Grams(-1.0),
+            tolerance_g: Grams(0.0),
+            price_fen: Fen(-5),
             image_url: Some("nope".into()),
             active: false,
         };

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::names::named_enum;
 use super::settlement::LaneReading;
+use super::units::Grams;
 
 named_enum! {
     /// Where a restock task stands (`restock_tasks.status`).
@@ -76,7 +77,7 @@ pub fn crossed_threshold(before: i64, after: i64, threshold: i64) -> bool {
 pub enum RestockRefusal {
     /// The change is not within tolerance of a whole number of units.
     #[error("a change of {delta_g} g is not a whole number of units (nearest: {nearest})")]
-    OutOfTolerance { delta_g: f64, nearest: i64 },
+    OutOfTolerance { delta_g: Grams, nearest: i64 },
     /// The inputs cannot count anything: a unit weight that is not positive and finite, a
     /// tolerance that is negative or at least half a unit (a change would then match two counts),
     /// or a change that is not finite or not a plausible count.
@@ -93,15 +94,15 @@ const MAX_COUNT: f64 = 1_000_000.0;
 /// widened for the scale's relative error (`weight::count_tolerance`, the settling rule), as long
 /// as that still tells counts apart. A loss is a negative count: the restocker took some out
 /// (expired goods), which is allowed and recorded like any other change.
-pub fn added_units(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64) -> Result<i64, RestockRefusal> {
+pub fn added_units(delta_g: Grams, unit_g: Grams, tolerance_g: Grams, scale_error: f64) -> Result<i64, RestockRefusal> {
     // Each check is written so that NaN fails it.
-    if !(unit_g.is_finite() && unit_g > 0.0) {
+    if !(unit_g.0.is_finite() && unit_g > Grams::ZERO) {
         return Err(RestockRefusal::Uncountable("the unit weight is not a positive number of grams"));
     }
-    if !(tolerance_g >= 0.0 && tolerance_g < unit_g / 2.0) {
+    if !(tolerance_g >= Grams::ZERO && tolerance_g < unit_g / 2.0) {
         return Err(RestockRefusal::Uncountable("the tolerance is negative or at least half a unit"));
     }
-    if !delta_g.is_finite() {
+    if !delta_g.0.is_finite() {
         return Err(RestockRefusal::Uncountable("the weight change is not a number"));
     }
     let n = (delta_g / unit_g).round();
@@ -114,7 +115,7 @@ pub fn added_units(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64
     if allowed >= unit_g / 2.0 {
         return Err(RestockRefusal::Uncountable("too much weight at once to tell the count apart: count it in parts"));
     }
-    if (delta_g - n * unit_g).abs() <= allowed {
+    if (delta_g - unit_g * n).abs() <= allowed {
         Ok(nearest)
     } else {
         Err(RestockRefusal::OutOfTolerance { delta_g, nearest })
@@ -134,9 +135,9 @@ pub struct TaskLane {
 pub struct Uncounted {
     pub lane: String,
     /// The weights it was judged from, for the person who counts it.
-    pub before_g: Option<f64>,
-    pub after_g: Option<f64>,
-    pub delta_g: Option<f64>,
+    pub before_g: Option<Grams>,
+    pub after_g: Option<Grams>,
+    pub delta_g: Option<Grams>,
     pub why: String,
 }
 
@@ -186,18 +187,18 @@ pub fn count_restock(readings: &[LaneReading], scale_error: f64) -> RestockCount
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaneChange {
     pub lane: String,
-    pub before_g: Option<f64>,
-    pub after_g: Option<f64>,
-    pub tolerance_g: f64,
+    pub before_g: Option<Grams>,
+    pub after_g: Option<Grams>,
+    pub tolerance_g: Grams,
 }
 
 /// A lane that moved during maintenance, as recorded on the session and in the alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LaneMove {
     pub lane: String,
-    pub before_g: Option<f64>,
-    pub after_g: Option<f64>,
-    pub delta_g: Option<f64>,
+    pub before_g: Option<Grams>,
+    pub after_g: Option<Grams>,
+    pub delta_g: Option<Grams>,
 }
 
 /// The lanes that moved beyond their tolerance during maintenance, or cannot be compared (no
@@ -220,18 +221,24 @@ pub fn maintenance_moves(changes: &[LaneChange]) -> Vec<LaneMove> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::units::Fen;
     use proptest::prelude::*;
+
+    /// [`added_units`] over plain numbers of grams.
+    fn added(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64) -> Result<i64, RestockRefusal> {
+        added_units(Grams(delta_g), Grams(unit_g), Grams(tolerance_g), scale_error)
+    }
 
     fn reading(lane: &str, before_g: Option<f64>, after_g: Option<f64>) -> LaneReading {
         LaneReading {
             lane: lane.into(),
             product_id: 1,
             product_name: "water".into(),
-            unit_g: 550.0,
-            tolerance_g: 8.0,
-            price_fen: 200,
-            before_g,
-            after_g,
+            unit_g: Grams(550.0),
+            tolerance_g: Grams(8.0),
+            price_fen: Fen(200),
+            before_g: before_g.map(Grams),
+            after_g: after_g.map(Grams),
         }
     }
 
@@ -254,15 +261,19 @@ mod tests {
         assert_eq!(uncounted[..2], [("A3", "no weight from before"), ("A4", "never stable")]);
         assert_eq!(uncounted[2].0, "A5");
         assert!(uncounted[2].1.contains("not a whole number"), "{:?}", uncounted[2]);
-        assert_eq!(count.uncounted[2].delta_g, Some(800.0), "the weights it was judged from are kept");
+        assert_eq!(count.uncounted[2].delta_g, Some(Grams(800.0)), "the weights it was judged from are kept");
         assert!(!count.is_empty());
         assert!(count_restock(&[reading("A1", Some(10.0), Some(11.0))], 0.005).is_empty());
     }
 
     #[test]
     fn maintenance_flags_lanes_that_moved_or_cannot_be_compared() {
-        let change =
-            |lane: &str, before_g, after_g| LaneChange { lane: lane.into(), before_g, after_g, tolerance_g: 5.0 };
+        let change = |lane: &str, before_g: Option<f64>, after_g: Option<f64>| LaneChange {
+            lane: lane.into(),
+            before_g: before_g.map(Grams),
+            after_g: after_g.map(Grams),
+            tolerance_g: Grams(5.0),
+        };
         let moves = maintenance_moves(&[
             change("A1", Some(100.0), Some(104.0)),
             change("A2", Some(100.0), Some(140.0)),
@@ -271,7 +282,7 @@ mod tests {
         ]);
         let lanes: Vec<&str> = moves.iter().map(|m| m.lane.as_str()).collect();
         assert_eq!(lanes, ["A2", "A3", "A4"]);
-        assert_eq!(moves[0].delta_g, Some(40.0));
+        assert_eq!(moves[0].delta_g, Some(Grams(40.0)));
         assert_eq!(moves[1].delta_g, None);
     }
 
@@ -314,32 +325,26 @@ mod tests {
 
     #[test]
     fn added_units_counts_gains_and_losses() {
-        assert_eq!(added_units(750.0, 250.0, 5.0, 0.0), Ok(3));
-        assert_eq!(added_units(746.0, 250.0, 5.0, 0.0), Ok(3));
-        assert_eq!(added_units(755.0, 250.0, 5.0, 0.0), Ok(3), "exactly at tolerance");
-        assert_eq!(added_units(-500.0, 250.0, 5.0, 0.0), Ok(-2), "the restocker took two out");
-        assert_eq!(added_units(3.0, 250.0, 5.0, 0.0), Ok(0), "nothing added");
+        assert_eq!(added(750.0, 250.0, 5.0, 0.0), Ok(3));
+        assert_eq!(added(746.0, 250.0, 5.0, 0.0), Ok(3));
+        assert_eq!(added(755.0, 250.0, 5.0, 0.0), Ok(3), "exactly at tolerance");
+        assert_eq!(added(-500.0, 250.0, 5.0, 0.0), Ok(-2), "the restocker took two out");
+        assert_eq!(added(3.0, 250.0, 5.0, 0.0), Ok(0), "nothing added");
         // Ten heavy units read a little off: within the scale's relative error they are ten.
-        assert_eq!(added_units(5187.5, 520.0, 8.0, 0.005), Ok(10));
-        assert!(matches!(
-            added_units(5187.5, 520.0, 8.0, 0.0),
-            Err(RestockRefusal::OutOfTolerance { nearest: 10, .. })
-        ));
-        assert!(
-            matches!(added_units(5200.0, 52.0, 2.0, 0.005), Err(RestockRefusal::Uncountable(_))),
-            "±26 g on 52 g units"
-        );
+        assert_eq!(added(5187.5, 520.0, 8.0, 0.005), Ok(10));
+        assert!(matches!(added(5187.5, 520.0, 8.0, 0.0), Err(RestockRefusal::OutOfTolerance { nearest: 10, .. })));
+        assert!(matches!(added(5200.0, 52.0, 2.0, 0.005), Err(RestockRefusal::Uncountable(_))), "±26 g on 52 g units");
     }
 
     #[test]
     fn a_residue_is_refused_with_the_nearest_count() {
         assert_eq!(
-            added_units(870.0, 250.0, 5.0, 0.0),
-            Err(RestockRefusal::OutOfTolerance { delta_g: 870.0, nearest: 3 })
+            added(870.0, 250.0, 5.0, 0.0),
+            Err(RestockRefusal::OutOfTolerance { delta_g: Grams(870.0), nearest: 3 })
         );
         assert_eq!(
-            added_units(-380.0, 250.0, 5.0, 0.0),
-            Err(RestockRefusal::OutOfTolerance { delta_g: -380.0, nearest: -2 })
+            added(-380.0, 250.0, 5.0, 0.0),
+            Err(RestockRefusal::OutOfTolerance { delta_g: Grams(-380.0), nearest: -2 })
         );
     }
 
@@ -357,7 +362,7 @@ mod tests {
             (f64::INFINITY, 50.0, 1.0),
             (1e12, 50.0, 1.0),
         ] {
-            assert!(matches!(added_units(d, u, t, 0.0), Err(RestockRefusal::Uncountable(_))), "{d} {u} {t}");
+            assert!(matches!(added(d, u, t, 0.0), Err(RestockRefusal::Uncountable(_))), "{d} {u} {t}");
         }
     }
 
@@ -398,7 +403,7 @@ mod tests {
             let tolerance_g = unit_g * tol_share;
             // Strictly inside the tolerance, so float rounding at the edge cannot decide the case.
             let delta_g = n as f64 * unit_g + noise_share * tolerance_g * 0.999;
-            prop_assert_eq!(added_units(delta_g, unit_g, tolerance_g, 0.0), Ok(n));
+            prop_assert_eq!(added(delta_g, unit_g, tolerance_g, 0.0), Ok(n));
         }
 
         #[test]
@@ -415,8 +420,8 @@ mod tests {
             let residue = if negative { -reach } else { reach };
             let delta_g = n as f64 * unit_g + residue;
             prop_assert_eq!(
-                added_units(delta_g, unit_g, tolerance_g, 0.0),
-                Err(RestockRefusal::OutOfTolerance { delta_g, nearest: n })
+                added(delta_g, unit_g, tolerance_g, 0.0),
+                Err(RestockRefusal::OutOfTolerance { delta_g: Grams(delta_g), nearest: n })
             );
         }
     }

@@ -3,6 +3,7 @@
 use super::names::named_enum;
 use super::order::OrderStatus;
 use super::settlement::Line;
+use super::units::Fen;
 
 named_enum! {
     /// Why a person must look at an order (`review_cases.kind`).
@@ -86,7 +87,7 @@ pub struct LaneOffer {
     /// Units the lane holds when full.
     pub capacity: i64,
     /// The product it holds now: id, name and price (fen).
-    pub product: Option<(i64, String, i64)>,
+    pub product: Option<(i64, String, Fen)>,
 }
 
 /// The lines a person set on cabinet `sn`, priced: a lane the order charged keeps the product and
@@ -132,7 +133,7 @@ mod tests {
     use super::*;
 
     fn offer(lane: &str, capacity: i64, product: Option<(i64, &str, i64)>) -> LaneOffer {
-        LaneOffer { lane: lane.into(), capacity, product: product.map(|(id, n, p)| (id, n.into(), p)) }
+        LaneOffer { lane: lane.into(), capacity, product: product.map(|(id, n, p)| (id, n.into(), Fen(p))) }
     }
 
     fn set(lines: &[(&str, i64)]) -> Vec<(String, i64)> {
@@ -167,13 +168,13 @@ mod tests {
             product_id: 1,
             product_name: "water (old name)".into(),
             qty: 2,
-            unit_fen: 180,
-            amount_fen: 360,
+            unit_fen: Fen(180),
+            amount_fen: Fen(360),
         }];
         let lines = priced_lines("CAB-1", &set(&[("A1", 3), ("A2", 1), ("A3", 0)][..2]), &lanes, &charged).expect("ok");
         assert_eq!(lines[0].product_name, "water (old name)", "charged lanes keep what they were charged at");
-        assert_eq!((lines[0].unit_fen, lines[0].amount_fen), (180, 540));
-        assert_eq!((lines[1].product_id, lines[1].unit_fen, lines[1].amount_fen), (2, 350, 350));
+        assert_eq!((lines[0].unit_fen, lines[0].amount_fen), (Fen(180), Fen(540)));
+        assert_eq!((lines[1].product_id, lines[1].unit_fen, lines[1].amount_fen), (2, Fen(350), Fen(350)));
         let zero = priced_lines("CAB-1", &set(&[("A1", 0)]), &lanes, &[]).expect("ok");
         assert!(zero.is_empty(), "a lane set to zero is no line");
     }

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::units::{Fen, Grams};
 use super::weight::count_tolerance;
 
 /// One lane of the session, as the settlement sees it.
@@ -19,14 +20,14 @@ pub struct LaneReading {
     pub lane: String,
     pub product_id: i64,
     pub product_name: String,
-    pub unit_g: f64,
-    pub tolerance_g: f64,
-    pub price_fen: i64,
+    pub unit_g: Grams,
+    pub tolerance_g: Grams,
+    pub price_fen: Fen,
     /// Stable weight before the door opened; `None` when the lane had no reading to take it from
     /// (a cabinet that just came back, a door frame without counts).
-    pub before_g: Option<f64>,
+    pub before_g: Option<Grams>,
     /// Stable weight after the door closed; `None` when the lane never settled.
-    pub after_g: Option<f64>,
+    pub after_g: Option<Grams>,
 }
 
 /// A sold line.
@@ -36,8 +37,8 @@ pub struct Line {
     pub product_id: i64,
     pub product_name: String,
     pub qty: i64,
-    pub unit_fen: i64,
-    pub amount_fen: i64,
+    pub unit_fen: Fen,
+    pub amount_fen: Fen,
 }
 
 /// Units taken from one lane and put back on another: not sold; stock follows them.
@@ -58,11 +59,11 @@ pub enum ReviewReason {
     /// There was no weight of the lane from before the door opened to compare with.
     NoWeightBefore { lane: String },
     /// The change is no whole number of units (within tolerance).
-    Residue { lane: String, delta_g: f64, nearest_qty: i64 },
+    Residue { lane: String, delta_g: Grams, nearest_qty: i64 },
     /// Weight appeared that matches no units lost from another lane.
-    UnexplainedGain { lane: String, gain_g: f64 },
+    UnexplainedGain { lane: String, gain_g: Grams },
     /// A gain that more than one lost item could explain.
-    AmbiguousMove { lane: String, gain_g: f64 },
+    AmbiguousMove { lane: String, gain_g: Grams },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +72,7 @@ pub enum Settlement {
     Settled {
         lines: Vec<Line>,
         moves: Vec<Move>,
-        total_fen: i64,
+        total_fen: Fen,
     },
     Review {
         reasons: Vec<ReviewReason>,
@@ -87,11 +88,11 @@ impl Settlement {
 /// Whole units in `delta_g` of `unit_g`, when the residue is within `tolerance_g` widened for
 /// the scale's relative error on that much weight (`weight::count_tolerance`), and that leaves
 /// one count only (less than half a unit).
-pub fn whole_units(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64) -> Result<i64, i64> {
+pub fn whole_units(delta_g: Grams, unit_g: Grams, tolerance_g: Grams, scale_error: f64) -> Result<i64, i64> {
     let nearest = (delta_g / unit_g).round();
     let nearest_i = nearest as i64;
     let allowed = count_tolerance(tolerance_g, delta_g, scale_error);
-    if allowed < unit_g / 2.0 && (delta_g - nearest * unit_g).abs() <= allowed { Ok(nearest_i) } else { Err(nearest_i) }
+    if allowed < unit_g / 2.0 && (delta_g - unit_g * nearest).abs() <= allowed { Ok(nearest_i) } else { Err(nearest_i) }
 }
 
 /// Settle a session's lanes; `scale_error` is the cells' relative error (`weights.scale_error`).
@@ -112,7 +113,7 @@ pub fn settle(lanes: &[LaneReading], scale_error: f64) -> Settlement {
                 product_name: lane.product_name.clone(),
                 qty,
                 unit_fen: lane.price_fen,
-                amount_fen: qty * lane.price_fen,
+                amount_fen: lane.price_fen * qty,
             }
         })
         .collect();
@@ -121,7 +122,7 @@ pub fn settle(lanes: &[LaneReading], scale_error: f64) -> Settlement {
 }
 
 /// Units taken per lane (by index), weight gained per lane, and the lanes that cannot be read.
-type Changes = (Vec<(usize, i64)>, Vec<(usize, f64)>, Vec<ReviewReason>);
+type Changes = (Vec<(usize, i64)>, Vec<(usize, Grams)>, Vec<ReviewReason>);
 
 /// Each lane's change: whole units taken, a gain still to explain, nothing (within tolerance), or
 /// a reason for a person.
@@ -140,7 +141,7 @@ fn changes(lanes: &[LaneReading], scale_error: f64) -> Changes {
         if delta.abs() <= lane.tolerance_g {
             continue;
         }
-        if delta > 0.0 {
+        if delta > Grams::ZERO {
             match whole_units(delta, lane.unit_g, lane.tolerance_g, scale_error) {
                 Ok(qty) => taken.push((i, qty)),
                 Err(nearest_qty) => {
@@ -159,7 +160,7 @@ fn changes(lanes: &[LaneReading], scale_error: f64) -> Changes {
 fn explain_gains(
     lanes: &[LaneReading],
     taken: &mut [(usize, i64)],
-    gains: Vec<(usize, f64)>,
+    gains: Vec<(usize, Grams)>,
     reasons: &mut Vec<ReviewReason>,
     scale_error: f64,
 ) -> Vec<Move> {
@@ -200,17 +201,17 @@ fn explain_gains(
 
 /// The basket's value while the door is open, from the latest readings: whole units down on each
 /// lane (nearest, never below zero), priced. An estimate for the cap check, not a charge.
-pub fn estimate_basket_fen(lanes: &[LaneReading], current_g: &[Option<f64>]) -> i64 {
+pub fn estimate_basket_fen(lanes: &[LaneReading], current_g: &[Option<Grams>]) -> Fen {
     lanes
         .iter()
         .zip(current_g)
         .filter_map(|(lane, now)| Some((lane, lane.before_g?, (*now)?)))
-        .map(|(lane, before, g)| ((before - g) / lane.unit_g).round().max(0.0) as i64 * lane.price_fen)
+        .map(|(lane, before, g)| lane.price_fen * ((before - g) / lane.unit_g).round().max(0.0) as i64)
         .sum()
 }
 
 /// What a basket costs beyond the pre-authorisation's cap (becomes debt), if anything.
-pub fn over_cap(total_fen: i64, cap_fen: i64) -> Option<i64> {
+pub fn over_cap(total_fen: Fen, cap_fen: Fen) -> Option<Fen> {
     (total_fen > cap_fen).then(|| total_fen - cap_fen)
 }
 
@@ -228,13 +229,13 @@ mod tests {
         // Ten 520 g bottles taken read 12.5 g light on a cell 0.24 % off: counted with a 0.5 %
         // scale error, a residue without.
         let mut bottles = lane("A1", 1, 520.0, 400, 5200.0, Some(12.5));
-        bottles.tolerance_g = 8.0;
+        bottles.tolerance_g = Grams(8.0);
         let ten = [bottles];
         assert!(matches!(super::settle(&ten, 0.0), Settlement::Review { .. }));
         assert_eq!(settled(&super::settle(&ten, 0.005)).2, 4000);
         // Never so wide that two counts would fit: 100 units of 52 g at 0.5 % is ±26 g, half a unit.
-        assert_eq!(whole_units(5200.0, 52.0, 2.0, 0.005), Err(100));
-        assert_eq!(whole_units(5200.0, 52.0, 2.0, 0.004), Ok(100));
+        assert_eq!(whole_units(Grams(5200.0), Grams(52.0), Grams(2.0), 0.005), Err(100));
+        assert_eq!(whole_units(Grams(5200.0), Grams(52.0), Grams(2.0), 0.004), Ok(100));
     }
 
     fn lane(code: &str, product: i64, unit_g: f64, price: i64, before: f64, after: Option<f64>) -> LaneReading {
@@ -242,18 +243,18 @@ mod tests {
             lane: code.into(),
             product_id: product,
             product_name: format!("p{product}"),
-            unit_g,
-            tolerance_g: (unit_g / 10.0).max(2.0),
-            price_fen: price,
-            before_g: Some(before),
-            after_g: after,
+            unit_g: Grams(unit_g),
+            tolerance_g: Grams((unit_g / 10.0).max(2.0)),
+            price_fen: Fen(price),
+            before_g: Some(Grams(before)),
+            after_g: after.map(Grams),
         }
     }
 
     fn settled(s: &Settlement) -> (Vec<(String, i64)>, Vec<Move>, i64) {
         match s {
             Settlement::Settled { lines, moves, total_fen } => {
-                (lines.iter().map(|l| (l.lane.clone(), l.qty)).collect(), moves.clone(), *total_fen)
+                (lines.iter().map(|l| (l.lane.clone(), l.qty)).collect(), moves.clone(), total_fen.0)
             }
             Settlement::Review { reasons } => panic!("review: {reasons:?}"),
         }
@@ -324,10 +325,10 @@ mod tests {
     #[test]
     fn basket_estimate_and_cap() {
         let lanes = [lane("A1", 1, 355.0, 350, 3550.0, None), lane("A2", 2, 50.0, 600, 500.0, None)];
-        assert_eq!(estimate_basket_fen(&lanes, &[Some(2840.0), Some(520.0)]), 700);
-        assert_eq!(estimate_basket_fen(&lanes, &[None, Some(400.0)]), 1200);
-        assert_eq!(over_cap(20_500, 20_000), Some(500));
-        assert_eq!(over_cap(20_000, 20_000), None);
+        assert_eq!(estimate_basket_fen(&lanes, &[Some(Grams(2840.0)), Some(Grams(520.0))]), Fen(700));
+        assert_eq!(estimate_basket_fen(&lanes, &[None, Some(Grams(400.0))]), Fen(1200));
+        assert_eq!(over_cap(Fen(20_500), Fen(20_000)), Some(Fen(500)));
+        assert_eq!(over_cap(Fen(20_000), Fen(20_000)), None);
     }
 
     proptest::proptest! {

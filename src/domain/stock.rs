@@ -64,6 +64,7 @@ pub fn correction_changes(charged: &[Line], corrected: &[Line]) -> Vec<StockChan
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::units::Fen;
 
     fn line(lane: &str, product_id: i64, qty: i64) -> Line {
         Line {
@@ -71,8 +72,8 @@ mod tests {
             product_id,
             product_name: format!("p{product_id}"),
             qty,
-            unit_fen: 100,
-            amount_fen: 100 * qty,
+            unit_fen: Fen(100),
+            amount_fen: Fen(100) * qty,
         }
     }
 

@@ -2,6 +2,7 @@
 //! mini-programs' language), with an English gloss beside each.
 
 use super::names::named_enum;
+use super::units::Fen;
 
 // Why a scan was refused (`domain::order::ScanRefusal::message`).
 /// "Your account cannot shop at the moment; please contact customer service."
@@ -44,12 +45,12 @@ pub struct Notice {
 }
 
 /// "The goods chosen exceed the authorised amount by {excess} fen; the excess will be owed."
-pub fn over_cap(excess_fen: i64) -> String {
+pub fn over_cap(excess_fen: Fen) -> String {
     format!("所选商品超出授权额度 {excess_fen} 分，超出部分将计为欠款")
 }
 
 /// "The goods chosen exceed the authorised amount; the {excess} fen over it are owed."
-pub fn over_cap_debt(excess_fen: i64) -> String {
+pub fn over_cap_debt(excess_fen: Fen) -> String {
     format!("所选商品超出授权额度，超出的 {excess_fen} 分计为欠款")
 }
 

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use super::names::named_enum;
+use super::units::Grams;
 
 named_enum! {
     /// What a reading was taken during (`weight_log.kind`).
@@ -30,14 +31,14 @@ pub struct LaneCalibration {
 
 impl LaneCalibration {
     /// Grams on the lane for a raw reading.
-    pub fn grams(&self, counts: i64) -> f64 {
+    pub fn grams(&self, counts: i64) -> Grams {
         // Subtract in i128 so readings at the far ends of i64 cannot overflow.
-        (i128::from(counts) - i128::from(self.zero_counts)) as f64 / self.counts_per_g
+        Grams((i128::from(counts) - i128::from(self.zero_counts)) as f64 / self.counts_per_g)
     }
 }
 
 /// The most recent gram readings of one lane, oldest first; once full, each push drops the
-/// oldest reading.
+/// oldest reading. Held as bare numbers for the statistics; grams in and out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaneWindow {
     readings: VecDeque<f64>,
@@ -52,7 +53,7 @@ impl LaneWindow {
     }
 
     /// Adds a reading, dropping the oldest one when the window is full.
-    pub fn push(&mut self, g: f64) {
+    pub fn push(&mut self, Grams(g): Grams) {
         if self.readings.len() == self.capacity {
             self.readings.pop_front();
         }
@@ -75,8 +76,8 @@ impl LaneWindow {
     }
 
     /// The newest reading.
-    pub fn latest(&self) -> Option<f64> {
-        self.readings.back().copied()
+    pub fn latest(&self) -> Option<Grams> {
+        self.readings.back().copied().map(Grams)
     }
 
     /// Forgets all readings, e.g. after a recalibration changed what they mean.
@@ -85,7 +86,7 @@ impl LaneWindow {
     }
 
     /// The last `n` readings (all of them if fewer are held), oldest first.
-    pub fn last(&self, n: usize) -> impl Iterator<Item = f64> + Clone + '_ {
+    fn last(&self, n: usize) -> impl Iterator<Item = f64> + Clone + '_ {
         let skip = self.readings.len().saturating_sub(n);
         self.readings.iter().skip(skip).copied()
     }
@@ -93,31 +94,32 @@ impl LaneWindow {
     /// The mean of the last `n` readings when they all lie within `tolerance_g` of each other
     /// (max − min ≤ tolerance_g); `None` while fewer than `n` readings are held, for `n == 0`,
     /// or when the lane is still moving.
-    pub fn stable(&self, n: usize, tolerance_g: f64) -> Option<f64> {
+    pub fn stable(&self, n: usize, Grams(tolerance_g): Grams) -> Option<Grams> {
         if n == 0 || self.readings.len() < n {
             return None;
         }
-        stable_mean(self.last(n), tolerance_g)
+        stable_mean(self.last(n), tolerance_g).map(Grams)
     }
 
     /// The median of the readings held: what a lane at rest weighs when its last readings do not
     /// agree within tolerance. Not the latest reading: when the last few disagree, the latest is
     /// the likely outlier.
-    pub fn median(&self) -> Option<f64> {
+    pub fn median(&self) -> Option<Grams> {
         let mut all: Vec<f64> = self.readings.iter().copied().collect();
         if all.is_empty() {
             return None;
         }
         all.sort_by(f64::total_cmp);
         let mid = all.len() / 2;
-        Some(if all.len().is_multiple_of(2) { (all[mid - 1] + all[mid]) / 2.0 } else { all[mid] })
+        Some(Grams(if all.len().is_multiple_of(2) { (all[mid - 1] + all[mid]) / 2.0 } else { all[mid] }))
     }
 
     /// Like [`stable`](Self::stable), but the mean of the longest run of newest readings that lie
     /// within `tolerance_g` of each other (at least `n`): a lane that has rested longer is
     /// weighed with more readings, so its noise averages out further.
-    pub fn settled(&self, n: usize, tolerance_g: f64) -> Option<f64> {
-        self.stable(n, tolerance_g)?;
+    pub fn settled(&self, n: usize, tolerance: Grams) -> Option<Grams> {
+        self.stable(n, tolerance)?;
+        let tolerance_g = tolerance.0;
         let (mut lo, mut hi, mut sum, mut count) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize);
         for g in self.readings.iter().rev() {
             let (l, h) = (lo.min(*g), hi.max(*g));
@@ -126,7 +128,7 @@ impl LaneWindow {
             }
             (lo, hi, sum, count) = (l, h, sum + g, count + 1);
         }
-        Some(sum / count as f64)
+        Some(Grams(sum / count as f64))
     }
 }
 
@@ -134,7 +136,7 @@ impl LaneWindow {
 /// product's tolerance, or the scale's relative error (`scale_error`, e.g. 0.005 for 0.5 %) on that
 /// much weight when that is larger. A calibrated cell's gain is a little off, and the error grows
 /// with the load: ten 520 g bottles read 12 g light on a cell 0.24 % off.
-pub fn count_tolerance(tolerance_g: f64, change_g: f64, scale_error: f64) -> f64 {
+pub fn count_tolerance(tolerance_g: Grams, change_g: Grams, scale_error: f64) -> Grams {
     tolerance_g.max(change_g.abs() * scale_error)
 }
 
@@ -150,7 +152,7 @@ pub fn is_stable(readings: &[f64], n: usize, tolerance_g: f64) -> bool {
 /// Closed-door drift: `Some(stable − baseline)` when the lane moved by more than
 /// `tolerance_g` although no session was open (load-cell creep, or something moved while the
 /// door was locked), else `None`.
-pub fn drift(baseline_g: f64, stable_g: f64, tolerance_g: f64) -> Option<f64> {
+pub fn drift(baseline_g: Grams, stable_g: Grams, tolerance_g: Grams) -> Option<Grams> {
     let delta = stable_g - baseline_g;
     if delta.abs() > tolerance_g { Some(delta) } else { None }
 }
@@ -188,7 +190,7 @@ mod tests {
     fn window(values: &[f64]) -> LaneWindow {
         let mut w = LaneWindow::new(values.len().max(1));
         for &v in values {
-            w.push(v);
+            w.push(Grams(v));
         }
         w
     }
@@ -197,17 +199,17 @@ mod tests {
     fn settled_takes_the_longest_quiet_tail() {
         // 500 while moving, then five readings around 300.
         let w = window(&[500.0, 420.0, 301.0, 299.0, 300.0, 302.0, 298.0]);
-        assert_eq!(w.stable(3, 5.0), Some(300.0));
-        assert_eq!(w.settled(3, 5.0), Some(300.0));
+        assert_eq!(w.stable(3, Grams(5.0)), Some(Grams(300.0)));
+        assert_eq!(w.settled(3, Grams(5.0)), Some(Grams(300.0)));
         let w = window(&[300.0, 300.0, 300.0, 310.0, 310.0, 310.0]);
-        assert_eq!(w.settled(3, 5.0), Some(310.0), "the old level is not mixed in");
-        assert_eq!(window(&[300.0, 400.0]).settled(3, 5.0), None, "too few readings");
+        assert_eq!(w.settled(3, Grams(5.0)), Some(Grams(310.0)), "the old level is not mixed in");
+        assert_eq!(window(&[300.0, 400.0]).settled(3, Grams(5.0)), None, "too few readings");
     }
 
     #[test]
     fn median_ignores_an_outlier() {
-        assert_eq!(window(&[300.0, 302.0, 298.0, 311.0]).median(), Some(301.0));
-        assert_eq!(window(&[300.0, 290.0, 310.0]).median(), Some(300.0));
+        assert_eq!(window(&[300.0, 302.0, 298.0, 311.0]).median(), Some(Grams(301.0)));
+        assert_eq!(window(&[300.0, 290.0, 310.0]).median(), Some(Grams(300.0)));
         assert_eq!(LaneWindow::new(4).median(), None);
     }
 
@@ -215,9 +217,9 @@ mod tests {
         #[test]
         fn settled_is_stable_when_stable(values in proptest::collection::vec(0.0f64..10.0, 3..20)) {
             let w = window(&values);
-            prop_assert_eq!(w.settled(3, 10.0).is_some(), w.stable(3, 10.0).is_some());
-            if let Some(m) = w.settled(3, 10.0) {
-                prop_assert!((0.0..10.0).contains(&m));
+            prop_assert_eq!(w.settled(3, Grams(10.0)).is_some(), w.stable(3, Grams(10.0)).is_some());
+            if let Some(m) = w.settled(3, Grams(10.0)) {
+                prop_assert!((0.0..10.0).contains(&m.0));
             }
         }
     }
@@ -225,16 +227,16 @@ mod tests {
     #[test]
     fn grams_subtracts_zero_and_divides_by_gain() {
         let cal = LaneCalibration { zero_counts: 1000, counts_per_g: 20.0 };
-        assert_eq!(cal.grams(1000), 0.0);
-        assert_eq!(cal.grams(3000), 100.0);
-        assert_eq!(cal.grams(800), -10.0);
+        assert_eq!(cal.grams(1000), Grams(0.0));
+        assert_eq!(cal.grams(3000), Grams(100.0));
+        assert_eq!(cal.grams(800), Grams(-10.0));
     }
 
     #[test]
     fn grams_does_not_overflow_at_the_extremes() {
         let cal = LaneCalibration { zero_counts: i64::MIN, counts_per_g: 1.0 };
         let g = cal.grams(i64::MAX);
-        assert!((g - 2f64.powi(64)).abs() < 1e6, "{g}");
+        assert!((g.0 - 2f64.powi(64)).abs() < 1e6, "{g}");
     }
 
     #[test]
@@ -243,10 +245,10 @@ mod tests {
         assert!(w.is_empty());
         assert_eq!(w.latest(), None);
         for v in [1.0, 2.0, 3.0, 4.0] {
-            w.push(v);
+            w.push(Grams(v));
         }
         assert_eq!(w.len(), 3);
-        assert_eq!(w.latest(), Some(4.0));
+        assert_eq!(w.latest(), Some(Grams(4.0)));
         assert_eq!(w.last(10).collect::<Vec<_>>(), vec![2.0, 3.0, 4.0]);
         assert_eq!(w.last(2).collect::<Vec<_>>(), vec![3.0, 4.0]);
         w.clear();
@@ -257,34 +259,34 @@ mod tests {
     #[test]
     fn zero_capacity_still_keeps_the_latest_reading() {
         let mut w = LaneWindow::new(0);
-        w.push(1.0);
-        w.push(2.0);
+        w.push(Grams(1.0));
+        w.push(Grams(2.0));
         assert_eq!(w.capacity(), 1);
         assert_eq!(w.len(), 1);
-        assert_eq!(w.latest(), Some(2.0));
+        assert_eq!(w.latest(), Some(Grams(2.0)));
     }
 
     #[test]
     fn stable_needs_n_readings_within_tolerance() {
         let w = window(&[500.0, 100.0, 100.4, 99.8]);
-        assert_eq!(w.stable(0, 1.0), None);
-        assert_eq!(w.stable(5, 1.0), None, "fewer readings than n");
-        let mean = w.stable(3, 1.0).expect("spread 0.6 is within 1.0");
-        assert!((mean - 100.066_666_666).abs() < 1e-6, "{mean}");
-        assert_eq!(w.stable(3, 0.5), None, "spread 0.6 is above 0.5");
-        assert_eq!(w.stable(4, 1.0), None, "the 500 g reading is still in the last 4");
+        assert_eq!(w.stable(0, Grams(1.0)), None);
+        assert_eq!(w.stable(5, Grams(1.0)), None, "fewer readings than n");
+        let mean = w.stable(3, Grams(1.0)).expect("spread 0.6 is within 1.0");
+        assert!((mean.0 - 100.066_666_666).abs() < 1e-6, "{mean}");
+        assert_eq!(w.stable(3, Grams(0.5)), None, "spread 0.6 is above 0.5");
+        assert_eq!(w.stable(4, Grams(1.0)), None, "the 500 g reading is still in the last 4");
     }
 
     #[test]
     fn spread_equal_to_tolerance_is_stable() {
         let w = window(&[10.0, 11.0]);
-        assert_eq!(w.stable(2, 1.0), Some(10.5));
+        assert_eq!(w.stable(2, Grams(1.0)), Some(Grams(10.5)));
     }
 
     #[test]
     fn nan_reading_or_tolerance_is_not_stable() {
-        assert_eq!(window(&[1.0, f64::NAN, 1.0]).stable(3, 1.0), None);
-        assert_eq!(window(&[1.0, 1.0]).stable(2, f64::NAN), None);
+        assert_eq!(window(&[1.0, f64::NAN, 1.0]).stable(3, Grams(1.0)), None);
+        assert_eq!(window(&[1.0, 1.0]).stable(2, Grams(f64::NAN)), None);
     }
 
     #[test]
@@ -299,10 +301,10 @@ mod tests {
 
     #[test]
     fn drift_reports_moves_beyond_tolerance_only() {
-        assert_eq!(drift(500.0, 500.4, 0.5), None);
-        assert_eq!(drift(500.0, 499.5, 0.5), None, "exactly at tolerance");
-        assert_eq!(drift(500.0, 503.0, 0.5), Some(3.0));
-        assert_eq!(drift(500.0, 250.0, 0.5), Some(-250.0));
+        assert_eq!(drift(Grams(500.0), Grams(500.4), Grams(0.5)), None);
+        assert_eq!(drift(Grams(500.0), Grams(499.5), Grams(0.5)), None, "exactly at tolerance");
+        assert_eq!(drift(Grams(500.0), Grams(503.0), Grams(0.5)), Some(Grams(3.0)));
+        assert_eq!(drift(Grams(500.0), Grams(250.0), Grams(0.5)), Some(Grams(-250.0)));
     }
 
     proptest! {
@@ -315,12 +317,12 @@ mod tests {
         ) {
             let mut w = LaneWindow::new(n + 5);
             for g in junk {
-                w.push(g);
+                w.push(Grams(g));
             }
             for _ in 0..n {
-                w.push(v);
+                w.push(Grams(v));
             }
-            prop_assert_eq!(w.stable(n, tol), Some(v));
+            prop_assert_eq!(w.stable(n, Grams(tol)), Some(Grams(v)));
             let all: Vec<f64> = w.last(n + 5).collect();
             prop_assert!(is_stable(&all, n, tol));
         }
@@ -340,11 +342,11 @@ mod tests {
             let outlier = if below { hi - tol - extra } else { lo + tol + extra };
             let mut w = LaneWindow::new(others.len() + 1);
             for &g in &others {
-                w.push(g);
+                w.push(Grams(g));
             }
-            w.push(outlier);
+            w.push(Grams(outlier));
             let n = others.len() + 1;
-            prop_assert_eq!(w.stable(n, tol), None);
+            prop_assert_eq!(w.stable(n, Grams(tol)), None);
             let all: Vec<f64> = w.last(n).collect();
             prop_assert!(!is_stable(&all, n, tol));
         }
@@ -360,8 +362,8 @@ mod tests {
             let last = &values[values.len() - n..];
             let lo = last.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = last.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            match w.stable(n, tol) {
-                Some(mean) => prop_assert!(lo <= mean && mean <= hi, "{} outside [{}, {}]", mean, lo, hi),
+            match w.stable(n, Grams(tol)) {
+                Some(mean) => prop_assert!(lo <= mean.0 && mean.0 <= hi, "{} outside [{}, {}]", mean, lo, hi),
                 None => prop_assert!(hi - lo > tol, "spread {} within {} but not stable", hi - lo, tol),
             }
         }
@@ -375,7 +377,7 @@ mod tests {
             let cal = LaneCalibration { zero_counts: zero, counts_per_g: cpg };
             let counts = zero + (k * cpg).round() as i64;
             // Counts are whole numbers, so the answer is off by at most half a count.
-            let err = (cal.grams(counts) - k).abs();
+            let err = (cal.grams(counts).0 - k).abs();
             prop_assert!(err <= 0.5 / cpg + 1e-9, "err {err}");
         }
     }

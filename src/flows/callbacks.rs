@@ -167,7 +167,7 @@ fn move_order(
             return Ok(Effects::wake());
         }
         PaymentState::Paid => {
-            let amount = payments::find(conn, out_order_no)?.and_then(|p| p.amount_fen).unwrap_or(0);
+            let amount = payments::find(conn, out_order_no)?.and_then(|p| p.amount_fen).unwrap_or_default();
             order::paid(conn, order.id, amount, now)?
         }
         _ => return Ok(Effects::none()),

@@ -26,6 +26,7 @@ use crate::db::{self, AnyConnection, DbError, orders, payments, write_tx};
 use crate::domain::alert;
 use crate::domain::order::OrderStatus;
 use crate::domain::payment::{self, PaymentState, out_trade_no};
+use crate::domain::units::Fen;
 use crate::mq::HandlerError;
 use crate::mq::topics::{self, Payload};
 use crate::pay::{CaptureLine, CaptureOutcome, CaptureRequest, PayError, PaymentGateway, PlatformState};
@@ -149,8 +150,8 @@ impl Capture<'_> {
         }
         // The platform charges at most what it holds; a basket over the cap is charged as one
         // capped line, the rest owed (booked at the settlement).
-        let total = payment::charge_fen(order.total_fen.unwrap_or(0), order.cap_fen);
-        let lines = if total < order.total_fen.unwrap_or(0) {
+        let total = payment::charge_fen(order.total_fen.unwrap_or_default(), order.cap_fen);
+        let lines = if total < order.total_fen.unwrap_or_default() {
             vec![CaptureLine { name: self.ctx.config.orders.title.clone(), unit_fen: total, count: 1 }]
         } else {
             lines
@@ -245,7 +246,7 @@ impl Capture<'_> {
         }
     }
 
-    async fn record_paid(&self, order: &Order, amount_fen: i64, transaction_id: String) -> Result<(), CaptureError> {
+    async fn record_paid(&self, order: &Order, amount_fen: Fen, transaction_id: String) -> Result<(), CaptureError> {
         let (id, no) = (order.id, order.out_order_no.clone());
         self.ctx
             .db
@@ -256,7 +257,7 @@ impl Capture<'_> {
                 })
             })
             .await?;
-        tracing::info!(order = id, amount_fen, "paid");
+        tracing::info!(order = id, %amount_fen, "paid");
         Ok(())
     }
 
@@ -298,7 +299,7 @@ impl Capture<'_> {
     /// be charged any more. The amount stays as debt and a person follows it up; no more rounds.
     async fn gone(&self, order: &Order, status: OrderStatus) -> Result<(), CaptureError> {
         tracing::error!(order = order.id, "the pre-authorisation is gone; the charge cannot be made");
-        let owed = payment::charge_fen(order.total_fen.unwrap_or(0), order.cap_fen);
+        let owed = payment::charge_fen(order.total_fen.unwrap_or_default(), order.cap_fen);
         let spec = alert::preauth_gone(&order.sn, order.id, &order.out_order_no, owed);
         let id = order.id;
         self.ctx

@@ -5,6 +5,7 @@
 use super::order;
 use crate::db::{self, Db, DbResult, write_tx};
 use crate::domain::texts::{self, NoticeCode};
+use crate::domain::units::Fen;
 
 /// The door opened: the order is `door_open`, with the weights it started from (lane → grams,
 /// JSON), and a notice when lanes weighed differently at the open than at rest.
@@ -44,7 +45,7 @@ pub async fn open_too_long(db: &Db, order_id: i64) -> DbResult<()> {
 
 /// While the door is open, the basket looks dearer than the pre-authorisation covers by
 /// `excess_fen`: the shopper is told the excess will be owed.
-pub async fn over_cap(db: &Db, order_id: i64, excess_fen: i64) -> DbResult<()> {
+pub async fn over_cap(db: &Db, order_id: i64, excess_fen: Fen) -> DbResult<()> {
     db.write(move |c| order::add_notice(c, order_id, NoticeCode::OverCap, &texts::over_cap(excess_fen), db::now()))
         .await
 }

@@ -13,6 +13,7 @@ use crate::domain::order::{self, OrderEvent, OrderStatus, Stay};
 use crate::domain::payment::{self as pay_rules, PaymentState};
 use crate::domain::session::Outcome;
 use crate::domain::texts::{self, NoticeCode};
+use crate::domain::units::Fen;
 use crate::mq::topics::{OpenCheck, Payload, Release};
 
 /// What a move did.
@@ -138,16 +139,16 @@ pub fn cancel(
 
 /// The charge went through: `paid`, with what the platform says was paid. A debt the order left
 /// on the account (a failed charge before) is taken off again; the part over the cap stays owed.
-pub fn paid(conn: &mut AnyConnection, id: i64, amount_fen: i64, now: NaiveDateTime) -> DbResult<Moved> {
+pub fn paid(conn: &mut AnyConnection, id: i64, amount_fen: Fen, now: NaiveDateTime) -> DbResult<Moved> {
     apply(conn, id, OrderEvent::Paid, now, |conn, o, _| {
-        let debt = pay_rules::paid_debt(o.debt_fen, o.total_fen.unwrap_or(0), o.cap_fen);
+        let debt = pay_rules::paid_debt(o.debt_fen, o.total_fen.unwrap_or_default(), o.cap_fen);
         let changes = OrderChanges {
             paid_fen: Some(Some(amount_fen)),
             debt_fen: Some(debt.order_debt_fen),
             ..Default::default()
         };
         orders::update(conn, id, &changes, now)?;
-        if debt.cleared_fen > 0 {
+        if debt.cleared_fen.is_positive() {
             users::add_debt(conn, o.user_id, -debt.cleared_fen, now)?;
         }
         Ok(())
@@ -158,7 +159,7 @@ pub fn paid(conn: &mut AnyConnection, id: i64, amount_fen: i64, now: NaiveDateTi
 /// account (the shopper cannot shop again before it is paid). The caller schedules what comes next.
 pub fn payment_failed(conn: &mut AnyConnection, id: i64, now: NaiveDateTime) -> DbResult<Moved> {
     apply(conn, id, OrderEvent::PaymentFailed, now, |conn, o, _| {
-        let owed = pay_rules::charge_fen(o.total_fen.unwrap_or(0), o.cap_fen);
+        let owed = pay_rules::charge_fen(o.total_fen.unwrap_or_default(), o.cap_fen);
         orders::update(conn, id, &OrderChanges { debt_fen: Some(o.debt_fen + owed), ..Default::default() }, now)?;
         users::add_debt(conn, o.user_id, owed, now)
     })
@@ -183,9 +184,9 @@ pub fn add_notice(
 }
 
 /// A basket over the cap: the excess becomes debt on the order and the account, with a notice.
-pub fn owe_excess(conn: &mut AnyConnection, o: &Order, total_fen: i64, now: NaiveDateTime) -> DbResult<()> {
+pub fn owe_excess(conn: &mut AnyConnection, o: &Order, total_fen: Fen, now: NaiveDateTime) -> DbResult<()> {
     let excess = pay_rules::excess_fen(total_fen, o.cap_fen);
-    if excess == 0 {
+    if excess == Fen::ZERO {
         return Ok(());
     }
     orders::update(conn, o.id, &OrderChanges { debt_fen: Some(excess), ..Default::default() }, now)?;

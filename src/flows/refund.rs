@@ -15,6 +15,7 @@ use crate::db::models::{Order, Refund};
 use crate::db::{self, AnyConnection, Db, DbError, DbResult, orders, payments, refunds, write_tx};
 use crate::domain::alert;
 use crate::domain::payment::{Channel, RefundStatus, out_trade_no, retry_delay_s};
+use crate::domain::units::Fen;
 use crate::mq::HandlerError;
 use crate::mq::topics::{self, Payload};
 use crate::pay::{PayError, RefundRequest, RefundState};
@@ -26,7 +27,7 @@ pub fn request_in(
     conn: &mut AnyConnection,
     order: &Order,
     case_id: Option<i64>,
-    amount_fen: i64,
+    amount_fen: Fen,
     reason: &str,
     by: &str,
     now: NaiveDateTime,
@@ -156,7 +157,7 @@ async fn send(ctx: &Ctx, msg: &topics::Refund) -> Result<Effects, PayError> {
     }
     let how = match state {
         RefundState::Succeeded { refund_id } => {
-            tracing::info!(refund = %no, amount_fen = req.refund_fen, "refunded");
+            tracing::info!(refund = %no, amount_fen = %req.refund_fen, "refunded");
             Ended::Succeeded { refund_id }
         }
         RefundState::Failed { reason } => {
@@ -201,7 +202,7 @@ async fn request(db: &Db, no: &str) -> Result<Option<(Refund, Channel, RefundReq
         out_order_no: payment.out_order_no.clone(),
         out_trade_no: payment.out_trade_no.clone().unwrap_or_else(|| out_trade_no(&payment.out_order_no)),
         transaction_id,
-        paid_fen: order.paid_fen.unwrap_or(0),
+        paid_fen: order.paid_fen.unwrap_or_default(),
         refund_fen: refund.amount_fen,
         reason: refund.reason.clone(),
     };

@@ -16,6 +16,7 @@ use crate::domain::review::{self, CaseKind, CaseStatus, Decision, LaneOffer, Res
 use crate::domain::settlement::Line;
 use crate::domain::stock::{StockReason, basket_changes, correction_changes};
 use crate::domain::texts;
+use crate::domain::units::Fen;
 
 /// Why a case was not resolved.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +124,7 @@ fn charge(
 ) -> Result<(), ReviewFail> {
     let lines = priced(conn, order, set, &[])?;
     let empty = lines.is_empty();
-    let total: i64 = lines.iter().map(|l| l.amount_fen).sum();
+    let total: Fen = lines.iter().map(|l| l.amount_fen).sum();
     order::apply(conn, order.id, OrderEvent::Reviewed { empty }, now, |conn, o, to| {
         orders::write_lines(conn, o.id, &lines)?;
         orders::update(conn, o.id, &OrderChanges { total_fen: Some(Some(total)), ..Default::default() }, now)?;
@@ -146,9 +147,9 @@ fn correct_paid(
 ) -> Result<(), ReviewFail> {
     let charged: Vec<Line> = orders::lines(conn, order.id)?.iter().map(line_of).collect();
     let lines = priced(conn, order, &d.lines, &charged)?;
-    let total: i64 = lines.iter().map(|l| l.amount_fen).sum();
+    let total: Fen = lines.iter().map(|l| l.amount_fen).sum();
     // What the shopper has paid and keeps paid: the charge, less refunds already under way.
-    let kept = order.paid_fen.unwrap_or(0) - refunds::committed_fen(conn, order.id)?;
+    let kept = order.paid_fen.unwrap_or_default() - refunds::committed_fen(conn, order.id)?;
     let money = rebasket(kept, total);
     orders::write_lines(conn, order.id, &lines)?;
     let changes = OrderChanges { total_fen: Some(Some(total)), debt_fen: Some(money.debt_fen), ..Default::default() };
@@ -156,7 +157,7 @@ fn correct_paid(
     users::add_debt(conn, order.user_id, money.debt_fen - order.debt_fen, now)?;
     let refs = LedgerRefs { order_id: Some(order.id), session_id: order.session_id, task_id: None };
     stock::change_in(conn, &order.sn, &correction_changes(&charged, &lines), refs, now)?;
-    if money.refund_fen > 0 {
+    if money.refund_fen.is_positive() {
         let reason = if d.note.trim().is_empty() { texts::REVIEW_REFUND_REASON } else { d.note.as_str() };
         refund::request_in(conn, order, Some(case_id), money.refund_fen, reason, &d.by, now)?;
     }

@@ -15,6 +15,7 @@ use crate::domain::cabinet::CabinetStatus;
 use crate::domain::liveness::Liveness;
 use crate::domain::order::{OrderEvent, OrderStatus, ScanFacts, ScanRefusal};
 use crate::domain::payment::{Channel, PaymentState};
+use crate::domain::units::Fen;
 use crate::mq::topics::{AuthTimeout, Payload};
 use crate::pay::{PayError, Preauth, PreauthRequest};
 
@@ -29,7 +30,7 @@ pub struct ScanInput {
     pub cabinet_status: CabinetStatus,
     pub liveness: Liveness,
     pub cabinet_busy: bool,
-    pub cap_fen: i64,
+    pub cap_fen: Fen,
     pub session: NewSession,
     pub auth_timeout: Duration,
 }
@@ -90,7 +91,7 @@ fn reserve_in(conn: &mut AnyConnection, input: &ScanInput, now: NaiveDateTime) -
             out_order_no: no,
             session_id: Some(session.id),
             cap_fen: input.cap_fen,
-            debt_fen: 0,
+            debt_fen: Fen::ZERO,
             notices: "[]".into(),
             created_at: now,
             updated_at: now,

@@ -20,6 +20,7 @@ use crate::domain::review::CaseKind;
 use crate::domain::session::Outcome;
 use crate::domain::settlement::{self, LaneReading, Settlement};
 use crate::domain::stock::{StockReason, basket_changes};
+use crate::domain::units::Grams;
 
 /// How a settlement ended.
 #[derive(Debug, Clone)]
@@ -42,7 +43,7 @@ pub async fn settle(
     scale_error: f64,
 ) -> DbResult<(Settled, Effects)> {
     let outcome = settlement::settle(&readings, scale_error);
-    let after: BTreeMap<String, Option<f64>> = readings.iter().map(|r| (r.lane.clone(), r.after_g)).collect();
+    let after: BTreeMap<String, Option<Grams>> = readings.iter().map(|r| (r.lane.clone(), r.after_g)).collect();
     let after_g = serde_json::to_string(&after).unwrap_or_default();
     let reasons = match &outcome {
         Settlement::Review { reasons } => serde_json::json!({ "reasons": reasons, "lanes": readings }).to_string(),

@@ -18,6 +18,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::payment::Channel;
+pub use crate::domain::units::Fen;
 
 /// Why a platform call failed, in the three ways a caller must treat differently.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,8 +60,8 @@ pub struct PreauthRequest {
     /// Heft's number for this pre-authorisation: `out_order_no` on both platforms. Unique, at
     /// most 32 of `[0-9A-Za-z_-]`.
     pub out_order_no: String,
-    /// The most that may be charged (Pay Score risk fund / Alipay freeze amount), fen.
-    pub cap_fen: i64,
+    /// The most that may be charged (Pay Score risk fund / Alipay freeze amount).
+    pub cap_fen: Fen,
     /// Shown to the shopper (≤ 20 characters).
     pub title: String,
     /// The cabinet, as `device.start_device_id`.
@@ -90,9 +91,9 @@ pub enum PlatformState {
     /// The shopper confirmed (WeChat DOING/USER_CONFIRM; Alipay freeze SUCCESS).
     Authorized { platform_order_id: Option<String>, payer_id: Option<String> },
     /// Captured, money still being collected (WeChat MCH_COMPLETE/USER_PAYING).
-    Capturing { amount_fen: i64 },
+    Capturing { amount_fen: Fen },
     /// Paid: the money moved. `transaction_id` is the key in the platform's bill.
-    Paid { amount_fen: i64, transaction_id: String },
+    Paid { amount_fen: Fen, transaction_id: String },
     /// Cancelled, released or expired: nothing will be charged.
     Cancelled,
 }
@@ -101,12 +102,12 @@ pub enum PlatformState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureLine {
     pub name: String,
-    pub unit_fen: i64,
+    pub unit_fen: Fen,
     pub count: i64,
 }
 
 impl CaptureLine {
-    pub fn amount_fen(&self) -> i64 {
+    pub fn amount_fen(&self) -> Fen {
         self.unit_fen * self.count
     }
 }
@@ -123,7 +124,7 @@ pub struct CaptureRequest {
     pub payer_id: Option<String>,
     pub lines: Vec<CaptureLine>,
     /// Must equal the lines' sum; checked before anything is sent.
-    pub total_fen: i64,
+    pub total_fen: Fen,
     pub title: String,
 }
 
@@ -147,9 +148,9 @@ pub struct RefundRequest {
     pub out_trade_no: String,
     /// The platform's transaction (WeChat refunds name it).
     pub transaction_id: String,
-    /// What the payment took, and what goes back, fen.
-    pub paid_fen: i64,
-    pub refund_fen: i64,
+    /// What the payment took, and what goes back.
+    pub paid_fen: Fen,
+    pub refund_fen: Fen,
     /// Shown to the shopper (at most 80 characters).
     pub reason: String,
 }
@@ -298,9 +299,7 @@ pub fn http_client(payments: &crate::config::PaymentsConfig) -> Result<reqwest::
 
 /// Fen → `"12.50"` (Alipay amounts, bills).
 pub fn fen_to_yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let abs = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+    crate::domain::units::Fen(fen).yuan()
 }
 
 /// `"12.50"`, `"12.5"`, `"12"`, `"-0.08"` → fen. Refuses more than two decimals unless they are

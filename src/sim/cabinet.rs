@@ -495,6 +495,7 @@ fn positive(g: f64) -> Result<(), CabinetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::units::Fen;
     use serde_json::json;
 
     const BOOT: u64 = 7;
@@ -609,8 +610,8 @@ mod tests {
         assert_eq!(
             p.price_tags(),
             vec![
-                PriceTag { lane: "A1".into(), name: "Cola 500ml".into(), price_fen: 450 },
-                PriceTag { lane: "A2".into(), name: "".into(), price_fen: 0 }
+                PriceTag { lane: "A1".into(), name: "Cola 500ml".into(), price_fen: Fen(450) },
+                PriceTag { lane: "A2".into(), name: "".into(), price_fen: Fen(0) }
             ]
         );
     }

@@ -448,7 +448,7 @@ impl ShopperClient {
         let cabinet_error =
             |e: &dyn std::fmt::Display| ShopperError::Cabinet { sn: sn.clone(), message: e.to_string() };
         let prices: BTreeMap<String, i64> =
-            cab.physical(|p| p.price_tags().into_iter().map(|t| (t.lane, t.price_fen)).collect());
+            cab.physical(|p| p.price_tags().into_iter().map(|t| (t.lane, t.price_fen.0)).collect());
         let scanned = Instant::now();
         let (order_id, confirm) = self.scan(token, &sn, door, opts, rng).await?;
         let mut truth = Truth {

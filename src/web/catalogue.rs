@@ -10,6 +10,7 @@ use super::{ApiError, AppState};
 use crate::db::models::Product;
 use crate::db::products::{self, ProductError, ProductFilter};
 use crate::domain::product::ProductInput;
+use crate::domain::units::{Fen, Grams};
 use crate::flows;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -18,10 +19,10 @@ pub struct ProductOut {
     pub name: String,
     pub barcode: String,
     /// Weight of one unit, in grams.
-    pub unit_g: f64,
+    pub unit_g: Grams,
     /// How far a unit may weigh from `unit_g` and still count as one.
-    pub tolerance_g: f64,
-    pub price_fen: i64,
+    pub tolerance_g: Grams,
+    pub price_fen: Fen,
     pub image_url: Option<String>,
     pub active: bool,
     pub created_at: DateTime<Utc>,

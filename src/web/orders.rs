@@ -21,6 +21,7 @@ use crate::db::{self, DbError, orders};
 use crate::domain::cabinet::Sn;
 use crate::domain::order::{OrderStatus, ScanRefusal, Stay};
 use crate::domain::payment::RefundStatus;
+use crate::domain::units::Fen;
 use crate::domain::validation::FieldError;
 use crate::flows;
 use crate::flows::order::Moved;
@@ -46,9 +47,11 @@ pub struct LineView {
     pub product_name: String,
     pub qty: i64,
     /// Fen.
-    pub unit_fen: i64,
+    #[schema(value_type = i64)]
+    pub unit_fen: Fen,
     /// Fen.
-    pub amount_fen: i64,
+    #[schema(value_type = i64)]
+    pub amount_fen: Fen,
 }
 
 impl From<&OrderLine> for LineView {
@@ -78,16 +81,21 @@ pub struct OrderView {
     pub status: OrderStatus,
     pub out_order_no: String,
     /// The most the pre-authorisation covers, fen.
-    pub cap_fen: i64,
+    #[schema(value_type = i64)]
+    pub cap_fen: Fen,
     /// What the basket comes to, fen (once settled).
-    pub total_fen: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub total_fen: Option<Fen>,
     /// What the platform says was paid, fen.
-    pub paid_fen: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub paid_fen: Option<Fen>,
     /// Owed on this order, fen: a failed charge, a basket over the cap, or a correction that
     /// added to a paid basket.
-    pub debt_fen: i64,
+    #[schema(value_type = i64)]
+    pub debt_fen: Fen,
     /// Given back after a review corrected the basket, fen (refunds that went through).
-    pub refunded_fen: i64,
+    #[schema(value_type = i64)]
+    pub refunded_fen: Fen,
     pub lines: Vec<LineView>,
     /// Refunds on this order, with where each stands.
     pub refunds: Vec<RefundView>,
@@ -110,7 +118,8 @@ pub struct OrderView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RefundView {
     pub out_refund_no: String,
-    pub amount_fen: i64,
+    #[schema(value_type = i64)]
+    pub amount_fen: Fen,
     /// requested, processing, succeeded, failed.
     #[schema(value_type = String)]
     pub status: RefundStatus,

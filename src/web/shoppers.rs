@@ -19,6 +19,7 @@ use crate::config::AuthConfig;
 use crate::db::models::{Account, User};
 use crate::db::{self, DbError, users};
 use crate::domain::account;
+use crate::domain::units::Fen;
 use crate::domain::validation::FieldError;
 use crate::pay::{Channel, PayError};
 use crate::secrets::SealKey;
@@ -136,7 +137,8 @@ pub struct AccountView {
     pub channel: Channel,
     /// Payment channels bound: `wechat_payscore`, `alipay_fund_auth`.
     pub channels: Vec<String>,
-    pub debt_fen: i64,
+    #[schema(value_type = i64)]
+    pub debt_fen: Fen,
     pub blocked: bool,
     pub created_at: DateTime<Utc>,
 }

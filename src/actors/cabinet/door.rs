@@ -28,6 +28,8 @@ use crate::domain::order::{OrderStatus, ScanRefusal};
 use crate::domain::restock::LaneChange;
 use crate::domain::session::SessionKind;
 use crate::domain::settlement::{self, LaneReading};
+use crate::domain::units::Fen;
+use crate::domain::units::Grams;
 use crate::domain::weight::ReadingKind;
 use crate::flows;
 use crate::flows::scan::{ScanFail, ScanInput};
@@ -40,28 +42,28 @@ const ORDER_CACHE_TTL_MS: u64 = 24 * 3600 * 1000;
 const SETTLE_RETRY: Duration = Duration::from_secs(1);
 
 /// Lane → grams, as orders store them.
-fn before_json(before: &[(String, f64)]) -> String {
+fn before_json(before: &[(String, Grams)]) -> String {
     serde_json::to_string(&before.iter().cloned().collect::<BTreeMap<_, _>>()).unwrap_or_default()
 }
 
 /// The lane → grams of [`before_json`], or nothing when it is not that.
-fn weights_of(json: &str) -> Vec<(String, f64)> {
-    serde_json::from_str::<BTreeMap<String, f64>>(json).map(|m| m.into_iter().collect()).unwrap_or_default()
+fn weights_of(json: &str) -> Vec<(String, Grams)> {
+    serde_json::from_str::<BTreeMap<String, Grams>>(json).map(|m| m.into_iter().collect()).unwrap_or_default()
 }
 
 /// What an open door session keeps of its weights before, outside the actor (on the session row,
 /// in the order cache), for an actor that takes the session up: `{"before_g": {lane: grams}}`.
 #[derive(Serialize, serde::Deserialize)]
 struct BeforeRecord {
-    before_g: BTreeMap<String, f64>,
+    before_g: BTreeMap<String, Grams>,
 }
 
-fn before_record(before: &[(String, f64)]) -> String {
+fn before_record(before: &[(String, Grams)]) -> String {
     serde_json::to_string(&BeforeRecord { before_g: before.iter().cloned().collect() }).unwrap_or_default()
 }
 
 /// The weights of a [`before_record`], or nothing when it is not one.
-fn from_before_record(json: &str) -> Vec<(String, f64)> {
+fn from_before_record(json: &str) -> Vec<(String, Grams)> {
     serde_json::from_str::<BeforeRecord>(json).map(|r| r.before_g.into_iter().collect()).unwrap_or_default()
 }
 
@@ -263,7 +265,7 @@ impl CabinetActor {
         }
     }
 
-    fn hold_door(&mut self, s: &Session, course: Course, before: Vec<(String, f64)>) {
+    fn hold_door(&mut self, s: &Session, course: Course, before: Vec<(String, Grams)>) {
         self.held = Some(Held::Door(SessionInfo::from(s), DoorRun { course, before, closed_at: None }));
     }
 
@@ -500,14 +502,14 @@ impl CabinetActor {
         });
     }
 
-    fn tolerance(&self, l: &LaneState) -> f64 {
+    fn tolerance(&self, l: &LaneState) -> Grams {
         l.setup.tolerance_g.unwrap_or(self.svc.config.weights.default_tolerance_g)
     }
 
     /// The weight on each lane of `door` as it rests now: the mean of its quiet readings, or the
     /// median of its readings when the last ones disagree (noise; the door is closed, so the
     /// lane is at rest). A lane with no reading yet gets the door-open frame's reading.
-    fn weigh_door(&self, door: u32) -> Vec<(String, f64)> {
+    fn weigh_door(&self, door: u32) -> Vec<(String, Grams)> {
         let n = self.svc.config.weights.stable_readings;
         self.lanes
             .iter()
@@ -590,7 +592,7 @@ impl CabinetActor {
     /// at it).
     fn door_opened(&mut self, counts: Option<&[i64]>, ctx: &mut Context<Self>) {
         let Some(door) = self.door_run().map(|r| r.course.door) else { return };
-        let snapshot: Vec<(String, f64)> = match counts {
+        let snapshot: Vec<(String, Grams)> = match counts {
             Some(counts) => self
                 .lanes
                 .iter()
@@ -599,10 +601,10 @@ impl CabinetActor {
                 .collect(),
             None => Vec::new(),
         };
-        let allowed: Vec<(String, f64)> =
+        let allowed: Vec<(String, Grams)> =
             self.lanes.iter().map(|l| (l.setup.code.clone(), self.tolerance(l) * 3.0)).collect();
         let Some(run) = self.held.as_mut().and_then(Held::door_mut) else { return };
-        let allowed_g = |lane: &str| allowed.iter().find(|(l, _)| l == lane).map_or(15.0, |t| t.1);
+        let allowed_g = |lane: &str| allowed.iter().find(|(l, _)| l == lane).map_or(Grams(15.0), |t| t.1);
         let differ = course::merge_opening(&mut run.before, &snapshot, allowed_g);
         self.record_door_opened(differ, ctx);
     }
@@ -673,14 +675,14 @@ impl CabinetActor {
         let Some(run) = self.door_run() else { return };
         let course::Purpose::Purchase { order_id, cap_fen } = run.course.purpose else { return };
         let readings = self.lane_readings(run, |l| l.window.latest());
-        let current: Vec<Option<f64>> = readings.iter().map(|r| r.after_g).collect();
+        let current: Vec<Option<Grams>> = readings.iter().map(|r| r.after_g).collect();
         let estimate = settlement::estimate_basket_fen(&readings, &current);
         let Some(excess_fen) = settlement::over_cap(estimate, cap_fen) else { return };
-        tracing::warn!(sn = %self.sn, order = order_id, estimate, cap_fen, "basket over the pre-authorisation cap");
+        tracing::warn!(sn = %self.sn, order = order_id, %estimate, %cap_fen, "basket over the pre-authorisation cap");
         self.drive(session_id, Event::OverCap { excess_fen }, ctx);
     }
 
-    fn notice_over_cap(&mut self, order_id: Option<i64>, excess_fen: i64, ctx: &mut Context<Self>) {
+    fn notice_over_cap(&mut self, order_id: Option<i64>, excess_fen: Fen, ctx: &mut Context<Self>) {
         let Some(order_id) = order_id else { return };
         let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
         ctx.spawn(
@@ -694,7 +696,7 @@ impl CabinetActor {
     }
 
     /// The lanes of the run's door that hold a product, with `after` read by `after`.
-    fn lane_readings(&self, run: &DoorRun, after: impl Fn(&LaneState) -> Option<f64>) -> Vec<LaneReading> {
+    fn lane_readings(&self, run: &DoorRun, after: impl Fn(&LaneState) -> Option<Grams>) -> Vec<LaneReading> {
         self.lanes
             .iter()
             .filter(|l| l.setup.door == run.course.door)

@@ -18,6 +18,7 @@ use crate::domain::calibration::CalibrationError;
 use crate::domain::command::CommandStatus;
 use crate::domain::door::Course;
 use crate::domain::session::SessionKind;
+use crate::domain::units::Grams;
 use crate::domain::validation::FieldError;
 
 /// A session as operators see it (also the detail of a 409).
@@ -133,7 +134,7 @@ impl Held {
 pub struct DoorRun {
     pub course: Course,
     /// Per lane of the door, the weight before the door opened (grams).
-    pub before: Vec<(String, f64)>,
+    pub before: Vec<(String, Grams)>,
     pub closed_at: Option<Instant>,
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::domain::cabinet::CabinetStatus;
 use crate::domain::temperature::TempRule;
+use crate::domain::units::{Fen, Grams};
 use crate::domain::weight::{LaneCalibration, LaneWindow};
 
 /// Configuration facts the actor works from, loaded from the database.
@@ -50,9 +51,9 @@ pub struct LaneSetup {
     pub channel: usize,
     pub cal: Option<LaneCalibration>,
     pub product_id: Option<i64>,
-    pub unit_g: Option<f64>,
-    pub tolerance_g: Option<f64>,
-    pub price_fen: Option<i64>,
+    pub unit_g: Option<Grams>,
+    pub tolerance_g: Option<Grams>,
+    pub price_fen: Option<Fen>,
     pub product_name: Option<String>,
     pub stock: i32,
 }
@@ -63,7 +64,7 @@ pub struct LaneState {
     pub window: LaneWindow,
     pub latest_counts: Option<i64>,
     /// The last stable closed-door weight with no session since: drift is measured from it.
-    pub baseline: Option<f64>,
+    pub baseline: Option<Grams>,
 }
 
 /// A lane's weights as operators see them.
@@ -75,11 +76,11 @@ pub struct LaneWeight {
     pub calibrated: bool,
     pub counts: Option<i64>,
     /// Latest reading, grams (tray excluded: the tare took it out).
-    pub grams: Option<f64>,
+    pub grams: Option<Grams>,
     /// Mean of the last readings when they agree within tolerance.
-    pub stable_g: Option<f64>,
+    pub stable_g: Option<Grams>,
     pub product_id: Option<i64>,
-    pub unit_g: Option<f64>,
+    pub unit_g: Option<Grams>,
     pub stock: i32,
 }
 

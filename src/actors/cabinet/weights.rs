@@ -13,11 +13,12 @@ use crate::db::weight_log::NewWeightRow;
 use crate::device::messages::{DoorUp, WeightUp};
 use crate::domain::alert::{self, AlertSpec, LaneDrift};
 use crate::domain::temperature::TempEvent;
+use crate::domain::units::Grams;
 use crate::domain::weight::{self, LaneWindow, ReadingKind};
 use crate::flows;
 
-fn round1(g: f64) -> f64 {
-    (g * 10.0).round() / 10.0
+fn round1(Grams(g): Grams) -> Grams {
+    Grams((g * 10.0).round() / 10.0)
 }
 
 impl CabinetActor {
@@ -61,7 +62,7 @@ impl CabinetActor {
     }
 
     /// Grams per calibrated lane for a reading; lanes whose channel is missing are left out.
-    fn grams_of(&mut self, counts: &[i64], push: bool) -> Vec<(String, f64)> {
+    fn grams_of(&mut self, counts: &[i64], push: bool) -> Vec<(String, Grams)> {
         let mut out = Vec::with_capacity(self.lanes.len());
         for l in &mut self.lanes {
             let Some(&c) = counts.get(l.setup.channel) else { continue };
@@ -137,7 +138,7 @@ impl CabinetActor {
     }
 
     /// Into the weight log (batched; see `actors::weight_log`), with the session it belongs to.
-    fn log_reading(&self, kind: ReadingKind, counts: &[i64], grams: &[(String, f64)], device_ts: Option<i64>) {
+    fn log_reading(&self, kind: ReadingKind, counts: &[i64], grams: &[(String, Grams)], device_ts: Option<i64>) {
         let grams = (!grams.is_empty())
             .then(|| serde_json::to_string(&grams.iter().cloned().collect::<BTreeMap<_, _>>()).unwrap_or_default());
         self.svc.weight_log.record(NewWeightRow {

@@ -14,9 +14,9 @@ use serde_json::{Map, Value, json};
 use super::{TIME_FORMAT, beijing_now, bill, sign};
 use crate::config::{AlipayConfig, PaymentsConfig};
 use crate::pay::{
-    BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, PayError, PayEvent, PayEventKind,
-    PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState, fen_to_yuan,
-    keys, yuan_to_fen,
+    BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, Fen, PayError, PayEvent,
+    PayEventKind, PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState,
+    fen_to_yuan, keys, yuan_to_fen,
 };
 
 const FREEZE: &str = "alipay.fund.auth.order.app.freeze";
@@ -216,10 +216,10 @@ impl AlipayFundAuth {
             reply.fen("total_amount").ok_or_else(|| PayError::permanent("trade.query: no total_amount"))?;
         Ok(match reply.str("trade_status") {
             Some("TRADE_SUCCESS" | "TRADE_FINISHED") => Some(PlatformState::Paid {
-                amount_fen,
+                amount_fen: Fen(amount_fen),
                 transaction_id: reply.str("trade_no").unwrap_or_default().to_string(),
             }),
-            Some("WAIT_BUYER_PAY") => Some(PlatformState::Capturing { amount_fen }),
+            Some("WAIT_BUYER_PAY") => Some(PlatformState::Capturing { amount_fen: Fen(amount_fen) }),
             // TRADE_CLOSED: the freeze tells the rest.
             _ => None,
         })
@@ -247,14 +247,14 @@ impl PaymentGateway for AlipayFundAuth {
     }
 
     async fn create_preauth(&self, req: &PreauthRequest) -> Result<Preauth, PayError> {
-        if req.cap_fen <= 0 {
+        if !req.cap_fen.is_positive() {
             return Err(PayError::permanent("freeze amount must be positive"));
         }
         let biz = json!({
             "out_order_no": req.out_order_no,
             "out_request_no": req.out_order_no,
             "order_title": req.title,
-            "amount": fen_to_yuan(req.cap_fen),
+            "amount": req.cap_fen.yuan(),
             "product_code": PRODUCT,
             "payee_user_id": self.seller_id,
             "timeout_express": "1m",
@@ -333,8 +333,8 @@ impl PaymentGateway for AlipayFundAuth {
     }
 
     async fn capture(&self, req: &CaptureRequest) -> Result<CaptureOutcome, PayError> {
-        let sum: i64 = req.lines.iter().map(|l| l.amount_fen()).sum();
-        if req.total_fen <= 0 {
+        let sum: Fen = req.lines.iter().map(|l| l.amount_fen()).sum();
+        if !req.total_fen.is_positive() {
             return Err(PayError::permanent("capture total must be positive (release instead)"));
         }
         if sum != req.total_fen {
@@ -352,7 +352,7 @@ impl PaymentGateway for AlipayFundAuth {
             .ok_or_else(|| PayError::permanent("capture: no payer user id"))?;
         let biz = json!({
             "out_trade_no": req.out_trade_no,
-            "total_amount": fen_to_yuan(req.total_fen),
+            "total_amount": req.total_fen.yuan(),
             "subject": clean_subject(&req.title),
             "product_code": PRODUCT,
             "auth_no": auth_no,
@@ -380,12 +380,12 @@ impl PaymentGateway for AlipayFundAuth {
     /// Alipay answers at once; `fund_change` N means this request moved no money (a repeat, or
     /// not refunded), so the refund query decides.
     async fn refund(&self, req: &RefundRequest) -> Result<RefundState, PayError> {
-        if req.refund_fen <= 0 || req.refund_fen > req.paid_fen {
+        if !req.refund_fen.is_positive() || req.refund_fen > req.paid_fen {
             return Err(PayError::Permanent(format!("refund {} of a payment of {}", req.refund_fen, req.paid_fen)));
         }
         let biz = json!({
             "out_trade_no": req.out_trade_no,
-            "refund_amount": fen_to_yuan(req.refund_fen),
+            "refund_amount": req.refund_fen.yuan(),
             "out_request_no": req.out_refund_no,
             "refund_reason": clean_subject(&req.reason),
         });
@@ -444,7 +444,7 @@ impl PaymentGateway for AlipayFundAuth {
                 let amount_fen =
                     yuan_to_fen(amount).ok_or_else(|| CallbackError::Malformed(format!("total_amount {amount:?}")))?;
                 let transaction_id = owned("trade_no").ok_or_else(|| CallbackError::Malformed("no trade_no".into()))?;
-                (owned("out_trade_no"), PayEventKind::Paid { amount_fen, transaction_id })
+                (owned("out_trade_no"), PayEventKind::Paid { amount_fen: Fen(amount_fen), transaction_id })
             }
             "fund_auth_unfreeze" => (owned("out_order_no"), PayEventKind::Released),
             _ => (owned("out_order_no").or_else(|| owned("out_trade_no")), PayEventKind::Other),

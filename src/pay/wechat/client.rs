@@ -10,8 +10,8 @@ use super::{bill, sign};
 use crate::config::{PaymentsConfig, WechatConfig};
 use crate::pay::keys;
 use crate::pay::{
-    BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, PayError, PayEvent, PayEventKind,
-    PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState,
+    BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, Fen, PayError, PayEvent,
+    PayEventKind, PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState,
 };
 
 /// Responses and callbacks older or newer than this are refused (the SDKs' five minutes).
@@ -168,7 +168,7 @@ impl WechatPayScore {
     fn post_payments(req: &CaptureRequest) -> Result<Vec<Value>, PayError> {
         let mut out = Vec::new();
         for line in &req.lines {
-            if line.count < 1 || line.unit_fen < 0 {
+            if line.count < 1 || line.unit_fen < Fen::ZERO {
                 return Err(PayError::Permanent(format!(
                     "capture line {:?}: count {} unit {}",
                     line.name, line.count, line.unit_fen
@@ -219,11 +219,13 @@ fn map_state(order: &Value) -> Result<PlatformState, PayError> {
             platform_order_id: s("order_id").map(str::to_string),
             payer_id: s("openid").map(str::to_string),
         },
-        ("DOING", "MCH_COMPLETE") if collection_state != "USER_PAID" => PlatformState::Capturing { amount_fen: total },
+        ("DOING", "MCH_COMPLETE") if collection_state != "USER_PAID" => {
+            PlatformState::Capturing { amount_fen: Fen(total) }
+        }
         ("DONE", _) | ("DOING", "MCH_COMPLETE") => {
             let (amount_fen, transaction_id) = paid(order)
                 .ok_or_else(|| PayError::Permanent("a paid Pay Score order without a transaction_id".into()))?;
-            PlatformState::Paid { amount_fen, transaction_id }
+            PlatformState::Paid { amount_fen: Fen(amount_fen), transaction_id }
         }
         ("REVOKED" | "EXPIRED", _) => PlatformState::Cancelled,
         _ => return Err(PayError::Permanent(format!("unknown Pay Score state {state}/{desc}"))),
@@ -305,7 +307,7 @@ impl PaymentGateway for WechatPayScore {
     }
 
     async fn create_preauth(&self, req: &PreauthRequest) -> Result<Preauth, PayError> {
-        if req.cap_fen <= 0 {
+        if !req.cap_fen.is_positive() {
             return Err(PayError::Permanent(format!("risk fund {} fen", req.cap_fen)));
         }
         let title: String = req.title.chars().take(MAX_LINE_NAME_CHARS).collect();
@@ -369,8 +371,8 @@ impl PaymentGateway for WechatPayScore {
     }
 
     async fn capture(&self, req: &CaptureRequest) -> Result<CaptureOutcome, PayError> {
-        let sum: i64 = req.lines.iter().map(|l| l.amount_fen()).sum();
-        if req.total_fen <= 0 {
+        let sum: Fen = req.lines.iter().map(|l| l.amount_fen()).sum();
+        if !req.total_fen.is_positive() {
             return Err(PayError::Permanent("capture of nothing: cancel the order instead".into()));
         }
         if sum != req.total_fen {
@@ -391,7 +393,7 @@ impl PaymentGateway for WechatPayScore {
     /// The standard refund API, by the collection's `transaction_id` (Pay Score deductions are
     /// refunded like any WeChat Pay transaction).
     async fn refund(&self, req: &RefundRequest) -> Result<RefundState, PayError> {
-        if req.refund_fen <= 0 || req.refund_fen > req.paid_fen {
+        if !req.refund_fen.is_positive() || req.refund_fen > req.paid_fen {
             return Err(PayError::Permanent(format!("refund {} of a payment of {}", req.refund_fen, req.paid_fen)));
         }
         refund_segment(&req.out_refund_no)?;
@@ -451,7 +453,7 @@ impl PaymentGateway for WechatPayScore {
             "PAYSCORE.USER_PAID" => {
                 let (amount_fen, transaction_id) = paid(&order)
                     .ok_or_else(|| CallbackError::Malformed("USER_PAID without a transaction_id".into()))?;
-                PayEventKind::Paid { amount_fen, transaction_id }
+                PayEventKind::Paid { amount_fen: Fen(amount_fen), transaction_id }
             }
             "REFUND.SUCCESS" | "REFUND.ABNORMAL" | "REFUND.CLOSED" => {
                 let out_refund_no = s("out_refund_no")
@@ -556,12 +558,12 @@ mod tests {
         assert_eq!(
             st(json!({"state": "DOING", "state_description": "MCH_COMPLETE", "total_amount": 5,
                 "collection": {"state": "USER_PAYING"}})),
-            PlatformState::Capturing { amount_fen: 5 }
+            PlatformState::Capturing { amount_fen: Fen(5) }
         );
         assert_eq!(
             st(json!({"state": "DONE", "total_amount": 5, "collection": {"state": "USER_PAID", "paid_amount": 5,
                 "details": [{"transaction_id": "a"}, {"transaction_id": "b"}]}})),
-            PlatformState::Paid { amount_fen: 5, transaction_id: "b".into() }
+            PlatformState::Paid { amount_fen: Fen(5), transaction_id: "b".into() }
         );
         assert_eq!(st(json!({"state": "REVOKED"})), PlatformState::Cancelled);
         assert_eq!(st(json!({"state": "EXPIRED"})), PlatformState::Cancelled);
@@ -581,17 +583,18 @@ mod tests {
         };
         let p = WechatPayScore::post_payments(&req(vec![CaptureLine {
             name: "一二三四五六七八九十一二三四五六七八九十多".into(),
-            unit_fen: 3,
+            unit_fen: Fen(3),
             count: 250,
         }]))
         .expect("lines");
         assert_eq!(p.len(), 3);
         assert_eq!(p[0], json!({"name": "一二三四五六七八九十一二三四五六七八九十", "amount": 300, "count": 100}));
         assert_eq!(p[2]["count"], 50);
-        let many = (0..101).map(|i| CaptureLine { name: format!("p{i}"), unit_fen: 1, count: 1 }).collect();
+        let many = (0..101).map(|i| CaptureLine { name: format!("p{i}"), unit_fen: Fen(1), count: 1 }).collect();
         assert!(WechatPayScore::post_payments(&req(many)).is_err());
         assert!(
-            WechatPayScore::post_payments(&req(vec![CaptureLine { name: "x".into(), unit_fen: 1, count: 0 }])).is_err()
+            WechatPayScore::post_payments(&req(vec![CaptureLine { name: "x".into(), unit_fen: Fen(1), count: 0 }]))
+                .is_err()
         );
     }
 
