@@ -2,10 +2,11 @@
 //! admin comes to exist (the API needs an admin to create operators).
 
 use crate::db::models::{NewOperator, Operator};
-use crate::db::operators::{self, OperatorError};
+use crate::db::operators;
 use crate::db::{Db, DbError, now};
 use crate::domain::operator::{self, Role};
 use crate::domain::validation::FieldError;
+use crate::flows::operators::{self as operator_flows, OperatorError};
 use crate::secrets::{self, SecretError};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,5 +75,5 @@ pub async fn create_operator(
         .map_err(|_| DbError::Cancelled)??;
     let at = now();
     let new = NewOperator { username, password_hash, role, active: true, created_at: at, updated_at: at };
-    db.write(move |c| operators::create(c, &new).map_err(AdminError::from)).await
+    Ok(operator_flows::create(db, new).await?)
 }

@@ -1,11 +1,13 @@
 //! Carrying out what flows return once their transaction has committed (`flows::Effects`): wake
-//! the outbox relay, tell cabinet actors on this node what became of their orders.
+//! the outbox relay, tell cabinet actors on this node what became of their orders and that their
+//! setup changed.
 
 use super::cabinet::door::{OpenForOrder, OrderEnded};
+use super::cabinet::requests::SetupChanged as Reload;
 use super::registry::{self, Cabinets};
 use super::relay::Relay;
 use crate::domain::order::OrderStatus;
-use crate::flows::{Effects, OrderMoved, Runner};
+use crate::flows::{Effects, OrderMoved, Runner, SetupChanged};
 
 /// The node's one runner of effects.
 pub struct EffectRunner {
@@ -34,6 +36,13 @@ impl Runner for EffectRunner {
         }
         for moved in &effects.orders {
             self.tell(moved);
+        }
+        match effects.setup_changed {
+            Some(SetupChanged::All) => registry::all(&self.cabinets).iter().for_each(|a| a.do_send(Reload)),
+            Some(SetupChanged::Cabinets(sns)) => {
+                sns.iter().filter_map(|sn| registry::cabinet(&self.cabinets, sn)).for_each(|a| a.do_send(Reload))
+            }
+            None => {}
         }
     }
 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, RwLock};
 use actix::prelude::*;
 
 use super::Shared;
-use super::cabinet::requests::SetupChanged;
 use super::cabinet::{CabinetActor, CabinetView, Crash, Gone, Inspect, LivenessChanged};
 use crate::device::bridge::{Inbound, Routes};
 use crate::domain::cabinet::Sn;
@@ -21,6 +20,11 @@ pub type Cabinets = Arc<RwLock<HashMap<String, Addr<CabinetActor>>>>;
 /// The cabinet's actor on this node, if it has a live one.
 pub fn cabinet(cabinets: &Cabinets, sn: &str) -> Option<Addr<CabinetActor>> {
     cabinets.read().ok().and_then(|r| r.get(sn).cloned()).filter(|a| a.connected())
+}
+
+/// Every cabinet actor on this node.
+pub fn all(cabinets: &Cabinets) -> Vec<Addr<CabinetActor>> {
+    cabinets.read().map(|r| r.values().filter(|a| a.connected()).cloned().collect()).unwrap_or_default()
 }
 
 pub struct Registry {
@@ -165,23 +169,6 @@ impl Handler<Lookup> for Registry {
 
     fn handle(&mut self, m: Lookup, _ctx: &mut Context<Self>) -> Self::Result {
         self.route(&m.0)
-    }
-}
-
-/// Tell these cabinets' actors on this node (all of them with `None`) to reload their setup.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct NotifySetup(pub Option<Vec<String>>);
-
-impl Handler<NotifySetup> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, m: NotifySetup, _ctx: &mut Context<Self>) {
-        let Ok(cabinets) = self.cabinets.read() else { return };
-        match m.0 {
-            Some(sns) => sns.iter().filter_map(|sn| cabinets.get(sn)).for_each(|a| a.do_send(SetupChanged)),
-            None => cabinets.values().for_each(|a| a.do_send(SetupChanged)),
-        }
     }
 }
 

@@ -191,13 +191,18 @@ pub fn liveness(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<Liveness>
 }
 
 /// Newest first.
-pub fn events(conn: &mut AnyConnection, sn: &str, kind: Option<&str>, limit: i64) -> DbResult<Vec<CabinetEvent>> {
+pub fn events(
+    conn: &mut AnyConnection,
+    sn: &str,
+    kind: Option<CabinetEventKind>,
+    limit: i64,
+) -> DbResult<Vec<CabinetEvent>> {
     let mut q = cabinet_events::table
         .select(CabinetEvent::as_select())
         .filter(cabinet_events::sn.eq(sn.to_string()))
         .into_boxed();
     if let Some(kind) = kind {
-        q = q.filter(cabinet_events::kind.eq(kind.to_string()));
+        q = q.filter(cabinet_events::kind.eq(kind));
     }
     Ok(q.order(cabinet_events::id.desc()).limit(limit).load(conn)?)
 }

@@ -8,36 +8,6 @@ use super::models::{NewOperator, Operator};
 use super::schema::operators;
 use super::{AnyConnection, DbError, DbResult};
 use crate::domain::operator::Role;
-use crate::domain::validation::FieldError;
-
-#[derive(Debug, thiserror::Error)]
-pub enum OperatorError {
-    #[error("operator {0} not found")]
-    NotFound(i64),
-    #[error("operator {0} already exists")]
-    Duplicate(String),
-    /// The change would lock the acting admin out.
-    #[error("{message}")]
-    Lockout { code: &'static str, message: String },
-    /// The acting admin was disabled or demoted while the request ran.
-    #[error("your account is no longer an active admin")]
-    NoLongerAdmin,
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl From<diesel::result::Error> for OperatorError {
-    fn from(e: diesel::result::Error) -> Self {
-        OperatorError::Db(e.into())
-    }
-}
-
-impl OperatorError {
-    /// The field error a form shows for a taken username.
-    pub fn duplicate_field(username: &str) -> FieldError {
-        FieldError::new("username", "duplicate", format!("username {username} is taken"))
-    }
-}
 
 pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<Operator>> {
     Ok(operators::table.find(id).select(Operator::as_select()).first(conn).optional()?)
@@ -57,19 +27,22 @@ pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<Operator>> {
     Ok(operators::table.select(Operator::as_select()).order(operators::id.asc()).load(conn)?)
 }
 
-/// Create an operator (call inside a write transaction). A taken username is `Duplicate`, found
-/// before the insert or, when another request took it in between, by the unique key.
-pub fn create(conn: &mut AnyConnection, new: &NewOperator) -> Result<Operator, OperatorError> {
+/// Create an operator (call inside a write transaction); `None` when the username is taken,
+/// found before the insert or, when another request took it in between, by the unique key.
+pub fn create(conn: &mut AnyConnection, new: &NewOperator) -> DbResult<Option<Operator>> {
     // Checked first because on PostgreSQL a failed insert would poison the caller's transaction.
     if find_by_username(conn, &new.username)?.is_some() {
-        return Err(OperatorError::Duplicate(new.username.clone()));
+        return Ok(None);
     }
-    diesel::insert_into(operators::table).values(new).execute(conn).map_err(|e| {
-        let e = DbError::from(e);
-        if e.is_unique_violation() { OperatorError::Duplicate(new.username.clone()) } else { e.into() }
-    })?;
-    find_by_username(conn, &new.username)?
-        .ok_or_else(|| DbError::Corrupt(format!("operator {} vanished after insert", new.username)).into())
+    match diesel::insert_into(operators::table).values(new).execute(conn).map_err(DbError::from) {
+        Err(e) if e.is_unique_violation() => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    match find_by_username(conn, &new.username)? {
+        Some(op) => Ok(Some(op)),
+        None => Err(DbError::Corrupt(format!("operator {} vanished after insert", new.username))),
+    }
 }
 
 pub fn record_login(conn: &mut AnyConnection, id: i64, at: NaiveDateTime) -> DbResult<()> {
@@ -85,40 +58,28 @@ pub struct OperatorChange {
     pub password_hash: Option<String>,
 }
 
-/// Apply `change` to operator `id` on behalf of admin `actor` (call inside a write transaction).
-///
-/// An admin may not demote or disable themself (`self_lockout`), and the actor must still be an
-/// active admin when the change is made (`NoLongerAdmin`). Together these keep at least one active
-/// admin, even when two admins demote each other at once: on PostgreSQL the active admins' rows
-/// are locked first, so the second change waits for the first and then finds its actor demoted;
-/// SQLite's write transactions already run one at a time.
+/// The active admins' ids. On PostgreSQL their rows are locked until the transaction ends, so
+/// two admins changing accounts at once take turns (SQLite's write transactions already do).
+pub fn active_admins(conn: &mut AnyConnection) -> DbResult<Vec<i64>> {
+    let admins = || {
+        operators::table
+            .select(operators::id)
+            .filter(operators::role.eq(Role::Admin))
+            .filter(operators::active.eq(true))
+    };
+    Ok(match conn {
+        AnyConnection::Postgresql(c) => admins().for_update().load(c)?,
+        AnyConnection::Sqlite(c) => admins().load(c)?,
+    })
+}
+
+/// Set what `change` names on operator `id`; the operator as it now is, `None` when there is none.
 pub fn update(
     conn: &mut AnyConnection,
-    actor: i64,
     id: i64,
     change: &OperatorChange,
     at: NaiveDateTime,
-) -> Result<Operator, OperatorError> {
-    let admin = Role::Admin;
-    let admins =
-        || operators::table.select(operators::id).filter(operators::role.eq(admin)).filter(operators::active.eq(true));
-    let active_admins: Vec<i64> = match conn {
-        AnyConnection::Postgresql(c) => admins().for_update().load(c)?,
-        AnyConnection::Sqlite(c) => admins().load(c)?,
-    };
-    if !active_admins.contains(&actor) {
-        // Disabled or demoted by another admin since the request was authenticated.
-        return Err(OperatorError::NoLongerAdmin);
-    }
-    let current = find(conn, id)?.ok_or(OperatorError::NotFound(id))?;
-    let stays_admin =
-        change.role.map_or(current.role == admin, |r| r == Role::Admin) && change.active.unwrap_or(current.active);
-    if !stays_admin && id == actor {
-        return Err(OperatorError::Lockout {
-            code: "self_lockout",
-            message: "an admin cannot demote or disable their own account; ask another admin".into(),
-        });
-    }
+) -> DbResult<Option<Operator>> {
     diesel::update(operators::table.find(id))
         .set((
             change.role.map(|r| operators::role.eq(r)),
@@ -127,5 +88,5 @@ pub fn update(
             operators::updated_at.eq(at),
         ))
         .execute(conn)?;
-    find(conn, id)?.ok_or_else(|| OperatorError::NotFound(id))
+    find(conn, id)
 }

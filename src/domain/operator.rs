@@ -70,6 +70,43 @@ pub fn parse_role(field: &str, raw: &str) -> Result<Role, FieldError> {
     })
 }
 
+/// Why an admin's change to an operator account is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeRefusal {
+    /// The acting admin was disabled or demoted while the request ran.
+    #[error("your account is no longer an active admin")]
+    NoLongerAdmin,
+    /// The change would lock the acting admin out.
+    #[error("an admin cannot demote or disable their own account; ask another admin")]
+    SelfLockout,
+}
+
+/// An operator account as a change finds it, and the change asked for (`None`: unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountChange {
+    pub id: i64,
+    pub role: Role,
+    pub active: bool,
+    pub new_role: Option<Role>,
+    pub new_active: Option<bool>,
+}
+
+/// Whether admin `actor` may make `change`, given the active admins as they are now. An admin
+/// never demotes or disables themself and must still be an active admin: together these keep at
+/// least one active admin, even when two admins demote each other at once (the caller reads the
+/// admins under a lock, so the second change sees the first).
+pub fn check_change(actor: i64, active_admins: &[i64], change: &AccountChange) -> Result<(), ChangeRefusal> {
+    if !active_admins.contains(&actor) {
+        return Err(ChangeRefusal::NoLongerAdmin);
+    }
+    let stays_admin =
+        change.new_role.unwrap_or(change.role) == Role::Admin && change.new_active.unwrap_or(change.active);
+    if change.id == actor && !stays_admin {
+        return Err(ChangeRefusal::SelfLockout);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +162,16 @@ mod tests {
         assert_eq!((e.field.as_str(), e.code), ("role", "unknown"));
         assert!(e.message.contains("admin, operator, restocker, maintainer"), "{}", e.message);
         assert_eq!(parse_role("role", "restocker").expect("known"), Role::Restocker);
+    }
+
+    #[test]
+    fn an_admin_cannot_lock_themself_out() {
+        let me = |new_role, new_active| AccountChange { id: 1, role: Role::Admin, active: true, new_role, new_active };
+        assert_eq!(check_change(1, &[1, 2], &me(Some(Role::Operator), None)), Err(ChangeRefusal::SelfLockout));
+        assert_eq!(check_change(1, &[1, 2], &me(None, Some(false))), Err(ChangeRefusal::SelfLockout));
+        assert_eq!(check_change(1, &[1, 2], &me(Some(Role::Admin), Some(true))), Ok(()));
+        let other = AccountChange { id: 2, ..me(Some(Role::Operator), Some(false)) };
+        assert_eq!(check_change(1, &[1, 2], &other), Ok(()), "another admin may be demoted");
+        assert_eq!(check_change(1, &[2], &other), Err(ChangeRefusal::NoLongerAdmin));
     }
 }

@@ -13,6 +13,7 @@ pub mod catalogue;
 pub mod commands;
 pub mod door;
 pub mod messages;
+pub mod operators;
 pub mod order;
 pub mod refund;
 pub mod release;
@@ -59,6 +60,18 @@ pub struct Effects {
     pub wake_relay: bool,
     /// Orders whose cabinet's actor must be told (authorised: open the door; cancelled: let go).
     pub orders: Vec<OrderMoved>,
+    /// Cabinets whose actors on this node must reload their setup (new labels, a changed cabinet
+    /// type). One in a session reloads when it is free; one not connected, at its next login.
+    pub setup_changed: Option<SetupChanged>,
+}
+
+/// Whose setup changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupChanged {
+    /// Every cabinet's (a cabinet type, which any of them may be).
+    All,
+    /// These cabinets' (by serial number).
+    Cabinets(Vec<String>),
 }
 
 impl Effects {
@@ -78,10 +91,29 @@ impl Effects {
         self
     }
 
+    /// Tell these cabinets' actors to reload their setup (none: nothing to do).
+    pub fn setup_changed(sns: Vec<String>) -> Effects {
+        let setup_changed = (!sns.is_empty()).then_some(SetupChanged::Cabinets(sns));
+        Effects { setup_changed, ..Effects::default() }
+    }
+
+    /// Tell every cabinet's actor to reload its setup.
+    pub fn every_setup_changed() -> Effects {
+        Effects { setup_changed: Some(SetupChanged::All), ..Effects::default() }
+    }
+
     /// Both sets of effects.
     pub fn and(mut self, other: Effects) -> Effects {
         self.wake_relay |= other.wake_relay;
         self.orders.extend(other.orders);
+        self.setup_changed = match (self.setup_changed, other.setup_changed) {
+            (Some(SetupChanged::All), _) | (_, Some(SetupChanged::All)) => Some(SetupChanged::All),
+            (Some(SetupChanged::Cabinets(mut a)), Some(SetupChanged::Cabinets(b))) => {
+                a.extend(b);
+                Some(SetupChanged::Cabinets(a))
+            }
+            (a, b) => a.or(b),
+        };
         self
     }
 }

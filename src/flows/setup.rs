@@ -5,8 +5,8 @@
 
 use chrono::NaiveDateTime;
 
-use super::{commands, sessions};
-use crate::db::models::{CommandRow, NewSession, Session};
+use super::{Effects, commands, sessions};
+use crate::db::models::{CabinetType, CommandRow, NewSession, Session};
 use crate::db::{self, AnyConnection, Db, DbError, DbResult, cabinets, layout, write_tx};
 use crate::device::messages::{ConfigCmd, DoorConfig, LaneConfig, PriceTag, PriceTagsCmd};
 use crate::domain::cabinet::{self, CabinetStatus};
@@ -210,4 +210,11 @@ fn refresh_status_in(
     .to_string();
     layout::set_status(conn, sn, (cab.status, next), &facts, node, at)?;
     Ok(Some(next))
+}
+
+/// Store a cabinet type. Every cabinet's actor reloads its setup: those of this type judge
+/// temperature by the new range from now on.
+pub async fn put_cabinet_type(db: &Db, t: CabinetType) -> DbResult<Effects> {
+    db.write(move |c| layout::put_cabinet_type(c, &t)).await?;
+    Ok(Effects::every_setup_changed())
 }

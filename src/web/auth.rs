@@ -20,8 +20,9 @@ use tokio::sync::Semaphore;
 use super::bearer::{TokenError, bearer};
 use super::{ApiError, AppState};
 use crate::config::AuthConfig;
-use crate::db::{self, operators};
+use crate::db::operators;
 use crate::domain::operator::{self, Role};
+use crate::flows;
 use crate::secrets::{self, SealKey};
 
 /// Every role: reading the fleet and the catalogue.
@@ -32,6 +33,8 @@ pub const MANAGERS: &[Role] = &[Role::Admin, Role::Operator];
 pub const ADMINS: &[Role] = &[Role::Admin];
 /// Calibrating lanes.
 pub const CALIBRATORS: &[Role] = &[Role::Admin, Role::Operator, Role::Maintainer];
+/// Opening a door to restock it.
+pub const RESTOCKERS: &[Role] = &[Role::Admin, Role::Operator, Role::Restocker];
 
 /// The `iss` of every token Heft issues; tokens with another are refused.
 pub const ISSUER: &str = "heft-ops";
@@ -328,7 +331,7 @@ pub async fn login(state: web::Data<AppState>, body: web::Json<LoginRequest>) ->
     }
     let role = op.role;
     let id = op.id;
-    state.svc.db.write(move |c| operators::record_login(c, id, db::now())).await?;
+    flows::operators::signed_in(&state.svc.db, id).await?;
     let (token, expires_at) = state.auth.tokens.issue(op.id, &op.username, role)?;
     tracing::info!(operator = %op.username, %role, "ops login");
     Ok(HttpResponse::Ok().json(LoginResponse {

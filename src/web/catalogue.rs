@@ -4,9 +4,8 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
-use super::ops::page_limit;
-use super::{ApiError, AppState};
+use super::ApiError;
+use super::extract::{AnyRole, Managers, Ops, page_limit};
 use crate::db::models::Product;
 use crate::db::products::{self, ProductError, ProductFilter};
 use crate::domain::product::ProductInput;
@@ -81,15 +80,10 @@ impl From<ProductError> for ApiError {
 }
 
 /// `POST /ops/products` (a [`ProductInput`]) → 201 with the product. Roles: admin, operator.
-pub async fn create(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    body: web::Json<ProductInput>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(MANAGERS)?;
+pub async fn create(ops: Ops<Managers>, body: web::Json<ProductInput>) -> Result<HttpResponse, ApiError> {
     let input = body.into_inner();
-    let created = flows::catalogue::create(&state.svc.db, input).await?;
-    tracing::info!(by = %user.username, product = created.id, barcode = %created.barcode, "product created");
+    let created = flows::catalogue::create(&ops.state.svc.db, input).await?;
+    tracing::info!(by = %ops.user.username, product = created.id, barcode = %created.barcode, "product created");
     Ok(HttpResponse::Created().json(ProductOut::from(created)))
 }
 
@@ -111,25 +105,19 @@ pub struct ProductPage {
 }
 
 /// `GET /ops/products?active=&q=&after=&limit=` → products by id, paged. Roles: any.
-pub async fn list(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    q: web::Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn list(ops: Ops<AnyRole>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
     let filter = ProductFilter { active: q.active, q: q.q, after: q.after };
-    let rows = state.svc.db.run(move |c| products::list(c, &filter, limit)).await?;
+    let rows = ops.read(move |c| products::list(c, &filter, limit)).await?;
     let next_after = (rows.len() as i64 == limit).then(|| rows.last().map(|p| p.id)).flatten();
     Ok(HttpResponse::Ok().json(ProductPage { products: rows.into_iter().map(ProductOut::from).collect(), next_after }))
 }
 
 /// `GET /ops/products/{id}` → the product. Roles: any.
-pub async fn get(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn get(ops: Ops<AnyRole>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let found = state.svc.db.run(move |c| products::find(c, id)).await?;
+    let found = ops.read(move |c| products::find(c, id)).await?;
     let product = found.ok_or_else(|| ApiError::NotFound(format!("product {id}")))?;
     Ok(HttpResponse::Ok().json(ProductOut::from(product)))
 }
@@ -137,27 +125,23 @@ pub async fn get(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>
 /// `PUT /ops/products/{id}` (a whole [`ProductInput`]) → the product and `labels_pending`.
 /// Roles: admin, operator. `active: false` takes it off sale without deleting it.
 pub async fn replace(
-    user: OpsUser,
-    state: web::Data<AppState>,
+    ops: Ops<Managers>,
     path: web::Path<i64>,
     body: web::Json<ProductInput>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(MANAGERS)?;
     let id = path.into_inner();
     let input = body.into_inner();
-    let (product, sns) = flows::catalogue::replace(&state.svc.db, id, input).await?;
-    tracing::info!(by = %user.username, product = id, relabel = sns.len(), "product updated");
-    // After the commit: an actor that resends now reads the new labels.
-    super::notify_tags_changed(&state, &sns);
+    let (product, sns, effects) = flows::catalogue::replace(&ops.state.svc.db, id, input).await?;
+    tracing::info!(by = %ops.user.username, product = id, relabel = sns.len(), "product updated");
+    ops.state.svc.effects.run(effects);
     Ok(HttpResponse::Ok().json(ProductUpdated { product: product.into(), labels_pending: sns }))
 }
 
 /// `DELETE /ops/products/{id}` → 204. Roles: admin, operator. A product on a lane cannot be
 /// deleted (409 `product_in_use`, naming the lanes); deactivate it instead.
-pub async fn delete(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    user.require(MANAGERS)?;
+pub async fn delete(ops: Ops<Managers>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    flows::catalogue::delete(&state.svc.db, id).await?;
-    tracing::info!(by = %user.username, product = id, "product deleted");
+    flows::catalogue::delete(&ops.state.svc.db, id).await?;
+    tracing::info!(by = %ops.user.username, product = id, "product deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,9 +4,9 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
-use super::ops::{page_limit, utc};
-use super::{ApiError, AppState};
+use super::ApiError;
+use super::extract::{AnyRole, Managers, Ops, page_limit};
+use super::ops::utc;
 use crate::db::outbox::{self, OutboxRow, OutboxStatus};
 use crate::flows;
 
@@ -46,33 +46,27 @@ fn message_out(r: OutboxRow) -> MessageOut {
 }
 
 /// `GET /ops/messages?status=dead|pending&limit=` → newest first. Roles: any.
-pub async fn list(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    q: web::Query<MessagesQuery>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn list(ops: Ops<AnyRole>, q: web::Query<MessagesQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
     let status = match q.status.unwrap_or(OutboxStatus::Dead) {
         s @ (OutboxStatus::Dead | OutboxStatus::Pending) => s,
         other => return Err(ApiError::BadRequest(format!("status must be dead or pending, got {other}"))),
     };
-    let rows = state.svc.db.run(move |c| outbox::list(c, status, limit)).await?;
+    let rows = ops.read(move |c| outbox::list(c, status, limit)).await?;
     let messages: Vec<MessageOut> = rows.into_iter().map(message_out).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "messages": messages })))
 }
 
 /// `POST /ops/messages/{id}/retry`: a dead message back to pending, due now, attempts from zero.
 /// Roles: admin, operator.
-pub async fn retry(user: OpsUser, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    user.require(MANAGERS)?;
+pub async fn retry(ops: Ops<Managers>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let (row, effects) = flows::messages::retry_dead(&state.svc.db, id.clone()).await?;
+    let (row, effects) = flows::messages::retry_dead(&ops.state.svc.db, id.clone()).await?;
     let Some(row) = row else {
         return Err(ApiError::NotFound(format!("dead message {id}")));
     };
-    tracing::info!(message_id = %id, by = %user.username, "dead message requeued");
-    state.svc.effects.run(effects);
+    tracing::info!(message_id = %id, by = %ops.user.username, "dead message requeued");
+    ops.state.svc.effects.run(effects);
     Ok(HttpResponse::Ok().json(message_out(row)))
 }

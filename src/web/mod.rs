@@ -4,6 +4,7 @@ pub mod auth;
 pub mod bearer;
 pub mod catalogue;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod messages;
 pub mod nearby;
@@ -24,7 +25,7 @@ use actix::Addr;
 use actix_web::web;
 
 use crate::actors::Shared;
-use crate::actors::registry::{NotifySetup, Registry};
+use crate::actors::registry::Registry;
 
 pub use error::ApiError;
 
@@ -37,15 +38,6 @@ pub struct AppState {
     pub cabinets: crate::actors::registry::Cabinets,
     /// Operator tokens, the login limiter and the password-hashing pool.
     pub auth: Arc<auth::AuthState>,
-}
-
-/// Tell the actors of these cabinets to send their shelf labels again (their label version was
-/// bumped in the database). Called after the change is committed; a cabinet in a session gets
-/// them when it is free, one not connected at its next login.
-pub fn notify_tags_changed(state: &AppState, sns: &[String]) {
-    if !sns.is_empty() {
-        state.registry.do_send(NotifySetup(Some(sns.to_vec())));
-    }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -5,14 +5,16 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{ADMINS, OpsUser};
+use super::ApiError;
+use super::extract::{Admins, Ops};
 use super::ops::utc;
-use super::{ApiError, AppState};
 use crate::db;
 use crate::db::models::{NewOperator, Operator};
-use crate::db::operators::{self, OperatorChange, OperatorError};
+use crate::db::operators::{self, OperatorChange};
+use crate::domain::operator::ChangeRefusal;
 use crate::domain::operator::{self, Role};
 use crate::domain::validation::FieldError;
+use crate::flows::{self, operators::OperatorError};
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct OperatorOut {
@@ -44,8 +46,10 @@ impl From<OperatorError> for ApiError {
         match e {
             OperatorError::NotFound(id) => ApiError::NotFound(format!("operator {id}")),
             OperatorError::Duplicate(name) => ApiError::Invalid(vec![OperatorError::duplicate_field(&name)]),
-            OperatorError::Lockout { code, message } => ApiError::Conflict { code, message, detail: None },
-            OperatorError::NoLongerAdmin => ApiError::Forbidden(e.to_string()),
+            OperatorError::Refused(ChangeRefusal::SelfLockout) => {
+                ApiError::Conflict { code: "self_lockout", message: e.to_string(), detail: None }
+            }
+            OperatorError::Refused(ChangeRefusal::NoLongerAdmin) => ApiError::Forbidden(e.to_string()),
             OperatorError::Db(e) => e.into(),
         }
     }
@@ -60,20 +64,17 @@ pub struct CreateOperator {
 }
 
 /// `POST /ops/operators` {username, password, role} → 201 with the operator. Roles: admin.
-pub async fn create(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    body: web::Json<CreateOperator>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ADMINS)?;
+pub async fn create(ops: Ops<Admins>, body: web::Json<CreateOperator>) -> Result<HttpResponse, ApiError> {
     let CreateOperator { username, password, role } = body.into_inner();
     let username = operator::normalize_username(&username);
-    let mut errors: Vec<FieldError> =
-        [operator::validate_username(&username), operator::validate_password(&password, state.auth.min_password_len)]
-            .into_iter()
-            .filter_map(Result::err)
-            .flatten()
-            .collect();
+    let mut errors: Vec<FieldError> = [
+        operator::validate_username(&username),
+        operator::validate_password(&password, ops.state.auth.min_password_len),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .flatten()
+    .collect();
     let role = match operator::parse_role("role", &role) {
         Ok(role) if errors.is_empty() => role,
         Ok(_) => return Err(ApiError::Invalid(errors)),
@@ -84,21 +85,20 @@ pub async fn create(
     };
     // Refuse a taken name before spending a hash on it; the insert checks again.
     let probe = username.clone();
-    if state.svc.db.run(move |c| operators::find_by_username(c, &probe)).await?.is_some() {
+    if ops.read(move |c| operators::find_by_username(c, &probe)).await?.is_some() {
         return Err(OperatorError::Duplicate(username).into());
     }
-    let password_hash = state.auth.hash_password(password).await?;
+    let password_hash = ops.state.auth.hash_password(password).await?;
     let at = db::now();
     let new = NewOperator { username, password_hash, role, active: true, created_at: at, updated_at: at };
-    let created = state.svc.db.write(move |c| operators::create(c, &new)).await?;
-    tracing::info!(by = %user.username, operator = %created.username, role = %created.role, "operator created");
+    let created = flows::operators::create(&ops.state.svc.db, new).await?;
+    tracing::info!(by = %ops.user.username, operator = %created.username, role = %created.role, "operator created");
     Ok(HttpResponse::Created().json(OperatorOut::from(created)))
 }
 
 /// `GET /ops/operators` → every operator, by id. Roles: admin.
-pub async fn list(user: OpsUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    user.require(ADMINS)?;
-    let rows = state.svc.db.run(operators::list).await?;
+pub async fn list(ops: Ops<Admins>) -> Result<HttpResponse, ApiError> {
+    let rows = ops.read(operators::list).await?;
     let out: Vec<OperatorOut> = rows.into_iter().map(OperatorOut::from).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "operators": out })))
 }
@@ -115,32 +115,29 @@ pub struct PatchOperator {
 /// An admin cannot demote or disable themself (409 `self_lockout`), so one active admin always
 /// remains.
 pub async fn patch(
-    user: OpsUser,
-    state: web::Data<AppState>,
+    ops: Ops<Admins>,
     path: web::Path<i64>,
     body: web::Json<PatchOperator>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(ADMINS)?;
     let id = path.into_inner();
     let PatchOperator { role, active, password } = body.into_inner();
     let mut errors = Vec::new();
     let role = role.and_then(|r| operator::parse_role("role", &r).map_err(|e| errors.push(e)).ok());
-    if let Some(Err(e)) = password.as_deref().map(|p| operator::validate_password(p, state.auth.min_password_len)) {
+    if let Some(Err(e)) = password.as_deref().map(|p| operator::validate_password(p, ops.state.auth.min_password_len)) {
         errors.extend(e);
     }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
     let password_hash = match password {
-        Some(p) => Some(state.auth.hash_password(p).await?),
+        Some(p) => Some(ops.state.auth.hash_password(p).await?),
         None => None,
     };
     let changed_password = password_hash.is_some();
     let change = OperatorChange { role, active, password_hash };
-    let actor = user.id;
-    let updated = state.svc.db.write(move |c| operators::update(c, actor, id, &change, db::now())).await?;
+    let updated = flows::operators::change(&ops.state.svc.db, ops.user.id, id, change).await?;
     tracing::info!(
-        by = %user.username, operator = %updated.username, role = %updated.role, active = updated.active,
+        by = %ops.user.username, operator = %updated.username, role = %updated.role, active = updated.active,
         changed_password, "operator changed"
     );
     Ok(HttpResponse::Ok().json(OperatorOut::from(updated)))

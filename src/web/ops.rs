@@ -7,16 +7,14 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{ANY_ROLE, OpsUser};
-use super::{ApiError, AppState};
+use super::ApiError;
+use super::extract::{AnyRole, Ops, OpsCabinet, page_limit};
 use crate::actors::registry;
 use crate::db::alerts::{self, AlertFilter};
 use crate::db::cabinets::{self, CabinetFilter};
 use crate::db::models::{Alert, Cabinet, CabinetEvent};
-use crate::domain::cabinet::{CabinetStatus, Sn};
+use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
 use crate::domain::liveness::Liveness;
-
-const MAX_PAGE: i64 = 500;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct CabinetOut {
@@ -98,21 +96,9 @@ pub struct CabinetPage {
     pub next_after: Option<String>,
 }
 
-pub(super) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit.unwrap_or(100) {
-        n if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        n => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}, got {n}"))),
-    }
-}
-
 /// `GET /ops/cabinets?status=&liveness=&after=&limit=` → cabinets by serial number, paged. Roles:
 /// any.
-pub async fn list_cabinets(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    q: web::Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn list_cabinets(ops: Ops<AnyRole>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let filter = CabinetFilter {
         status: q
@@ -128,36 +114,22 @@ pub async fn list_cabinets(
         after: q.after,
     };
     let limit = page_limit(q.limit)?;
-    let rows = state.svc.db.run(move |c| cabinets::list(c, &filter, limit)).await?;
+    let rows = ops.read(move |c| cabinets::list(c, &filter, limit)).await?;
     let next_after = (rows.len() as i64 == limit).then(|| rows.last().map(|c| c.sn.clone())).flatten();
     let sns: Vec<String> = rows.iter().map(|c| c.sn.clone()).collect();
-    let facts = state.svc.cache.cabinet_get_many(&sns).await?;
+    let facts = ops.state.svc.cache.cabinet_get_many(&sns).await?;
     let out: Vec<CabinetOut> = rows.into_iter().zip(facts.iter()).map(|(row, f)| cabinet_out(row, f)).collect();
     Ok(HttpResponse::Ok().json(CabinetPage { cabinets: out, next_after }))
 }
 
-pub fn parse_sn(raw: &str) -> Result<Sn, ApiError> {
-    Sn::parse(raw).map_err(|e| ApiError::BadRequest(format!("invalid serial number: {e}")))
-}
-
 /// `GET /ops/cabinets/{sn}` → one cabinet, with its session as this node sees it. Roles: any.
-pub async fn get_cabinet(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
-    let sn = parse_sn(&path)?;
+pub async fn get_cabinet(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<HttpResponse, ApiError> {
     let key = sn.to_string();
-    let row = state
-        .svc
-        .db
-        .run(move |c| cabinets::find(c, &key))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("cabinet {sn}")))?;
-    let facts = state.svc.cache.cabinet_get(sn.as_str()).await?;
+    let row =
+        ops.read(move |c| cabinets::find(c, &key)).await?.ok_or_else(|| ApiError::NotFound(format!("cabinet {sn}")))?;
+    let facts = ops.state.svc.cache.cabinet_get(sn.as_str()).await?;
     let mut out = cabinet_out(row, &facts);
-    out.session = registry::inspect(&state.registry, sn.as_str()).await.map(|v| SessionOut {
+    out.session = registry::inspect(&ops.state.registry, sn.as_str()).await.map(|v| SessionOut {
         logged_in: v.logged_in,
         boot: v.boot,
         last_seq: v.last_seq,
@@ -173,22 +145,20 @@ pub struct EventsQuery {
 
 /// `GET /ops/cabinets/{sn}/events?kind=&limit=` → its events, newest first. Roles: any.
 pub async fn cabinet_events(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    OpsCabinet { ops, sn }: OpsCabinet<AnyRole>,
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
-    let sn = parse_sn(&path)?;
     let limit = page_limit(q.limit)?;
-    let kind = q.into_inner().kind;
+    let kind = q
+        .into_inner()
+        .kind
+        .map(|k| CabinetEventKind::parse(&k).ok_or_else(|| ApiError::BadRequest(format!("unknown kind {k:?}"))))
+        .transpose()?;
     let key = sn.to_string();
-    let (exists, events): (bool, Vec<CabinetEvent>) = state
-        .svc
-        .db
-        .run(move |c| {
+    let (exists, events): (bool, Vec<CabinetEvent>) = ops
+        .read(move |c| {
             let exists = cabinets::find(c, &key)?.is_some();
-            Ok::<_, crate::db::DbError>((exists, cabinets::events(c, &key, kind.as_deref(), limit)?))
+            Ok::<_, crate::db::DbError>((exists, cabinets::events(c, &key, kind, limit)?))
         })
         .await?;
     if !exists {
@@ -207,15 +177,10 @@ pub struct AlertsQuery {
 }
 
 /// `GET /ops/alerts?code=&sn=&open=&limit=` → alerts, newest first. Roles: any.
-pub async fn list_alerts(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    q: web::Query<AlertsQuery>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn list_alerts(ops: Ops<AnyRole>, q: web::Query<AlertsQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
     let filter = AlertFilter { code: q.code, sn: q.sn, open_only: q.open.unwrap_or(false) };
-    let rows: Vec<Alert> = state.svc.db.run(move |c| alerts::list(c, &filter, limit)).await?;
+    let rows: Vec<Alert> = ops.read(move |c| alerts::list(c, &filter, limit)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "alerts": rows })))
 }

@@ -3,9 +3,8 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
-use super::ops::page_limit;
-use super::{ApiError, AppState};
+use super::ApiError;
+use super::extract::{AnyRole, Managers, Ops, page_limit};
 use crate::db::refunds;
 use crate::domain::payment::RefundStatus;
 use crate::flows;
@@ -19,29 +18,19 @@ pub struct RefundQuery {
 }
 
 /// `GET /ops/refunds?status=failed&limit=` → refunds, newest first. Roles: any.
-pub async fn list(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    q: web::Query<RefundQuery>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn list(ops: Ops<AnyRole>, q: web::Query<RefundQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
-    let list = state.svc.db.run(move |c| refunds::list(c, q.status, limit)).await?;
+    let list = ops.read(move |c| refunds::list(c, q.status, limit)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "refunds": list })))
 }
 
 /// `POST /ops/refunds/{out_refund_no}/retry` — admin, operator: a failed refund sent again under
 /// its own number (the platform takes it as the same refund, so it is never given twice).
-pub async fn retry(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(MANAGERS)?;
+pub async fn retry(ops: Ops<Managers>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let no = path.into_inner();
-    let (retried, effects) = flows::refund::retry(&state.svc.db, no.clone()).await?;
-    state.svc.effects.run(effects);
+    let (retried, effects) = flows::refund::retry(&ops.state.svc.db, no.clone()).await?;
+    ops.state.svc.effects.run(effects);
     match retried {
         Retried::Again(refund) => Ok(HttpResponse::Ok().json(refund)),
         Retried::NotFailed(refund) => Err(ApiError::Conflict {

@@ -4,18 +4,14 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::auth::{ANY_ROLE, CALIBRATORS, OpsUser};
-use super::ops::{page_limit, parse_sn};
+use super::ApiError;
+use super::extract::{AnyRole, Calibrators, Ops, OpsCabinet, Restockers, page_limit};
 use super::setup::{actor, mailbox};
-use super::{ApiError, AppState};
 use crate::actors::cabinet::door::StartDoorSession;
 use crate::db::restock;
-use crate::domain::operator::Role;
+use crate::domain::cabinet::Sn;
 use crate::domain::restock::TaskStatus;
 use crate::domain::session::SessionKind;
-
-/// Who may restock: admins, operators, restockers.
-const RESTOCKERS: &[Role] = &[Role::Admin, Role::Operator, Role::Restocker];
 
 #[derive(Debug, Deserialize)]
 pub struct TaskQuery {
@@ -36,23 +32,17 @@ fn task_json(t: &crate::db::models::RestockTask) -> serde_json::Value {
 }
 
 /// `GET /ops/restock-tasks?status=&sn=&limit=` → tasks, newest first. Roles: any.
-pub async fn list(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    q: web::Query<TaskQuery>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn list(ops: Ops<AnyRole>, q: web::Query<TaskQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
-    let tasks = state.svc.db.run(move |c| restock::list(c, q.status, q.sn.as_deref(), limit)).await?;
+    let tasks = ops.read(move |c| restock::list(c, q.status, q.sn.as_deref(), limit)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() })))
 }
 
 /// `GET /ops/restock-tasks/{id}` → one task, with what was wanted and what was added. Roles: any.
-pub async fn get(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn get(ops: Ops<AnyRole>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let task = state.svc.db.run(move |c| restock::find(c, id)).await?;
+    let task = ops.read(move |c| restock::find(c, id)).await?;
     let task = task.ok_or_else(|| ApiError::NotFound(format!("restock task {id}")))?;
     Ok(HttpResponse::Ok().json(task_json(&task)))
 }
@@ -67,38 +57,25 @@ pub struct DoorIn {
 /// The cabinet's open task is in progress with the session; after the door closes, what was
 /// added is counted by weight into book stock and the task is closed with it.
 pub async fn start_restock(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    OpsCabinet { ops, sn }: OpsCabinet<Restockers>,
     body: web::Json<DoorIn>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(RESTOCKERS)?;
-    start(user, state, path, body, SessionKind::Restock).await
+    start(&ops, sn, body.door, SessionKind::Restock).await
 }
 
 /// `POST /ops/cabinets/{sn}/maintenance` {door} — admin, operator, maintainer: open a door for
 /// maintenance. Nothing is sold; any weight change is recorded on the session and flagged.
 pub async fn start_maintenance(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    OpsCabinet { ops, sn }: OpsCabinet<Calibrators>,
     body: web::Json<DoorIn>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(CALIBRATORS)?;
-    start(user, state, path, body, SessionKind::Maintenance).await
+    start(&ops, sn, body.door, SessionKind::Maintenance).await
 }
 
-async fn start(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    body: web::Json<DoorIn>,
-    kind: SessionKind,
-) -> Result<HttpResponse, ApiError> {
-    let sn = parse_sn(&path)?;
-    let started = actor(&state, &sn)
+async fn start<R>(ops: &Ops<R>, sn: Sn, door: u32, kind: SessionKind) -> Result<HttpResponse, ApiError> {
+    let started = actor(&ops.state, &sn)
         .await?
-        .send(StartDoorSession { kind, door: body.door, by: user.username.clone() })
+        .send(StartDoorSession { kind, door, by: ops.user.username.clone() })
         .await
         .map_err(mailbox)??;
     Ok(HttpResponse::Created().json(started))

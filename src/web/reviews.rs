@@ -7,10 +7,9 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::auth::{ANY_ROLE, MANAGERS, OpsUser};
-use super::ops::page_limit;
+use super::ApiError;
+use super::extract::{AnyRole, Managers, Ops, page_limit};
 use super::orders::{OrderView, detail};
-use super::{ApiError, AppState};
 use crate::db::models::ReviewCase;
 use crate::db::reviews;
 use crate::db::{DbError, orders, weight_log};
@@ -37,28 +36,20 @@ fn case_json(c: &ReviewCase) -> serde_json::Value {
 }
 
 /// `GET /ops/reviews?status=open|resolved&limit=` → cases, oldest first. Roles: any.
-pub async fn list(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    q: web::Query<CaseQuery>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn list(ops: Ops<AnyRole>, q: web::Query<CaseQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
     let status = q.status.unwrap_or(CaseStatus::Open);
-    let cases = state.svc.db.run(move |c| reviews::cases(c, Some(status), limit)).await?;
+    let cases = ops.read(move |c| reviews::cases(c, Some(status), limit)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() })))
 }
 
 /// `GET /ops/reviews/{id}` → the case, its order with lines and weights, and the weight trace of
 /// the order's session. Roles: any.
-pub async fn get(user: OpsUser, state: web::Data<AppState>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn get(ops: Ops<AnyRole>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let found = state
-        .svc
-        .db
-        .run(move |c| {
+    let found = ops
+        .read(move |c| {
             let Some(case) = reviews::find_case(c, id)? else { return Ok::<_, DbError>(None) };
             let Some(order) = orders::find(c, case.order_id)? else { return Ok(None) };
             let trace = match order.session_id {
@@ -99,21 +90,19 @@ pub struct ResolveIn {
 
 /// `POST /ops/reviews/{id}/resolve` — admin, operator: decide a case.
 pub async fn resolve(
-    user: OpsUser,
-    state: web::Data<AppState>,
+    ops: Ops<Managers>,
     path: web::Path<i64>,
     body: web::Json<ResolveIn>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(MANAGERS)?;
     let id = path.into_inner();
     let body = body.into_inner();
     let decided = Decided {
         decision: body.decision,
         lines: body.lines.into_iter().map(|l| (l.lane, l.qty)).collect(),
         note: body.note,
-        by: user.username.clone(),
+        by: ops.user.username.clone(),
     };
-    let (order, effects) = flows::review::resolve(&state.svc.db, id, decided).await.map_err(|e| match e {
+    let (order, effects) = flows::review::resolve(&ops.state.svc.db, id, decided).await.map_err(|e| match e {
         ReviewFail::NotFound => ApiError::NotFound(format!("review case {id}")),
         ReviewFail::Resolved => ApiError::Conflict { code: "already_resolved", message: e.to_string(), detail: None },
         ReviewFail::Refused(why) => {
@@ -121,7 +110,7 @@ pub async fn resolve(
         }
         ReviewFail::Db(e) => e.into(),
     })?;
-    state.svc.effects.run(effects);
-    let (order, lines, refunds) = state.svc.db.run(move |c| detail(c, order)).await?;
+    ops.state.svc.effects.run(effects);
+    let (order, lines, refunds) = ops.read(move |c| detail(c, order)).await?;
     Ok(HttpResponse::Ok().json(OrderView::new(&order, &lines, &refunds)))
 }

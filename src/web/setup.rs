@@ -7,18 +7,18 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{ADMINS, ANY_ROLE, CALIBRATORS, MANAGERS, OpsUser};
-use super::ops::{page_limit, parse_sn};
+use super::extract::{Admins, AnyRole, Calibrators, Managers, Ops, OpsCabinet, page_limit, parse_sn};
 use super::{ApiError, AppState};
 use crate::actors::cabinet::CabinetActor;
 use crate::actors::cabinet::requests::{AbortSession, CalibrateStep, SaveConfig, SendTags, StartCalibration};
-use crate::actors::registry::{Ensure, NotifySetup, inspect};
+use crate::actors::registry::{Ensure, inspect};
 use crate::db::models::{CabinetType, CommandRow, Lane, Session};
 use crate::db::{self, cabinets, commands, layout, sessions};
 use crate::device::messages::CalibrationStep;
 use crate::domain::cabinet::{CabinetStatus, Sn};
 use crate::domain::layout::LayoutInput;
 use crate::domain::validation::FieldErrors;
+use crate::flows;
 
 pub(super) async fn actor(state: &AppState, sn: &Sn) -> Result<Addr<CabinetActor>, ApiError> {
     state.registry.send(Ensure(sn.clone())).await.map_err(ApiError::internal)
@@ -87,16 +87,10 @@ fn doors_out(lanes: Vec<Lane>) -> Vec<DoorOut> {
 }
 
 /// `GET /ops/cabinets/{sn}/config` — any role.
-pub async fn get_config(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
-    let sn = parse_sn(&path)?;
+pub async fn get_config(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<HttpResponse, ApiError> {
     let key = sn.to_string();
     let (cab, lanes) =
-        state.svc.db.run(move |c| Ok::<_, db::DbError>((cabinets::find(c, &key)?, layout::lanes(c, &key)?))).await?;
+        ops.read(move |c| Ok::<_, db::DbError>((cabinets::find(c, &key)?, layout::lanes(c, &key)?))).await?;
     let cab = cab.ok_or_else(|| ApiError::NotFound(format!("cabinet {sn}")))?;
     Ok(HttpResponse::Ok().json(ConfigOut {
         sn: cab.sn,
@@ -116,30 +110,20 @@ pub async fn get_config(
 /// `PUT /ops/cabinets/{sn}/config` — admin, operator. Refused whole when invalid (422) or while
 /// a session holds the cabinet (409).
 pub async fn put_config(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    OpsCabinet { ops, sn }: OpsCabinet<Managers>,
     body: web::Json<LayoutInput>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(MANAGERS)?;
-    let sn = parse_sn(&path)?;
-    let saved = actor(&state, &sn)
+    let saved = actor(&ops.state, &sn)
         .await?
-        .send(SaveConfig { layout: body.into_inner(), by: user.username.clone() })
+        .send(SaveConfig { layout: body.into_inner(), by: ops.user.username.clone() })
         .await
         .map_err(mailbox)??;
     Ok(HttpResponse::Ok().json(saved))
 }
 
 /// `POST /ops/cabinets/{sn}/price-tags` — admin, operator: send the shelf labels again.
-pub async fn send_price_tags(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(MANAGERS)?;
-    let sn = parse_sn(&path)?;
-    let d = actor(&state, &sn).await?.send(SendTags { by: user.username.clone() }).await.map_err(mailbox)??;
+pub async fn send_price_tags(OpsCabinet { ops, sn }: OpsCabinet<Managers>) -> Result<HttpResponse, ApiError> {
+    let d = actor(&ops.state, &sn).await?.send(SendTags { by: ops.user.username.clone() }).await.map_err(mailbox)??;
     Ok(HttpResponse::Accepted().json(d))
 }
 
@@ -150,16 +134,12 @@ pub struct StartCalibrationIn {
 
 /// `POST /ops/cabinets/{sn}/calibration` — admin, operator, maintainer: start calibrating a door.
 pub async fn start_calibration(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    OpsCabinet { ops, sn }: OpsCabinet<Calibrators>,
     body: web::Json<StartCalibrationIn>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(CALIBRATORS)?;
-    let sn = parse_sn(&path)?;
-    let info = actor(&state, &sn)
+    let info = actor(&ops.state, &sn)
         .await?
-        .send(StartCalibration { door: body.door, by: user.username.clone() })
+        .send(StartCalibration { door: body.door, by: ops.user.username.clone() })
         .await
         .map_err(mailbox)??;
     Ok(HttpResponse::Created().json(info))
@@ -174,12 +154,10 @@ pub struct StepIn {
 /// `POST /ops/cabinets/{sn}/calibration/{step}` (tare, span, verify) — admin, operator,
 /// maintainer. Answers with the reading once the cabinet has taken it.
 pub async fn calibration_step(
-    user: OpsUser,
-    state: web::Data<AppState>,
+    ops: Ops<Calibrators>,
     path: web::Path<(String, String)>,
     body: Option<web::Json<StepIn>>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(CALIBRATORS)?;
     let (raw_sn, raw_step) = path.into_inner();
     let sn = parse_sn(&raw_sn)?;
     let step = match raw_step.as_str() {
@@ -189,19 +167,14 @@ pub async fn calibration_step(
         other => return Err(ApiError::NotFound(format!("calibration step {other:?} (tare, span or verify)"))),
     };
     let standard_g = body.map(|b| b.into_inner()).unwrap_or_default().standard_g;
-    let report = actor(&state, &sn).await?.send(CalibrateStep { step, standard_g }).await.map_err(mailbox)??;
+    let report = actor(&ops.state, &sn).await?.send(CalibrateStep { step, standard_g }).await.map_err(mailbox)??;
     Ok(HttpResponse::Ok().json(report))
 }
 
 /// `DELETE /ops/cabinets/{sn}/session` — admin, operator, maintainer: end a calibration.
-pub async fn abort_session(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(CALIBRATORS)?;
-    let sn = parse_sn(&path)?;
-    let info = actor(&state, &sn).await?.send(AbortSession { by: user.username.clone() }).await.map_err(mailbox)??;
+pub async fn abort_session(OpsCabinet { ops, sn }: OpsCabinet<Calibrators>) -> Result<HttpResponse, ApiError> {
+    let info =
+        actor(&ops.state, &sn).await?.send(AbortSession { by: ops.user.username.clone() }).await.map_err(mailbox)??;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ended": info })))
 }
 
@@ -219,19 +192,13 @@ pub struct LimitQuery {
 
 /// `GET /ops/cabinets/{sn}/sessions` — any role.
 pub async fn list_sessions(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    OpsCabinet { ops, sn }: OpsCabinet<AnyRole>,
     q: web::Query<LimitQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
-    let sn = parse_sn(&path)?;
     let n = page_limit(q.limit)?;
     let key = sn.to_string();
-    let out = state
-        .svc
-        .db
-        .run(move |c| {
+    let out = ops
+        .read(move |c| {
             Ok::<_, db::DbError>(SessionsOut {
                 current: sessions::current(c, &key)?,
                 recent: sessions::list(c, &key, n)?,
@@ -243,46 +210,27 @@ pub async fn list_sessions(
 
 /// `GET /ops/cabinets/{sn}/commands` — any role: newest first, with how each ended.
 pub async fn list_commands(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    OpsCabinet { ops, sn }: OpsCabinet<AnyRole>,
     q: web::Query<LimitQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
-    let sn = parse_sn(&path)?;
     let n = page_limit(q.limit)?;
     let key = sn.to_string();
-    let rows: Vec<CommandRow> = state.svc.db.run(move |c| commands::list(c, &key, n)).await?;
+    let rows: Vec<CommandRow> = ops.read(move |c| commands::list(c, &key, n)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "commands": rows })))
 }
 
 /// `GET /ops/commands/{id}` — any role.
-pub async fn get_command(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
+pub async fn get_command(ops: Ops<AnyRole>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let key = id.clone();
-    let row = state
-        .svc
-        .db
-        .run(move |c| commands::find(c, &key))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("command {id}")))?;
+    let row =
+        ops.read(move |c| commands::find(c, &key)).await?.ok_or_else(|| ApiError::NotFound(format!("command {id}")))?;
     Ok(HttpResponse::Ok().json(row))
 }
 
 /// `GET /ops/cabinets/{sn}/weights` — any role: live per-lane weights from the cabinet's actor.
-pub async fn live_weights(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
-    let sn = parse_sn(&path)?;
-    let view = inspect(&state.registry, sn.as_str()).await.ok_or_else(|| ApiError::Conflict {
+pub async fn live_weights(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<HttpResponse, ApiError> {
+    let view = inspect(&ops.state.registry, sn.as_str()).await.ok_or_else(|| ApiError::Conflict {
         code: "cabinet_not_connected",
         message: format!("cabinet {sn} is not connected to this node"),
         detail: None,
@@ -305,20 +253,17 @@ pub struct CabinetTypeIn {
 }
 
 /// `GET /ops/cabinet-types` — any role.
-pub async fn list_cabinet_types(user: OpsUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
-    let rows: Vec<CabinetType> = state.svc.db.run(layout::cabinet_types).await?;
+pub async fn list_cabinet_types(ops: Ops<AnyRole>) -> Result<HttpResponse, ApiError> {
+    let rows: Vec<CabinetType> = ops.read(layout::cabinet_types).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "types": rows })))
 }
 
 /// `PUT /ops/cabinet-types/{name}` — admin: create or change a cabinet type.
 pub async fn put_cabinet_type(
-    user: OpsUser,
-    state: web::Data<AppState>,
+    ops: Ops<Admins>,
     path: web::Path<String>,
     body: web::Json<CabinetTypeIn>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(ADMINS)?;
     let name = path.into_inner();
     let t = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -345,10 +290,8 @@ pub async fn put_cabinet_type(
         created_at: now,
         updated_at: now,
     };
-    let stored = row.clone();
-    state.svc.db.write(move |c| layout::put_cabinet_type(c, &stored)).await?;
-    // Cabinets of this type judge temperature by the new range from now on.
-    state.registry.do_send(NotifySetup(None));
+    let effects = flows::setup::put_cabinet_type(&ops.state.svc.db, row.clone()).await?;
+    ops.state.svc.effects.run(effects);
     Ok(HttpResponse::Ok().json(row))
 }
 
@@ -361,20 +304,14 @@ pub struct WeightLogQuery {
 
 /// `GET /ops/cabinets/{sn}/weight-log` — any role: the newest readings, or one session's trace.
 pub async fn weight_log(
-    user: OpsUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    OpsCabinet { ops, sn }: OpsCabinet<AnyRole>,
     q: web::Query<WeightLogQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(ANY_ROLE)?;
-    let sn = parse_sn(&path)?;
     let n = page_limit(q.limit)?;
     let key = sn.to_string();
     let session_id = q.session_id;
-    let rows = state
-        .svc
-        .db
-        .run(move |c| match session_id {
+    let rows = ops
+        .read(move |c| match session_id {
             Some(id) => Ok::<_, db::DbError>(
                 db::weight_log::for_session(c, id)?.into_iter().filter(|r| r.sn == key).collect::<Vec<_>>(),
             ),
