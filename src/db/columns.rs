@@ -7,13 +7,13 @@ use diesel::deserialize::{self, FromSql};
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::{BigInt, Double, Text};
 
-use super::outbox::OutboxStatus;
 use crate::domain::alert::{Audience, Severity};
 use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
 use crate::domain::command::{CommandStatus, DownKind};
 use crate::domain::liveness::Liveness;
 use crate::domain::operator::Role;
 use crate::domain::order::OrderStatus;
+use crate::domain::outbox::OutboxStatus;
 use crate::domain::payment::{Channel, EventOutcome, PaymentState, RefundStatus};
 use crate::domain::restock::TaskStatus;
 use crate::domain::review::{CaseKind, CaseStatus};

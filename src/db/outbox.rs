@@ -6,19 +6,8 @@ use diesel::prelude::*;
 
 use super::schema::outbox;
 use super::{AnyConnection, DbError, DbResult, now, write_tx};
-use crate::domain::names::named_enum;
 
-named_enum! {
-    /// Where a message stands (`outbox.status`).
-    pub enum OutboxStatus {
-        /// Not delivered yet (or being retried).
-        Pending = "pending",
-        /// Delivered: confirmed by RabbitMQ, or handled in process.
-        Done = "done",
-        /// Given up on after `messages.max_attempts`; kept for operators to retry.
-        Dead = "dead",
-    }
-}
+pub use crate::domain::outbox::OutboxStatus;
 
 /// Longest `last_error` kept: errors can quote payloads, and the column is for people.
 const MAX_ERROR_CHARS: usize = 1000;

@@ -11,6 +11,7 @@ pub mod liveness;
 pub mod names;
 pub mod operator;
 pub mod order;
+pub mod outbox;
 pub mod payment;
 pub mod product;
 pub mod restock;
