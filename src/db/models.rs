@@ -14,6 +14,7 @@ use crate::domain::payment::{Channel, EventOutcome, PaymentState, RefundStatus};
 use crate::domain::restock::TaskStatus;
 use crate::domain::review::{CaseKind, CaseStatus};
 use crate::domain::session::{Outcome, SessionKind};
+use crate::domain::settlement::Line;
 use crate::domain::stock::StockReason;
 use crate::domain::units::{Fen, Grams};
 
@@ -389,6 +390,20 @@ pub struct OrderLine {
     pub qty: i64,
     pub unit_fen: Fen,
     pub amount_fen: Fen,
+}
+
+/// A stored line as the settlement wrote it.
+impl From<&OrderLine> for Line {
+    fn from(l: &OrderLine) -> Line {
+        Line {
+            lane: l.lane.clone(),
+            product_id: l.product_id,
+            product_name: l.product_name.clone(),
+            qty: l.qty,
+            unit_fen: l.unit_fen,
+            amount_fen: l.amount_fen,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 
 use super::order;
 use super::{Effects, refund, stock};
-use crate::db::models::{Order, OrderLine};
+use crate::db::models::Order;
 use crate::db::orders::{self, OrderChanges};
 use crate::db::stock::LedgerRefs;
 use crate::db::{self, AnyConnection, Db, DbError, layout, refunds, reviews, users, write_tx};
@@ -145,7 +145,7 @@ fn correct_paid(
     d: &Decided,
     now: NaiveDateTime,
 ) -> Result<(), ReviewFail> {
-    let charged: Vec<Line> = orders::lines(conn, order.id)?.iter().map(line_of).collect();
+    let charged: Vec<Line> = orders::lines(conn, order.id)?.iter().map(Line::from).collect();
     let lines = priced(conn, order, &d.lines, &charged)?;
     let total: Fen = lines.iter().map(|l| l.amount_fen).sum();
     // What the shopper has paid and keeps paid: the charge, less refunds already under way.
@@ -164,13 +164,3 @@ fn correct_paid(
     Ok(())
 }
 
-fn line_of(l: &OrderLine) -> Line {
-    Line {
-        lane: l.lane.clone(),
-        product_id: l.product_id,
-        product_name: l.product_name.clone(),
-        qty: l.qty,
-        unit_fen: l.unit_fen,
-        amount_fen: l.amount_fen,
-    }
-}

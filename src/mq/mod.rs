@@ -19,11 +19,8 @@ use chrono::NaiveDateTime;
 
 use crate::config::MessagesConfig;
 use crate::db::{Db, DbError};
-use crate::domain::alert::{AlertSpec, Audience, Severity};
+use crate::domain::alert;
 use crate::metrics::Metrics;
-
-/// The code of the alert raised when a message is given up on.
-pub const MESSAGE_DEAD: &str = "message_dead";
 
 /// Longest pause between two attempts at one message, however many failed.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -201,24 +198,10 @@ pub fn backoff(cfg: &MessagesConfig, attempts: u32) -> Duration {
     Duration::from_millis(ms).min(MAX_BACKOFF)
 }
 
-pub fn message_dead_alert(msg_id: &str, topic: &str, attempts: u32, error: &str) -> AlertSpec {
-    AlertSpec {
-        audience: Audience::Ops,
-        severity: Severity::Critical,
-        code: MESSAGE_DEAD.into(),
-        sn: None,
-        message: format!(
-            "message {msg_id} on topic {topic} failed {attempts} times and was given up on; \
-             see GET /ops/messages?status=dead and retry with POST /ops/messages/{msg_id}/retry"
-        ),
-        detail: Some(error.chars().take(1000).collect()),
-    }
-}
-
 /// A message given up on: its outbox row dead (so ops see it in both profiles), the
 /// `message_dead` alert, and the dead counter.
 pub async fn record_dead(db: &Db, metrics: &Metrics, msg: &Message, attempts: u32, error: &str) -> Result<(), DbError> {
-    let (id, spec) = (msg.id.clone(), message_dead_alert(&msg.id, &msg.topic, attempts, error));
+    let (id, spec) = (msg.id.clone(), alert::message_dead(&msg.id, &msg.topic, attempts, error));
     let (detail, stored_attempts) = (error.to_string(), i32::try_from(attempts).unwrap_or(i32::MAX));
     db.write(move |c| {
         crate::db::outbox::mark_dead(c, &id, stored_attempts, &detail)?;
