@@ -87,6 +87,11 @@ impl CabinetRemote {
         f(&mut lock(&self.physical))
     }
 
+    /// Publish a weight frame now, outside the cadence.
+    pub async fn send_weights_now(&self) -> Result<(), DeviceClientError> {
+        self.ask(Request::Weights).await
+    }
+
     /// Whether an `open` command left the door unlocked (and nobody has opened it since).
     pub fn is_unlocked(&self, door: u32) -> bool {
         lock(&self.physical).is_unlocked(door)
@@ -267,7 +272,7 @@ impl SimCabinet {
 
     /// Publish a weight frame now, outside the cadence.
     pub async fn send_weights_now(&self) -> Result<(), DeviceClientError> {
-        self.remote.ask(Request::Weights).await
+        self.remote.send_weights_now().await
     }
 
     /// Drop the connection and stay offline until [`SimCabinet::reconnect`].

@@ -1019,6 +1019,14 @@ impl FleetSetup {
             self.call("span", reqwest::Method::POST, &format!("{base}/span"), Some(standard.clone())).await?;
             self.call("verify", reqwest::Method::POST, &format!("{base}/verify"), Some(standard)).await?;
         }
+        // A cabinet at rest reports its weights every few seconds, and a restocker comes long
+        // after the calibration; this one is stocked at once. A few frames now give Heft the
+        // resting weights it counts the restock from (with one reading, a noisy one leaves a lane
+        // uncounted, as it should).
+        for _ in 0..5 {
+            cab.send_weights_now().await.map_err(|e| cabinet_error(&e.to_string()))?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // Stocked as a restocker would: a restock session per door, Heft counting by weight what
         // goes in; then the book must say what was placed.
         let mut counted = Vec::new();
