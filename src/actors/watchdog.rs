@@ -13,7 +13,7 @@ use super::registry::{NotifyLiveness, Registry};
 use super::{Shared, now_ms};
 use crate::cache::Lease;
 use crate::db::{alerts, cabinets};
-use crate::domain::alert;
+use crate::domain::alert::{self, AlertCode};
 use crate::domain::liveness::{self, FleetHealth, FleetSample, IngestAlert, Liveness, Thresholds, Transition};
 use crate::flows;
 
@@ -88,7 +88,7 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
         // New leader (or this node lost the lease and got it back): another node may have
         // raised the ingest alert, so start from what the database says.
         seeded = false;
-        let filter = alerts::AlertFilter { code: Some(alert::INGEST_UNHEALTHY.into()), sn: None, open_only: true };
+        let filter = alerts::AlertFilter { code: Some(AlertCode::IngestUnhealthy), sn: None, open_only: true };
         let open = svc.db.run(move |c| alerts::list(c, &filter, 1)).await?;
         previous = if open.is_empty() { FleetHealth::Healthy } else { FleetHealth::Unhealthy };
     }
@@ -180,7 +180,7 @@ async fn apply(
         }
         IngestAlert::Clear => {
             tracing::info!(heard, tracked, ratio = plan.ratio, "ingest healthy again");
-            flows::alerts::resolve(&svc.db, alert::INGEST_UNHEALTHY, None).await?;
+            flows::alerts::resolve(&svc.db, AlertCode::IngestUnhealthy, None).await?;
         }
         IngestAlert::Keep => {}
     }

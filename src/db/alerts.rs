@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::models::{Alert, NewAlert};
 use super::schema::alerts;
 use super::{AnyConnection, DbResult, write_tx};
-use crate::domain::alert::AlertSpec;
+use crate::domain::alert::{AlertCode, AlertSpec};
 
 /// Raise an alert, or count another occurrence of the same open one. Returns its id.
 pub fn raise(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: NaiveDateTime) -> DbResult<i64> {
@@ -19,7 +19,7 @@ pub fn raise(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: N
 
 fn raise_once(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: NaiveDateTime) -> DbResult<i64> {
     write_tx(conn, |c| {
-        let open = open_id(c, &spec.code, spec.sn.as_deref())?;
+        let open = open_id(c, spec.code, spec.sn.as_deref())?;
         if let Some(id) = open {
             diesel::update(alerts::table.find(id))
                 .set((alerts::occurrences.eq(alerts::occurrences + occurrences), alerts::last_seen_at.eq(at)))
@@ -30,7 +30,7 @@ fn raise_once(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: 
             .values(NewAlert {
                 audience: spec.audience,
                 severity: spec.severity,
-                code: spec.code.clone(),
+                code: spec.code,
                 sn: spec.sn.clone(),
                 message: spec.message.clone(),
                 detail: spec.detail.clone(),
@@ -39,14 +39,14 @@ fn raise_once(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: 
                 last_seen_at: at,
             })
             .execute(c)?;
-        Ok(open_id(c, &spec.code, spec.sn.as_deref())?.unwrap_or_default())
+        Ok(open_id(c, spec.code, spec.sn.as_deref())?.unwrap_or_default())
     })
 }
 
-fn open_id(c: &mut AnyConnection, code: &str, sn: Option<&str>) -> DbResult<Option<i64>> {
+fn open_id(c: &mut AnyConnection, code: AlertCode, sn: Option<&str>) -> DbResult<Option<i64>> {
     let mut q = alerts::table
         .select(alerts::id)
-        .filter(alerts::code.eq(code.to_string()))
+        .filter(alerts::code.eq(code))
         .filter(alerts::resolved_at.is_null())
         .into_boxed();
     q = match sn {
@@ -57,7 +57,7 @@ fn open_id(c: &mut AnyConnection, code: &str, sn: Option<&str>) -> DbResult<Opti
 }
 
 /// Resolve the open alert with this code and cabinet, if any. Returns how many were resolved.
-pub fn resolve(conn: &mut AnyConnection, code: &str, sn: Option<&str>, at: NaiveDateTime) -> DbResult<usize> {
+pub fn resolve(conn: &mut AnyConnection, code: AlertCode, sn: Option<&str>, at: NaiveDateTime) -> DbResult<usize> {
     let Some(id) = open_id(conn, code, sn)? else {
         return Ok(0);
     };
@@ -66,7 +66,7 @@ pub fn resolve(conn: &mut AnyConnection, code: &str, sn: Option<&str>, at: Naive
 
 #[derive(Debug, Default, Clone)]
 pub struct AlertFilter {
-    pub code: Option<String>,
+    pub code: Option<AlertCode>,
     pub sn: Option<String>,
     pub open_only: bool,
 }
@@ -74,8 +74,8 @@ pub struct AlertFilter {
 /// Newest first.
 pub fn list(conn: &mut AnyConnection, f: &AlertFilter, limit: i64) -> DbResult<Vec<Alert>> {
     let mut q = alerts::table.select(Alert::as_select()).into_boxed();
-    if let Some(code) = &f.code {
-        q = q.filter(alerts::code.eq(code.clone()));
+    if let Some(code) = f.code {
+        q = q.filter(alerts::code.eq(code));
     }
     if let Some(sn) = &f.sn {
         q = q.filter(alerts::sn.eq(sn.clone()));

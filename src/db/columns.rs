@@ -7,7 +7,7 @@ use diesel::deserialize::{self, FromSql};
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::{BigInt, Double, Text};
 
-use crate::domain::alert::{Audience, Severity};
+use crate::domain::alert::{AlertCode, Audience, Severity};
 use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
 use crate::domain::command::{CommandStatus, DownKind};
 use crate::domain::liveness::Liveness;
@@ -57,6 +57,7 @@ macro_rules! stored_as_text {
 }
 
 stored_as_text!(
+    AlertCode,
     Audience,
     CabinetEventKind,
     CabinetStatus,

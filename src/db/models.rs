@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::domain::alert::{Audience, Severity};
+use crate::domain::alert::{AlertCode, Audience, Severity};
 use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
 use crate::domain::command::{CommandStatus, DownKind};
 use crate::domain::liveness::Liveness;
@@ -93,7 +93,7 @@ pub struct Alert {
     pub id: i64,
     pub audience: Audience,
     pub severity: Severity,
-    pub code: String,
+    pub code: AlertCode,
     pub sn: Option<String>,
     pub message: String,
     pub detail: Option<String>,
@@ -108,7 +108,7 @@ pub struct Alert {
 pub struct NewAlert {
     pub audience: Audience,
     pub severity: Severity,
-    pub code: String,
+    pub code: AlertCode,
     pub sn: Option<String>,
     pub message: String,
     pub detail: Option<String>,

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
+use crate::domain::alert::AlertCode;
+
 type HmacSha256 = Hmac<Sha256>;
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -74,12 +76,16 @@ impl Reject {
         }
     }
 
-    /// Rejections that suggest someone forging or replaying frames: they raise a security alert.
-    pub fn is_security(self) -> bool {
-        matches!(
-            self,
-            Reject::MissingSignature | Reject::BadSignature | Reject::WrongBoot | Reject::Replay | Reject::StaleBoot
-        )
+    /// The security alert of a rejection that suggests someone forging or replaying frames.
+    pub fn security_alert(self) -> Option<AlertCode> {
+        match self {
+            Reject::MissingSignature => Some(AlertCode::FrameMissingSignature),
+            Reject::BadSignature => Some(AlertCode::FrameBadSignature),
+            Reject::WrongBoot => Some(AlertCode::FrameWrongBoot),
+            Reject::Replay => Some(AlertCode::FrameReplay),
+            Reject::StaleBoot => Some(AlertCode::FrameStaleBoot),
+            _ => None,
+        }
     }
 }
 

@@ -24,26 +24,51 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What an alert is about. While one of a code and cabinet is open, raising it again counts
+    /// another occurrence; resolving closes it.
+    pub enum AlertCode {
+        CabinetOffline = "cabinet_offline",
+        IngestUnhealthy = "ingest_unhealthy",
+        PaymentAnomaly = "payment_anomaly",
+        LaneDrift = "lane_drift",
+        TemperatureOutOfRange = "temperature_out_of_range",
+        DoorOpenedUnauthorised = "door_opened_unauthorised",
+        DoorOpenUnheld = "door_open_unheld",
+        DoorOpenTooLong = "door_open_too_long",
+        SettlementRefused = "settlement_refused",
+        PreauthGone = "preauth_gone",
+        RefundFailed = "refund_failed",
+        RestockNeeded = "restock_needed",
+        RestockUncounted = "restock_uncounted",
+        MaintenanceWeightChange = "maintenance_weight_change",
+        MessageDead = "message_dead",
+        // A frame that failed a signature, boot or seq check (`device::frame::Reject`).
+        FrameMissingSignature = "frame_missing_signature",
+        FrameBadSignature = "frame_bad_signature",
+        FrameWrongBoot = "frame_wrong_boot",
+        FrameReplay = "frame_replay",
+        FrameStaleBoot = "frame_stale_boot",
+    }
+}
+
 /// An alert to raise. While an alert with the same code and cabinet is open, raising it again
 /// only counts another occurrence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertSpec {
     pub audience: Audience,
     pub severity: Severity,
-    pub code: String,
+    pub code: AlertCode,
     pub sn: Option<String>,
     pub message: String,
     pub detail: Option<String>,
 }
 
-pub const CABINET_OFFLINE: &str = "cabinet_offline";
-pub const INGEST_UNHEALTHY: &str = "ingest_unhealthy";
-
 pub fn cabinet_offline(sn: &str, silent_s: u64) -> AlertSpec {
     AlertSpec {
         audience: Audience::Maintenance,
         severity: Severity::Warning,
-        code: CABINET_OFFLINE.into(),
+        code: AlertCode::CabinetOffline,
         sn: Some(sn.into()),
         message: format!(
             "cabinet {sn} has sent no heartbeat for {silent_s} s while the rest of the fleet is heard; check power and network on site"
@@ -56,7 +81,7 @@ pub fn ingest_unhealthy(heard: u64, tracked: u64, ratio: f64, threshold: f64) ->
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,
-        code: INGEST_UNHEALTHY.into(),
+        code: AlertCode::IngestUnhealthy,
         sn: None,
         message: format!(
             "ingest looks unhealthy: only {heard} of {tracked} cabinets heard from ({:.0}% < {:.0}%); silent cabinets are marked suspect, not offline, until this clears",
@@ -68,18 +93,16 @@ pub fn ingest_unhealthy(heard: u64, tracked: u64, ratio: f64, threshold: f64) ->
 }
 
 /// A frame that failed a signature, boot or seq check.
-pub fn security(sn: &str, reason: &str, description: &str, suppressed: u64) -> AlertSpec {
+pub fn security(sn: &str, code: AlertCode, reason: &str, description: &str, suppressed: u64) -> AlertSpec {
     AlertSpec {
         audience: Audience::Security,
         severity: Severity::Critical,
-        code: format!("frame_{reason}"),
+        code,
         sn: Some(sn.into()),
         message: format!("frame for cabinet {sn} dropped: {description}"),
         detail: Some(format!(r#"{{"reason":"{reason}","suppressed_since_last":{suppressed}}}"#)),
     }
 }
-
-pub const PAYMENT_ANOMALY: &str = "payment_anomaly";
 
 /// A platform reported money moving where Heft did not expect it (paid after a cancel, a second
 /// transaction). Recorded as the platform says; a person must look.
@@ -87,7 +110,7 @@ pub fn payment_anomaly(channel: &str, out_order_no: &str, reason: &str) -> Alert
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,
-        code: PAYMENT_ANOMALY.into(),
+        code: AlertCode::PaymentAnomaly,
         sn: None,
         message: format!(
             "{channel} reported a payment Heft did not expect on {out_order_no}: {reason}; see /ops/payments/{out_order_no}"
@@ -97,8 +120,6 @@ pub fn payment_anomaly(channel: &str, out_order_no: &str, reason: &str) -> Alert
 }
 
 // --- cabinets and their weights -----------------------------------------------------------
-
-pub const LANE_DRIFT: &str = "lane_drift";
 
 /// One lane whose closed-door weight moved from its baseline.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -119,7 +140,7 @@ pub fn lane_drift(sn: &str, drifted: &[LaneDrift]) -> AlertSpec {
     AlertSpec {
         audience: Audience::Maintenance,
         severity: Severity::Warning,
-        code: LANE_DRIFT.into(),
+        code: AlertCode::LaneDrift,
         sn: Some(sn.into()),
         message: format!(
             "cabinet {sn}: weight changed with the door closed and no session on lane {}",
@@ -129,14 +150,12 @@ pub fn lane_drift(sn: &str, drifted: &[LaneDrift]) -> AlertSpec {
     }
 }
 
-pub const TEMPERATURE: &str = "temperature_out_of_range";
-
 /// A cabinet outside its type's temperature range for longer than the type allows.
 pub fn temperature(sn: &str, temp_c: f64, (min_c, max_c): (f64, f64), since_ms: i64, now_ms: i64) -> AlertSpec {
     AlertSpec {
         audience: Audience::Maintenance,
         severity: Severity::Critical,
-        code: TEMPERATURE.into(),
+        code: AlertCode::TemperatureOutOfRange,
         sn: Some(sn.into()),
         message: format!("cabinet {sn}: {temp_c} °C, outside {min_c}…{max_c} °C for {} s", (now_ms - since_ms) / 1000),
         detail: Some(
@@ -147,42 +166,36 @@ pub fn temperature(sn: &str, temp_c: f64, (min_c, max_c): (f64, f64), since_ms: 
 
 // --- doors --------------------------------------------------------------------------------
 
-pub const DOOR_OPENED_UNAUTHORISED: &str = "door_opened_unauthorised";
-
 /// A purchase's door opened before the shopper confirmed the pre-authorisation.
 pub fn door_opened_unauthorised(sn: &str, door: u32) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,
-        code: DOOR_OPENED_UNAUTHORISED.into(),
+        code: AlertCode::DoorOpenedUnauthorised,
         sn: Some(sn.into()),
         message: format!("cabinet {sn}: door {door} opened before the shopper authorised"),
         detail: None,
     }
 }
 
-pub const DOOR_OPEN_UNHELD: &str = "door_open_unheld";
-
 /// A door open that no session holds: goods are unguarded.
 pub fn door_open_unheld(sn: &str, door: u32) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,
-        code: DOOR_OPEN_UNHELD.into(),
+        code: AlertCode::DoorOpenUnheld,
         sn: Some(sn.into()),
         message: format!("cabinet {sn}: door {door} is open and no purchase, restock or maintenance holds it"),
         detail: Some(serde_json::json!({ "door": door }).to_string()),
     }
 }
 
-pub const DOOR_OPEN_TOO_LONG: &str = "door_open_too_long";
-
 /// A session's door still open after `orders.door_open_alert_s`.
 pub fn door_open_too_long(sn: &str, order_id: Option<i64>, limit_s: u64) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Warning,
-        code: DOOR_OPEN_TOO_LONG.into(),
+        code: AlertCode::DoorOpenTooLong,
         sn: Some(sn.into()),
         message: format!("cabinet {sn}: door open for more than {limit_s} s (order {order_id:?})"),
         detail: Some(serde_json::json!({ "order_id": order_id, "limit_s": limit_s }).to_string()),
@@ -191,15 +204,13 @@ pub fn door_open_too_long(sn: &str, order_id: Option<i64>, limit_s: u64) -> Aler
 
 // --- purchases and payments ---------------------------------------------------------------
 
-pub const SETTLEMENT_REFUSED: &str = "settlement_refused";
-
 /// Goods were taken on an order that could not take them (it ended meanwhile): a person must
 /// book and charge them from the weight trace.
 pub fn settlement_refused(sn: &str, order_id: i64, status: &str, why: &str, after_g: &str) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,
-        code: SETTLEMENT_REFUSED.into(),
+        code: AlertCode::SettlementRefused,
         sn: Some(sn.into()),
         message: format!(
             "cabinet {sn}: order {order_id} is {status} and could not be settled ({why}); see its weight trace"
@@ -208,15 +219,13 @@ pub fn settlement_refused(sn: &str, order_id: i64, status: &str, why: &str, afte
     }
 }
 
-pub const PREAUTH_GONE: &str = "preauth_gone";
-
 /// A settled order can no longer be charged (its pre-authorisation was cancelled or expired): the
 /// amount stays as debt and a person follows it up.
 pub fn preauth_gone(sn: &str, order_id: i64, out_order_no: &str, owed_fen: Fen) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,
-        code: PREAUTH_GONE.into(),
+        code: AlertCode::PreauthGone,
         sn: Some(sn.into()),
         message: format!(
             "order {order_id} ({out_order_no}): the pre-authorisation is gone and {owed_fen} fen could not be charged; it is owed"
@@ -225,14 +234,12 @@ pub fn preauth_gone(sn: &str, order_id: i64, out_order_no: &str, owed_fen: Fen) 
     }
 }
 
-pub const REFUND_FAILED: &str = "refund_failed";
-
 /// A refund the platform refused or gave up on: the shopper is owed money Heft could not return.
 pub fn refund_failed(sn: Option<&str>, out_refund_no: &str, amount_fen: Fen, order_id: i64, reason: &str) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,
-        code: REFUND_FAILED.into(),
+        code: AlertCode::RefundFailed,
         sn: sn.map(str::to_string),
         message: format!(
             "refund {out_refund_no} of {amount_fen} fen on order {order_id} failed ({reason}): give it back another way"
@@ -243,21 +250,17 @@ pub fn refund_failed(sn: Option<&str>, out_refund_no: &str, amount_fen: Fen, ord
 
 // --- restock and maintenance --------------------------------------------------------------
 
-pub const RESTOCK_NEEDED: &str = "restock_needed";
-
 /// A new restock task; resolved when the task is done. `wanted` is the task's list, as stored.
 pub fn restock_needed(sn: &str, task_id: i64, wanted: &str) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Info,
-        code: RESTOCK_NEEDED.into(),
+        code: AlertCode::RestockNeeded,
         sn: Some(sn.into()),
         message: format!("cabinet {sn}: lanes to restock (task {task_id})"),
         detail: Some(wanted.into()),
     }
 }
-
-pub const RESTOCK_UNCOUNTED: &str = "restock_uncounted";
 
 /// Lanes whose weight change after a restock could not be counted: a person counts them.
 pub fn restock_uncounted(sn: &str, uncounted: &[super::restock::Uncounted]) -> AlertSpec {
@@ -265,14 +268,12 @@ pub fn restock_uncounted(sn: &str, uncounted: &[super::restock::Uncounted]) -> A
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Warning,
-        code: RESTOCK_UNCOUNTED.into(),
+        code: AlertCode::RestockUncounted,
         sn: Some(sn.into()),
         message: format!("cabinet {sn}: restock on lanes {} could not be counted by weight", lanes.join(", ")),
         detail: serde_json::to_string(uncounted).ok(),
     }
 }
-
-pub const MAINTENANCE_WEIGHT_CHANGE: &str = "maintenance_weight_change";
 
 /// Lanes whose weight moved (or could not be compared) while a maintainer had the door open.
 pub fn maintenance_weight_change(sn: &str, by: &str, moved: &[super::restock::LaneMove]) -> AlertSpec {
@@ -280,7 +281,7 @@ pub fn maintenance_weight_change(sn: &str, by: &str, moved: &[super::restock::La
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Warning,
-        code: MAINTENANCE_WEIGHT_CHANGE.into(),
+        code: AlertCode::MaintenanceWeightChange,
         sn: Some(sn.into()),
         message: format!("cabinet {sn}: weight changed on lanes {} during maintenance by {by}", lanes.join(", ")),
         detail: serde_json::to_string(moved).ok(),
@@ -289,14 +290,12 @@ pub fn maintenance_weight_change(sn: &str, by: &str, moved: &[super::restock::La
 
 // --- messages -----------------------------------------------------------------------------
 
-pub const MESSAGE_DEAD: &str = "message_dead";
-
 /// A message given up on after `attempts` failed handlings.
 pub fn message_dead(msg_id: &str, topic: &str, attempts: u32, error: &str) -> AlertSpec {
     AlertSpec {
         audience: Audience::Ops,
         severity: Severity::Critical,
-        code: MESSAGE_DEAD.into(),
+        code: AlertCode::MessageDead,
         sn: None,
         message: format!(
             "message {msg_id} on topic {topic} failed {attempts} times and was given up on; \

@@ -2,7 +2,7 @@
 //! same code and cabinet is open counts another occurrence of it; resolving closes it.
 
 use crate::db::{self, AnyConnection, Db, DbResult, alerts};
-use crate::domain::alert::AlertSpec;
+use crate::domain::alert::{AlertCode, AlertSpec};
 
 /// Raise an alert inside the caller's transaction.
 pub fn raise_in(conn: &mut AnyConnection, spec: &AlertSpec) -> DbResult<i64> {
@@ -10,7 +10,7 @@ pub fn raise_in(conn: &mut AnyConnection, spec: &AlertSpec) -> DbResult<i64> {
 }
 
 /// Resolve the open alert with this code and cabinet, inside the caller's transaction.
-pub fn resolve_in(conn: &mut AnyConnection, code: &str, sn: Option<&str>) -> DbResult<usize> {
+pub fn resolve_in(conn: &mut AnyConnection, code: AlertCode, sn: Option<&str>) -> DbResult<usize> {
     alerts::resolve(conn, code, sn, db::now())
 }
 
@@ -21,6 +21,6 @@ pub async fn raise(db: &Db, spec: AlertSpec, occurrences: i64) -> DbResult<()> {
 }
 
 /// Resolve the open alert with this code and cabinet, in its own transaction.
-pub async fn resolve(db: &Db, code: &'static str, sn: Option<String>) -> DbResult<()> {
+pub async fn resolve(db: &Db, code: AlertCode, sn: Option<String>) -> DbResult<()> {
     db.write(move |c| alerts::resolve(c, code, sn.as_deref(), db::now()).map(|_| ())).await
 }

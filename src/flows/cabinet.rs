@@ -6,7 +6,7 @@
 use super::alerts;
 use crate::db::cabinets::{self, LoginRecord, LoginResult};
 use crate::db::{self, Db, DbResult, write_tx};
-use crate::domain::alert;
+use crate::domain::alert::{self, AlertCode};
 use crate::domain::liveness::{Liveness, Transition};
 
 /// Record a login (`cabinets::record_login`); a cabinet that was offline has its offline alert
@@ -16,7 +16,7 @@ pub async fn login(db: &Db, record: LoginRecord) -> DbResult<LoginResult> {
         write_tx(c, |c| {
             let result = cabinets::record_login(c, &record)?;
             if let LoginResult::Accepted { previous: Liveness::Offline, .. } = &result {
-                alerts::resolve_in(c, alert::CABINET_OFFLINE, Some(&record.sn))?;
+                alerts::resolve_in(c, AlertCode::CabinetOffline, Some(&record.sn))?;
             }
             Ok(result)
         })
@@ -32,7 +32,7 @@ pub async fn back_online(db: &Db, sn: String, node: String) -> DbResult<(bool, O
         let at = db::now();
         let changed = cabinets::change_liveness(c, &sn, current, Liveness::Online, &node, at, Some("heartbeat"))?;
         if changed && current == Liveness::Offline {
-            alerts::resolve_in(c, alert::CABINET_OFFLINE, Some(&sn))?;
+            alerts::resolve_in(c, AlertCode::CabinetOffline, Some(&sn))?;
         }
         Ok((changed, cabinets::liveness(c, &sn)?))
     })

@@ -9,7 +9,7 @@ use super::{Effects, alerts, sessions, stock};
 use crate::db::models::{Lane, NewSession, Session};
 use crate::db::stock::LedgerRefs;
 use crate::db::{self, AnyConnection, Db, DbError, DbResult, layout, restock, write_tx};
-use crate::domain::alert;
+use crate::domain::alert::{self, AlertCode};
 use crate::domain::restock::{
     LaneChange, LaneStock, RestockCount, TaskLane, TaskStatus, count_restock, lanes_to_restock, maintenance_moves,
 };
@@ -145,7 +145,7 @@ fn finish_in(
         }
         sessions::close_in(conn, session_id, Outcome::Done, Some(&record), now)?;
         if done.is_some() {
-            alerts::resolve_in(conn, alert::RESTOCK_NEEDED, Some(sn))?;
+            alerts::resolve_in(conn, AlertCode::RestockNeeded, Some(sn))?;
         }
         if !wanted(conn, sn)?.is_empty() {
             RestockCheck { sn: sn.to_string(), lanes: Vec::new() }.enqueue(conn)?;

@@ -163,4 +163,3 @@ fn correct_paid(
     }
     Ok(())
 }
-

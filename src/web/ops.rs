@@ -13,6 +13,7 @@ use crate::actors::registry;
 use crate::db::alerts::{self, AlertFilter};
 use crate::db::cabinets::{self, CabinetFilter};
 use crate::db::models::{Alert, Cabinet, CabinetEvent};
+use crate::domain::alert::AlertCode;
 use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
 use crate::domain::liveness::Liveness;
 
@@ -180,7 +181,11 @@ pub struct AlertsQuery {
 pub async fn list_alerts(ops: Ops<AnyRole>, q: web::Query<AlertsQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
-    let filter = AlertFilter { code: q.code, sn: q.sn, open_only: q.open.unwrap_or(false) };
+    let code = q
+        .code
+        .map(|c| AlertCode::parse(&c).ok_or_else(|| ApiError::BadRequest(format!("unknown alert code {c:?}"))))
+        .transpose()?;
+    let filter = AlertFilter { code, sn: q.sn, open_only: q.open.unwrap_or(false) };
     let rows: Vec<Alert> = ops.read(move |c| alerts::list(c, &filter, limit)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "alerts": rows })))
 }

@@ -29,7 +29,7 @@ use crate::device::bridge::Inbound;
 use crate::device::frame::{self, AnyUp, Cadence, Envelope, Heartbeat, Login, LoginAck, Reject};
 use crate::device::messages::{AckUp, DoorUp, WeightUp};
 use crate::device::topic::{self, DownKind, UpKind};
-use crate::domain::alert;
+use crate::domain::alert::{self, AlertCode};
 use crate::domain::cabinet::{CabinetStatus, Sn};
 use crate::domain::liveness::{self, Liveness};
 use crate::domain::temperature::{TempRule, TempWatch};
@@ -443,9 +443,7 @@ impl CabinetActor {
         if reason == Reject::BadSignature {
             self.reload_key(ctx);
         }
-        if !reason.is_security() {
-            return;
-        }
+        let Some(code) = reason.security_alert() else { return };
         let cooldown = Duration::from_secs(self.svc.config.security.alert_cooldown_s);
         let entry = self.alerted.entry(reason).or_insert((Instant::now() - cooldown * 2, 0));
         if entry.0.elapsed() < cooldown {
@@ -455,7 +453,7 @@ impl CabinetActor {
         let suppressed = entry.1;
         *entry = (Instant::now(), 0);
         tracing::warn!(sn = %self.sn, reason = reason.as_str(), suppressed, "security: frame dropped");
-        let spec = alert::security(self.sn.as_str(), reason.as_str(), &reason.to_string(), suppressed);
+        let spec = alert::security(self.sn.as_str(), code, reason.as_str(), &reason.to_string(), suppressed);
         let occurrences = i64::try_from(suppressed).unwrap_or(i64::MAX).saturating_add(1);
         self.raise_counted(spec, occurrences, ctx);
     }
@@ -609,8 +607,11 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, SessionErr
         .db
         .run(move |c| {
             let Some(cab) = cabinets::find(c, &owned)? else { return Ok::<_, DbError>(None) };
-            let filter =
-                alerts::AlertFilter { code: Some(alert::TEMPERATURE.into()), sn: Some(owned.clone()), open_only: true };
+            let filter = alerts::AlertFilter {
+                code: Some(AlertCode::TemperatureOutOfRange),
+                sn: Some(owned.clone()),
+                open_only: true,
+            };
             let temp_alert = !alerts::list(c, &filter, 1)?.is_empty();
             let stale = sessions::current(c, &owned)?;
             let order = match &stale {

@@ -11,7 +11,7 @@ use super::lanes::{LaneState, LaneWeight, Setup};
 use crate::db;
 use crate::db::weight_log::NewWeightRow;
 use crate::device::messages::{DoorUp, WeightUp};
-use crate::domain::alert::{self, AlertSpec, LaneDrift};
+use crate::domain::alert::{self, AlertCode, AlertSpec, LaneDrift};
 use crate::domain::temperature::TempEvent;
 use crate::domain::units::Grams;
 use crate::domain::weight::{self, LaneWindow, ReadingKind};
@@ -201,7 +201,9 @@ impl CabinetActor {
                 let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
                 ctx.spawn(
                     async move {
-                        if let Err(e) = flows::alerts::resolve(&db, alert::TEMPERATURE, Some(sn.clone())).await {
+                        if let Err(e) =
+                            flows::alerts::resolve(&db, AlertCode::TemperatureOutOfRange, Some(sn.clone())).await
+                        {
                             tracing::error!(%sn, error = %e, "temperature alert not resolved");
                         }
                     }
@@ -222,7 +224,7 @@ impl CabinetActor {
         let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
         ctx.spawn(
             async move {
-                let (code, message) = (spec.code.clone(), spec.message.clone());
+                let (code, message) = (spec.code, spec.message.clone());
                 if let Err(e) = flows::alerts::raise(&db, spec, occurrences).await {
                     tracing::error!(%sn, %code, %message, error = %e, "alert not stored");
                 }
