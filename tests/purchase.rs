@@ -5,6 +5,7 @@
 
 mod common;
 mod purchase {
+    pub mod money;
     pub mod shop;
 }
 
@@ -896,3 +897,7 @@ async fn door_left_open(profile: Profile) {
     cab.stop().await;
 }
 both_profiles!(door_open_too_long, door_left_open);
+
+both_profiles!(charge_of_a_forgotten_order, purchase::money::charge_of_a_forgotten_order);
+both_profiles!(release_outlasts_an_outage, purchase::money::release_outlasts_an_outage);
+both_profiles!(release_refused, purchase::money::release_refused);

@@ -121,7 +121,7 @@ impl Capture {
 
 impl Release {
     async fn consume(&self, msg: &Message, m: topics::Release) -> Result<flows::Effects, HandlerError> {
-        flows::release::handle(&self.0.ctx, &m, &msg.id).await
+        flows::release::handle(&self.0.ctx, &m, &msg.id, self.0.last_attempt(msg)).await
     }
 }
 

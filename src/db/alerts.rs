@@ -19,7 +19,7 @@ pub fn raise(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: N
 
 fn raise_once(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: NaiveDateTime) -> DbResult<i64> {
     write_tx(conn, |c| {
-        let open = open_id(c, spec.code, spec.sn.as_deref())?;
+        let open = open_id(c, spec.code, spec.sn.as_deref(), spec.subject.as_deref())?;
         if let Some(id) = open {
             diesel::update(alerts::table.find(id))
                 .set((alerts::occurrences.eq(alerts::occurrences + occurrences), alerts::last_seen_at.eq(at)))
@@ -32,6 +32,7 @@ fn raise_once(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: 
                 severity: spec.severity,
                 code: spec.code,
                 sn: spec.sn.clone(),
+                subject: spec.subject.clone(),
                 message: spec.message.clone(),
                 detail: spec.detail.clone(),
                 occurrences,
@@ -39,11 +40,11 @@ fn raise_once(conn: &mut AnyConnection, spec: &AlertSpec, occurrences: i64, at: 
                 last_seen_at: at,
             })
             .execute(c)?;
-        Ok(open_id(c, spec.code, spec.sn.as_deref())?.unwrap_or_default())
+        Ok(open_id(c, spec.code, spec.sn.as_deref(), spec.subject.as_deref())?.unwrap_or_default())
     })
 }
 
-fn open_id(c: &mut AnyConnection, code: AlertCode, sn: Option<&str>) -> DbResult<Option<i64>> {
+fn open_id(c: &mut AnyConnection, code: AlertCode, sn: Option<&str>, subject: Option<&str>) -> DbResult<Option<i64>> {
     let mut q = alerts::table
         .select(alerts::id)
         .filter(alerts::code.eq(code))
@@ -53,12 +54,17 @@ fn open_id(c: &mut AnyConnection, code: AlertCode, sn: Option<&str>) -> DbResult
         Some(sn) => q.filter(alerts::sn.eq(sn.to_string())),
         None => q.filter(alerts::sn.is_null()),
     };
+    q = match subject {
+        Some(subject) => q.filter(alerts::subject.eq(subject.to_string())),
+        None => q.filter(alerts::subject.is_null()),
+    };
     Ok(q.order(alerts::id.desc()).first::<i64>(c).optional()?)
 }
 
-/// Resolve the open alert with this code and cabinet, if any. Returns how many were resolved.
+/// Resolve the open alert with this code and cabinet (and no subject), if any. Returns how many
+/// were resolved.
 pub fn resolve(conn: &mut AnyConnection, code: AlertCode, sn: Option<&str>, at: NaiveDateTime) -> DbResult<usize> {
-    let Some(id) = open_id(conn, code, sn)? else {
+    let Some(id) = open_id(conn, code, sn, None)? else {
         return Ok(0);
     };
     Ok(diesel::update(alerts::table.find(id)).set(alerts::resolved_at.eq(Some(at))).execute(conn)?)

@@ -101,6 +101,9 @@ pub struct Alert {
     pub created_at: NaiveDateTime,
     pub last_seen_at: NaiveDateTime,
     pub resolved_at: Option<NaiveDateTime>,
+    /// What the alert is about beside its cabinet (an order's number), when one cabinet may have
+    /// several at once.
+    pub subject: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -110,6 +113,7 @@ pub struct NewAlert {
     pub severity: Severity,
     pub code: AlertCode,
     pub sn: Option<String>,
+    pub subject: Option<String>,
     pub message: String,
     pub detail: Option<String>,
     pub occurrences: i64,

@@ -25,6 +25,7 @@ diesel::table! {
         created_at -> Timestamp,
         last_seen_at -> Timestamp,
         resolved_at -> Nullable<Timestamp>,
+        subject -> Nullable<Text>,
     }
 }
 

@@ -38,6 +38,8 @@ named_enum! {
         DoorOpenTooLong = "door_open_too_long",
         SettlementRefused = "settlement_refused",
         PreauthGone = "preauth_gone",
+        ReleaseFailed = "release_failed",
+        PaymentStuck = "payment_stuck",
         RefundFailed = "refund_failed",
         RestockNeeded = "restock_needed",
         RestockUncounted = "restock_uncounted",
@@ -60,6 +62,9 @@ pub struct AlertSpec {
     pub severity: Severity,
     pub code: AlertCode,
     pub sn: Option<String>,
+    /// What it is about beside the cabinet (an order's number): alerts of one code and cabinet
+    /// about two orders are two alerts.
+    pub subject: Option<String>,
     pub message: String,
     pub detail: Option<String>,
 }
@@ -70,6 +75,7 @@ pub fn cabinet_offline(sn: &str, silent_s: u64) -> AlertSpec {
         severity: Severity::Warning,
         code: AlertCode::CabinetOffline,
         sn: Some(sn.into()),
+        subject: None,
         message: format!(
             "cabinet {sn} has sent no heartbeat for {silent_s} s while the rest of the fleet is heard; check power and network on site"
         ),
@@ -83,6 +89,7 @@ pub fn ingest_unhealthy(heard: u64, tracked: u64, ratio: f64, threshold: f64) ->
         severity: Severity::Critical,
         code: AlertCode::IngestUnhealthy,
         sn: None,
+        subject: None,
         message: format!(
             "ingest looks unhealthy: only {heard} of {tracked} cabinets heard from ({:.0}% < {:.0}%); silent cabinets are marked suspect, not offline, until this clears",
             ratio * 100.0,
@@ -99,6 +106,7 @@ pub fn security(sn: &str, code: AlertCode, reason: &str, description: &str, supp
         severity: Severity::Critical,
         code,
         sn: Some(sn.into()),
+        subject: None,
         message: format!("frame for cabinet {sn} dropped: {description}"),
         detail: Some(format!(r#"{{"reason":"{reason}","suppressed_since_last":{suppressed}}}"#)),
     }
@@ -112,6 +120,7 @@ pub fn payment_anomaly(channel: &str, out_order_no: &str, reason: &str) -> Alert
         severity: Severity::Critical,
         code: AlertCode::PaymentAnomaly,
         sn: None,
+        subject: Some(out_order_no.into()),
         message: format!(
             "{channel} reported a payment Heft did not expect on {out_order_no}: {reason}; see /ops/payments/{out_order_no}"
         ),
@@ -142,6 +151,7 @@ pub fn lane_drift(sn: &str, drifted: &[LaneDrift]) -> AlertSpec {
         severity: Severity::Warning,
         code: AlertCode::LaneDrift,
         sn: Some(sn.into()),
+        subject: None,
         message: format!(
             "cabinet {sn}: weight changed with the door closed and no session on lane {}",
             lanes.join(", ")
@@ -157,6 +167,7 @@ pub fn temperature(sn: &str, temp_c: f64, (min_c, max_c): (f64, f64), since_ms: 
         severity: Severity::Critical,
         code: AlertCode::TemperatureOutOfRange,
         sn: Some(sn.into()),
+        subject: None,
         message: format!("cabinet {sn}: {temp_c} °C, outside {min_c}…{max_c} °C for {} s", (now_ms - since_ms) / 1000),
         detail: Some(
             serde_json::json!({"temp_c": temp_c, "min_c": min_c, "max_c": max_c, "since_ms": since_ms}).to_string(),
@@ -173,6 +184,7 @@ pub fn door_opened_unauthorised(sn: &str, door: u32) -> AlertSpec {
         severity: Severity::Critical,
         code: AlertCode::DoorOpenedUnauthorised,
         sn: Some(sn.into()),
+        subject: None,
         message: format!("cabinet {sn}: door {door} opened before the shopper authorised"),
         detail: None,
     }
@@ -185,6 +197,7 @@ pub fn door_open_unheld(sn: &str, door: u32) -> AlertSpec {
         severity: Severity::Critical,
         code: AlertCode::DoorOpenUnheld,
         sn: Some(sn.into()),
+        subject: None,
         message: format!("cabinet {sn}: door {door} is open and no purchase, restock or maintenance holds it"),
         detail: Some(serde_json::json!({ "door": door }).to_string()),
     }
@@ -197,6 +210,7 @@ pub fn door_open_too_long(sn: &str, order_id: Option<i64>, limit_s: u64) -> Aler
         severity: Severity::Warning,
         code: AlertCode::DoorOpenTooLong,
         sn: Some(sn.into()),
+        subject: None,
         message: format!("cabinet {sn}: door open for more than {limit_s} s (order {order_id:?})"),
         detail: Some(serde_json::json!({ "order_id": order_id, "limit_s": limit_s }).to_string()),
     }
@@ -212,6 +226,7 @@ pub fn settlement_refused(sn: &str, order_id: i64, status: &str, why: &str, afte
         severity: Severity::Critical,
         code: AlertCode::SettlementRefused,
         sn: Some(sn.into()),
+        subject: Some(order_id.to_string()),
         message: format!(
             "cabinet {sn}: order {order_id} is {status} and could not be settled ({why}); see its weight trace"
         ),
@@ -227,10 +242,44 @@ pub fn preauth_gone(sn: &str, order_id: i64, out_order_no: &str, owed_fen: Fen) 
         severity: Severity::Critical,
         code: AlertCode::PreauthGone,
         sn: Some(sn.into()),
+        subject: Some(out_order_no.into()),
         message: format!(
             "order {order_id} ({out_order_no}): the pre-authorisation is gone and {owed_fen} fen could not be charged; it is owed"
         ),
         detail: Some(serde_json::json!({ "order_id": order_id, "out_order_no": out_order_no }).to_string()),
+    }
+}
+
+/// The platform refused for good to release a hold Heft cancelled: the shopper's money stays
+/// frozen until a person releases it on the platform's console.
+pub fn release_failed(sn: &str, order_id: i64, out_order_no: &str, reason: &str) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: AlertCode::ReleaseFailed,
+        sn: Some(sn.into()),
+        subject: Some(out_order_no.into()),
+        message: format!(
+            "order {order_id} ({out_order_no}): the platform refused to release the shopper's hold ({reason}); release it on the platform's console"
+        ),
+        detail: Some(serde_json::json!({ "order_id": order_id, "out_order_no": out_order_no }).to_string()),
+    }
+}
+
+/// A money message (`what`: a charge, a release, a refund) the platform cannot read: our side
+/// is wrong (a key, a signature, a parameter). Heft keeps trying in later rounds; a person mends
+/// the cause.
+pub fn payment_stuck(sn: Option<&str>, order_id: i64, subject: &str, what: &str, error: &str) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: AlertCode::PaymentStuck,
+        sn: sn.map(str::to_string),
+        subject: Some(subject.into()),
+        message: format!(
+            "order {order_id} ({subject}): the {what} keeps failing on our side ({error}); Heft tries again in later rounds — check the platform keys and configuration"
+        ),
+        detail: Some(serde_json::json!({ "order_id": order_id, "subject": subject, "error": error }).to_string()),
     }
 }
 
@@ -241,6 +290,7 @@ pub fn refund_failed(sn: Option<&str>, out_refund_no: &str, amount_fen: Fen, ord
         severity: Severity::Critical,
         code: AlertCode::RefundFailed,
         sn: sn.map(str::to_string),
+        subject: Some(out_refund_no.into()),
         message: format!(
             "refund {out_refund_no} of {amount_fen} fen on order {order_id} failed ({reason}): give it back another way"
         ),
@@ -257,6 +307,7 @@ pub fn restock_needed(sn: &str, task_id: i64, wanted: &str) -> AlertSpec {
         severity: Severity::Info,
         code: AlertCode::RestockNeeded,
         sn: Some(sn.into()),
+        subject: None,
         message: format!("cabinet {sn}: lanes to restock (task {task_id})"),
         detail: Some(wanted.into()),
     }
@@ -270,6 +321,7 @@ pub fn restock_uncounted(sn: &str, uncounted: &[super::restock::Uncounted]) -> A
         severity: Severity::Warning,
         code: AlertCode::RestockUncounted,
         sn: Some(sn.into()),
+        subject: None,
         message: format!("cabinet {sn}: restock on lanes {} could not be counted by weight", lanes.join(", ")),
         detail: serde_json::to_string(uncounted).ok(),
     }
@@ -283,6 +335,7 @@ pub fn maintenance_weight_change(sn: &str, by: &str, moved: &[super::restock::La
         severity: Severity::Warning,
         code: AlertCode::MaintenanceWeightChange,
         sn: Some(sn.into()),
+        subject: None,
         message: format!("cabinet {sn}: weight changed on lanes {} during maintenance by {by}", lanes.join(", ")),
         detail: serde_json::to_string(moved).ok(),
     }
@@ -297,6 +350,7 @@ pub fn message_dead(msg_id: &str, topic: &str, attempts: u32, error: &str) -> Al
         severity: Severity::Critical,
         code: AlertCode::MessageDead,
         sn: None,
+        subject: None,
         message: format!(
             "message {msg_id} on topic {topic} failed {attempts} times and was given up on; \
              see GET /ops/messages?status=dead and retry with POST /ops/messages/{msg_id}/retry"

@@ -8,6 +8,7 @@ pub mod command;
 pub mod door;
 pub mod layout;
 pub mod liveness;
+pub mod money;
 pub mod names;
 pub mod operator;
 pub mod order;

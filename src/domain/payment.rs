@@ -199,17 +199,11 @@ pub fn paid_debt(order_debt_fen: Fen, total_fen: Fen, cap_fen: Fen) -> PaidDebt 
     PaidDebt { order_debt_fen: excess, cleared_fen: (order_debt_fen - excess).max(Fen::ZERO) }
 }
 
-/// When a charge (or a refund) that did not finish is looked at again: the wait after round
-/// `round` is `base_s`, doubled each round, at most `max_s` (and never below `base_s`).
-pub fn retry_delay_s(base_s: u64, max_s: u64, round: u32) -> u64 {
-    base_s.saturating_mul(1u64 << round.min(20)).min(max_s.max(base_s))
-}
-
 /// Whether a charge the platform has been collecting since round 0 has been at it for `grace_s`
 /// by round `round`: the waits of the rounds before it add up to at least that (a lower bound on
 /// the time: a round may start late, never early).
 pub fn collecting_overdue(base_s: u64, max_s: u64, grace_s: u64, round: u32) -> bool {
-    let waited: u64 = (0..round).map(|r| retry_delay_s(base_s, max_s, r)).fold(0, u64::saturating_add);
+    let waited: u64 = (0..round).map(|r| super::money::retry_delay_s(base_s, max_s, r)).fold(0, u64::saturating_add);
     waited >= grace_s
 }
 
@@ -232,14 +226,6 @@ mod tests {
             PaidDebt { order_debt_fen: Fen(600), cleared_fen: Fen(0) }
         );
         assert_eq!(paid_debt(Fen(0), Fen(1500), Fen(2000)), PaidDebt { order_debt_fen: Fen(0), cleared_fen: Fen(0) });
-    }
-
-    #[test]
-    fn retry_delays_double_up_to_the_cap() {
-        let d: Vec<u64> = (0..8).map(|r| retry_delay_s(300, 3600, r)).collect();
-        assert_eq!(d, [300, 600, 1200, 2400, 3600, 3600, 3600, 3600]);
-        assert_eq!(retry_delay_s(300, 100, 3), 300, "a cap below the base is the base");
-        assert_eq!(retry_delay_s(u64::MAX, u64::MAX, 40), u64::MAX, "no overflow");
     }
 
     #[test]

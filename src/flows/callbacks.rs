@@ -136,7 +136,7 @@ fn apply(
     }
     let mut effects = Effects::none();
     if *verdict == Verdict::ReleaseNeeded {
-        Release { out_order_no: p.out_order_no.clone() }.enqueue(conn)?;
+        Release::new(&p.out_order_no).enqueue(conn)?;
         effects = Effects::wake();
     }
     if let Verdict::Anomaly { reason, .. } = verdict {

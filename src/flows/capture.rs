@@ -21,9 +21,10 @@
 use std::sync::Arc;
 
 use super::{Ctx, Effects, alerts, order};
-use crate::db::models::{Order, Payment};
+use crate::db::models::{Order, OrderLine, Payment};
 use crate::db::{self, AnyConnection, DbError, orders, payments, write_tx};
 use crate::domain::alert;
+use crate::domain::money::{self, Failure, Next};
 use crate::domain::order::OrderStatus;
 use crate::domain::payment::{self, PaymentState, out_trade_no};
 use crate::domain::units::Fen;
@@ -37,19 +38,27 @@ enum CaptureError {
     /// The platform could not be reached or the payment moved meanwhile: try again.
     #[error("{0}")]
     Again(String),
-    /// Our request or the platform's answer is wrong (a key, a signature, a parameter): the
-    /// message is retried and then goes dead with its alert, for a person.
+    /// Our request or the platform's answer is wrong (a key, a signature, a parameter): retried,
+    /// then followed in later rounds with an alert for a person (`domain::money`).
     #[error("{0}")]
     Broken(String),
+    /// The platform does not know the order or its pre-authorisation any more.
+    #[error("{0}")]
+    Gone(String),
+    /// The platform refused for good.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
 impl From<PayError> for CaptureError {
     fn from(e: PayError) -> Self {
-        match e {
-            PayError::Retryable(_) => CaptureError::Again(e.to_string()),
-            _ => CaptureError::Broken(e.to_string()),
+        match e.failure() {
+            Failure::Unreachable => CaptureError::Again(e.to_string()),
+            Failure::Broken => CaptureError::Broken(e.to_string()),
+            Failure::NotFound => CaptureError::Gone(e.to_string()),
+            Failure::Refused => CaptureError::Refused(e.to_string()),
         }
     }
 }
@@ -62,10 +71,10 @@ fn next_round(c: &mut AnyConnection, id: i64, round: u32, later: chrono::Duratio
     topics::Capture { order_id: id, round: round + 1 }.enqueue_once(c, &key, Some(db::now() + later))
 }
 
-/// The wait before round `round + 1` (`domain::payment::retry_delay_s` with the orders config).
+/// The wait before round `round + 1` (`domain::money::retry_delay_s` with the orders config).
 fn retry_in(ctx: &Ctx, round: u32) -> chrono::Duration {
     let o = &ctx.config.orders;
-    super::secs(payment::retry_delay_s(o.capture_retry_s, o.capture_retry_max_s, round))
+    super::secs(money::retry_delay_s(o.capture_retry_s, o.capture_retry_max_s, round))
 }
 
 /// `payment.capture`: one handling. One at a time per order, on any node: a lease in the cache; a
@@ -103,18 +112,35 @@ pub async fn handle(
             result
         }
     };
-    match result {
-        Ok(()) => Ok(Effects::wake()),
-        // The platform (or the cache) is still out on the message's last attempt: a later round,
-        // so an outage never drops a charge.
-        Err(CaptureError::Again(e)) if last_attempt => {
-            let later = retry_in(ctx, round);
-            tracing::warn!(order = id, error = %e, retry_in_s = later.num_seconds(), "platform still unavailable; the charge is tried again later");
-            ctx.db.write(move |c| next_round(c, id, round, later).map(|_| ())).await?;
+    let failure = match result {
+        Ok(()) => return Ok(Effects::wake()),
+        Err(CaptureError::Db(e)) => return Err(e.into()),
+        Err(CaptureError::Again(e)) => (Failure::Unreachable, e),
+        Err(CaptureError::Broken(e)) => (Failure::Broken, e),
+        // The handling ends these itself, knowing the order; one that got here is not understood.
+        Err(CaptureError::Gone(e) | CaptureError::Refused(e)) => (Failure::Broken, e),
+    };
+    match money::next(failure.0, last_attempt) {
+        Next::Retry => Err(HandlerError::Failed(failure.1)),
+        // Still out on the message's last attempt: a later round, so an outage never drops a
+        // charge; our own side broken, the same, with an alert naming the order.
+        next => {
+            let (later, e) = (retry_in(ctx, round), failure.1);
+            let alert = next == Next::AlertAndLaterRound;
+            tracing::warn!(order = id, error = %e, retry_in_s = later.num_seconds(), "the charge is tried again later");
+            ctx.db
+                .write(move |c| {
+                    write_tx(c, |c| {
+                        if alert && let Some(o) = orders::find(c, id)? {
+                            let spec = alert::payment_stuck(Some(&o.sn), id, &o.out_order_no, "charge", &e);
+                            alerts::raise_in(c, &spec)?;
+                        }
+                        next_round(c, id, round, later).map(|_| ())
+                    })
+                })
+                .await?;
             Ok(Effects::wake())
         }
-        Err(CaptureError::Again(e) | CaptureError::Broken(e)) => Err(HandlerError::Failed(e)),
-        Err(CaptureError::Db(e)) => Err(e.into()),
     }
 }
 
@@ -140,12 +166,34 @@ impl Capture<'_> {
         if !matches!(status, OrderStatus::Paying | OrderStatus::PaymentFailed) {
             return Ok(());
         }
+        match self.charge(&order, &payment, &lines, round).await {
+            Err(CaptureError::Gone(e)) => {
+                tracing::warn!(order = id, error = %e, "the platform does not know the order or its pre-authorisation");
+                self.gone(&order, status).await
+            }
+            Err(CaptureError::Refused(e)) => {
+                tracing::warn!(order = id, error = %e, "the platform refused; owed until a later round is paid");
+                self.failed(id, status, round).await
+            }
+            other => other,
+        }
+    }
+
+    /// Charge the order, or follow where an earlier attempt left it.
+    async fn charge(
+        &self,
+        order: &Order,
+        payment: &Payment,
+        lines: &[OrderLine],
+        round: u32,
+    ) -> Result<(), CaptureError> {
+        let (id, status) = (order.id, order.status);
         let gateway = self.ctx.payments.get(payment.channel);
         let trade_no = out_trade_no(&order.out_order_no);
         let state = payment.state;
         // An earlier attempt may have reached the platform: its answer decides.
         let tried = payment.out_trade_no.is_some() || status == OrderStatus::PaymentFailed;
-        if (state == PaymentState::Paid || tried) && self.follow_platform(gateway, &order, status, round).await? {
+        if (state == PaymentState::Paid || tried) && self.follow_platform(gateway, order, status, round).await? {
             return Ok(());
         }
         // The platform charges at most what it holds; a basket over the cap is charged as one
@@ -168,15 +216,15 @@ impl Capture<'_> {
             total_fen: total,
             title: self.ctx.config.orders.title.clone(),
         };
-        self.mark_capturing(&payment, &trade_no).await?;
+        self.mark_capturing(payment, &trade_no).await?;
         match gateway.capture(&req).await {
-            Ok(CaptureOutcome::Paid { transaction_id }) => self.record_paid(&order, total, transaction_id).await,
-            Ok(CaptureOutcome::Collecting) => self.collecting(&order, status, round).await,
+            Ok(CaptureOutcome::Paid { transaction_id }) => self.record_paid(order, total, transaction_id).await,
+            Ok(CaptureOutcome::Collecting) => self.collecting(order, status, round).await,
             Err(PayError::Declined { code, message }) => {
                 // A refusal may be of a repeat whose first went through: ask before blaming the
                 // shopper.
                 tracing::warn!(order = id, %code, %message, "charge refused; asking the platform");
-                if self.follow_platform(gateway, &order, status, round).await? {
+                if self.follow_platform(gateway, order, status, round).await? {
                     return Ok(());
                 }
                 let no = order.out_order_no.clone();

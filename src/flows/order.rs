@@ -132,7 +132,7 @@ pub fn cancel(
             let detail = serde_json::json!({ "order_id": id, "reason": reason }).to_string();
             sessions::close_in(conn, s, Outcome::Cancelled, Some(&detail), now)?;
         }
-        Release { out_order_no: o.out_order_no.clone() }.enqueue(conn)?;
+        Release::new(&o.out_order_no).enqueue(conn)?;
         Ok(())
     })
 }
@@ -199,7 +199,7 @@ pub fn owe_excess(conn: &mut AnyConnection, o: &Order, total_fen: Fen, now: Naiv
 pub fn charge_or_release(conn: &mut AnyConnection, o: &Order, to: OrderStatus, now: NaiveDateTime) -> DbResult<()> {
     if to == OrderStatus::NoPurchase {
         payments::set_state(conn, &o.out_order_no, &[PaymentState::Authorized], PaymentState::Cancelled, None, now)?;
-        Release { out_order_no: o.out_order_no.clone() }.enqueue(conn)?;
+        Release::new(&o.out_order_no).enqueue(conn)?;
     } else {
         crate::mq::topics::Capture { order_id: o.id, round: 0 }.enqueue(conn)?;
     }

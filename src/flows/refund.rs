@@ -14,7 +14,8 @@ use super::{Ctx, Effects, alerts, secs};
 use crate::db::models::{Order, Refund};
 use crate::db::{self, AnyConnection, Db, DbError, DbResult, orders, payments, refunds, write_tx};
 use crate::domain::alert;
-use crate::domain::payment::{Channel, RefundStatus, out_trade_no, retry_delay_s};
+use crate::domain::money::{self, Next, retry_delay_s};
+use crate::domain::payment::{Channel, RefundStatus, out_trade_no};
 use crate::domain::units::Fen;
 use crate::mq::HandlerError;
 use crate::mq::topics::{self, Payload};
@@ -117,18 +118,40 @@ pub async fn retry(db: &Db, out_refund_no: String) -> DbResult<(Retried, Effects
 /// letting the message die.
 pub async fn handle(ctx: &Ctx, msg: &topics::Refund, last_attempt: bool) -> Result<Effects, HandlerError> {
     let no = msg.out_refund_no.as_str();
-    match send(ctx, msg).await {
-        Ok(effects) => Ok(effects),
-        Err(PayError::Retryable(e)) if last_attempt => {
+    let e = match send(ctx, msg).await {
+        Ok(effects) => return Ok(effects),
+        Err(e) => e,
+    };
+    note(&ctx.db, no, &e.to_string()).await?;
+    match money::next(e.failure(), last_attempt) {
+        Next::Retry => Err(HandlerError::Failed(format!("refund {no}: {e}"))),
+        Next::LaterRound => {
             tracing::warn!(refund = %no, error = %e, "platform still unavailable; the refund is tried again later");
-            note(&ctx.db, no, &e).await?;
             later(ctx, msg).await
         }
-        Err(e) => {
-            note(&ctx.db, no, &e.to_string()).await?;
-            Err(HandlerError::Failed(format!("refund {no}: {e}")))
+        Next::AlertAndLaterRound => {
+            tracing::error!(refund = %no, error = %e, "refund keeps failing on our side; tried again later");
+            stuck(&ctx.db, no, &e.to_string()).await?;
+            later(ctx, msg).await
+        }
+        // The platform's own word: the refund has failed, with its alert.
+        Next::Gone | Next::End => {
+            let (key, how) = (no.to_string(), Ended::Failed { reason: e.to_string() });
+            ctx.db.write(move |c| ended_in(c, &key, &how, db::now())).await?;
+            Ok(Effects::none())
         }
     }
+}
+
+/// The alert for a refund our side keeps failing, naming its order.
+async fn stuck(db: &Db, no: &str, error: &str) -> Result<(), DbError> {
+    let (key, error) = (no.to_string(), error.to_string());
+    db.write(move |c| {
+        let Some(r) = refunds::find(c, &key)? else { return Ok(()) };
+        let sn = orders::find(c, r.order_id)?.map(|o| o.sn);
+        alerts::raise_in(c, &alert::payment_stuck(sn.as_deref(), r.order_id, &key, "refund", &error)).map(|_| ())
+    })
+    .await
 }
 
 /// One attempt; `Err` only for what a retry may mend (or a person, once the message dies).
@@ -138,7 +161,11 @@ async fn send(ctx: &Ctx, msg: &topics::Refund) -> Result<Effects, PayError> {
     let gateway = ctx.payments.get(channel);
     // Sent before (the answer may have been lost): the platform's word first.
     let mut state = match refund.status {
-        RefundStatus::Processing => gateway.query_refund(&req).await?,
+        // A refusal to say is not a refusal to refund: followed, never ended on.
+        RefundStatus::Processing => gateway.query_refund(&req).await.map_err(|e| match e {
+            PayError::Declined { code, message } => PayError::Permanent(format!("refund query: {code}: {message}")),
+            e => e,
+        })?,
         _ => RefundState::Unknown,
     };
     if state == RefundState::Unknown {

@@ -87,10 +87,23 @@ impl Payload for Capture {
 }
 
 /// `payment.release`: give back whatever the platform holds for a pre-authorisation Heft
-/// cancelled (or whose basket came to nothing).
+/// cancelled (or whose basket came to nothing). A release the platform could not take yet is
+/// sent again in later rounds: `chain` names the run (the first message's id; none on the
+/// first), `round` counts within it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
     pub out_order_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    #[serde(default, skip_serializing_if = "is_first")]
+    pub round: u32,
+}
+
+impl Release {
+    /// The first release of a pre-authorisation.
+    pub fn new(out_order_no: &str) -> Release {
+        Release { out_order_no: out_order_no.to_string(), chain: None, round: 0 }
+    }
 }
 
 impl Payload for Release {
@@ -149,6 +162,10 @@ mod tests {
         assert_eq!(old, Capture { order_id: 7, round: 0 });
         let old: Refund = serde_json::from_str(r#"{"out_refund_no": "HO1R1"}"#).expect("decode");
         assert_eq!((old.chain.as_str(), old.round), ("0", 0));
+        let json = serde_json::to_value(Release::new("HO1")).expect("json");
+        assert_eq!(json, serde_json::json!({ "out_order_no": "HO1" }), "the first release as it always was");
+        let old: Release = serde_json::from_str(r#"{"out_order_no": "HO1"}"#).expect("decode");
+        assert_eq!(old, Release::new("HO1"));
         let old: RestockCheck = serde_json::from_str(r#"{"sn": "CAB-1"}"#).expect("decode");
         assert!(old.lanes.is_empty());
     }

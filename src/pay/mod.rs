@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::money::{Failure, is_not_found_code};
 pub use crate::domain::payment::Channel;
 pub use crate::domain::units::Fen;
 
@@ -40,6 +41,16 @@ pub enum PayError {
 impl PayError {
     pub fn permanent(e: impl fmt::Display) -> PayError {
         PayError::Permanent(e.to_string())
+    }
+
+    /// What this failure is to the rule for money messages (`domain::money`).
+    pub fn failure(&self) -> Failure {
+        match self {
+            PayError::Retryable(_) => Failure::Unreachable,
+            PayError::Declined { code, .. } if is_not_found_code(code) => Failure::NotFound,
+            PayError::Declined { .. } => Failure::Refused,
+            PayError::Permanent(_) => Failure::Broken,
+        }
     }
 }
 

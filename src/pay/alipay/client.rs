@@ -96,7 +96,7 @@ impl Reply {
 
 /// Sub-codes meaning "no such order" from the fund-auth and trade APIs.
 fn not_found(sub_code: &str) -> bool {
-    sub_code.ends_with("NOT_EXIST") || sub_code.ends_with("NOT_EXISTS")
+    crate::domain::money::is_not_found_code(sub_code)
 }
 
 /// `subject` may not contain `/ = &`.

@@ -238,6 +238,15 @@ impl AlipaySim {
         })
     }
 
+    /// Lose a freeze and its trades, as a platform that no longer has them answers
+    /// `AUTH_ORDER_NOT_EXIST` / `ACQ.TRADE_NOT_EXIST`. True when there was one.
+    pub fn forget(&self, out_order_no: &str) -> bool {
+        let mut inner = self.lock();
+        let Some(f) = inner.freezes.remove(out_order_no) else { return false };
+        inner.trades.retain(|_, t| f.auth_no.is_empty() || t.auth_no != f.auth_no);
+        true
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -378,6 +387,9 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
     let outcome = match method.as_str() {
         "alipay.system.oauth.token" => oauth_token(sim, get("grant_type"), get("code")),
         "alipay.fund.auth.operation.detail.query" => detail_query(sim, &biz),
+        "alipay.fund.auth.order.unfreeze" if state.knob(|k| take(&mut k.refuse_release)) => {
+            Err(business("REQUEST_AMOUNT_EXCEED", "请求解冻金额超限"))
+        }
         "alipay.fund.auth.order.unfreeze" => unfreeze(sim, &biz),
         "alipay.fund.auth.operation.cancel" => operation_cancel(sim, &biz),
         "alipay.trade.pay" => trade_pay(&state, &biz, notify_url),

@@ -50,6 +50,9 @@ pub struct Knobs {
     /// deducting and calls back USER_PAID; Alipay refuses the trade.pay and accepts its retry).
     pub fail_then_succeed: u32,
     pub recover_ms: u64,
+    /// Releases refused for good: WeChat cancel 400 `INVALID_ORDER_STATE`, Alipay unfreeze 40004
+    /// `REQUEST_AMOUNT_EXCEED`, nothing applied.
+    pub refuse_release: u32,
 }
 
 /// Take one from a knob counter; true when it fired.
@@ -141,6 +144,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sim/knobs", web::get().to(get_knobs))
         .route("/sim/knobs", web::post().to(set_knobs))
         .route("/sim/callbacks", web::get().to(list_callbacks))
+        .route("/sim/orders/{out_order_no}/forget", web::post().to(forget))
         .configure(wechat::routes)
         .configure(alipay::routes);
 }
@@ -153,6 +157,18 @@ async fn set_knobs(state: web::Data<SimState>, body: web::Json<Knobs>) -> HttpRe
     let knobs = body.into_inner();
     state.knob(|k| *k = knobs.clone());
     HttpResponse::Ok().json(knobs)
+}
+
+/// Fault injection: the platform loses an order (and, on Alipay, its trades) and from then on
+/// answers that it does not exist. 404 when neither platform had it.
+async fn forget(state: web::Data<SimState>, path: web::Path<String>) -> HttpResponse {
+    let no = path.into_inner();
+    let wechat = state.wechat.forget(&no);
+    let alipay = state.alipay.forget(&no);
+    match wechat || alipay {
+        true => HttpResponse::Ok().json(serde_json::json!({ "forgotten": no })),
+        false => HttpResponse::NotFound().json(serde_json::json!({ "error": "not_found", "out_order_no": no })),
+    }
 }
 
 async fn list_callbacks(state: web::Data<SimState>) -> HttpResponse {

@@ -129,6 +129,12 @@ impl WechatSim {
         })
     }
 
+    /// Lose an order, as a platform that no longer has it answers `ORDER_NOT_EXIST`. True when
+    /// there was one.
+    pub fn forget(&self, out_order_no: &str) -> bool {
+        self.lock().orders.remove(out_order_no).is_some()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -616,6 +622,9 @@ async fn cancel(
     let reason = chars(&v, "reason");
     if reason == 0 || reason > 50 {
         return w.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "reason长度应为1-50个字符");
+    }
+    if state.knob(|k| take(&mut k.refuse_release)) {
+        return w.error(StatusCode::BAD_REQUEST, "INVALID_ORDER_STATE", "订单状态不允许取消");
     }
     let out_order_no = path.into_inner();
     let res = {
