@@ -299,6 +299,13 @@ pub struct PaymentsConfig {
 pub struct OrdersConfig {
     /// A scanned order the shopper has not authorised by then is cancelled (`order.auth_timeout`).
     pub auth_timeout_s: u64,
+    /// Seconds after the scan at which the platform is asked whether the shopper confirmed
+    /// (`order.confirm_check`), so that a lost callback does not keep a waiting shopper waiting.
+    /// Those at or after `auth_timeout_s` are left out: the auth timeout asks then.
+    pub confirm_checks_s: Vec<u64>,
+    /// An authorisation Heft learns later than this after the scan does not open the door: the
+    /// shopper has likely left. The hold is released and the order says why.
+    pub open_window_s: u64,
     /// How long `open` unlocks the door for.
     pub unlock_s: u64,
     /// After the authorisation, when Heft checks that the door opened (`door.open_check`): once
@@ -658,6 +665,12 @@ impl Config {
                 return Err(key_error(key, "must be greater than 0"));
             }
         }
+        if o.confirm_checks_s.contains(&0) || !o.confirm_checks_s.windows(2).all(|w| w[0] < w[1]) {
+            return Err(key_error("orders.confirm_checks_s", "must be an increasing list of seconds > 0"));
+        }
+        if o.open_window_s == 0 {
+            return Err(key_error("orders.open_window_s", "must be greater than 0"));
+        }
         if o.capture_retry_max_s < o.capture_retry_s {
             return Err(key_error("orders.capture_retry_max_s", "must be at least orders.capture_retry_s"));
         }
@@ -831,6 +844,11 @@ mod tests {
         assert!(msg(&[("HEFT__WECHAT__APIV3_KEY", "short")]).starts_with("config key wechat.apiv3_key:"));
         assert!(msg(&[("HEFT__MESSAGES__URL", "kafka://x")]).starts_with("config key messages.url:"));
         assert!(msg(&[("HEFT__MESSAGES__MAX_ATTEMPTS", "0")]).starts_with("config key messages.max_attempts:"));
+        for bad in ["[3, 3]", "[8, 3]", "[0, 3]"] {
+            let m = msg(&[("HEFT__ORDERS__CONFIRM_CHECKS_S", bad)]);
+            assert!(m.starts_with("config key orders.confirm_checks_s:"), "{bad}: {m}");
+        }
+        assert!(msg(&[("HEFT__ORDERS__OPEN_WINDOW_S", "0")]).starts_with("config key orders.open_window_s:"));
         assert!(msg(&[("HEFT__PAYMENTS__PREAUTH_CAP_FEN", "0")]).starts_with("config key payments.preauth_cap_fen:"));
         assert!(
             msg(&[("HEFT__PAYMENTS__NOTIFY_BASE_URL", "https://heft.example.com/")])

@@ -42,6 +42,7 @@ impl From<flows::FlowError> for HandlerError {
 pub fn handlers(consumer: &Consumer) -> Vec<Arc<dyn Handler>> {
     vec![
         Arc::new(AuthTimeout(consumer.clone())),
+        Arc::new(ConfirmCheck(consumer.clone())),
         Arc::new(OpenCheck(consumer.clone())),
         Arc::new(RestockCheck(consumer.clone())),
         Arc::new(Capture(consumer.clone())),
@@ -76,6 +77,7 @@ macro_rules! consumes {
 }
 
 consumes!(AuthTimeout, topics::AuthTimeout);
+consumes!(ConfirmCheck, topics::ConfirmCheck);
 consumes!(OpenCheck, topics::OpenCheck);
 consumes!(RestockCheck, topics::RestockCheck);
 consumes!(Capture, topics::Capture);
@@ -85,6 +87,12 @@ consumes!(Refund, topics::Refund);
 impl AuthTimeout {
     async fn consume(&self, _: &Message, m: topics::AuthTimeout) -> Result<flows::Effects, HandlerError> {
         Ok(flows::authorise::auth_timeout(&self.0.ctx, m.order_id).await?)
+    }
+}
+
+impl ConfirmCheck {
+    async fn consume(&self, _: &Message, m: topics::ConfirmCheck) -> Result<flows::Effects, HandlerError> {
+        Ok(flows::authorise::confirm_check(&self.0.ctx, m.order_id).await?)
     }
 }
 

@@ -8,6 +8,8 @@
 //! calls for an action is a confirmation for an order already cancelled: the door must never open,
 //! and the pre-authorisation must be released ([`Stay::ReleaseNeeded`]).
 
+use chrono::NaiveDateTime;
+
 use super::cabinet::CabinetStatus;
 use super::liveness::Liveness;
 use super::names::named_enum;
@@ -65,6 +67,9 @@ pub enum OrderEvent {
     AuthTimeout,
     /// The shopper cancelled before the door opened.
     ShopperCancelled,
+    /// The confirmation was learnt later than `orders.open_window_s` after the scan: the shopper
+    /// has likely left, and the door must not unlock for nobody.
+    AuthorisedTooLate,
     /// The cabinet reported the door closed.
     DoorClosed,
     /// Every lane settled unambiguously; `empty` when nothing was taken.
@@ -81,12 +86,13 @@ pub enum OrderEvent {
 
 impl OrderEvent {
     /// Every event, for exhaustive tests.
-    pub const ALL: [OrderEvent; 13] = [
+    pub const ALL: [OrderEvent; 14] = [
         OrderEvent::Authorized,
         OrderEvent::DoorOpened,
         OrderEvent::DoorNeverOpened,
         OrderEvent::AuthTimeout,
         OrderEvent::ShopperCancelled,
+        OrderEvent::AuthorisedTooLate,
         OrderEvent::DoorClosed,
         OrderEvent::Settled { empty: false },
         OrderEvent::Settled { empty: true },
@@ -131,7 +137,8 @@ pub fn next(status: OrderStatus, event: &OrderEvent) -> Result<OrderStatus, Stay
         | OrderEvent::DoorOpened
         | OrderEvent::AuthTimeout
         | OrderEvent::DoorNeverOpened
-        | OrderEvent::ShopperCancelled => before_the_door_closes(status, event),
+        | OrderEvent::ShopperCancelled
+        | OrderEvent::AuthorisedTooLate => before_the_door_closes(status, event),
         _ => after_the_door_closes(status, event),
     }
 }
@@ -153,7 +160,7 @@ fn before_the_door_closes(status: OrderStatus, event: &OrderEvent) -> Result<Ord
             Created => Err(Refused("door opened before the pre-authorisation was confirmed")),
             Cancelled => Err(Refused("door opened on a cancelled order")),
         },
-        OrderEvent::AuthTimeout => match status {
+        OrderEvent::AuthTimeout | OrderEvent::AuthorisedTooLate => match status {
             Created => Ok(Cancelled),
             Cancelled => Err(AlreadyThere),
             Authorized | DoorOpen | Settling | Paying | Paid | NoPurchase | Review | PaymentFailed => {
@@ -354,6 +361,13 @@ pub fn rebasket(paid_fen: Fen, total_fen: Fen) -> Rebasket {
     Rebasket { refund_fen: (paid_fen - total_fen).max(Fen::ZERO), debt_fen: (total_fen - paid_fen).max(Fen::ZERO) }
 }
 
+/// Whether a confirmation learnt at `learnt_at`, for an order scanned at `scanned_at`, may still
+/// open the door: within `window` the shopper is still at the cabinet; after it they have likely
+/// left, and a door unlocked then would unlock for nobody.
+pub fn opens_the_door(scanned_at: NaiveDateTime, learnt_at: NaiveDateTime, window: chrono::Duration) -> bool {
+    learnt_at - scanned_at <= window
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +459,18 @@ mod tests {
     fn a_confirmation_after_the_cancel_never_opens_the_door() {
         assert_eq!(next(Cancelled, &OrderEvent::Authorized), Err(Stay::ReleaseNeeded));
         assert!(matches!(next(Cancelled, &OrderEvent::DoorOpened), Err(Stay::Refused(_))));
+    }
+
+    #[test]
+    fn a_confirmation_learnt_too_late_cancels_and_never_opens() {
+        let scanned = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("time").naive_utc();
+        let window = chrono::Duration::seconds(45);
+        assert!(opens_the_door(scanned, scanned + chrono::Duration::seconds(10), window));
+        assert!(opens_the_door(scanned, scanned + window, window), "the window's last second still opens");
+        assert!(!opens_the_door(scanned, scanned + window + chrono::Duration::milliseconds(1), window));
+        assert_eq!(next(Created, &OrderEvent::AuthorisedTooLate), Ok(Cancelled));
+        assert_eq!(next(Cancelled, &OrderEvent::AuthorisedTooLate), Err(Stay::AlreadyThere));
+        assert!(matches!(next(Authorized, &OrderEvent::AuthorisedTooLate), Err(Stay::Refused(_))));
     }
 
     #[test]

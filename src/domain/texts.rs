@@ -33,6 +33,9 @@ named_enum! {
         /// Lanes weighed differently when the door opened than at rest (someone may have been at
         /// them before the shopper).
         BeforeWeightsDiffer = "before_weights_differ",
+        /// The confirmation came too long after the scan: the door stayed shut and the hold is
+        /// given back.
+        AuthorisedTooLate = "authorised_too_late",
     }
 }
 
@@ -53,6 +56,10 @@ pub fn over_cap(excess_fen: Fen) -> String {
 pub fn over_cap_debt(excess_fen: Fen) -> String {
     format!("所选商品超出授权额度，超出的 {excess_fen} 分计为欠款")
 }
+
+/// "The payment confirmation arrived too late, so the door was not opened; the frozen amount is
+/// being returned. Please scan again."
+pub const AUTHORISED_TOO_LATE: &str = "支付确认到达过晚，柜门未开启，冻结金额将原路退回，请重新扫码";
 
 /// "The door is not closed; please close it to finish the purchase."
 pub const DOOR_OPEN_TOO_LONG: &str = "柜门未关闭，请关好柜门以完成结算";

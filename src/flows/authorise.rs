@@ -1,9 +1,10 @@
 //! From the scan to the open door: the shopper's confirmation (learnt from a callback, or from a
-//! query when the callback is late), and the ways an order ends before its door opens — the
+//! query while the shopper waits, `order.confirm_check`, or at the auth timeout), and the ways
+//! an order ends before its door opens — the
 //! shopper did not confirm in time (`order.auth_timeout`), the door never opened
 //! (`door.open_check`), or the shopper cancelled.
 
-use super::order::{self, Moved};
+use super::order::{self, Moved, OpenTimes};
 use super::{Ctx, Effects, FlowError, secs};
 use crate::db::models::Order;
 use crate::db::{self, Db, orders, payments, write_tx};
@@ -18,30 +19,18 @@ async fn load(db: &Db, id: i64) -> Result<Order, FlowError> {
 }
 
 /// `order.auth_timeout`: a `created` order the shopper has not authorised in time. The platform
-/// is asked first — a confirmation whose callback is late still opens the door — and otherwise
-/// the order is cancelled and anything held released.
+/// is asked first — a confirmation whose callback is late is recorded (and, learnt this late,
+/// released rather than opening the door) — and otherwise the order is cancelled and anything
+/// held released.
 pub async fn auth_timeout(ctx: &Ctx, id: i64) -> Result<Effects, FlowError> {
     let order = load(&ctx.db, id).await?;
     if order.status != OrderStatus::Created {
         return Ok(Effects::none());
     }
-    let found = ctx.payments.get(order.channel).query(&order.out_order_no, None).await;
-    let open_check = secs(ctx.config.orders.open_check_s);
-    let moved = match found {
+    let moved = match ctx.payments.get(order.channel).query(&order.out_order_no, None).await {
         Ok(PlatformState::Authorized { platform_order_id, payer_id }) => {
-            tracing::info!(order = id, "authorised without a callback; opening");
-            ctx.db
-                .write(move |c| {
-                    write_tx(c, |c| {
-                        let o = orders::lock_existing(c, id)?;
-                        let from = [PaymentState::Created];
-                        if payments::set_state(c, &o.out_order_no, &from, PaymentState::Authorized, None, db::now())? {
-                            payments::set_ids(c, &o.out_order_no, platform_order_id.as_deref(), payer_id.as_deref())?;
-                        }
-                        order::authorize(c, id, open_check, db::now())
-                    })
-                })
-                .await?
+            tracing::info!(order = id, "authorised without a callback");
+            authorised(ctx, id, platform_order_id, payer_id).await?
         }
         // Not confirmed, or the platform cannot say: cancel. A confirmation that comes after this
         // finds the payment cancelled and is released (`payment.release`).
@@ -53,6 +42,52 @@ pub async fn auth_timeout(ctx: &Ctx, id: i64) -> Result<Effects, FlowError> {
         }
     };
     Ok(moved.effects())
+}
+
+/// `order.confirm_check`: while the shopper waits on the confirm page, ask the platform whether
+/// they confirmed, so that a callback lost on the way opens the door seconds later, not at the
+/// auth timeout. Anything but a confirmation leaves the order as it is: a later check, the
+/// callback or the auth timeout decides.
+pub async fn confirm_check(ctx: &Ctx, id: i64) -> Result<Effects, FlowError> {
+    let order = load(&ctx.db, id).await?;
+    if order.status != OrderStatus::Created {
+        return Ok(Effects::none());
+    }
+    match ctx.payments.get(order.channel).query(&order.out_order_no, None).await {
+        Ok(PlatformState::Authorized { platform_order_id, payer_id }) => {
+            tracing::info!(order = id, "confirmation found by asking; its callback has not come");
+            Ok(authorised(ctx, id, platform_order_id, payer_id).await?.effects())
+        }
+        Ok(_) => Ok(Effects::none()),
+        Err(e) => {
+            tracing::info!(order = id, error = %e, "platform not asked at a confirm check");
+            Ok(Effects::none())
+        }
+    }
+}
+
+/// The platform says the shopper confirmed: the payment `authorized` with its platform ids, and
+/// the order authorised (`order::authorize`, which opens nothing when learnt too late).
+async fn authorised(
+    ctx: &Ctx,
+    id: i64,
+    platform_order_id: Option<String>,
+    payer_id: Option<String>,
+) -> Result<Moved, FlowError> {
+    let open = OpenTimes::of(&ctx.config.orders);
+    Ok(ctx
+        .db
+        .write(move |c| {
+            write_tx(c, |c| {
+                let o = orders::lock_existing(c, id)?;
+                let from = [PaymentState::Created];
+                if payments::set_state(c, &o.out_order_no, &from, PaymentState::Authorized, None, db::now())? {
+                    payments::set_ids(c, &o.out_order_no, platform_order_id.as_deref(), payer_id.as_deref())?;
+                }
+                order::authorize(c, id, open, db::now())
+            })
+        })
+        .await?)
 }
 
 /// The order a `door.open_check` is about, while it still waits for its door (`authorized`).

@@ -6,7 +6,7 @@
 
 use chrono::NaiveDateTime;
 
-use super::order::{self, Moved};
+use super::order::{self, Moved, OpenTimes};
 use super::{Ctx, Effects, alerts, refund};
 use crate::db::models::{NewPaymentEvent, Payment};
 use crate::db::{self, AnyConnection, DbError, DbResult, orders, payments, refunds, write_tx};
@@ -48,8 +48,8 @@ pub async fn receive(
     let event = ctx.payments.get(channel).parse_callback(headers, body)?;
     // Kept as evidence exactly as it came (both platforms send UTF-8 text).
     let raw = String::from_utf8_lossy(body).into_owned();
-    let open_check = super::secs(ctx.config.orders.open_check_s);
-    let applied = ctx.db.write(move |c| store_and_apply(c, channel, &event, &raw, open_check, db::now())).await?;
+    let open = OpenTimes::of(&ctx.config.orders);
+    let applied = ctx.db.write(move |c| store_and_apply(c, channel, &event, &raw, open, db::now())).await?;
     Ok(applied)
 }
 
@@ -58,7 +58,7 @@ fn store_and_apply(
     channel: Channel,
     event: &PayEvent,
     raw: &str,
-    open_check: chrono::Duration,
+    open: OpenTimes,
     now: NaiveDateTime,
 ) -> DbResult<(Received, Effects)> {
     write_tx(conn, |conn| {
@@ -103,7 +103,7 @@ fn store_and_apply(
         let Some(p) = current else {
             return Ok((Received::Stored { verdict, out_order_no: None }, Effects::none()));
         };
-        let effects = apply(conn, channel, &p, &verdict, &event.kind, open_check, now)?;
+        let effects = apply(conn, channel, &p, &verdict, &event.kind, open, now)?;
         Ok((Received::Stored { verdict, out_order_no: Some(p.out_order_no) }, effects))
     })
 }
@@ -115,7 +115,7 @@ fn apply(
     p: &Payment,
     verdict: &Verdict,
     reported: &Reported,
-    open_check: chrono::Duration,
+    open: OpenTimes,
     now: NaiveDateTime,
 ) -> DbResult<Effects> {
     if let Verdict::Apply { to, changes } | Verdict::Anomaly { to, changes, .. } = verdict {
@@ -142,7 +142,7 @@ fn apply(
     if let Verdict::Anomaly { reason, .. } = verdict {
         alerts::raise_in(conn, &alert::payment_anomaly(channel.as_str(), &p.out_order_no, reason))?;
     }
-    Ok(effects.and(move_order(conn, &p.out_order_no, verdict, open_check, now)?))
+    Ok(effects.and(move_order(conn, &p.out_order_no, verdict, open, now)?))
 }
 
 /// What a payment's new state does to its order: authorised → the door opens; paid → `paid`.
@@ -152,7 +152,7 @@ fn move_order(
     conn: &mut AnyConnection,
     out_order_no: &str,
     verdict: &Verdict,
-    open_check: chrono::Duration,
+    open: OpenTimes,
     now: NaiveDateTime,
 ) -> DbResult<Effects> {
     let to = match verdict {
@@ -161,7 +161,7 @@ fn move_order(
     };
     let Some(order) = orders::find_by_out_order_no(conn, out_order_no)? else { return Ok(Effects::none()) };
     let moved: Moved = match to {
-        PaymentState::Authorized => order::authorize(conn, order.id, open_check, now)?,
+        PaymentState::Authorized => order::authorize(conn, order.id, open, now)?,
         PaymentState::Paid if order.status == OrderStatus::PaymentFailed => {
             Capture { order_id: order.id, round: 0 }.enqueue(conn)?;
             return Ok(Effects::wake());

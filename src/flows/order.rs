@@ -75,14 +75,34 @@ pub fn apply(
     }
 }
 
+/// When an authorisation opens its door: learnt within `window` of the scan, and then checked on
+/// `check` later (`orders.open_window_s`, `orders.open_check_s`).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenTimes {
+    pub window: chrono::Duration,
+    pub check: chrono::Duration,
+}
+
+impl OpenTimes {
+    pub fn of(o: &crate::config::OrdersConfig) -> OpenTimes {
+        OpenTimes { window: super::secs(o.open_window_s), check: super::secs(o.open_check_s) }
+    }
+}
+
 /// The platform confirmed the pre-authorisation: `authorized`, and `door.open_check` scheduled
-/// (the backstop if the cabinet never reports the door open).
-pub fn authorize(
-    conn: &mut AnyConnection,
-    id: i64,
-    open_check: chrono::Duration,
-    now: NaiveDateTime,
-) -> DbResult<Moved> {
+/// (the backstop if the cabinet never reports the door open). A confirmation learnt too long
+/// after the scan opens nothing: the order is cancelled, the hold released, and a notice says why.
+pub fn authorize(conn: &mut AnyConnection, id: i64, times: OpenTimes, now: NaiveDateTime) -> DbResult<Moved> {
+    let current = orders::lock_existing(conn, id)?;
+    if current.status == OrderStatus::Created && !order::opens_the_door(current.created_at, now, times.window) {
+        let moved = cancel(conn, id, OrderEvent::AuthorisedTooLate, "authorised_too_late", now)?;
+        add_notice(conn, id, NoticeCode::AuthorisedTooLate, texts::AUTHORISED_TOO_LATE, now)?;
+        return Ok(match moved {
+            Moved::To(_) => Moved::To(Box::new(orders::existing(conn, id)?)),
+            stayed => stayed,
+        });
+    }
+    let open_check = times.check;
     apply(conn, id, OrderEvent::Authorized, now, |conn, _, _| {
         orders::update(conn, id, &OrderChanges { authorized_at: Some(Some(now)), ..Default::default() }, now)?;
         OpenCheck { order_id: id, attempt: 1 }.enqueue_at(conn, Some(now + open_check))?;

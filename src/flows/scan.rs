@@ -16,7 +16,7 @@ use crate::domain::liveness::Liveness;
 use crate::domain::order::{OrderEvent, OrderStatus, ScanFacts, ScanRefusal};
 use crate::domain::payment::{Channel, PaymentState};
 use crate::domain::units::Fen;
-use crate::mq::topics::{AuthTimeout, Payload};
+use crate::mq::topics::{AuthTimeout, ConfirmCheck, Payload};
 use crate::pay::{PayError, Preauth, PreauthRequest};
 
 /// What the cabinet's actor knows at a scan; the rest is read in the transaction.
@@ -33,10 +33,12 @@ pub struct ScanInput {
     pub cap_fen: Fen,
     pub session: NewSession,
     pub auth_timeout: Duration,
+    /// When the platform is asked whether the shopper confirmed, after the scan.
+    pub confirm_checks: Vec<Duration>,
 }
 
 /// A scan that went through: the order `created`, its payment `created`, the session that holds
-/// the cabinet, and `order.auth_timeout` scheduled.
+/// the cabinet, and `order.confirm_check`s and `order.auth_timeout` scheduled.
 #[derive(Debug, Clone)]
 pub struct Scanned {
     pub order: Order,
@@ -103,6 +105,9 @@ fn reserve_in(conn: &mut AnyConnection, input: &ScanInput, now: NaiveDateTime) -
             false => e.into(),
         })?;
         AuthTimeout { order_id: order.id }.enqueue_at(conn, Some(now + input.auth_timeout))?;
+        for after in &input.confirm_checks {
+            ConfirmCheck { order_id: order.id }.enqueue_at(conn, Some(now + *after))?;
+        }
         Ok(Scanned { order, session })
     })
 }

@@ -52,6 +52,17 @@ impl Payload for AuthTimeout {
     const TOPIC: &'static str = "order.auth_timeout";
 }
 
+/// `order.confirm_check`: a scanned order whose shopper may have confirmed on the platform's page
+/// without its callback reaching Heft (at each of `orders.confirm_checks_s` after the scan).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmCheck {
+    pub order_id: i64,
+}
+
+impl Payload for ConfirmCheck {
+    const TOPIC: &'static str = "order.confirm_check";
+}
+
 /// `door.open_check`: an authorised order whose door may not have opened (`orders.open_check_s`
 /// after the authorisation; `attempt` 2 is the last look).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,8 +155,15 @@ impl Payload for RestockCheck {
 
 /// Every topic Heft sends. RabbitMQ queues are declared for all of them (and for any topic a
 /// registered handler names), so a message waits in its queue even before its consumer exists.
-pub const ALL: &[&str] =
-    &[AuthTimeout::TOPIC, OpenCheck::TOPIC, Capture::TOPIC, Release::TOPIC, Refund::TOPIC, RestockCheck::TOPIC];
+pub const ALL: &[&str] = &[
+    AuthTimeout::TOPIC,
+    ConfirmCheck::TOPIC,
+    OpenCheck::TOPIC,
+    Capture::TOPIC,
+    Release::TOPIC,
+    Refund::TOPIC,
+    RestockCheck::TOPIC,
+];
 
 #[cfg(test)]
 mod tests {

@@ -245,6 +245,12 @@ impl CabinetActor {
             cap_fen: self.svc.config.payments.preauth_cap_fen,
             session: self.new_session(SessionKind::Purchase, Some(m.door), &format!("user:{}", m.user_id)),
             auth_timeout: chrono::Duration::seconds(i64::try_from(o.auth_timeout_s).unwrap_or(60)),
+            confirm_checks: o
+                .confirm_checks_s
+                .iter()
+                .filter(|s| **s < o.auth_timeout_s)
+                .map(|s| chrono::Duration::seconds(i64::try_from(*s).unwrap_or(i64::MAX / 1000)))
+                .collect(),
         }
     }
 
