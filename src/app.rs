@@ -115,22 +115,6 @@ pub struct Heft {
     bridge: Arbiter,
 }
 
-/// Fill the GEO index from the database, so nearby search finds cabinets that have not logged in
-/// since this node started (the in-memory index starts empty; Redis may have been flushed).
-async fn index_positions(db: &crate::db::Db, cache: &dyn crate::cache::Cache) {
-    match db.run(crate::db::layout::positions).await {
-        Ok(rows) => {
-            for (sn, lat, lng) in rows {
-                if let Err(e) = cache.geo_add(&sn, lng, lat).await {
-                    tracing::warn!(error = %e, "GEO index not filled");
-                    return;
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cabinet positions not read; nearby search starts empty"),
-    }
-}
-
 impl Heft {
     /// Start every part. Must run inside an actix `System`.
     pub async fn start(config: Config) -> Result<Heft, StartError> {
@@ -152,7 +136,7 @@ impl Heft {
         };
         let db = open_database(&config).await?;
         let cache = open_cache(&config).await?;
-        index_positions(&db, cache.as_ref()).await;
+        crate::flows::cabinet::index_positions(&db, cache.as_ref()).await;
 
         let (broker, link_rx) =
             Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone()))).await?;

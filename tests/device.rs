@@ -634,3 +634,59 @@ async fn simulated_fleet(profile: Profile) {
     s.stop().await;
 }
 both_profiles!(the_simulator_follows_the_protocol_and_reconnects, simulated_fleet);
+
+/// The cache is a cache: Redis loses every key of this deployment mid-run. Within one watchdog
+/// round the heartbeat tracking and the GEO index are back from the database, and a cabinet's
+/// next heartbeat refills its hash. And every key Heft writes has a bounded lifetime but the
+/// fixed few (`hb`, `geo`, `count:*`).
+#[actix_rt::test]
+async fn cache_wiped_mid_run() {
+    let Some(s) = TestServer::start(Profile::Production, &[]).await else { return };
+    let prefix = s.heft.services.config.cache.prefix.clone();
+    let creds = s.provision("CAB-WIPE");
+    let mut dev = s.device(&creds, 1).await;
+    dev.position = Some((31.2304, 121.4737));
+    assert!(dev.login(EVENTUALLY).await.expect("login_ack").ok);
+    dev.heartbeat(4.0, false).await.expect("heartbeat");
+    eventually("heartbeat cached", || async {
+        s.cabinet("CAB-WIPE").await["temperature_c"].as_f64().is_some().then_some(())
+    })
+    .await;
+    // A lease per order, as captures take: its fencing counter must not live for ever.
+    let cache = s.heft.services.cache.clone();
+    cache.lease_acquire("capture:1", "test", 1000).await.expect("lease").expect("free");
+    let redis = redis::Client::open(common::REDIS_URL).expect("redis url");
+    let mut conn = redis.get_multiplexed_async_connection().await.expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.expect("keys");
+    let fixed = |k: &str| {
+        let rest = k.strip_prefix(&format!("{prefix}:")).unwrap_or(k);
+        rest == "hb" || rest == "geo" || rest.starts_with("count:")
+    };
+    for key in keys.iter().filter(|k| !fixed(k)) {
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await.expect("pttl");
+        assert!(ttl > 0, "{key} has no lifetime ({ttl})");
+    }
+    assert!(keys.iter().any(|k| k.ends_with(":fence:capture:1")), "{keys:?}");
+
+    // Redis loses them all.
+    let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("del");
+    assert!(cache.geo_search(121.4740, 31.2306, 500.0, 10).await.expect("geo").is_empty());
+    assert_eq!(cache.heartbeat_tracked().await.expect("tracked"), 0);
+    // One round brings back what the watchdog needs and what nearby search reads.
+    done(s.heft.check_liveness().await.expect("round"));
+    let near = cache.geo_search(121.4740, 31.2306, 500.0, 10).await.expect("geo search");
+    assert_eq!(near.iter().map(|h| h.member.as_str()).collect::<Vec<_>>(), ["CAB-WIPE"]);
+    assert_eq!(cache.heartbeat_tracked().await.expect("tracked"), 1);
+    // The next heartbeat refills the cabinet's hash from the database.
+    dev.heartbeat(5.0, false).await.expect("heartbeat");
+    let facts = eventually("cabinet hash refilled", || async {
+        let f = cache.cabinet_get("CAB-WIPE").await.expect("hash");
+        f.contains_key("status").then_some(f)
+    })
+    .await;
+    assert_eq!(facts.get("liveness").map(String::as_str), Some("online"), "{facts:?}");
+    assert_eq!(facts.get("lat").map(String::as_str), Some("31.2304"), "{facts:?}");
+    assert_eq!(s.cabinet("CAB-WIPE").await["temperature_c"], 5.0);
+    assert_eq!(s.cabinet("CAB-WIPE").await["liveness"], "online");
+    s.stop().await;
+}

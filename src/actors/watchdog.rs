@@ -94,6 +94,8 @@ async fn round(input: RoundInput) -> Result<RoundOutput, WatchdogError> {
     }
     let now = now_ms();
     seeded = seed(&svc, seeded, now).await?;
+    // What else is read from the cache and lives in the database comes back within a round.
+    flows::cabinet::index_positions(&svc.db, svc.cache.as_ref()).await;
     let cutoff = now - (cfg.offline_after_s * 1000) as i64;
     let silent_sns: Vec<String> =
         svc.cache.heartbeats_before(cutoff, cfg.batch).await?.into_iter().map(|(sn, _)| sn).collect();

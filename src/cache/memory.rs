@@ -30,8 +30,11 @@ struct State {
     /// Member → (longitude, latitude) as Redis would give them back (quantised).
     geo: HashMap<String, (f64, f64)>,
     leases: HashMap<String, Held>,
-    /// Last fencing token handed out per lease name; never decreases, never expires.
-    fences: HashMap<String, u64>,
+    /// Last fencing token handed out per lease name, and when; never decreases while it lives
+    /// (`FENCE_TTL_MS` after it was last handed out, as in Redis).
+    fences: HashMap<String, (u64, Instant)>,
+    /// Lease acquisitions since expired leases and fences were last swept.
+    since_sweep: u32,
     /// Open orders: value and when it lapses (`None`: beyond what `Instant` can hold).
     orders: HashMap<i64, (String, Option<Instant>)>,
 }
@@ -99,6 +102,25 @@ impl MemoryCache {
     /// for a non-durable cache, so a poisoned lock is simply taken over.
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How many acquisitions between two sweeps: often enough that one lease per order keeps the maps
+/// small, seldom enough that a sweep's cost does not count.
+const SWEEP_EVERY: u32 = 1024;
+
+impl State {
+    /// Drop expired leases and lapsed fences now and then, as Redis expires its keys.
+    fn sweep(&mut self, now: Instant) {
+        self.since_sweep += 1;
+        if self.since_sweep < SWEEP_EVERY {
+            return;
+        }
+        self.since_sweep = 0;
+        self.leases.retain(|_, held| held.is_live(now));
+        let fence_ttl = Duration::from_millis(super::FENCE_TTL_MS);
+        let leases = &self.leases;
+        self.fences.retain(|name, (_, at)| leases.contains_key(name) || now.duration_since(*at) < fence_ttl);
     }
 }
 
@@ -210,6 +232,10 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
+    async fn geo_count(&self) -> CacheResult<u64> {
+        Ok(self.state().geo.len() as u64)
+    }
+
     async fn geo_remove(&self, member: &str) -> CacheResult<()> {
         self.state().geo.remove(member);
         Ok(())
@@ -247,9 +273,10 @@ impl Cache for MemoryCache {
             held.expires_at = lease_deadline(now, ttl_ms);
             return Ok(Some(Lease { name: name.to_owned(), owner: owner.to_owned(), token: held.token }));
         }
-        let fence = state.fences.entry(name.to_owned()).or_default();
-        *fence += 1;
-        let token = *fence;
+        state.sweep(now);
+        let fence = state.fences.entry(name.to_owned()).or_insert((0, now));
+        *fence = (fence.0 + 1, now);
+        let token = fence.0;
         state
             .leases
             .insert(name.to_owned(), Held { owner: owner.to_owned(), token, expires_at: lease_deadline(now, ttl_ms) });

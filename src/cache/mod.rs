@@ -2,14 +2,28 @@
 //!
 //! Two adapters behind one trait: Redis in production, an in-process map in the embedded profile.
 //! Nothing here is the system of record; the database is. Keys (Redis names, mirrored in memory):
-//! - `{prefix}:cab:{sn}`    hash of cabinet facts (status, liveness, temperature, node, …)
+//! - `{prefix}:cab:{sn}`    hash of cabinet facts (status, liveness, temperature, node, …); lapses
+//!   [`CABINET_TTL_MS`] after its last write
 //! - `{prefix}:hb`          sorted set, sn → last heartbeat (Unix ms), for the liveness watchdog
 //! - `{prefix}:geo`         GEO set for nearby search (GCJ-02 longitude/latitude)
 //! - `{prefix}:lock:{name}` lease value `"{owner}|{token}"` with a TTL
-//! - `{prefix}:fence:{name}` fencing-token counter, only ever increases
+//! - `{prefix}:fence:{name}` fencing-token counter, only ever increases while it lives: it lapses
+//!   [`FENCE_TTL_MS`] after the lease was last taken, long after any holder's lease has
+//! - `{prefix}:order:{id}`  an open order's cached start (lapses with its TTL)
 //! - `{prefix}:count:{name}` plain counters
 //!
+//! Every key has a bounded lifetime or is one of a fixed few (`hb`, `geo`, `count:*`), so the
+//! key count follows the fleet, not the orders. Everything here can be lost at any moment: what
+//! Heft reads back is rebuilt from the database (the watchdog's round refills the heartbeat set and
+//! the GEO index; a heartbeat the cache did not expect refills its cabinet's hash).
+//!
 //! The prefix comes from config so that several deployments (or parallel tests) can share one Redis.
+
+/// A cabinet hash lives this long after its last write (a heartbeat refreshes it).
+pub const CABINET_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+/// A fencing counter lives this long after its lease was last taken: tokens only need to grow
+/// while some holder of the lease may still be alive, and leases last seconds.
+pub const FENCE_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 
 mod memory;
 mod redis;
@@ -94,6 +108,8 @@ pub trait Cache: Send + Sync + 'static {
     // --- GEO --------------------------------------------------------------------------------
     async fn geo_add(&self, member: &str, lng: f64, lat: f64) -> CacheResult<()>;
     async fn geo_remove(&self, member: &str) -> CacheResult<()>;
+    /// How many members the GEO set holds (to see that it was lost).
+    async fn geo_count(&self) -> CacheResult<u64>;
     /// Members within `radius_m` of the point, nearest first, at most `limit`.
     async fn geo_search(&self, lng: f64, lat: f64, radius_m: f64, limit: usize) -> CacheResult<Vec<GeoHit>>;
 

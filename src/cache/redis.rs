@@ -14,13 +14,14 @@ use super::{Cache, CacheError, CacheResult, GeoHit, Lease};
 /// Take the lease if free (a new, larger fencing token) or extend it if `owner` holds it (same
 /// token). Returns the token, or nil when someone else holds it. An unparseable value counts as
 /// held by someone else: we never overwrite what we don't understand.
-/// KEYS: lock, fence. ARGV: owner, ttl_ms.
+/// KEYS: lock, fence. ARGV: owner, ttl_ms, fence_ttl_ms.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local current = redis.call('GET', KEYS[1])
 if not current then
   local token = redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
   redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
   return token
 end
@@ -148,12 +149,15 @@ impl Cache for RedisCache {
             // HSET with no pairs is a syntax error; nothing to do anyway.
             return Ok(());
         }
+        let cab = self.key("cab", sn);
         let mut cmd = ::redis::cmd("HSET");
-        cmd.arg(self.key("cab", sn));
+        cmd.arg(&cab);
         for (field, value) in fields {
             cmd.arg(*field).arg(value);
         }
-        let _: i64 = cmd.query_async(&mut self.conn()).await?;
+        let mut pipe = ::redis::pipe();
+        pipe.atomic().add_command(cmd).ignore().cmd("PEXPIRE").arg(&cab).arg(ttl_arg(super::CABINET_TTL_MS)).ignore();
+        let () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }
 
@@ -193,6 +197,10 @@ impl Cache for RedisCache {
             .arg(&cab)
             .arg("liveness")
             .add_command(hset)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&cab)
+            .arg(ttl_arg(super::CABINET_TTL_MS))
             .ignore()
             .cmd("ZADD")
             .arg(self.hb_key())
@@ -269,6 +277,10 @@ impl Cache for RedisCache {
         Ok(())
     }
 
+    async fn geo_count(&self) -> CacheResult<u64> {
+        Ok(::redis::cmd("ZCARD").arg(self.geo_key()).query_async(&mut self.conn()).await?)
+    }
+
     async fn geo_remove(&self, member: &str) -> CacheResult<()> {
         // A GEO set is a sorted set underneath.
         let _: i64 = ::redis::cmd("ZREM").arg(self.geo_key()).arg(member).query_async(&mut self.conn()).await?;
@@ -304,6 +316,7 @@ impl Cache for RedisCache {
             .key(self.key("fence", name))
             .arg(owner)
             .arg(ttl_arg(ttl_ms))
+            .arg(ttl_arg(super::FENCE_TTL_MS))
             .invoke_async(&mut self.conn())
             .await?;
         let Some(token) = token else {

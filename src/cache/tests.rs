@@ -380,6 +380,8 @@ async fn geo_remove(c: &dyn Cache) {
     let hits = c.geo_search(from.0, from.1, 20_000.0, 10).await.unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].member, HONGQIAO.0);
+    // Four added, one removed, one moved: the count is of members, not of adds.
+    assert_eq!(c.geo_count().await.unwrap(), 3);
 }
 
 async fn geo_rejects_invalid_coordinates(c: &dyn Cache) {

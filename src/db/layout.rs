@@ -226,7 +226,16 @@ pub fn set_status(
     Ok(true)
 }
 
-/// Every cabinet with a known position: (sn, lat, lng), to fill the GEO index at start.
+/// How many cabinets have a known position (what the GEO index should hold).
+pub fn count_positioned(conn: &mut AnyConnection) -> DbResult<i64> {
+    Ok(cabinets::table
+        .filter(cabinets::lat.is_not_null())
+        .filter(cabinets::lng.is_not_null())
+        .count()
+        .get_result(conn)?)
+}
+
+/// Every cabinet with a position: serial number, latitude, longitude.
 pub fn positions(conn: &mut AnyConnection) -> DbResult<Vec<(String, f64, f64)>> {
     let rows: Vec<(String, Option<f64>, Option<f64>)> = cabinets::table
         .select((cabinets::sn, cabinets::lat, cabinets::lng))

@@ -4,6 +4,7 @@
 //! racing heartbeat or a second node cannot record it twice.
 
 use super::alerts;
+use crate::cache::Cache;
 use crate::db::cabinets::{self, LoginRecord, LoginResult};
 use crate::db::{self, Db, DbResult, write_tx};
 use crate::domain::alert::{self, AlertCode};
@@ -61,4 +62,38 @@ pub async fn apply_liveness(
         Ok(applied)
     })
     .await
+}
+
+/// Fill the GEO index from the database when it holds fewer cabinets than the database has
+/// positions for: a node that just started (the in-memory index starts empty), or a Redis that
+/// was flushed or restarted. Nearby search then finds every cabinet again. Returns how many were
+/// indexed (0 when nothing was missing).
+pub async fn index_positions(db: &Db, cache: &dyn Cache) -> usize {
+    let known = match (db.run(crate::db::layout::count_positioned).await, cache.geo_count().await) {
+        (Ok(known), Ok(indexed)) if u64::try_from(known).unwrap_or(0) <= indexed => return 0,
+        (Ok(known), Ok(_)) => known,
+        (Err(e), _) => {
+            tracing::warn!(error = %e, "cabinet positions not counted; GEO index not checked");
+            return 0;
+        }
+        (_, Err(e)) => {
+            tracing::warn!(error = %e, "GEO index not counted");
+            return 0;
+        }
+    };
+    let rows = match db.run(crate::db::layout::positions).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "cabinet positions not read; GEO index not filled");
+            return 0;
+        }
+    };
+    for (sn, lat, lng) in &rows {
+        if let Err(e) = cache.geo_add(sn, *lng, *lat).await {
+            tracing::warn!(error = %e, "GEO index not filled");
+            return 0;
+        }
+    }
+    tracing::info!(cabinets = known, "GEO index filled from the database");
+    rows.len()
 }

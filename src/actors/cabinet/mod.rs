@@ -399,6 +399,9 @@ impl CabinetActor {
         ctx.wait(
             async move {
                 let prior = svc.cache.record_heartbeat(&sn, now_ms(), &fields).await?;
+                if prior.is_none() {
+                    refill(&svc, &sn).await?;
+                }
                 match prior.as_deref().and_then(Liveness::parse) {
                     Some(l) if liveness::on_heard(l).is_none() && known_online => Ok(false),
                     // Suspect, offline, or unknown to the cache (say, Redis restarted): the
@@ -476,14 +479,27 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
         }
         cabinets::LoginResult::Unknown => return Ok(LoginDone::Unknown),
     };
+    let mut fields = cached_facts(&cabinet, Liveness::Online, svc.node_id());
+    fields.push(("last_login_ms", at_ms.to_string()));
+    if let (Some(lat), Some(lng)) = (cabinet.lat, cabinet.lng)
+        && let Err(e) = svc.cache.geo_add(&sn, lng, lat).await
+    {
+        tracing::warn!(%sn, error = %e, "cabinet position not indexed");
+    }
+    svc.cache.cabinet_set(&sn, &fields).await?;
+    svc.cache.heartbeat_track(&sn, at_ms).await?;
+    Ok(LoginDone::Accepted { previous })
+}
+
+/// The cabinet hash's facts that the database also holds.
+fn cached_facts(cabinet: &crate::db::models::Cabinet, liveness: Liveness, node: &str) -> Vec<(&'static str, String)> {
     let mut fields = vec![
         ("sn", cabinet.sn.clone()),
         ("status", cabinet.status.as_str().to_string()),
         ("type", cabinet.cabinet_type.clone()),
-        ("liveness", Liveness::Online.as_str().to_string()),
-        ("node", svc.node_id().to_string()),
+        ("liveness", liveness.as_str().to_string()),
+        ("node", node.to_string()),
         ("boot", cabinet.last_boot.to_string()),
-        ("last_login_ms", at_ms.to_string()),
     ];
     if let Some(fw) = &cabinet.firmware {
         fields.push(("firmware", fw.clone()));
@@ -491,13 +507,21 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
     if let (Some(lat), Some(lng)) = (cabinet.lat, cabinet.lng) {
         fields.push(("lat", lat.to_string()));
         fields.push(("lng", lng.to_string()));
-        if let Err(e) = svc.cache.geo_add(&sn, lng, lat).await {
-            tracing::warn!(%sn, error = %e, "cabinet position not indexed");
-        }
     }
-    svc.cache.cabinet_set(&sn, &fields).await?;
-    svc.cache.heartbeat_track(&sn, at_ms).await?;
-    Ok(LoginDone::Accepted { previous })
+    fields
+}
+
+/// The cache did not know a cabinet that is heard from (Redis flushed or restarted): its hash
+/// again from the database, and its position in the GEO index.
+async fn refill(svc: &Shared, sn: &str) -> Result<(), SessionError> {
+    let key = sn.to_string();
+    let Some(cabinet) = svc.db.run(move |c| cabinets::find(c, &key)).await? else { return Ok(()) };
+    svc.cache.cabinet_set(sn, &cached_facts(&cabinet, cabinet.liveness, svc.node_id())).await?;
+    if let (Some(lat), Some(lng)) = (cabinet.lat, cabinet.lng) {
+        svc.cache.geo_add(sn, lng, lat).await?;
+    }
+    tracing::info!(%sn, "cabinet facts cached again from the database");
+    Ok(())
 }
 
 /// A cabinet marked suspect or offline was heard from: back online, with one event. The cache
