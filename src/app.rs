@@ -87,8 +87,13 @@ fn serve_http(
     workers: usize,
 ) -> Result<actix_web::dev::ServerHandle, StartError> {
     let addr = listener.local_addr().map_err(|source| StartError::Http { addr: ([0, 0, 0, 0], 0).into(), source })?;
+    let max_body_bytes = state.svc.config.api.max_body_bytes;
     let server = HttpServer::new(move || {
-        App::new().app_data(actix_web::web::Data::new(state.clone())).configure(web::json_errors).configure(web::routes)
+        App::new()
+            .app_data(actix_web::web::Data::new(state.clone()))
+            .wrap(actix_web::middleware::from_fn(web::input::check))
+            .configure(web::json_errors(max_body_bytes))
+            .configure(web::routes)
     })
     .workers(workers)
     .disable_signals()

@@ -150,6 +150,8 @@ pub struct ApiConfig {
     pub nearby_max_radius_m: f64,
     pub nearby_default_limit: usize,
     pub nearby_max_limit: usize,
+    /// The largest request body taken, in bytes (JSON bodies and payment callbacks); larger is 413.
+    pub max_body_bytes: usize,
 }
 
 /// How lane weights are judged.
@@ -543,6 +545,7 @@ impl Config {
             return Err(key_error("api.nearby_default_radius_m", "must be in (0, api.nearby_max_radius_m]"));
         }
         positive("api.nearby_max_limit", self.api.nearby_max_limit as u64)?;
+        positive("api.max_body_bytes", self.api.max_body_bytes as u64)?;
         if !(1..=self.api.nearby_max_limit).contains(&self.api.nearby_default_limit) {
             return Err(key_error("api.nearby_default_limit", "must be in 1..=api.nearby_max_limit"));
         }

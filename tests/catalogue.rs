@@ -204,8 +204,15 @@ async fn in_use(profile: Profile) {
     );
     assert_eq!(s.get_ok(&path).await, cola, "still there");
 
-    // Neither name nor price: the labels stay as they are.
-    let heavier = with(cola.clone(), json!({"unit_g": 355.0}));
+    // Neither name nor price: the labels stay as they are. The product as read back has fields
+    // an input does not take (id, timestamps): those are refused, so the edit sends its own.
+    let mut as_input = cola.clone();
+    for read_only in ["id", "created_at", "updated_at"] {
+        as_input.as_object_mut().expect("object").remove(read_only);
+    }
+    let (status, body) = s.call(Role::Operator, Method::PUT, &path, Some(&cola)).await;
+    assert_eq!((status, body["fields"][0]["code"].as_str()), (422, Some("unknown_field")), "{body}");
+    let heavier = with(as_input, json!({"unit_g": 355.0}));
     let (status, body) = s.call(Role::Operator, Method::PUT, &path, Some(&heavier)).await;
     assert_eq!((status, &body["labels_pending"]), (200, &json!([])), "{body}");
     assert_eq!(versions(&s), v0);

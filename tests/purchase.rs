@@ -105,6 +105,10 @@ async fn refusals(profile: Profile) {
     let first = shop::scan(&s, &a, "REF-1", "wechat").await;
     let busy = scan(&b, "REF-1", 1, "wechat").await;
     assert_eq!(busy.1["detail"]["session"]["kind"], "purchase", "{}", busy.1);
+    // What holds the cabinet, never who: another shopper's id is not this one's to see.
+    assert_eq!(busy.1["detail"]["session"]["yours"], false, "{}", busy.1);
+    assert!(!busy.1.to_string().contains("user:"), "{}", busy.1);
+    assert!(busy.1["detail"]["session"].get("started_by").is_none(), "{}", busy.1);
     refused(busy, 409, "cabinet_busy");
     refused(scan(&a, "REF-1", 1, "wechat").await, 409, "order_open");
     // Debt and a block come from the account.

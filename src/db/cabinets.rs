@@ -37,6 +37,11 @@ pub fn token_hash(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<String>
     Ok(cabinets::table.find(sn).select(cabinets::token_hash).first(conn).optional()?)
 }
 
+/// Whether the cabinet is known.
+pub fn exists(conn: &mut AnyConnection, sn: &str) -> DbResult<bool> {
+    Ok(diesel::select(diesel::dsl::exists(cabinets::table.filter(cabinets::sn.eq(sn)))).get_result(conn)?)
+}
+
 pub fn find(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<Cabinet>> {
     Ok(cabinets::table.find(sn).select(Cabinet::as_select()).first(conn).optional()?)
 }

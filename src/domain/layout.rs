@@ -23,6 +23,7 @@ pub const MAX_ADDRESS_CHARS: usize = 200;
 
 /// A cabinet's configuration as submitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LayoutInput {
     #[serde(default)]
     pub address: Option<String>,
@@ -35,6 +36,7 @@ pub struct LayoutInput {
 
 /// One door and the lanes behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DoorInput {
     /// Door number, from 1.
     pub door: u32,
@@ -43,6 +45,7 @@ pub struct DoorInput {
 
 /// One lane: a row of one product on one load-cell channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LaneInput {
     /// Short code printed on the lane, e.g. `A2`.
     pub code: String,

@@ -16,6 +16,7 @@ pub const MAX_IMAGE_URL_CHARS: usize = 2048;
 
 /// A product as created or edited by an operator.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ProductInput {
     pub name: String,
     pub barcode: String,
@@ -39,8 +40,8 @@ pub fn validate(p: &ProductInput) -> Result<(), Vec<FieldError>> {
     let mut errors = FieldErrors::default();
 
     let name = p.name.trim();
-    if name.is_empty() {
-        errors.push("name", "required", "name is required");
+    if super::validation::is_blank(name) {
+        errors.push("name", "required", "name is required (and must have something visible)");
     } else if name.chars().count() > MAX_NAME_CHARS {
         errors.push("name", "too_long", format!("name is longer than {MAX_NAME_CHARS} characters"));
     }
@@ -154,6 +155,7 @@ mod tests {
     #[test]
     fn name_rules() {
         assert_eq!(codes(&ProductInput { name: "   ".into(), ..good() }), one("name", "required"));
+        assert_eq!(codes(&ProductInput { name: " \u{200B}\u{FEFF} ".into(), ..good() }), one("name", "required"));
         assert_eq!(codes(&ProductInput { name: "é".repeat(100), ..good() }), vec![]);
         assert_eq!(codes(&ProductInput { name: "é".repeat(101), ..good() }), one("name", "too_long"));
     }

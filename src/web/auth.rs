@@ -273,6 +273,7 @@ impl FromRequest for OpsUser {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,

@@ -88,6 +88,7 @@ pub async fn create(ops: Ops<Managers>, body: web::Json<ProductInput>) -> Result
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub active: Option<bool>,
     /// Part of the name or of the barcode.

@@ -36,6 +36,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// The route exists, but not for this method; `allow` lists those it takes.
+    #[error("{method} is not allowed here; allowed: {}", .allow.join(", "))]
+    MethodNotAllowed { method: String, allow: Vec<String> },
+    /// The body is larger than `api.max_body_bytes`.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
     /// The request is well formed but conflicts with the state (a session holds the cabinet, the
     /// product is in use, ...). `code` is stable; `detail` says what it conflicts with.
     #[error("{message}")]
@@ -78,6 +84,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Conflict { code, .. } => code,
             ApiError::Invalid(_) => "invalid",
             ApiError::Refused { code, .. } => code,
@@ -98,6 +106,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid(_) | ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Device(_) | ApiError::Platform(_) => StatusCode::BAD_GATEWAY,
@@ -128,6 +138,9 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyRequests { retry_after_s, .. } => {
                 res.insert_header(("Retry-After", retry_after_s.to_string()));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                res.insert_header(("Allow", allow.join(", ")));
             }
             _ => {}
         }

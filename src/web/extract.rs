@@ -77,8 +77,9 @@ impl<R> Ops<R> {
     }
 }
 
-/// An operator the route allows, acting on the cabinet `{sn}` of the path (400 when it is no
-/// serial number). The role is checked first: a refused operator learns nothing of the path.
+/// An operator the route allows, acting on the cabinet `{sn}` of the path: 400 when it is no
+/// serial number, 404 when there is no such cabinet, whatever the sub-resource. The role is
+/// checked first: a refused operator learns nothing of the path.
 pub struct OpsCabinet<R> {
     pub ops: Ops<R>,
     pub sn: Sn,
@@ -93,7 +94,12 @@ impl<R: Allowed + 'static> FromRequest for OpsCabinet<R> {
         let raw = req.match_info().get("sn").unwrap_or_default().to_string();
         Box::pin(async move {
             let ops = ops.await?;
-            Ok(OpsCabinet { ops, sn: parse_sn(&raw)? })
+            let sn = parse_sn(&raw)?;
+            let key = sn.to_string();
+            if !ops.read(move |c| crate::db::cabinets::exists(c, &key)).await? {
+                return Err(ApiError::NotFound(format!("cabinet {sn}")));
+            }
+            Ok(OpsCabinet { ops, sn })
         })
     }
 }

@@ -11,6 +11,7 @@ use crate::db::outbox::{self, OutboxRow, OutboxStatus};
 use crate::flows;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MessagesQuery {
     /// `dead` (default) or `pending`.
     pub status: Option<OutboxStatus>,

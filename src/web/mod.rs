@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod input;
 pub mod messages;
 pub mod nearby;
 pub mod openapi;
@@ -41,73 +42,120 @@ pub struct AppState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // One resource per path, so that a method a path does not take is 405 with `Allow` (the
+    // input middleware gives it the JSON error body), not a 404.
     cfg.configure(openapi::routes)
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics))
-        .service(
-            web::scope("/ops")
-                .route("/auth/login", web::post().to(auth::login))
-                .route("/operators", web::post().to(operators::create))
-                .route("/operators", web::get().to(operators::list))
-                .route("/operators/{id}", web::patch().to(operators::patch))
-                .route("/cabinets", web::get().to(ops::list_cabinets))
-                .route("/cabinets/{sn}", web::get().to(ops::get_cabinet))
-                .route("/cabinets/{sn}/events", web::get().to(ops::cabinet_events))
-                .route("/cabinets/{sn}/config", web::get().to(setup::get_config))
-                .route("/cabinets/{sn}/config", web::put().to(setup::put_config))
-                .route("/cabinets/{sn}/price-tags", web::post().to(setup::send_price_tags))
-                .route("/cabinets/{sn}/calibration", web::post().to(setup::start_calibration))
-                .route("/cabinets/{sn}/calibration/{step}", web::post().to(setup::calibration_step))
-                .route("/cabinets/{sn}/session", web::delete().to(setup::abort_session))
-                .route("/cabinets/{sn}/sessions", web::get().to(setup::list_sessions))
-                .route("/cabinets/{sn}/commands", web::get().to(setup::list_commands))
-                .route("/cabinets/{sn}/restock", web::post().to(restock::start_restock))
-                .route("/cabinets/{sn}/maintenance", web::post().to(restock::start_maintenance))
-                .route("/restock-tasks", web::get().to(restock::list))
-                .route("/restock-tasks/{id}", web::get().to(restock::get))
-                .route("/reviews", web::get().to(reviews::list))
-                .route("/reviews/{id}", web::get().to(reviews::get))
-                .route("/reviews/{id}/resolve", web::post().to(reviews::resolve))
-                .route("/refunds", web::get().to(refunds::list))
-                .route("/refunds/{out_refund_no}/retry", web::post().to(refunds::retry))
-                .route("/cabinets/{sn}/weights", web::get().to(setup::live_weights))
-                .route("/cabinets/{sn}/weight-log", web::get().to(setup::weight_log))
-                .route("/commands/{id}", web::get().to(setup::get_command))
-                .route("/cabinet-types", web::get().to(setup::list_cabinet_types))
-                .route("/cabinet-types/{name}", web::put().to(setup::put_cabinet_type))
-                .route("/alerts", web::get().to(ops::list_alerts))
-                .route("/messages", web::get().to(messages::list))
-                .route("/messages/{id}/retry", web::post().to(messages::retry))
-                .route("/payments/{out_order_no}", web::get().to(pay_notify::ops_payment))
-                .route("/products", web::post().to(catalogue::create))
-                .route("/products", web::get().to(catalogue::list))
-                .route("/products/{id}", web::get().to(catalogue::get))
-                .route("/products/{id}", web::put().to(catalogue::replace))
-                .route("/products/{id}", web::delete().to(catalogue::delete)),
-        )
+        .service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+        .service(web::scope("/ops").configure(ops_routes))
         .service(
             web::scope("/api/v1")
-                .route("/auth/wechat", web::post().to(shoppers::login_wechat))
-                .route("/auth/alipay", web::post().to(shoppers::login_alipay))
-                .route("/me", web::get().to(shoppers::me))
-                .route("/orders", web::post().to(orders::scan))
-                .route("/orders", web::get().to(orders::history))
-                .route("/orders/{id}", web::get().to(orders::get))
-                .route("/orders/{id}/appeal", web::post().to(orders::appeal))
-                .route("/orders/{id}/cancel", web::post().to(orders::cancel))
-                .route("/cabinets/nearby", web::get().to(nearby::nearby)),
+                .service(web::resource("/auth/wechat").route(web::post().to(shoppers::login_wechat)))
+                .service(web::resource("/auth/alipay").route(web::post().to(shoppers::login_alipay)))
+                .service(web::resource("/me").route(web::get().to(shoppers::me)))
+                .service(
+                    web::resource("/orders").route(web::post().to(orders::scan)).route(web::get().to(orders::history)),
+                )
+                .service(web::resource("/orders/{id}").route(web::get().to(orders::get)))
+                .service(web::resource("/orders/{id}/appeal").route(web::post().to(orders::appeal)))
+                .service(web::resource("/orders/{id}/cancel").route(web::post().to(orders::cancel)))
+                .service(web::resource("/cabinets/nearby").route(web::get().to(nearby::nearby))),
         )
         .service(
             web::scope("/pay")
-                .route("/wechat/notify", web::post().to(pay_notify::wechat))
-                .route("/alipay/notify", web::post().to(pay_notify::alipay)),
+                .service(web::resource("/wechat/notify").route(web::post().to(pay_notify::wechat)))
+                .service(web::resource("/alipay/notify").route(web::post().to(pay_notify::alipay))),
         );
 }
 
-/// Malformed query strings and paths get the same JSON error body as everything else.
-pub fn json_errors(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
-        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
-        .app_data(web::JsonConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()));
+/// The ops API, under `/ops`.
+fn ops_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/auth/login").route(web::post().to(auth::login)))
+        .service(
+            web::resource("/operators").route(web::post().to(operators::create)).route(web::get().to(operators::list)),
+        )
+        .service(web::resource("/operators/{id}").route(web::patch().to(operators::patch)))
+        .service(web::resource("/cabinets").route(web::get().to(ops::list_cabinets)))
+        .service(web::resource("/cabinets/{sn}").route(web::get().to(ops::get_cabinet)))
+        .service(web::resource("/cabinets/{sn}/events").route(web::get().to(ops::cabinet_events)))
+        .service(
+            web::resource("/cabinets/{sn}/config")
+                .route(web::get().to(setup::get_config))
+                .route(web::put().to(setup::put_config)),
+        )
+        .service(web::resource("/cabinets/{sn}/price-tags").route(web::post().to(setup::send_price_tags)))
+        .service(web::resource("/cabinets/{sn}/calibration").route(web::post().to(setup::start_calibration)))
+        .service(web::resource("/cabinets/{sn}/calibration/{step}").route(web::post().to(setup::calibration_step)))
+        .service(web::resource("/cabinets/{sn}/session").route(web::delete().to(setup::abort_session)))
+        .service(web::resource("/cabinets/{sn}/sessions").route(web::get().to(setup::list_sessions)))
+        .service(web::resource("/cabinets/{sn}/commands").route(web::get().to(setup::list_commands)))
+        .service(web::resource("/cabinets/{sn}/restock").route(web::post().to(restock::start_restock)))
+        .service(web::resource("/cabinets/{sn}/maintenance").route(web::post().to(restock::start_maintenance)))
+        .service(web::resource("/restock-tasks").route(web::get().to(restock::list)))
+        .service(web::resource("/restock-tasks/{id}").route(web::get().to(restock::get)))
+        .service(web::resource("/reviews").route(web::get().to(reviews::list)))
+        .service(web::resource("/reviews/{id}").route(web::get().to(reviews::get)))
+        .service(web::resource("/reviews/{id}/resolve").route(web::post().to(reviews::resolve)))
+        .service(web::resource("/refunds").route(web::get().to(refunds::list)))
+        .service(web::resource("/refunds/{out_refund_no}/retry").route(web::post().to(refunds::retry)))
+        .service(web::resource("/cabinets/{sn}/weights").route(web::get().to(setup::live_weights)))
+        .service(web::resource("/cabinets/{sn}/weight-log").route(web::get().to(setup::weight_log)))
+        .service(web::resource("/commands/{id}").route(web::get().to(setup::get_command)))
+        .service(web::resource("/cabinet-types").route(web::get().to(setup::list_cabinet_types)))
+        .service(web::resource("/cabinet-types/{name}").route(web::put().to(setup::put_cabinet_type)))
+        .service(web::resource("/alerts").route(web::get().to(ops::list_alerts)))
+        .service(web::resource("/messages").route(web::get().to(messages::list)))
+        .service(web::resource("/messages/{id}/retry").route(web::post().to(messages::retry)))
+        .service(web::resource("/payments/{out_order_no}").route(web::get().to(pay_notify::ops_payment)))
+        .service(
+            web::resource("/products").route(web::post().to(catalogue::create)).route(web::get().to(catalogue::list)),
+        )
+        .service(
+            web::resource("/products/{id}")
+                .route(web::get().to(catalogue::get))
+                .route(web::put().to(catalogue::replace))
+                .route(web::delete().to(catalogue::delete)),
+        );
+}
+
+/// Malformed query strings, paths and bodies get the same JSON error body as everything else: a
+/// body that is not JSON is 400, one over `api.max_body_bytes` 413, and one whose values do not
+/// fit (an unknown field, a missing one, a wrong type) 422 naming the field.
+pub fn json_errors(max_body_bytes: usize) -> impl Fn(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
+            .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body_bytes)
+                    .error_handler(move |e, _| json_error(e, max_body_bytes).into()),
+            );
+    }
+}
+
+fn json_error(e: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match e {
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(limit),
+        // A field the body should not have, or lacks: named. A value of the wrong type stays a
+        // 400, as serde does not say which field held it.
+        E::Deserialize(e)
+            if e.is_data()
+                && (e.to_string().starts_with("unknown field") || e.to_string().starts_with("missing field")) =>
+        {
+            let message = e.to_string();
+            let field = field_named(&message).unwrap_or("body").to_string();
+            let code = if message.starts_with("unknown field") { "unknown_field" } else { "required" };
+            ApiError::Invalid(vec![crate::domain::validation::FieldError::new(field, code, message)])
+        }
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}
+
+/// The field serde names in its message (`unknown field `product`, expected …`).
+fn field_named(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
 }

@@ -11,6 +11,7 @@ use crate::domain::validation::FieldErrors;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct NearbyQuery {
     /// GCJ-02 (what `wx.getLocation({type: 'gcj02'})` and `my.getLocation` return).
     pub lat: f64,

@@ -56,6 +56,7 @@ impl From<OperatorError> for ApiError {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateOperator {
     pub username: String,
     pub password: String,

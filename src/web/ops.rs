@@ -82,6 +82,7 @@ fn cabinet_out(c: Cabinet, facts: &HashMap<String, String>) -> CabinetOut {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub status: Option<String>,
     pub liveness: Option<String>,
@@ -139,6 +140,7 @@ pub async fn get_cabinet(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     pub kind: Option<String>,
     pub limit: Option<i64>,
@@ -169,6 +171,7 @@ pub async fn cabinet_events(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AlertsQuery {
     pub code: Option<String>,
     pub sn: Option<String>,

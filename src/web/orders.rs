@@ -214,9 +214,14 @@ pub async fn scan(
     let payer_id = shopper.user.platform_uid.clone();
     let start = StartPurchase { user_id: shopper.user.id, channel, payer_id: payer_id.clone(), door: body.door };
     let order = actor.send(start).await.map_err(ApiError::internal)?.map_err(|e| match e {
-        PurchaseError::Refused(refusal, held) => {
-            ApiError::Scan { refusal, detail: held.map(|s| serde_json::json!({ "session": s })) }
-        }
+        // What holds the cabinet, without saying who: another shopper's id is not this one's to see.
+        PurchaseError::Refused(refusal, held) => ApiError::Scan {
+            refusal,
+            detail: held.map(|s| {
+                let yours = s.started_by == format!("user:{}", shopper.user.id);
+                serde_json::json!({ "session": { "kind": s.kind, "door": s.door, "since": s.since, "yours": yours } })
+            }),
+        },
         PurchaseError::Session(e) => e.into(),
     })?;
     let (created, effects) = flows::scan::preauthorise(&state.svc.flows(), &order, &payer_id).await;
@@ -283,6 +288,7 @@ pub async fn get(shopper: Shopper, state: web::Data<AppState>, path: web::Path<i
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Orders older than this id (the last id of the previous page).
     pub before: Option<i64>,
@@ -346,7 +352,7 @@ pub async fn appeal(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let reason = body.reason.trim().to_string();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    if crate::domain::validation::is_blank(&reason) || reason.chars().count() > 500 {
         return Err(ApiError::Invalid(vec![FieldError::new("reason", "invalid", "1 to 500 characters")]));
     }
     let (order, _, _) = own_order(&state, &shopper, path.into_inner()).await?;

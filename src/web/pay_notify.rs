@@ -17,12 +17,26 @@ use crate::flows;
 use crate::flows::callbacks::{CallbackFail, Received};
 use crate::pay::{CallbackError, CallbackHeaders, Channel};
 
-pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    handle(state, Channel::Wechat, headers(&req), body).await
+pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    receive(state, Channel::Wechat, &req, body).await
 }
 
-pub async fn alipay(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    handle(state, Channel::Alipay, headers(&req), body).await
+pub async fn alipay(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    receive(state, Channel::Alipay, &req, body).await
+}
+
+/// The body read up to `api.max_body_bytes`; over it, or unreadable, the platform is answered in
+/// its own form (and sends again, which changes nothing).
+async fn receive(state: web::Data<AppState>, channel: Channel, req: &HttpRequest, body: web::Payload) -> HttpResponse {
+    let limit = state.svc.config.api.max_body_bytes;
+    match body.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => handle(state, channel, headers(req), bytes).await,
+        Ok(Err(e)) => answer(channel, StatusCode::BAD_REQUEST, &format!("body: {e}")),
+        Err(_) => {
+            tracing::warn!(%channel, limit, "payment callback over the body limit refused");
+            answer(channel, StatusCode::PAYLOAD_TOO_LARGE, &format!("body over {limit} bytes"))
+        }
+    }
 }
 
 fn headers(req: &HttpRequest) -> CallbackHeaders {

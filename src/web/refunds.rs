@@ -11,6 +11,7 @@ use crate::flows;
 use crate::flows::refund::Retried;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefundQuery {
     /// requested, processing, succeeded, failed.
     pub status: Option<RefundStatus>,

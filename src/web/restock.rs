@@ -14,6 +14,7 @@ use crate::domain::restock::TaskStatus;
 use crate::domain::session::SessionKind;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TaskQuery {
     /// open, in_progress, done.
     pub status: Option<TaskStatus>,

@@ -19,6 +19,7 @@ use crate::flows;
 use crate::flows::review::{Decided, ReviewFail};
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CaseQuery {
     /// open (default) or resolved.
     pub status: Option<CaseStatus>,

@@ -128,6 +128,7 @@ pub async fn send_price_tags(OpsCabinet { ops, sn }: OpsCabinet<Managers>) -> Re
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StartCalibrationIn {
     pub door: u32,
 }
@@ -146,6 +147,7 @@ pub async fn start_calibration(
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StepIn {
     /// Grams of the standard weight put on each lane (span, verify).
     pub standard_g: Option<f64>,
@@ -186,6 +188,7 @@ pub struct SessionsOut {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitQuery {
     pub limit: Option<i64>,
 }
@@ -245,6 +248,7 @@ pub async fn live_weights(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result
 }
 
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct CabinetTypeIn {
     pub sensor_channels: i32,
     pub temp_min_c: f64,
@@ -296,6 +300,7 @@ pub async fn put_cabinet_type(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WeightLogQuery {
     /// Only the readings of this session (its whole trace, oldest first).
     pub session_id: Option<i64>,
