@@ -71,7 +71,7 @@ async fn login_and_heartbeat(profile: Profile) {
     assert_eq!(after_login["node"], s.config.node.id.as_str());
     assert_eq!(after_login["boot"], 1);
     assert_eq!(after_login["type"], "fridge");
-    assert_eq!(after_login["session"]["logged_in"], true);
+    assert_eq!(after_login["connection"]["logged_in"], true);
 
     dev.heartbeat(4.5, true).await.expect("heartbeat");
     let cab = eventually("heartbeat visible", || async {
@@ -81,7 +81,7 @@ async fn login_and_heartbeat(profile: Profile) {
     .await;
     assert_eq!(cab["heating"], true);
     assert!(cab["last_heartbeat_at"].is_string());
-    assert_eq!(cab["session"]["last_seq"], 2);
+    assert_eq!(cab["connection"]["last_seq"], 2);
 
     // A heartbeat touches only the cache: the row and its events do not change.
     let events_before = s.get_ok("/ops/cabinets/CAB-1/events").await["events"].as_array().map(Vec::len);
@@ -90,7 +90,7 @@ async fn login_and_heartbeat(profile: Profile) {
     }
     eventually("five more heartbeats", || async {
         let c = s.cabinet("CAB-1").await;
-        (c["session"]["last_seq"] == 7).then_some(())
+        (c["connection"]["last_seq"] == 7).then_some(())
     })
     .await;
     // Applied in order: the last heartbeat's facts win.
@@ -149,7 +149,7 @@ async fn position_and_burst(profile: Profile) {
     })
     .await;
     for i in 0..CABINETS {
-        assert_eq!(s.cabinet(&format!("CAB-BURST-{i}")).await["session"]["last_seq"], PER_CABINET + 1);
+        assert_eq!(s.cabinet(&format!("CAB-BURST-{i}")).await["connection"]["last_seq"], PER_CABINET + 1);
     }
     assert_eq!(s.metric("heft_frames_rejected_total{reason=\"replay\"}").await, 0.0);
     assert_eq!(s.metric("heft_bridge_inflight").await, 0.0);
@@ -486,7 +486,7 @@ async fn crash_restart(profile: Profile) {
     b.heartbeat(6.5, false).await.expect("heartbeat");
     eventually("B unaffected", || async {
         let c = s.cabinet("CAB-B").await;
-        (c["temperature_c"] == 6.5 && c["session"]["boot"] == 1 && c["session"]["last_seq"] == 3).then_some(())
+        (c["temperature_c"] == 6.5 && c["connection"]["boot"] == 1 && c["connection"]["last_seq"] == 3).then_some(())
     })
     .await;
     let m = s.metrics().await;

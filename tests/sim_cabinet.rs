@@ -47,7 +47,7 @@ async fn reports(profile: Profile) {
     let cab = SimCabinet::start(creds, &s.broker, opts()).await.expect("simulated cabinet logs in");
     let c = s.cabinet("SIM-CAB-1").await;
     assert_eq!(c["liveness"], "online");
-    assert_eq!(c["session"]["logged_in"], true);
+    assert_eq!(c["connection"]["logged_in"], true);
     assert_eq!(c["boot"], cab.boot());
     eventually("heartbeats arrive (heartbeat_s = 1)", || async {
         s.cabinet("SIM-CAB-1").await["last_heartbeat_at"].is_string().then_some(())
@@ -94,7 +94,7 @@ async fn reports(profile: Profile) {
     assert!(cab.boot() > boot);
     eventually("logged in again", || async {
         let c = s.cabinet("SIM-CAB-1").await;
-        (c["session"]["logged_in"] == true && c["boot"] == cab.boot()).then_some(())
+        (c["connection"]["logged_in"] == true && c["boot"] == cab.boot()).then_some(())
     })
     .await;
     let before = s.metric(WEIGHTS).await;

@@ -182,6 +182,8 @@ pub struct NewSession {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
 #[diesel(table_name = commands)]
 pub struct CommandRow {
+    /// The command's `cmd_id`, as the device protocol names it.
+    #[serde(rename = "cmd_id")]
     pub id: String,
     pub sn: String,
     pub kind: DownKind,

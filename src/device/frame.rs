@@ -211,6 +211,15 @@ pub struct Cadence {
     pub after_close_s: u64,
 }
 
+/// How Heft sends commands (`login_ack.commands`): it waits `timeout_ms` for an ack, then sends
+/// the same `cmd_id` again, `retries` times at most, before giving up. A cabinet uses it to tell
+/// a repeat from a new command, and need not hard-code either.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CommandTiming {
+    pub timeout_ms: u64,
+    pub retries: u32,
+}
+
 /// `down/login_ack`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LoginAck {
@@ -229,6 +238,8 @@ pub struct LoginAck {
     pub server_time_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cadence: Option<Cadence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandTiming>,
 }
 
 #[cfg(test)]
@@ -306,6 +317,30 @@ mod tests {
         let topic = "cabinets/CAB-0001/up/heartbeat";
         let m = r#"{"boot":7,"seq":42,"ts":1764000000000,"temp_c":4.5,"heating":false}"#;
         assert_eq!(signature(&key, topic, m), DOC_EXAMPLE_SIGNATURE);
+    }
+
+    /// Every frame of the example session (§12 of docs/device-protocol.md) verifies under the
+    /// topic it is shown on, with the key of §11: the document's promise that they are real.
+    #[test]
+    fn documented_session_frames_verify() {
+        let key = B64.decode("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=").expect("key");
+        let doc = include_str!("../../docs/device-protocol.md");
+        let start = doc.find("## 12. Example session").expect("§12");
+        let section = &doc[start..start + doc[start..].find("## 13.").expect("§13")];
+        let (mut topic, mut checked) = (String::new(), 0);
+        for line in section.lines() {
+            if let Some(at) = line.find("cabinets/CAB-0001/") {
+                let rest = &line[at..];
+                topic = rest[..rest.find('`').unwrap_or(rest.len())].to_string();
+            }
+            let frame = line.trim();
+            if frame.starts_with("{\"m\":") && frame.contains("\"s\":") {
+                let env = Envelope::parse(frame.as_bytes()).expect("parses");
+                env.verify(topic.as_bytes(), &key).unwrap_or_else(|e| panic!("{topic}: {frame}: {e:?}"));
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 4, "login, login_ack, heartbeat, weight");
     }
 
     pub const DOC_EXAMPLE_SIGNATURE: &str = "gsZa2CXvXMEdXqlL+zaDY8RbdpjdBhOBackLC5D+xjA=";

@@ -1124,9 +1124,9 @@ impl FleetSetup {
         for _ in 0..450 {
             let boot = cab.physical(|p| p.boot());
             if let Ok(v) = self.call("cabinet", reqwest::Method::GET, &path, None).await
-                && v["session"]["logged_in"] == true
+                && v["connection"]["logged_in"] == true
                 && boot > 0
-                && v["session"]["boot"] == boot
+                && v["connection"]["boot"] == boot
             {
                 return Ok(());
             }

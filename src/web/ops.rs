@@ -40,13 +40,14 @@ pub struct CabinetOut {
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     pub temperature_c: Option<f64>,
     pub heating: Option<bool>,
-    /// The session as the cabinet's actor sees it, when the actor is on this node.
+    /// The cabinet's MQTT connection (its login session, not an ops session) as its actor sees
+    /// it, when the actor is on this node.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<SessionOut>,
+    pub connection: Option<ConnectionOut>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct SessionOut {
+pub struct ConnectionOut {
     pub logged_in: bool,
     pub boot: Option<u64>,
     pub last_seq: Option<u64>,
@@ -77,7 +78,7 @@ fn cabinet_out(c: Cabinet, facts: &HashMap<String, String>) -> CabinetOut {
         lng: c.lng,
         last_login_at: utc(c.last_login_at),
         liveness_changed_at: utc(c.liveness_changed_at),
-        session: None,
+        connection: None,
     }
 }
 
@@ -131,7 +132,7 @@ pub async fn get_cabinet(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<
         ops.read(move |c| cabinets::find(c, &key)).await?.ok_or_else(|| ApiError::NotFound(format!("cabinet {sn}")))?;
     let facts = ops.state.svc.cache.cabinet_get(sn.as_str()).await?;
     let mut out = cabinet_out(row, &facts);
-    out.session = registry::inspect(&ops.state.registry, sn.as_str()).await.map(|v| SessionOut {
+    out.connection = registry::inspect(&ops.state.registry, sn.as_str()).await.map(|v| ConnectionOut {
         logged_in: v.logged_in,
         boot: v.boot,
         last_seq: v.last_seq,

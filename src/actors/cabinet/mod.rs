@@ -26,7 +26,7 @@ use self::lanes::{Doors, LaneSetup, LaneState, LaneWeight, Setup, Versions};
 use super::{Shared, now_ms};
 use crate::db::{self, DbError, alerts, cabinets, commands as command_rows, layout, sessions};
 use crate::device::bridge::Inbound;
-use crate::device::frame::{self, AnyUp, Cadence, Envelope, Heartbeat, Login, LoginAck, Reject};
+use crate::device::frame::{self, AnyUp, Cadence, CommandTiming, Envelope, Heartbeat, Login, LoginAck, Reject};
 use crate::device::messages::{AckUp, DoorUp, WeightUp};
 use crate::device::topic::{self, DownKind, UpKind};
 use crate::domain::alert::{self, AlertCode};
@@ -262,6 +262,9 @@ impl CabinetActor {
                 after_close_weight_ms: p.after_close_weight_ms,
                 after_close_s: p.after_close_s,
             }),
+            commands: refused
+                .is_none()
+                .then_some(CommandTiming { timeout_ms: p.command_timeout_ms, retries: p.command_retries }),
         };
         self.send_down(DownKind::LoginAck, &ack);
     }
