@@ -408,11 +408,24 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 pub struct LogConfig {
     /// A tracing `EnvFilter` directive; `RUST_LOG` wins when set.
     pub filter: String,
+    /// `text` for people (coloured only on a terminal), `json` (one object per line) for log
+    /// shippers.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { filter: "info,rumqttd=warn".into() }
+        LogConfig { filter: "info,rumqttd=warn".into(), format: LogFormat::Text }
     }
 }
 

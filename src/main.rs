@@ -1,11 +1,12 @@
 //! The `heft` command line. Each subcommand parses its arguments and calls into the library.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use heft::config::Config;
+use heft::config::{Config, LogFormat};
 use heft::domain::operator::Role;
 
 #[derive(Parser)]
@@ -96,7 +97,12 @@ fn main() -> ExitCode {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        // Colour codes only where a person reads them: a file or a pipe gets plain text.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {

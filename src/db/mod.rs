@@ -102,14 +102,9 @@ impl ManageConnection for Manager {
             Some(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
                 // WAL lets readers run beside the one writer; busy_timeout queues writers instead
-                // of failing them; foreign keys are off by default in SQLite.
-                // busy_timeout first: switching to WAL takes a lock that a second connection
-                // opening at the same moment must wait for, not fail on.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
-                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                // of failing them; foreign keys are off by default in SQLite. The file is in WAL
+                // already ([`Db::open`] switched it, alone), so this takes no lock.
+                conn.batch_execute(SQLITE_PRAGMAS).map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(AnyConnection::Sqlite(conn))
             }
             None => Ok(AnyConnection::Postgresql(PgConnection::establish(&self.url)?)),
@@ -125,6 +120,19 @@ impl ManageConnection for Manager {
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
         std::thread::panicking() || in_transaction(conn)
     }
+}
+
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+/// Put a SQLite file in WAL mode once, from one connection, before any pool opens. Switching
+/// needs an exclusive lock, and two connections switching at once (r2d2 opens a pool's
+/// connections in parallel) can be refused `database is locked` at once: SQLite skips the busy
+/// handler where waiting could deadlock. WAL is kept in the file, so later switches are no-ops.
+fn prepare_sqlite(path: &str) -> DbResult<()> {
+    let mut conn = SqliteConnection::establish(path).map_err(|e| DbError::Connect(format!("{path}: {e}")))?;
+    conn.batch_execute(SQLITE_PRAGMAS).map_err(|e| DbError::Connect(format!("{path}: WAL mode: {e}")))?;
+    Ok(())
 }
 
 pub type Pool = r2d2::Pool<Manager>;
@@ -158,6 +166,7 @@ impl Db {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| DbError::Connect(format!("{}: {e}", dir.display())))?;
                 }
+                prepare_sqlite(manager.sqlite_path().unwrap_or_default())?;
                 Backend::Sqlite
             }
             None => Backend::Postgres,
@@ -298,4 +307,40 @@ where
 /// Now, as stored: UTC without zone.
 pub fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh SQLite file is in WAL mode once opened, so a pool's connections opening all at once
+    /// (as r2d2 opens them) never race to switch it and none is refused `database is locked`.
+    #[test]
+    fn a_fresh_sqlite_file_opens_without_lock_races() {
+        use diesel::RunQueryDsl;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+        let db = Db::open(&url, 8, Duration::from_secs(5)).expect("opens");
+        let mode: Vec<String> = {
+            #[derive(diesel::QueryableByName)]
+            struct Mode {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                journal_mode: String,
+            }
+            let mut conn = db.pool.get().expect("connection");
+            let rows: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode").load(&mut *conn).expect("pragma");
+            rows.into_iter().map(|m| m.journal_mode).collect()
+        };
+        assert_eq!(mode, ["wal"]);
+        let manager = Manager { url };
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let m = manager.clone();
+                std::thread::spawn(move || m.connect().map(|_| ()).map_err(|e| e.to_string()))
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().expect("thread"), Ok(()));
+        }
+    }
 }
