@@ -627,6 +627,14 @@ async fn actor_crash_mid_purchase(profile: Profile) {
     cab.close_door(1).await.expect("close");
     let o = shop::order_in(&s, &token, id, "paid").await;
     assert_eq!(o["total_fen"], 1200, "{o}");
+    // The actor that took the session up asked for weights at once (`weigh`), not at the closed
+    // cadence, and the cabinet carried it out.
+    let t = s.ops_login(Role::Operator).await;
+    let commands = ok(&s, "GET", "/ops/cabinets/CRS-1/commands", &t, None).await;
+    let weighs: Vec<_> =
+        commands["commands"].as_array().expect("commands").iter().filter(|c| c["kind"] == "weigh").collect();
+    assert_eq!(weighs.len(), 1, "{commands}");
+    assert_eq!(weighs[0]["status"], "acked", "{commands}");
     cab.stop().await;
 }
 both_profiles!(crash_mid_purchase, actor_crash_mid_purchase);

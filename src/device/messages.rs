@@ -152,6 +152,11 @@ pub struct OpenCmd {
     pub unlock_s: u64,
 }
 
+/// `down/weigh`: stream weights at `after_close_weight_ms` for `after_close_s` from now, as after
+/// a door closes. Acked at once with an empty result.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct WeighCmd {}
+
 /// `result` of an `open` ack.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct OpenResult {

@@ -11,6 +11,9 @@ named_enum! {
         Calibrate = "calibrate",
         Config = "config",
         Reboot = "reboot",
+        /// Stream weights at the after-close cadence for `after_close_s`: a session taken up
+        /// after a crash needs closed-door readings now, not at the closed cadence.
+        Weigh = "weigh",
     }
 }
 

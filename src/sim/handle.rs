@@ -528,6 +528,31 @@ mod tests {
         cab.stop().await;
     }
 
+    /// `weigh`: weights at the after-close cadence (100 ms) for `after_close_s` (1 s), then back to
+    /// the closed cadence (an hour here): nothing more.
+    #[actix_rt::test]
+    async fn weigh_streams_at_the_after_close_cadence_then_stops() {
+        let mut heft = FakeHeft::start("SIM-WEIGH").await;
+        let cab = SimCabinet::start(heft.creds.clone(), &heft.broker, opts()).await.expect("logs in");
+        heft.skip_to_login(WAIT).await.expect("login");
+        let weights = |frames: &[(String, serde_json::Value)]| frames.iter().filter(|(k, _)| k == "weight").count();
+        assert_eq!(weights(&heft.collect(Duration::from_millis(300)).await), 0, "closed cadence: an hour");
+        heft.command("weigh", "weigh-1", json!({}));
+        let streamed = heft.collect(Duration::from_millis(1500)).await;
+        let ack = streamed.iter().find(|(k, _)| k == "ack").map(|(_, m)| m.clone()).expect("ack");
+        assert_eq!((ack["cmd_id"].clone(), ack["ok"].clone()), (json!("weigh-1"), json!(true)));
+        let n = weights(&streamed);
+        assert!((5..=12).contains(&n), "about ten readings in the second after weigh, got {n}");
+        assert!(
+            streamed
+                .iter()
+                .filter(|(k, _)| k == "weight")
+                .all(|(_, m)| m["counts"].as_array().map(Vec::len) == Some(4))
+        );
+        assert_eq!(weights(&heft.collect(Duration::from_millis(1000)).await), 0, "back to the closed cadence");
+        cab.stop().await;
+    }
+
     #[actix_rt::test]
     async fn heft_opens_a_door_and_a_handle_waits_for_it() {
         let mut heft = FakeHeft::start("SIM-OPEN").await;

@@ -819,6 +819,12 @@ async fn follow_cadence(
                     continue;
                 }
                 let ack = rig.physical().handle(down.kind(), &down.m, *boot);
+                // `weigh`: weights at the after-close cadence from now, as after a close.
+                if down.kind() == "weigh" && ack.as_ref().is_some_and(|a| a.ok) {
+                    let now = tokio::time::Instant::now();
+                    after_close_until = Some(now + Duration::from_secs(cadence.after_close_s));
+                    next_weight = now;
+                }
                 if let Some(ack) = ack {
                     send(dev, b, stats, UpKind::Ack, serde_json::to_value(ack)?).await?;
                     stats.acks_sent.fetch_add(1, Ordering::Relaxed);

@@ -18,7 +18,7 @@ use super::held::{CommandOutcome, DoorRun, Held, Purpose, SessionError, SessionI
 use super::lanes::LaneState;
 use crate::db::DbError;
 use crate::db::models::{Order, Session};
-use crate::device::messages::{DoorUp, OpenCmd};
+use crate::device::messages::{DoorUp, OpenCmd, WeighCmd};
 use crate::device::topic::DownKind;
 use crate::domain::alert;
 use crate::domain::cabinet::CabinetStatus;
@@ -432,6 +432,19 @@ impl CabinetActor {
         let (course, start) = Course::resume(door, purpose, phase);
         self.hold_door(s, course, before);
         self.carry_out(start, None, ctx);
+    }
+
+    /// The cabinet logged in while a door session waits for closed-door readings (taken up after
+    /// a crash, or back after the cabinet was away): ask for them now (`weigh`), so the session
+    /// settles within `settle_max_ms` rather than at the closed cadence.
+    pub(super) fn weigh_if_settling(&mut self, ctx: &mut Context<Self>) {
+        let Some(Held::Door(info, run)) = &self.held else { return };
+        if !matches!(run.course.phase, Phase::Open | Phase::Settling) {
+            return;
+        }
+        let session = info.id;
+        tracing::info!(sn = %self.sn, session, "asking for weights now to finish a session taken up");
+        self.issue(DownKind::Weigh, &WeighCmd::default(), Some(session), Purpose::Weigh, ctx);
     }
 
     /// Take up a restock or maintenance session an earlier actor left open: as if its door were

@@ -227,10 +227,22 @@ impl CommandOutcome {
 /// What the actor does with a command's outcome.
 #[derive(Debug)]
 pub enum Purpose {
-    Config { version: i64 },
-    Tags { version: i64 },
-    Calibrate { step: CalibrationStep, standard_g: Option<f64>, lanes: Vec<String> },
-    Open { door: u32 },
+    Config {
+        version: i64,
+    },
+    Tags {
+        version: i64,
+    },
+    Calibrate {
+        step: CalibrationStep,
+        standard_g: Option<f64>,
+        lanes: Vec<String>,
+    },
+    Open {
+        door: u32,
+    },
+    /// Weights asked for now (`weigh`) for a session taken up after a crash.
+    Weigh,
 }
 
 /// A command sent and not yet answered.

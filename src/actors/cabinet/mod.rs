@@ -375,6 +375,7 @@ impl CabinetActor {
                     act.doors_reporting = true;
                     act.failed_deliveries.clear();
                     act.deliver_pending(ctx);
+                    act.weigh_if_settling(ctx);
                 }
                 Ok(LoginDone::Stale { last_boot }) => {
                     act.last_boot = last_boot;

@@ -284,6 +284,13 @@ impl CabinetActor {
                 }
             }
             Purpose::Open { door } => self.open_done(door, session_id, outcome, ctx),
+            // Only a quicker settlement rides on it: without it the readings still come, at the
+            // closed cadence.
+            Purpose::Weigh => {
+                if !matches!(outcome, CommandOutcome::Acked(_)) {
+                    tracing::warn!(sn = %self.sn, ?outcome, "weigh not carried out; waiting for the closed cadence");
+                }
+            }
         }
     }
 
