@@ -45,6 +45,21 @@ async fn buy(s: &TestServer, sn: &str, channel: &str, uid: &str) {
         .collect();
     assert_eq!(lines, [("A1".to_string(), 2), ("A2".to_string(), 1)], "{o}");
     assert!(o["before_g"]["A1"].as_f64().is_some() && o["after_g"]["A1"].as_f64().is_some(), "{o}");
+    // The readings the settlement judged are kept with the session, whatever befalls the weight log.
+    let t = s.ops_login(Role::Operator).await;
+    let sessions = ok(s, "GET", &format!("/ops/cabinets/{sn}/sessions"), &t, None).await;
+    let purchase = sessions["recent"]
+        .as_array()
+        .or_else(|| sessions["sessions"].as_array())
+        .and_then(|all| all.iter().find(|x| x["kind"] == "purchase"))
+        .cloned()
+        .unwrap_or_else(|| panic!("the purchase session: {sessions}"));
+    let evidence: serde_json::Value =
+        serde_json::from_str(purchase["evidence"].as_str().expect("evidence")).expect("evidence is JSON");
+    for lane in ["A1", "A2", "A3"] {
+        let readings = evidence[lane].as_array().map(Vec::len).unwrap_or(0);
+        assert!(readings >= 3, "{lane}: {readings} readings in {evidence}");
+    }
     assert_eq!(
         shop::book_stock(s, sn).await,
         [("A1".to_string(), 4), ("A2".to_string(), 7), ("A3".to_string(), 5)],

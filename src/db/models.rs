@@ -164,6 +164,9 @@ pub struct Session {
     pub ended_at: Option<NaiveDateTime>,
     pub outcome: Option<Outcome>,
     pub detail: Option<String>,
+    /// For a settled purchase: the recent readings of each lane of its door that the settlement
+    /// judged (JSON, lane → grams, oldest first), stored with the settlement.
+    pub evidence: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]

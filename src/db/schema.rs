@@ -296,6 +296,7 @@ diesel::table! {
         ended_at -> Nullable<Timestamp>,
         outcome -> Nullable<Text>,
         detail -> Nullable<Text>,
+        evidence -> Nullable<Text>,
     }
 }
 

@@ -28,6 +28,12 @@ pub fn current(conn: &mut AnyConnection, sn: &str) -> DbResult<Option<Session>> 
         .optional()?)
 }
 
+/// Keep the weights a settlement judged with the session.
+pub fn set_evidence(conn: &mut AnyConnection, id: i64, evidence: &str) -> DbResult<()> {
+    diesel::update(sessions::table.find(id)).set(sessions::evidence.eq(Some(evidence))).execute(conn)?;
+    Ok(())
+}
+
 /// End a session once; returns whether this call ended it.
 pub fn close(
     conn: &mut AnyConnection,

@@ -52,6 +52,11 @@ impl LaneWindow {
         LaneWindow { readings: VecDeque::with_capacity(capacity), capacity }
     }
 
+    /// The readings held, oldest first.
+    pub fn recent(&self) -> Vec<Grams> {
+        self.readings.iter().map(|g| Grams(*g)).collect()
+    }
+
     /// Adds a reading, dropping the oldest one when the window is full.
     pub fn push(&mut self, Grams(g): Grams) {
         if self.readings.len() == self.capacity {

@@ -40,6 +40,7 @@ pub async fn settle(
     sn: &str,
     order_id: i64,
     readings: Vec<LaneReading>,
+    evidence: String,
     scale_error: f64,
 ) -> DbResult<(Settled, Effects)> {
     let outcome = settlement::settle(&readings, scale_error);
@@ -50,7 +51,17 @@ pub async fn settle(
         Settlement::Settled { .. } => String::new(),
     };
     let after_copy = after_g.clone();
-    let moved = db.write(move |c| settle_in(c, order_id, &outcome, &reasons, &after_copy, db::now())).await?;
+    let moved = db
+        .write(move |c| {
+            let moved = settle_in(c, order_id, &outcome, &reasons, &after_copy, db::now())?;
+            // The evidence goes with the settlement, in its transaction (`Db::write` is one),
+            // whatever happens after.
+            if let (Moved::To(_), Some(session)) = (&moved, moved.order().session_id) {
+                crate::db::sessions::set_evidence(c, session, &evidence)?;
+            }
+            Ok::<_, crate::db::DbError>(moved)
+        })
+        .await?;
     match moved {
         Moved::To(o) => Ok((Settled::Now(o), Effects::wake())),
         Moved::Stayed(o, Stay::AlreadyThere) => Ok((Settled::Already(o), Effects::none())),

@@ -751,6 +751,17 @@ impl CabinetActor {
             .collect()
     }
 
+    /// The readings each lane of `door` holds now, oldest first (JSON): what a settlement judged.
+    fn evidence(&self, door: u32) -> String {
+        let lanes: BTreeMap<&str, Vec<Grams>> = self
+            .lanes
+            .iter()
+            .filter(|l| l.setup.door == door)
+            .map(|l| (l.setup.code.as_str(), l.window.recent()))
+            .collect();
+        serde_json::to_string(&lanes).unwrap_or_default()
+    }
+
     /// Settle (purchase), count (restock) or record (maintenance) from the lanes' stable weights
     /// now; lanes that never settled send a purchase to review. `wait`: nothing else of this
     /// cabinet is handled before the end is stored, so the next scan finds the cabinet free and
@@ -759,6 +770,7 @@ impl CabinetActor {
         let Some(run) = self.door_run() else { return };
         let n = self.svc.config.weights.stable_readings;
         let readings = self.lane_readings(run, |l| l.window.stable(n, self.tolerance(l)));
+        let evidence = self.evidence(run.course.door);
         let (db, sn, scale_error) = (self.svc.db.clone(), self.sn.to_string(), self.svc.config.weights.scale_error);
         let stored: Pin<Box<dyn Future<Output = Result<(), DbError>>>> = match run.course.purpose.clone() {
             course::Purpose::Purchase { order_id, .. } => {
@@ -767,7 +779,8 @@ impl CabinetActor {
                 }
                 let runner = self.svc.effects.clone();
                 Box::pin(async move {
-                    let (settled, effects) = flows::settle::settle(&db, &sn, order_id, readings, scale_error).await?;
+                    let (settled, effects) =
+                        flows::settle::settle(&db, &sn, order_id, readings, evidence, scale_error).await?;
                     runner.run(effects);
                     match settled {
                         Settled::Now(o) => {
