@@ -143,8 +143,9 @@ impl Heft {
         let cache = open_cache(&config).await?;
         crate::flows::cabinet::index_positions(&db, cache.as_ref()).await;
 
+        let connects = auth::Connects::default();
         let (broker, link_rx) =
-            Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone()))).await?;
+            Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone(), connects.clone()))).await?;
         let weight_log = WeightLog::start(db.clone(), config.weight_log.clone(), &metrics);
         // Bound before anything is built on it: the platforms' callback address is this one.
         let listener = std::net::TcpListener::bind(config.http.listen)
@@ -172,6 +173,7 @@ impl Heft {
             seal,
             downlink: broker.downlink.clone(),
             effects,
+            connects,
         });
         let registry = Registry::new(services.clone(), routes.clone(), cabinets.clone()).start();
         let bridge = Arbiter::new();

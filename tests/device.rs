@@ -190,6 +190,47 @@ async fn rotation(profile: Profile) {
 }
 both_profiles!(rotated_credentials_take_effect_without_a_restart, rotation);
 
+/// Anyone connected may publish on any cabinet's topic. A forged frame makes the actor look for a
+/// new key (and reloads are rate-limited: an hour here), yet it cannot hold back the key a rotated
+/// cabinet brings: the cabinet reconnects with its new token, which the forger does not have.
+async fn rotation_despite_forgery(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[("HEFT__PROTOCOL__RELOGIN_INTERVAL_S", "3600")]).await else { return };
+    let (_, mut old) = s.logged_in("CAB-K", 1).await;
+    let (_, forger) = s.logged_in("CAB-F", 1).await;
+    let topic = topic::up("CAB-K", UpKind::Heartbeat);
+    let m = serde_json::to_string(&Heartbeat { h: Header { boot: 1, seq: 9, ts: None }, temp_c: 4.0, heating: false })
+        .expect("json");
+    forger
+        .publish_raw(&topic, format!(r#"{{"m":{m},"s":"{}"}}"#, forger.sign_raw(&topic, &m)).into_bytes())
+        .await
+        .expect("forge");
+    eventually("the forged frame is refused (and spends the reload)", || async {
+        (s.metric("heft_frames_rejected_total{reason=\"bad_signature\"}").await >= 1.0).then_some(())
+    })
+    .await;
+    // The actor handles frames in order, and waits for a reload: once this heartbeat is in, the
+    // reload the forgery caused is over, with the old key.
+    old.heartbeat(4.0, false).await.expect("heartbeat");
+    eventually("the reload is over", || async {
+        (s.cabinet("CAB-K").await["connection"]["last_seq"] == 2).then_some(())
+    })
+    .await;
+    let new_creds = {
+        let mut conn = s.heft.services.db.write_conn().expect("db");
+        heft::provision::provision(&mut conn, &s.heft.services.seal, "CAB-K", "fridge", true).expect("rotate")
+    };
+    let mut new = s.device(&new_creds, 2).await;
+    new.send_login().await.expect("publish");
+    eventually("the new key's first frame fails", || async {
+        (s.metric("heft_frames_rejected_total{reason=\"bad_signature\"}").await >= 2.0).then_some(())
+    })
+    .await;
+    new.boot = 3;
+    assert!(new.login(EVENTUALLY).await.expect("login_ack").ok, "the rotated key works at once");
+    s.stop().await;
+}
+both_profiles!(forged_frames_cannot_hold_back_a_rotated_key, rotation_despite_forgery);
+
 async fn refused_connections(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
     let creds = s.provision("CAB-1");

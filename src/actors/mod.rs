@@ -34,6 +34,8 @@ pub struct Services {
     pub payments: crate::pay::Gateways,
     /// Carries out what flows return after their commit.
     pub effects: Arc<dyn crate::flows::Runner>,
+    /// When each cabinet last connected with its own token (a new frame key may come with it).
+    pub connects: crate::device::auth::Connects,
 }
 
 pub type Shared = Arc<Services>;

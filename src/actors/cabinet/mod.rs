@@ -427,11 +427,15 @@ impl CabinetActor {
     }
 
     /// The cabinet may have been given new credentials (`heft provision --rotate`) since this
-    /// actor loaded its key: on a bad signature, reload it (at most once per relogin interval) so
-    /// the new key works and the old one stops working without a restart.
+    /// actor loaded its key: on a bad signature, reload it so the new key works and the old one
+    /// stops working without a restart. At most once per relogin interval — bad frames are cheap
+    /// to send — except when the cabinet has connected with its own token since the last reload:
+    /// a rotated cabinet reconnects with its new token, which no forger has, so forged frames
+    /// cannot hold its new key back.
     fn reload_key(&mut self, ctx: &mut Context<Self>) {
         let interval = Duration::from_secs(self.svc.config.protocol.relogin_interval_s);
-        if self.last_key_reload.is_some_and(|t| t.elapsed() < interval) {
+        let recent = self.last_key_reload.is_some_and(|t| t.elapsed() < interval);
+        if recent && !self.svc.connects.since(self.sn.as_str(), self.last_key_reload) {
             return;
         }
         self.last_key_reload = Some(Instant::now());
