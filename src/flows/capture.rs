@@ -112,7 +112,7 @@ pub async fn handle(
             result
         }
     };
-    let failure = match result {
+    let (failure, error) = match result {
         Ok(()) => return Ok(Effects::wake()),
         Err(CaptureError::Db(e)) => return Err(e.into()),
         Err(CaptureError::Again(e)) => (Failure::Unreachable, e),
@@ -120,12 +120,12 @@ pub async fn handle(
         // The handling ends these itself, knowing the order; one that got here is not understood.
         Err(CaptureError::Gone(e) | CaptureError::Refused(e)) => (Failure::Broken, e),
     };
-    match money::next(failure.0, last_attempt) {
-        Next::Retry => Err(HandlerError::Failed(failure.1)),
+    match money::next(failure, last_attempt) {
+        Next::Retry => Err(HandlerError::Failed(error)),
         // Still out on the message's last attempt: a later round, so an outage never drops a
         // charge; our own side broken, the same, with an alert naming the order.
         next => {
-            let (later, e) = (retry_in(ctx, round), failure.1);
+            let (later, e) = (retry_in(ctx, round), error);
             let alert = next == Next::AlertAndLaterRound;
             tracing::warn!(order = id, error = %e, retry_in_s = later.num_seconds(), "the charge is tried again later");
             ctx.db

@@ -9,7 +9,7 @@
 //! order.
 
 use super::{Ctx, Effects, alerts, secs};
-use crate::db::{self, DbError, consumed, orders, payments, write_tx};
+use crate::db::{self, consumed, orders, payments, write_tx};
 use crate::domain::alert;
 use crate::domain::money::{self, Failure, Next};
 use crate::mq::HandlerError;
@@ -126,7 +126,6 @@ async fn later(ctx: &Ctx, msg: &topics::Release, msg_id: &str, stuck: Option<Str
                 next.enqueue_once(c, &key, Some(db::now() + wait)).map(|_| ())
             })
         })
-        .await
-        .map_err(|e: DbError| HandlerError::Db(e))?;
+        .await?;
     Ok(Effects::wake())
 }
