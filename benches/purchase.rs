@@ -198,9 +198,16 @@ async fn run(args: Args) {
         }
     });
     let t0 = Instant::now();
+    let cpu0 = cpu_seconds(node.child.id());
     let truths: Vec<Truth> = futures_util::future::join_all(shoppers).await.into_iter().flatten().collect();
     let elapsed = t0.elapsed().as_secs_f64();
+    let node_cpu = cpu_seconds(node.child.id()) - cpu0;
     report(&args, &truths, elapsed);
+    println!(
+        "node CPU while shopping: {node_cpu:.1} s = {:.0} % of one core, {:.1} ms per visit",
+        100.0 * node_cpu / elapsed,
+        1000.0 * node_cpu / truths.len().max(1) as f64
+    );
     print_reviews(&config).await;
     for cab in cabs {
         cab.stop().await;
@@ -244,6 +251,18 @@ async fn print_reviews(config: &heft::config::Config) {
             }
         }
     }
+}
+
+/// User + system CPU seconds a process has used so far (`/proc/<pid>/stat`, fields 14 and 15),
+/// so the node's cost per visit excludes the platforms, cabinets and shoppers in this process.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it are plain.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // SAFETY: sysconf only reads a constant.
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / per_s
 }
 
 fn quantile(sorted: &[u64], q: f64) -> u64 {
