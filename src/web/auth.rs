@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::bearer::{TokenError, bearer};
+use super::bearer::{Hs256, TokenError, bearer};
 use super::{ApiError, AppState};
 use crate::config::AuthConfig;
 use crate::db::operators;
@@ -83,40 +81,25 @@ pub fn jwt_secret(config: &AuthConfig, seal: &SealKey) -> Vec<u8> {
 /// Sign `claims` with `secret` (HS256). Public so tests and tools can make tokens, e.g. expired
 /// ones.
 pub fn issue_token(secret: &[u8], claims: &Claims) -> Result<String, ApiError> {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
-        .map_err(ApiError::internal)
+    Hs256::new(secret, ISSUER).sign(claims).map_err(ApiError::internal)
 }
 
 /// Signs and checks tokens.
 pub struct Tokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    jwt: Hs256,
     ttl_s: u64,
 }
 
 impl Tokens {
     pub fn new(config: &AuthConfig, seal: &SealKey) -> Tokens {
-        let secret = jwt_secret(config, seal);
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        // Nodes keep NTP time, and a token lives for hours: seconds of slack buy nothing.
-        validation.leeway = 0;
-        Tokens {
-            encoding: EncodingKey::from_secret(&secret),
-            decoding: DecodingKey::from_secret(&secret),
-            validation,
-            ttl_s: config.token_ttl_s,
-        }
+        Tokens { jwt: Hs256::new(&jwt_secret(config, seal), ISSUER), ttl_s: config.token_ttl_s }
     }
 
     /// A token for an operator, and when it expires.
     pub fn issue(&self, id: i64, username: &str, role: Role) -> Result<(String, DateTime<Utc>), ApiError> {
         let now = Utc::now().timestamp();
         let claims = Claims::new(id, username, role, now, self.ttl_s);
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(ApiError::internal)?;
+        let token = self.jwt.sign(&claims).map_err(ApiError::internal)?;
         let expires_at = DateTime::<Utc>::from_timestamp(claims.exp, 0)
             .ok_or_else(|| ApiError::internal(format!("token expiry {} out of range", claims.exp)))?;
         Ok((token, expires_at))
@@ -124,12 +107,7 @@ impl Tokens {
 
     /// The claims of a token signed with our key, not expired, from our issuer.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
-            Ok(data) => Ok(data.claims),
-            // The signature is checked before the expiry, so a forged old token is `Invalid`.
-            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
-            Err(_) => Err(TokenError::Invalid),
-        }
+        self.jwt.verify(token, Utc::now().timestamp())
     }
 }
 

@@ -9,11 +9,9 @@
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::bearer::TokenError;
+use super::bearer::{Hs256, TokenError};
 use super::{ApiError, AppState};
 use crate::config::AuthConfig;
 use crate::db::models::{Account, User};
@@ -42,9 +40,7 @@ pub struct ShopperClaims {
 
 /// Signs and checks shopper tokens.
 pub struct ShopperTokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    jwt: Hs256,
     ttl_s: u64,
 }
 
@@ -57,16 +53,7 @@ impl ShopperTokens {
         } else {
             crate::secrets::hmac_sha256(config.jwt_secret.as_bytes(), DERIVE_LABEL.as_bytes()).to_vec()
         };
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 0;
-        ShopperTokens {
-            encoding: EncodingKey::from_secret(&secret),
-            decoding: DecodingKey::from_secret(&secret),
-            validation,
-            ttl_s: config.shopper_token_ttl_s,
-        }
+        ShopperTokens { jwt: Hs256::new(&secret, ISSUER), ttl_s: config.shopper_token_ttl_s }
     }
 
     pub fn issue(&self, user_id: i64, channel: Channel) -> Result<(String, DateTime<Utc>), ApiError> {
@@ -78,19 +65,14 @@ impl ShopperTokens {
             exp: now.saturating_add(i64::try_from(self.ttl_s).unwrap_or(i64::MAX)),
             iss: ISSUER.into(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(ApiError::internal)?;
+        let token = self.jwt.sign(&claims).map_err(ApiError::internal)?;
         let expires_at = DateTime::<Utc>::from_timestamp(claims.exp, 0)
             .ok_or_else(|| ApiError::internal(format!("token expiry {} out of range", claims.exp)))?;
         Ok((token, expires_at))
     }
 
     pub fn verify(&self, token: &str) -> Result<ShopperClaims, TokenError> {
-        match jsonwebtoken::decode::<ShopperClaims>(token, &self.decoding, &self.validation) {
-            Ok(data) => Ok(data.claims),
-            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
-            Err(_) => Err(TokenError::Invalid),
-        }
+        self.jwt.verify(token, Utc::now().timestamp())
     }
 }
 

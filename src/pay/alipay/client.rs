@@ -8,10 +8,10 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Map, Value, json};
 
 use super::{TIME_FORMAT, beijing_now, bill, sign};
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::config::{AlipayConfig, PaymentsConfig};
 use crate::pay::{
     BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, Fen, PayError, PayEvent,
@@ -36,8 +36,8 @@ pub struct AlipayFundAuth {
     app_id: String,
     seller_id: String,
     gateway_url: String,
-    app_key: RsaPrivateKey,
-    alipay_public: RsaPublicKey,
+    app_key: PrivateKey,
+    alipay_public: PublicKey,
     http: reqwest::Client,
     notify_url: String,
 }

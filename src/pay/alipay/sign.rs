@@ -7,8 +7,8 @@
 //! * a synchronous response: the exact bytes of the `…_response` value, never re-serialised;
 //! * a notify: every URL-decoded parameter but `sign` and `sign_type`, sorted.
 
-use rsa::{RsaPrivateKey, RsaPublicKey};
 
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::keys;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,23 +52,23 @@ fn join(pairs: &[(&str, &str)]) -> String {
 }
 
 /// `sign` for a request's parameters.
-pub fn sign_request<'a>(key: &RsaPrivateKey, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+pub fn sign_request<'a>(key: &PrivateKey, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     keys::sign_sha256(key, sign_content(params).as_bytes())
 }
 
 /// Whether a request's `sign` matches its other parameters (the simulator's gateway check).
-pub fn verify_request<'a>(key: &RsaPublicKey, params: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> bool {
+pub fn verify_request<'a>(key: &PublicKey, params: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> bool {
     let Some((_, sign)) = params.clone().into_iter().find(|(k, _)| *k == "sign") else { return false };
     keys::verify_sha256(key, sign_content(params).as_bytes(), sign)
 }
 
 /// `sign` for a notify's parameters (the simulator's side).
-pub fn sign_notify<'a>(key: &RsaPrivateKey, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+pub fn sign_notify<'a>(key: &PrivateKey, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     keys::sign_sha256(key, notify_content(params).as_bytes())
 }
 
 /// Whether a notify's `sign` matches its other parameters.
-pub fn verify_notify<'a>(key: &RsaPublicKey, params: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> bool {
+pub fn verify_notify<'a>(key: &PublicKey, params: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> bool {
     let Some((_, sign)) = params.clone().into_iter().find(|(k, _)| *k == "sign") else { return false };
     keys::verify_sha256(key, notify_content(params).as_bytes(), sign)
 }
@@ -80,7 +80,7 @@ pub fn response_key(method: &str) -> String {
 
 /// A signed gateway response body: `{"<key>":<object>,"sign":"…"}`, signed over `object_json`
 /// exactly as it is placed in the body.
-pub fn signed_response(key: &RsaPrivateKey, response_key: &str, object_json: &str) -> String {
+pub fn signed_response(key: &PrivateKey, response_key: &str, object_json: &str) -> String {
     let sign = keys::sign_sha256(key, object_json.as_bytes());
     // Key and sign are plain ASCII (method names, Base64): no escaping needed.
     format!("{{\"{response_key}\":{object_json},\"sign\":\"{sign}\"}}")
@@ -96,7 +96,7 @@ pub struct VerifiedResponse<'a> {
 
 /// Verify a gateway response body: the raw value of `<method>_response` (or, for errors the
 /// gateway answers before reaching the method, `error_response`) against `sign`.
-pub fn verify_response<'a>(key: &RsaPublicKey, body: &'a str, method: &str) -> Result<VerifiedResponse<'a>, SignError> {
+pub fn verify_response<'a>(key: &PublicKey, body: &'a str, method: &str) -> Result<VerifiedResponse<'a>, SignError> {
     let members = top_level_members(body).ok_or(SignError::NotAnObject)?;
     let wanted = response_key(method);
     let (name, raw) = members
@@ -221,16 +221,16 @@ mod tests {
         hex::encode(Sha256::digest(s.as_bytes()))
     }
 
-    fn app_key() -> RsaPrivateKey {
+    fn app_key() -> PrivateKey {
         keys::load_private("sim", keys::sim::ALIPAY_APP_KEY).expect("key")
     }
-    fn app_pub() -> RsaPublicKey {
+    fn app_pub() -> PublicKey {
         keys::load_public("sim", keys::sim::ALIPAY_APP_PUB).expect("key")
     }
-    fn platform_key() -> RsaPrivateKey {
+    fn platform_key() -> PrivateKey {
         keys::load_private("sim", keys::sim::ALIPAY_PLATFORM_KEY).expect("key")
     }
-    fn platform_pub() -> RsaPublicKey {
+    fn platform_pub() -> PublicKey {
         keys::load_public("sim", keys::sim::ALIPAY_PLATFORM_PUB).expect("key")
     }
 

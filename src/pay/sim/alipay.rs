@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{NaiveDate, NaiveDateTime};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::config::AlipayConfig;
 use crate::pay::alipay::bill::{self, BillLine};
 use crate::pay::alipay::{TIME_FORMAT, beijing_now, sign};
@@ -35,8 +35,8 @@ const BILL_URL_TTL: Duration = Duration::from_secs(30);
 pub struct AlipaySim {
     app_id: String,
     seller_id: String,
-    app_public: RsaPublicKey,
-    platform_key: RsaPrivateKey,
+    app_public: PublicKey,
+    platform_key: PrivateKey,
     inner: Mutex<Inner>,
 }
 

@@ -105,7 +105,7 @@ impl SimState {
 }
 
 /// The simulator's merchant-side public key: the one matching the configured merchant private key.
-pub fn merchant_public(spec: &str, sim_pem: &str) -> Result<rsa::RsaPublicKey, KeyError> {
+pub fn merchant_public(spec: &str, sim_pem: &str) -> Result<keys::PublicKey, KeyError> {
     Ok(keys::load_private(spec, sim_pem)?.to_public_key())
 }
 

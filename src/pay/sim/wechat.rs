@@ -16,9 +16,9 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, FixedOffset, Utc};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Value, json};
 
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::config::WechatConfig;
 use crate::pay::keys;
 use crate::pay::sim::callbacks::WECHAT_SCHEDULE_S;
@@ -113,9 +113,9 @@ struct Inner {
 
 pub struct WechatSim {
     config: WechatConfig,
-    merchant_public: RsaPublicKey,
+    merchant_public: PublicKey,
     /// Always the demo platform key: the simulator is the platform, whatever Heft is told to trust.
-    platform_key: RsaPrivateKey,
+    platform_key: PrivateKey,
     inner: Mutex<Inner>,
 }
 

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{bill, sign};
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::config::{PaymentsConfig, WechatConfig};
 use crate::pay::keys;
 use crate::pay::{
@@ -29,8 +29,8 @@ const USER_AGENT: &str = concat!("heft/", env!("CARGO_PKG_VERSION"), " (WeChatPa
 pub struct WechatPayScore {
     config: WechatConfig,
     http: reqwest::Client,
-    merchant_key: RsaPrivateKey,
-    platform_key: RsaPublicKey,
+    merchant_key: PrivateKey,
+    platform_key: PublicKey,
     notify_url: String,
 }
 

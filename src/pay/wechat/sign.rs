@@ -13,9 +13,9 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use rand::distributions::Alphanumeric;
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::keys;
 
 /// The only scheme WeChat Pay v3 uses with RSA keys.
@@ -111,7 +111,7 @@ impl Authorization {
 /// Sign a request; returns the `Authorization` fields.
 #[allow(clippy::too_many_arguments)]
 pub fn sign_request(
-    key: &RsaPrivateKey,
+    key: &PrivateKey,
     mchid: &str,
     serial_no: &str,
     method: &str,
@@ -132,16 +132,16 @@ pub fn sign_request(
 }
 
 /// Whether `auth` is a valid signature of this request by `key`.
-pub fn verify_request(key: &RsaPublicKey, auth: &Authorization, method: &str, uri: &str, body: &[u8]) -> bool {
+pub fn verify_request(key: &PublicKey, auth: &Authorization, method: &str, uri: &str, body: &[u8]) -> bool {
     keys::verify_sha256(key, &request_message(method, uri, &auth.timestamp, &auth.nonce_str, body), &auth.signature)
 }
 
 /// Sign a response or callback body: Base64 signature over `ts\nnonce\nbody\n`.
-pub fn sign_response(key: &RsaPrivateKey, timestamp: &str, nonce: &str, body: &[u8]) -> String {
+pub fn sign_response(key: &PrivateKey, timestamp: &str, nonce: &str, body: &[u8]) -> String {
     keys::sign_sha256(key, &response_message(timestamp, nonce, body))
 }
 
-pub fn verify_response(key: &RsaPublicKey, timestamp: &str, nonce: &str, body: &[u8], signature: &str) -> bool {
+pub fn verify_response(key: &PublicKey, timestamp: &str, nonce: &str, body: &[u8], signature: &str) -> bool {
     keys::verify_sha256(key, &response_message(timestamp, nonce, body), signature)
 }
 
