@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use heft::config::Config;
-use heft::pay::alipay::{AlipayFundAuth, beijing_now, sign};
+use heft::pay::alipay::{AlipayFundAuth, TIME_FORMAT, beijing_now, sign};
 use heft::pay::sim::{RunningSim, SimState};
 use heft::pay::{
     CallbackError, CallbackHeaders, CaptureLine, CaptureOutcome, CaptureRequest, PayError, PayEvent, PayEventKind,
@@ -372,12 +372,13 @@ async fn forged_requests_and_responses_are_refused() {
     }
 
     // On the wire: a tampered parameter after signing.
+    let now = beijing_now().format(TIME_FORMAT).to_string();
     let params = vec![
         ("app_id", "2021000000000001"),
         ("method", "alipay.trade.query"),
         ("charset", "utf-8"),
         ("sign_type", "RSA2"),
-        ("timestamp", "2025-01-01 12:00:00"),
+        ("timestamp", &now),
         ("version", "1.0"),
         ("biz_content", r#"{"out_trade_no":"AP1"}"#),
     ];
@@ -390,7 +391,8 @@ async fn forged_requests_and_responses_are_refused() {
     wire.push(("sign", &s));
     let form = serde_urlencoded::to_string(&wire).expect("form");
     let (key, err) = h.gateway_answer(format!("{}/gateway.do", h.base), form, "alipay.trade.query").await;
-    assert_eq!(key, "error_response");
+    // Under the method's own key, as Alipay answers: SDKs look nowhere else.
+    assert_eq!(key, "alipay_trade_query_response");
     assert_eq!((err["code"].as_str(), err["sub_code"].as_str()), (Some("40002"), Some("isv.invalid-signature")));
     h.stop().await;
 }
@@ -578,12 +580,13 @@ fn app_signed(params: &[(&str, &str)]) -> Vec<(String, String)> {
 #[actix_rt::test]
 async fn query_string_and_form_are_merged_like_the_java_sdk_sends_them() {
     let h = Harness::start().await;
+    let now = beijing_now().format(TIME_FORMAT).to_string();
     let signed = app_signed(&[
         ("app_id", "2021000000000001"),
         ("method", "alipay.trade.query"),
         ("charset", "utf-8"),
         ("sign_type", "RSA2"),
-        ("timestamp", "2025-01-01 12:00:00"),
+        ("timestamp", &now),
         ("version", "1.0"),
         ("biz_content", r#"{"out_trade_no":"NOPE"}"#),
     ]);
@@ -594,6 +597,63 @@ async fn query_string_and_form_are_merged_like_the_java_sdk_sends_them() {
     let (key, answer) = h.gateway_answer(url, form, "alipay.trade.query").await;
     assert_eq!(key, "alipay_trade_query_response");
     assert_eq!((answer["code"].as_str(), answer["sub_code"].as_str()), (Some("40004"), Some("ACQ.TRADE_NOT_EXIST")));
+    h.stop().await;
+}
+
+/// The gateway as python-alipay-sdk meets it: GET with every parameter in the query, a
+/// `timestamp` that must be near Beijing time, refusals under the method's key, and an unknown
+/// app answered without a signature.
+#[actix_rt::test]
+async fn the_gateway_answers_get_checks_timestamps_and_keys_refusals_by_method() {
+    let h = Harness::start().await;
+    let platform = keys::load_public("sim", keys::sim::ALIPAY_PLATFORM_PUB).expect("key");
+    let get = |params: Vec<(String, String)>| {
+        let url = format!("{}/gateway.do?{}", h.base, serde_urlencoded::to_string(&params).expect("query"));
+        let http = h.http.clone();
+        async move { http.get(url).send().await.expect("get").text().await.expect("text") }
+    };
+    let call = |method: &'static str, timestamp: String, app_id: &'static str, biz: &'static str| {
+        app_signed(&[
+            ("app_id", app_id),
+            ("method", method),
+            ("charset", "utf-8"),
+            ("sign_type", "RSA2"),
+            ("timestamp", &timestamp),
+            ("version", "1.0"),
+            ("biz_content", biz),
+        ])
+    };
+    let now = || beijing_now().format(TIME_FORMAT).to_string();
+    const DETAIL: &str = "alipay.fund.auth.operation.detail.query";
+
+    // GET works, and a freeze nobody made is AUTH_ORDER_NOT_EXIST.
+    let text = get(call(DETAIL, now(), "2021000000000001", r#"{"out_order_no":"AF-NONE","out_request_no":"AF-NONE"}"#)).await;
+    let v = sign::verify_response(&platform, &text, DETAIL).expect("signed");
+    assert_eq!(v.key, "alipay_fund_auth_operation_detail_query_response");
+    let answer: Value = serde_json::from_str(v.raw).expect("json");
+    assert_eq!(answer["sub_code"], "AUTH_ORDER_NOT_EXIST", "{answer}");
+
+    // A freeze that exists, asked about an operation that does not: AUTH_OPERATION_NOT_EXIST.
+    h.authorized("AF-OPS", 5000, "2088102000300009").await;
+    let text = get(call(DETAIL, now(), "2021000000000001", r#"{"out_order_no":"AF-OPS","out_request_no":"AF-OPS-X"}"#)).await;
+    let answer: Value =
+        serde_json::from_str(sign::verify_response(&platform, &text, DETAIL).expect("signed").raw).expect("json");
+    assert_eq!(answer["sub_code"], "AUTH_OPERATION_NOT_EXIST", "{answer}");
+
+    // A request signed an hour ago, or with a timestamp in another format, is refused.
+    let hour_ago = (beijing_now() - chrono::Duration::hours(1)).format(TIME_FORMAT).to_string();
+    for stale in [hour_ago, "2026/12/03 12:00:00".to_string()] {
+        let text = get(call(DETAIL, stale.clone(), "2021000000000001", r#"{"out_order_no":"AF-OPS"}"#)).await;
+        let answer: Value =
+            serde_json::from_str(sign::verify_response(&platform, &text, DETAIL).expect("signed").raw).expect("json");
+        assert_eq!((answer["code"].as_str(), answer["sub_code"].as_str()), (Some("40002"), Some("isv.invalid-timestamp")), "{stale}");
+    }
+
+    // An app the gateway does not know: refused under the method's key, with no signature.
+    let text = get(call(DETAIL, now(), "2021999999999999", r#"{"out_order_no":"AF-OPS"}"#)).await;
+    let body: Value = serde_json::from_str(&text).expect("json");
+    assert!(body.get("sign").is_none(), "{body}");
+    assert_eq!(body["alipay_fund_auth_operation_detail_query_response"]["sub_code"], "isv.invalid-app-id", "{body}");
     h.stop().await;
 }
 

@@ -99,6 +99,17 @@ fn not_found(sub_code: &str) -> bool {
     crate::domain::money::is_not_found_code(sub_code)
 }
 
+/// What an unsigned answer says, for the operator reading the error: Alipay cannot sign for an
+/// app id it does not know. Never acted on, since anyone on the path could have written it.
+fn unsigned_refusal(body: &str, method: &str) -> String {
+    let Ok(Value::Object(top)) = serde_json::from_str::<Value>(body) else { return String::new() };
+    let Some(answer) = top.get(&sign::response_key(method)).or_else(|| top.get("error_response")) else {
+        return String::new();
+    };
+    let field = |k: &str| answer.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    format!(" (unsigned answer, not believed: {} {} {})", field("code"), field("sub_code"), field("sub_msg"))
+}
+
 /// `subject` may not contain `/ = &`.
 fn clean_subject(title: &str) -> String {
     let s: String = title.chars().filter(|c| !matches!(c, '/' | '=' | '&')).collect();
@@ -184,8 +195,10 @@ impl AlipayFundAuth {
         if !status.is_success() {
             return Err(PayError::Retryable(format!("{method}: HTTP {status}")));
         }
-        let verified = sign::verify_response(&self.alipay_public, &text, method)
-            .map_err(|e| PayError::Permanent(format!("{method}: response {e}")))?;
+        let verified = sign::verify_response(&self.alipay_public, &text, method).map_err(|e| {
+            let said = if matches!(e, sign::SignError::NoSign) { unsigned_refusal(&text, method) } else { String::new() };
+            PayError::Permanent(format!("{method}: response {e}{said}"))
+        })?;
         let body: Map<String, Value> = serde_json::from_str(verified.raw)
             .map_err(|e| PayError::Permanent(format!("{method}: response object: {e}")))?;
         let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_string();

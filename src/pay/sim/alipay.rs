@@ -1,8 +1,9 @@
 //! The simulated Alipay (gateway.do, fund-auth pre-authorisation) and mini-program login.
 //!
-//! `POST /gateway.do` checks the app id and the RSA2 `sign` over the merged query-string and form
-//! parameters, runs the method against in-memory state, and answers
-//! `{"<method>_response":{…},"sign":"…"}` signed over the exact object text. Freezes, trades and
+//! `POST /gateway.do` (or `GET`, as python-alipay-sdk sends it) checks the app id, the
+//! `timestamp` and the RSA2 `sign` over the merged query-string and form parameters, runs the
+//! method against in-memory state, and answers `{"<method>_response":{…},"sign":"…"}` signed
+//! over the exact object text, refusals included; an unknown app id's answer is unsigned. Freezes, trades and
 //! unfreezes are announced by signed form notifies, acknowledged only by the body `success`.
 //!
 //! Test hooks: `POST /sim/alipay/login` issues a one-use auth code, `POST /sim/alipay/confirm`
@@ -218,6 +219,31 @@ fn invalid(what: &str) -> Refusal {
     Refusal("40002", "Invalid Arguments", "isv.invalid-parameter".into(), what.to_string())
 }
 
+fn unknown_app_id() -> Refusal {
+    Refusal("40002", "Invalid Arguments", "isv.invalid-app-id".into(), "无效的AppID参数".into())
+}
+
+fn refusal_object(r: Refusal) -> Map<String, Value> {
+    let Refusal(code, msg, sub_code, sub_msg) = r;
+    let object = json!({ "code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg });
+    object.as_object().cloned().unwrap_or_default()
+}
+
+/// How far a request's `timestamp` may be from the gateway's clock. Alipay does not publish its
+/// tolerance; a quarter of an hour refuses replayed old requests and forgives ordinary skew.
+const TIMESTAMP_TOLERANCE_MIN: i64 = 15;
+
+/// The gateway's `timestamp` check: present, `yyyy-MM-dd HH:mm:ss` Beijing time, and near now.
+fn check_timestamp(timestamp: Option<&str>, now: NaiveDateTime) -> Result<(), Refusal> {
+    let at = timestamp.ok_or_else(|| missing("timestamp"))?;
+    let refused = || Refusal("40002", "Invalid Arguments", "isv.invalid-timestamp".into(), "非法的时间戳参数".into());
+    let at = NaiveDateTime::parse_from_str(at, TIME_FORMAT).map_err(|_| refused())?;
+    if (now - at).num_minutes().abs() > TIMESTAMP_TOLERANCE_MIN {
+        return Err(refused());
+    }
+    Ok(())
+}
+
 /// A notify to send once the state lock is released.
 struct Notify {
     url: String,
@@ -258,16 +284,14 @@ impl AlipaySim {
     }
 
     fn refuse(&self, key: &str, r: Refusal) -> HttpResponse {
-        let Refusal(code, msg, sub_code, sub_msg) = r;
-        let object = json!({ "code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg });
-        self.respond(key, object.as_object().cloned().unwrap_or_default())
+        self.respond(key, refusal_object(r))
     }
 
     /// Checks an app's signed parameters the way the gateway does.
     fn check_signed(&self, params: &[(String, String)]) -> Result<(), Refusal> {
         let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         if get("app_id") != Some(self.app_id.as_str()) {
-            return Err(Refusal("40002", "Invalid Arguments", "isv.invalid-app-id".into(), "无效的AppID参数".into()));
+            return Err(unknown_app_id());
         }
         if get("sign").is_none_or(str::is_empty) {
             return Err(Refusal(
@@ -348,7 +372,9 @@ fn biz_amount(biz: &Map<String, Value>, key: &str) -> Result<i64, Refusal> {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // python-alipay-sdk sends server APIs as GET with everything in the query; the gateway takes it.
     cfg.route("/gateway.do", web::post().to(gateway))
+        .route("/gateway.do", web::get().to(gateway))
         .route("/sim/alipay/login", web::post().to(login_hook))
         .route("/sim/alipay/confirm", web::post().to(confirm_hook))
         .route("/sim/alipay/bill/{token}", web::get().to(bill_file));
@@ -365,10 +391,17 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
     }
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let method = get("method").unwrap_or_default();
-    if let Err(r) = sim.check_signed(&params) {
-        return sim.refuse("error_response", r);
+    // Errors come back under the method's response key, as Alipay answers (SDKs look there).
+    let key = if method.is_empty() { "error_response".to_string() } else { sign::response_key(&method) };
+    if get("app_id") != Some(sim.app_id.clone()) {
+        // Alipay cannot sign for an app it does not know: this answer carries no `sign`.
+        let object = refusal_object(unknown_app_id());
+        return HttpResponse::Ok().content_type("application/json;charset=utf-8").body(json!({ key: object }).to_string());
     }
-    let key = sign::response_key(&method);
+    if let Err(r) = check_timestamp(get("timestamp").as_deref(), beijing_now()).and_then(|()| sim.check_signed(&params))
+    {
+        return sim.refuse(&key, r);
+    }
     let biz: Map<String, Value> = match get("biz_content") {
         None => Map::new(),
         Some(text) => match serde_json::from_str(&text) {
@@ -413,8 +446,6 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
             object.extend(fields.into_iter().map(|(k, v)| (k, Value::String(v))));
             sim.respond(&key, object)
         }
-        // A bad login code is answered at the gateway level, as Alipay does.
-        Err(r) if r.2 == "isv.code-invalid" => sim.refuse("error_response", r),
         Err(r) => sim.refuse(&key, r),
     };
     if let Some(ms) = hang {
@@ -457,12 +488,12 @@ fn find_freeze<'a>(inner: &'a mut Inner, biz: &Map<String, Value>) -> Option<&'a
 
 fn detail_query(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {
     let mut inner = sim.lock();
-    let f = find_freeze(&mut inner, biz).ok_or_else(|| business("ORDER_NOT_EXIST", "授权订单不存在"))?;
+    let f = find_freeze(&mut inner, biz).ok_or_else(|| business("AUTH_ORDER_NOT_EXIST", "授权订单不存在"))?;
     let request_no = biz_str(biz, "out_request_no").unwrap_or(&f.out_request_no);
     if request_no == f.out_request_no {
         return Ok((f.fields(None), vec![]));
     }
-    let op = f.unfreezes.get(request_no).ok_or_else(|| business("ORDER_NOT_EXIST", "操作流水不存在"))?;
+    let op = f.unfreezes.get(request_no).ok_or_else(|| business("AUTH_OPERATION_NOT_EXIST", "操作流水不存在"))?;
     Ok((f.fields(Some((request_no, op))), vec![]))
 }
 
