@@ -10,8 +10,10 @@ use std::time::Duration;
 use common::{EVENTUALLY, Profile, TestServer, eventually};
 use heft::actors::watchdog::RoundReport;
 use heft::device::frame::{Header, Heartbeat, Reject};
+use heft::device::messages::WeightUp;
 use heft::device::topic::{self, UpKind};
 use heft::domain::liveness::{FleetHealth, Liveness};
+use heft::domain::operator::Role;
 use heft::sim::device::{ConnectOptions, DeviceClient};
 use tokio::sync::watch;
 
@@ -731,3 +733,40 @@ async fn cache_wiped_mid_run() {
     assert_eq!(s.cabinet("CAB-WIPE").await["liveness"], "online");
     s.stop().await;
 }
+
+/// `login_ack` says how many channels `counts` must carry (the cabinet type's), and a cabinet
+/// that sends another number is reported to maintenance once, naming the lanes it leaves unweighed.
+async fn channel_count(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let kind = serde_json::json!({ "sensor_channels": 8, "temp_min_c": 0.0, "temp_max_c": 8.0, "temp_alert_after_s": 600 });
+    let (status, body) = s.call(Role::Admin, reqwest::Method::PUT, "/ops/cabinet-types/fridge", Some(&kind)).await;
+    assert_eq!(status, 200, "{body}");
+    let creds = s.provision("CHAN-1");
+    let mut dev = s.device(&creds, 1).await;
+    let ack = dev.login(EVENTUALLY).await.expect("login_ack");
+    assert_eq!(ack.channels, Some(8), "{ack:?}");
+
+    // Eight channels: nothing to say.
+    let weight = |dev: &mut DeviceClient, n: usize| WeightUp { h: dev.header(), counts: vec![1000; n] };
+    let w = weight(&mut dev, 8);
+    dev.send(UpKind::Weight, &w).await.expect("weight");
+    // Three: said once, however many such readings follow.
+    for _ in 0..3 {
+        let w = weight(&mut dev, 3);
+        dev.send(UpKind::Weight, &w).await.expect("weight");
+    }
+    eventually("the readings are taken", || async {
+        (s.cabinet("CHAN-1").await["connection"]["last_seq"] == 5).then_some(())
+    })
+    .await;
+    let alerts = eventually("the channel_count alert", || async {
+        Some(s.alerts("code=channel_count&sn=CHAN-1&open=true").await).filter(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["occurrences"], 1, "{alerts:?}");
+    let message = alerts[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("sends 3") && message.contains("has 8"), "{message}");
+    s.stop().await;
+}
+both_profiles!(channel_count_sent_and_checked, channel_count);

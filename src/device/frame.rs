@@ -240,6 +240,9 @@ pub struct LoginAck {
     pub cadence: Option<Cadence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<CommandTiming>,
+    /// How many load-cell channels every `counts` must carry (the cabinet type's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u32>,
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ named_enum! {
         IngestUnhealthy = "ingest_unhealthy",
         PaymentAnomaly = "payment_anomaly",
         LaneDrift = "lane_drift",
+        ChannelCount = "channel_count",
         TemperatureOutOfRange = "temperature_out_of_range",
         DoorOpenedUnauthorised = "door_opened_unauthorised",
         DoorOpenUnheld = "door_open_unheld",
@@ -137,6 +138,26 @@ pub struct LaneDrift {
     pub from_g: Grams,
     pub to_g: Grams,
     pub delta_g: Grams,
+}
+
+/// A cabinet sent `sent` channels where its type has `expected`: its firmware or its type is
+/// wrong, and the lanes on channels it does not send cannot be weighed.
+pub fn channel_count(sn: &str, sent: usize, expected: usize, unweighed: &[String]) -> AlertSpec {
+    let effect = if unweighed.is_empty() {
+        String::new()
+    } else {
+        format!("; lanes {} are not weighed and their purchases go to review", unweighed.join(", "))
+    };
+    AlertSpec {
+        audience: Audience::Maintenance,
+        severity: Severity::Warning,
+        code: AlertCode::ChannelCount,
+        sn: Some(sn.into()),
+        subject: None,
+        message: format!("cabinet {sn} sends {sent} load-cell channels, its type has {expected}{effect}"),
+        detail: serde_json::to_string(&serde_json::json!({ "sent": sent, "expected": expected, "unweighed": unweighed }))
+            .ok(),
+    }
 }
 
 /// Weight changed with the door closed and no session: a load cell creeping, or a lane disturbed

@@ -20,6 +20,8 @@ pub struct Setup {
     pub temp_rule: Option<TempRule>,
     /// GCJ-02 (lat, lng), when known.
     pub position: Option<(f64, f64)>,
+    /// Load-cell channels of the cabinet's type: the length of every `counts` (0: not loaded).
+    pub channels: u32,
 }
 
 impl Default for Setup {
@@ -30,6 +32,7 @@ impl Default for Setup {
             versions: Versions::default(),
             lanes: Vec::new(),
             temp_rule: None,
+            channels: 0,
             position: None,
         }
     }

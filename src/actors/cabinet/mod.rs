@@ -82,6 +82,8 @@ pub struct CabinetActor {
     temp_watch: TempWatch,
     /// Per delivery kind, the version whose delivery last failed: not retried before the next login.
     failed_deliveries: HashMap<crate::domain::session::SessionKind, i64>,
+    /// A `channel_count` alert was raised since the login (once per login is enough).
+    channels_alerted: bool,
 }
 
 /// A cabinet's actor is gone: it stopped on purpose, or it crashed (and is to be started again).
@@ -165,6 +167,7 @@ impl CabinetActor {
             temp_rule: None,
             temp_watch: TempWatch::default(),
             failed_deliveries: HashMap::new(),
+            channels_alerted: false,
         }
     }
 
@@ -265,6 +268,7 @@ impl CabinetActor {
             commands: refused
                 .is_none()
                 .then_some(CommandTiming { timeout_ms: p.command_timeout_ms, retries: p.command_retries }),
+            channels: (refused.is_none() && self.setup.channels > 0).then_some(self.setup.channels),
         };
         self.send_down(DownKind::LoginAck, &ack);
     }
@@ -373,6 +377,7 @@ impl CabinetActor {
                     // with a fresh chance for deliveries that failed before.
                     act.doors = Doors::default();
                     act.doors_reporting = true;
+                    act.channels_alerted = false;
                     act.failed_deliveries.clear();
                     act.deliver_pending(ctx);
                     act.weigh_if_settling(ctx);
@@ -607,6 +612,7 @@ fn read_setup(c: &mut db::AnyConnection, cab: crate::db::models::Cabinet) -> Res
         lanes,
         temp_rule,
         position: cab.lat.zip(cab.lng),
+        channels: layout::channels_of(c, &cab.cabinet_type)?,
     })
 }
 

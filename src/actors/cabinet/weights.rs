@@ -79,7 +79,22 @@ impl CabinetActor {
         out
     }
 
+    /// A reading with more or fewer channels than the cabinet type has: the extra channels are
+    /// ignored and lanes on missing ones go unweighed, so maintenance hears of it once a login.
+    fn check_channels(&mut self, counts: &[i64], ctx: &mut Context<Self>) {
+        let expected = self.setup.channels as usize;
+        if expected == 0 || counts.len() == expected || self.channels_alerted {
+            return;
+        }
+        self.channels_alerted = true;
+        let unweighed: Vec<String> =
+            self.lanes.iter().filter(|l| l.setup.channel >= counts.len()).map(|l| l.setup.code.clone()).collect();
+        tracing::warn!(sn = %self.sn, sent = counts.len(), expected, "reading with the wrong number of channels");
+        self.raise(alert::channel_count(self.sn.as_str(), counts.len(), expected, &unweighed), ctx);
+    }
+
     pub(super) fn on_weight(&mut self, w: WeightUp, ctx: &mut Context<Self>) {
+        self.check_channels(&w.counts, ctx);
         let kind = self.reading_kind();
         let grams = self.grams_of(&w.counts, true);
         self.log_reading(kind, &w.counts, &grams, w.h.ts);
@@ -130,6 +145,7 @@ impl CabinetActor {
             }
         }
         if let Some(counts) = &d.counts {
+            self.check_channels(counts, ctx);
             let grams = self.grams_of(counts, false);
             self.log_reading(ReadingKind::Snapshot, counts, &grams, d.h.ts);
         }
