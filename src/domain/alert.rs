@@ -155,8 +155,10 @@ pub fn channel_count(sn: &str, sent: usize, expected: usize, unweighed: &[String
         sn: Some(sn.into()),
         subject: None,
         message: format!("cabinet {sn} sends {sent} load-cell channels, its type has {expected}{effect}"),
-        detail: serde_json::to_string(&serde_json::json!({ "sent": sent, "expected": expected, "unweighed": unweighed }))
-            .ok(),
+        detail: serde_json::to_string(
+            &serde_json::json!({ "sent": sent, "expected": expected, "unweighed": unweighed }),
+        )
+        .ok(),
     }
 }
 

@@ -11,8 +11,8 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 
 use super::{TIME_FORMAT, beijing_now, bill, sign};
-use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::config::{AlipayConfig, PaymentsConfig};
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::{
     BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, Fen, PayError, PayEvent,
     PayEventKind, PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState,
@@ -196,7 +196,8 @@ impl AlipayFundAuth {
             return Err(PayError::Retryable(format!("{method}: HTTP {status}")));
         }
         let verified = sign::verify_response(&self.alipay_public, &text, method).map_err(|e| {
-            let said = if matches!(e, sign::SignError::NoSign) { unsigned_refusal(&text, method) } else { String::new() };
+            let said =
+                if matches!(e, sign::SignError::NoSign) { unsigned_refusal(&text, method) } else { String::new() };
             PayError::Permanent(format!("{method}: response {e}{said}"))
         })?;
         let body: Map<String, Value> = serde_json::from_str(verified.raw)

@@ -7,9 +7,8 @@
 //! * a synchronous response: the exact bytes of the `…_response` value, never re-serialised;
 //! * a notify: every URL-decoded parameter but `sign` and `sign_type`, sorted.
 
-
-use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::keys;
+use crate::pay::keys::{PrivateKey, PublicKey};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {

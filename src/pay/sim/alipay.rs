@@ -19,11 +19,11 @@ use chrono::{NaiveDate, NaiveDateTime};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::config::AlipayConfig;
 use crate::pay::alipay::bill::{self, BillLine};
 use crate::pay::alipay::{TIME_FORMAT, beijing_now, sign};
 use crate::pay::keys;
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::sim::callbacks::ALIPAY_SCHEDULE_S;
 use crate::pay::sim::{Callback, SimError, SimState, merchant_public, take};
 use crate::pay::{fen_to_yuan, yuan_to_fen};

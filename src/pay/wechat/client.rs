@@ -6,9 +6,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{bill, sign};
-use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::config::{PaymentsConfig, WechatConfig};
 use crate::pay::keys;
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::{
     BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, Fen, PayError, PayEvent,
     PayEventKind, PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState,

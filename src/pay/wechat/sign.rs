@@ -15,8 +15,8 @@ use rand::Rng;
 use rand::distributions::Alphanumeric;
 use sha2::Sha256;
 
-use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::keys;
+use crate::pay::keys::{PrivateKey, PublicKey};
 
 /// The only scheme WeChat Pay v3 uses with RSA keys.
 pub const SCHEME: &str = "WECHATPAY2-SHA256-RSA2048";
