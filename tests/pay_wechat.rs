@@ -83,6 +83,10 @@ async fn notify(
     }
 }
 
+/// Seconds that take the simulator's clock from any time today to tomorrow after 09:00 (Beijing),
+/// when today's bill is out.
+const NEXT_MORNING_S: i64 = 33 * 3600;
+
 async fn start() -> Env {
     let mut config = config();
     let sim = heft::pay::sim::start(&config.pay_sim, &config.wechat, &config.alipay).await.expect("simulator");
@@ -240,6 +244,13 @@ async fn create_confirm_capture_paid_and_bill() {
 
     // Today's bill (Asia/Shanghai) has the payment; a day without any is empty.
     let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    // WeChat makes a day's bill from 09:00 the next day: today's is not an empty bill, it is not
+    // made yet.
+    match gw.download_bill(today).await {
+        Err(PayError::Retryable(m)) => assert!(m.contains("not published yet"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(env.post("/sim/clock", json!({ "offset_s": NEXT_MORNING_S })).await.0, 200);
     let rows = gw.download_bill(today).await.expect("bill");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
@@ -297,6 +308,7 @@ async fn refund_by_transaction() {
     let over = RefundRequest { refund_fen: Fen(701), ..req.clone() };
     assert!(matches!(gw.refund(&over).await, Err(PayError::Permanent(_))));
     let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    assert_eq!(env.post("/sim/clock", json!({ "offset_s": NEXT_MORNING_S })).await.0, 200);
     let rows = gw.download_bill(today).await.expect("bill");
     let mine: Vec<(i64, &str)> =
         rows.iter().filter(|r| r.transaction_id == transaction_id).map(|r| (r.amount_fen, r.status.as_str())).collect();

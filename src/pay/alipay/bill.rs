@@ -331,17 +331,21 @@ mod tests {
     #[test]
     fn build_then_parse_round_trips() {
         let date = NaiveDate::from_ymd_opt(2025, 1, 1).expect("date");
-        let zip = build_zip("2088102000275795", date, &lines(), t("2025-01-02 06:27:10")).expect("zip");
+        let zip = build_zip("20881020002757950156", date, &lines(), t("2025-01-02 06:27:10")).expect("zip");
         let rows = parse_zip(&zip).expect("parses");
         assert_eq!(rows, lines().iter().map(BillLine::to_row).collect::<Vec<_>>());
 
         // The names and the encoding are as documented.
         let mut archive = zip::ZipArchive::new(Cursor::new(&zip)).expect("zip");
         let names: Vec<String> = archive.file_names().map(|n| n.expect("name").to_string()).collect();
-        assert!(names.contains(&"2088102000275795_20250101_业务明细.csv".to_string()), "{names:?}");
-        assert!(names.contains(&"2088102000275795_20250101_业务明细(汇总).csv".to_string()), "{names:?}");
+        assert!(names.contains(&"20881020002757950156_20250101_业务明细.csv".to_string()), "{names:?}");
+        assert!(names.contains(&"20881020002757950156_20250101_业务明细(汇总).csv".to_string()), "{names:?}");
         let mut raw = Vec::new();
-        archive.by_name("2088102000275795_20250101_业务明细.csv").expect("file").read_to_end(&mut raw).expect("read");
+        archive
+            .by_name("20881020002757950156_20250101_业务明细.csv")
+            .expect("file")
+            .read_to_end(&mut raw)
+            .expect("read");
         assert!(std::str::from_utf8(&raw).is_err(), "GBK, not UTF-8");
         let (text, _, bad) = encoding_rs::GBK.decode(&raw);
         assert!(!bad);
@@ -351,7 +355,7 @@ mod tests {
     #[test]
     fn empty_day_parses_to_nothing() {
         let date = NaiveDate::from_ymd_opt(2025, 1, 1).expect("date");
-        let zip = build_zip("2088102000275795", date, &[], t("2025-01-02 06:27:10")).expect("zip");
+        let zip = build_zip("20881020002757950156", date, &[], t("2025-01-02 06:27:10")).expect("zip");
         assert_eq!(parse_zip(&zip).expect("parses"), vec![]);
     }
 

@@ -470,8 +470,10 @@ impl PaymentGateway for AlipayFundAuth {
     async fn download_bill(&self, date: NaiveDate) -> Result<Vec<BillRow>, PayError> {
         let biz = json!({ "bill_type": "trade", "bill_date": date.format("%Y-%m-%d").to_string() });
         let reply = self.call(BILL_URL, &[], Some(&biz), false).await?;
+        // A day without trades has a bill (EMPTY_DATA_WITH_BILL_FILE); no bill at all means
+        // Alipay has not made it yet.
         if reply.code == "40004" && reply.sub_code == "isp.bill_not_exist" {
-            return Ok(Vec::new());
+            return Err(PayError::Retryable(format!("bill {date}: not published yet")));
         }
         let reply = reply.ok(BILL_URL)?;
         let url = match (reply.str("bill_file_code"), reply.str("bill_download_url")) {

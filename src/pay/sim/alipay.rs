@@ -396,7 +396,9 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
     if get("app_id") != Some(sim.app_id.clone()) {
         // Alipay cannot sign for an app it does not know: this answer carries no `sign`.
         let object = refusal_object(unknown_app_id());
-        return HttpResponse::Ok().content_type("application/json;charset=utf-8").body(json!({ key: object }).to_string());
+        return HttpResponse::Ok()
+            .content_type("application/json;charset=utf-8")
+            .body(json!({ key: object }).to_string());
     }
     if let Err(r) = check_timestamp(get("timestamp").as_deref(), beijing_now()).and_then(|()| sim.check_signed(&params))
     {
@@ -429,7 +431,7 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
         "alipay.trade.query" => trade_query(sim, &biz),
         "alipay.trade.refund" => trade_refund(&state, &biz),
         "alipay.trade.fastpay.refund.query" => refund_query(sim, &biz),
-        "alipay.data.dataservice.bill.downloadurl.query" => bill_url(sim, &biz, req.connection_info().host()),
+        "alipay.data.dataservice.bill.downloadurl.query" => bill_url(&state, &biz, req.connection_info().host()),
         _ => Err(Refusal("40002", "Invalid Arguments", "isv.invalid-method".into(), "不存在的方法名".into())),
     };
     let response = match outcome {
@@ -797,12 +799,17 @@ fn refund_query(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {
     Ok((fields, vec![]))
 }
 
-fn bill_url(sim: &AlipaySim, biz: &Map<String, Value>, host: &str) -> Outcome {
+fn bill_url(state: &SimState, biz: &Map<String, Value>, host: &str) -> Outcome {
+    let sim = &state.alipay;
     if biz_str(biz, "bill_type") != Some("trade") {
         return Err(invalid("bill_type: only trade is simulated"));
     }
     let date = biz_str(biz, "bill_date").ok_or_else(|| missing("bill_date"))?;
     let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| invalid("bill_date"))?;
+    if !state.bill_published(date) {
+        // Alipay does not serve the current day; the day before is out early next morning.
+        return Err(business("isp.bill_not_exist", "账单不存在"));
+    }
     let mut inner = sim.lock();
     let empty =
         !inner.trades.values().any(|t| t.paid_at.date() == date || t.refunds.iter().any(|r| r.2.date() == date));
@@ -866,7 +873,8 @@ async fn bill_file(state: web::Data<SimState>, token: web::Path<String>) -> Http
         lines.sort_by(|a, b| (a.finished, &a.trade_no).cmp(&(b.finished, &b.trade_no)));
         (date, lines)
     };
-    match bill::build_zip(&sim.seller_id, date, &lines, beijing_now()) {
+    // Alipay names the bill's account as the 16-digit PID followed by 0156.
+    match bill::build_zip(&format!("{}0156", sim.seller_id), date, &lines, beijing_now()) {
         Ok(zip) => HttpResponse::Ok().content_type("application/zip").body(zip),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
     }

@@ -8,7 +8,8 @@
 //! Besides the platform paths it serves what a phone would do, for tests and demos:
 //! `POST /sim/wechat/login` and `/sim/alipay/login` (a mini-program login code),
 //! `POST /sim/wechat/confirm` and `/sim/alipay/confirm` (the shopper confirms on the platform's
-//! page), `GET|POST /sim/knobs`, and `GET /sim/callbacks` (every callback attempt).
+//! page), `GET|POST /sim/knobs`, `GET /sim/callbacks` (every callback attempt), and
+//! `GET|POST /sim/clock` (the platforms' clock, which decides which days' bills are published).
 //!
 //! State is in memory: a restarted simulator has forgotten its orders.
 
@@ -17,6 +18,7 @@ pub mod callbacks;
 pub mod wechat;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +57,17 @@ pub struct Knobs {
     pub refuse_release: u32,
 }
 
+/// The hour (Beijing time) of the next day from which both platforms serve a day's bill:
+/// WeChat builds it from 09:00 (and asks merchants to fetch after 10:00), Alipay early in the
+/// morning; neither serves the current day.
+pub const BILL_READY_HOUR: u32 = 9;
+
+/// Whether the bill of `date` is out at `now` (Beijing time).
+pub fn bill_published(date: chrono::NaiveDate, now: chrono::NaiveDateTime) -> bool {
+    let ready = date.succ_opt().and_then(|d| d.and_hms_opt(BILL_READY_HOUR, 0, 0));
+    ready.is_some_and(|ready| now >= ready)
+}
+
 /// Take one from a knob counter; true when it fired.
 pub fn take(counter: &mut u32) -> bool {
     if *counter > 0 {
@@ -78,6 +91,8 @@ pub enum SimError {
 /// Everything the simulator's handlers share.
 pub struct SimState {
     pub knobs: Mutex<Knobs>,
+    /// How far the platforms' clock runs ahead of the real one (a test moves to tomorrow).
+    clock_offset_s: AtomicI64,
     pub callbacks: Callbacks,
     pub wechat: wechat::WechatSim,
     pub alipay: alipay::AlipaySim,
@@ -91,10 +106,21 @@ impl SimState {
             .map_err(|e| SimError::Client(e.to_string()))?;
         Ok(SimState {
             knobs: Mutex::new(Knobs::default()),
+            clock_offset_s: AtomicI64::new(0),
             callbacks: Callbacks::new(http, sim.time_scale),
             wechat: wechat::WechatSim::new(wechat)?,
             alipay: alipay::AlipaySim::new(alipay)?,
         })
+    }
+
+    /// The platforms' time now: the real clock plus the test offset.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::seconds(self.clock_offset_s.load(Ordering::Relaxed))
+    }
+
+    /// Whether a day's bill is published yet.
+    pub fn bill_published(&self, date: chrono::NaiveDate) -> bool {
+        bill_published(date, (self.now() + chrono::Duration::hours(8)).naive_utc())
     }
 
     /// Read-modify the knobs.
@@ -145,8 +171,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sim/knobs", web::post().to(set_knobs))
         .route("/sim/callbacks", web::get().to(list_callbacks))
         .route("/sim/orders/{out_order_no}/forget", web::post().to(forget))
+        .route("/sim/clock", web::get().to(get_clock))
+        .route("/sim/clock", web::post().to(set_clock))
         .configure(wechat::routes)
         .configure(alipay::routes);
+}
+
+/// `POST /sim/clock {"offset_s": N}`: the platforms' clock runs N seconds ahead of the real one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockSet {
+    offset_s: i64,
+}
+
+async fn get_clock(state: web::Data<SimState>) -> HttpResponse {
+    let offset_s = state.clock_offset_s.load(Ordering::Relaxed);
+    HttpResponse::Ok().json(serde_json::json!({ "now": state.now(), "offset_s": offset_s }))
+}
+
+async fn set_clock(state: web::Data<SimState>, body: web::Json<ClockSet>) -> HttpResponse {
+    state.clock_offset_s.store(body.offset_s, Ordering::Relaxed);
+    get_clock(state).await
 }
 
 async fn get_knobs(state: web::Data<SimState>) -> HttpResponse {
@@ -173,4 +218,21 @@ async fn forget(state: web::Data<SimState>, path: web::Path<String>) -> HttpResp
 
 async fn list_callbacks(state: web::Data<SimState>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "attempts": state.callbacks.attempts() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_days_bill_is_out_from_nine_the_next_morning() {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date");
+        let at = |d: u32, h: u32, m: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 1, d).and_then(|x| x.and_hms_opt(h, m, 0)).expect("time")
+        };
+        assert!(!bill_published(day, at(1, 23, 59)), "never the current day");
+        assert!(!bill_published(day, at(2, 8, 59)));
+        assert!(bill_published(day, at(2, 9, 0)));
+        assert!(bill_published(day, at(5, 0, 0)));
+    }
 }

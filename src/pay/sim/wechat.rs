@@ -18,9 +18,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Value, json};
 
-use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::config::WechatConfig;
 use crate::pay::keys;
+use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::sim::callbacks::WECHAT_SCHEDULE_S;
 use crate::pay::sim::{Callback, SimError, SimState, merchant_public, take};
 use crate::pay::wechat::{bill, sign};
@@ -837,8 +837,8 @@ async fn query_refund(state: web::Data<SimState>, req: HttpRequest, path: web::P
     answer(hang, res).await
 }
 
-/// The day's bill: each payment done that day, and each refund that went through that day as
-/// a REFUND row of its payment.
+/// The day's bill: each payment done that day, and each refund that went through, dated as the
+/// official bill dates it, by the day it was accepted (受理), as a REFUND row of its payment.
 fn bill_lines(w: &WechatSim, date: chrono::NaiveDate) -> Vec<bill::BillLine> {
     let inner = w.lock();
     let mut lines: Vec<bill::BillLine> = inner
@@ -866,9 +866,12 @@ fn bill_lines(w: &WechatSim, date: chrono::NaiveDate) -> Vec<bill::BillLine> {
             })
         })
         .collect();
-    // Refunds that went through that day, each a REFUND row of its payment.
+    // Refunds accepted that day that went through, each a REFUND row of its payment.
     for (out_refund_no, r) in &inner.refunds {
-        let Some(at) = r.success_at.map(|t| t.with_timezone(&shanghai())) else { continue };
+        let at = r.created_at.with_timezone(&shanghai());
+        if r.success_at.is_none() {
+            continue;
+        }
         let Some(o) = inner.orders.get(&r.out_order_no).filter(|_| at.date_naive() == date) else { continue };
         lines.push(bill::BillLine {
             time: at.naive_local(),
@@ -905,6 +908,10 @@ async fn tradebill(state: web::Data<SimState>, req: HttpRequest) -> HttpResponse
     };
     if q.get("bill_type").is_some_and(|t| t != "ALL") {
         return w.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "模拟器只提供bill_type=ALL");
+    }
+    if !state.bill_published(date) {
+        // WeChat builds a day's bill from 09:00 the next day; today's does not exist yet.
+        return answer(hang, w.error(StatusCode::BAD_REQUEST, "STATEMENT_CREATING", "账单生成中，请稍后再试")).await;
     }
     let gzip = q.get("tar_type").is_some_and(|t| t == "GZIP");
     let lines = bill_lines(w, date);
@@ -1041,4 +1048,68 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sns/jscode2session", web::get().to(jscode2session))
         .route("/sim/wechat/login", web::post().to(sim_login))
         .route("/sim/wechat/confirm", web::post().to(sim_confirm));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim() -> WechatSim {
+        let shipped = include_str!("../../../config.toml");
+        let config = crate::config::Config::from_toml_and_env(shipped, std::path::Path::new("config.toml"), [])
+            .expect("shipped config");
+        WechatSim::new(&config.wechat).expect("simulator")
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    }
+
+    /// A refund accepted late on one day that went through the next is a row of the day it was
+    /// accepted (受理), as the official bill dates it.
+    #[test]
+    fn refund_rows_are_dated_by_acceptance() {
+        let w = sim();
+        {
+            let mut inner = w.lock();
+            inner.orders.insert(
+                "VC1".into(),
+                Order {
+                    request: json!({"service_introduction": "Heft"}),
+                    order_id: "1000".into(),
+                    package: String::new(),
+                    query_id: String::new(),
+                    state: St::Done,
+                    openid: Some("o1".into()),
+                    created_at: at("2026-01-01T10:00:00+08:00"),
+                    post_payments: Value::Null,
+                    post_discounts: Value::Null,
+                    total_amount: Some(900),
+                    transaction_id: Some("4200001".into()),
+                    trade_no: Some("PS1".into()),
+                    paid_at: Some(at("2026-01-01T10:05:00+08:00")),
+                },
+            );
+            inner.refunds.insert(
+                "VC1R1".into(),
+                Refund {
+                    refund_id: "5030001".into(),
+                    out_order_no: "VC1".into(),
+                    transaction_id: "4200001".into(),
+                    trade_no: "PS1".into(),
+                    amount_fen: 450,
+                    total_fen: 900,
+                    status: "SUCCESS",
+                    created_at: at("2026-01-01T23:59:30+08:00"),
+                    success_at: Some(at("2026-01-02T00:00:40+08:00")),
+                    notify_url: None,
+                },
+            );
+        }
+        let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 1, d).expect("date");
+        let first = bill_lines(&w, day(1));
+        assert_eq!(first.len(), 2, "the payment and the refund accepted that day");
+        assert_eq!(first[1].refund.as_ref().map(|r| r.amount_fen), Some(450));
+        assert!(bill_lines(&w, day(2)).is_empty(), "nothing was accepted on the 2nd");
+    }
 }

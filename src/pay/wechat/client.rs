@@ -481,6 +481,9 @@ impl PaymentGateway for WechatPayScore {
         let apply = match self.call(reqwest::Method::GET, &path, None).await {
             Ok(v) => v,
             Err(PayError::Declined { code, .. }) if code == "NO_STATEMENT_EXIST" => return Ok(Vec::new()),
+            Err(PayError::Declined { code, .. }) if code == "STATEMENT_CREATING" => {
+                return Err(PayError::Retryable(format!("bill {date}: not published yet")));
+            }
             Err(e) => return Err(e),
         };
         let field = |k: &str| apply.get(k).and_then(Value::as_str).map(str::to_string);
