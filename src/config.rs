@@ -106,6 +106,63 @@ pub struct MqttConfig {
     pub next_connection_delay_ms: u64,
     /// How many frames may wait for the cabinet actors before the bridge holds back the broker.
     pub bridge_queue: usize,
+    /// The TLS listener, beside the plain one (off unless `listen` is set).
+    #[serde(default)]
+    pub tls: MqttTlsConfig,
+}
+
+/// MQTT over TLS: Heft terminates TLS (server certificate, and client certificates when asked)
+/// and hands the connection to the broker's plain listener on loopback.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttTlsConfig {
+    /// Where to listen, e.g. `0.0.0.0:8883`; empty: no TLS listener.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub listen: Option<SocketAddr>,
+    /// The server certificate chain (PEM, leaf first).
+    pub cert_file: String,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// Whether cabinets show a client certificate signed by `client_ca_file`.
+    pub client_certs: ClientCerts,
+    /// The CA client certificates must chain to (PEM), when `client_certs` is not `off`.
+    pub client_ca_file: String,
+    /// A TLS handshake not finished in this long is dropped.
+    pub handshake_timeout_ms: u64,
+    /// How often the files are checked for a new certificate (rotation without a restart).
+    pub reload_check_s: u64,
+}
+
+impl Default for MqttTlsConfig {
+    fn default() -> Self {
+        MqttTlsConfig {
+            listen: None,
+            cert_file: String::new(),
+            key_file: String::new(),
+            client_certs: ClientCerts::Off,
+            client_ca_file: String::new(),
+            handshake_timeout_ms: 10_000,
+            reload_check_s: 60,
+        }
+    }
+}
+
+/// Client certificates on the MQTT TLS listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCerts {
+    /// Not asked for: the MQTT password alone identifies a cabinet.
+    Off,
+    /// Checked when shown; a cabinet without one still connects (a fleet moving to mTLS).
+    Optional,
+    /// A connection without a valid one is refused during the handshake.
+    Required,
+}
+
+/// An empty string is "not set".
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() { Ok(None) } else { s.trim().parse().map(Some).map_err(serde::de::Error::custom) }
 }
 
 /// The cadence a cabinet is told in `login_ack`.
@@ -537,6 +594,17 @@ impl Config {
         positive("mqtt.max_segment_size", self.mqtt.max_segment_size as u64)?;
         positive("mqtt.max_segment_count", self.mqtt.max_segment_count as u64)?;
         positive("mqtt.bridge_queue", self.mqtt.bridge_queue as u64)?;
+        let tls = &self.mqtt.tls;
+        if tls.listen.is_some() {
+            if tls.cert_file.trim().is_empty() || tls.key_file.trim().is_empty() {
+                return Err(key_error("mqtt.tls", "a TLS listener needs cert_file and key_file"));
+            }
+            if tls.client_certs != ClientCerts::Off && tls.client_ca_file.trim().is_empty() {
+                return Err(key_error("mqtt.tls.client_ca_file", "client certificates need the CA they chain to"));
+            }
+            positive("mqtt.tls.handshake_timeout_ms", tls.handshake_timeout_ms)?;
+            positive("mqtt.tls.reload_check_s", tls.reload_check_s)?;
+        }
         positive("protocol.heartbeat_s", self.protocol.heartbeat_s)?;
         positive("protocol.closed_weight_s", self.protocol.closed_weight_s)?;
         positive("protocol.open_weight_ms", self.protocol.open_weight_ms)?;

@@ -14,7 +14,7 @@ use heft::device::messages::WeightUp;
 use heft::device::topic::{self, UpKind};
 use heft::domain::liveness::{FleetHealth, Liveness};
 use heft::domain::operator::Role;
-use heft::sim::device::{ConnectOptions, DeviceClient};
+use heft::sim::device::{ClientTls, ConnectOptions, DeviceClient};
 use tokio::sync::watch;
 
 /// A device heartbeating in the background until stopped.
@@ -738,7 +738,8 @@ async fn cache_wiped_mid_run() {
 /// that sends another number is reported to maintenance once, naming the lanes it leaves unweighed.
 async fn channel_count(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
-    let kind = serde_json::json!({ "sensor_channels": 8, "temp_min_c": 0.0, "temp_max_c": 8.0, "temp_alert_after_s": 600 });
+    let kind =
+        serde_json::json!({ "sensor_channels": 8, "temp_min_c": 0.0, "temp_max_c": 8.0, "temp_alert_after_s": 600 });
     let (status, body) = s.call(Role::Admin, reqwest::Method::PUT, "/ops/cabinet-types/fridge", Some(&kind)).await;
     assert_eq!(status, 200, "{body}");
     let creds = s.provision("CHAN-1");
@@ -770,3 +771,115 @@ async fn channel_count(profile: Profile) {
     s.stop().await;
 }
 both_profiles!(channel_count_sent_and_checked, channel_count);
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))).expect("TLS fixture")
+}
+
+/// TLS options trusting `ca`, with a client certificate when `client` names one.
+fn tls_options(ca: &str, client: Option<&str>) -> ConnectOptions {
+    let client = client.map(|c| (fixture(&format!("{c}.pem")), fixture(&format!("{c}.key"))));
+    ConnectOptions {
+        tls: Some(ClientTls { ca_pem: fixture(ca), client }),
+        timeout: Duration::from_secs(5),
+        ..ConnectOptions::default()
+    }
+}
+
+/// The certificate a TLS listener presents now (DER).
+async fn presented_certificate(addr: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls::pki_types::CertificateDer::pem_slice_iter(&fixture("ca.pem")) {
+        roots.add(ca.expect("ca")).expect("ca");
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let tls =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.expect("handshake");
+    tls.get_ref().1.peer_certificates().expect("certificate")[0].to_vec()
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(&fixture(pem)).expect("pem").to_vec()
+}
+
+/// MQTT over TLS beside plain TCP: server certificate, optional then required client
+/// certificates from the configured CA, and a certificate replaced on disk taken up without a
+/// restart while connected cabinets stay connected.
+#[actix_rt::test]
+async fn mqtt_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    std::fs::write(&cert, fixture("server.pem")).expect("write");
+    std::fs::write(&key, fixture("server.key")).expect("write");
+    let ca = format!("{}/tests/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+    let tls_addr = format!("127.0.0.1:{}", common::free_port());
+    let (cert_s, key_s) = (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+    let env = |mode: &'static str| {
+        vec![
+            ("HEFT__MQTT__TLS__LISTEN", tls_addr.clone()),
+            ("HEFT__MQTT__TLS__CERT_FILE", cert_s.clone()),
+            ("HEFT__MQTT__TLS__KEY_FILE", key_s.clone()),
+            ("HEFT__MQTT__TLS__CLIENT_CERTS", mode.to_string()),
+            ("HEFT__MQTT__TLS__CLIENT_CA_FILE", ca.clone()),
+            ("HEFT__MQTT__TLS__RELOAD_CHECK_S", "1".to_string()),
+        ]
+    };
+    let optional = env("optional");
+    let extra: Vec<(&str, &str)> = optional.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let Some(s) = TestServer::start(Profile::Embedded, &extra).await else { return };
+    let creds = s.provision("TLS-1");
+
+    // No client certificate (optional), then the cabinet's own: both log in.
+    let mut plain_tls = DeviceClient::connect(&tls_addr, &creds, 1, tls_options("ca.pem", None)).await.expect("TLS");
+    assert!(plain_tls.login(EVENTUALLY).await.expect("login_ack").ok);
+    plain_tls.disconnect().await;
+    let mut dev =
+        DeviceClient::connect(&tls_addr, &creds, 2, tls_options("ca.pem", Some("client"))).await.expect("mTLS");
+    assert!(dev.login(EVENTUALLY).await.expect("login_ack").ok);
+    // A certificate from another CA is refused in the handshake, and a cabinet that does not
+    // trust Heft's CA does not connect.
+    let stranger = DeviceClient::connect(&tls_addr, &creds, 3, tls_options("ca.pem", Some("stranger-client"))).await;
+    assert!(stranger.is_err(), "a foreign client certificate must be refused");
+    assert!(DeviceClient::connect(&tls_addr, &creds, 3, tls_options("stranger-ca.pem", None)).await.is_err());
+    // Plain TCP still works beside it.
+    let other = s.provision("TLS-2");
+    assert!(s.device(&other, 1).await.login(EVENTUALLY).await.expect("login_ack").ok);
+
+    // Rotation: new files on disk are used for new connections within reload_check_s.
+    assert_eq!(presented_certificate(&tls_addr).await, der_of("server.pem"));
+    std::fs::write(&key, fixture("server-rotated.key")).expect("write");
+    std::fs::write(&cert, fixture("server-rotated.pem")).expect("write");
+    let rotated = der_of("server-rotated.pem");
+    let started = std::time::Instant::now();
+    while presented_certificate(&tls_addr).await != rotated {
+        assert!(started.elapsed() < EVENTUALLY, "the rotated certificate was not taken up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The cabinet connected before the rotation is still connected.
+    dev.heartbeat(4.5, false).await.expect("heartbeat");
+    eventually("the heartbeat over the old connection", || async {
+        (s.cabinet("TLS-1").await["connection"]["last_seq"] == 2).then_some(())
+    })
+    .await;
+    s.stop().await;
+
+    // Required: a cabinet without a client certificate cannot connect; with one it can.
+    let required = env("required");
+    let extra: Vec<(&str, &str)> = required.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let Some(s) = TestServer::start(Profile::Embedded, &extra).await else { return };
+    let creds = s.provision("TLS-1");
+    assert!(DeviceClient::connect(&tls_addr, &creds, 1, tls_options("ca.pem", None)).await.is_err());
+    let mut dev =
+        DeviceClient::connect(&tls_addr, &creds, 1, tls_options("ca.pem", Some("client"))).await.expect("mTLS");
+    assert!(dev.login(EVENTUALLY).await.expect("login_ack").ok);
+    s.stop().await;
+}

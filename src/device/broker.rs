@@ -79,6 +79,18 @@ impl Broker {
             next_connection_delay_ms: cfg.next_connection_delay_ms,
             connections,
         };
+        // The TLS listener's files are checked now, so a bad certificate stops `serve` with a
+        // message instead of a listener that refuses every handshake.
+        let tls = match cfg.tls.listen {
+            Some(addr) => {
+                super::tls::server_config(&cfg.tls)?;
+                let listener =
+                    std::net::TcpListener::bind(addr).map_err(|source| DeviceError::Bind { addr, source })?;
+                listener.set_nonblocking(true).map_err(|source| DeviceError::Bind { addr, source })?;
+                Some(listener)
+            }
+            None => None,
+        };
         let listener = Arbiter::new();
         let listen = cfg.listen;
         listener.spawn(async move {
@@ -88,6 +100,16 @@ impl Broker {
             }
         });
         tracing::info!(listen = %cfg.listen, "MQTT broker listening");
+        if let Some(std_listener) = tls {
+            let (tls_cfg, upstream, max) = (cfg.tls.clone(), super::tls::upstream_of(cfg.listen), cfg.max_connections);
+            listener.spawn(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => super::tls::serve(l, tls_cfg, upstream, max).await,
+                    Err(e) => tracing::error!(error = %e, "MQTT TLS listener could not start"),
+                }
+            });
+            tracing::info!(listen = ?cfg.tls.listen, client_certs = ?cfg.tls.client_certs, "MQTT TLS listening");
+        }
         Ok((Broker { listener, downlink: Downlink { tx: Arc::new(Mutex::new(link_tx)) } }, link_rx))
     }
 

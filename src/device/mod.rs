@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod broker;
 pub mod frame;
 pub mod messages;
+pub mod tls;
 pub mod topic;
 
 pub use broker::{Broker, Downlink};
@@ -18,4 +19,6 @@ pub enum DeviceError {
     Link(String),
     #[error("publishing to {topic}: {reason}")]
     Publish { topic: String, reason: String },
+    #[error("MQTT TLS listener: {0}")]
+    Tls(#[from] tls::TlsError),
 }

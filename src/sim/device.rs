@@ -65,6 +65,43 @@ pub struct ConnectOptions {
     pub password: Option<String>,
     /// Override the client id (to test a mismatch).
     pub client_id: Option<String>,
+    /// Connect over TLS instead of plain TCP.
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS for a cabinet: the CA it trusts for the broker, and its own certificate when it has one.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// PEM of the CA the server certificate must chain to.
+    pub ca_pem: Vec<u8>,
+    /// PEM certificate chain and private key, for mTLS.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ClientTls {
+    fn config(&self) -> Result<rustls::ClientConfig, DeviceClientError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |e: &dyn std::fmt::Display| DeviceClientError::Connection(format!("TLS settings: {e}"));
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            roots.add(ca.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(&e))?
+            .with_root_certificates(roots);
+        match &self.client {
+            None => Ok(builder.with_no_client_auth()),
+            Some((cert, key)) => {
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(cert).collect::<Result<_, _>>().map_err(|e| bad(&e))?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad(&e))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| bad(&e))
+            }
+        }
+    }
 }
 
 impl Default for ConnectOptions {
@@ -74,6 +111,7 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(10),
             password: None,
             client_id: None,
+            tls: None,
         }
     }
 }
@@ -102,6 +140,10 @@ impl DeviceClient {
         mqtt.set_clean_session(true);
         mqtt.set_max_packet_size(64 * 1024, 128 * 1024);
         mqtt.set_inflight(32);
+        if let Some(tls) = &opts.tls {
+            let config = std::sync::Arc::new(tls.config()?);
+            mqtt.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(config)));
+        }
         let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
         let mut net = NetworkOptions::new();
         net.set_tcp_nodelay(true);
