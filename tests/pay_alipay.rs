@@ -696,3 +696,25 @@ async fn a_stale_freeze_string_cannot_be_paid() {
     assert_eq!((status, body["code"].as_str()), (400, Some("isv.invalid-signature")));
     h.stop().await;
 }
+
+/// The two public Alipay SDKs for Python against the simulator, changing nothing but the
+/// gateway URL: see `scripts/alipay_third_party.py`. Ignored by default: needs `python3` with
+/// `python-alipay-sdk` and `alipay-sdk-python` (`.ci/run` installs them and runs it).
+#[actix_rt::test]
+#[ignore]
+async fn third_party_python_clients() {
+    let h = Harness::start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/alipay_third_party.py");
+    let python = std::env::var("HEFT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .env("ALIPAY_SIM_BASE", &h.base)
+        .output()
+        .await
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "a third-party Alipay client failed");
+    assert!(stdout.contains("all steps passed"), "{stdout}");
+    h.stop().await;
+}

@@ -515,13 +515,15 @@ async fn knobs_map_to_declined_and_retryable() {
 }
 
 /// A third-party client (PyPI `wechatpayv3`) against the simulator: see
-/// `scripts/wechatpay_third_party.py`. Ignored by default: needs `python3` with `wechatpayv3`.
+/// `scripts/wechatpay_third_party.py`. Ignored by default: needs `python3` (or `HEFT_PYTHON`) with
+/// `wechatpayv3` (`.ci/run` installs it and runs it).
 #[actix_rt::test]
 #[ignore]
 async fn third_party_python_client() {
     let env = start().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/wechatpay_third_party.py");
-    let out = tokio::process::Command::new("python3")
+    let python = std::env::var("HEFT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = tokio::process::Command::new(python)
         .arg(script)
         .env("WECHAT_SIM_BASE", &env.base)
         .output()

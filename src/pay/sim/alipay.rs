@@ -448,6 +448,9 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
             object.extend(fields.into_iter().map(|(k, v)| (k, Value::String(v))));
             sim.respond(&key, object)
         }
+        // A bad login code is the one refusal Alipay answers under error_response (as
+        // python-alipay-sdk documents from real answers); the rest come under the method's key.
+        Err(r) if r.2 == "isv.code-invalid" => sim.refuse("error_response", r),
         Err(r) => sim.refuse(&key, r),
     };
     if let Some(ms) = hang {
