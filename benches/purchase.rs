@@ -98,6 +98,7 @@ async fn run(args: Args) {
         ("HEFT__PAY_SIM__ENABLED", "false".into()),
         ("HEFT__PAY_SIM__LISTEN", sim_addr.clone()),
         ("HEFT__PAY_SIM__TIME_SCALE", "1000.0".into()),
+        ("HEFT__PAY_SIM__STATE_FILE", String::new()),
         ("HEFT__WECHAT__BASE_URL", format!("http://{sim_addr}")),
         ("HEFT__WECHAT__LOGIN_BASE_URL", format!("http://{sim_addr}")),
         ("HEFT__ALIPAY__GATEWAY_URL", format!("http://{sim_addr}/gateway.do")),

@@ -455,6 +455,10 @@ pub struct PaySimConfig {
     pub time_scale: f64,
     /// How long the simulator waits for a callback to be answered.
     pub callback_timeout_ms: u64,
+    /// The SQLite file the simulator keeps what it knows in, so a restart forgets nothing;
+    /// empty: memory only (tests, benchmarks).
+    #[serde(default)]
+    pub state_file: String,
 }
 
 /// Shortest `auth.jwt_secret` accepted: HS256 keys shorter than the hash add no strength.

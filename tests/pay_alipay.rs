@@ -28,6 +28,7 @@ fn config(extra: &[(&str, &str)]) -> Config {
     let mut env: Vec<(String, String)> = vec![
         ("HEFT__PAY_SIM__LISTEN".into(), sim.clone()),
         ("HEFT__PAY_SIM__TIME_SCALE".into(), "1000.0".into()),
+        ("HEFT__PAY_SIM__STATE_FILE".into(), String::new()),
         ("HEFT__ALIPAY__GATEWAY_URL".into(), format!("http://{sim}/gateway.do")),
         ("HEFT__PAYMENTS__HTTP_TIMEOUT_MS".into(), "3000".into()),
     ];
@@ -71,7 +72,8 @@ async fn notify_endpoint(r: web::Data<Receiver>, body: web::Bytes) -> HttpRespon
 
 struct Harness {
     config: Config,
-    sim: RunningSim,
+    /// `None` only while it restarts.
+    sim: Option<RunningSim>,
     gateway: Arc<AlipayFundAuth>,
     seen: Seen,
     base: String,
@@ -124,16 +126,27 @@ impl Harness {
         let handle = server.handle();
         actix_rt::spawn(server);
         let base = format!("http://{}", sim.addr);
-        Harness { config, sim, gateway, seen, base, http: reqwest::Client::new(), receiver: handle }
+        Harness { config, sim: Some(sim), gateway, seen, base, http: reqwest::Client::new(), receiver: handle }
     }
 
-    async fn stop(self) {
+    async fn stop(mut self) {
         self.receiver.stop(false).await;
-        self.sim.stop().await;
+        if let Some(sim) = self.sim.take() {
+            sim.stop().await;
+        }
+    }
+
+    /// Stop the simulator and start it again on the same address and configuration.
+    async fn restart_sim(&mut self) {
+        if let Some(sim) = self.sim.take() {
+            sim.stop().await;
+        }
+        let c = &self.config;
+        self.sim = Some(heft::pay::sim::start(&c.pay_sim, &c.wechat, &c.alipay).await.expect("sim restarts"));
     }
 
     fn state(&self) -> &SimState {
-        &self.sim.state
+        &self.sim.as_ref().expect("a running simulator").state
     }
 
     async fn hook(&self, path: &str, body: Value) -> (u16, Value) {
@@ -716,5 +729,50 @@ async fn third_party_python_clients() {
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "a third-party Alipay client failed");
     assert!(stdout.contains("all steps passed"), "{stdout}");
+    h.stop().await;
+}
+
+/// The platform does not forget because it restarted: with `pay_sim.state_file` a new simulator
+/// on the same file still knows the hold, the trade, the refund and the bill, and goes on with
+/// fresh ids.
+#[actix_rt::test]
+async fn a_restarted_simulator_remembers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pay-sim.db");
+    let mut h = Harness::start_with(&[("HEFT__PAY_SIM__STATE_FILE", file.to_str().expect("utf8"))]).await;
+    let (auth_no, payer) = h.authorized("AF-KEEP", 20000, "2088102000300011").await;
+    let CaptureOutcome::Paid { transaction_id } =
+        h.gateway.capture(&capture("AF-KEEP", "AP-KEEP", &auth_no, &payer, &[(450, 2)])).await.expect("capture")
+    else {
+        panic!("Alipay answers synchronously")
+    };
+    let refund = RefundRequest {
+        out_refund_no: "AP-KEEPR1".into(),
+        out_order_no: "AF-KEEP".into(),
+        out_trade_no: "AP-KEEP".into(),
+        transaction_id: transaction_id.clone(),
+        paid_fen: Fen(900),
+        refund_fen: Fen(450),
+        reason: "restart".into(),
+    };
+    let refunded = h.gateway.refund(&refund).await.expect("refund");
+
+    h.restart_sim().await;
+    assert_eq!(
+        h.gateway.query("AF-KEEP", Some("AP-KEEP")).await.expect("query"),
+        PlatformState::Paid { amount_fen: Fen(900), transaction_id: transaction_id.clone() }
+    );
+    assert_eq!(h.gateway.query_refund(&refund).await.expect("refund query"), refunded);
+    // A repeated capture is still the same trade, not a second charge.
+    let again = h.gateway.capture(&capture("AF-KEEP", "AP-KEEP", &auth_no, &payer, &[(450, 2)])).await;
+    assert_eq!(again.expect("repeat"), CaptureOutcome::Paid { transaction_id: transaction_id.clone() });
+    // New holds get new numbers.
+    let (second, _) = h.authorized("AF-KEEP2", 5000, "2088102000300011").await;
+    assert_ne!(second, auth_no);
+    // And the day's bill, once out, has the trade and its refund.
+    assert_eq!(h.hook("/sim/clock", json!({ "offset_s": NEXT_MORNING_S })).await.0, 200);
+    let rows = h.gateway.download_bill(beijing_now().date()).await.expect("bill");
+    let mine: Vec<i64> = rows.iter().filter(|r| r.transaction_id == transaction_id).map(|r| r.amount_fen).collect();
+    assert_eq!(mine, [900, -450], "{rows:?}");
     h.stop().await;
 }

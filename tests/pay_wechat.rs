@@ -43,6 +43,7 @@ fn config() -> Config {
     let env = [
         ("HEFT__PAY_SIM__LISTEN", "127.0.0.1:0"),
         ("HEFT__PAY_SIM__TIME_SCALE", "1000.0"),
+        ("HEFT__PAY_SIM__STATE_FILE", ""),
         ("HEFT__PAYMENTS__HTTP_TIMEOUT_MS", "1000"),
     ];
     Config::from_toml_and_env(

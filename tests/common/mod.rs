@@ -141,6 +141,8 @@ pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Conf
         // The payment simulator on its own free port, callbacks compressed 1000×.
         ("HEFT__PAY_SIM__LISTEN".into(), sim.clone()),
         ("HEFT__PAY_SIM__TIME_SCALE".into(), "1000.0".into()),
+        // Each test's platforms start knowing nothing, and forget it at the end.
+        ("HEFT__PAY_SIM__STATE_FILE".into(), String::new()),
         ("HEFT__WECHAT__BASE_URL".into(), format!("http://{sim}")),
         ("HEFT__WECHAT__LOGIN_BASE_URL".into(), format!("http://{sim}")),
         ("HEFT__ALIPAY__GATEWAY_URL".into(), format!("http://{sim}/gateway.do")),

@@ -11,12 +11,12 @@
 //! since its `timestamp`), `GET /sim/alipay/bill/{token}` serves the bill.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{NaiveDate, NaiveDateTime};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::config::AlipayConfig;
@@ -25,6 +25,7 @@ use crate::pay::alipay::{TIME_FORMAT, beijing_now, sign};
 use crate::pay::keys;
 use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::sim::callbacks::ALIPAY_SCHEDULE_S;
+use crate::pay::sim::store::{Change, Counter, Locked, Records, Store, StoreError, Tracked};
 use crate::pay::sim::{Callback, SimError, SimState, merchant_public, take};
 use crate::pay::{fen_to_yuan, yuan_to_fen};
 
@@ -39,17 +40,20 @@ pub struct AlipaySim {
     app_public: PublicKey,
     platform_key: PrivateKey,
     inner: Mutex<Inner>,
+    store: Option<Arc<Store>>,
 }
 
+/// What the platform knows. Freezes, trades and the id sequence are kept in the store; login
+/// codes, injected failures and bill download tokens live minutes and are not.
 #[derive(Default)]
 struct Inner {
-    seq: u64,
+    seq: Counter,
     /// Login auth code → user id, removed on use.
     codes: HashMap<String, String>,
     /// By out_order_no.
-    freezes: HashMap<String, Freeze>,
+    freezes: Tracked<Freeze>,
     /// By out_trade_no.
-    trades: HashMap<String, Trade>,
+    trades: Tracked<Trade>,
     /// out_trade_no → when a failing trade.pay (fail_then_succeed knob) starts to succeed.
     failing: HashMap<String, Instant>,
     /// Bill token → (bill date, expiry).
@@ -58,19 +62,38 @@ struct Inner {
 
 impl Inner {
     fn next(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
+        self.seq.next_id()
+    }
+
+    fn load(store: Option<&Store>) -> Result<Inner, StoreError> {
+        Ok(Inner {
+            seq: Counter::load(store, PLATFORM)?,
+            freezes: Tracked::load(store, PLATFORM, "freeze")?,
+            trades: Tracked::load(store, PLATFORM, "trade")?,
+            ..Inner::default()
+        })
     }
 }
 
-#[derive(Debug, Clone)]
+impl Records for Inner {
+    fn take_changes(&mut self, mut out: Option<&mut Vec<Change>>) {
+        self.freezes.take_changes("freeze", out.as_deref_mut());
+        self.trades.take_changes("trade", out.as_deref_mut());
+        self.seq.take_changes(out);
+    }
+}
+
+/// The store's name for this platform's records.
+const PLATFORM: &str = "alipay";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Unfreeze {
     amount_fen: i64,
     operation_id: String,
     at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Freeze {
     out_order_no: String,
     out_request_no: String,
@@ -78,7 +101,7 @@ struct Freeze {
     auth_no: String,
     operation_id: String,
     /// SUCCESS (frozen) or CLOSED.
-    status: &'static str,
+    status: String,
     payer_user_id: String,
     amount_fen: i64,
     paid_fen: i64,
@@ -95,7 +118,7 @@ impl Freeze {
     }
 
     fn order_status(&self) -> &'static str {
-        match (self.status, self.rest()) {
+        match (self.status.as_str(), self.rest()) {
             ("CLOSED", _) => "CLOSED",
             (_, 0) => "FINISH",
             _ => "AUTHORIZED",
@@ -108,7 +131,7 @@ impl Freeze {
             Some((no, u)) => ("UNFREEZE", no.to_string(), u.operation_id.clone(), u.amount_fen, u.at),
             None => ("FREEZE", self.out_request_no.clone(), self.operation_id.clone(), self.amount_fen, self.created),
         };
-        let status = if operation.is_some() { "SUCCESS" } else { self.status };
+        let status = if operation.is_some() { "SUCCESS" } else { self.status.as_str() };
         let time = at.format(TIME_FORMAT).to_string();
         let mut f = vec![
             ("out_order_no", self.out_order_no.clone()),
@@ -138,7 +161,7 @@ impl Freeze {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Trade {
     trade_no: String,
     out_trade_no: String,
@@ -254,13 +277,14 @@ struct Notify {
 type Outcome = Result<(Vec<(String, String)>, Vec<Notify>), Refusal>;
 
 impl AlipaySim {
-    pub fn new(config: &AlipayConfig) -> Result<AlipaySim, SimError> {
+    pub fn new(config: &AlipayConfig, store: Option<Arc<Store>>) -> Result<AlipaySim, SimError> {
         Ok(AlipaySim {
             app_id: config.app_id.clone(),
             seller_id: config.seller_id.clone(),
             app_public: merchant_public(&config.app_key_file, keys::sim::ALIPAY_APP_KEY)?,
             platform_key: keys::load_private("sim", keys::sim::ALIPAY_PLATFORM_KEY)?,
-            inner: Mutex::default(),
+            inner: Mutex::new(Inner::load(store.as_deref())?),
+            store,
         })
     }
 
@@ -273,8 +297,8 @@ impl AlipaySim {
         true
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Locked<'_, Inner> {
+        Locked::new(&self.inner, self.store.as_deref(), PLATFORM)
     }
 
     /// A signed gateway answer.
@@ -488,7 +512,7 @@ fn find_freeze<'a>(inner: &'a mut Inner, biz: &Map<String, Value>) -> Option<&'a
         return inner.freezes.get_mut(no);
     }
     let auth_no = biz_str(biz, "auth_no")?;
-    inner.freezes.values_mut().find(|f| f.auth_no == auth_no)
+    inner.freezes.find_mut(|f| f.auth_no == auth_no)
 }
 
 fn detail_query(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {
@@ -511,8 +535,7 @@ fn unfreeze(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {
     let seq = inner.next();
     let f = inner
         .freezes
-        .values_mut()
-        .find(|f| f.auth_no == auth_no)
+        .find_mut(|f| f.auth_no == auth_no)
         .ok_or_else(|| business("AUTH_ORDER_NOT_EXIST", "授权订单不存在"))?;
     let fresh = match f.unfreezes.get(&request_no) {
         // The same request again: the same answer, nothing applied twice.
@@ -558,7 +581,7 @@ fn operation_cancel(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {
                     out_request_no: request_no.to_string(),
                     auth_no: String::new(),
                     operation_id: String::new(),
-                    status: "CLOSED",
+                    status: "CLOSED".into(),
                     payer_user_id: String::new(),
                     amount_fen: 0,
                     paid_fen: 0,
@@ -575,7 +598,7 @@ fn operation_cancel(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {
         Some(f) => {
             // Undo the freeze: everything goes back to the shopper.
             f.unfrozen_fen += f.rest();
-            f.status = "CLOSED";
+            f.status = "CLOSED".into();
             "unfreeze"
         }
     };
@@ -619,8 +642,7 @@ fn trade_pay(state: &SimState, biz: &Map<String, Value>, notify_url: Option<Stri
     let seq = inner.next();
     let f = inner
         .freezes
-        .values_mut()
-        .find(|f| f.auth_no == auth_no && !auth_no.is_empty())
+        .find_mut(|f| f.auth_no == auth_no && !auth_no.is_empty())
         .ok_or_else(|| business("ACQ.AUTH_NO_NOT_EXIST", "授权号不存在"))?;
     if f.status != "SUCCESS" || f.rest() == 0 {
         return Err(business("ACQ.AUTH_ORDER_HAS_FINISHED", "授权订单已完结"));
@@ -714,7 +736,7 @@ fn trade_query(sim: &AlipaySim, biz: &Map<String, Value>) -> Outcome {
 fn find_trade<'a>(inner: &'a mut Inner, biz: &Map<String, Value>) -> Result<&'a mut Trade, Refusal> {
     let trade = match (biz_str(biz, "out_trade_no"), biz_str(biz, "trade_no")) {
         (Some(no), _) => inner.trades.get_mut(no),
-        (None, Some(no)) => inner.trades.values_mut().find(|t| t.trade_no == no),
+        (None, Some(no)) => inner.trades.find_mut(|t| t.trade_no == no),
         (None, None) => return Err(missing("out_trade_no")),
     };
     trade.ok_or_else(|| business("ACQ.TRADE_NOT_EXIST", "交易不存在"))
@@ -972,7 +994,7 @@ async fn confirm_hook(state: web::Data<SimState>, body: web::Json<ConfirmHook>) 
             out_request_no: out_request_no.to_string(),
             auth_no: id(now, "10002001", seq, 12),
             operation_id: id(now, "", seq, 12),
-            status: "SUCCESS",
+            status: "SUCCESS".into(),
             payer_user_id: user_id,
             amount_fen: amount,
             paid_fen: 0,

@@ -11,10 +11,12 @@
 //! page), `GET|POST /sim/knobs`, `GET /sim/callbacks` (every callback attempt), and
 //! `GET|POST /sim/clock` (the platforms' clock, which decides which days' bills are published).
 //!
-//! State is in memory: a restarted simulator has forgotten its orders.
+//! With `pay_sim.state_file` set, what the platforms know (orders, holds, trades, refunds, hence
+//! bills) is kept in a SQLite file of its own and survives a restart, as on the real platforms.
 
 pub mod alipay;
 pub mod callbacks;
+pub mod store;
 pub mod wechat;
 
 use std::net::SocketAddr;
@@ -86,6 +88,8 @@ pub enum SimError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("simulator HTTP client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
 }
 
 /// Everything the simulator's handlers share.
@@ -100,6 +104,10 @@ pub struct SimState {
 
 impl SimState {
     pub fn new(sim: &PaySimConfig, wechat: &WechatConfig, alipay: &AlipayConfig) -> Result<SimState, SimError> {
+        let store = match sim.state_file.trim() {
+            "" => None,
+            path => Some(Arc::new(store::Store::open(path)?)),
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(sim.callback_timeout_ms))
             .build()
@@ -108,8 +116,8 @@ impl SimState {
             knobs: Mutex::new(Knobs::default()),
             clock_offset_s: AtomicI64::new(0),
             callbacks: Callbacks::new(http, sim.time_scale),
-            wechat: wechat::WechatSim::new(wechat)?,
-            alipay: alipay::AlipaySim::new(alipay)?,
+            wechat: wechat::WechatSim::new(wechat, store.clone())?,
+            alipay: alipay::AlipaySim::new(alipay, store)?,
         })
     }
 

@@ -10,18 +10,20 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::WechatConfig;
 use crate::pay::keys;
 use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::sim::callbacks::WECHAT_SCHEDULE_S;
+use crate::pay::sim::store::{Change, Counter, Locked, Records, Store, StoreError, Tracked};
 use crate::pay::sim::{Callback, SimError, SimState, merchant_public, take};
 use crate::pay::wechat::{bill, sign};
 
@@ -48,7 +50,7 @@ fn shanghai() -> FixedOffset {
     SHANGHAI
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum St {
     Created,
     UserConfirm,
@@ -58,6 +60,7 @@ enum St {
     Expired,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Order {
     /// The create body, for the idempotency check.
     request: Value,
@@ -76,6 +79,7 @@ struct Order {
 }
 
 /// A refund (the standard refund API, by a Pay Score deduction's transaction).
+#[derive(Serialize, Deserialize)]
 struct Refund {
     refund_id: String,
     out_order_no: String,
@@ -84,7 +88,7 @@ struct Refund {
     amount_fen: i64,
     total_fen: i64,
     /// PROCESSING, then SUCCESS.
-    status: &'static str,
+    status: String,
     created_at: DateTime<Utc>,
     success_at: Option<DateTime<Utc>>,
     notify_url: Option<String>,
@@ -101,15 +105,39 @@ struct BillFile {
     expires: DateTime<Utc>,
 }
 
+/// What the platform knows. Orders, refunds and the id sequence are kept in the store; login
+/// codes and bill download tokens live minutes and are not.
 #[derive(Default)]
 struct Inner {
-    orders: HashMap<String, Order>,
+    orders: Tracked<Order>,
     /// By out_refund_no.
-    refunds: HashMap<String, Refund>,
+    refunds: Tracked<Refund>,
     codes: HashMap<String, Code>,
     bills: HashMap<String, BillFile>,
-    seq: u64,
+    seq: Counter,
 }
+
+impl Records for Inner {
+    fn take_changes(&mut self, mut out: Option<&mut Vec<Change>>) {
+        self.orders.take_changes("order", out.as_deref_mut());
+        self.refunds.take_changes("refund", out.as_deref_mut());
+        self.seq.take_changes(out);
+    }
+}
+
+impl Inner {
+    fn load(store: Option<&Store>) -> Result<Inner, StoreError> {
+        Ok(Inner {
+            orders: Tracked::load(store, PLATFORM, "order")?,
+            refunds: Tracked::load(store, PLATFORM, "refund")?,
+            seq: Counter::load(store, PLATFORM)?,
+            ..Inner::default()
+        })
+    }
+}
+
+/// The store's name for this platform's records.
+const PLATFORM: &str = "wechat";
 
 pub struct WechatSim {
     config: WechatConfig,
@@ -117,15 +145,17 @@ pub struct WechatSim {
     /// Always the demo platform key: the simulator is the platform, whatever Heft is told to trust.
     platform_key: PrivateKey,
     inner: Mutex<Inner>,
+    store: Option<Arc<Store>>,
 }
 
 impl WechatSim {
-    pub fn new(config: &WechatConfig) -> Result<WechatSim, SimError> {
+    pub fn new(config: &WechatConfig, store: Option<Arc<Store>>) -> Result<WechatSim, SimError> {
         Ok(WechatSim {
             config: config.clone(),
             merchant_public: merchant_public(&config.merchant_key_file, keys::sim::WECHAT_MERCHANT_KEY)?,
             platform_key: keys::load_private("sim", keys::sim::WECHAT_PLATFORM_KEY)?,
-            inner: Mutex::default(),
+            inner: Mutex::new(Inner::load(store.as_deref())?),
+            store,
         })
     }
 
@@ -135,8 +165,8 @@ impl WechatSim {
         self.lock().orders.remove(out_order_no).is_some()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Locked<'_, Inner> {
+        Locked::new(&self.inner, self.store.as_deref(), PLATFORM)
     }
 
     /// A JSON answer signed over `ts\nnonce\nbody\n`.
@@ -226,8 +256,7 @@ impl WechatSim {
     }
 
     fn next_seq(inner: &mut Inner) -> u64 {
-        inner.seq += 1;
-        inner.seq
+        inner.seq.next_id()
     }
 
     /// The order as query returns it (and callbacks carry it).
@@ -428,7 +457,7 @@ impl WechatSim {
             if r.status != "PROCESSING" {
                 return;
             }
-            r.status = "SUCCESS";
+            r.status = "SUCCESS".into();
             r.success_at = Some(Utc::now());
             let full = self.refund_json(out_refund_no, r);
             // The callback's resource: the refund, as `refund_status`.
@@ -812,7 +841,7 @@ fn take_refund(w: &WechatSim, out_refund_no: &str, refund_fen: i64, total_fen: i
         trade_no,
         amount_fen: refund_fen,
         total_fen,
-        status: "PROCESSING",
+        status: "PROCESSING".into(),
         created_at: now,
         success_at: None,
         notify_url: str_field(v, "notify_url").map(str::to_string),
@@ -867,7 +896,7 @@ fn bill_lines(w: &WechatSim, date: chrono::NaiveDate) -> Vec<bill::BillLine> {
         })
         .collect();
     // Refunds accepted that day that went through, each a REFUND row of its payment.
-    for (out_refund_no, r) in &inner.refunds {
+    for (out_refund_no, r) in inner.refunds.iter() {
         let at = r.created_at.with_timezone(&shanghai());
         if r.success_at.is_none() {
             continue;
@@ -1054,11 +1083,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 mod tests {
     use super::*;
 
-    fn sim() -> WechatSim {
+    fn sim_with(store: Option<Arc<Store>>) -> WechatSim {
         let shipped = include_str!("../../../config.toml");
         let config = crate::config::Config::from_toml_and_env(shipped, std::path::Path::new("config.toml"), [])
             .expect("shipped config");
-        WechatSim::new(&config.wechat).expect("simulator")
+        WechatSim::new(&config.wechat, store).expect("simulator")
+    }
+
+    fn sim() -> WechatSim {
+        sim_with(None)
     }
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -1099,7 +1132,7 @@ mod tests {
                     trade_no: "PS1".into(),
                     amount_fen: 450,
                     total_fen: 900,
-                    status: "SUCCESS",
+                    status: "SUCCESS".into(),
                     created_at: at("2026-01-01T23:59:30+08:00"),
                     success_at: Some(at("2026-01-02T00:00:40+08:00")),
                     notify_url: None,
@@ -1111,5 +1144,35 @@ mod tests {
         assert_eq!(first.len(), 2, "the payment and the refund accepted that day");
         assert_eq!(first[1].refund.as_ref().map(|r| r.amount_fen), Some(450));
         assert!(bill_lines(&w, day(2)).is_empty(), "nothing was accepted on the 2nd");
+    }
+
+    /// With a store, a new simulator on the same file knows the orders and refunds, and its ids
+    /// go on from where the last one stopped.
+    #[test]
+    fn a_new_simulator_on_the_same_file_remembers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pay-sim.db");
+        let open = || Some(Arc::new(Store::open(path.to_str().expect("utf8")).expect("store")));
+        let w = sim_with(open());
+        let seq = {
+            let mut inner = w.lock();
+            let seq = WechatSim::next_seq(&mut inner);
+            inner.orders.insert("VC9".into(), serde_json::from_value(order_json()).expect("order"));
+            seq
+        };
+        drop(w);
+        let w = sim_with(open());
+        let mut inner = w.lock();
+        assert_eq!(inner.orders.get("VC9").and_then(|o| o.total_amount), Some(900));
+        assert_eq!(WechatSim::next_seq(&mut inner), seq + 1);
+        assert!(inner.refunds.get("none").is_none());
+    }
+
+    fn order_json() -> Value {
+        json!({
+            "request": {}, "order_id": "1000", "package": "", "query_id": "", "state": "Done",
+            "openid": "o1", "created_at": "2026-01-01T02:00:00Z", "post_payments": null, "post_discounts": null,
+            "total_amount": 900, "transaction_id": "4200001", "trade_no": "PS1", "paid_at": "2026-01-01T02:05:00Z"
+        })
     }
 }
