@@ -459,9 +459,7 @@ async fn appeal_refunded(profile: Profile) {
         let gateway = s.heft.services.payments.get(heft::pay::Channel::parse(channel).expect("channel")).clone();
         let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
         // Today's bill is out tomorrow morning: move the platforms' clock there.
-        let clock = serde_json::json!({ "offset_s": 33 * 3600 });
-        let res = s.http.post(format!("{}/sim/clock", s.sim_base())).json(&clock).send().await.expect("clock");
-        assert!(res.status().is_success(), "{}", res.status());
+        s.platforms_next_morning().await;
         let bill = gateway.download_bill(today).await.expect("bill");
         let no = paid["out_order_no"].as_str().expect("no").to_string();
         let txn = eventually("the payment in the bill", || async {

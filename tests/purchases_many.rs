@@ -102,6 +102,8 @@ async fn thousand_purchases(profile: Profile) {
         };
         paid_by_channel.entry(t.channel).or_default().insert(key, t.expected_fen);
     }
+    // Today's bills are out tomorrow morning.
+    s.platforms_next_morning().await;
     for (channel, paid) in &paid_by_channel {
         let bill = s.heft.services.payments.get(*channel).download_bill(today).await.expect("bill");
         let mut billed: BTreeMap<String, Vec<i64>> = BTreeMap::new();

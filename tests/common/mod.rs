@@ -320,6 +320,13 @@ impl TestServer {
         res["code"].as_str().or(res["auth_code"].as_str()).expect("a login code").to_string()
     }
 
+    /// Move the platforms' clock to tomorrow after 09:00 (Beijing), when today's bills are out.
+    pub async fn platforms_next_morning(&self) {
+        let clock = serde_json::json!({ "offset_s": 33 * 3600 });
+        let res = self.http.post(format!("{}/sim/clock", self.sim_base())).json(&clock).send().await.expect("clock");
+        assert!(res.status().is_success(), "sim clock: {}", res.status());
+    }
+
     /// Base URL of the payment platform simulator, wherever it runs.
     pub fn sim_base(&self) -> String {
         let sim = self.heft.pay_sim.as_ref().or(self.own_sim.as_ref()).expect("a payment simulator runs");
