@@ -931,5 +931,6 @@ both_profiles!(door_open_too_long, door_left_open);
 both_profiles!(charge_of_a_forgotten_order, purchase::money::charge_of_a_forgotten_order);
 both_profiles!(release_outlasts_an_outage, purchase::money::release_outlasts_an_outage);
 both_profiles!(release_refused, purchase::money::release_refused);
+both_profiles!(charge_stuck_on_our_side, purchase::money::charge_stuck_on_our_side);
 both_profiles!(lost_callback_recovered, purchase::confirm::lost_callback_recovered);
 both_profiles!(late_confirmation_opens_nothing, purchase::confirm::late_confirmation_opens_nothing);

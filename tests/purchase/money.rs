@@ -61,6 +61,37 @@ pub async fn charge_of_a_forgotten_order(profile: Profile) {
     }
 }
 
+/// The platform refuses Heft's signature (our side broken: a key rotated on the platform and not
+/// in Heft) for longer than the charge message's own attempts last. The charge is not given up
+/// on: an operator gets a `payment_stuck` alert naming the order, later rounds go on, and once
+/// the key is right again the shopper is charged once, the right amount.
+pub async fn charge_stuck_on_our_side(profile: Profile) {
+    let Some(s) = start(profile).await else { return };
+    for (sn, channel, uid, seed) in [("STK-W", "wechat", "o-stuck", 46), ("STK-A", "alipay", "2088000000000046", 47)] {
+        let cab = shop::ready_cabinet(&s, sn, shop::quiet(seed)).await;
+        let token = shop::shopper(&s, channel, uid).await;
+        let id = shop::open_visit(&s, &cab, &token, channel, uid).await;
+        let no = shop::order(&s, &token, id).await["out_order_no"].as_str().expect("no").to_string();
+        cab.take(0, 1).expect("a cola");
+        shop::knobs(&s, json!({"reject_signature": 100_000})).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cab.close_door(1).await.expect("close");
+        let alert = eventually("the payment_stuck alert naming the order", || async {
+            s.alerts("code=payment_stuck").await.into_iter().find(|a| a["subject"] == no.as_str())
+        })
+        .await;
+        assert!(alert["message"].as_str().is_some_and(|m| m.contains(&no)), "{alert}");
+        assert_eq!((alert["sn"].as_str(), alert["audience"].as_str()), (Some(sn), Some("ops")), "{alert}");
+        assert_ne!(shop::order(&s, &token, id).await["status"], "paid");
+        assert!(dead(&s, "payment.capture").await.is_empty(), "no charge given up on");
+        // The key is put right: the next round charges the cola, once.
+        shop::knobs(&s, json!({})).await;
+        let paid = shop::order_in(&s, &token, id, "paid").await;
+        assert_eq!((paid["paid_fen"].as_i64(), paid["debt_fen"].as_i64()), (Some(350), Some(0)), "{paid}");
+        cab.stop().await;
+    }
+}
+
 /// A confirmation that crossed the shopper's cancel leaves a hold to release; the platform
 /// answers 5xx for longer than the release message's own attempts last. The release is not
 /// given up on: it goes on in later rounds and gives the money back once the platform answers.

@@ -435,6 +435,10 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
             _ => return sim.refuse(&key, invalid("biz_content is not a JSON object")),
         },
     };
+    if state.knob(|k| take(&mut k.reject_signature)) {
+        return sim
+            .refuse(&key, Refusal("40002", "Invalid Arguments", "isv.invalid-signature".into(), "验签出错".into()));
+    }
     if state.knob(|k| take(&mut k.server_error)) {
         return sim.refuse(
             &key,

@@ -41,6 +41,10 @@ pub struct Knobs {
     pub decline: u32,
     /// API calls answered 500 `SYSTEM_ERROR` (Alipay 20000 `isp.unknow-error`), nothing applied.
     pub server_error: u32,
+    /// API calls refused as if their signature did not verify (WeChat 401 `SIGN_ERROR`, Alipay
+    /// 40002 `isv.invalid-signature`), nothing applied: our side broken, as after a key rotated
+    /// on the platform but not in Heft.
+    pub reject_signature: u32,
     /// API calls applied but answered only after `hang_ms`: the client times out not knowing.
     pub timeout: u32,
     pub hang_ms: u64,

@@ -226,6 +226,9 @@ impl WechatSim {
         declinable: bool,
     ) -> Result<Option<Duration>, HttpResponse> {
         self.authenticate(req, body)?;
+        if state.knob(|k| take(&mut k.reject_signature)) {
+            return Err(self.error(StatusCode::UNAUTHORIZED, "SIGN_ERROR", "签名错误"));
+        }
         let (server_error, decline, hang) = state.knob(|k| {
             let server_error = take(&mut k.server_error);
             let decline = !server_error && declinable && take(&mut k.decline);
