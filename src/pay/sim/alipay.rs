@@ -404,15 +404,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sim/alipay/bill/{token}", web::get().to(bill_file));
 }
 
-async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let sim = &state.alipay;
-    // The Java SDK puts system parameters in the query string, gopay everything in the body.
+/// The request's parameters: the query string and the form merged (the Java SDK puts system
+/// parameters in the query string, gopay everything in the body, python-alipay-sdk GETs).
+fn merged_params(req: &HttpRequest, body: &[u8]) -> Vec<(String, String)> {
     let mut params: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
-    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     for (k, v) in form {
         params.retain(|(key, _)| *key != k);
         params.push((k, v));
     }
+    params
+}
+
+/// The injected failures that stop a request before its method runs.
+fn injected_refusal(state: &SimState) -> Option<Refusal> {
+    if state.knob(|k| take(&mut k.reject_signature)) {
+        return Some(Refusal("40002", "Invalid Arguments", "isv.invalid-signature".into(), "验签出错".into()));
+    }
+    state
+        .knob(|k| take(&mut k.server_error))
+        .then(|| Refusal("20000", "Service Currently Unavailable", "isp.unknow-error".into(), "系统繁忙".into()))
+}
+
+async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let sim = &state.alipay;
+    let params = merged_params(&req, &body);
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let method = get("method").unwrap_or_default();
     // Errors come back under the method's response key, as Alipay answers (SDKs look there).
@@ -435,15 +451,8 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
             _ => return sim.refuse(&key, invalid("biz_content is not a JSON object")),
         },
     };
-    if state.knob(|k| take(&mut k.reject_signature)) {
-        return sim
-            .refuse(&key, Refusal("40002", "Invalid Arguments", "isv.invalid-signature".into(), "验签出错".into()));
-    }
-    if state.knob(|k| take(&mut k.server_error)) {
-        return sim.refuse(
-            &key,
-            Refusal("20000", "Service Currently Unavailable", "isp.unknow-error".into(), "系统繁忙".into()),
-        );
+    if let Some(r) = injected_refusal(&state) {
+        return sim.refuse(&key, r);
     }
     let hang = state.knob(|k| take(&mut k.timeout).then_some(k.hang_ms));
     let notify_url = get("notify_url");
