@@ -82,19 +82,16 @@ impl Hs256 {
         use base64::Engine;
         use hmac::Mac;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut parts = token.split('.');
-        let (Some(header), Some(claims), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Invalid);
-        };
+        // header.claims.signature: exactly three parts, the signature over the first two.
+        let (signed_part, signature) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
+        let (header, claims) =
+            signed_part.split_once('.').filter(|(_, c)| !c.contains('.')).ok_or(TokenError::Invalid)?;
         let header: serde_json::Value =
             b64.decode(header).ok().and_then(|h| serde_json::from_slice(&h).ok()).ok_or(TokenError::Invalid)?;
         if header["alg"] != "HS256" {
             return Err(TokenError::Invalid);
         }
         let signature = b64.decode(signature).map_err(|_| TokenError::Invalid)?;
-        let signed_part = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
         self.mac(signed_part).verify_slice(&signature).map_err(|_| TokenError::Invalid)?;
         let claims = b64.decode(claims).map_err(|_| TokenError::Invalid)?;
         let registered: Registered = serde_json::from_slice(&claims).map_err(|_| TokenError::Invalid)?;
