@@ -44,6 +44,8 @@ pub enum StartError {
     PaySim(#[from] crate::pay::sim::SimError),
     #[error("messages: {0}")]
     Messages(#[from] crate::mq::MqError),
+    #[error("OpenAPI spec: {0}")]
+    Spec(#[from] serde_json::Error),
 }
 
 /// Open the database and apply pending migrations (what `heft migrate` does).
@@ -88,12 +90,13 @@ fn serve_http(
 ) -> Result<actix_web::dev::ServerHandle, StartError> {
     let addr = listener.local_addr().map_err(|source| StartError::Http { addr: ([0, 0, 0, 0], 0).into(), source })?;
     let max_body_bytes = state.svc.config.api.max_body_bytes;
+    let spec = web::openapi::spec(&state.svc.config)?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(actix_web::web::Data::new(state.clone()))
             .wrap(actix_web::middleware::from_fn(web::input::check))
             .configure(web::json_errors(max_body_bytes))
-            .configure(web::routes)
+            .configure(web::routes(spec.clone()))
     })
     .workers(workers)
     .disable_signals()

@@ -85,7 +85,9 @@ async fn crud(profile: Profile) {
     let water = create(&s, &json!({"name": "  Water 550 ml ", "barcode": "WATER-550", "unit_g": 570.0, "tolerance_g": 15.0, "price_fen": 200, "image_url": ""})).await;
     assert_eq!(water["name"], "Water 550 ml", "surrounding blanks go");
     assert!(water["image_url"].is_null(), "an empty URL is no URL");
-    let chips = create(&s, &json!({"name": "Chips", "barcode": "4000001", "unit_g": 70.0, "tolerance_g": 5.0, "price_fen": 800, "active": false})).await;
+    // 800.0 is the whole number 800, as JSON Schema has it: an integer field takes it.
+    let chips = create(&s, &json!({"name": "Chips", "barcode": "4000001", "unit_g": 70.0, "tolerance_g": 5.0, "price_fen": 800.0, "active": false})).await;
+    assert_eq!(chips["price_fen"], 800);
     let (water_id, chips_id) = (water["id"].as_i64().expect("id"), chips["id"].as_i64().expect("id"));
 
     assert_eq!(ids(&s, "").await, [id, water_id, chips_id]);

@@ -62,7 +62,7 @@ pub struct NewCabinet {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = cabinet_events)]
 pub struct CabinetEvent {
     pub id: i64,
@@ -72,6 +72,7 @@ pub struct CabinetEvent {
     pub to_state: Option<String>,
     pub detail: Option<String>,
     pub node_id: String,
+    #[schema(value_type = String)]
     pub created_at: NaiveDateTime,
 }
 
@@ -87,7 +88,7 @@ pub struct NewCabinetEvent {
     pub created_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = alerts)]
 pub struct Alert {
     pub id: i64,
@@ -98,8 +99,11 @@ pub struct Alert {
     pub message: String,
     pub detail: Option<String>,
     pub occurrences: i64,
+    #[schema(value_type = String)]
     pub created_at: NaiveDateTime,
+    #[schema(value_type = String)]
     pub last_seen_at: NaiveDateTime,
+    #[schema(value_type = Option<String>)]
     pub resolved_at: Option<NaiveDateTime>,
     /// What the alert is about beside its cabinet (an order's number), when one cabinet may have
     /// several at once.
@@ -121,7 +125,7 @@ pub struct NewAlert {
     pub last_seen_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = cabinet_types, primary_key(name))]
 pub struct CabinetType {
     pub name: String,
@@ -129,7 +133,9 @@ pub struct CabinetType {
     pub temp_min_c: f64,
     pub temp_max_c: f64,
     pub temp_alert_after_s: i64,
+    #[schema(value_type = String)]
     pub created_at: NaiveDateTime,
+    #[schema(value_type = String)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -151,7 +157,7 @@ pub struct Lane {
     pub calibrated_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = sessions)]
 pub struct Session {
     pub id: i64,
@@ -160,7 +166,9 @@ pub struct Session {
     pub door: Option<i32>,
     pub started_by: String,
     pub node_id: String,
+    #[schema(value_type = String)]
     pub started_at: NaiveDateTime,
+    #[schema(value_type = Option<String>)]
     pub ended_at: Option<NaiveDateTime>,
     pub outcome: Option<Outcome>,
     pub detail: Option<String>,
@@ -182,7 +190,7 @@ pub struct NewSession {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = commands)]
 pub struct CommandRow {
     /// The command's `cmd_id`, as the device protocol names it.
@@ -196,7 +204,9 @@ pub struct CommandRow {
     pub attempts: i32,
     pub error: Option<String>,
     pub result: Option<String>,
+    #[schema(value_type = String)]
     pub created_at: NaiveDateTime,
+    #[schema(value_type = Option<String>)]
     pub finished_at: Option<NaiveDateTime>,
 }
 
@@ -300,7 +310,7 @@ pub struct Account {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = payments, primary_key(out_order_no))]
 pub struct Payment {
     pub out_order_no: String,
@@ -313,11 +323,13 @@ pub struct Payment {
     pub payer_id: Option<String>,
     pub out_trade_no: Option<String>,
     pub transaction_id: Option<String>,
+    #[schema(value_type = String)]
     pub created_at: NaiveDateTime,
+    #[schema(value_type = String)]
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = payment_events)]
 pub struct PaymentEvent {
     pub id: i64,
@@ -328,6 +340,7 @@ pub struct PaymentEvent {
     pub resource: String,
     pub raw: String,
     pub outcome: EventOutcome,
+    #[schema(value_type = String)]
     pub received_at: NaiveDateTime,
 }
 
@@ -415,7 +428,7 @@ impl From<&OrderLine> for Line {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = stock_ledger)]
 pub struct LedgerRow {
     pub id: i64,
@@ -428,6 +441,7 @@ pub struct LedgerRow {
     pub order_id: Option<i64>,
     pub session_id: Option<i64>,
     pub task_id: Option<i64>,
+    #[schema(value_type = String)]
     pub created_at: NaiveDateTime,
 }
 
@@ -476,7 +490,7 @@ pub struct ReviewCase {
     pub resolved_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = refunds)]
 pub struct Refund {
     pub out_refund_no: String,
@@ -489,7 +503,10 @@ pub struct Refund {
     pub refund_id: Option<String>,
     pub last_error: Option<String>,
     pub requested_by: String,
+    #[schema(value_type = String)]
     pub created_at: NaiveDateTime,
+    #[schema(value_type = String)]
     pub updated_at: NaiveDateTime,
+    #[schema(value_type = Option<String>)]
     pub finished_at: Option<NaiveDateTime>,
 }

@@ -35,13 +35,14 @@ pub struct NewWeightRow {
     pub grams: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = weight_log)]
 pub struct WeightLogRow {
     pub id: i64,
     pub sn: String,
     pub session_id: Option<i64>,
     pub kind: ReadingKind,
+    #[schema(value_type = String)]
     pub recorded_at: NaiveDateTime,
     pub device_ts: Option<i64>,
     pub counts: String,

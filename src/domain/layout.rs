@@ -20,46 +20,66 @@ pub const MAX_LANE_CODE_CHARS: usize = 16;
 pub const MAX_LANE_NAME_CHARS: usize = 60;
 /// Longest address, in characters.
 pub const MAX_ADDRESS_CHARS: usize = 200;
+/// The farthest latitude a map index holds: Redis GEO (and our memory adapter with it) covers the
+/// Web-Mercator square only, so a cabinet beyond it could not be found nearby.
+pub const MAX_LATITUDE: f64 = 85.05112878;
 
-/// A cabinet's configuration as submitted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A cabinet's configuration as submitted. Besides each field's own limits: door numbers, lane
+/// codes and channels are each used once; a lane's channel is below its cabinet type's
+/// `sensor_channels`; `threshold` and `stock` are at most `capacity`; `product_id` names an active
+/// product, and a lane without one holds no stock; `lat` and `lng` come together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LayoutInput {
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub address: Option<String>,
+    /// GCJ-02 latitude, within ±85.05112878 (the Web-Mercator square map indexes cover).
     #[serde(default)]
+    #[schema(minimum = -85.05112878, maximum = 85.05112878)]
     pub lat: Option<f64>,
+    /// GCJ-02 longitude.
     #[serde(default)]
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lng: Option<f64>,
+    #[schema(min_items = 1, max_items = 64)]
     pub doors: Vec<DoorInput>,
 }
 
 /// One door and the lanes behind it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DoorInput {
     /// Door number, from 1.
+    #[schema(minimum = 1, maximum = 64)]
     pub door: u32,
+    #[schema(min_items = 1, max_items = 64)]
     pub lanes: Vec<LaneInput>,
 }
 
 /// One lane: a row of one product on one load-cell channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LaneInput {
     /// Short code printed on the lane, e.g. `A2`.
+    #[schema(pattern = "^[A-Za-z0-9-]{1,16}$")]
     pub code: String,
     #[serde(default)]
+    #[schema(max_length = 60)]
     pub name: String,
-    /// Load-cell channel of the cabinet's sensor board.
+    /// Load-cell channel of the cabinet's sensor board, from 0.
+    #[schema(maximum = 255)]
     pub channel: u32,
     /// How many units fit.
+    #[schema(minimum = 1, maximum = 1000)]
     pub capacity: u32,
     /// Restock when stock falls to this.
+    #[schema(maximum = 1000)]
     pub threshold: u32,
     #[serde(default)]
     pub product_id: Option<i64>,
     #[serde(default)]
+    #[schema(maximum = 1000)]
     pub stock: u32,
 }
 
@@ -241,9 +261,9 @@ fn lane_code_ok(code: &str) -> bool {
 /// places the cabinet nowhere.
 fn check_position(errors: &mut FieldErrors, lat: Option<f64>, lng: Option<f64>) {
     if let Some(lat) = lat
-        && !(-90.0..=90.0).contains(&lat)
+        && !(-MAX_LATITUDE..=MAX_LATITUDE).contains(&lat)
     {
-        errors.push("lat", "out_of_range", "latitude must be between -90 and 90");
+        errors.push("lat", "out_of_range", format!("latitude must be between -{MAX_LATITUDE} and {MAX_LATITUDE}"));
     }
     if let Some(lng) = lng
         && !(-180.0..=180.0).contains(&lng)
@@ -484,7 +504,10 @@ mod tests {
     #[test]
     fn position_rules() {
         let at = |lat, lng| LayoutInput { lat, lng, ..good() };
-        assert_eq!(codes(&at(Some(90.0), Some(-180.0))), vec![]);
+        assert_eq!(codes(&at(Some(MAX_LATITUDE), Some(-180.0))), vec![]);
+        assert_eq!(codes(&at(Some(-MAX_LATITUDE), Some(180.0))), vec![]);
+        // Beyond the square a map index covers, the cabinet could never be found nearby.
+        assert_eq!(codes(&at(Some(85.06), Some(0.0))), one("lat", "out_of_range"));
         assert_eq!(codes(&at(Some(90.5), Some(0.0))), one("lat", "out_of_range"));
         assert_eq!(codes(&at(Some(f64::NAN), Some(0.0))), one("lat", "out_of_range"));
         assert_eq!(codes(&at(Some(0.0), Some(180.5))), one("lng", "out_of_range"));
@@ -526,7 +549,7 @@ mod tests {
     fn valid_layout() -> impl Strategy<Value = (LayoutInput, u32)> {
         let lane_seed = (1u32..=MAX_CAPACITY, 0f64..=1.0, 0f64..=1.0, any::<bool>(), 0usize..=MAX_LANE_NAME_CHARS);
         let doors = proptest::collection::vec(proptest::collection::vec(lane_seed, 1..=10), 1..=4);
-        let position = proptest::option::of((-90f64..=90.0, -180f64..=180.0));
+        let position = proptest::option::of((-MAX_LATITUDE..=MAX_LATITUDE, -180f64..=180.0));
         (doors, 0u32..20, position, proptest::option::of(0usize..=MAX_ADDRESS_CHARS))
             .prop_flat_map(|(doors, spare, position, address)| {
                 let total = doors.iter().map(Vec::len).sum::<usize>() as u32;

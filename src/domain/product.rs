@@ -14,18 +14,27 @@ pub const MAX_PRICE_FEN: i64 = 10_000_000;
 /// Longest image URL, in characters.
 pub const MAX_IMAGE_URL_CHARS: usize = 2048;
 
-/// A product as created or edited by an operator.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// A product as created or edited by an operator. Besides each field's own limits, `tolerance_g`
+/// is under half of `unit_g` (so one unit more or less can be told apart) and the name has
+/// something visible.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    #[schema(pattern = "^[A-Za-z0-9-]{4,32}$")]
     pub barcode: String,
     /// Weight of one unit, in grams.
+    #[schema(value_type = f64, exclusive_minimum = 0.0, maximum = 50000.0)]
     pub unit_g: Grams,
     /// How far a unit may weigh from `unit_g` and still count as one unit.
+    #[schema(value_type = f64, exclusive_minimum = 0.0, maximum = 25000.0)]
     pub tolerance_g: Grams,
+    #[schema(value_type = i64, minimum = 0, maximum = 10000000)]
     pub price_fen: Fen,
+    /// An http(s) URL; empty for none.
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = r"^(https?://\S+)?$")]
     pub image_url: Option<String>,
     #[serde(default = "yes")]
     pub active: bool,

@@ -250,21 +250,24 @@ impl FromRequest for OpsUser {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = OperatorLoginRequest)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(max_length = 32)]
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperatorRef {
     pub id: i64,
     pub username: String,
     pub role: Role,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = OperatorLoginResponse)]
 pub struct LoginResponse {
     pub token: String,
     pub expires_at: DateTime<Utc>,
@@ -279,6 +282,15 @@ const WRONG_CREDENTIALS: &str = "wrong username or password";
 /// An unknown username and a wrong password get the same answer in about the same time (the
 /// password is checked against a dummy hash), so the answer does not tell which usernames exist.
 /// A disabled account is said to be so only to someone who knows its password.
+#[utoipa::path(
+    post, path = "/ops/auth/login", tag = "ops: operators", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = LoginResponse),
+        (status = 401, description = "Wrong username or password, or the account is disabled", body = crate::web::error::ErrorBody),
+        (status = 429, description = "too_many_attempts for this username; see `Retry-After`", body = crate::web::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn login(state: web::Data<AppState>, body: web::Json<LoginRequest>) -> Result<HttpResponse, ApiError> {
     let LoginRequest { username, password } = body.into_inner();
     let username = operator::normalize_username(&username);

@@ -5,14 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use super::extract::{AnyRole, Managers, Ops, page_limit};
+use super::extract::{AnyRole, IdPath, Managers, Ops, page_limit};
 use crate::db::models::Product;
 use crate::db::products::{self, ProductError, ProductFilter};
 use crate::domain::product::ProductInput;
 use crate::domain::units::{Fen, Grams};
 use crate::flows;
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ProductOut {
     pub id: i64,
     pub name: String,
@@ -47,7 +47,7 @@ impl From<Product> for ProductOut {
 
 /// The answer to a PUT: the product, and the cabinets whose shelf labels must be sent again
 /// because its name or price changed (empty when neither did).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ProductUpdated {
     #[serde(flatten)]
     pub product: ProductOut,
@@ -80,6 +80,13 @@ impl From<ProductError> for ApiError {
 }
 
 /// `POST /ops/products` (a [`ProductInput`]) → 201 with the product. Roles: admin, operator.
+#[utoipa::path(
+    post, path = "/ops/products", operation_id = "create_product", tag = "ops: catalogue", security(("operator" = [])), request_body = ProductInput,
+    responses(
+        (status = 201, description = "Created", body = ProductOut, links(("GetProduct" = (operation_id = "get_product", parameters(("id" = "$response.body#/id")))), ("ReplaceProduct" = (operation_id = "replace_product", parameters(("id" = "$response.body#/id")))), ("DeleteProduct" = (operation_id = "delete_product", parameters(("id" = "$response.body#/id")))))),
+        (status = 422, description = "A field is refused (tolerance not under half the unit weight, a barcode in use, …)", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn create(ops: Ops<Managers>, body: web::Json<ProductInput>) -> Result<HttpResponse, ApiError> {
     let input = body.into_inner();
     let created = flows::catalogue::create(&ops.state.svc.db, input).await?;
@@ -87,7 +94,8 @@ pub async fn create(ops: Ops<Managers>, body: web::Json<ProductInput>) -> Result
     Ok(HttpResponse::Created().json(ProductOut::from(created)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub active: Option<bool>,
@@ -95,10 +103,11 @@ pub struct ListQuery {
     pub q: Option<String>,
     /// Keyset paging: the `next_after` of the previous page.
     pub after: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductPage {
     pub products: Vec<ProductOut>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -106,6 +115,10 @@ pub struct ProductPage {
 }
 
 /// `GET /ops/products?active=&q=&after=&limit=` → products by id, paged. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/products", operation_id = "list_products", tag = "ops: catalogue", security(("operator" = [])), params(ListQuery),
+    responses((status = 200, description = "A page of products", body = ProductPage))
+)]
 pub async fn list(ops: Ops<AnyRole>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
@@ -116,6 +129,10 @@ pub async fn list(ops: Ops<AnyRole>, q: web::Query<ListQuery>) -> Result<HttpRes
 }
 
 /// `GET /ops/products/{id}` → the product. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/products/{id}", operation_id = "get_product", tag = "ops: catalogue", security(("operator" = [])), params(IdPath),
+    responses((status = 200, description = "The product", body = ProductOut))
+)]
 pub async fn get(ops: Ops<AnyRole>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let found = ops.read(move |c| products::find(c, id)).await?;
@@ -125,6 +142,14 @@ pub async fn get(ops: Ops<AnyRole>, path: web::Path<i64>) -> Result<HttpResponse
 
 /// `PUT /ops/products/{id}` (a whole [`ProductInput`]) → the product and `labels_pending`.
 /// Roles: admin, operator. `active: false` takes it off sale without deleting it.
+#[utoipa::path(
+    put, path = "/ops/products/{id}", operation_id = "replace_product", tag = "ops: catalogue", security(("operator" = [])), params(IdPath),
+    request_body = ProductInput,
+    responses(
+        (status = 200, description = "Stored; `labels_pending` names the cabinets to relabel", body = ProductUpdated),
+        (status = 422, description = "A field is refused", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn replace(
     ops: Ops<Managers>,
     path: web::Path<i64>,
@@ -140,6 +165,13 @@ pub async fn replace(
 
 /// `DELETE /ops/products/{id}` → 204. Roles: admin, operator. A product on a lane cannot be
 /// deleted (409 `product_in_use`, naming the lanes); deactivate it instead.
+#[utoipa::path(
+    delete, path = "/ops/products/{id}", operation_id = "delete_product", tag = "ops: catalogue", security(("operator" = [])), params(IdPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, description = "product_in_use, with the lanes in `detail.lanes`", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn delete(ops: Ops<Managers>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     flows::catalogue::delete(&ops.state.svc.db, id).await?;

@@ -118,3 +118,21 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
         n => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}, got {n}"))),
     }
 }
+
+/// The `{sn}` of a cabinet's path, as the spec declares it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SnPath {
+    /// The cabinet's serial number: ASCII letters, digits, '-' and '_' (400 otherwise; 404 when
+    /// there is no such cabinet).
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}$", example = "SN-0001")]
+    pub sn: String,
+}
+
+/// The `{id}` of a stored record's path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct IdPath {
+    #[param(example = 1)]
+    pub id: i64,
+}

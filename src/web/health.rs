@@ -1,35 +1,62 @@
 //! `/healthz` (the process answers), `/readyz` (its dependencies answer), `/metrics`.
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde::Serialize;
 
 use super::AppState;
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Alive {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// The process answers (a liveness probe: it says nothing of the database or the cache).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Alive)))]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Alive { status: "ok" })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// `ready`, or `unavailable` when a check fails.
+    #[schema(pattern = "^(ready|unavailable)$")]
+    pub status: &'static str,
+    pub checks: Checks,
+}
+
+/// Each dependency: `ok`, or what is wrong with it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Checks {
+    pub database: String,
+    pub cache: String,
 }
 
 /// 200 when the database and the cache answer, 503 naming what does not.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "A dependency does not answer; `checks` says which", body = Ready),
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let db = state.svc.db.ping().await;
-    let cache = state.svc.cache.ping().await;
-    let show = |r: &Result<(), String>| match r {
-        Ok(()) => json!("ok"),
-        Err(e) => json!(e),
+    let db = state.svc.db.ping().await.map_err(|e| e.to_string());
+    let cache = state.svc.cache.ping().await.map_err(|e| e.to_string());
+    let ready = db.is_ok() && cache.is_ok();
+    let show = |r: Result<(), String>| r.map_or_else(|e| e, |()| "ok".to_string());
+    let body = Ready {
+        status: if ready { "ready" } else { "unavailable" },
+        checks: Checks { database: show(db), cache: show(cache) },
     };
-    let db = db.map_err(|e| e.to_string());
-    let cache = cache.map_err(|e| e.to_string());
-    let body = json!({
-        "status": if db.is_ok() && cache.is_ok() { "ready" } else { "unavailable" },
-        "checks": {"database": show(&db), "cache": show(&cache)},
-    });
-    if db.is_ok() && cache.is_ok() {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"))
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.svc.metrics.render())
 }

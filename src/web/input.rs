@@ -1,7 +1,8 @@
 //! Every request's text is looked at once, before any handler: a control character (a NUL byte
 //! above all, which PostgreSQL refuses and SQLite stores) in the path, a query parameter or a JSON
 //! body string is a 422 naming the field, on both backends alike; a body over `api.max_body_bytes`
-//! is a 413. Handlers and storage then only ever see clean text.
+//! is a 413. Handlers and storage then only ever see clean text. A whole number written as a
+//! float (`26.0`) is taken as the integer it is, as JSON Schema has it.
 //!
 //! Payment callbacks (`/pay/…`) are left to their handlers, which answer in each platform's own
 //! form.
@@ -36,11 +37,15 @@ async fn checked(mut req: ServiceRequest, next: Next<BoxBody>) -> Result<Service
             Err(e) => return Ok(req.error_response(e)),
         };
         // Unreadable JSON is the handler's to answer (400); readable, its strings are checked.
-        if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+        let mut body = body;
+        if let Ok(mut value) = serde_json::from_slice::<Value>(&body) {
             let mut fields = Vec::new();
             walk(&value, "", &mut fields);
             if !fields.is_empty() {
                 return Ok(req.error_response(ApiError::Invalid(fields)));
+            }
+            if whole_numbers(&mut value) {
+                body = serde_json::to_vec(&value).map(web::Bytes::from).unwrap_or(body);
             }
         }
         req.set_payload(Payload::from(body));
@@ -121,6 +126,27 @@ fn walk(value: &Value, path: &str, out: &mut Vec<FieldError>) {
     }
 }
 
+/// The largest integer an `f64` holds exactly (2^53).
+const EXACT_IN_F64: f64 = 9_007_199_254_740_992.0;
+
+/// A number written with a zero fraction (`26.0`) is the integer it equals, as JSON Schema (and
+/// so the OpenAPI spec) has it, but serde refuses it for an integer field: such numbers are
+/// rewritten as integers. A float field takes an integer as well. True when any was rewritten.
+fn whole_numbers(value: &mut Value) -> bool {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT_IN_F64 => {
+                *value = Value::from(f as i64);
+                true
+            }
+            _ => false,
+        },
+        Value::Array(items) => items.iter_mut().fold(false, |any, v| whole_numbers(v) | any),
+        Value::Object(map) => map.values_mut().fold(false, |any, v| whole_numbers(v) | any),
+        _ => false,
+    }
+}
+
 fn control(field: &str) -> FieldError {
     FieldError::new(field, "control_character", "control characters (such as NUL) are not allowed in text")
 }
@@ -142,5 +168,20 @@ mod tests {
         let fields: Vec<&str> = out.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["doors[0].lanes[1].code", "name", "note\u{7}"]);
         assert!(out.iter().all(|f| f.code == "control_character"));
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_become_integers() {
+        let mut v = serde_json::json!({"door": 26.0, "lanes": [{"capacity": 1.2e3, "unit_g": 12.5}], "big": 1e300});
+        assert!(whole_numbers(&mut v));
+        assert_eq!(v, serde_json::json!({"door": 26, "lanes": [{"capacity": 1200, "unit_g": 12.5}], "big": 1e300}));
+        #[derive(serde::Deserialize)]
+        struct Door {
+            door: u32,
+        }
+        let door: Door = serde_json::from_value(v).expect("an integer field takes 26.0 once rewritten");
+        assert_eq!(door.door, 26);
+        let mut plain = serde_json::json!({"door": 26, "unit_g": 12.5});
+        assert!(!whole_numbers(&mut plain), "nothing to rewrite");
     }
 }

@@ -10,15 +10,23 @@ use super::ops::utc;
 use crate::db::outbox::{self, OutboxRow, OutboxStatus};
 use crate::flows;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MessagesQuery {
     /// `dead` (default) or `pending`.
+    #[param(value_type = Option<String>, pattern = "^(dead|pending)$")]
     pub status: Option<OutboxStatus>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MessagesOut {
+    pub messages: Vec<MessageOut>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct MessageOut {
     pub id: String,
     pub topic: String,
@@ -47,6 +55,10 @@ fn message_out(r: OutboxRow) -> MessageOut {
 }
 
 /// `GET /ops/messages?status=dead|pending&limit=` → newest first. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/messages", operation_id = "list_messages", tag = "ops: money", security(("operator" = [])), params(MessagesQuery),
+    responses((status = 200, description = "Messages, newest first", body = MessagesOut, links(("RetryMessage" = (operation_id = "retry_message", parameters(("id" = "$response.body#/messages/0/id")))))))
+)]
 pub async fn list(ops: Ops<AnyRole>, q: web::Query<MessagesQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
@@ -56,11 +68,19 @@ pub async fn list(ops: Ops<AnyRole>, q: web::Query<MessagesQuery>) -> Result<Htt
     };
     let rows = ops.read(move |c| outbox::list(c, status, limit)).await?;
     let messages: Vec<MessageOut> = rows.into_iter().map(message_out).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "messages": messages })))
+    Ok(HttpResponse::Ok().json(MessagesOut { messages }))
 }
 
 /// `POST /ops/messages/{id}/retry`: a dead message back to pending, due now, attempts from zero.
 /// Roles: admin, operator.
+#[utoipa::path(
+    post, path = "/ops/messages/{id}/retry", operation_id = "retry_message", tag = "ops: money", security(("operator" = [])),
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "Pending again, due now", body = MessageOut),
+        (status = 404, description = "No dead message with this id", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn retry(ops: Ops<Managers>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let (row, effects) = flows::messages::retry_dead(&ops.state.svc.db, id.clone()).await?;

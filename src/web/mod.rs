@@ -41,11 +41,17 @@ pub struct AppState {
     pub auth: Arc<auth::AuthState>,
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Every route; `spec` is the OpenAPI document served at `/api-docs/openapi.json`.
+pub fn routes(spec: serde_json::Value) -> impl Fn(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.configure(openapi::routes(spec.clone())).configure(api_routes);
+    }
+}
+
+fn api_routes(cfg: &mut web::ServiceConfig) {
     // One resource per path, so that a method a path does not take is 405 with `Allow` (the
     // input middleware gives it the JSON error body), not a 404.
-    cfg.configure(openapi::routes)
-        .service(web::resource("/healthz").route(web::get().to(health::healthz)))
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/metrics").route(web::get().to(health::metrics)))
         .service(web::scope("/ops").configure(ops_routes))
@@ -134,7 +140,7 @@ pub fn json_errors(max_body_bytes: usize) -> impl Fn(&mut web::ServiceConfig) {
     }
 }
 
-fn json_error(e: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+pub(crate) fn json_error(e: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
     match e {
         E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(limit),

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState};
 use crate::db::{cabinets, layout};
 use crate::domain::cabinet::CabinetStatus;
+use crate::domain::layout::MAX_LATITUDE;
 use crate::domain::liveness::Liveness;
 use crate::domain::validation::FieldErrors;
 
@@ -14,9 +15,16 @@ use crate::domain::validation::FieldErrors;
 #[serde(deny_unknown_fields)]
 pub struct NearbyQuery {
     /// GCJ-02 (what `wx.getLocation({type: 'gcj02'})` and `my.getLocation` return).
+    /// Within ±85.05112878, the Web-Mercator square map indexes cover.
+    #[param(minimum = -85.05112878, maximum = 85.05112878)]
     pub lat: f64,
+    #[param(minimum = -180.0, maximum = 180.0)]
     pub lng: f64,
+    /// Metres; at most `api.nearby_max_radius_m` (the spec states this node's).
+    #[param(exclusive_minimum = 0.0)]
     pub radius_m: Option<f64>,
+    /// At most `api.nearby_max_limit` (the spec states this node's).
+    #[param(minimum = 1)]
     pub limit: Option<usize>,
 }
 
@@ -24,9 +32,7 @@ pub struct NearbyQuery {
 pub struct NearbyCabinet {
     pub sn: String,
     pub distance_m: f64,
-    #[schema(value_type = String)]
     pub status: CabinetStatus,
-    #[schema(value_type = String)]
     pub liveness: Liveness,
     /// Ready and online: a shopper can buy from it now.
     pub sellable: bool,
@@ -55,8 +61,8 @@ pub async fn nearby(state: web::Data<AppState>, q: web::Query<NearbyQuery>) -> R
     let radius_m = q.radius_m.unwrap_or(api.nearby_default_radius_m);
     let limit = q.limit.unwrap_or(api.nearby_default_limit);
     let mut errors = FieldErrors::default();
-    if !(q.lat.is_finite() && (-90.0..=90.0).contains(&q.lat)) {
-        errors.push("lat", "out_of_range", "latitude must be between -90 and 90");
+    if !(q.lat.is_finite() && (-MAX_LATITUDE..=MAX_LATITUDE).contains(&q.lat)) {
+        errors.push("lat", "out_of_range", format!("latitude must be between -{MAX_LATITUDE} and {MAX_LATITUDE}"));
     }
     if !(q.lng.is_finite() && (-180.0..=180.0).contains(&q.lng)) {
         errors.push("lng", "out_of_range", "longitude must be between -180 and 180");

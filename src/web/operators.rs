@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use super::extract::{Admins, Ops};
+use super::extract::{Admins, IdPath, Ops};
 use super::ops::utc;
 use crate::db;
 use crate::db::models::{NewOperator, Operator};
@@ -16,7 +16,7 @@ use crate::domain::operator::{self, Role};
 use crate::domain::validation::FieldError;
 use crate::flows::{self, operators::OperatorError};
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct OperatorOut {
     pub id: i64,
     pub username: String,
@@ -55,16 +55,33 @@ impl From<OperatorError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOperator {
+    /// 3–32 ASCII letters, digits, '.', '_' or '-' (compared without case).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{3,32}$")]
     pub username: String,
+    /// At least `auth.min_password_len` characters (the spec states this node's), at most 128.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     /// Text, so an unknown role is a field error rather than an unreadable body.
+    #[schema(value_type = Role)]
     pub role: String,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OperatorsOut {
+    pub operators: Vec<OperatorOut>,
+}
+
 /// `POST /ops/operators` {username, password, role} → 201 with the operator. Roles: admin.
+#[utoipa::path(
+    post, path = "/ops/operators", operation_id = "create_operator", tag = "ops: operators", security(("operator" = [])), request_body = CreateOperator,
+    responses(
+        (status = 201, description = "Created", body = OperatorOut),
+        (status = 422, description = "A field is refused (a username taken, a weak password, …)", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn create(ops: Ops<Admins>, body: web::Json<CreateOperator>) -> Result<HttpResponse, ApiError> {
     let CreateOperator { username, password, role } = body.into_inner();
     let username = operator::normalize_username(&username);
@@ -98,23 +115,38 @@ pub async fn create(ops: Ops<Admins>, body: web::Json<CreateOperator>) -> Result
 }
 
 /// `GET /ops/operators` → every operator, by id. Roles: admin.
+#[utoipa::path(
+    get, path = "/ops/operators", operation_id = "list_operators", tag = "ops: operators", security(("operator" = [])),
+    responses((status = 200, description = "Every operator", body = OperatorsOut))
+)]
 pub async fn list(ops: Ops<Admins>) -> Result<HttpResponse, ApiError> {
     let rows = ops.read(operators::list).await?;
     let out: Vec<OperatorOut> = rows.into_iter().map(OperatorOut::from).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "operators": out })))
+    Ok(HttpResponse::Ok().json(OperatorsOut { operators: out }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchOperator {
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
     pub active: Option<bool>,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: Option<String>,
 }
 
 /// `PATCH /ops/operators/{id}` {role?, active?, password?} → the operator. Roles: admin.
 /// An admin cannot demote or disable themself (409 `self_lockout`), so one active admin always
 /// remains.
+#[utoipa::path(
+    patch, path = "/ops/operators/{id}", operation_id = "patch_operator", tag = "ops: operators", security(("operator" = [])), params(IdPath),
+    request_body = PatchOperator,
+    responses(
+        (status = 200, description = "Changed", body = OperatorOut),
+        (status = 409, description = "self_lockout: an admin cannot demote or disable themself", body = crate::web::error::ErrorBody),
+        (status = 422, description = "A field is refused", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn patch(
     ops: Ops<Admins>,
     path: web::Path<i64>,

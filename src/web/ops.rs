@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use super::extract::{AnyRole, Ops, OpsCabinet, page_limit};
+use super::extract::{AnyRole, Ops, OpsCabinet, SnPath, page_limit};
 use crate::actors::registry;
 use crate::db::alerts::{self, AlertFilter};
 use crate::db::cabinets::{self, CabinetFilter};
@@ -17,7 +17,7 @@ use crate::domain::alert::AlertCode;
 use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
 use crate::domain::liveness::Liveness;
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct CabinetOut {
     pub sn: String,
     #[serde(rename = "type")]
@@ -46,7 +46,7 @@ pub struct CabinetOut {
     pub connection: Option<ConnectionOut>,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ConnectionOut {
     pub logged_in: bool,
     pub boot: Option<u64>,
@@ -82,17 +82,21 @@ fn cabinet_out(c: Cabinet, facts: &HashMap<String, String>) -> CabinetOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[param(value_type = Option<CabinetStatus>)]
     pub status: Option<String>,
+    #[param(value_type = Option<Liveness>)]
     pub liveness: Option<String>,
     /// Keyset paging: the `next_after` of the previous page.
     pub after: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CabinetPage {
     pub cabinets: Vec<CabinetOut>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -101,6 +105,10 @@ pub struct CabinetPage {
 
 /// `GET /ops/cabinets?status=&liveness=&after=&limit=` → cabinets by serial number, paged. Roles:
 /// any.
+#[utoipa::path(
+    get, path = "/ops/cabinets", tag = "ops: fleet", security(("operator" = [])), params(ListQuery),
+    responses((status = 200, description = "A page of cabinets", body = CabinetPage))
+)]
 pub async fn list_cabinets(ops: Ops<AnyRole>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let filter = CabinetFilter {
@@ -126,6 +134,10 @@ pub async fn list_cabinets(ops: Ops<AnyRole>, q: web::Query<ListQuery>) -> Resul
 }
 
 /// `GET /ops/cabinets/{sn}` → one cabinet, with its session as this node sees it. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/cabinets/{sn}", tag = "ops: fleet", security(("operator" = [])), params(SnPath),
+    responses((status = 200, description = "The cabinet", body = CabinetOut))
+)]
 pub async fn get_cabinet(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<HttpResponse, ApiError> {
     let key = sn.to_string();
     let row =
@@ -140,14 +152,27 @@ pub async fn get_cabinet(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<
     Ok(HttpResponse::Ok().json(out))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
+    #[param(value_type = Option<CabinetEventKind>)]
     pub kind: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventsOut {
+    pub events: Vec<CabinetEvent>,
+}
+
 /// `GET /ops/cabinets/{sn}/events?kind=&limit=` → its events, newest first. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/cabinets/{sn}/events", tag = "ops: fleet", security(("operator" = [])),
+    params(SnPath, EventsQuery),
+    responses((status = 200, description = "Its events, newest first", body = EventsOut))
+)]
 pub async fn cabinet_events(
     OpsCabinet { ops, sn }: OpsCabinet<AnyRole>,
     q: web::Query<EventsQuery>,
@@ -168,20 +193,32 @@ pub async fn cabinet_events(
     if !exists {
         return Err(ApiError::NotFound(format!("cabinet {sn}")));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "events": events })))
+    Ok(HttpResponse::Ok().json(EventsOut { events }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsQuery {
+    #[param(value_type = Option<AlertCode>)]
     pub code: Option<String>,
     pub sn: Option<String>,
     /// Only alerts not yet resolved (default false).
     pub open: Option<bool>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertsOut {
+    pub alerts: Vec<Alert>,
+}
+
 /// `GET /ops/alerts?code=&sn=&open=&limit=` → alerts, newest first. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/alerts", tag = "ops: fleet", security(("operator" = [])), params(AlertsQuery),
+    responses((status = 200, description = "Alerts, newest first", body = AlertsOut))
+)]
 pub async fn list_alerts(ops: Ops<AnyRole>, q: web::Query<AlertsQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
@@ -191,5 +228,5 @@ pub async fn list_alerts(ops: Ops<AnyRole>, q: web::Query<AlertsQuery>) -> Resul
         .transpose()?;
     let filter = AlertFilter { code, sn: q.sn, open_only: q.open.unwrap_or(false) };
     let rows: Vec<Alert> = ops.read(move |c| alerts::list(c, &filter, limit)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "alerts": rows })))
+    Ok(HttpResponse::Ok().json(AlertsOut { alerts: rows }))
 }

@@ -21,6 +21,7 @@ use crate::db::{self, DbError, orders};
 use crate::domain::cabinet::Sn;
 use crate::domain::order::{OrderStatus, ScanRefusal, Stay};
 use crate::domain::payment::RefundStatus;
+use crate::domain::review::CaseStatus;
 use crate::domain::units::Fen;
 use crate::domain::validation::FieldError;
 use crate::flows;
@@ -33,10 +34,13 @@ use crate::pay::{Channel, PayError};
 #[serde(deny_unknown_fields)]
 pub struct ScanRequest {
     /// The cabinet's serial number, from the QR code.
+    #[schema(pattern = r"^\s*[A-Za-z0-9_-]{1,64}\s*$", example = "SN-0001")]
     pub sn: String,
     /// The door, from the QR code.
+    #[schema(minimum = 1, maximum = 64, example = 1)]
     pub door: u32,
     /// `wechat` (Pay Score) or `alipay` (fund-auth pre-authorisation).
+    #[schema(value_type = Channel)]
     pub channel: String,
 }
 
@@ -73,11 +77,7 @@ pub struct OrderView {
     pub id: i64,
     pub sn: String,
     pub door: i32,
-    #[schema(value_type = String)]
     pub channel: Channel,
-    /// created, authorized, door_open, settling, paying, paid, cancelled, no_purchase, review,
-    /// payment_failed.
-    #[schema(value_type = String)]
     pub status: OrderStatus,
     pub out_order_no: String,
     /// The most the pre-authorisation covers, fen.
@@ -99,11 +99,9 @@ pub struct OrderView {
     pub lines: Vec<LineView>,
     /// Refunds on this order, with where each stands.
     pub refunds: Vec<RefundView>,
-    /// Grams per lane before the door opened.
-    #[schema(value_type = Object)]
+    /// Grams per lane before the door opened; null until it has.
     pub before_g: Option<serde_json::Value>,
-    /// Grams per lane after the door closed and the lanes settled.
-    #[schema(value_type = Object)]
+    /// Grams per lane after the door closed and the lanes settled; null until they have.
     pub after_g: Option<serde_json::Value>,
     /// What the shopper is told beside the status (door open too long, basket over the cap…).
     #[schema(value_type = Vec<Object>)]
@@ -120,8 +118,6 @@ pub struct RefundView {
     pub out_refund_no: String,
     #[schema(value_type = i64)]
     pub amount_fen: Fen,
-    /// requested, processing, succeeded, failed.
-    #[schema(value_type = String)]
     pub status: RefundStatus,
     pub reason: String,
     pub created_at: DateTime<Utc>,
@@ -189,7 +185,7 @@ pub struct ScanResponse {
 #[utoipa::path(
     post, path = "/api/v1/orders", tag = "shopper", security(("shopper" = [])), request_body = ScanRequest,
     responses(
-        (status = 201, description = "Reserved; open the platform's confirm page with `confirm`", body = ScanResponse),
+        (status = 201, description = "Reserved; open the platform's confirm page with `confirm`", body = ScanResponse, links(("GetOrder" = (operation_id = "get_order", parameters(("id" = "$response.body#/order/id")))), ("CancelOrder" = (operation_id = "cancel", parameters(("id" = "$response.body#/order/id")))))),
         (status = 402, description = "unpaid_debt", body = crate::web::error::ErrorBody),
         (status = 403, description = "shopper_blocked, channel_not_bound", body = crate::web::error::ErrorBody),
         (status = 404, description = "no_such_door, or no such cabinet", body = crate::web::error::ErrorBody),
@@ -275,7 +271,7 @@ async fn own_order(state: &AppState, shopper: &Shopper, id: i64) -> Result<Order
 
 /// One of the shopper's orders: status, lines, amounts, and the weights it was settled from.
 #[utoipa::path(
-    get, path = "/api/v1/orders/{id}", tag = "shopper", security(("shopper" = [])),
+    get, path = "/api/v1/orders/{id}", operation_id = "get_order", tag = "shopper", security(("shopper" = [])),
     params(("id" = i64, Path, description = "Order id")),
     responses(
         (status = 200, description = "The order", body = OrderView),
@@ -292,7 +288,7 @@ pub async fn get(shopper: Shopper, state: web::Data<AppState>, path: web::Path<i
 pub struct HistoryQuery {
     /// Orders older than this id (the last id of the previous page).
     pub before: Option<i64>,
-    /// At most this many (default 20, at most 100).
+    /// At most this many (default 20; below 1 or above 100 is taken as 1 or 100).
     pub limit: Option<i64>,
 }
 
@@ -327,7 +323,8 @@ pub async fn history(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppealRequest {
-    /// What the shopper says is wrong (1 to 500 characters).
+    /// What the shopper says is wrong (1 to 500 characters, something visible).
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
     /// What the shopper says they took, per lane (optional).
     #[serde(default)]
@@ -339,7 +336,7 @@ pub struct AppealRequest {
     post, path = "/api/v1/orders/{id}/appeal", tag = "shopper", security(("shopper" = [])),
     params(("id" = i64, Path, description = "Order id")), request_body = AppealRequest,
     responses(
-        (status = 201, description = "A review case is open", body = Object),
+        (status = 201, description = "A review case is open", body = AppealOpened),
         (status = 404, description = "No such order of this shopper", body = crate::web::error::ErrorBody),
         (status = 409, description = "not_appealable: the order has not been settled", body = crate::web::error::ErrorBody),
     )
@@ -364,7 +361,15 @@ pub async fn appeal(
         }
         AppealFail::Db(e) => e.into(),
     })?;
-    Ok(HttpResponse::Created().json(serde_json::json!({ "case_id": case_id, "order_id": order.id, "status": "open" })))
+    Ok(HttpResponse::Created().json(AppealOpened { case_id, order_id: order.id, status: CaseStatus::Open }))
+}
+
+/// The review case an appeal opened.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AppealOpened {
+    pub case_id: i64,
+    pub order_id: i64,
+    pub status: CaseStatus,
 }
 
 /// Cancel an order before the door opens (the shopper changed their mind on the confirm page).

@@ -11,16 +11,57 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
+use crate::db::models::{Payment, PaymentEvent};
 use crate::db::payments;
 use crate::domain::payment::Verdict;
 use crate::flows;
 use crate::flows::callbacks::{CallbackFail, Received};
 use crate::pay::{CallbackError, CallbackHeaders, Channel};
 
+/// WeChat Pay's answer body when a callback is not taken (the platform sends it again).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WechatFail {
+    /// Always `FAIL`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// A WeChat Pay v3 notification (`Wechatpay-*` headers signed with the platform's key; the
+/// resource AES-256-GCM-encrypted with the merchant's API v3 key).
+#[utoipa::path(
+    post, path = "/pay/wechat/notify", tag = "payment callbacks",
+    request_body(content = Object, content_type = "application/json"),
+    params(
+        ("Wechatpay-Timestamp" = String, Header), ("Wechatpay-Nonce" = String, Header),
+        ("Wechatpay-Signature" = String, Header), ("Wechatpay-Serial" = String, Header),
+    ),
+    responses(
+        (status = 204, description = "Taken (applied, or seen before)"),
+        (status = 400, description = "Malformed", body = WechatFail),
+        (status = 401, description = "The signature does not verify: nothing changed", body = WechatFail),
+        (status = 413, description = "Over `api.max_body_bytes`", body = WechatFail),
+        (status = 500, description = "Not stored; send again", body = WechatFail),
+        (status = 503, description = "About an order not known yet; send again later", body = WechatFail),
+    )
+)]
 pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> HttpResponse {
     receive(state, Channel::Wechat, &req, body).await
 }
 
+/// An Alipay asynchronous notification (form fields, RSA2-signed with Alipay's key). The answer is
+/// the text `success`, or `fail` to have it sent again.
+#[utoipa::path(
+    post, path = "/pay/alipay/notify", tag = "payment callbacks",
+    request_body(content = HashMap<String, String>, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`success`: taken (applied, or seen before)", body = String, content_type = "text/plain"),
+        (status = 400, description = "`fail`: malformed", body = String, content_type = "text/plain"),
+        (status = 401, description = "`fail`: the signature does not verify; nothing changed", body = String, content_type = "text/plain"),
+        (status = 413, description = "`fail`: over `api.max_body_bytes`", body = String, content_type = "text/plain"),
+        (status = 500, description = "`fail`: not stored; send again", body = String, content_type = "text/plain"),
+        (status = 503, description = "`fail`: about an order not known yet; send again later", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn alipay(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> HttpResponse {
     receive(state, Channel::Alipay, &req, body).await
 }
@@ -55,7 +96,7 @@ fn answer(channel: Channel, status: StatusCode, message: &str) -> HttpResponse {
     match (channel, status.is_success()) {
         (Channel::Wechat, true) => HttpResponse::NoContent().finish(),
         (Channel::Wechat, false) => {
-            HttpResponse::build(status).json(serde_json::json!({"code": "FAIL", "message": message}))
+            HttpResponse::build(status).json(WechatFail { code: "FAIL", message: message.to_string() })
         }
         (Channel::Alipay, true) => HttpResponse::Ok().content_type("text/plain").body("success"),
         (Channel::Alipay, false) => HttpResponse::build(status).content_type("text/plain").body("fail"),
@@ -112,6 +153,14 @@ fn log_verdict(channel: Channel, order: &str, verdict: &Verdict) {
 
 /// `GET /ops/payments/{out_order_no}`: a pre-authorisation and every callback about it, with
 /// what each did (applied, already_applied, ignored, release_needed, anomaly).
+#[utoipa::path(
+    get, path = "/ops/payments/{out_order_no}", tag = "ops: money", security(("operator" = [])),
+    params(("out_order_no" = String, Path, description = "The order's payment number")),
+    responses(
+        (status = 200, description = "The payment and its callbacks", body = PaymentOut),
+        (status = 404, description = "No such payment", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn ops_payment(
     user: super::auth::OpsUser,
     state: web::Data<AppState>,
@@ -125,5 +174,12 @@ pub async fn ops_payment(
         .run(move |c| Ok::<_, crate::db::DbError>((payments::find(c, &no)?, payments::events(c, &no)?)))
         .await?;
     let payment = payment.ok_or_else(|| super::ApiError::NotFound("payment".into()))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "payment": payment, "events": events })))
+    Ok(HttpResponse::Ok().json(PaymentOut { payment, events }))
+}
+
+/// A pre-authorisation and every callback about it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PaymentOut {
+    pub payment: Payment,
+    pub events: Vec<PaymentEvent>,
 }

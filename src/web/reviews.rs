@@ -5,48 +5,97 @@
 //! dismisses an appeal.
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use super::extract::{AnyRole, Managers, Ops, page_limit};
+use super::extract::{AnyRole, IdPath, Managers, Ops, page_limit};
 use super::orders::{OrderView, detail};
 use crate::db::models::ReviewCase;
 use crate::db::reviews;
+use crate::db::weight_log::WeightLogRow;
 use crate::db::{DbError, orders, weight_log};
-use crate::domain::review::CaseStatus;
 use crate::domain::review::Decision;
+use crate::domain::review::{CaseKind, CaseStatus};
 use crate::flows;
 use crate::flows::review::{Decided, ReviewFail};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CaseQuery {
     /// open (default) or resolved.
     pub status: Option<CaseStatus>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
-fn case_json(c: &ReviewCase) -> serde_json::Value {
-    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
-    serde_json::json!({
-        "id": c.id, "order_id": c.order_id, "kind": c.kind, "status": c.status,
-        "reasons": parse(&c.reasons), "opened_by": c.opened_by,
-        "resolution": c.resolution.as_deref().map(parse), "resolved_by": c.resolved_by,
-        "created_at": c.created_at.and_utc(), "resolved_at": c.resolved_at.map(|t| t.and_utc()),
-    })
+/// A review case: why it is open, and how it was decided.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseOut {
+    pub id: i64,
+    pub order_id: i64,
+    pub kind: CaseKind,
+    pub status: CaseStatus,
+    /// Why a person must look (the settlement's findings, or the shopper's appeal).
+    pub reasons: serde_json::Value,
+    pub opened_by: String,
+    pub resolution: Option<serde_json::Value>,
+    pub resolved_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ReviewCase> for CaseOut {
+    fn from(c: &ReviewCase) -> Self {
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
+        CaseOut {
+            id: c.id,
+            order_id: c.order_id,
+            kind: c.kind,
+            status: c.status,
+            reasons: parse(&c.reasons),
+            opened_by: c.opened_by.clone(),
+            resolution: c.resolution.as_deref().map(parse),
+            resolved_by: c.resolved_by.clone(),
+            created_at: c.created_at.and_utc(),
+            resolved_at: c.resolved_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CasesOut {
+    pub cases: Vec<CaseOut>,
+}
+
+/// A case with its order and the weight trace of the order's session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseDetail {
+    pub case: CaseOut,
+    pub order: OrderView,
+    pub trace: Vec<WeightLogRow>,
 }
 
 /// `GET /ops/reviews?status=open|resolved&limit=` → cases, oldest first. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/reviews", operation_id = "list_reviews", tag = "ops: money", security(("operator" = [])), params(CaseQuery),
+    responses((status = 200, description = "Cases, oldest first", body = CasesOut, links(("GetCase" = (operation_id = "get_review", parameters(("id" = "$response.body#/cases/0/id")))), ("ResolveCase" = (operation_id = "resolve_review", parameters(("id" = "$response.body#/cases/0/id")))))))
+)]
 pub async fn list(ops: Ops<AnyRole>, q: web::Query<CaseQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = page_limit(q.limit)?;
     let status = q.status.unwrap_or(CaseStatus::Open);
     let cases = ops.read(move |c| reviews::cases(c, Some(status), limit)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(CasesOut { cases: cases.iter().map(CaseOut::from).collect() }))
 }
 
 /// `GET /ops/reviews/{id}` → the case, its order with lines and weights, and the weight trace of
 /// the order's session. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/reviews/{id}", operation_id = "get_review", tag = "ops: money", security(("operator" = [])), params(IdPath),
+    responses((status = 200, description = "The case", body = CaseDetail))
+)]
 pub async fn get(ops: Ops<AnyRole>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let found = ops
@@ -62,21 +111,23 @@ pub async fn get(ops: Ops<AnyRole>, path: web::Path<i64>) -> Result<HttpResponse
         .await?;
     let (case, (order, lines, refunds), trace) =
         found.ok_or_else(|| ApiError::NotFound(format!("review case {id}")))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "case": case_json(&case),
-        "order": OrderView::new(&order, &lines, &refunds),
-        "trace": trace,
-    })))
+    Ok(HttpResponse::Ok().json(CaseDetail {
+        case: CaseOut::from(&case),
+        order: OrderView::new(&order, &lines, &refunds),
+        trace,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineIn {
+    /// A lane of the order's door.
     pub lane: String,
+    #[schema(minimum = 0)]
     pub qty: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveIn {
     /// `charge` (an order in review: charge `lines`, or release the hold when there are none),
@@ -90,6 +141,14 @@ pub struct ResolveIn {
 }
 
 /// `POST /ops/reviews/{id}/resolve` — admin, operator: decide a case.
+#[utoipa::path(
+    post, path = "/ops/reviews/{id}/resolve", operation_id = "resolve_review", tag = "ops: money", security(("operator" = [])), params(IdPath),
+    request_body = ResolveIn,
+    responses(
+        (status = 200, description = "Decided: the order as it now stands", body = OrderView),
+        (status = 409, description = "already_resolved, or not_resolvable (the decision does not fit the order)", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn resolve(
     ops: Ops<Managers>,
     path: web::Path<i64>,

@@ -7,12 +7,16 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Admins, AnyRole, Calibrators, Managers, Ops, OpsCabinet, page_limit, parse_sn};
+use super::extract::{Admins, AnyRole, Calibrators, Managers, Ops, OpsCabinet, SnPath, page_limit, parse_sn};
 use super::{ApiError, AppState};
 use crate::actors::cabinet::CabinetActor;
+use crate::actors::cabinet::held::{SessionInfo, StepReport};
+use crate::actors::cabinet::lanes::LaneWeight;
 use crate::actors::cabinet::requests::{AbortSession, CalibrateStep, SaveConfig, SendTags, StartCalibration};
+use crate::actors::cabinet::session::{ConfigSaved, Delivery};
 use crate::actors::registry::{Ensure, inspect};
 use crate::db::models::{CabinetType, CommandRow, Lane, Session};
+use crate::db::weight_log::WeightLogRow;
 use crate::db::{self, cabinets, commands, layout, sessions};
 use crate::device::messages::CalibrationStep;
 use crate::domain::cabinet::{CabinetStatus, Sn};
@@ -28,7 +32,7 @@ pub(super) fn mailbox(e: actix::MailboxError) -> ApiError {
     ApiError::Unavailable(format!("cabinet actor unavailable: {e}"))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LaneOut {
     pub code: String,
     pub name: String,
@@ -41,13 +45,13 @@ pub struct LaneOut {
     pub calibrated_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DoorOut {
     pub door: i32,
     pub lanes: Vec<LaneOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConfigOut {
     pub sn: String,
     #[serde(rename = "type")]
@@ -87,6 +91,12 @@ fn doors_out(lanes: Vec<Lane>) -> Vec<DoorOut> {
 }
 
 /// `GET /ops/cabinets/{sn}/config` — any role.
+#[utoipa::path(
+    get, path = "/ops/cabinets/{sn}/config", tag = "ops: setup", security(("operator" = [])), params(SnPath),
+    responses(
+        (status = 200, description = "Its configuration", body = ConfigOut),
+    )
+)]
 pub async fn get_config(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<HttpResponse, ApiError> {
     let key = sn.to_string();
     let (cab, lanes) =
@@ -109,6 +119,14 @@ pub async fn get_config(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<H
 
 /// `PUT /ops/cabinets/{sn}/config` — admin, operator. Refused whole when invalid (422) or while
 /// a session holds the cabinet (409).
+#[utoipa::path(
+    put, path = "/ops/cabinets/{sn}/config", tag = "ops: setup", security(("operator" = [])), params(SnPath), request_body = LayoutInput,
+    responses(
+        (status = 200, description = "Stored; sent to the cabinet now or at its next login", body = ConfigSaved),
+        (status = 409, description = "cabinet_busy: a session holds the cabinet", body = crate::web::error::ErrorBody),
+        (status = 422, description = "Refused whole, every problem listed (a channel the type lacks, an unknown product, …)", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn put_config(
     OpsCabinet { ops, sn }: OpsCabinet<Managers>,
     body: web::Json<LayoutInput>,
@@ -122,18 +140,34 @@ pub async fn put_config(
 }
 
 /// `POST /ops/cabinets/{sn}/price-tags` — admin, operator: send the shelf labels again.
+#[utoipa::path(
+    post, path = "/ops/cabinets/{sn}/price-tags", tag = "ops: setup", security(("operator" = [])), params(SnPath),
+    responses(
+        (status = 202, description = "Sent; the cabinet's acknowledgement is the command's outcome", body = Delivery),
+        (status = 409, description = "cabinet_busy, cabinet_not_connected, not_configured", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn send_price_tags(OpsCabinet { ops, sn }: OpsCabinet<Managers>) -> Result<HttpResponse, ApiError> {
     let d = actor(&ops.state, &sn).await?.send(SendTags { by: ops.user.username.clone() }).await.map_err(mailbox)??;
     Ok(HttpResponse::Accepted().json(d))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartCalibrationIn {
+    /// A door of the cabinet's configuration.
+    #[schema(minimum = 1, maximum = 64)]
     pub door: u32,
 }
 
 /// `POST /ops/cabinets/{sn}/calibration` — admin, operator, maintainer: start calibrating a door.
+#[utoipa::path(
+    post, path = "/ops/cabinets/{sn}/calibration", tag = "ops: setup", security(("operator" = [])), params(SnPath), request_body = StartCalibrationIn,
+    responses(
+        (status = 201, description = "The calibration session holds the cabinet", body = SessionInfo),
+        (status = 409, description = "cabinet_busy, cabinet_not_connected, not_configured", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn start_calibration(
     OpsCabinet { ops, sn }: OpsCabinet<Calibrators>,
     body: web::Json<StartCalibrationIn>,
@@ -146,19 +180,42 @@ pub async fn start_calibration(
     Ok(HttpResponse::Created().json(info))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepIn {
-    /// Grams of the standard weight put on each lane (span, verify).
+    /// Grams of the standard weight put on each lane (span, verify); at most
+    /// `calibration.max_standard_g` (the spec states this node's).
+    #[schema(exclusive_minimum = 0.0)]
     pub standard_g: Option<f64>,
+}
+
+/// The step of `/calibration/{step}`, as the spec declares it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct StepPath {
+    /// The cabinet's serial number.
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
+    pub sn: String,
+    /// tare (empty lanes), span (the standard weight on each lane), verify (the weight again).
+    #[param(pattern = "^(tare|span|verify)$")]
+    pub step: String,
 }
 
 /// `POST /ops/cabinets/{sn}/calibration/{step}` (tare, span, verify) — admin, operator,
 /// maintainer. Answers with the reading once the cabinet has taken it.
+#[utoipa::path(
+    post, path = "/ops/cabinets/{sn}/calibration/{step}", tag = "ops: setup", security(("operator" = [])), params(StepPath), request_body(content = Option<StepIn>),
+    responses(
+        (status = 200, description = "What the step read, per lane", body = StepReport),
+        (status = 409, description = "no_session (no calibration is running), calibration_step_order, cabinet_not_connected", body = crate::web::error::ErrorBody),
+        (status = 422, description = "The reading is refused (a span that did not move, a verify off the standard weight, …)", body = crate::web::error::ErrorBody),
+        (status = 502, description = "device_failed: the cabinet did not take the reading", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn calibration_step(
     ops: Ops<Calibrators>,
     path: web::Path<(String, String)>,
-    body: Option<web::Json<StepIn>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_sn, raw_step) = path.into_inner();
     let sn = parse_sn(&raw_sn)?;
@@ -168,32 +225,60 @@ pub async fn calibration_step(
         "verify" => CalibrationStep::Verify,
         other => return Err(ApiError::NotFound(format!("calibration step {other:?} (tare, span or verify)"))),
     };
-    let standard_g = body.map(|b| b.into_inner()).unwrap_or_default().standard_g;
+    // No body is no standard weight (a tare); a body that is not a StepIn is refused, never
+    // taken for none.
+    let step_in = match body.is_empty() {
+        true => None,
+        false => serde_json::from_slice::<Option<StepIn>>(&body)
+            .map_err(|e| super::json_error(actix_web::error::JsonPayloadError::Deserialize(e), usize::MAX))?,
+    };
+    let standard_g = step_in.unwrap_or_default().standard_g;
     let report = actor(&ops.state, &sn).await?.send(CalibrateStep { step, standard_g }).await.map_err(mailbox)??;
     Ok(HttpResponse::Ok().json(report))
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EndedOut {
+    /// The session that was ended.
+    pub ended: SessionInfo,
+}
+
 /// `DELETE /ops/cabinets/{sn}/session` — admin, operator, maintainer: end a calibration.
+#[utoipa::path(
+    delete, path = "/ops/cabinets/{sn}/session", tag = "ops: setup", security(("operator" = [])), params(SnPath),
+    responses(
+        (status = 200, description = "Ended", body = EndedOut),
+        (status = 409, description = "no_session to end, or purchase_in_progress (a shopper's session is never aborted)", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn abort_session(OpsCabinet { ops, sn }: OpsCabinet<Calibrators>) -> Result<HttpResponse, ApiError> {
     let info =
         actor(&ops.state, &sn).await?.send(AbortSession { by: ops.user.username.clone() }).await.map_err(mailbox)??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "ended": info })))
+    Ok(HttpResponse::Ok().json(EndedOut { ended: info }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionsOut {
     /// The session holding the cabinet, if any.
     pub current: Option<Session>,
     pub recent: Vec<Session>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LimitQuery {
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
 /// `GET /ops/cabinets/{sn}/sessions` — any role.
+#[utoipa::path(
+    get, path = "/ops/cabinets/{sn}/sessions", tag = "ops: setup", security(("operator" = [])), params(SnPath, LimitQuery),
+    responses(
+        (status = 200, description = "The current session and the latest ones", body = SessionsOut),
+    )
+)]
 pub async fn list_sessions(
     OpsCabinet { ops, sn }: OpsCabinet<AnyRole>,
     q: web::Query<LimitQuery>,
@@ -211,7 +296,18 @@ pub async fn list_sessions(
     Ok(HttpResponse::Ok().json(out))
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CommandsOut {
+    pub commands: Vec<CommandRow>,
+}
+
 /// `GET /ops/cabinets/{sn}/commands` — any role: newest first, with how each ended.
+#[utoipa::path(
+    get, path = "/ops/cabinets/{sn}/commands", tag = "ops: setup", security(("operator" = [])), params(SnPath, LimitQuery),
+    responses(
+        (status = 200, description = "Commands, newest first", body = CommandsOut, links(("GetCommand" = (operation_id = "get_command", parameters(("id" = "$response.body#/commands/0/cmd_id")))))),
+    )
+)]
 pub async fn list_commands(
     OpsCabinet { ops, sn }: OpsCabinet<AnyRole>,
     q: web::Query<LimitQuery>,
@@ -219,10 +315,17 @@ pub async fn list_commands(
     let n = page_limit(q.limit)?;
     let key = sn.to_string();
     let rows: Vec<CommandRow> = ops.read(move |c| commands::list(c, &key, n)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "commands": rows })))
+    Ok(HttpResponse::Ok().json(CommandsOut { commands: rows }))
 }
 
 /// `GET /ops/commands/{id}` — any role.
+#[utoipa::path(
+    get, path = "/ops/commands/{id}", tag = "ops: setup", security(("operator" = [])), params(("id" = String, Path, description = "The command id (`cmd_id`)")),
+    responses(
+        (status = 200, description = "The command", body = CommandRow),
+        (status = 404, description = "No such command", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn get_command(ops: Ops<AnyRole>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let key = id.clone();
@@ -231,38 +334,78 @@ pub async fn get_command(ops: Ops<AnyRole>, path: web::Path<String>) -> Result<H
     Ok(HttpResponse::Ok().json(row))
 }
 
+/// A connected cabinet's weights as its actor holds them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WeightsOut {
+    pub sn: String,
+    pub logged_in: bool,
+    pub doors_open: Vec<u32>,
+    pub session: Option<SessionInfo>,
+    pub lanes: Vec<LaneWeight>,
+}
+
 /// `GET /ops/cabinets/{sn}/weights` — any role: live per-lane weights from the cabinet's actor.
+#[utoipa::path(
+    get, path = "/ops/cabinets/{sn}/weights", tag = "ops: fleet", security(("operator" = [])), params(SnPath),
+    responses(
+        (status = 200, description = "Live weights", body = WeightsOut),
+        (status = 409, description = "cabinet_not_connected to this node", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn live_weights(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<HttpResponse, ApiError> {
     let view = inspect(&ops.state.registry, sn.as_str()).await.ok_or_else(|| ApiError::Conflict {
         code: "cabinet_not_connected",
         message: format!("cabinet {sn} is not connected to this node"),
         detail: None,
     })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "sn": sn.as_str(),
-        "logged_in": view.logged_in,
-        "doors_open": view.doors_open,
-        "session": view.session,
-        "lanes": view.lanes,
-    })))
+    Ok(HttpResponse::Ok().json(WeightsOut {
+        sn: sn.to_string(),
+        logged_in: view.logged_in,
+        doors_open: view.doors_open,
+        session: view.session,
+        lanes: view.lanes,
+    }))
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CabinetTypeIn {
+    /// Load-cell channels of the type's sensor board.
+    #[schema(minimum = 1, maximum = 256)]
     pub sensor_channels: i32,
+    /// The range the cabinet should stay in; `temp_min_c` below `temp_max_c`.
     pub temp_min_c: f64,
     pub temp_max_c: f64,
+    /// How long outside the range before an alert.
+    #[schema(minimum = 0)]
     pub temp_alert_after_s: i64,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TypesOut {
+    pub types: Vec<CabinetType>,
+}
+
 /// `GET /ops/cabinet-types` — any role.
+#[utoipa::path(
+    get, path = "/ops/cabinet-types", tag = "ops: setup", security(("operator" = [])),
+    responses(
+        (status = 200, description = "Every cabinet type", body = TypesOut),
+    )
+)]
 pub async fn list_cabinet_types(ops: Ops<AnyRole>) -> Result<HttpResponse, ApiError> {
     let rows: Vec<CabinetType> = ops.read(layout::cabinet_types).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "types": rows })))
+    Ok(HttpResponse::Ok().json(TypesOut { types: rows }))
 }
 
 /// `PUT /ops/cabinet-types/{name}` — admin: create or change a cabinet type.
+#[utoipa::path(
+    put, path = "/ops/cabinet-types/{name}", tag = "ops: setup", security(("operator" = [])), params(("name" = String, Path, description = "1–64 ASCII letters, digits, '-' or '_'", pattern = r"^[A-Za-z0-9_-]{1,64}$")), request_body = CabinetTypeIn,
+    responses(
+        (status = 200, description = "Stored", body = CabinetType),
+        (status = 422, description = "A field is refused (temp_min_c not below temp_max_c, …)", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn put_cabinet_type(
     ops: Ops<Admins>,
     path: web::Path<String>,
@@ -299,15 +442,28 @@ pub async fn put_cabinet_type(
     Ok(HttpResponse::Ok().json(row))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WeightLogQuery {
     /// Only the readings of this session (its whole trace, oldest first).
     pub session_id: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReadingsOut {
+    pub readings: Vec<WeightLogRow>,
+}
+
 /// `GET /ops/cabinets/{sn}/weight-log` — any role: the newest readings, or one session's trace.
+#[utoipa::path(
+    get, path = "/ops/cabinets/{sn}/weight-log", tag = "ops: fleet", security(("operator" = [])), params(SnPath, WeightLogQuery),
+    responses(
+        (status = 200, description = "Readings", body = ReadingsOut),
+    )
+)]
 pub async fn weight_log(
     OpsCabinet { ops, sn }: OpsCabinet<AnyRole>,
     q: web::Query<WeightLogQuery>,
@@ -323,5 +479,5 @@ pub async fn weight_log(
             None => db::weight_log::recent(c, &key, n),
         })
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "readings": rows })))
+    Ok(HttpResponse::Ok().json(ReadingsOut { readings: rows }))
 }

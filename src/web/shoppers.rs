@@ -109,13 +109,13 @@ impl FromRequest for Shopper {
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The code from `wx.login` / `my.getAuthCode`.
+    #[schema(min_length = 1, max_length = 256)]
     pub code: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub user_id: i64,
-    #[schema(value_type = String)]
     pub channel: Channel,
     /// Payment channels bound: `wechat_payscore`, `alipay_fund_auth`.
     pub channels: Vec<String>,

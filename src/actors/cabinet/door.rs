@@ -187,7 +187,7 @@ pub struct StartDoorSession {
     pub by: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DoorSessionStarted {
     pub session: SessionInfo,
     /// The restock task the session works on, if the cabinet had one.

@@ -22,7 +22,7 @@ use crate::domain::units::Grams;
 use crate::domain::validation::FieldError;
 
 /// A session as operators see it (also the detail of a 409).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub id: i64,
     pub kind: SessionKind,
@@ -139,7 +139,7 @@ pub struct DoorRun {
 }
 
 /// What a door session looks like to operators (`/ops/cabinets/{sn}`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct DoorView {
     pub door: u32,
     pub phase: &'static str,
@@ -182,7 +182,7 @@ impl Calib {
 }
 
 /// What a calibration step found, per lane.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StepReport {
     pub session_id: i64,
     pub door: u32,
@@ -194,7 +194,7 @@ pub struct StepReport {
     pub status: Option<CabinetStatus>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LaneStep {
     pub code: String,
     pub counts: i64,

@@ -71,7 +71,7 @@ pub struct LaneState {
 }
 
 /// A lane's weights as operators see them.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LaneWeight {
     pub code: String,
     pub door: u32,

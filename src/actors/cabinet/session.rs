@@ -21,7 +21,7 @@ use crate::domain::validation::FieldError;
 use crate::flows;
 
 /// A configuration was stored; `delivery` says whether it went to the cabinet now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConfigSaved {
     pub version: i64,
     /// `sent`, or `pending` when the cabinet is not logged in: it is sent at the next login.
@@ -30,7 +30,7 @@ pub struct ConfigSaved {
     pub cmd_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub session: SessionInfo,
     pub cmd_id: String,
@@ -388,20 +388,25 @@ impl CabinetActor {
             let _ = tx.send(Err(SessionError::StepOrder(p)));
             return;
         }
+        // A weight given is checked whatever the step (a tare does not use it, but one out of
+        // range is a mistake to say, not to pass over).
+        let given = standard_g.and_then(|g| calibration::check_standard(g, &limits).err());
         let standard_g = match step {
             CalibrationStep::Tare => None,
             CalibrationStep::Span => standard_g,
             CalibrationStep::Verify => standard_g.or(c.standard_g),
         };
-        if step != CalibrationStep::Tare {
-            let problem = match standard_g {
-                None => Some(("required", "the standard weight in grams is required for span and verify".to_string())),
-                Some(g) => calibration::check_standard(g, &limits).err().map(|e| ("out_of_range", e.to_string())),
-            };
-            if let Some((code, message)) = problem {
-                let _ = tx.send(Err(SessionError::Invalid(vec![FieldError::new("standard_g", code, message)])));
-                return;
+        // The weight a verify falls back to was checked when its span gave it.
+        let problem = match (given, standard_g) {
+            (Some(e), _) => Some(("out_of_range", e.to_string())),
+            (None, None) if step != CalibrationStep::Tare => {
+                Some(("required", "the standard weight in grams is required for span and verify".to_string()))
             }
+            _ => None,
+        };
+        if let Some((code, message)) = problem {
+            let _ = tx.send(Err(SessionError::Invalid(vec![FieldError::new("standard_g", code, message)])));
+            return;
         }
         c.last_step = Instant::now();
         c.waiting = Some(tx);
