@@ -15,18 +15,15 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use heft::pay::Channel;
 use heft::sim::handle::{SimCabinet, SimCabinetOptions};
 use heft::sim::shopper::{FleetSetup, ShopperClient, ShopperOptions, Truth};
+use heft::sim::stage::{Ports, Program, Services, Stage, StageOptions};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
-const RABBIT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const OPERATOR: &str = "bench-admin";
 const PASSWORD: &str = "bench password, long enough";
 
@@ -63,108 +60,40 @@ fn main() {
     local.block_on(&rt, run(args));
 }
 
-struct Node {
-    child: Child,
-    /// The PostgreSQL database to drop.
-    cleanup: Option<String>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(db) = &self.cleanup {
-            use diesel::{Connection, RunQueryDsl};
-            if let Ok(mut c) = diesel::PgConnection::establish(PG_ADMIN_URL) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c);
-            }
-        }
-    }
-}
-
 async fn run(args: Args) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let tag = format!("bench{:08x}", rand::random::<u32>());
-    let (mqtt_port, http_port, sim_port) = (free_port(), free_port(), free_port());
-    let sim_addr = format!("127.0.0.1:{sim_port}");
-    use base64::Engine;
-    let seal = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let mut env: Vec<(&str, String)> = vec![
-        ("HEFT__SECURITY__SEAL_KEY", seal),
-        ("HEFT__MQTT__LISTEN", format!("127.0.0.1:{mqtt_port}")),
-        ("HEFT__HTTP__LISTEN", format!("127.0.0.1:{http_port}")),
-        ("HEFT__LOG__FILTER", "warn".into()),
-        // The platforms run in this process, as they would elsewhere.
-        ("HEFT__PAY_SIM__ENABLED", "false".into()),
-        ("HEFT__PAY_SIM__LISTEN", sim_addr.clone()),
-        ("HEFT__PAY_SIM__TIME_SCALE", "1000.0".into()),
-        ("HEFT__PAY_SIM__STATE_FILE", String::new()),
-        ("HEFT__WECHAT__BASE_URL", format!("http://{sim_addr}")),
-        ("HEFT__WECHAT__LOGIN_BASE_URL", format!("http://{sim_addr}")),
-        ("HEFT__ALIPAY__GATEWAY_URL", format!("http://{sim_addr}/gateway.do")),
-    ];
-    let mut cleanup = None;
-    if args.production {
-        use diesel::{Connection, RunQueryDsl};
-        let mut admin = diesel::PgConnection::establish(PG_ADMIN_URL).expect("PostgreSQL at 127.0.0.1:5432");
-        diesel::sql_query(format!("CREATE DATABASE {tag}")).execute(&mut admin).expect("create database");
-        env.push(("HEFT__DATABASE__URL", format!("postgres://postgres@127.0.0.1:5432/{tag}")));
-        env.push(("HEFT__CACHE__URL", REDIS_URL.into()));
-        env.push(("HEFT__CACHE__PREFIX", tag.clone()));
-        env.push(("HEFT__MESSAGES__URL", RABBIT_URL.into()));
-        env.push(("HEFT__MESSAGES__PREFIX", tag.clone()));
-        cleanup = Some(tag.clone());
-    } else {
-        env.push(("HEFT__DATABASE__URL", format!("sqlite://{}", dir.path().join("heft.db").display())));
-    }
-    let config_path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
-    let config = heft::config::Config::from_toml_and_env(
-        &std::fs::read_to_string(config_path).expect("config.toml"),
-        std::path::Path::new(config_path),
-        env.iter().map(|(k, v)| (k.to_string(), v.clone())),
-    )
-    .expect("config");
+    let stage = Stage::new(StageOptions {
+        binary: env!("CARGO_BIN_EXE_heft").into(),
+        config_file: concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml").into(),
+        dir: dir.path().to_path_buf(),
+        ports: Ports { mqtt: free_port(), http: free_port(), pay_sim: free_port() },
+        services: args.production.then(Services::local),
+        pay_sim_state: false,
+        extra: Vec::new(),
+    })
+    .expect("stage");
+    // The platforms run in this process, as they would elsewhere.
+    let config = &stage.config;
     let sim = heft::pay::sim::start(&config.pay_sim, &config.wechat, &config.alipay).await.expect("payment simulator");
-
-    // Provision the cabinets and an operator before the node starts (migrations run here).
-    let db = heft::app::open_database(&config).await.expect("database");
-    let seal_key = heft::secrets::SealKey::from_base64(&env[0].1).expect("seal");
-    let n = args.cabinets;
-    let creds = db
-        .write(move |c| {
-            (0..n)
-                .map(|i| heft::provision::provision(c, &seal_key, &format!("PUR-{i:05}"), "fridge", false))
-                .collect::<Result<Vec<_>, heft::provision::ProvisionError>>()
-        })
-        .await
-        .expect("provision");
-    heft::admin::create_operator(&db, OPERATOR, PASSWORD.into(), heft::domain::operator::Role::Admin, 8)
-        .await
-        .expect("operator");
-    drop(db);
-    let child = Command::new(env!("CARGO_BIN_EXE_heft"))
-        .args(["--config", config_path, "serve"])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn heft serve");
-    let node = Node { child, cleanup };
-    let heft_base = format!("http://127.0.0.1:{http_port}");
+    // The cabinets and an operator before the node starts (migrations run here).
+    let creds =
+        stage.provision("PUR-", args.cabinets, heft::sim::SIM_TYPE, (OPERATOR, PASSWORD)).await.expect("provision");
+    let node = stage.spawn(Program::Node, false).expect("spawn heft serve");
     let started = Instant::now();
-    while reqwest::get(format!("{heft_base}/healthz")).await.map_or(true, |r| !r.status().is_success()) {
-        assert!(started.elapsed() < Duration::from_secs(60), "heft did not start");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    stage.node_up(Duration::from_secs(60)).await.expect("heft starts");
+    let heft_base = stage.http_base();
 
-    // The fleet: cabinets with σ = 2 g cells, configured, calibrated and stocked by an operator.
-    let broker = format!("127.0.0.1:{mqtt_port}");
+    // The fleet: cabinets with σ = 2 g cells, configured, calibrated and stocked by an operator,
+    // their type described first.
+    let setup = FleetSetup::sign_in(&heft_base, OPERATOR, PASSWORD).await.expect("operator signs in");
+    let cells = SimCabinetOptions::default().channels;
+    setup.describe_type(heft::sim::SIM_TYPE, cells).await.expect("cabinet type");
+    let broker = stage.broker();
     let mut cabs = Vec::new();
     for (i, c) in creds.into_iter().enumerate() {
         let opts = SimCabinetOptions { noise_g: 2.0, seed: Some(i as u64), ..Default::default() };
         cabs.push(SimCabinet::start(c, &broker, opts).await.expect("cabinet logs in"));
     }
-    let setup = FleetSetup::sign_in(&heft_base, OPERATOR, PASSWORD).await.expect("operator signs in");
     let catalogue = setup.catalogue().await.expect("catalogue");
     let mut rng = StdRng::seed_from_u64(1);
     for cab in &cabs {
@@ -178,7 +107,7 @@ async fn run(args: Args) {
     );
 
     // One shopper per cabinet, visit after visit, until the time is up.
-    let client = ShopperClient::new(&heft_base, &format!("http://{sim_addr}")).expect("client");
+    let client = ShopperClient::new(&heft_base, &stage.pay_sim_base()).expect("client");
     let opts = ShopperOptions::default();
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let shoppers = cabs.iter().enumerate().map(|(i, cab)| {
@@ -199,28 +128,25 @@ async fn run(args: Args) {
         }
     });
     let t0 = Instant::now();
-    let cpu0 = cpu_seconds(node.child.id());
+    let pid = node.pid().expect("the node runs");
+    let cpu0 = cpu_seconds(pid);
     let truths: Vec<Truth> = futures_util::future::join_all(shoppers).await.into_iter().flatten().collect();
     let elapsed = t0.elapsed().as_secs_f64();
-    let node_cpu = cpu_seconds(node.child.id()) - cpu0;
+    let node_cpu = cpu_seconds(pid) - cpu0;
     report(&args, &truths, elapsed);
     println!(
         "node CPU while shopping: {node_cpu:.1} s = {:.0} % of one core, {:.1} ms per visit",
         100.0 * node_cpu / elapsed,
         1000.0 * node_cpu / truths.len().max(1) as f64
     );
-    print_reviews(&config).await;
+    print_reviews(config).await;
     for cab in cabs {
         cab.stop().await;
     }
     sim.stop().await;
     drop(node);
-    if args.production {
-        let names = heft::mq::rabbit::Names::new(&tag);
-        let topics: Vec<String> = heft::mq::topics::ALL.iter().map(|t| t.to_string()).collect();
-        if let Err(e) = heft::mq::rabbit::remove(RABBIT_URL, &names, &topics, &config.messages.delays_ms).await {
-            eprintln!("RabbitMQ queues of {tag} not removed: {e}");
-        }
+    if let Err(e) = stage.remove().await {
+        eprintln!("the run's storage was not all removed: {e}");
     }
 }
 

@@ -216,3 +216,28 @@ async fn acks(profile: Profile) {
     s.stop().await;
 }
 both_profiles!(commands_on_the_down_topic_are_acked, acks);
+
+/// `heft simulate` provisions its cabinets as type `sim` and describes it with their load cells,
+/// so none logs in to a `channel_count` alert (an undescribed type is taken for 32 channels).
+#[actix_rt::test]
+async fn simulate_describes_its_cabinet_type() {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: heft::sim::SimArgs,
+    }
+    let Some(s) = TestServer::start(Profile::Embedded, &[]).await else { return };
+    let argv = ["simulate", "--cabinets", "2", "--duration", "3", "--channels", "12", "--broker", s.broker.as_str()];
+    let cli = <Cli as clap::Parser>::parse_from(argv);
+    heft::sim::run(cli.args, s.config.clone()).await.expect("heft simulate runs");
+    for sn in ["SIM-00001", "SIM-00002"] {
+        let cab = s.cabinet(sn).await;
+        assert_eq!((cab["type"].as_str(), cab["last_login_at"].is_string()), (Some("sim"), true), "{cab}");
+    }
+    let t = s.ops_login(heft::domain::operator::Role::Operator).await;
+    let types = common::ok(&s, "GET", "/ops/cabinet-types", &t, None).await;
+    let sim = types["types"].as_array().and_then(|all| all.iter().find(|k| k["name"] == "sim")).cloned();
+    assert_eq!(sim.map(|k| k["sensor_channels"].clone()), Some(json!(12)), "{types}");
+    assert!(s.alerts("code=channel_count").await.is_empty(), "a simulated cabinet flagged for its channels");
+    s.stop().await;
+}

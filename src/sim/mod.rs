@@ -10,6 +10,7 @@ pub mod device;
 pub mod handle;
 pub mod scale;
 pub mod shopper;
+pub mod stage;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -220,6 +221,9 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     }
     if !(0.0..=1.0).contains(&args.shop.p_nothing) || !(0.0..=1.0).contains(&args.shop.p_move) {
         anyhow::bail!("--p-nothing and --p-move are probabilities between 0 and 1");
+    }
+    if !(1..=256).contains(&args.channels) {
+        anyhow::bail!("--channels is a cabinet's load cells, 1 to 256");
     }
     if args.shop.setup && (args.shop.ops_user.is_none() || args.shop.ops_password.is_none()) {
         anyhow::bail!("--setup signs in as an operator: give --ops-user and --ops-password (or HEFT_OPS_PASSWORD)");
@@ -476,17 +480,37 @@ async fn provision_fleet(config: &Config, args: &SimArgs) -> anyhow::Result<Vec<
     let db = crate::app::open_database(config).await?;
     let seal = crate::secrets::SealKey::load_or_create(&config.security.seal_key, &config.security.seal_key_file)?;
     let sns: Vec<String> = (args.first..args.first + args.cabinets).map(|i| format!("{}{i:05}", args.prefix)).collect();
+    let kind = sim_cabinet_type(args.channels as i32);
     let creds = db
         .write(move |c| {
+            // The type says what the simulated cabinets are, so they log in as what they are.
+            crate::db::layout::put_cabinet_type(c, &kind)?;
             sns.iter()
                 .map(|sn| {
                     let exists = crate::db::cabinets::find(c, sn)?.is_some();
-                    provision::provision(c, &seal, sn, "sim", exists)
+                    provision::provision(c, &seal, sn, SIM_TYPE, exists)
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
     Ok(creds)
+}
+
+/// The cabinet type `heft simulate` provisions its cabinets as.
+pub const SIM_TYPE: &str = "sim";
+
+/// What a simulated cabinet is: `channels` load cells, kept like a fridge (it reports about 4 °C).
+pub fn sim_cabinet_type(channels: i32) -> crate::db::models::CabinetType {
+    let now = crate::db::now();
+    crate::db::models::CabinetType {
+        name: SIM_TYPE.to_string(),
+        sensor_channels: channels,
+        temp_min_c: 2.0,
+        temp_max_c: 10.0,
+        temp_alert_after_s: 900,
+        created_at: now,
+        updated_at: now,
+    }
 }
 
 /// The first boot of a simulated cabinet (less one): the clock, so it exceeds any boot an

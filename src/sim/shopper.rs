@@ -431,10 +431,28 @@ impl ShopperClient {
         self.purchase(token, cab, door, &plan, opts, rng).await
     }
 
-    /// One visit: scan, confirm, wait for the unlock, open, carry out `plan`, close, and follow
-    /// the order until it stops moving (or `order_timeout`). A door that never unlocks is not
-    /// an error: the truth says what became of the order (Heft cancels it).
+    /// One visit: [`ShopperClient::enter`], then [`ShopperClient::follow`] the order until it
+    /// stops moving (or `order_timeout`).
     pub async fn purchase(
+        &self,
+        token: &Token,
+        cabinet: &impl AsRef<CabinetRemote>,
+        door: u32,
+        plan: &Plan,
+        opts: &ShopperOptions,
+        rng: &mut StdRng,
+    ) -> Result<Truth, ShopperError> {
+        let mut truth = self.enter(token, cabinet, door, plan, opts, rng).await?;
+        self.follow(token, &mut truth, opts).await;
+        Ok(truth)
+    }
+
+    /// The visit up to the door closing behind the shopper: scan, confirm, wait for the unlock,
+    /// open, carry out `plan`, close. A door that never unlocks is not an error: the truth says
+    /// nothing was taken, and following the order says what became of it (Heft cancels it).
+    /// Nor is a cabinet that lost its connection: the door moves all the same (the cabinet
+    /// reports it after its next login), so the truth is what the hands did.
+    pub async fn enter(
         &self,
         token: &Token,
         cabinet: &impl AsRef<CabinetRemote>,
@@ -445,8 +463,6 @@ impl ShopperClient {
     ) -> Result<Truth, ShopperError> {
         let cab = cabinet.as_ref();
         let sn = cab.sn().to_string();
-        let cabinet_error =
-            |e: &dyn std::fmt::Display| ShopperError::Cabinet { sn: sn.clone(), message: e.to_string() };
         let prices: BTreeMap<String, i64> =
             cab.physical(|p| p.price_tags().into_iter().map(|t| (t.lane, t.price_fen.0)).collect());
         let scanned = Instant::now();
@@ -470,36 +486,39 @@ impl ShopperClient {
             settled_at: None,
         };
         self.confirm(token, &confirm).await?;
-        if cab.wait_unlocked(door, opts.unlock_timeout).await {
-            truth.timings.scan_to_unlocked_ms = Some(ms(scanned.elapsed()));
-            if let Err(e) = cab.open_door(door).await {
-                // The connection is down: let the door fall shut again (reported after the login).
-                let _ = cab.close_door(door).await;
-                return Err(cabinet_error(&e));
-            }
-            let (low, high) = opts.open_periods;
-            let periods = rng.gen_range(low.min(high)..=high.max(low)).max(1);
-            // A moment to choose, then the hands go in; the rest of the time the door just
-            // stands open and the weights stream.
-            tokio::time::sleep(opts.open_period).await;
-            let done = cab.physical(|p| carry_out(p, plan));
-            tokio::time::sleep(opts.open_period * (periods - 1)).await;
-            // Close even when the hands failed, so the cabinet is not left open.
-            cab.close_door(door).await.map_err(|e| cabinet_error(&e))?;
-            done.map_err(|e| cabinet_error(&e))?;
-            truth.closed_at = Some(Instant::now());
-            truth.taken = plan.take.clone();
-            truth.moved = plan.moves.clone();
-            truth.expected_fen =
-                plan.take.iter().map(|t| i64::from(t.qty) * prices.get(&t.lane).copied().unwrap_or(0)).sum();
+        if !cab.wait_unlocked(door, opts.unlock_timeout).await {
+            return Ok(truth);
         }
-        self.follow(token, &mut truth, opts).await;
+        truth.timings.scan_to_unlocked_ms = Some(ms(scanned.elapsed()));
+        if let Err(e) = cab.open_door(door).await {
+            // Unheard: the shopper takes nothing and lets the door fall shut again.
+            tracing::debug!(%sn, door, error = %e, "door opened while the cabinet is offline");
+            let _ = cab.close_door(door).await;
+            return Ok(truth);
+        }
+        let (low, high) = opts.open_periods;
+        let periods = rng.gen_range(low.min(high)..=high.max(low)).max(1);
+        // A moment to choose, then the hands go in; the rest of the time the door just stands
+        // open and the weights stream.
+        tokio::time::sleep(opts.open_period).await;
+        let done = cab.physical(|p| carry_out(p, plan));
+        tokio::time::sleep(opts.open_period * (periods - 1)).await;
+        // Closed even when the hands failed, so the cabinet is not left open; heard or not.
+        if let Err(e) = cab.close_door(door).await {
+            tracing::debug!(%sn, door, error = %e, "door closed while the cabinet is offline");
+        }
+        done.map_err(|e| ShopperError::Cabinet { sn: sn.clone(), message: e.to_string() })?;
+        truth.closed_at = Some(Instant::now());
+        truth.taken = plan.take.clone();
+        truth.moved = plan.moves.clone();
+        truth.expected_fen =
+            plan.take.iter().map(|t| i64::from(t.qty) * prices.get(&t.lane).copied().unwrap_or(0)).sum();
         Ok(truth)
     }
 
     /// Poll the order until it stops moving or `order_timeout` passes. A failed poll is tried
     /// again (Heft may be briefly overloaded); the truth keeps the last status seen.
-    async fn follow(&self, token: &Token, truth: &mut Truth, opts: &ShopperOptions) {
+    pub async fn follow(&self, token: &Token, truth: &mut Truth, opts: &ShopperOptions) {
         let since = truth.closed_at.unwrap_or_else(Instant::now);
         let deadline = since + opts.order_timeout;
         loop {
@@ -755,7 +774,7 @@ fn stocked_doors(cabinet: &CabinetRemote) -> Vec<u32> {
 }
 
 /// Refusals that stay with the shopper's account: a new shopper takes its place.
-fn account_bound(code: &str) -> bool {
+pub fn account_bound(code: &str) -> bool {
     matches!(code, "unpaid_debt" | "order_open" | "shopper_blocked" | "channel_not_bound")
 }
 
@@ -936,6 +955,16 @@ impl FleetSetup {
         }
     }
 
+    /// Describe the cabinet type `name` as simulated cabinets are: `channels` load cells, kept
+    /// like a fridge (they report about 4 °C). Before they log in, so none is flagged for a
+    /// channel count its type does not have.
+    pub async fn describe_type(&self, name: &str, channels: u32) -> Result<(), ShopperError> {
+        let kind =
+            json!({"sensor_channels": channels, "temp_min_c": 2.0, "temp_max_c": 10.0, "temp_alert_after_s": 900});
+        self.call("cabinet type", reqwest::Method::PUT, &format!("/ops/cabinet-types/{name}"), Some(kind)).await?;
+        Ok(())
+    }
+
     /// The simulated products, created where missing (found by barcode).
     pub async fn catalogue(&self) -> Result<Vec<SimProduct>, ShopperError> {
         let what = "products";
@@ -1031,23 +1060,13 @@ impl FleetSetup {
         // goes in; then the book must say what was placed.
         let mut counted = Vec::new();
         for &door in &doors {
-            let path = format!("/ops/cabinets/{sn}/restock");
-            let started = self.call("restock", reqwest::Method::POST, &path, Some(json!({"door": door}))).await?;
-            let session = started["session"]["id"]
-                .as_i64()
-                .ok_or(ShopperError::Missing { what: "restock", field: "session.id" })?;
-            if !cab.wait_unlocked(door, Duration::from_secs(30)).await {
-                return Err(cabinet_error(&format!("door {door} was not unlocked for the restock")));
-            }
-            self.with_doors_open(cab, &[door], |p| {
+            let fill = |p: &mut super::cabinet::Physical| {
                 for &(ch, product, units) in stock.iter().filter(|(ch, _, _)| door_of(*ch) == door) {
                     p.stock(ch, product.unit_g, units)?;
                 }
                 Ok(())
-            })
-            .await
-            .map_err(|e| cabinet_error(&e))?;
-            counted.push(self.wait_session_ended(&sn, session).await?);
+            };
+            counted.push(self.restock_with(cab, door, fill).await?);
         }
         let book =
             self.call("configuration", reqwest::Method::GET, &format!("/ops/cabinets/{sn}/config"), None).await?;
@@ -1066,6 +1085,41 @@ impl FleetSetup {
             }
         }
         Ok(())
+    }
+
+    /// A restocker opens `door` in a restock session, `fill`s it, and closes it; Heft counts by
+    /// weight what went in. What it recorded.
+    pub async fn restock_with(
+        &self,
+        cab: &CabinetRemote,
+        door: u32,
+        fill: impl FnOnce(&mut super::cabinet::Physical) -> Result<(), super::cabinet::CabinetError>,
+    ) -> Result<String, ShopperError> {
+        let sn = cab.sn();
+        let cabinet_error = |message: String| ShopperError::Cabinet { sn: sn.to_string(), message };
+        let path = format!("/ops/cabinets/{sn}/restock");
+        let started = self.call("restock", reqwest::Method::POST, &path, Some(json!({"door": door}))).await?;
+        let session =
+            started["session"]["id"].as_i64().ok_or(ShopperError::Missing { what: "restock", field: "session.id" })?;
+        if !cab.wait_unlocked(door, Duration::from_secs(30)).await {
+            return Err(cabinet_error(format!("door {door} was not unlocked for the restock")));
+        }
+        self.with_doors_open(cab, &[door], fill).await.map_err(cabinet_error)?;
+        self.wait_session_ended(sn, session).await
+    }
+
+    /// [`FleetSetup::restock_with`]: every lane of `door` filled to its capacity with the product
+    /// it holds.
+    pub async fn refill(&self, cab: &CabinetRemote, door: u32) -> Result<String, ShopperError> {
+        let channels: Vec<u32> = shelf(cab, door).unwrap_or_default().iter().map(|l| l.channel).collect();
+        let fill = |p: &mut super::cabinet::Physical| {
+            for ch in channels {
+                let unit_g = p.truth().get(ch as usize).map_or(0.0, |t| t.unit_g);
+                p.stock(ch, unit_g, LANE_CAPACITY)?;
+            }
+            Ok(())
+        };
+        self.restock_with(cab, door, fill).await
     }
 
     /// Until Heft has ended the session (a restock: counted and stored); what it recorded.

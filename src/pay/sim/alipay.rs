@@ -297,6 +297,28 @@ impl AlipaySim {
         true
     }
 
+    /// Every freeze as the platform holds it: what is still frozen, and the trades paid against
+    /// it (more than one is a double charge).
+    pub fn holds(&self) -> Vec<super::Hold> {
+        let inner = self.lock();
+        inner
+            .freezes
+            .iter()
+            .map(|(no, f)| {
+                let trades: Vec<&Trade> =
+                    inner.trades.values().filter(|t| !f.auth_no.is_empty() && t.auth_no == f.auth_no).collect();
+                super::Hold {
+                    channel: PLATFORM.into(),
+                    out_order_no: no.clone(),
+                    state: f.order_status().into(),
+                    held_fen: if f.order_status() == "AUTHORIZED" { f.rest() } else { 0 },
+                    charged_fen: trades.iter().map(|t| t.total_fen - t.refunded_fen()).sum(),
+                    charges: u32::try_from(trades.len()).unwrap_or(u32::MAX),
+                }
+            })
+            .collect()
+    }
+
     fn lock(&self) -> Locked<'_, Inner> {
         Locked::new(&self.inner, self.store.as_deref(), PLATFORM)
     }

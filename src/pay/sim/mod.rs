@@ -8,7 +8,8 @@
 //! Besides the platform paths it serves what a phone would do, for tests and demos:
 //! `POST /sim/wechat/login` and `/sim/alipay/login` (a mini-program login code),
 //! `POST /sim/wechat/confirm` and `/sim/alipay/confirm` (the shopper confirms on the platform's
-//! page), `GET|POST /sim/knobs`, `GET /sim/callbacks` (every callback attempt), and
+//! page), `GET|POST /sim/knobs`, `GET /sim/callbacks` (every callback attempt), `GET /sim/holds`
+//! (every pre-authorisation: what is frozen, what was charged, how many times), and
 //! `GET|POST /sim/clock` (the platforms' clock, which decides which days' bills are published).
 //!
 //! With `pay_sim.state_file` set, what the platforms know (orders, holds, trades, refunds, hence
@@ -61,6 +62,24 @@ pub struct Knobs {
     /// Releases refused for good: WeChat cancel 400 `INVALID_ORDER_STATE`, Alipay unfreeze 40004
     /// `REQUEST_AMOUNT_EXCEED`, nothing applied.
     pub refuse_release: u32,
+}
+
+/// A pre-authorisation as the platform holds it (`GET /sim/holds`): the platform's own account of
+/// what is frozen and what was charged, to check a client against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// `wechat` or `alipay`.
+    pub channel: String,
+    pub out_order_no: String,
+    /// The platform's state: WeChat `CREATED`, `USER_CONFIRM`, `MCH_COMPLETE`, `DONE`, `REVOKED`,
+    /// `EXPIRED`; Alipay `AUTHORIZED`, `FINISH`, `CLOSED`.
+    pub state: String,
+    /// The shopper's money frozen for it now: confirmed, and neither charged nor released.
+    pub held_fen: i64,
+    /// Charged against it (collected or being collected), net of refunds.
+    pub charged_fen: i64,
+    /// Charges made against it: more than one is a double charge.
+    pub charges: u32,
 }
 
 /// The hour (Beijing time) of the next day from which both platforms serve a day's bill:
@@ -182,6 +201,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sim/knobs", web::get().to(get_knobs))
         .route("/sim/knobs", web::post().to(set_knobs))
         .route("/sim/callbacks", web::get().to(list_callbacks))
+        .route("/sim/holds", web::get().to(list_holds))
         .route("/sim/orders/{out_order_no}/forget", web::post().to(forget))
         .route("/sim/clock", web::get().to(get_clock))
         .route("/sim/clock", web::post().to(set_clock))
@@ -226,6 +246,14 @@ async fn forget(state: web::Data<SimState>, path: web::Path<String>) -> HttpResp
         true => HttpResponse::Ok().json(serde_json::json!({ "forgotten": no })),
         false => HttpResponse::NotFound().json(serde_json::json!({ "error": "not_found", "out_order_no": no })),
     }
+}
+
+/// `GET /sim/holds`: every pre-authorisation of both platforms, by order number.
+async fn list_holds(state: web::Data<SimState>) -> HttpResponse {
+    let mut holds = state.wechat.holds();
+    holds.extend(state.alipay.holds());
+    holds.sort_by(|a, b| a.out_order_no.cmp(&b.out_order_no));
+    HttpResponse::Ok().json(serde_json::json!({ "holds": holds }))
 }
 
 async fn list_callbacks(state: web::Data<SimState>) -> HttpResponse {

@@ -60,6 +60,20 @@ enum St {
     Expired,
 }
 
+impl St {
+    /// The state as the platform names it (`DOING` split into its descriptions).
+    fn name(self) -> &'static str {
+        match self {
+            St::Created => "CREATED",
+            St::UserConfirm => "USER_CONFIRM",
+            St::MchComplete => "MCH_COMPLETE",
+            St::Done => "DONE",
+            St::Revoked => "REVOKED",
+            St::Expired => "EXPIRED",
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Order {
     /// The create body, for the idempotency check.
@@ -163,6 +177,27 @@ impl WechatSim {
     /// there was one.
     pub fn forget(&self, out_order_no: &str) -> bool {
         self.lock().orders.remove(out_order_no).is_some()
+    }
+
+    /// Every Pay Score order as the platform holds it: what is frozen, what was charged.
+    pub fn holds(&self) -> Vec<super::Hold> {
+        let inner = self.lock();
+        inner
+            .orders
+            .iter()
+            .map(|(no, o)| {
+                let charged = matches!(o.state, St::MchComplete | St::Done);
+                let risk_fund = o.request.pointer("/risk_fund/amount").and_then(Value::as_i64).unwrap_or(0);
+                super::Hold {
+                    channel: PLATFORM.into(),
+                    out_order_no: no.clone(),
+                    state: o.state.name().into(),
+                    held_fen: if o.state == St::UserConfirm { risk_fund } else { 0 },
+                    charged_fen: if charged { o.total_amount.unwrap_or(0) } else { 0 },
+                    charges: u32::from(charged),
+                }
+            })
+            .collect()
     }
 
     fn lock(&self) -> Locked<'_, Inner> {
