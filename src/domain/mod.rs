@@ -7,6 +7,7 @@ pub mod calibration;
 pub mod command;
 pub mod door;
 pub mod layout;
+pub mod live;
 pub mod liveness;
 pub mod money;
 pub mod names;
