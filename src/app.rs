@@ -109,11 +109,25 @@ fn serve_http(
     Ok(handle)
 }
 
+/// The live bus: in-process, or through RabbitMQ to every node when messages go that way.
+fn live_bus(config: &Config) -> Result<crate::mq::live::LiveBus, StartError> {
+    use crate::mq::live::LiveBus;
+    let backlog = config.live.event_backlog;
+    Ok(match crate::mq::Transport::parse(&config.messages.url)? {
+        crate::mq::Transport::Embedded => LiveBus::embedded(backlog),
+        crate::mq::Transport::Rabbit { url } => {
+            LiveBus::rabbit(backlog, url, &config.messages.prefix, config.node.id.clone())
+        }
+    })
+}
+
 /// A running Heft node.
 pub struct Heft {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub services: Shared,
+    /// The live view's hub.
+    pub live: crate::actors::live::Hub,
     pub registry: Addr<Registry>,
     pub watchdog: Addr<Watchdog>,
     /// The payment platform simulator, when `pay_sim.enabled`.
@@ -158,12 +172,12 @@ impl Heft {
         // The routing tables exist before the actors do: the consumers tell actors.
         let (routes, cabinets) = (Routes::default(), Cabinets::default());
         let relay = crate::actors::relay::Relay::new();
+        let live = live_bus(&config)?;
         let effects: Arc<dyn crate::flows::Runner> =
-            Arc::new(EffectRunner { relay: relay.clone(), cabinets: cabinets.clone() });
+            Arc::new(EffectRunner { relay: relay.clone(), cabinets: cabinets.clone(), live: live.clone() });
         let ctx = crate::flows::Ctx { db: db.clone(), cache: cache.clone(), payments, config: config.clone() };
         let consumer = Consumer { ctx: ctx.clone(), runner: effects.clone(), cabinets: cabinets.clone() };
-        let mut consumers = crate::actors::consumers::handlers(&consumer);
-        consumers.extend(handlers);
+        let consumers = crate::actors::consumers::handlers(&consumer).into_iter().chain(handlers).collect();
         relay.start(db, config.messages.clone(), metrics.clone(), crate::mq::Consumers::new(consumers))?;
         let services: Shared = Arc::new(Services {
             payments: ctx.payments,
@@ -177,6 +191,7 @@ impl Heft {
             downlink: broker.downlink.clone(),
             effects,
             connects,
+            live,
         });
         let registry = Registry::new(services.clone(), routes.clone(), cabinets.clone()).start();
         let bridge = Arbiter::new();
@@ -192,13 +207,15 @@ impl Heft {
         );
         let watchdog = Watchdog::new(services.clone(), registry.clone()).start();
         let auth = Arc::new(web::auth::AuthState::new(&config.auth, &services.seal));
-        let state = AppState { svc: services.clone(), registry: registry.clone(), cabinets, auth };
+        let hub = crate::actors::live::Hub::start(&services);
+        let state = AppState { svc: services.clone(), registry: registry.clone(), cabinets, auth, live: hub.clone() };
         let http = serve_http(state, listener, config.http.workers)?;
         tracing::info!(%http_addr, mqtt = %config.mqtt.listen, node = %config.node.id, "heft is serving");
         Ok(Heft {
             http_addr,
             mqtt_addr: config.mqtt.listen,
             services,
+            live: hub,
             registry,
             watchdog,
             pay_sim,

@@ -49,6 +49,7 @@ pub struct Config {
     pub wechat: WechatConfig,
     pub alipay: AlipayConfig,
     pub pay_sim: PaySimConfig,
+    pub live: LiveConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -484,6 +485,59 @@ pub enum LogFormat {
     Json,
 }
 
+/// The operators' live view (`/ops/live`): every limit that keeps a slow or dead browser from
+/// costing the node anything.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Sockets open at once on this node; one more is refused (503) before the upgrade.
+    pub max_sockets: usize,
+    /// A socket that has not authenticated within this is closed (4001).
+    pub auth_timeout_ms: u64,
+    /// A ping goes out this often; a socket that has sent nothing (not even a pong) for
+    /// `idle_timeout_s` is closed.
+    pub ping_s: u64,
+    pub idle_timeout_s: u64,
+    /// Largest message a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Subscriptions one socket may hold.
+    pub max_subscriptions: usize,
+    /// Messages waiting per socket; a coalesced value (a lane's grams, a cabinet's row) takes one
+    /// place however often it changes. A subscription that would overflow it is resynced.
+    pub queue_capacity: usize,
+    /// Resyncs within `resync_window_s` past which the socket is closed (4008, too slow).
+    pub max_resyncs: usize,
+    pub resync_window_s: u64,
+    /// One cabinet's fleet row goes out at most this often.
+    pub fleet_interval_ms: u64,
+    /// One cabinet's lane weights go out at most this often while a door is open.
+    pub weights_interval_ms: u64,
+    /// Rows in an `orders`, `alerts`, `reviews` or `restock` snapshot (newest first).
+    pub snapshot_rows: i64,
+    /// Events the hub may have waiting before it counts itself behind and resyncs everyone.
+    pub event_backlog: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            max_sockets: 1000,
+            auth_timeout_ms: 5000,
+            ping_s: 15,
+            idle_timeout_s: 45,
+            max_message_bytes: 4096,
+            max_subscriptions: 32,
+            queue_capacity: 2000,
+            max_resyncs: 3,
+            resync_window_s: 60,
+            fleet_interval_ms: 1000,
+            weights_interval_ms: 200,
+            snapshot_rows: 200,
+            event_backlog: 65536,
+        }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { filter: "info,rumqttd=warn".into(), format: LogFormat::Text }
@@ -509,6 +563,7 @@ impl fmt::Debug for Config {
             .field("wechat", &self.wechat)
             .field("alipay", &self.alipay)
             .field("pay_sim", &self.pay_sim)
+            .field("live", &self.live)
             .finish_non_exhaustive()
     }
 }
@@ -584,6 +639,7 @@ impl Config {
         if self.cache.prefix.is_empty() || self.cache.prefix.contains(char::is_whitespace) {
             return Err(key_error("cache.prefix", "must be non-empty with no spaces"));
         }
+        self.validate_live()?;
         positive("mqtt.max_connections", self.mqtt.max_connections as u64)?;
         positive("mqtt.max_frame_bytes", self.mqtt.max_frame_bytes as u64)?;
         if self.mqtt.max_packet_bytes < self.mqtt.max_frame_bytes {
@@ -708,6 +764,36 @@ impl Config {
         self.validate_orders()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(key_error("log.filter", "is not a valid tracing filter"));
+        }
+        Ok(())
+    }
+
+    fn validate_live(&self) -> Result<(), ConfigError> {
+        let l = &self.live;
+        for (key, v) in [
+            ("live.max_sockets", l.max_sockets as u64),
+            ("live.auth_timeout_ms", l.auth_timeout_ms),
+            ("live.ping_s", l.ping_s),
+            ("live.max_message_bytes", l.max_message_bytes as u64),
+            ("live.max_subscriptions", l.max_subscriptions as u64),
+            ("live.resync_window_s", l.resync_window_s),
+            ("live.fleet_interval_ms", l.fleet_interval_ms),
+            ("live.weights_interval_ms", l.weights_interval_ms),
+            ("live.snapshot_rows", u64::try_from(l.snapshot_rows).unwrap_or(0)),
+            ("live.event_backlog", l.event_backlog as u64),
+        ] {
+            if v == 0 {
+                return Err(key_error(key, "must be greater than 0"));
+            }
+        }
+        if l.idle_timeout_s <= l.ping_s {
+            return Err(key_error("live.idle_timeout_s", "must be longer than live.ping_s, or every socket idles out"));
+        }
+        if l.queue_capacity < 16 {
+            return Err(key_error("live.queue_capacity", "must be at least 16"));
+        }
+        if l.snapshot_rows > 1000 {
+            return Err(key_error("live.snapshot_rows", "must be at most 1000"));
         }
         Ok(())
     }

@@ -75,6 +75,16 @@ macro_rules! metrics {
 }
 
 metrics! {
+    /// Live-view websockets open on this node.
+    live_sockets: IntGauge = int_gauge("heft_live_sockets", "Live-view websockets open on this node"),
+    /// Changes the live hub heard (from this node and the others).
+    live_changes: IntCounter = counter("heft_live_changes_total", "Changes the live hub heard"),
+    /// Messages sent to live-view sockets, by type (snapshot, delta, resync).
+    live_sent: IntCounterVec = counters("heft_live_sent_total", "Messages sent to live-view sockets", &["type"]),
+    /// Bytes sent to live-view sockets.
+    live_bytes: IntCounter = counter("heft_live_sent_bytes_total", "Bytes sent to live-view sockets"),
+    /// Live-view sockets closed by the server, by reason (unauthenticated, slow, disabled, idle).
+    live_closed: IntCounterVec = counters("heft_live_closed_total", "Live-view sockets closed by the server", &["reason"]),
     /// Cabinets logged in on this node and not judged offline.
     cabinets_connected: IntGauge = int_gauge("heft_cabinets_connected", "Cabinets logged in on this node and not offline"),
     /// Cabinet actors alive on this node.

@@ -116,8 +116,7 @@ impl OpenCheck {
 
 impl RestockCheck {
     async fn consume(&self, _: &Message, m: topics::RestockCheck) -> Result<flows::Effects, HandlerError> {
-        flows::restock::check(&self.0.ctx.db, m.sn).await?;
-        Ok(flows::Effects::none())
+        Ok(flows::restock::check(&self.0.ctx.db, m.sn).await?)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Carrying out what flows return once their transaction has committed (`flows::Effects`): wake
 //! the outbox relay, tell cabinet actors on this node what became of their orders and that their
-//! setup changed.
+//! setup changed, and tell the live view what changed.
 
 use super::cabinet::door::{OpenForOrder, OrderEnded};
 use super::cabinet::requests::SetupChanged as Reload;
@@ -8,11 +8,13 @@ use super::registry::{self, Cabinets};
 use super::relay::Relay;
 use crate::domain::order::OrderStatus;
 use crate::flows::{Effects, OrderMoved, Runner, SetupChanged};
+use crate::mq::live::LiveBus;
 
 /// The node's one runner of effects.
 pub struct EffectRunner {
     pub relay: Relay,
     pub cabinets: Cabinets,
+    pub live: LiveBus,
 }
 
 impl EffectRunner {
@@ -43,6 +45,9 @@ impl Runner for EffectRunner {
                 sns.iter().filter_map(|sn| registry::cabinet(&self.cabinets, sn)).for_each(|a| a.do_send(Reload))
             }
             None => {}
+        }
+        for change in effects.live {
+            self.live.publish(change);
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod cabinet;
 pub mod consumers;
 pub mod effects;
+pub mod live;
 pub mod registry;
 pub mod relay;
 pub mod watchdog;
@@ -36,6 +37,8 @@ pub struct Services {
     pub effects: Arc<dyn crate::flows::Runner>,
     /// When each cabinet last connected with its own token (a new frame key may come with it).
     pub connects: crate::device::auth::Connects,
+    /// What changed, for the operators' live view on every node.
+    pub live: crate::mq::live::LiveBus,
 }
 
 pub type Shared = Arc<Services>;

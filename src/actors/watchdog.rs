@@ -154,6 +154,7 @@ async fn apply(
             tracing::warn!(sn = %t.sn, error = %e, "liveness change not cached");
         }
         svc.metrics.liveness_transitions.with_label_values(&[t.to.as_str()]).inc();
+        svc.live.publish(crate::domain::live::Change::Cabinet { sn: t.sn.clone() });
         tracing::info!(sn = %t.sn, from = t.from.as_str(), to = t.to.as_str(), "liveness changed");
     }
     // Offline cabinets (now or already) are no longer expected to beat; their next heartbeat

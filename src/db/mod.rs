@@ -12,6 +12,7 @@ pub mod columns;
 pub mod commands;
 pub mod consumed;
 pub mod layout;
+pub mod live;
 pub mod models;
 pub mod operators;
 pub mod orders;

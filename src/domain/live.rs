@@ -1,6 +1,7 @@
 //! The live view's rules (`/ops/live`), without I/O: what a browser may subscribe to, what one
 //! socket's send queue keeps when the browser reads slower than Heft writes, and how often a
-//! key's value may go out. The hub (to come) decides with these and then writes.
+//! key's value may go out, and what changed (the [`Change`] flows and cabinet actors publish after
+//! their commit). The hub (`actors::live`) decides with these and then writes.
 //!
 //! A slow browser never slows Heft: its queue is bounded; a value that only its latest state
 //! matters for (a lane's grams, a cabinet's liveness) replaces the one still waiting under its
@@ -11,7 +12,11 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::cabinet::{Sn, SnError};
+use super::operator::Role;
+use super::units::Grams;
 
 /// What a subscription follows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,6 +53,81 @@ impl Topic {
             },
         })
     }
+}
+
+impl Topic {
+    /// Whether an operator with `role` may follow this topic. The orders feed carries shoppers'
+    /// money, so only the roles that run the fleet see it; the rest is what every role may read
+    /// through the ops API.
+    pub fn allowed(&self, role: Role) -> bool {
+        match self {
+            Topic::Orders => matches!(role, Role::Admin | Role::Operator),
+            Topic::Fleet | Topic::Cabinet(_) | Topic::Alerts | Topic::Reviews | Topic::Restock => true,
+        }
+    }
+}
+
+/// What changed, published once the change is committed (or, for what a cabinet reports and
+/// Heft does not store, once it is heard). It crosses nodes as JSON, so a browser on one node
+/// sees a cabinet held by another. Stored things are named by their key and read again by the
+/// hub (so a browser always gets the row as it is, whatever order changes arrive in); what is not
+/// stored travels with its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A cabinet's stored state: liveness, status, its session, open alerts, stock.
+    Cabinet {
+        sn: String,
+    },
+    /// A door opened or closed; `open` is every door open now.
+    Door {
+        sn: String,
+        door: u32,
+        opened: bool,
+        open: Vec<u32>,
+        at_ms: i64,
+    },
+    Temperature {
+        sn: String,
+        temp_c: f64,
+    },
+    /// Lane grams while a door is open or the shelf settles after it closed.
+    Weights {
+        sn: String,
+        at_ms: i64,
+        lanes: Vec<LaneGrams>,
+    },
+    /// A command was sent or finished.
+    Command {
+        sn: String,
+        cmd_id: String,
+    },
+    Order {
+        id: i64,
+    },
+    Alert {
+        id: i64,
+    },
+    Review {
+        id: i64,
+    },
+    Restock {
+        id: i64,
+    },
+    /// An operator's account changed: their sockets are checked again (disabled: closed).
+    Operator {
+        id: i64,
+    },
+}
+
+/// One lane's grams in a [`Change::Weights`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaneGrams {
+    pub code: String,
+    /// The latest reading.
+    pub grams: Option<Grams>,
+    /// The lane's stable weight, when its recent readings agree.
+    pub stable_g: Option<Grams>,
 }
 
 impl std::fmt::Display for Topic {
@@ -169,6 +249,13 @@ impl<T> SendQueue<T> {
         if self.resyncs.len() > self.limits.max_resyncs { Pushed::Close } else { Pushed::Behind }
     }
 
+    /// A new subscription: its snapshot is owed, and goes out before anything queued for it.
+    /// Not counted as falling behind.
+    pub fn owe_snapshot(&mut self, sub: u64) {
+        self.forget(sub);
+        self.behind.insert(sub);
+    }
+
     /// A subscription ended: nothing more of it goes out.
     pub fn forget(&mut self, sub: u64) {
         self.slots.retain(|s| !matches!(s, Slot::Plain(n, _) | Slot::Keyed(n, _) if *n == sub));
@@ -270,6 +357,33 @@ mod tests {
         assert!(matches!(Topic::parse("cabinet/"), Err(TopicError::Sn(_))));
         assert!(matches!(Topic::parse("cabinet/a b"), Err(TopicError::Sn(_))));
         assert!(matches!(Topic::parse("weights"), Err(TopicError::Unknown(_))));
+    }
+
+    #[test]
+    fn only_managers_follow_the_orders_feed() {
+        let orders = Topic::Orders;
+        assert!(orders.allowed(Role::Admin) && orders.allowed(Role::Operator));
+        assert!(!orders.allowed(Role::Restocker) && !orders.allowed(Role::Maintainer));
+        assert!(Topic::Fleet.allowed(Role::Restocker) && Topic::Restock.allowed(Role::Maintainer));
+    }
+
+    #[test]
+    fn changes_cross_nodes_as_tagged_json() {
+        let c = Change::Door { sn: "SN-1".into(), door: 1, opened: true, open: vec![1], at_ms: 5 };
+        let text = serde_json::to_string(&c).expect("json");
+        assert!(text.contains(r#""kind":"door""#), "{text}");
+        assert_eq!(serde_json::from_str::<Change>(&text).expect("back"), c);
+    }
+
+    #[test]
+    fn an_owed_snapshot_goes_first_and_drops_what_was_queued() {
+        let now = Instant::now();
+        let mut q = SendQueue::new(limits(10));
+        q.push(1, None, 1, now);
+        q.push(2, None, 2, now);
+        q.owe_snapshot(1);
+        assert_eq!(q.push(1, None, 3, now), Pushed::Behind, "nothing queues before its snapshot");
+        assert_eq!(drain(&mut q), [Next::Resync(1), Next::Message { sub: 2, body: 2 }]);
     }
 
     #[test]

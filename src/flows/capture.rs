@@ -113,7 +113,7 @@ pub async fn handle(
         }
     };
     let (failure, error) = match result {
-        Ok(()) => return Ok(Effects::wake()),
+        Ok(()) => return Ok(Effects::order_changed(id)),
         Err(CaptureError::Db(e)) => return Err(e.into()),
         Err(CaptureError::Again(e)) => (Failure::Unreachable, e),
         Err(CaptureError::Broken(e)) => (Failure::Broken, e),
@@ -139,7 +139,7 @@ pub async fn handle(
                     })
                 })
                 .await?;
-            Ok(Effects::wake())
+            Ok(Effects::order_changed(id))
         }
     }
 }

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::Db;
+use crate::domain::live::Change;
 use crate::domain::order::OrderStatus;
 use crate::pay::Gateways;
 
@@ -63,6 +64,8 @@ pub struct Effects {
     /// Cabinets whose actors on this node must reload their setup (new labels, a changed cabinet
     /// type). One in a session reloads when it is free; one not connected, at its next login.
     pub setup_changed: Option<SetupChanged>,
+    /// What changed, for the operators' live view (`actors::live`): published once committed.
+    pub live: Vec<Change>,
 }
 
 /// Whose setup changed.
@@ -102,10 +105,26 @@ impl Effects {
         Effects { setup_changed: Some(SetupChanged::All), ..Effects::default() }
     }
 
+    /// Tell the live view that `change` happened.
+    pub fn changed(mut self, change: Change) -> Effects {
+        if !self.live.contains(&change) {
+            self.live.push(change);
+        }
+        self
+    }
+
+    /// Messages were enqueued for order `id`, which changed.
+    pub fn order_changed(id: i64) -> Effects {
+        Effects::wake().changed(Change::Order { id })
+    }
+
     /// Both sets of effects.
     pub fn and(mut self, other: Effects) -> Effects {
         self.wake_relay |= other.wake_relay;
         self.orders.extend(other.orders);
+        for change in other.live {
+            self = self.changed(change);
+        }
         self.setup_changed = match (self.setup_changed, other.setup_changed) {
             (Some(SetupChanged::All), _) | (_, Some(SetupChanged::All)) => Some(SetupChanged::All),
             (Some(SetupChanged::Cabinets(mut a)), Some(SetupChanged::Cabinets(b))) => {

@@ -9,6 +9,7 @@ use super::{Effects, OrderMoved, sessions};
 use crate::db::models::Order;
 use crate::db::orders::{self, OrderChanges};
 use crate::db::{AnyConnection, DbError, DbResult, payments, users};
+use crate::domain::live::Change;
 use crate::domain::order::{self, OrderEvent, OrderStatus, Stay};
 use crate::domain::payment::{self as pay_rules, PaymentState};
 use crate::domain::session::Outcome;
@@ -37,13 +38,15 @@ impl Moved {
     }
 
     /// What the order's cabinet must hear of this move: an authorised order opens its door, a
-    /// cancelled one lets the cabinet go (both enqueued a message: the relay is woken too).
+    /// cancelled one lets the cabinet go (both enqueued a message: the relay is woken too). Any
+    /// move is news for the live view.
     pub fn effects(&self) -> Effects {
         match self {
-            Moved::To(o) if matches!(o.status, OrderStatus::Authorized | OrderStatus::Cancelled) => {
-                Effects::none().order_moved(OrderMoved { sn: o.sn.clone(), order_id: o.id, status: o.status })
-            }
-            Moved::To(_) | Moved::Stayed(..) => Effects::none(),
+            Moved::To(o) if matches!(o.status, OrderStatus::Authorized | OrderStatus::Cancelled) => Effects::none()
+                .order_moved(OrderMoved { sn: o.sn.clone(), order_id: o.id, status: o.status })
+                .changed(Change::Order { id: o.id }),
+            Moved::To(o) => Effects::none().changed(Change::Order { id: o.id }),
+            Moved::Stayed(..) => Effects::none(),
         }
     }
 }

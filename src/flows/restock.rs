@@ -10,6 +10,7 @@ use crate::db::models::{Lane, NewSession, Session};
 use crate::db::stock::LedgerRefs;
 use crate::db::{self, AnyConnection, Db, DbError, DbResult, layout, restock, write_tx};
 use crate::domain::alert::{self, AlertCode};
+use crate::domain::live::Change;
 use crate::domain::restock::{
     LaneChange, LaneStock, RestockCount, TaskLane, TaskStatus, count_restock, lanes_to_restock, maintenance_moves,
 };
@@ -47,24 +48,30 @@ fn wanted(conn: &mut AnyConnection, sn: &str) -> DbResult<Vec<TaskLane>> {
 
 /// `restock.check`: make the cabinet's open task say what its lanes need now — created when there
 /// is none (and operators alerted once per new task), left to its restocker when one is at it.
-pub async fn check(db: &Db, sn: String) -> DbResult<()> {
-    db.write(move |c| {
-        let now = db::now();
-        let need = wanted(c, &sn)?;
-        if need.is_empty() {
-            return Ok(());
-        }
-        match restock::current(c, &sn)? {
-            Some(t) if t.status == TaskStatus::InProgress => {}
-            Some(t) => restock::set_wanted(c, t.id, &json(&need)?, now)?,
-            None => {
-                let task = restock::create(c, &sn, &json(&need)?, now)?;
-                alerts::raise_in(c, &alert::restock_needed(&sn, task.id, &task.wanted))?;
+pub async fn check(db: &Db, sn: String) -> DbResult<Effects> {
+    let cabinet = Change::Cabinet { sn: sn.clone() };
+    let task = db
+        .write(move |c| {
+            let now = db::now();
+            let need = wanted(c, &sn)?;
+            if need.is_empty() {
+                return Ok(None);
             }
-        }
-        Ok(())
+            match restock::current(c, &sn)? {
+                Some(t) if t.status == TaskStatus::InProgress => Ok(None),
+                Some(t) => restock::set_wanted(c, t.id, &json(&need)?, now).map(|()| Some(t.id)),
+                None => {
+                    let task = restock::create(c, &sn, &json(&need)?, now)?;
+                    alerts::raise_in(c, &alert::restock_needed(&sn, task.id, &task.wanted))?;
+                    Ok(Some(task.id))
+                }
+            }
+        })
+        .await?;
+    Ok(match task {
+        Some(id) => Effects::none().changed(Change::Restock { id }).changed(cabinet),
+        None => Effects::none(),
     })
-    .await
 }
 
 /// A restock or maintenance session opened at a door (`Err(held)`: another session holds the
@@ -104,8 +111,13 @@ pub async fn finish(
     scale_error: f64,
 ) -> DbResult<Effects> {
     let count = count_restock(&readings, scale_error);
-    db.write(move |c| finish_in(c, &sn, session_id, &count, &by, db::now())).await?;
-    Ok(Effects::wake())
+    let cabinet = Change::Cabinet { sn: sn.clone() };
+    let task = db.write(move |c| finish_in(c, &sn, session_id, &count, &by, db::now())).await?;
+    let effects = Effects::wake().changed(cabinet);
+    Ok(match task {
+        Some(id) => effects.changed(Change::Restock { id }),
+        None => effects,
+    })
 }
 
 fn finish_in(
@@ -115,10 +127,10 @@ fn finish_in(
     count: &RestockCount,
     by: &str,
     now: NaiveDateTime,
-) -> DbResult<()> {
+) -> DbResult<Option<i64>> {
     write_tx(conn, |conn| {
         if !db::sessions::lock_open(conn, session_id)? {
-            return Ok(());
+            return Ok(None);
         }
         if !count.uncounted.is_empty() {
             alerts::raise_in(conn, &alert::restock_uncounted(sn, &count.uncounted))?;
@@ -150,7 +162,7 @@ fn finish_in(
         if !wanted(conn, sn)?.is_empty() {
             RestockCheck { sn: sn.to_string(), lanes: Vec::new() }.enqueue(conn)?;
         }
-        Ok(())
+        Ok(task_id)
     })
 }
 

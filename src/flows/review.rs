@@ -11,6 +11,7 @@ use crate::db::models::Order;
 use crate::db::orders::{self, OrderChanges};
 use crate::db::stock::LedgerRefs;
 use crate::db::{self, AnyConnection, Db, DbError, layout, refunds, reviews, users, write_tx};
+use crate::domain::live::Change;
 use crate::domain::order::{OrderEvent, OrderStatus, rebasket};
 use crate::domain::review::{self, CaseKind, CaseStatus, Decision, LaneOffer, Resolution, ReviewRefusal};
 use crate::domain::settlement::Line;
@@ -76,7 +77,10 @@ pub struct Decided {
 /// - `dismiss` (an appeal): nothing changes.
 pub async fn resolve(db: &Db, case_id: i64, decided: Decided) -> Result<(Order, Effects), ReviewFail> {
     let order = db.write(move |c| resolve_in(c, case_id, &decided, db::now())).await?;
-    Ok((order, Effects::wake()))
+    let effects = Effects::order_changed(order.id)
+        .changed(Change::Review { id: case_id })
+        .changed(Change::Cabinet { sn: order.sn.clone() });
+    Ok((order, effects))
 }
 
 fn resolve_in(conn: &mut AnyConnection, case_id: i64, d: &Decided, now: NaiveDateTime) -> Result<Order, ReviewFail> {

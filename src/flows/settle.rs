@@ -15,6 +15,7 @@ use crate::db::orders::{self, OrderChanges};
 use crate::db::stock::LedgerRefs;
 use crate::db::{self, AnyConnection, Db, DbResult, reviews, write_tx};
 use crate::domain::alert;
+use crate::domain::live::Change;
 use crate::domain::order::{OrderEvent, OrderStatus, Stay};
 use crate::domain::review::CaseKind;
 use crate::domain::session::Outcome;
@@ -63,11 +64,15 @@ pub async fn settle(
         })
         .await?;
     match moved {
-        Moved::To(o) => Ok((Settled::Now(o), Effects::wake())),
+        Moved::To(o) => {
+            let effects = Effects::order_changed(o.id).changed(Change::Cabinet { sn: o.sn.clone() });
+            Ok((Settled::Now(o), effects))
+        }
         Moved::Stayed(o, Stay::AlreadyThere) => Ok((Settled::Already(o), Effects::none())),
         Moved::Stayed(o, why) => {
             refused(db, sn, &o, why, after_g).await?;
-            Ok((Settled::Refused(o, why), Effects::none()))
+            let id = o.id;
+            Ok((Settled::Refused(o, why), Effects::none().changed(Change::Order { id })))
         }
     }
 }

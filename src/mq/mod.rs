@@ -7,6 +7,7 @@
 //! once; handlers make it exactly once in effect with `db::consumed::once`.
 
 pub mod embedded;
+pub mod live;
 pub mod rabbit;
 pub mod topics;
 

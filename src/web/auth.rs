@@ -236,18 +236,22 @@ impl FromRequest for OpsUser {
         let route = format!("{} {}", req.method(), req.match_pattern().unwrap_or_else(|| req.path().to_string()));
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("AppState missing"))?;
-            let claims = state.auth.tokens.verify(&token?)?;
-            let id: i64 = claims.sub.parse().map_err(|_| TokenError::Invalid)?;
-            let op = state.svc.db.run(move |c| operators::find(c, id)).await?;
-            // The role and name are taken from the database, not the token: a change made since
-            // the login counts at once.
-            let op = op.ok_or(TokenError::Invalid)?;
-            if !op.active {
-                return Err(ApiError::Unauthorized("account disabled".into()));
-            }
-            Ok(OpsUser { id: op.id, username: op.username, role: op.role, route })
+            Ok(signed_in(&state, &token?, route).await?.0)
         })
     }
+}
+
+/// The operator a token names, as the database says now, with the token's claims. The role and
+/// name are taken from the database, not the token: a change made since the login counts at once.
+pub async fn signed_in(state: &AppState, token: &str, route: String) -> Result<(OpsUser, Claims), ApiError> {
+    let claims = state.auth.tokens.verify(token)?;
+    let id: i64 = claims.sub.parse().map_err(|_| TokenError::Invalid)?;
+    let op = state.svc.db.run(move |c| operators::find(c, id)).await?;
+    let op = op.ok_or(TokenError::Invalid)?;
+    if !op.active {
+        return Err(ApiError::Unauthorized("account disabled".into()));
+    }
+    Ok((OpsUser { id: op.id, username: op.username, role: op.role, route }, claims))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod input;
+pub mod live;
 pub mod messages;
 pub mod nearby;
 pub mod openapi;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub cabinets: crate::actors::registry::Cabinets,
     /// Operator tokens, the login limiter and the password-hashing pool.
     pub auth: Arc<auth::AuthState>,
+    /// The live view's hub (`/ops/live`).
+    pub live: crate::actors::live::Hub,
 }
 
 /// Every route; `spec` is the OpenAPI document served at `/api-docs/openapi.json`.
@@ -78,6 +81,7 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
 /// The ops API, under `/ops`.
 fn ops_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/auth/login").route(web::post().to(auth::login)))
+        .service(web::resource("/live").route(web::get().to(live::live)))
         .service(
             web::resource("/operators").route(web::post().to(operators::create)).route(web::get().to(operators::list)),
         )

@@ -169,6 +169,8 @@ pub async fn patch(
     let changed_password = password_hash.is_some();
     let change = OperatorChange { role, active, password_hash };
     let updated = flows::operators::change(&ops.state.svc.db, ops.user.id, id, change).await?;
+    // Their live sockets are checked again: a disabled account's are closed.
+    ops.state.svc.live.publish(crate::domain::live::Change::Operator { id: updated.id });
     tracing::info!(
         by = %ops.user.username, operator = %updated.username, role = %updated.role, active = updated.active,
         changed_password, "operator changed"

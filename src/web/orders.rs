@@ -361,6 +361,7 @@ pub async fn appeal(
         }
         AppealFail::Db(e) => e.into(),
     })?;
+    state.svc.live.publish(crate::domain::live::Change::Review { id: case_id });
     Ok(HttpResponse::Created().json(AppealOpened { case_id, order_id: order.id, status: CaseStatus::Open }))
 }
 

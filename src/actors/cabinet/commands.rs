@@ -12,6 +12,7 @@ use super::CabinetActor;
 use super::held::{CommandOutcome, Pending, Purpose};
 use crate::device::messages::{AckUp, Command};
 use crate::device::topic::DownKind;
+use crate::domain::live::Change;
 use crate::flows;
 
 impl CabinetActor {
@@ -39,7 +40,10 @@ impl CabinetActor {
         // `wait`: the row exists before the cabinet can ack, so the ack always finds it.
         ctx.wait(async move { flows::commands::record(&db, row).await }.into_actor(self).map(
             move |result, act, ctx| match result {
-                Ok(()) => act.launch(&id, kind, body, session_id, purpose, ctx),
+                Ok(()) => {
+                    act.svc.live.publish(Change::Command { sn: act.sn.to_string(), cmd_id: id.clone() });
+                    act.launch(&id, kind, body, session_id, purpose, ctx)
+                }
                 Err(e) => {
                     tracing::error!(sn = %act.sn, error = %e, "command not recorded; not sent");
                     let outcome = CommandOutcome::Failed(format!("not recorded: {e}"));
@@ -126,10 +130,12 @@ impl CabinetActor {
             result,
         };
         let (db, sn, id) = (self.svc.db.clone(), self.sn.to_string(), cmd_id.to_string());
+        let live = self.svc.live.clone();
         ctx.spawn(
             async move {
-                if let Err(e) = flows::commands::finish(&db, id.clone(), finished).await {
-                    tracing::error!(%sn, cmd_id = %id, error = %e, "command outcome not recorded");
+                match flows::commands::finish(&db, id.clone(), finished).await {
+                    Ok(()) => live.publish(Change::Command { sn, cmd_id: id }),
+                    Err(e) => tracing::error!(%sn, cmd_id = %id, error = %e, "command outcome not recorded"),
                 }
             }
             .into_actor(self),

@@ -23,6 +23,7 @@ use crate::device::topic::DownKind;
 use crate::domain::alert;
 use crate::domain::cabinet::CabinetStatus;
 use crate::domain::door::{self as course, Course, EndReason, Event, Opening, Phase, Wait};
+use crate::domain::live::Change;
 use crate::domain::liveness::Liveness;
 use crate::domain::order::{OrderStatus, ScanRefusal};
 use crate::domain::restock::LaneChange;
@@ -273,6 +274,7 @@ impl CabinetActor {
 
     fn hold_door(&mut self, s: &Session, course: Course, before: Vec<(String, Grams)>) {
         self.held = Some(Held::Door(SessionInfo::from(s), DoorRun { course, before, closed_at: None }));
+        self.changed();
     }
 
     fn door_run(&self) -> Option<&DoorRun> {
@@ -634,11 +636,12 @@ impl CabinetActor {
         let Some(run) = self.door_run() else { return };
         let Some(order_id) = run.course.purpose.order_id() else { return };
         let before = before_json(&run.before);
-        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
-                if let Err(e) = flows::door::opened(&db, order_id, before, differ).await {
-                    tracing::error!(%sn, order = order_id, error = %e, "door open not recorded");
+                match flows::door::opened(&db, order_id, before, differ).await {
+                    Ok(()) => live.publish(Change::Order { id: order_id }),
+                    Err(e) => tracing::error!(%sn, order = order_id, error = %e, "door open not recorded"),
                 }
             }
             .into_actor(self),
@@ -651,11 +654,12 @@ impl CabinetActor {
         let Some(run) = self.door_run() else { return };
         let Some(order_id) = run.course.purpose.order_id() else { return };
         let opened_before = unseen_open.then(|| before_json(&run.before));
-        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
-                if let Err(e) = flows::door::closed(&db, order_id, opened_before).await {
-                    tracing::error!(%sn, order = order_id, error = %e, "door close not recorded");
+                match flows::door::closed(&db, order_id, opened_before).await {
+                    Ok(()) => live.publish(Change::Order { id: order_id }),
+                    Err(e) => tracing::error!(%sn, order = order_id, error = %e, "door close not recorded"),
                 }
             }
             .into_actor(self),
@@ -667,11 +671,12 @@ impl CabinetActor {
         tracing::warn!(sn = %self.sn, order = ?order_id, "door open too long");
         self.raise(alert::door_open_too_long(self.sn.as_str(), order_id, limit), ctx);
         let Some(order_id) = order_id else { return };
-        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
-                if let Err(e) = flows::door::open_too_long(&db, order_id).await {
-                    tracing::error!(%sn, order = order_id, error = %e, "door-open notice not stored");
+                match flows::door::open_too_long(&db, order_id).await {
+                    Ok(()) => live.publish(Change::Order { id: order_id }),
+                    Err(e) => tracing::error!(%sn, order = order_id, error = %e, "door-open notice not stored"),
                 }
             }
             .into_actor(self),
@@ -703,11 +708,12 @@ impl CabinetActor {
 
     fn notice_over_cap(&mut self, order_id: Option<i64>, excess_fen: Fen, ctx: &mut Context<Self>) {
         let Some(order_id) = order_id else { return };
-        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
-                if let Err(e) = flows::door::over_cap(&db, order_id, excess_fen).await {
-                    tracing::error!(%sn, order = order_id, error = %e, "over-cap notice not stored");
+                match flows::door::over_cap(&db, order_id, excess_fen).await {
+                    Ok(()) => live.publish(Change::Order { id: order_id }),
+                    Err(e) => tracing::error!(%sn, order = order_id, error = %e, "over-cap notice not stored"),
                 }
             }
             .into_actor(self),

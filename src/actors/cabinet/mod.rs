@@ -31,6 +31,7 @@ use crate::device::messages::{AckUp, DoorUp, WeightUp};
 use crate::device::topic::{self, DownKind, UpKind};
 use crate::domain::alert::{self, AlertCode};
 use crate::domain::cabinet::{CabinetStatus, Sn};
+use crate::domain::live::Change;
 use crate::domain::liveness::{self, Liveness};
 use crate::domain::temperature::{TempRule, TempWatch};
 use crate::domain::weight::LaneCalibration;
@@ -84,6 +85,16 @@ pub struct CabinetActor {
     failed_deliveries: HashMap<crate::domain::session::SessionKind, i64>,
     /// A `channel_count` alert was raised since the login (once per login is enough).
     channels_alerted: bool,
+    /// When lane weights last went to the live view.
+    live_weights_at: Option<Instant>,
+}
+
+impl CabinetActor {
+    /// Tell the live view that this cabinet's stored state changed (a session, an alert, its
+    /// status): its row is read again.
+    pub(super) fn changed(&self) {
+        self.svc.live.publish(Change::Cabinet { sn: self.sn.to_string() });
+    }
 }
 
 /// A cabinet's actor is gone: it stopped on purpose, or it crashed (and is to be started again).
@@ -168,6 +179,7 @@ impl CabinetActor {
             temp_watch: TempWatch::default(),
             failed_deliveries: HashMap::new(),
             channels_alerted: false,
+            live_weights_at: None,
         }
     }
 
@@ -183,6 +195,7 @@ impl CabinetActor {
     fn publish_status(&mut self, status: CabinetStatus, ctx: &mut Context<Self>) {
         self.setup.status = status;
         tracing::info!(sn = %self.sn, %status, "cabinet status");
+        self.changed();
         let (cache, sn, status) = (self.svc.cache.clone(), self.sn.to_string(), status.as_str().to_string());
         // `wait`: two quick changes must reach the cache in order.
         ctx.wait(
@@ -397,6 +410,7 @@ impl CabinetActor {
     fn heartbeat(&mut self, hb: Heartbeat, ctx: &mut Context<Self>) {
         self.svc.metrics.heartbeats.inc();
         self.check_temperature(hb.temp_c, ctx);
+        self.svc.live.publish(Change::Temperature { sn: self.sn.to_string(), temp_c: hb.temp_c });
         let svc = self.svc.clone();
         let sn = self.sn.to_string();
         let fields = [("temperature_c", hb.temp_c.to_string()), ("heating", hb.heating.to_string())];
@@ -485,6 +499,7 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
     let sn = record.sn.clone();
     let at_ms = now_ms();
     let result = crate::flows::cabinet::login(&svc.db, record).await?;
+    svc.live.publish(Change::Cabinet { sn: sn.clone() });
     let (previous, cabinet) = match result {
         cabinets::LoginResult::Accepted { previous, cabinet } => (previous, cabinet),
         cabinets::LoginResult::StaleBoot { last_boot } => {
@@ -544,6 +559,9 @@ async fn recover(svc: &Shared, sn: &str) -> Result<bool, SessionError> {
     let node = svc.node_id().to_string();
     let owned = sn.to_string();
     let (changed, now) = crate::flows::cabinet::back_online(&svc.db, owned, node).await?;
+    if changed {
+        svc.live.publish(Change::Cabinet { sn: sn.to_string() });
+    }
     if let Some(now) = now {
         svc.cache.cabinet_set(sn, &[("liveness", now.as_str().to_string())]).await?;
     }

@@ -116,6 +116,7 @@ impl CabinetActor {
     pub(super) fn hold(&mut self, held: Held) {
         self.held = Some(held);
         self.reset_baselines();
+        self.changed();
     }
 
     pub(super) fn hold_calibration(&mut self, s: &Session, door: u32, lanes: Vec<String>, channels: Vec<u32>) {
@@ -149,8 +150,9 @@ impl CabinetActor {
         // `wait`: the next session must not start before this one is closed in the database.
         ctx.wait(async move { crate::flows::sessions::end(&db, id, outcome, detail).await }.into_actor(self).map(
             move |r, act, ctx| {
-                if let Err(e) = r {
-                    tracing::error!(sn = %act.sn, session = id, error = %e, "session end not recorded");
+                match r {
+                    Ok(_) => act.changed(),
+                    Err(e) => tracing::error!(sn = %act.sn, session = id, error = %e, "session end not recorded"),
                 }
                 if let Some(tx) = closed {
                     let _ = tx.send(());
@@ -315,8 +317,9 @@ impl CabinetActor {
                             } else if current {
                                 act.setup.versions.tags_acked = act.setup.versions.tags_acked.max(version);
                             }
-                            if let Some(status) = status {
-                                act.publish_status(status, ctx);
+                            match status {
+                                Some(status) => act.publish_status(status, ctx),
+                                None => act.changed(),
                             }
                         }
                         Err(e) => tracing::error!(sn = %act.sn, error = %e, "ack not recorded"),

@@ -12,6 +12,7 @@ use crate::db;
 use crate::db::weight_log::NewWeightRow;
 use crate::device::messages::{DoorUp, WeightUp};
 use crate::domain::alert::{self, AlertCode, AlertSpec, LaneDrift};
+use crate::domain::live::{Change, LaneGrams};
 use crate::domain::temperature::TempEvent;
 use crate::domain::units::Grams;
 use crate::domain::weight::{self, LaneWindow, ReadingKind};
@@ -98,6 +99,9 @@ impl CabinetActor {
         let kind = self.reading_kind();
         let grams = self.grams_of(&w.counts, true);
         self.log_reading(kind, &w.counts, &grams, w.h.ts);
+        if kind != ReadingKind::Closed {
+            self.live_weights();
+        }
         self.door_reading(kind, ctx);
         if kind == ReadingKind::Closed {
             if self.held.is_none() {
@@ -150,6 +154,13 @@ impl CabinetActor {
             self.log_reading(ReadingKind::Snapshot, counts, &grams, d.h.ts);
         }
         tracing::info!(sn = %self.sn, door = d.door, open = d.open, "door");
+        self.svc.live.publish(Change::Door {
+            sn: self.sn.to_string(),
+            door: d.door,
+            opened: d.open,
+            open: self.doors.open.iter().copied().collect(),
+            at_ms: super::now_ms(),
+        });
         self.door_event(&d, ctx);
     }
 
@@ -214,13 +225,12 @@ impl CabinetActor {
             }
             Some(TempEvent::Clear { temp_c }) => {
                 tracing::info!(sn = %self.sn, temp_c, "temperature back in range");
-                let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+                let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
                 ctx.spawn(
                     async move {
-                        if let Err(e) =
-                            flows::alerts::resolve(&db, AlertCode::TemperatureOutOfRange, Some(sn.clone())).await
-                        {
-                            tracing::error!(%sn, error = %e, "temperature alert not resolved");
+                        match flows::alerts::resolve(&db, AlertCode::TemperatureOutOfRange, Some(sn.clone())).await {
+                            Ok(()) => live.publish(Change::Cabinet { sn }),
+                            Err(e) => tracing::error!(%sn, error = %e, "temperature alert not resolved"),
                         }
                     }
                     .into_actor(self),
@@ -237,16 +247,33 @@ impl CabinetActor {
 
     /// [`Self::raise`], counting `occurrences` at once.
     pub(super) fn raise_counted(&self, spec: AlertSpec, occurrences: i64, ctx: &mut Context<Self>) {
-        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
                 let (code, message) = (spec.code, spec.message.clone());
-                if let Err(e) = flows::alerts::raise(&db, spec, occurrences).await {
-                    tracing::error!(%sn, %code, %message, error = %e, "alert not stored");
+                match flows::alerts::raise(&db, spec, occurrences).await {
+                    Ok(()) => live.publish(Change::Cabinet { sn }),
+                    Err(e) => tracing::error!(%sn, %code, %message, error = %e, "alert not stored"),
                 }
             }
             .into_actor(self),
         );
+    }
+
+    /// The lanes' grams for the live view, at most once per `live.weights_interval_ms` (the
+    /// hub holds back faster ones anyway; this keeps them off the bus).
+    fn live_weights(&mut self) {
+        let every = Duration::from_millis(self.svc.config.live.weights_interval_ms);
+        if self.live_weights_at.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.live_weights_at = Some(Instant::now());
+        let lanes = self
+            .lane_weights()
+            .into_iter()
+            .map(|l| LaneGrams { code: l.code, grams: l.grams, stable_g: l.stable_g })
+            .collect();
+        self.svc.live.publish(Change::Weights { sn: self.sn.to_string(), at_ms: super::now_ms(), lanes });
     }
 
     /// Per lane: latest and stable grams.
