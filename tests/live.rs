@@ -222,6 +222,14 @@ async fn a_purchase_seen_live(profile: Profile) {
             && v["data"]["doors_open"] == json!([])
     })
     .await;
+    // What a reviewer needs of it: lines, and the weight trace with the door open in it.
+    let (status, detail) = s.call(Role::Admin, reqwest::Method::GET, &format!("/ops/orders/{id}"), None).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["order"]["lines"][0]["lane"], "A1", "{detail}");
+    let trace = detail["trace"].as_array().expect("trace");
+    assert!(trace.iter().any(|r| r["kind"] == "open") && trace.iter().any(|r| r["kind"] != "open"), "{detail}");
+    let (status, _) = s.call(Role::Restocker, reqwest::Method::GET, &format!("/ops/orders/{id}"), None).await;
+    assert_eq!(status, 403, "the orders are the managers'");
     let doors: Vec<bool> = deltas(&live.seen, 2, "door").map(|d| d["data"]["opened"] == true).collect();
     assert_eq!(doors, [true, false], "door events in order");
     let held = deltas(&live.seen, 2, "cabinet").any(|c| c["data"]["session"]["kind"] == "purchase");

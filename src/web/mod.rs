@@ -104,6 +104,7 @@ fn ops_routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/cabinets/{sn}/maintenance").route(web::post().to(restock::start_maintenance)))
         .service(web::resource("/restock-tasks").route(web::get().to(restock::list)))
         .service(web::resource("/restock-tasks/{id}").route(web::get().to(restock::get)))
+        .service(web::resource("/orders/{id}").route(web::get().to(reviews::get_order)))
         .service(web::resource("/reviews").route(web::get().to(reviews::list)))
         .service(web::resource("/reviews/{id}").route(web::get().to(reviews::get)))
         .service(web::resource("/reviews/{id}/resolve").route(web::post().to(reviews::resolve)))

@@ -108,6 +108,7 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
         pay_notify::alipay,
         auth::login,
         live::live,
+        reviews::get_order,
         operators::create,
         operators::list,
         operators::patch,

@@ -118,6 +118,36 @@ pub async fn get(ops: Ops<AnyRole>, path: web::Path<i64>) -> Result<HttpResponse
     }))
 }
 
+/// An order as operators see it: its lines, refunds and the weight trace of its session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OpsOrder {
+    pub order: OrderView,
+    /// Every reading of the order's session, oldest first: before, while and after the door was
+    /// open.
+    pub trace: Vec<WeightLogRow>,
+}
+
+/// `GET /ops/orders/{id}` — admin, operator: an order with its lines, refunds and weight trace.
+#[utoipa::path(
+    get, path = "/ops/orders/{id}", operation_id = "ops_get_order", tag = "ops: money", security(("operator" = [])), params(IdPath),
+    responses((status = 200, description = "The order", body = OpsOrder))
+)]
+pub async fn get_order(ops: Ops<Managers>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let found = ops
+        .read(move |c| {
+            let Some(order) = orders::find(c, id)? else { return Ok::<_, DbError>(None) };
+            let trace = match order.session_id {
+                Some(s) => weight_log::for_session(c, s)?,
+                None => Vec::new(),
+            };
+            Ok(Some((detail(c, order)?, trace)))
+        })
+        .await?;
+    let ((order, lines, refunds), trace) = found.ok_or_else(|| ApiError::NotFound(format!("order {id}")))?;
+    Ok(HttpResponse::Ok().json(OpsOrder { order: OrderView::new(&order, &lines, &refunds), trace }))
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineIn {
