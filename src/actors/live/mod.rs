@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, broadcast};
 
-use self::state::{Dirty, HubState};
+use self::state::{Dirty, HubState, Read};
 pub use self::state::{LiveError, Out, Popped};
 use crate::cache::Cache;
 use crate::config::LiveConfig;
@@ -217,10 +217,8 @@ impl Hub {
     async fn missed(&self) {
         tracing::info!("live changes may have been missed; every subscription is resynced");
         let loaded = self.state().fleet_loaded();
-        if loaded {
-            if let Err(e) = self.load_fleet(true).await {
-                tracing::warn!(error = %e, "fleet not read again");
-            }
+        if loaded && let Err(e) = self.load_fleet(true).await {
+            tracing::warn!(error = %e, "fleet not read again");
         }
         self.state().resync_all();
     }
@@ -257,16 +255,16 @@ impl Hub {
                 cases.extend(
                     crate::db::live::open_cases_of(c, &orders)?.into_iter().filter(|k| !reviews.contains(&k.id)),
                 );
-                Ok::<_, crate::db::DbError>((
-                    crate::db::live::orders(c, &orders)?,
-                    crate::db::live::alerts(c, &alerts)?,
+                Ok::<_, crate::db::DbError>(Read {
+                    orders: crate::db::live::orders(c, &orders)?,
+                    alerts: crate::db::live::alerts(c, &alerts)?,
                     cases,
-                    crate::db::live::tasks(c, &tasks)?,
-                    commands
+                    tasks: crate::db::live::tasks(c, &tasks)?,
+                    commands: commands
                         .iter()
                         .filter_map(|id| crate::db::live::command(c, id).transpose())
                         .collect::<Result<Vec<_>, _>>()?,
-                ))
+                })
             })
             .await?;
         self.state().rows_read(read);

@@ -46,6 +46,16 @@ impl Out {
     }
 }
 
+/// Rows a flush read by the keys the changes named.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub orders: Vec<Order>,
+    pub alerts: Vec<Alert>,
+    pub cases: Vec<ReviewCase>,
+    pub tasks: Vec<RestockTask>,
+    pub commands: Vec<CommandRow>,
+}
+
 /// What a socket sends next.
 #[derive(Debug, PartialEq)]
 pub enum Popped {
@@ -458,9 +468,9 @@ impl HubState {
     }
 
     /// Rows a flush read by their keys.
-    pub fn rows_read(&mut self, read: (Vec<Order>, Vec<Alert>, Vec<ReviewCase>, Vec<RestockTask>, Vec<CommandRow>)) {
+    pub fn rows_read(&mut self, read: Read) {
         let now = Instant::now();
-        let (orders, alerts, cases, tasks, commands) = read;
+        let Read { orders, alerts, cases, tasks, commands } = read;
         for o in &orders {
             let (out, key) = (Out::of("order", o), format!("order:{}", o.id));
             self.deliver(&Topic::Orders, Some(&key), &out, now);
