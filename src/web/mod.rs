@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod bearer;
 pub mod catalogue;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -47,7 +48,7 @@ pub struct AppState {
 /// Every route; `spec` is the OpenAPI document served at `/api-docs/openapi.json`.
 pub fn routes(spec: serde_json::Value) -> impl Fn(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
-        cfg.configure(openapi::routes(spec.clone())).configure(api_routes);
+        cfg.configure(openapi::routes(spec.clone())).configure(dashboard::routes).configure(api_routes);
     }
 }
 
