@@ -312,8 +312,12 @@ impl HubState {
                 }
             }
             Change::Temperature { sn, temp_c } => {
-                if let Some(row) = self.fleet.as_mut().and_then(|f| f.get_mut(sn)) {
-                    row.temperature_c = Some(*temp_c);
+                // Heartbeats repeat the temperature; only a change is news (to 0.1 °C).
+                let temp_c = (temp_c * 10.0).round() / 10.0;
+                if let Some(row) = self.fleet.as_mut().and_then(|f| f.get_mut(sn))
+                    && row.temperature_c != Some(temp_c)
+                {
+                    row.temperature_c = Some(temp_c);
                     self.offer_row(sn, now);
                 }
             }
