@@ -11,6 +11,10 @@
 //! Reported per run: cabinets held, frames/s ingested, p50/p99 publish→handled latency, server RSS
 //! (before and after the fleet connected, and per cabinet), server CPU. Results go in BENCHMARKS.md.
 
+mod common;
+
+use common::{free_port, raise_fd_limit};
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -82,19 +86,6 @@ fn main() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(orchestrate(args));
-}
-
-/// 10,000 connections need more descriptors than the usual soft limit of 1024, in the load
-/// generator and in the server (which inherits it).
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -216,10 +207,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 async fn start_heft(dir: tempfile::TempDir, cabinets: usize) -> (Server, Vec<Credentials>) {

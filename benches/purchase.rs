@@ -14,6 +14,10 @@
 //! cargo bench --bench purchase -- --profile embedded
 //! ```
 
+mod common;
+
+use common::{cpu_seconds, free_port};
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -47,10 +51,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 fn main() {
@@ -178,18 +178,6 @@ async fn print_reviews(config: &heft::config::Config) {
             }
         }
     }
-}
-
-/// User + system CPU seconds a process has used so far (`/proc/<pid>/stat`, fields 14 and 15),
-/// so the node's cost per visit excludes the platforms, cabinets and shoppers in this process.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces; the fields after it are plain.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-    // SAFETY: sysconf only reads a constant.
-    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    ticks as f64 / per_s
 }
 
 fn quantile(sorted: &[u64], q: f64) -> u64 {
