@@ -148,10 +148,14 @@ function fleetRows() {
 }
 
 let fleetPending = false;
+/// Redraw the table and the map once for any number of changes: at the next frame, or at most
+/// once a second for a large fleet (a full sort and clustering of 10,000 rows takes a frame or
+/// ten; scrolling stays cheap, as only the rows in sight are drawn).
 function scheduleFleet() {
   if (fleetPending) return;
   fleetPending = true;
-  requestAnimationFrame(() => { fleetPending = false; if (app.view === "fleet") renderFleet(); });
+  const later = app.fleet.size > 2000 ? 1000 : 0;
+  setTimeout(() => requestAnimationFrame(() => { fleetPending = false; if (app.view === "fleet") renderFleet(); }), later);
 }
 
 function renderFleet() {
@@ -218,7 +222,7 @@ function clusterMap() {
   };
   const [x0, x1] = zoom(0, full[0], full[1]);
   const [y0, y1] = zoom(1, full[2], full[3]);
-  const cols = 40, rows = 28, cw = (x1 - x0) / cols || 1, ch = (y1 - y0) / rows || 1;
+  const cols = 14, rows = 10, cw = (x1 - x0) / cols || 1, ch = (y1 - y0) / rows || 1;
   const cells = new Map();
   for (const r of placed) {
     if (r.lng < x0 || r.lng > x1 || r.lat < y0 || r.lat > y1) continue;
@@ -497,8 +501,8 @@ document.addEventListener("DOMContentLoaded", () => {
     app.sort = { key: k.dataset.sort, dir: app.sort.key === k.dataset.sort ? -app.sort.dir : 1 };
     renderFleet();
   });
-  $("#fleet-filter").addEventListener("input", scheduleFleet);
-  $("#fleet-liveness").addEventListener("change", scheduleFleet);
+  $("#fleet-filter").addEventListener("input", () => requestAnimationFrame(renderFleet));
+  $("#fleet-liveness").addEventListener("change", () => requestAnimationFrame(renderFleet));
   $("#orders").addEventListener("click", (e) => { const r = e.target.closest("[data-order]"); if (r) showOrder(r.dataset.order); });
   $("#reviews").addEventListener("click", (e) => { const r = e.target.closest("[data-review]"); if (r) showReview(r.dataset.review); });
   for (const what of ["labels", "restock", "maintenance", "end"]) $(`#btn-${what === "end" ? "end" : what}`).addEventListener("click", () => cabinetAction(what));

@@ -40,26 +40,35 @@ fn browser() -> Result<PathBuf, String> {
     }
 }
 
-/// `n` more cabinets (never connected, so offline) placed around Shanghai, for the map.
-fn spread_fleet(s: &TestServer, n: u32) {
+/// `n` more cabinets (never connected, so offline) placed around Shanghai, for the map and the
+/// table to hold a fleet of the size they are built for. One transaction.
+async fn spread_fleet(s: &TestServer, n: u32) {
     use diesel::prelude::*;
     use heft::db::schema::cabinets;
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % 10_000) as f64 / 10_000.0
-    };
-    for i in 2..n + 2 {
-        let sn = format!("SH-{i:04}");
-        s.provision(&sn);
-        let (lat, lng) = (31.05 + 0.35 * next(), 121.2 + 0.5 * next());
-        let set = (cabinets::lat.eq(Some(lat)), cabinets::lng.eq(Some(lng)));
-        // One writer at a time (SQLite): the provisioning's connection is back in the pool.
-        let mut conn = s.heft.services.db.write_conn().expect("db connection");
-        diesel::update(cabinets::table.find(&sn)).set(set).execute(&mut *conn).expect("place the cabinet");
-    }
+    let seal = s.heft.services.seal.clone();
+    s.heft
+        .services
+        .db
+        .write(move |c| {
+            let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+            let mut next = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % 10_000) as f64 / 10_000.0
+            };
+            for i in 2..n + 2 {
+                let sn = format!("SZ-{i:05}");
+                heft::provision::provision(c, &seal, &sn, "fridge", false).expect("provision");
+                let (lat, lng) = (30.9 + 0.6 * next(), 121.1 + 0.8 * next());
+                diesel::update(cabinets::table.find(&sn))
+                    .set((cabinets::lat.eq(Some(lat)), cabinets::lng.eq(Some(lng))))
+                    .execute(c)?;
+            }
+            Ok::<_, heft::db::DbError>(())
+        })
+        .await
+        .expect("the fleet placed");
 }
 
 #[actix_rt::test]
@@ -75,7 +84,7 @@ async fn an_operator_watches_a_purchase_and_resolves_a_review() {
     let Some(s) = TestServer::start(Profile::Embedded, &FAST).await else { return };
     let sn = "SH-0001";
     let cab = shop::ready_cabinet(&s, sn, shop::quiet(21)).await;
-    spread_fleet(&s, 300);
+    spread_fleet(&s, 10_000).await;
     // A paid order the shopper appeals: a case for the review queue.
     let token = shop::shopper(&s, "wechat", "dash-appeal").await;
     let id = shop::open_visit(&s, &cab, &token, "wechat", "dash-appeal").await;
@@ -129,7 +138,10 @@ async fn an_operator_watches_a_purchase_and_resolves_a_review() {
     }
     let status = node.wait().await.expect("node ends");
     assert!(status.success(), "the browser test failed after {steps:?}");
-    assert_eq!(steps, ["signed-in", "fleet", "watching", "chart-moved", "paid-seen", "review-resolved", "english"]);
+    assert_eq!(
+        steps,
+        ["signed-in", "fleet", "found-on-map", "watching", "chart-moved", "paid-seen", "review-resolved", "english"]
+    );
     // The case is resolved, as the page said.
     let case = s.get_ok(&format!("/ops/reviews/{case_id}")).await;
     assert_eq!(case["case"]["status"], "resolved", "{case}");
