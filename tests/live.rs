@@ -240,6 +240,33 @@ async fn a_purchase_seen_live(profile: Profile) {
 }
 both_profiles!(a_purchase_seen_live, a_purchase_seen_live);
 
+/// A reader of `cabinet/{sn}` (a cabinet that is logged in) with a 4 KiB receive buffer, so that
+/// when it stops reading the server soon cannot send. The cabinet's device must be kept.
+async fn slow_reader(s: &TestServer, sn: &str) -> (Live, heft::sim::device::DeviceClient) {
+    let (_creds, dev) = s.logged_in(sn, 1).await;
+    let token = s.ops_login(Role::Operator).await;
+    let mut live = Live::connect_with(s.heft.http_addr, Auth::FirstMessage(&token), Some(4096)).await;
+    live.next().await.expect("welcome");
+    live.sub(1, &format!("cabinet/{sn}")).await;
+    (live, dev)
+}
+
+/// `rounds` × 500 door events for `sn` on the node's live bus, as its actor publishes them, many
+/// times faster than a cabinet could; the longest socket queue seen meanwhile.
+async fn flood_doors(s: &TestServer, sn: &str, rounds: i64) -> usize {
+    let bus = s.heft.services.live.clone();
+    let mut longest = 0;
+    for round in 0..rounds {
+        for i in 0..500 {
+            let at_ms = round * 500 + i;
+            bus.publish(Change::Door { sn: sn.into(), door: 1, opened: i % 2 == 0, open: vec![], at_ms });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        longest = longest.max(s.heft.live.longest_queue());
+    }
+    longest
+}
+
 /// A reader that stops reading while door events flood its cabinet: its queue never holds more
 /// than `live.queue_capacity`, and once it reads again it is told `resync` and given a fresh
 /// snapshot. The flood is published on the node's live bus, as the cabinet's actor does, many
@@ -249,21 +276,8 @@ async fn a_slow_reader_is_resynced(profile: Profile) {
     let extra = [("HEFT__LIVE__QUEUE_CAPACITY", "64"), ("HEFT__LIVE__MAX_RESYNCS", "1000")];
     let Some(s) = TestServer::start(profile, &extra).await else { return };
     let sn = "LIVE-SLOW-1";
-    let (_creds, _dev) = s.logged_in(sn, 1).await;
-    let token = s.ops_login(Role::Operator).await;
-    let mut live = Live::connect_with(s.heft.http_addr, Auth::FirstMessage(&token), Some(4096)).await;
-    live.next().await.expect("welcome");
-    live.sub(1, &format!("cabinet/{sn}")).await;
-    let bus = s.heft.services.live.clone();
-    let mut longest = 0;
-    for round in 0..200 {
-        for i in 0..500 {
-            let at_ms = round * 500 + i;
-            bus.publish(Change::Door { sn: sn.into(), door: 1, opened: i % 2 == 0, open: vec![], at_ms });
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        longest = longest.max(s.heft.live.longest_queue());
-    }
+    let (mut live, _dev) = slow_reader(&s, sn).await;
+    let longest = flood_doors(&s, sn, 200).await;
     assert!(longest <= capacity, "a queue held {longest} messages, over its capacity of {capacity}");
     let resync = live.until("resync", |v| v["type"] == "resync").await;
     assert_eq!(resync["sub"], 1, "{resync}");
@@ -279,18 +293,8 @@ async fn one_that_keeps_falling_behind_is_closed(profile: Profile) {
     let extra = [("HEFT__LIVE__QUEUE_CAPACITY", "16"), ("HEFT__LIVE__MAX_RESYNCS", "0")];
     let Some(s) = TestServer::start(profile, &extra).await else { return };
     let sn = "LIVE-SLOW-2";
-    let (_creds, _dev) = s.logged_in(sn, 1).await;
-    let token = s.ops_login(Role::Operator).await;
-    let mut live = Live::connect_with(s.heft.http_addr, Auth::FirstMessage(&token), Some(4096)).await;
-    live.next().await.expect("welcome");
-    live.sub(1, &format!("cabinet/{sn}")).await;
-    let bus = s.heft.services.live.clone();
-    for round in 0..100 {
-        for i in 0..500 {
-            bus.publish(Change::Door { sn: sn.into(), door: 1, opened: true, open: vec![1], at_ms: round * 500 + i });
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let (mut live, _dev) = slow_reader(&s, sn).await;
+    flood_doors(&s, sn, 100).await;
     let (code, reason) = live.closed().await;
     assert_eq!(code, 4008, "{reason}");
     assert!(reason.starts_with("too slow"), "{reason}");

@@ -46,6 +46,11 @@ impl fmt::Display for Sn {
     }
 }
 
+/// A shopper may use a cabinet that is ready and online.
+pub fn sellable(status: CabinetStatus, liveness: super::liveness::Liveness) -> bool {
+    status == CabinetStatus::Ready && liveness == super::liveness::Liveness::Online
+}
+
 named_enum! {
     /// Where a cabinet is in its life. Whether it is reachable is [`super::liveness::Liveness`].
     pub enum CabinetStatus {

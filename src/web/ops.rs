@@ -58,7 +58,7 @@ pub(super) fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
 }
 
 fn cabinet_out(c: Cabinet, facts: &HashMap<String, String>) -> CabinetOut {
-    let sellable = c.status == CabinetStatus::Ready && c.liveness == Liveness::Online;
+    let sellable = crate::domain::cabinet::sellable(c.status, c.liveness);
     CabinetOut {
         sellable,
         last_heartbeat_at: facts

@@ -59,7 +59,7 @@ impl SessionBrief {
 impl FleetRow {
     fn of(c: Cabinet) -> FleetRow {
         FleetRow {
-            sellable: c.status == CabinetStatus::Ready && c.liveness == Liveness::Online,
+            sellable: crate::domain::cabinet::sellable(c.status, c.liveness),
             configured: c.config_version >= 1 && c.config_acked_version == c.config_version,
             liveness_changed_at: c.liveness_changed_at.map(|t| t.and_utc()),
             sn: c.sn,
