@@ -103,6 +103,10 @@ pub struct CalibrateCmd {
     /// the cabinet's display asks for it and the cabinet reads once it has settled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standard_g: Option<f64>,
+    /// How many separate readings to return in `samples` (protocol §9.3): Heft asks for as many
+    /// as the lanes' noise needs. Absent: one steady reading, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -130,6 +134,10 @@ impl CalibrationStep {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct CalibrateResult {
     pub counts: Vec<i64>,
+    /// When the command asked for `samples`: that many separate raw readings, each one count per
+    /// listed channel, oldest first, taken at the cabinet's own rate once the lanes settled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Vec<i64>>,
     /// Whether the door was open when the reading was taken.
     pub door_open: bool,
 }

@@ -413,7 +413,7 @@ impl CabinetActor {
         }
         c.last_step = Instant::now();
         c.waiting = Some(tx);
-        let cmd = CalibrateCmd { door: c.door, step, channels: c.channels.clone(), standard_g };
+        let cmd = CalibrateCmd { door: c.door, step, channels: c.channels.clone(), standard_g, samples: None };
         let lanes = c.lanes.clone();
         self.issue(DownKind::Calibrate, &cmd, Some(session_id), Purpose::Calibrate { step, standard_g, lanes }, ctx);
     }
