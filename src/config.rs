@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::domain::baseline::DriftRule;
+use crate::domain::count::CountRule;
+use crate::domain::rest::RestRule;
+use crate::domain::settlement::SettleRule;
 use crate::domain::units::{Fen, Grams};
 
 pub const ENV_PREFIX: &str = "HEFT__";
@@ -228,6 +232,55 @@ pub struct WeightsConfig {
     /// A calibrated cell's relative error (0.005 = 0.5 %): a weighed change of many units may be
     /// this far off whole units and still be counted (never so far that two counts fit).
     pub scale_error: f64,
+    /// A reading further than this many noise σ from the median of its run is an outlier.
+    pub outlier_sigmas: f64,
+    /// How many standard errors a trend or step must reach to count as movement.
+    pub trend_sigmas: f64,
+    /// Noise never assumed below this, grams.
+    pub noise_floor_g: f64,
+    /// Noise assumed of a lane until its closed-door stream shows its own, grams.
+    pub default_noise_g: f64,
+    /// Closed-door reading differences kept per lane to estimate its noise.
+    pub noise_readings: usize,
+    /// The most uncertain a rest's mean may be, grams, however coarse the lane's product.
+    pub rest_sem_max_g: f64,
+    /// Standard uncertainties a change may lie from a count and still be that count.
+    pub coverage: f64,
+    /// Most items a shopper is taken to have moved between lanes in one visit.
+    pub max_moves: usize,
+    /// Fastest closed-door drift the baseline follows, grams per hour.
+    pub drift_follow_g_per_h: f64,
+    /// Followed drift, accumulated, that is reported (`lane_drift`), grams.
+    pub drift_alert_total_g: f64,
+}
+
+impl WeightsConfig {
+    pub fn rest_rule(&self) -> RestRule {
+        RestRule {
+            min_readings: self.stable_readings,
+            outlier_sigmas: self.outlier_sigmas,
+            max_outlier_fraction: 0.25,
+            trend_sigmas: self.trend_sigmas,
+            noise_floor_g: self.noise_floor_g,
+        }
+    }
+
+    pub fn count_rule(&self) -> CountRule {
+        CountRule { scale_error: self.scale_error, coverage: self.coverage }
+    }
+
+    pub fn settle_rule(&self) -> SettleRule {
+        SettleRule { count: self.count_rule(), max_moves: self.max_moves }
+    }
+
+    pub fn drift_rule(&self) -> DriftRule {
+        DriftRule {
+            follow_g_per_h: self.drift_follow_g_per_h,
+            event_min_g: self.drift_min_g.0,
+            alert_total_g: self.drift_alert_total_g,
+            coverage: self.coverage,
+        }
+    }
 }
 
 /// Limits of the calibration steps (see `domain::calibration`).
@@ -704,6 +757,23 @@ impl Config {
         };
         finite_positive("weights.default_tolerance_g", self.weights.default_tolerance_g.0)?;
         finite_positive("weights.drift_min_g", self.weights.drift_min_g.0)?;
+        let w = &self.weights;
+        for (key, v) in [
+            ("weights.outlier_sigmas", w.outlier_sigmas),
+            ("weights.trend_sigmas", w.trend_sigmas),
+            ("weights.noise_floor_g", w.noise_floor_g),
+            ("weights.default_noise_g", w.default_noise_g),
+            ("weights.rest_sem_max_g", w.rest_sem_max_g),
+            ("weights.coverage", w.coverage),
+            ("weights.drift_follow_g_per_h", w.drift_follow_g_per_h),
+            ("weights.drift_alert_total_g", w.drift_alert_total_g),
+        ] {
+            finite_positive(key, v)?;
+        }
+        positive("weights.noise_readings", w.noise_readings as u64)?;
+        if w.max_moves > 6 {
+            return Err(key_error("weights.max_moves", "must be at most 6 (the search grows fast)"));
+        }
         let e = self.weights.scale_error;
         if !(0.0..0.05).contains(&e) {
             return Err(key_error("weights.scale_error", format!("must be from 0 to under 0.05 (5 %), got {e}")));

@@ -384,6 +384,7 @@ async fn closed_door_drift(profile: Profile) {
     .await;
     let message = alert["message"].as_str().unwrap_or("");
     assert!(message.contains("A1") && !message.contains("A2"), "names the lane that moved: {alert}");
+    assert!(message.contains("1 unit taken"), "says the move was a whole can: {alert}");
     assert_eq!(alert["occurrences"], 1);
     let _ = EVENTUALLY;
     cab.stop().await;

@@ -32,6 +32,7 @@ named_enum! {
         IngestUnhealthy = "ingest_unhealthy",
         PaymentAnomaly = "payment_anomaly",
         LaneDrift = "lane_drift",
+        LaneUnreliable = "lane_unreliable",
         ChannelCount = "channel_count",
         TemperatureOutOfRange = "temperature_out_of_range",
         DoorOpenedUnauthorised = "door_opened_unauthorised",
@@ -138,6 +139,35 @@ pub struct LaneDrift {
     pub from_g: Grams,
     pub to_g: Grams,
     pub delta_g: Grams,
+    /// Whole units of the lane's product the move amounts to (negative: taken), when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units: Option<i64>,
+}
+
+/// A lane whose noise is too high to tell its product's counts apart.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LaneNoise {
+    pub lane: String,
+    pub noise_g: Grams,
+    pub unit_g: Grams,
+    /// Readings a settlement would need to count it, against the few it can wait for.
+    pub readings_needed: u64,
+}
+
+/// Lanes whose load cell is too noisy to count their product within a settlement's wait: their
+/// purchases go to review until the cell is fixed or the product moved to a quieter lane.
+pub fn lane_unreliable(sn: &str, lanes: &[LaneNoise]) -> AlertSpec {
+    let each: Vec<String> =
+        lanes.iter().map(|l| format!("{} (noise {} g, units of {} g)", l.lane, l.noise_g, l.unit_g)).collect();
+    AlertSpec {
+        audience: Audience::Maintenance,
+        severity: Severity::Warning,
+        code: AlertCode::LaneUnreliable,
+        sn: Some(sn.into()),
+        subject: None,
+        message: format!("cabinet {sn}: load cell too noisy to count its product on lane {}", each.join(", ")),
+        detail: serde_json::to_string(lanes).ok(),
+    }
 }
 
 /// A cabinet sent `sent` channels where its type has `expected`: its firmware or its type is
@@ -167,7 +197,17 @@ pub fn channel_count(sn: &str, sent: usize, expected: usize, unweighed: &[String
 pub fn lane_drift(sn: &str, drifted: &[LaneDrift]) -> AlertSpec {
     let lanes: Vec<String> = drifted
         .iter()
-        .map(|d| format!("{} ({}{} g)", d.lane, if d.delta_g > Grams::ZERO { "+" } else { "" }, d.delta_g))
+        .map(|d| {
+            let sign = if d.delta_g > Grams::ZERO { "+" } else { "" };
+            match d.units {
+                Some(u) => {
+                    let (n, what) = if u < 0 { (-u, "taken") } else { (u, "added") };
+                    let units = if n == 1 { "unit" } else { "units" };
+                    format!("{} ({sign}{} g: {n} {units} {what} behind the locked door)", d.lane, d.delta_g)
+                }
+                None => format!("{} ({sign}{} g)", d.lane, d.delta_g),
+            }
+        })
         .collect();
     AlertSpec {
         audience: Audience::Maintenance,

@@ -2,9 +2,11 @@
 
 pub mod account;
 pub mod alert;
+pub mod baseline;
 pub mod cabinet;
 pub mod calibration;
 pub mod command;
+pub mod count;
 pub mod door;
 pub mod layout;
 pub mod live;
@@ -16,6 +18,7 @@ pub mod order;
 pub mod outbox;
 pub mod payment;
 pub mod product;
+pub mod rest;
 pub mod restock;
 pub mod review;
 pub mod session;

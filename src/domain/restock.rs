@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::count::{self, CountRule, Measured, Miscount};
 use super::names::named_enum;
 use super::settlement::LaneReading;
 use super::units::Grams;
@@ -78,6 +79,9 @@ pub enum RestockRefusal {
     /// The change is not within tolerance of a whole number of units.
     #[error("a change of {delta_g} g is not a whole number of units (nearest: {nearest})")]
     OutOfTolerance { delta_g: Grams, nearest: i64 },
+    /// The lane's noise leaves more than one count possible.
+    #[error("a change of {delta_g} g could be {from} to {to} units at this lane's noise: count it by hand")]
+    Ambiguous { delta_g: Grams, from: i64, to: i64 },
     /// The inputs cannot count anything: a unit weight that is not positive and finite, a
     /// tolerance that is negative or at least half a unit (a change would then match two counts),
     /// or a change that is not finite or not a plausible count.
@@ -89,12 +93,17 @@ pub enum RestockRefusal {
 /// and small enough that the count is exact in `f64` and fits `i64`.
 const MAX_COUNT: f64 = 1_000_000.0;
 
-/// How many units a restocker added to a lane, from its weight change `delta_g` after the restock
-/// door closed: `n = round(Δg / unit_g)`, accepted when `|Δg − n·unit_g|` is within the tolerance
-/// widened for the scale's relative error (`weight::count_tolerance`, the settling rule), as long
-/// as that still tells counts apart. A loss is a negative count: the restocker took some out
-/// (expired goods), which is allowed and recorded like any other change.
-pub fn added_units(delta_g: Grams, unit_g: Grams, tolerance_g: Grams, scale_error: f64) -> Result<i64, RestockRefusal> {
+/// How many units a restocker added to a lane, from its weight change after the restock door
+/// closed, with its uncertainty: the one whole number of units that fits it (`count::count`). A
+/// loss is a negative count: the restocker took some out (expired goods), which is allowed and
+/// recorded like any other change.
+pub fn added_units(
+    change: Measured,
+    unit_g: Grams,
+    tolerance_g: Grams,
+    rule: &CountRule,
+) -> Result<i64, RestockRefusal> {
+    let delta_g = change.g;
     // Each check is written so that NaN fails it.
     if !(unit_g.0.is_finite() && unit_g > Grams::ZERO) {
         return Err(RestockRefusal::Uncountable("the unit weight is not a positive number of grams"));
@@ -105,21 +114,16 @@ pub fn added_units(delta_g: Grams, unit_g: Grams, tolerance_g: Grams, scale_erro
     if !delta_g.0.is_finite() {
         return Err(RestockRefusal::Uncountable("the weight change is not a number"));
     }
-    let n = (delta_g / unit_g).round();
-    if n.abs() > MAX_COUNT {
+    if (delta_g / unit_g).abs() > MAX_COUNT {
         return Err(RestockRefusal::Uncountable("the weight change is far beyond any lane"));
     }
-    // Exact: |n| ≤ MAX_COUNT is an integer well within both f64's and i64's exact range.
-    let nearest = n as i64;
-    let allowed = super::weight::count_tolerance(tolerance_g, delta_g, scale_error);
-    if allowed >= unit_g / 2.0 {
+    if count::count_tolerance(tolerance_g, delta_g, rule.scale_error) >= unit_g / 2.0 {
         return Err(RestockRefusal::Uncountable("too much weight at once to tell the count apart: count it in parts"));
     }
-    if (delta_g - unit_g * n).abs() <= allowed {
-        Ok(nearest)
-    } else {
-        Err(RestockRefusal::OutOfTolerance { delta_g, nearest })
-    }
+    count::count(change, unit_g, tolerance_g, rule).map_err(|m| match m {
+        Miscount::Residue { nearest } => RestockRefusal::OutOfTolerance { delta_g, nearest },
+        Miscount::Ambiguous { from, to } => RestockRefusal::Ambiguous { delta_g, from, to },
+    })
 }
 
 /// One lane of a restock task: how many units to bring (`wanted`) or were put in (`added`).
@@ -159,14 +163,17 @@ impl RestockCount {
 
 /// Count a restock lane by lane: each lane's change in whole units ([`added_units`]), or why it
 /// could not be counted.
-pub fn count_restock(readings: &[LaneReading], scale_error: f64) -> RestockCount {
+pub fn count_restock(readings: &[LaneReading], rule: &CountRule) -> RestockCount {
     let mut count = RestockCount::default();
     for r in readings {
         let delta = r.before_g.zip(r.after_g).map(|(before, after)| after - before);
-        let counted = match (r.before_g, r.after_g, delta) {
-            (None, ..) => Err("no weight from before".to_string()),
-            (_, _, None) => Err("never stable".to_string()),
-            (.., Some(delta)) => added_units(delta, r.unit_g, r.tolerance_g, scale_error).map_err(|e| e.to_string()),
+        let counted = match (r.before_g, r.after_g) {
+            (None, _) => Err("no weight from before".to_string()),
+            (_, None) => Err("never stable".to_string()),
+            (Some(before), Some(after)) => {
+                let change = Measured::difference(after, r.after_sem_g, before, r.before_sem_g);
+                added_units(change, r.unit_g, r.tolerance_g, rule).map_err(|e| e.to_string())
+            }
         };
         match counted {
             Ok(0) => {}
@@ -226,7 +233,8 @@ mod tests {
 
     /// [`added_units`] over plain numbers of grams.
     fn added(delta_g: f64, unit_g: f64, tolerance_g: f64, scale_error: f64) -> Result<i64, RestockRefusal> {
-        added_units(Grams(delta_g), Grams(unit_g), Grams(tolerance_g), scale_error)
+        let change = Measured { g: Grams(delta_g), u: Grams::ZERO };
+        added_units(change, Grams(unit_g), Grams(tolerance_g), &CountRule { scale_error, coverage: 3.0 })
     }
 
     fn reading(lane: &str, before_g: Option<f64>, after_g: Option<f64>) -> LaneReading {
@@ -239,6 +247,8 @@ mod tests {
             price_fen: Fen(200),
             before_g: before_g.map(Grams),
             after_g: after_g.map(Grams),
+            before_sem_g: Grams::ZERO,
+            after_sem_g: Grams::ZERO,
         }
     }
 
@@ -253,7 +263,7 @@ mod tests {
                 reading("A5", Some(0.0), Some(800.0)),
                 reading("A6", Some(1100.0), Some(550.0)),
             ],
-            0.005,
+            &CountRule { scale_error: 0.005, coverage: 3.0 },
         );
         let added: Vec<(&str, i64)> = count.added.iter().map(|a| (a.lane.as_str(), a.qty)).collect();
         assert_eq!(added, [("A1", 3), ("A6", -1)], "untouched lanes are not listed; a unit taken out is -1");
@@ -263,7 +273,10 @@ mod tests {
         assert!(uncounted[2].1.contains("not a whole number"), "{:?}", uncounted[2]);
         assert_eq!(count.uncounted[2].delta_g, Some(Grams(800.0)), "the weights it was judged from are kept");
         assert!(!count.is_empty());
-        assert!(count_restock(&[reading("A1", Some(10.0), Some(11.0))], 0.005).is_empty());
+        assert!(
+            count_restock(&[reading("A1", Some(10.0), Some(11.0))], &CountRule { scale_error: 0.005, coverage: 3.0 })
+                .is_empty()
+        );
     }
 
     #[test]

@@ -2,17 +2,19 @@
 //! closed and settled. Pure, so every case (noise, an item moved to another lane, a residue that
 //! is no whole number of units, a lane that never settled) is tested without a cabinet.
 //!
-//! Per lane: `Δg = before − after` (positive: taken), `qty = round(Δg / unit_g)`, accepted when
-//! `|Δg − qty·unit_g| ≤ tolerance`. A gain on one lane that matches whole units lost from another
-//! lane in the same session is an item moved, not sold. Anything else that does not add up — a
-//! residue out of tolerance, a gain that matches nothing, a lane with no stable reading or no
-//! weight from before, two ways to explain one gain — sends the order to manual review rather than guess with the shopper's
-//! money.
+//! Per lane the change `before − after` (positive: taken) carries its uncertainty, and is counted
+//! in whole units only when exactly one count fits it (`count::count`).
+//!
+//! Then conservation: within one door, a gain must come from a loss elsewhere in it. A lane that
+//! gained, or whose change is no whole number of its own units, is explained by items moved onto
+//! it from lanes that lost them; of the explanations that balance every lane, the one moving the
+//! fewest items is taken. Only when two remain, or none does, does the order go to review, with
+//! the reason: Heft never guesses with the shopper's money.
 
 use serde::{Deserialize, Serialize};
 
+use super::count::{self, CountRule, Measured, Miscount};
 use super::units::{Fen, Grams};
-use super::weight::count_tolerance;
 
 /// One lane of the session, as the settlement sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,11 +25,24 @@ pub struct LaneReading {
     pub unit_g: Grams,
     pub tolerance_g: Grams,
     pub price_fen: Fen,
-    /// Stable weight before the door opened; `None` when the lane had no reading to take it from
+    /// Weight at rest before the door opened; `None` when the lane had no reading to take it from
     /// (a cabinet that just came back, a door frame without counts).
     pub before_g: Option<Grams>,
-    /// Stable weight after the door closed; `None` when the lane never settled.
+    /// Weight at rest after the door closed; `None` when the lane never came to rest.
     pub after_g: Option<Grams>,
+    /// Standard uncertainty of `before_g` (0: taken as exact).
+    #[serde(default)]
+    pub before_sem_g: Grams,
+    /// Standard uncertainty of `after_g`.
+    #[serde(default)]
+    pub after_sem_g: Grams,
+}
+
+impl LaneReading {
+    /// The weight lost (negative: gained), with its uncertainty, when both ends are known.
+    pub fn loss(&self) -> Option<Measured> {
+        Some(Measured::difference(self.before_g?, self.before_sem_g, self.after_g?, self.after_sem_g))
+    }
 }
 
 /// A sold line.
@@ -54,16 +69,18 @@ pub struct Move {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum ReviewReason {
-    /// The lane never gave a stable reading after the door closed.
+    /// The lane never came to rest after the door closed.
     NotStable { lane: String },
     /// There was no weight of the lane from before the door opened to compare with.
     NoWeightBefore { lane: String },
-    /// The change is no whole number of units (within tolerance).
+    /// The change is no whole number of units, nor explained by items moved onto the lane.
     Residue { lane: String, delta_g: Grams, nearest_qty: i64 },
     /// Weight appeared that matches no units lost from another lane.
     UnexplainedGain { lane: String, gain_g: Grams },
-    /// A gain that more than one lost item could explain.
+    /// More than one way of moving items explains the door's changes.
     AmbiguousMove { lane: String, gain_g: Grams },
+    /// The change, with its uncertainty, fits more than one count: the lane is too noisy to tell.
+    Uncertain { lane: String, delta_g: Grams, uncertainty_g: Grams, from_qty: i64, to_qty: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,118 +102,203 @@ impl Settlement {
     }
 }
 
-/// Whole units in `delta_g` of `unit_g`, when the residue is within `tolerance_g` widened for
-/// the scale's relative error on that much weight (`weight::count_tolerance`), and that leaves
-/// one count only (less than half a unit).
-pub fn whole_units(delta_g: Grams, unit_g: Grams, tolerance_g: Grams, scale_error: f64) -> Result<i64, i64> {
-    let nearest = (delta_g / unit_g).round();
-    let nearest_i = nearest as i64;
-    let allowed = count_tolerance(tolerance_g, delta_g, scale_error);
-    if allowed < unit_g / 2.0 && (delta_g - unit_g * nearest).abs() <= allowed { Ok(nearest_i) } else { Err(nearest_i) }
+/// How a session is settled: the count rule, and the most items a shopper is assumed to have
+/// moved from one lane to another in one visit (`weights.max_moves`); more goes to review.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SettleRule {
+    pub count: CountRule,
+    pub max_moves: usize,
 }
 
-/// Settle a session's lanes; `scale_error` is the cells' relative error (`weights.scale_error`).
-pub fn settle(lanes: &[LaneReading], scale_error: f64) -> Settlement {
-    let (mut taken, gains, mut reasons) = changes(lanes, scale_error);
-    let moves = explain_gains(lanes, &mut taken, gains, &mut reasons, scale_error);
+/// One way to explain a door's changes: units taken from each lane (by index), and items moved
+/// (from, to) that were taken from one lane and put on another.
+#[derive(Debug, Clone, PartialEq)]
+struct Explanation {
+    taken: Vec<i64>,
+    moved: Vec<(usize, usize)>,
+}
+
+/// Settle a session's lanes.
+pub fn settle(lanes: &[LaneReading], rule: &SettleRule) -> Settlement {
+    let mut reasons = Vec::new();
+    let mut own: Vec<Result<i64, Miscount>> = Vec::with_capacity(lanes.len());
+    for lane in lanes {
+        let fit = match (lane.before_g, lane.after_g, lane.loss()) {
+            (None, ..) => Err(ReviewReason::NoWeightBefore { lane: lane.lane.clone() }),
+            (_, None, _) | (.., None) => Err(ReviewReason::NotStable { lane: lane.lane.clone() }),
+            (.., Some(loss)) => {
+                let fit = count::count(loss, lane.unit_g, lane.tolerance_g, &rule.count);
+                match fit {
+                    Err(Miscount::Ambiguous { from, to }) => Err(uncertain(lane, loss, from, to)),
+                    fit => Ok(fit),
+                }
+            }
+        };
+        match fit {
+            Ok(fit) => own.push(fit),
+            Err(reason) => {
+                reasons.push(reason);
+                own.push(Ok(0));
+            }
+        }
+    }
     if !reasons.is_empty() {
         return Settlement::Review { reasons };
     }
-    let lines: Vec<Line> = taken
-        .into_iter()
-        .filter(|(_, qty)| *qty > 0)
-        .map(|(i, qty)| {
-            let lane = &lanes[i];
-            Line {
+    let unexplained: Vec<usize> = (0..lanes.len()).filter(|&i| !matches!(own[i], Ok(k) if k >= 0)).collect();
+    let base = Explanation { taken: own.iter().map(|f| *f.as_ref().unwrap_or(&0)).collect(), moved: Vec::new() };
+    if unexplained.is_empty() {
+        return settled(lanes, &base);
+    }
+    match explain(lanes, &base.taken, &unexplained, rule).as_slice() {
+        [one] => settled(lanes, one),
+        [] => Settlement::Review { reasons: unexplained.iter().map(|&i| not_explained(&lanes[i], own[i])).collect() },
+        _ => Settlement::Review {
+            reasons: unexplained
+                .iter()
+                .map(|&i| ReviewReason::AmbiguousMove {
+                    lane: lanes[i].lane.clone(),
+                    gain_g: -lanes[i].loss().map_or(Grams::ZERO, |l| l.g),
+                })
+                .collect(),
+        },
+    }
+}
+
+fn uncertain(lane: &LaneReading, loss: Measured, from: i64, to: i64) -> ReviewReason {
+    ReviewReason::Uncertain {
+        lane: lane.lane.clone(),
+        delta_g: loss.g,
+        uncertainty_g: loss.u,
+        from_qty: from,
+        to_qty: to,
+    }
+}
+
+/// Why a lane nothing explained goes to review.
+fn not_explained(lane: &LaneReading, own: Result<i64, Miscount>) -> ReviewReason {
+    let loss = lane.loss().map_or(Grams::ZERO, |l| l.g);
+    match own {
+        Err(Miscount::Residue { nearest }) if loss > Grams::ZERO => {
+            ReviewReason::Residue { lane: lane.lane.clone(), delta_g: loss, nearest_qty: nearest }
+        }
+        _ => ReviewReason::UnexplainedGain { lane: lane.lane.clone(), gain_g: -loss },
+    }
+}
+
+/// The explanations that balance every lane with the fewest items moved (up to `max_moves`):
+/// each unexplained lane receives items from lanes that lost whole units of their own, never
+/// more items from a lane than it lost.
+fn explain(lanes: &[LaneReading], own: &[i64], unexplained: &[usize], rule: &SettleRule) -> Vec<Explanation> {
+    let sources: Vec<usize> = (0..lanes.len()).filter(|&j| own[j] >= 1 && !unexplained.contains(&j)).collect();
+    for moves in unexplained.len()..=rule.max_moves {
+        let mut found = Vec::new();
+        let base = Explanation { taken: own.to_vec(), moved: Vec::new() };
+        assign(lanes, &sources, unexplained, moves, base, rule, &mut found);
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+/// Give `lanes[todo[0]]` some of `moves` items (each unexplained lane at least one), then the rest.
+fn assign(
+    lanes: &[LaneReading],
+    sources: &[usize],
+    todo: &[usize],
+    moves: usize,
+    so_far: Explanation,
+    rule: &SettleRule,
+    found: &mut Vec<Explanation>,
+) {
+    let Some((&to, rest)) = todo.split_first() else {
+        if moves == 0 {
+            found.push(so_far);
+        }
+        return;
+    };
+    let most = moves.saturating_sub(rest.len());
+    for n in 1..=most {
+        for from in multisets(sources, n) {
+            for taken in fits_with(&lanes[to], &from, lanes, &rule.count) {
+                let mut next = so_far.clone();
+                next.taken[to] = taken;
+                next.moved.extend(from.iter().map(|&j| (j, to)));
+                if within_losses(&next) {
+                    assign(lanes, sources, rest, moves - n, next, rule, found);
+                }
+            }
+        }
+    }
+}
+
+/// The counts of its own units lane `to` lost, given items `from` (lane indexes) put onto it.
+fn fits_with(to: &LaneReading, from: &[usize], lanes: &[LaneReading], rule: &CountRule) -> Vec<i64> {
+    let Some(loss) = to.loss() else { return Vec::new() };
+    let incoming: f64 = from.iter().map(|&j| lanes[j].unit_g.0).sum();
+    let tolerance = from.iter().map(|&j| lanes[j].tolerance_g).fold(to.tolerance_g, Grams::max);
+    let own_loss = Measured { g: loss.g + Grams(incoming), u: loss.u };
+    match count::count(own_loss, to.unit_g, tolerance, rule) {
+        Ok(k) if k >= 0 => vec![k],
+        Err(Miscount::Ambiguous { from, to }) if to >= 0 => (from.max(0)..=to).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// No lane gave more items to others than it lost.
+fn within_losses(e: &Explanation) -> bool {
+    e.taken.iter().enumerate().all(|(j, &t)| e.moved.iter().filter(|(f, _)| *f == j).count() as i64 <= t)
+}
+
+/// Every choice of `n` items from `sources`, repeats allowed, order ignored.
+fn multisets(sources: &[usize], n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for (i, &s) in sources.iter().enumerate() {
+        for mut tail in multisets(&sources[i..], n - 1) {
+            tail.insert(0, s);
+            out.push(tail);
+        }
+    }
+    out
+}
+
+/// The lines and moves of an explanation.
+fn settled(lanes: &[LaneReading], e: &Explanation) -> Settlement {
+    let mut moves: Vec<Move> = Vec::new();
+    for &(from, to) in &e.moved {
+        let (f, t) = (&lanes[from], &lanes[to]);
+        match moves.iter_mut().find(|m| m.from_lane == f.lane && m.to_lane == t.lane) {
+            Some(m) => m.qty += 1,
+            None => moves.push(Move {
+                from_lane: f.lane.clone(),
+                to_lane: t.lane.clone(),
+                product_id: f.product_id,
+                qty: 1,
+            }),
+        }
+    }
+    let lines: Vec<Line> = lanes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, lane)| {
+            let out = e.moved.iter().filter(|(f, _)| *f == i).count() as i64;
+            let qty = e.taken[i] - out;
+            (qty > 0).then(|| Line {
                 lane: lane.lane.clone(),
                 product_id: lane.product_id,
                 product_name: lane.product_name.clone(),
                 qty,
                 unit_fen: lane.price_fen,
                 amount_fen: lane.price_fen * qty,
-            }
+            })
         })
         .collect();
     let total_fen = lines.iter().map(|l| l.amount_fen).sum();
     Settlement::Settled { lines, moves, total_fen }
-}
-
-/// Units taken per lane (by index), weight gained per lane, and the lanes that cannot be read.
-type Changes = (Vec<(usize, i64)>, Vec<(usize, Grams)>, Vec<ReviewReason>);
-
-/// Each lane's change: whole units taken, a gain still to explain, nothing (within tolerance), or
-/// a reason for a person.
-fn changes(lanes: &[LaneReading], scale_error: f64) -> Changes {
-    let (mut taken, mut gains, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, lane) in lanes.iter().enumerate() {
-        let Some(before) = lane.before_g else {
-            reasons.push(ReviewReason::NoWeightBefore { lane: lane.lane.clone() });
-            continue;
-        };
-        let Some(after) = lane.after_g else {
-            reasons.push(ReviewReason::NotStable { lane: lane.lane.clone() });
-            continue;
-        };
-        let delta = before - after;
-        if delta.abs() <= lane.tolerance_g {
-            continue;
-        }
-        if delta > Grams::ZERO {
-            match whole_units(delta, lane.unit_g, lane.tolerance_g, scale_error) {
-                Ok(qty) => taken.push((i, qty)),
-                Err(nearest_qty) => {
-                    reasons.push(ReviewReason::Residue { lane: lane.lane.clone(), delta_g: delta, nearest_qty })
-                }
-            }
-        } else {
-            gains.push((i, -delta));
-        }
-    }
-    (taken, gains, reasons)
-}
-
-/// Explain each gain as whole units of one losing lane's product, exactly one way (an item moved,
-/// not sold: it leaves `taken`), or give the reason it cannot be.
-fn explain_gains(
-    lanes: &[LaneReading],
-    taken: &mut [(usize, i64)],
-    gains: Vec<(usize, Grams)>,
-    reasons: &mut Vec<ReviewReason>,
-    scale_error: f64,
-) -> Vec<Move> {
-    let mut moves = Vec::new();
-    for (gi, gain) in gains {
-        let to = &lanes[gi];
-        let candidates: Vec<(usize, i64)> = taken
-            .iter()
-            .filter(|(li, _)| *li != gi)
-            .filter_map(|&(li, qty)| {
-                let from = &lanes[li];
-                let tolerance = from.tolerance_g.max(to.tolerance_g);
-                match whole_units(gain, from.unit_g, tolerance, scale_error) {
-                    Ok(m) if m >= 1 && m <= qty => Some((li, m)),
-                    _ => None,
-                }
-            })
-            .collect();
-        match candidates.as_slice() {
-            [] => reasons.push(ReviewReason::UnexplainedGain { lane: to.lane.clone(), gain_g: gain }),
-            [(li, m)] => {
-                let from = &lanes[*li];
-                if let Some(entry) = taken.iter_mut().find(|(i, _)| i == li) {
-                    entry.1 -= m;
-                }
-                moves.push(Move {
-                    from_lane: from.lane.clone(),
-                    to_lane: to.lane.clone(),
-                    product_id: from.product_id,
-                    qty: *m,
-                });
-            }
-            _ => reasons.push(ReviewReason::AmbiguousMove { lane: to.lane.clone(), gain_g: gain }),
-        }
-    }
-    moves
 }
 
 /// The basket's value while the door is open, from the latest readings: whole units down on each
@@ -221,7 +323,11 @@ mod tests {
 
     /// The rule with an exact scale (no relative error), as most cases here are written.
     fn settle(lanes: &[LaneReading]) -> Settlement {
-        super::settle(lanes, 0.0)
+        super::settle(lanes, &rule(0.0))
+    }
+
+    fn rule(scale_error: f64) -> SettleRule {
+        SettleRule { count: CountRule { scale_error, coverage: 0.0 }, max_moves: 3 }
     }
 
     #[test]
@@ -231,11 +337,14 @@ mod tests {
         let mut bottles = lane("A1", 1, 520.0, 400, 5200.0, Some(12.5));
         bottles.tolerance_g = Grams(8.0);
         let ten = [bottles];
-        assert!(matches!(super::settle(&ten, 0.0), Settlement::Review { .. }));
-        assert_eq!(settled(&super::settle(&ten, 0.005)).2, 4000);
-        // Never so wide that two counts would fit: 100 units of 52 g at 0.5 % is ±26 g, half a unit.
-        assert_eq!(whole_units(Grams(5200.0), Grams(52.0), Grams(2.0), 0.005), Err(100));
-        assert_eq!(whole_units(Grams(5200.0), Grams(52.0), Grams(2.0), 0.004), Ok(100));
+        assert!(matches!(super::settle(&ten, &rule(0.0)), Settlement::Review { .. }));
+        assert_eq!(settled(&super::settle(&ten, &rule(0.005))).2, 4000);
+        // Never a count when two would fit: 100 units of 52 g at 0.5 % is ±26 g, half a unit, so
+        // half a unit more fits 100 and 101.
+        let exact = CountRule { scale_error: 0.005, coverage: 0.0 };
+        let at = |g| count::count(Measured { g: Grams(g), u: Grams::ZERO }, Grams(52.0), Grams(2.0), &exact);
+        assert_eq!(at(5200.0), Ok(100));
+        assert_eq!(at(5226.0), Err(Miscount::Ambiguous { from: 100, to: 101 }));
     }
 
     fn lane(code: &str, product: i64, unit_g: f64, price: i64, before: f64, after: Option<f64>) -> LaneReading {
@@ -248,6 +357,8 @@ mod tests {
             price_fen: Fen(price),
             before_g: Some(Grams(before)),
             after_g: after.map(Grams),
+            before_sem_g: Grams::ZERO,
+            after_sem_g: Grams::ZERO,
         }
     }
 
@@ -319,6 +430,64 @@ mod tests {
         ]);
         assert!(
             matches!(&s, Settlement::Review { reasons } if matches!(reasons[0], ReviewReason::AmbiguousMove { .. }))
+        );
+    }
+
+    #[test]
+    fn a_can_moved_onto_a_lane_of_heavier_pairs_is_a_move() {
+        // A 355 g can moved onto a lane of 180 g items fits "two of that lane's own items back",
+        // but nobody took two of them: only the move balances.
+        let lanes = [lane("A1", 1, 355.0, 350, 3550.0, Some(3195.0)), lane("A2", 2, 180.0, 500, 1800.0, Some(2155.0))];
+        let (lines, moves, total) = settled(&settle(&lanes));
+        assert!(lines.is_empty(), "{lines:?}");
+        assert_eq!(moves, vec![Move { from_lane: "A1".into(), to_lane: "A2".into(), product_id: 1, qty: 1 }]);
+        assert_eq!(total, 0);
+    }
+
+    #[test]
+    fn a_lane_that_lost_its_own_and_gained_another_balances() {
+        // One 180 g item taken from A2 and a 355 g can put there instead: A2 shows +175 g.
+        let lanes =
+            [lane("A1", 1, 355.0, 350, 3550.0, Some(3195.0 - 355.0)), lane("A2", 2, 180.0, 500, 1800.0, Some(1975.0))];
+        let (lines, moves, total) = settled(&settle(&lanes));
+        assert_eq!(lines, vec![("A1".to_string(), 1), ("A2".to_string(), 1)]);
+        assert_eq!(moves.len(), 1);
+        assert_eq!(total, 350 + 500);
+    }
+
+    #[test]
+    fn the_fewest_moves_explain_and_two_equal_ones_go_to_review() {
+        // 355 g appeared on A3: one can from A1 (one move) rather than two 177.5 g bars from A2.
+        let lanes = [
+            lane("A1", 1, 355.0, 350, 3550.0, Some(3195.0)),
+            lane("A2", 2, 177.5, 200, 1775.0, Some(1420.0)),
+            lane("A3", 3, 1000.0, 900, 5000.0, Some(5355.0)),
+        ];
+        let (lines, moves, _) = settled(&settle(&lanes));
+        assert_eq!(lines, vec![("A2".to_string(), 2)]);
+        assert_eq!(moves[0].from_lane, "A1");
+        // Two cans of the same weight lost from two lanes, one found on A3: which lane's?
+        let lanes = [
+            lane("A1", 1, 355.0, 350, 3550.0, Some(3195.0)),
+            lane("A2", 2, 355.0, 360, 3550.0, Some(3195.0)),
+            lane("A3", 3, 1000.0, 900, 5000.0, Some(5355.0)),
+        ];
+        let s = settle(&lanes);
+        assert!(
+            matches!(&s, Settlement::Review { reasons } if matches!(reasons[0], ReviewReason::AmbiguousMove { .. })),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn a_change_the_noise_cannot_tell_apart_is_uncertain() {
+        let mut noisy = lane("A1", 1, 50.0, 300, 500.0, Some(425.0));
+        noisy.after_sem_g = Grams(8.0);
+        let s =
+            super::settle(&[noisy], &SettleRule { count: CountRule { scale_error: 0.0, coverage: 3.0 }, max_moves: 3 });
+        assert!(
+            matches!(&s, Settlement::Review { reasons } if matches!(reasons[0], ReviewReason::Uncertain { from_qty: 1, to_qty: 2, .. })),
+            "{s:?}"
         );
     }
 

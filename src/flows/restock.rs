@@ -10,6 +10,7 @@ use crate::db::models::{Lane, NewSession, Session};
 use crate::db::stock::LedgerRefs;
 use crate::db::{self, AnyConnection, Db, DbError, DbResult, layout, restock, write_tx};
 use crate::domain::alert::{self, AlertCode};
+use crate::domain::count::CountRule;
 use crate::domain::live::Change;
 use crate::domain::restock::{
     LaneChange, LaneStock, RestockCount, TaskLane, TaskStatus, count_restock, lanes_to_restock, maintenance_moves,
@@ -108,9 +109,9 @@ pub async fn finish(
     session_id: i64,
     readings: Vec<LaneReading>,
     by: String,
-    scale_error: f64,
+    rule: &CountRule,
 ) -> DbResult<Effects> {
-    let count = count_restock(&readings, scale_error);
+    let count = count_restock(&readings, rule);
     let cabinet = Change::Cabinet { sn: sn.clone() };
     let task = db.write(move |c| finish_in(c, &sn, session_id, &count, &by, db::now())).await?;
     let effects = Effects::wake().changed(cabinet);

@@ -19,7 +19,7 @@ use crate::domain::live::Change;
 use crate::domain::order::{OrderEvent, OrderStatus, Stay};
 use crate::domain::review::CaseKind;
 use crate::domain::session::Outcome;
-use crate::domain::settlement::{self, LaneReading, Settlement};
+use crate::domain::settlement::{self, LaneReading, SettleRule, Settlement};
 use crate::domain::stock::{StockReason, basket_changes};
 use crate::domain::units::Grams;
 
@@ -42,9 +42,9 @@ pub async fn settle(
     order_id: i64,
     readings: Vec<LaneReading>,
     evidence: String,
-    scale_error: f64,
+    rule: &SettleRule,
 ) -> DbResult<(Settled, Effects)> {
-    let outcome = settlement::settle(&readings, scale_error);
+    let outcome = settlement::settle(&readings, rule);
     let after: BTreeMap<String, Option<Grams>> = readings.iter().map(|r| (r.lane.clone(), r.after_g)).collect();
     let after_g = serde_json::to_string(&after).unwrap_or_default();
     let reasons = match &outcome {

@@ -478,7 +478,8 @@ impl Physical {
                 self.loads[ch as usize].standard_g = 0.0;
             }
         }
-        serde_json::to_value(CalibrateResult { counts, samples: Vec::new(), door_open: self.is_open(c.door) }).map_err(|_| "internal")
+        serde_json::to_value(CalibrateResult { counts, samples: Vec::new(), door_open: self.is_open(c.door) })
+            .map_err(|_| "internal")
     }
 }
 

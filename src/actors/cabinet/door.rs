@@ -36,6 +36,10 @@ use crate::flows;
 use crate::flows::scan::{ScanFail, ScanInput};
 use crate::flows::settle::Settled;
 
+/// At the end of the wait, a lane's rest may be this many times less precise than its counts
+/// would like: the count, with that uncertainty, then decides whether it is enough.
+const LATE_SEM_FACTOR: f64 = 4.0;
+
 /// An open order stays in the cache at most this long (its session ends long before).
 const ORDER_CACHE_TTL_MS: u64 = 24 * 3600 * 1000;
 
@@ -273,7 +277,9 @@ impl CabinetActor {
     }
 
     fn hold_door(&mut self, s: &Session, course: Course, before: Vec<(String, Grams)>) {
-        self.held = Some(Held::Door(SessionInfo::from(s), DoorRun { course, before, closed_at: None }));
+        let before_sem = self.before_sem(course.door);
+        let run = DoorRun { course, before, before_sem, closed_at: None };
+        self.held = Some(Held::Door(SessionInfo::from(s), run));
         self.changed();
     }
 
@@ -478,8 +484,10 @@ impl CabinetActor {
                 .into_actor(self),
             );
         }
+        let before_sem = self.before_sem(run.course.door);
         if let Some(run) = self.held.as_mut().and_then(Held::door_mut) {
             run.before = before;
+            run.before_sem = before_sem;
         }
     }
 
@@ -523,23 +531,46 @@ impl CabinetActor {
         });
     }
 
-    fn tolerance(&self, l: &LaneState) -> Grams {
+    pub(super) fn tolerance(&self, l: &LaneState) -> Grams {
         l.setup.tolerance_g.unwrap_or(self.svc.config.weights.default_tolerance_g)
     }
 
-    /// The weight on each lane of `door` as it rests now: the mean of its quiet readings, or the
-    /// median of its readings when the last ones disagree (noise; the door is closed, so the
-    /// lane is at rest). A lane with no reading yet gets the door-open frame's reading.
-    fn weigh_door(&self, door: u32) -> Vec<(String, Grams)> {
-        let n = self.svc.config.weights.stable_readings;
+    /// The weight on each lane of `door` as it rests now, with its standard uncertainty: its rest
+    /// (outliers left out, known as well as its counts need), else its tracked baseline, else the
+    /// median of its readings (the door is closed, so the lane is at rest) counted as one reading.
+    fn weigh_lanes(&self, door: u32) -> Vec<(String, Grams, Grams)> {
         self.lanes
             .iter()
             .filter(|l| l.setup.door == door && l.setup.cal.is_some())
             .filter_map(|l| {
-                let g = l.window.settled(n, self.tolerance(l)).or_else(|| l.window.median())?;
-                Some((l.setup.code.clone(), g))
+                let (g, sem) = match (self.rest_of(l), l.baseline) {
+                    (Ok(r), _) => (r.mean_g, r.sem_g),
+                    (Err(_), Some(b)) => (b.g, b.sem_g),
+                    (Err(_), None) => (l.window.median()?, Grams(self.noise_of(l))),
+                };
+                Some((l.setup.code.clone(), g, sem))
             })
             .collect()
+    }
+
+    fn weigh_door(&self, door: u32) -> Vec<(String, Grams)> {
+        self.weigh_lanes(door).into_iter().map(|(code, g, _)| (code, g)).collect()
+    }
+
+    fn before_sem(&self, door: u32) -> BTreeMap<String, Grams> {
+        self.weigh_lanes(door).into_iter().map(|(code, _, sem)| (code, sem)).collect()
+    }
+
+    /// Lane `l` after the door closed: at rest as precisely as its counts need, or — once the
+    /// wait is over (`late`) — as precisely as its readings allow, the count then judging whether
+    /// that is enough.
+    fn weigh_after(&self, l: &LaneState, late: bool) -> Option<(Grams, Grams)> {
+        let rest = match self.rest_of(l) {
+            Ok(r) => Ok(r),
+            Err(_) if late => self.rest_within(l, LATE_SEM_FACTOR * self.need_sem(l)),
+            Err(e) => Err(e),
+        };
+        rest.ok().map(|r| (r.mean_g, r.sem_g))
     }
 
     fn send_open(&mut self, session_id: i64, door: u32, ctx: &mut Context<Self>) {
@@ -687,9 +718,7 @@ impl CabinetActor {
     pub(super) fn door_reading(&mut self, kind: ReadingKind, ctx: &mut Context<Self>) {
         let Some(Held::Door(info, run)) = &self.held else { return };
         let session_id = info.id;
-        let n = self.svc.config.weights.stable_readings;
-        let all_stable =
-            self.lane_readings(run, |l| l.window.stable(n, self.tolerance(l))).iter().all(|r| r.after_g.is_some());
+        let all_stable = self.lane_readings(run, |l| self.weigh_after(l, false)).iter().all(|r| r.after_g.is_some());
         let closed = matches!(kind, ReadingKind::AfterClose | ReadingKind::Closed);
         self.drive(session_id, Event::Reading { closed, all_stable }, ctx);
     }
@@ -698,7 +727,7 @@ impl CabinetActor {
     fn watch_basket(&mut self, session_id: i64, ctx: &mut Context<Self>) {
         let Some(run) = self.door_run() else { return };
         let course::Purpose::Purchase { order_id, cap_fen } = run.course.purpose else { return };
-        let readings = self.lane_readings(run, |l| l.window.latest());
+        let readings = self.lane_readings(run, |l| l.window.latest().map(|g| (g, Grams::ZERO)));
         let current: Vec<Option<Grams>> = readings.iter().map(|r| r.after_g).collect();
         let estimate = settlement::estimate_basket_fen(&readings, &current);
         let Some(excess_fen) = settlement::over_cap(estimate, cap_fen) else { return };
@@ -721,12 +750,14 @@ impl CabinetActor {
     }
 
     /// The lanes of the run's door that hold a product, with `after` read by `after`.
-    fn lane_readings(&self, run: &DoorRun, after: impl Fn(&LaneState) -> Option<Grams>) -> Vec<LaneReading> {
+    fn lane_readings(&self, run: &DoorRun, after: impl Fn(&LaneState) -> Option<(Grams, Grams)>) -> Vec<LaneReading> {
         self.lanes
             .iter()
             .filter(|l| l.setup.door == run.course.door)
             .filter_map(|l| {
                 let before = run.before.iter().find(|(code, _)| *code == l.setup.code).map(|b| b.1);
+                let before_sem = run.before_sem.get(&l.setup.code).copied().unwrap_or(Grams(self.noise_of(l)));
+                let after = after(l);
                 Some(LaneReading {
                     lane: l.setup.code.clone(),
                     product_id: l.setup.product_id?,
@@ -735,7 +766,9 @@ impl CabinetActor {
                     tolerance_g: self.tolerance(l),
                     price_fen: l.setup.price_fen?,
                     before_g: before,
-                    after_g: after(l),
+                    after_g: after.map(|a| a.0),
+                    before_sem_g: before_sem,
+                    after_sem_g: after.map_or(Grams::ZERO, |a| a.1),
                 })
             })
             .collect()
@@ -744,14 +777,13 @@ impl CabinetActor {
     /// Every calibrated lane of the run's door, product or not: its weight before, after (stable),
     /// and the tolerance a change is judged by.
     fn lane_changes(&self, run: &DoorRun) -> Vec<LaneChange> {
-        let n = self.svc.config.weights.stable_readings;
         self.lanes
             .iter()
             .filter(|l| l.setup.door == run.course.door && l.setup.cal.is_some())
             .map(|l| LaneChange {
                 lane: l.setup.code.clone(),
                 before_g: run.before.iter().find(|(code, _)| *code == l.setup.code).map(|b| b.1),
-                after_g: l.window.stable(n, self.tolerance(l)),
+                after_g: self.weigh_after(l, true).map(|a| a.0),
                 tolerance_g: self.tolerance(l),
             })
             .collect()
@@ -774,10 +806,10 @@ impl CabinetActor {
     /// the stock right.
     fn finish(&mut self, session_id: i64, ctx: &mut Context<Self>) {
         let Some(run) = self.door_run() else { return };
-        let n = self.svc.config.weights.stable_readings;
-        let readings = self.lane_readings(run, |l| l.window.stable(n, self.tolerance(l)));
+        let readings = self.lane_readings(run, |l| self.weigh_after(l, true));
         let evidence = self.evidence(run.course.door);
-        let (db, sn, scale_error) = (self.svc.db.clone(), self.sn.to_string(), self.svc.config.weights.scale_error);
+        let (db, sn, w) = (self.svc.db.clone(), self.sn.to_string(), &self.svc.config.weights);
+        let (settle_rule, count_rule) = (w.settle_rule(), w.count_rule());
         let stored: Pin<Box<dyn Future<Output = Result<(), DbError>>>> = match run.course.purpose.clone() {
             course::Purpose::Purchase { order_id, .. } => {
                 if let Some(w) = run.closed_at.map(|t| t.elapsed()) {
@@ -786,7 +818,7 @@ impl CabinetActor {
                 let runner = self.svc.effects.clone();
                 Box::pin(async move {
                     let (settled, effects) =
-                        flows::settle::settle(&db, &sn, order_id, readings, evidence, scale_error).await?;
+                        flows::settle::settle(&db, &sn, order_id, readings, evidence, &settle_rule).await?;
                     runner.run(effects);
                     match settled {
                         Settled::Now(o) => {
@@ -804,7 +836,7 @@ impl CabinetActor {
             course::Purpose::Restock { by } => {
                 let runner = self.svc.effects.clone();
                 Box::pin(async move {
-                    let effects = flows::restock::finish(&db, sn, session_id, readings, by, scale_error).await?;
+                    let effects = flows::restock::finish(&db, sn, session_id, readings, by, &count_rule).await?;
                     runner.run(effects);
                     Ok(())
                 })

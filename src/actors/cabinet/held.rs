@@ -2,6 +2,7 @@
 //! calibration, or a session at an open door) and the commands it is waiting on. Data only; the
 //! behaviour is in the files beside this one.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use actix::SpawnHandle;
@@ -135,6 +136,9 @@ pub struct DoorRun {
     pub course: Course,
     /// Per lane of the door, the weight before the door opened (grams).
     pub before: Vec<(String, Grams)>,
+    /// Standard uncertainty of each `before` weight this actor took itself; a lane not in it
+    /// (taken up from the database, or filled from the door-open frame) counts as one reading.
+    pub before_sem: BTreeMap<String, Grams>,
     pub closed_at: Option<Instant>,
 }
 

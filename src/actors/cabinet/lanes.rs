@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::domain::baseline::Baseline;
 use crate::domain::cabinet::CabinetStatus;
+use crate::domain::rest::NoiseEstimate;
 use crate::domain::temperature::TempRule;
 use crate::domain::units::{Fen, Grams};
 use crate::domain::weight::{LaneCalibration, LaneWindow};
@@ -66,8 +68,25 @@ pub struct LaneState {
     pub setup: LaneSetup,
     pub window: LaneWindow,
     pub latest_counts: Option<i64>,
-    /// The last stable closed-door weight with no session since: drift is measured from it.
-    pub baseline: Option<Grams>,
+    /// The tracked closed-door weight with no session since: drift is followed from it.
+    pub baseline: Option<Baseline>,
+    /// The lane's noise, from its readings at rest with the doors closed.
+    pub noise: NoiseEstimate,
+    /// Whether this actor already said the lane's noise is too high to count its product.
+    pub unreliable_told: bool,
+}
+
+impl LaneState {
+    pub fn new(setup: LaneSetup, window: usize, noise_readings: usize) -> LaneState {
+        LaneState {
+            setup,
+            window: LaneWindow::new(window),
+            latest_counts: None,
+            baseline: None,
+            noise: NoiseEstimate::new(noise_readings),
+            unreliable_told: false,
+        }
+    }
 }
 
 /// A lane's weights as operators see them.
@@ -80,8 +99,12 @@ pub struct LaneWeight {
     pub counts: Option<i64>,
     /// Latest reading, grams (tray excluded: the tare took it out).
     pub grams: Option<Grams>,
-    /// Mean of the last readings when they agree within tolerance.
+    /// The lane's weight at rest (outliers left out, no trend), when it is at rest.
     pub stable_g: Option<Grams>,
+    /// Standard uncertainty of `stable_g`.
+    pub stable_sem_g: Option<Grams>,
+    /// The lane's noise σ per reading, once its closed-door stream has shown it.
+    pub noise_g: Option<Grams>,
     pub product_id: Option<i64>,
     pub unit_g: Option<Grams>,
     pub stock: i32,

@@ -11,11 +11,14 @@ use super::lanes::{LaneState, LaneWeight, Setup};
 use crate::db;
 use crate::db::weight_log::NewWeightRow;
 use crate::device::messages::{DoorUp, WeightUp};
-use crate::domain::alert::{self, AlertCode, AlertSpec, LaneDrift};
+use crate::domain::alert::{self, AlertCode, AlertSpec, LaneDrift, LaneNoise};
+use crate::domain::baseline::{self, LaneProduct, Tracked};
+use crate::domain::count;
 use crate::domain::live::{Change, LaneGrams};
+use crate::domain::rest::{self, Rest, Unrest};
 use crate::domain::temperature::TempEvent;
 use crate::domain::units::Grams;
-use crate::domain::weight::{self, LaneWindow, ReadingKind};
+use crate::domain::weight::ReadingKind;
 use crate::flows;
 
 fn round1(Grams(g): Grams) -> Grams {
@@ -26,7 +29,7 @@ impl CabinetActor {
     /// Rebuild lane states from a fresh setup, keeping each lane's window while its channel and
     /// calibration stay the same.
     pub(super) fn apply_setup(&mut self, setup: Setup) {
-        let window = self.svc.config.weights.window;
+        let (window, noise) = (self.svc.config.weights.window, self.svc.config.weights.noise_readings);
         let mut old: HashMap<String, LaneState> = self.lanes.drain(..).map(|l| (l.setup.code.clone(), l)).collect();
         self.lanes = setup
             .lanes
@@ -35,9 +38,7 @@ impl CabinetActor {
                 Some(prev) if prev.setup.channel == s.channel && prev.setup.cal == s.cal => {
                     LaneState { setup: s.clone(), ..prev }
                 }
-                _ => {
-                    LaneState { setup: s.clone(), window: LaneWindow::new(window), latest_counts: None, baseline: None }
-                }
+                _ => LaneState::new(s.clone(), window, noise),
             })
             .collect();
         if let Some(rule) = setup.temp_rule {
@@ -46,10 +47,35 @@ impl CabinetActor {
         self.setup = setup;
     }
 
+    /// Someone may be at the lanes: the baselines start afresh once the doors are closed and the
+    /// cabinet is free, and the noise is judged on readings taken from then on.
     pub(super) fn reset_baselines(&mut self) {
         for l in &mut self.lanes {
             l.baseline = None;
+            l.noise.break_run();
         }
+    }
+
+    /// The noise σ lane `l` is judged with: its closed-door stream's, or the configured default.
+    pub(super) fn noise_of(&self, l: &LaneState) -> f64 {
+        l.noise.sigma().map_or(self.svc.config.weights.default_noise_g, |g| g.0)
+    }
+
+    /// How precisely lane `l`'s rest must be known for its counts to be told apart.
+    pub(super) fn need_sem(&self, l: &LaneState) -> f64 {
+        let w = &self.svc.config.weights;
+        count::needed_sem(l.setup.unit_g, self.tolerance(l), &w.count_rule(), w.rest_sem_max_g)
+    }
+
+    /// Lane `l` at rest, known as precisely as its counts need.
+    pub(super) fn rest_of(&self, l: &LaneState) -> Result<Rest, Unrest> {
+        self.rest_within(l, self.need_sem(l))
+    }
+
+    /// Lane `l` at rest, its mean known to within `need_sem_g`.
+    pub(super) fn rest_within(&self, l: &LaneState, need_sem_g: f64) -> Result<Rest, Unrest> {
+        let readings: Vec<f64> = l.window.recent().iter().map(|g| g.0).collect();
+        rest::at_rest(&readings, Some(self.noise_of(l)), need_sem_g, &self.svc.config.weights.rest_rule())
     }
 
     fn reading_kind(&self) -> ReadingKind {
@@ -103,9 +129,17 @@ impl CabinetActor {
             self.live_weights();
         }
         self.door_reading(kind, ctx);
+        if kind != ReadingKind::Open && self.held.is_none() {
+            // At rest with nothing holding the cabinet: what the readings vary by is the noise.
+            for (code, g) in &grams {
+                if let Some(l) = self.lanes.iter_mut().find(|l| &l.setup.code == code) {
+                    l.noise.push(*g);
+                }
+            }
+        }
         if kind == ReadingKind::Closed {
             if self.held.is_none() {
-                self.check_drift(ctx);
+                self.track_baselines(ctx);
             }
             let facts = vec![
                 (
@@ -179,30 +213,45 @@ impl CabinetActor {
         });
     }
 
-    /// Closed door, no session: a lane whose stable weight moved from its baseline by more than
-    /// its tolerance crept (load cell) or was disturbed with the door locked.
-    fn check_drift(&mut self, ctx: &mut Context<Self>) {
-        let (n, min_g) = (self.svc.config.weights.stable_readings, self.svc.config.weights.drift_min_g);
-        let default_tol = self.svc.config.weights.default_tolerance_g;
-        let mut drifted = Vec::new();
-        for l in &mut self.lanes {
-            let tol = l.setup.tolerance_g.unwrap_or(default_tol);
-            let Some(stable) = l.window.stable(n, tol) else { continue };
-            match l.baseline {
-                None => l.baseline = Some(stable),
-                Some(base) => {
-                    if let Some(delta) = weight::drift(base, stable, tol.max(min_g)) {
-                        let lane = l.setup.code.clone();
-                        drifted.push(LaneDrift {
-                            lane,
-                            from_g: round1(base),
-                            to_g: round1(stable),
-                            delta_g: round1(delta),
-                        });
-                        l.baseline = Some(stable);
-                    }
-                }
+    /// Closed door, no session: each lane at rest follows slow drift in its baseline; a move too
+    /// fast or too large for drift (whole units taken or added behind a locked door, or a jump),
+    /// and drift accumulated far, raise `lane_drift`; a lane too noisy to count its product
+    /// raises `lane_unreliable`, once per actor.
+    fn track_baselines(&mut self, ctx: &mut Context<Self>) {
+        let w = &self.svc.config.weights;
+        let (rule, count_rule, now) = (w.drift_rule(), w.count_rule(), super::now_ms());
+        let (mut drifted, mut unreliable) = (Vec::new(), Vec::new());
+        for i in 0..self.lanes.len() {
+            let l = &self.lanes[i];
+            if let Some(u) = self.unreliable(l) {
+                unreliable.push(u);
             }
+            let Ok(rest) = self.rest_of(l) else { continue };
+            let tolerance = self.tolerance(l);
+            let product = l.setup.unit_g.map(|unit_g| LaneProduct { unit_g, tolerance_g: tolerance });
+            let (b, t) = baseline::track(l.baseline, &rest, now, product, tolerance, &rule, &count_rule);
+            let code = l.setup.code.clone();
+            self.lanes[i].baseline = Some(b);
+            let d = |from_g: Grams, delta_g: Grams, units| LaneDrift {
+                lane: code.clone(),
+                from_g: round1(from_g),
+                to_g: round1(rest.mean_g),
+                delta_g: round1(delta_g),
+                units,
+            };
+            match t {
+                Tracked::Moved { from_g, delta_g, units, .. } => drifted.push(d(from_g, delta_g, units)),
+                Tracked::DriftedFar { total_g } => drifted.push(d(rest.mean_g - total_g, total_g, None)),
+                Tracked::Started | Tracked::Followed { .. } => {}
+            }
+        }
+        for u in &unreliable {
+            if let Some(l) = self.lanes.iter_mut().find(|l| l.setup.code == u.lane) {
+                l.unreliable_told = true;
+            }
+        }
+        if !unreliable.is_empty() {
+            self.raise(alert::lane_unreliable(self.sn.as_str(), &unreliable), ctx);
         }
         if drifted.is_empty() {
             return;
@@ -211,6 +260,25 @@ impl CabinetActor {
         let lanes: Vec<&str> = drifted.iter().map(|d| d.lane.as_str()).collect();
         tracing::warn!(sn = %self.sn, lanes = %lanes.join(", "), "closed-door drift");
         self.raise(spec, ctx);
+    }
+
+    /// Lane `l`'s noise, once known, is too high for its counts to be told apart within the
+    /// readings a settlement can wait for (`orders.settle_max_ms` at the after-close cadence).
+    fn unreliable(&self, l: &LaneState) -> Option<LaneNoise> {
+        let (sigma, unit_g) = (l.noise.sigma()?, l.setup.unit_g?);
+        if l.unreliable_told {
+            return None;
+        }
+        let p = &self.svc.config.protocol;
+        let readings = (self.svc.config.orders.settle_max_ms / p.after_close_weight_ms.max(1)).max(1) as f64;
+        let reachable = sigma.0 / readings.sqrt();
+        let need = self.need_sem(l);
+        (reachable > need).then(|| LaneNoise {
+            lane: l.setup.code.clone(),
+            noise_g: round1(sigma),
+            unit_g,
+            readings_needed: ((sigma.0 / need.max(1e-3)).powi(2)).ceil() as u64,
+        })
     }
 
     /// Temperature against the cabinet type's range: one alert per excursion, cleared once.
@@ -278,18 +346,19 @@ impl CabinetActor {
 
     /// Per lane: latest and stable grams.
     pub(super) fn lane_weights(&self) -> Vec<LaneWeight> {
-        let n = self.svc.config.weights.stable_readings;
-        let default_tol = self.svc.config.weights.default_tolerance_g;
         self.lanes
             .iter()
-            .map(|l| LaneWeight {
+            .map(|l| (l, self.rest_of(l).ok()))
+            .map(|(l, rest)| LaneWeight {
                 code: l.setup.code.clone(),
                 door: l.setup.door,
                 channel: u32::try_from(l.setup.channel).unwrap_or(u32::MAX),
                 calibrated: l.setup.cal.is_some(),
                 counts: l.latest_counts,
                 grams: l.window.latest().map(round1),
-                stable_g: l.window.stable(n, l.setup.tolerance_g.unwrap_or(default_tol)).map(round1),
+                stable_g: rest.map(|r| round1(r.mean_g)),
+                stable_sem_g: rest.map(|r| Grams((r.sem_g.0 * 100.0).round() / 100.0)),
+                noise_g: l.noise.sigma().map(|g| Grams((g.0 * 100.0).round() / 100.0)),
                 product_id: l.setup.product_id,
                 unit_g: l.setup.unit_g,
                 stock: l.setup.stock,
