@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::domain::baseline::DriftRule;
+use crate::domain::calibration::SampleRule;
 use crate::domain::count::CountRule;
 use crate::domain::rest::RestRule;
 use crate::domain::settlement::SettleRule;
@@ -296,6 +297,29 @@ pub struct CalibrationConfig {
     pub verify_tolerance_g: f64,
     /// A calibration session with no step for this long is ended, freeing the cabinet.
     pub idle_timeout_s: u64,
+    /// Separate readings asked for per step first; more when a lane's noise needs them.
+    pub samples: u32,
+    /// Most readings asked for per step (the cabinet must take them within `commands.timeout_ms`).
+    pub max_samples: u32,
+    /// Standard uncertainty wanted of each step's mean, grams.
+    pub target_sem_g: f64,
+    /// Largest share of a step's readings that may be spikes.
+    pub max_spike_fraction: f64,
+    /// A move larger than this while a step is read, grams, is drift.
+    pub drift_max_g: f64,
+}
+
+impl CalibrationConfig {
+    pub fn sample_rule(&self, weights: &WeightsConfig) -> SampleRule {
+        SampleRule {
+            samples: self.samples,
+            max_samples: self.max_samples,
+            target_sem_g: self.target_sem_g,
+            max_spike_fraction: self.max_spike_fraction,
+            drift_max_g: self.drift_max_g,
+            rest: weights.rest_rule(),
+        }
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -777,6 +801,13 @@ impl Config {
         let e = self.weights.scale_error;
         if !(0.0..0.05).contains(&e) {
             return Err(key_error("weights.scale_error", format!("must be from 0 to under 0.05 (5 %), got {e}")));
+        }
+        let c = &self.calibration;
+        finite_positive("calibration.target_sem_g", c.target_sem_g)?;
+        finite_positive("calibration.max_spike_fraction", c.max_spike_fraction)?;
+        finite_positive("calibration.drift_max_g", c.drift_max_g)?;
+        if !(2..=c.max_samples).contains(&c.samples) || c.max_samples > 4096 {
+            return Err(key_error("calibration.samples", "must be from 2 to calibration.max_samples, at most 4096"));
         }
         finite_positive("calibration.min_counts_per_g", self.calibration.min_counts_per_g)?;
         finite_positive("calibration.max_counts_per_g", self.calibration.max_counts_per_g)?;

@@ -164,6 +164,11 @@ pub struct Calib {
     pub zero: Option<Vec<i64>>,
     pub counts_per_g: Option<Vec<f64>>,
     pub standard_g: Option<f64>,
+    /// Standard uncertainty of each lane's zero and span reading, counts (0: one steady reading).
+    pub zero_sem: Vec<f64>,
+    pub span_sem: Vec<f64>,
+    /// The current step's readings were too few for the noise and more were asked for.
+    pub asked_more: bool,
     /// When the operator last took a step (the session ends after `calibration.idle_timeout_s`).
     pub last_step: Instant,
     /// The operator's request waiting for the current step's reading.
@@ -179,6 +184,9 @@ impl Calib {
             zero: None,
             counts_per_g: None,
             standard_g: None,
+            zero_sem: Vec::new(),
+            span_sem: Vec::new(),
+            asked_more: false,
             last_step: Instant::now(),
             waiting: None,
         }

@@ -14,7 +14,7 @@ use crate::db;
 use crate::db::models::{NewSession, Session};
 use crate::device::messages::{CalibrateCmd, CalibrateResult, CalibrationStep, VersionResult};
 use crate::device::topic::DownKind;
-use crate::domain::calibration::{self, CalibrationError, CalibrationLimits};
+use crate::domain::calibration::{self, CalibrationError, CalibrationLimits, LaneSamples, SampleRule};
 use crate::domain::liveness::Liveness;
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::validation::FieldError;
@@ -36,17 +36,24 @@ pub struct Delivery {
     pub cmd_id: String,
 }
 
-/// One calibration step from the cabinet's reading: what it found per lane, kept on `c` for the
-/// steps that follow, and — after a verify that passed — the door's calibration to store.
+/// One calibration step from the cabinet's reading (its separate samples judged into `judged`,
+/// when it sent them): what it found per lane, kept on `c` for the steps that follow, and — after
+/// a verify that passed — the door's calibration to store. Verify allows, beyond its tolerance,
+/// `coverage` standard uncertainties of what the three steps' noise left.
 fn take_step(
     c: &mut Calib,
     step: CalibrationStep,
     standard_g: Option<f64>,
     lanes: &[String],
     reading: &CalibrateResult,
+    judged: Option<&[LaneSamples]>,
     limits: &CalibrationLimits,
 ) -> Result<(Vec<LaneStep>, Option<flows::setup::DoorCalibration>), CalibrationError> {
     let counts = &reading.counts;
+    let sems: Vec<f64> = match judged {
+        Some(j) => j.iter().map(|s| s.sigma_counts / (s.readings.max(1) as f64).sqrt()).collect(),
+        None => vec![0.0; lanes.len()],
+    };
     let zero = c.zero.clone().unwrap_or_default();
     let lane_step = |i: usize, zero: Option<i64>, cpg: Option<f64>, grams: Option<f64>| LaneStep {
         code: lanes[i].clone(),
@@ -61,6 +68,7 @@ fn take_step(
             let zero = calibration::tare(lanes, counts, reading.door_open)?;
             let steps = (0..lanes.len()).map(|i| lane_step(i, Some(zero[i]), None, None)).collect();
             c.zero = Some(zero);
+            c.zero_sem = sems;
             c.counts_per_g = None;
             Ok((steps, None))
         }
@@ -68,12 +76,20 @@ fn take_step(
             let cpg = calibration::span(lanes, &zero, counts, g, limits)?;
             let steps = (0..lanes.len()).map(|i| lane_step(i, Some(zero[i]), Some(cpg[i]), None)).collect();
             c.counts_per_g = Some(cpg);
+            c.span_sem = sems;
             c.standard_g = standard_g;
             Ok((steps, None))
         }
         CalibrationStep::Verify => {
             let cpg = c.counts_per_g.clone().unwrap_or_default();
-            let grams = calibration::verify(lanes, &zero, &cpg, counts, g, limits)?;
+            let at = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(0.0);
+            let allowance: Vec<f64> = (0..lanes.len())
+                .map(|i| {
+                    let u = (at(&c.zero_sem, i).powi(2) + at(&c.span_sem, i).powi(2) + at(&sems, i).powi(2)).sqrt();
+                    limits.coverage * u / cpg.get(i).copied().unwrap_or(f64::INFINITY)
+                })
+                .collect();
+            let grams = calibration::verify(lanes, &zero, &cpg, counts, g, limits, &allowance)?;
             let rounded = |i: usize| Some((grams[i] * 10.0).round() / 10.0);
             let steps = (0..lanes.len()).map(|i| lane_step(i, Some(zero[i]), Some(cpg[i]), rounded(i))).collect();
             let cal = lanes.iter().enumerate().map(|(i, code)| (code.clone(), zero[i], cpg[i])).collect();
@@ -82,8 +98,34 @@ fn take_step(
     }
 }
 
-fn limits(c: &crate::config::CalibrationConfig) -> CalibrationLimits {
+/// What a step's reading comes to once its samples are judged.
+enum Judged {
+    /// Use this reading (its counts the samples' means), with the samples' summaries if any.
+    Use(CalibrateResult, Option<Vec<LaneSamples>>),
+    /// Ask again for this many readings.
+    More(u32),
+    Refused(CalibrationError),
+}
+
+/// A reading with separate samples is judged lane by lane; one without (older firmware) is used
+/// as the steady reading it is.
+fn judge_reading(mut reading: CalibrateResult, lanes: &[String], gains: &[Option<f64>], rule: &SampleRule) -> Judged {
+    if reading.samples.is_empty() {
+        return Judged::Use(reading, None);
+    }
+    match calibration::judge_samples(lanes, &reading.samples, gains, rule) {
+        Ok(judged) => {
+            reading.counts = judged.iter().map(|s| s.mean_counts.round() as i64).collect();
+            Judged::Use(reading, Some(judged))
+        }
+        Err(Ok(n)) => Judged::More(n),
+        Err(Err(e)) => Judged::Refused(e),
+    }
+}
+
+fn limits(c: &crate::config::CalibrationConfig, coverage: f64) -> CalibrationLimits {
     CalibrationLimits {
+        coverage,
         min_counts_per_g: c.min_counts_per_g,
         max_counts_per_g: c.max_counts_per_g,
         verify_tolerance_g: c.verify_tolerance_g,
@@ -372,7 +414,7 @@ impl CabinetActor {
         tx: oneshot::Sender<Result<StepReport, SessionError>>,
         ctx: &mut Context<Self>,
     ) {
-        let limits = limits(&self.svc.config.calibration);
+        let limits = limits(&self.svc.config.calibration, self.svc.config.weights.coverage);
         let Some(Held::Calibration(info, c)) = self.held.as_mut() else {
             let _ = tx.send(Err(SessionError::NoSession("calibration")));
             return;
@@ -413,9 +455,47 @@ impl CabinetActor {
         }
         c.last_step = Instant::now();
         c.waiting = Some(tx);
-        let cmd = CalibrateCmd { door: c.door, step, channels: c.channels.clone(), standard_g, samples: None };
+        let samples = self.svc.config.calibration.samples;
+        self.send_calibrate(session_id, step, standard_g, samples, ctx);
+    }
+
+    /// The calibrate command for the held session's door, asking for `samples` separate readings.
+    fn send_calibrate(
+        &mut self,
+        session_id: i64,
+        step: CalibrationStep,
+        standard_g: Option<f64>,
+        samples: u32,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(Held::Calibration(_, c)) = self.held.as_ref() else { return };
+        let cmd = CalibrateCmd { door: c.door, step, channels: c.channels.clone(), standard_g, samples: Some(samples) };
         let lanes = c.lanes.clone();
         self.issue(DownKind::Calibrate, &cmd, Some(session_id), Purpose::Calibrate { step, standard_g, lanes }, ctx);
+    }
+
+    /// The gain each lane's readings of `step` are judged with: the span being measured, the one
+    /// the span found, or — for a tare — the lane's calibration from before, if it has one.
+    fn judging_gains(
+        &self,
+        c: &Calib,
+        step: CalibrationStep,
+        standard_g: Option<f64>,
+        counts: &[i64],
+    ) -> Vec<Option<f64>> {
+        let zero = c.zero.clone().unwrap_or_default();
+        (0..c.lanes.len())
+            .map(|i| match step {
+                CalibrationStep::Tare => {
+                    let lane = self.lanes.iter().find(|l| l.setup.code == c.lanes[i]);
+                    lane.and_then(|l| l.setup.cal).map(|cal| cal.counts_per_g)
+                }
+                CalibrationStep::Span => {
+                    Some((*counts.get(i)? - *zero.get(i)?) as f64 / standard_g?).filter(|g| *g > 0.0)
+                }
+                CalibrationStep::Verify => c.counts_per_g.as_ref()?.get(i).copied(),
+            })
+            .collect()
     }
 
     /// The cabinet answered a calibrate command of the held session.
@@ -427,7 +507,16 @@ impl CabinetActor {
         outcome: CommandOutcome,
         ctx: &mut Context<Self>,
     ) {
-        let limits = limits(&self.svc.config.calibration);
+        let limits = limits(&self.svc.config.calibration, self.svc.config.weights.coverage);
+        let rule = self.svc.config.calibration.sample_rule(&self.svc.config.weights);
+        let gains = match (self.held.as_ref(), &outcome) {
+            (Some(Held::Calibration(_, c)), CommandOutcome::Acked(Some(v))) => {
+                let counts: Vec<i64> =
+                    v.get("counts").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
+                self.judging_gains(c, step, standard_g, &counts)
+            }
+            _ => Vec::new(),
+        };
         let Some(Held::Calibration(info, c)) = self.held.as_mut() else { return };
         let session_id = info.id;
         let Some(tx) = c.waiting.take() else { return };
@@ -446,7 +535,26 @@ impl CabinetActor {
             }
         };
         let door = c.door;
-        match take_step(c, step, standard_g, &lanes, &reading, &limits) {
+        let (reading, judged) = match judge_reading(reading, &lanes, &gains, &rule) {
+            Judged::Use(reading, judged) => (reading, judged),
+            Judged::More(n) if !c.asked_more => {
+                // Too few readings for this cell's noise: ask once more, for as many as it needs.
+                c.asked_more = true;
+                c.waiting = Some(tx);
+                self.send_calibrate(session_id, step, standard_g, n, ctx);
+                return;
+            }
+            Judged::More(_) => {
+                let _ = tx.send(Err(SessionError::Command("the cabinet sent fewer readings than asked for".into())));
+                return;
+            }
+            Judged::Refused(e) => {
+                let _ = tx.send(Err(e.into()));
+                return;
+            }
+        };
+        c.asked_more = false;
+        match take_step(c, step, standard_g, &lanes, &reading, judged.as_deref(), &limits) {
             Ok((steps, None)) => {
                 let report = StepReport {
                     session_id,
