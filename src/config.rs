@@ -253,6 +253,8 @@ pub struct WeightsConfig {
     pub drift_follow_g_per_h: f64,
     /// Followed drift, accumulated, that is reported (`lane_drift`), grams.
     pub drift_alert_total_g: f64,
+    /// How often a cabinet adds its lanes' noise and drift to `lane_health`, seconds.
+    pub health_every_s: u64,
 }
 
 impl WeightsConfig {
@@ -795,6 +797,7 @@ impl Config {
             finite_positive(key, v)?;
         }
         positive("weights.noise_readings", w.noise_readings as u64)?;
+        positive("weights.health_every_s", w.health_every_s)?;
         if w.max_moves > 6 {
             return Err(key_error("weights.max_moves", "must be at most 6 (the search grows fast)"));
         }

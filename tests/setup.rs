@@ -353,7 +353,7 @@ both_profiles!(commands, commands_retry_and_time_out);
 
 /// Closed door, no session: a lane whose weight changes raises one alert naming it.
 async fn closed_door_drift(profile: Profile) {
-    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let Some(s) = TestServer::start(profile, &[("HEFT__WEIGHTS__HEALTH_EVERY_S", "1")]).await else { return };
     let token = s.ops_login(Role::Operator).await;
     let t = token.as_str();
     let cola = product(&s, t, "Cola", "6901234567892", 355.0, 350).await;
@@ -386,6 +386,17 @@ async fn closed_door_drift(profile: Profile) {
     assert!(message.contains("A1") && !message.contains("A2"), "names the lane that moved: {alert}");
     assert!(message.contains("1 unit taken"), "says the move was a whole can: {alert}");
     assert_eq!(alert["occurrences"], 1);
+    // The lane's day keeps the move, where reconciliation and the dashboard read it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    send(1).await;
+    let health = eventually("lane health", || async {
+        let body = ok(&s, "GET", "/ops/cabinets/DRIFT-1/lane-health?days=2", t, None).await;
+        body["days"].as_array()?.iter().find(|d| d["lane"] == "A1" && d["moves"] == 1).cloned()
+    })
+    .await;
+    assert!(health["baseline_g"].as_f64().is_some_and(|g| (g - 4.0 * 355.0).abs() < 5.0), "{health}");
+    let (status, body) = call(&s, "GET", "/ops/cabinets/DRIFT-1/lane-health?days=0", t, None).await;
+    assert_eq!(status, 400, "{body}");
     let _ = EVENTUALLY;
     cab.stop().await;
     s.stop().await;

@@ -11,6 +11,7 @@ pub mod cabinets;
 pub mod columns;
 pub mod commands;
 pub mod consumed;
+pub mod lane_health;
 pub mod layout;
 pub mod live;
 pub mod models;

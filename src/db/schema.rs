@@ -104,6 +104,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    lane_health (sn, lane, day) {
+        sn -> Text,
+        lane -> Text,
+        day -> Text,
+        noise_g -> Nullable<Float8>,
+        drift_g -> Float8,
+        moves -> Int4,
+        baseline_g -> Nullable<Float8>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     lanes (sn, code) {
         sn -> Text,
         code -> Text,
@@ -344,6 +357,7 @@ diesel::joinable!(accounts -> users (user_id));
 diesel::joinable!(cabinet_events -> cabinets (sn));
 diesel::joinable!(commands -> cabinets (sn));
 diesel::joinable!(commands -> sessions (session_id));
+diesel::joinable!(lane_health -> cabinets (sn));
 diesel::joinable!(lanes -> cabinets (sn));
 diesel::joinable!(lanes -> products (product_id));
 diesel::joinable!(order_lines -> orders (order_id));
@@ -367,6 +381,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     cabinets,
     commands,
     consumed_messages,
+    lane_health,
     lanes,
     operators,
     order_lines,

@@ -46,7 +46,7 @@ pub enum Tracked {
     /// Slow drift, followed.
     Followed { by_g: Grams },
     /// Followed, and the drift accumulated since it was last reported reached `alert_total_g`.
-    DriftedFar { total_g: Grams },
+    DriftedFar { by_g: Grams, total_g: Grams },
     /// Too fast or too large to be drift: `units` when it is whole units of the lane's product.
     Moved { from_g: Grams, to_g: Grams, delta_g: Grams, units: Option<i64> },
 }
@@ -82,7 +82,7 @@ pub fn track(
     }
     let total = b.followed_g + change.g;
     if total.abs().0 >= rule.alert_total_g {
-        return (Baseline { followed_g: Grams::ZERO, ..fresh }, Tracked::DriftedFar { total_g: total });
+        return (Baseline { followed_g: Grams::ZERO, ..fresh }, Tracked::DriftedFar { by_g: change.g, total_g: total });
     }
     (Baseline { followed_g: total, ..fresh }, Tracked::Followed { by_g: change.g })
 }

@@ -4,6 +4,7 @@ pub mod account;
 pub mod alert;
 pub mod baseline;
 pub mod cabinet;
+pub mod calendar;
 pub mod calibration;
 pub mod command;
 pub mod count;

@@ -97,3 +97,8 @@ pub async fn index_positions(db: &Db, cache: &dyn Cache) -> usize {
     tracing::info!(cabinets = known, "GEO index filled from the database");
     rows.len()
 }
+
+/// Add what the cabinet's actor saw of its lanes' cells since it last wrote (`lane_health`).
+pub async fn record_lane_health(db: &Db, rows: Vec<crate::db::lane_health::LaneHealth>) -> DbResult<()> {
+    db.write(move |c| crate::db::lane_health::add(c, &rows)).await
+}

@@ -113,6 +113,7 @@ fn ops_routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/refunds/{out_refund_no}/retry").route(web::post().to(refunds::retry)))
         .service(web::resource("/cabinets/{sn}/weights").route(web::get().to(setup::live_weights)))
         .service(web::resource("/cabinets/{sn}/weight-log").route(web::get().to(setup::weight_log)))
+        .service(web::resource("/cabinets/{sn}/lane-health").route(web::get().to(setup::lane_health)))
         .service(web::resource("/commands/{id}").route(web::get().to(setup::get_command)))
         .service(web::resource("/cabinet-types").route(web::get().to(setup::list_cabinet_types)))
         .service(web::resource("/cabinet-types/{name}").route(web::put().to(setup::put_cabinet_type)))

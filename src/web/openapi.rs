@@ -129,6 +129,7 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
         setup::list_cabinet_types,
         setup::put_cabinet_type,
         setup::weight_log,
+        setup::lane_health,
         restock::start_restock,
         restock::start_maintenance,
         restock::list,

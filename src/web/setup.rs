@@ -15,11 +15,13 @@ use crate::actors::cabinet::lanes::LaneWeight;
 use crate::actors::cabinet::requests::{AbortSession, CalibrateStep, SaveConfig, SendTags, StartCalibration};
 use crate::actors::cabinet::session::{ConfigSaved, Delivery};
 use crate::actors::registry::{Ensure, inspect};
+use crate::db::lane_health::LaneHealth;
 use crate::db::models::{CabinetType, CommandRow, Lane, Session};
 use crate::db::weight_log::WeightLogRow;
 use crate::db::{self, cabinets, commands, layout, sessions};
 use crate::device::messages::CalibrationStep;
 use crate::domain::cabinet::{CabinetStatus, Sn};
+use crate::domain::calendar::business_day;
 use crate::domain::layout::LayoutInput;
 use crate::domain::validation::FieldErrors;
 use crate::flows;
@@ -480,4 +482,42 @@ pub async fn weight_log(
         })
         .await?;
     Ok(HttpResponse::Ok().json(ReadingsOut { readings: rows }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LaneHealthQuery {
+    /// Days back from today (Asia/Shanghai), today included; 30 when absent.
+    #[param(minimum = 1, maximum = 366)]
+    pub days: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LaneHealthOut {
+    /// Per lane and day, oldest day first.
+    pub days: Vec<LaneHealth>,
+}
+
+/// `GET /ops/cabinets/{sn}/lane-health` — any role: each lane's load cell day by day (noise,
+/// closed-door drift followed, moves), to judge a cell by.
+#[utoipa::path(
+    get, path = "/ops/cabinets/{sn}/lane-health", tag = "ops: fleet", security(("operator" = [])), params(SnPath, LaneHealthQuery),
+    responses(
+        (status = 200, description = "Lane history", body = LaneHealthOut),
+        (status = 400, description = "`days` out of range", body = crate::web::error::ErrorBody),
+    )
+)]
+pub async fn lane_health(
+    OpsCabinet { ops, sn }: OpsCabinet<AnyRole>,
+    q: web::Query<LaneHealthQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let days = match q.days.unwrap_or(30) {
+        n @ 1..=366 => n,
+        n => return Err(ApiError::BadRequest(format!("days must be between 1 and 366, got {n}"))),
+    };
+    let since = (business_day(chrono::Utc::now()) - chrono::Duration::days(days - 1)).to_string();
+    let key = sn.to_string();
+    let rows = ops.read(move |c| db::lane_health::for_cabinet(c, &key, &since)).await?;
+    Ok(HttpResponse::Ok().json(LaneHealthOut { days: rows }))
 }

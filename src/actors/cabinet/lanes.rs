@@ -74,6 +74,15 @@ pub struct LaneState {
     pub noise: NoiseEstimate,
     /// Whether this actor already said the lane's noise is too high to count its product.
     pub unreliable_told: bool,
+    /// Drift followed and moves seen since the lane's health was last written.
+    pub health: HealthSince,
+}
+
+/// What a lane's cell did since its `lane_health` row was last added to.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HealthSince {
+    pub drift_g: f64,
+    pub moves: i32,
 }
 
 impl LaneState {
@@ -85,6 +94,7 @@ impl LaneState {
             baseline: None,
             noise: NoiseEstimate::new(noise_readings),
             unreliable_told: false,
+            health: HealthSince::default(),
         }
     }
 }

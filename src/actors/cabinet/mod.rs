@@ -87,6 +87,8 @@ pub struct CabinetActor {
     channels_alerted: bool,
     /// When lane weights last went to the live view.
     live_weights_at: Option<Instant>,
+    /// When the lanes' health was last added to `lane_health`.
+    health_written_at: Option<Instant>,
 }
 
 impl CabinetActor {
@@ -180,6 +182,7 @@ impl CabinetActor {
             failed_deliveries: HashMap::new(),
             channels_alerted: false,
             live_weights_at: None,
+            health_written_at: None,
         }
     }
 

@@ -9,10 +9,12 @@ use actix::prelude::*;
 use super::CabinetActor;
 use super::lanes::{LaneState, LaneWeight, Setup};
 use crate::db;
+use crate::db::lane_health::LaneHealth;
 use crate::db::weight_log::NewWeightRow;
 use crate::device::messages::{DoorUp, WeightUp};
 use crate::domain::alert::{self, AlertCode, AlertSpec, LaneDrift, LaneNoise};
 use crate::domain::baseline::{self, LaneProduct, Tracked};
+use crate::domain::calendar::business_day;
 use crate::domain::count;
 use crate::domain::live::{Change, LaneGrams};
 use crate::domain::rest::{self, Rest, Unrest};
@@ -239,12 +241,21 @@ impl CabinetActor {
                 delta_g: round1(delta_g),
                 units,
             };
+            let health = &mut self.lanes[i].health;
             match t {
-                Tracked::Moved { from_g, delta_g, units, .. } => drifted.push(d(from_g, delta_g, units)),
-                Tracked::DriftedFar { total_g } => drifted.push(d(rest.mean_g - total_g, total_g, None)),
-                Tracked::Started | Tracked::Followed { .. } => {}
+                Tracked::Moved { from_g, delta_g, units, .. } => {
+                    health.moves += 1;
+                    drifted.push(d(from_g, delta_g, units));
+                }
+                Tracked::DriftedFar { by_g, total_g } => {
+                    health.drift_g += by_g.0;
+                    drifted.push(d(rest.mean_g - total_g, total_g, None));
+                }
+                Tracked::Followed { by_g } => health.drift_g += by_g.0,
+                Tracked::Started => {}
             }
         }
+        self.write_health(ctx);
         for u in &unreliable {
             if let Some(l) = self.lanes.iter_mut().find(|l| l.setup.code == u.lane) {
                 l.unreliable_told = true;
@@ -260,6 +271,43 @@ impl CabinetActor {
         let lanes: Vec<&str> = drifted.iter().map(|d| d.lane.as_str()).collect();
         tracing::warn!(sn = %self.sn, lanes = %lanes.join(", "), "closed-door drift");
         self.raise(spec, ctx);
+    }
+
+    /// Every `weights.health_every_s`, add what each lane's cell did to its day in `lane_health`.
+    fn write_health(&mut self, ctx: &mut Context<Self>) {
+        let every = Duration::from_secs(self.svc.config.weights.health_every_s);
+        if self.health_written_at.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.health_written_at = Some(Instant::now());
+        let (now, day) = (db::now(), business_day(chrono::Utc::now()).to_string());
+        let rows: Vec<LaneHealth> = self
+            .lanes
+            .iter_mut()
+            .filter(|l| l.setup.cal.is_some())
+            .map(|l| {
+                let h = std::mem::take(&mut l.health);
+                LaneHealth {
+                    sn: self.sn.to_string(),
+                    lane: l.setup.code.clone(),
+                    day: day.clone(),
+                    noise_g: l.noise.sigma().map(|g| g.0),
+                    drift_g: h.drift_g,
+                    moves: h.moves,
+                    baseline_g: l.baseline.map(|b| b.g.0),
+                    updated_at: now,
+                }
+            })
+            .collect();
+        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+        ctx.spawn(
+            async move {
+                if let Err(e) = flows::cabinet::record_lane_health(&db, rows).await {
+                    tracing::warn!(%sn, error = %e, "lane health not written; its drift is lost for the day");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// Lane `l`'s noise, once known, is too high for its counts to be told apart within the
