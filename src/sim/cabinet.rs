@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::scale::{Fault, LoadCell, ScaleOptions};
+use super::thermal::Thermal;
 use crate::device::frame::Header;
 use crate::device::messages::{
     AckUp, CalibrateCmd, CalibrateResult, CalibrationStep, Command, ConfigCmd, OpenCmd, OpenResult, PriceTag,
@@ -40,11 +41,20 @@ pub struct PhysicalOptions {
     pub seed: Option<u64>,
     /// Broken cells, by channel.
     pub faults: Vec<(u32, Fault)>,
+    /// The cabinet's temperature; each cabinet starts at its own point of the cycle (the phase
+    /// given here is ignored).
+    pub thermal: Thermal,
 }
 
 impl Default for PhysicalOptions {
     fn default() -> Self {
-        PhysicalOptions { channels: 16, scale: ScaleOptions::default(), seed: None, faults: Vec::new() }
+        PhysicalOptions {
+            channels: 16,
+            scale: ScaleOptions::default(),
+            seed: None,
+            faults: Vec::new(),
+            thermal: Thermal::fridge(),
+        }
     }
 }
 
@@ -110,6 +120,16 @@ const REMEMBERED_RESULTS: usize = 64;
 /// averages, as a real cabinet does before reporting a calibration point (about 0.8 s at 80 Hz).
 pub const SETTLED_SAMPLES: u32 = 64;
 
+/// The most separate calibration readings a command gets (`samples`): 51 s at 80 Hz.
+pub const MAX_SAMPLES: u32 = 4096;
+
+/// The ADC's rate: 80 Hz.
+pub const SAMPLE_PERIOD: Duration = Duration::from_micros(12_500);
+
+/// How long firmware waits after the operator placed the standard weights before it reads: the
+/// lanes' ringing is gone by then, their creep is not.
+pub const SETTLE_TIME: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct Physical {
     cells: Vec<LoadCell>,
@@ -123,6 +143,10 @@ pub struct Physical {
     /// are reported after the next login (protocol §8).
     door_news: BTreeSet<u32>,
     installed: Instant,
+    /// How far the cabinet's own clock runs ahead of the real one: calibration readings are taken
+    /// in simulated time (no real sleeping), which the cabinet has then spent.
+    ahead: Duration,
+    thermal: Thermal,
     config: Option<ConfigCmd>,
     labels: BTreeMap<String, PriceTag>,
     /// The boot whose downstream frames are being checked, and the highest seq executed in it.
@@ -145,7 +169,9 @@ impl Physical {
                 LoadCell::random(&mut rng, opts.scale, fault)
             })
             .collect();
-        Physical::with_cells(cells)
+        // After the cells, so a seed gives the cells it always gave.
+        let phase = opts.thermal.period.mul_f64(rng.gen_range(0.0..1.0));
+        Physical::with_cells(cells).with_thermal(Thermal { phase, ..opts.thermal })
     }
 
     /// A cabinet with these exact cells, one per channel.
@@ -158,6 +184,8 @@ impl Physical {
             unlock_signal: Arc::new(Notify::new()),
             door_news: BTreeSet::new(),
             installed: Instant::now(),
+            ahead: Duration::ZERO,
+            thermal: Thermal::fridge(),
             config: None,
             labels: BTreeMap::new(),
             boot: 0,
@@ -166,6 +194,32 @@ impl Physical {
             drop_acks: 0,
             refuse: false,
         }
+    }
+
+    /// The same cabinet with this temperature (phase included).
+    pub fn with_thermal(mut self, thermal: Thermal) -> Physical {
+        self.thermal = thermal;
+        self
+    }
+
+    pub fn thermal(&self) -> &Thermal {
+        &self.thermal
+    }
+
+    /// The cabinet's own time since installation.
+    pub fn now(&self) -> Duration {
+        self.installed.elapsed() + self.ahead
+    }
+
+    /// The inside temperature `at` after installation, °C: what the cells feel and the heartbeat
+    /// reports.
+    pub fn temp_c_at(&self, at: Duration) -> f64 {
+        self.thermal.temp_c_at(at)
+    }
+
+    /// Whether the heater (a fridge's compressor) runs `at` after installation.
+    pub fn heating_at(&self, at: Duration) -> bool {
+        self.thermal.heating_at(at)
     }
 
     /// Put random products on every channel (for fleets): 0 to 12 units of 50 to 600 g each.
@@ -246,13 +300,32 @@ impl Physical {
         changed
     }
 
-    /// Returns whether the door was open before.
+    /// Returns whether the door was open before. Closing it shakes its lanes' cells.
     pub fn close(&mut self, door: u32) -> bool {
+        self.close_at(door, self.now())
+    }
+
+    /// As [`Physical::close`], `at` after installation.
+    pub fn close_at(&mut self, door: u32, at: Duration) -> bool {
         let changed = self.open_doors.remove(&door);
         if changed {
             self.door_news.insert(door);
+            for ch in self.door_channels(door) {
+                if let Some(cell) = self.cells.get_mut(ch as usize) {
+                    cell.shake(at);
+                }
+            }
         }
         changed
+    }
+
+    /// The channels behind a door by the last configuration; every channel when the cabinet does
+    /// not know (no configuration, or a door it lacks), as the whole cabinet shakes anyway.
+    fn door_channels(&self, door: u32) -> Vec<u32> {
+        match self.config.iter().flat_map(|c| &c.doors).find(|d| d.door == door) {
+            Some(d) => d.lanes.iter().map(|l| l.channel).collect(),
+            None => (0..self.channels()).collect(),
+        }
     }
 
     /// The controller lost power: with its RAM go the doors it owed Heft, so after the next login
@@ -326,21 +399,43 @@ impl Physical {
 
     /// One reading of every channel, index = channel.
     pub fn read_counts(&mut self) -> Vec<i64> {
-        self.read_counts_at(self.installed.elapsed())
+        self.read_counts_at(self.now())
     }
 
-    /// As [`Physical::read_counts`], as if `elapsed` had passed since installation (for creep).
-    pub fn read_counts_at(&mut self, elapsed: Duration) -> Vec<i64> {
-        self.cells.iter_mut().zip(&self.loads).map(|(cell, load)| cell.read(load.grams(), elapsed)).collect()
+    /// As [`Physical::read_counts`], `at` after installation (tests drive simulated time with it:
+    /// creep, temperature, settling).
+    pub fn read_counts_at(&mut self, at: Duration) -> Vec<i64> {
+        let temp_c = self.temp_c_at(at);
+        self.cells.iter_mut().zip(&self.loads).map(|(cell, load)| cell.read(load.grams(), at, temp_c)).collect()
     }
 
-    /// A settled reading of one channel: the mean of [`SETTLED_SAMPLES`] readings.
-    fn settled(&mut self, channel: u32) -> i64 {
-        let elapsed = self.installed.elapsed();
-        let ch = channel as usize;
-        let (Some(cell), Some(load)) = (self.cells.get_mut(ch), self.loads.get(ch)) else { return 0 };
-        let sum: i128 = (0..SETTLED_SAMPLES).map(|_| i128::from(cell.read(load.grams(), elapsed))).sum();
-        (sum / i128::from(SETTLED_SAMPLES)) as i64
+    /// The loads of `channels` were just set by hand at `at`: their cells start settling then.
+    fn placed(&mut self, channels: &[u32], at: Duration) {
+        for &ch in channels {
+            let ch = ch as usize;
+            if let (Some(cell), Some(load)) = (self.cells.get_mut(ch), self.loads.get(ch)) {
+                cell.set_load(load.grams(), at);
+            }
+        }
+    }
+
+    /// `n` readings of `channels` at the ADC's rate from `from`: one row of counts per reading, in
+    /// the order of `channels`.
+    fn sample(&mut self, channels: &[u32], n: u32, from: Duration) -> Vec<Vec<i64>> {
+        (0..n)
+            .map(|i| {
+                let at = from + SAMPLE_PERIOD * i;
+                let temp_c = self.temp_c_at(at);
+                let read = |ch: &u32| {
+                    let ch = *ch as usize;
+                    match (self.cells.get_mut(ch), self.loads.get(ch)) {
+                        (Some(cell), Some(load)) => cell.read(load.grams(), at, temp_c),
+                        _ => 0,
+                    }
+                };
+                channels.iter().map(read).collect()
+            })
+            .collect()
     }
 
     pub fn last_config(&self) -> Option<&ConfigCmd> {
@@ -472,15 +567,36 @@ impl Physical {
         for &ch in &c.channels {
             self.loads[ch as usize].standard_g = standard_g;
         }
-        let counts = c.channels.iter().map(|&ch| self.settled(ch)).collect();
+        let placed_at = self.now();
+        self.placed(&c.channels, placed_at);
+        // Without `samples`, the mean of SETTLED_SAMPLES readings, as firmware always answered.
+        let n = c.samples.map_or(SETTLED_SAMPLES, |n| n.clamp(1, MAX_SAMPLES));
+        let samples = self.sample(&c.channels, n, placed_at + SETTLE_TIME);
+        let counts = mean_counts(&samples, c.channels.len());
+        // The cabinet spent that time reading; its clock goes on from there.
+        let done = SETTLE_TIME + SAMPLE_PERIOD * n;
+        self.ahead += done;
         if c.step == CalibrationStep::Verify {
             for &ch in &c.channels {
                 self.loads[ch as usize].standard_g = 0.0;
             }
+            self.placed(&c.channels, placed_at + done);
         }
-        serde_json::to_value(CalibrateResult { counts, samples: Vec::new(), door_open: self.is_open(c.door) })
+        let samples = if c.samples.is_some() { samples } else { Vec::new() };
+        serde_json::to_value(CalibrateResult { counts, samples, door_open: self.is_open(c.door) })
             .map_err(|_| "internal")
     }
+}
+
+/// Each column's mean (rounded toward zero, as firmware's integer division does).
+fn mean_counts(samples: &[Vec<i64>], columns: usize) -> Vec<i64> {
+    let n = samples.len().max(1) as i128;
+    (0..columns)
+        .map(|j| {
+            let sum: i128 = samples.iter().filter_map(|row| row.get(j)).map(|&c| i128::from(c)).sum();
+            (sum / n) as i64
+        })
+        .collect()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(m: &serde_json::Value) -> Result<T, &'static str> {
@@ -685,6 +801,141 @@ mod tests {
             let g = (read[ch] - zero[ch]) as f64 / gain[ch];
             assert!((g - t.grams).abs() < 10.0, "channel {ch}: read {g} g, truth {} g", t.grams);
         }
+    }
+
+    fn calibrate_result(ack: &AckBody) -> CalibrateResult {
+        serde_json::from_value(ack.result.clone().expect("result")).expect("calibrate result")
+    }
+
+    fn sampled(step: &str, standard_g: Option<f64>, samples: u32) -> serde_json::Value {
+        json!({"door": 0, "step": step, "channels": [1, 0], "standard_g": standard_g, "samples": samples})
+    }
+
+    #[test]
+    fn calibrate_returns_separate_samples_on_request() {
+        let mut p = cabinet(2.0);
+        let before = p.now();
+        let span = p.handle("calibrate", &cmd(101, "s", sampled("span", Some(500.0), 200)), BOOT).expect("ack");
+        let r = calibrate_result(&span);
+        assert_eq!((r.samples.len(), r.samples.iter().all(|row| row.len() == 2)), (200, true), "a row per reading");
+        for (j, truth) in [(0, 200_000.0 + 150.0 * 800.0), (1, 100_000.0 + 100.0 * 800.0)] {
+            let column: Vec<f64> = r.samples.iter().map(|row| row[j] as f64).collect();
+            let sum: i64 = r.samples.iter().map(|row| row[j]).sum();
+            assert_eq!(r.counts[j], sum / 200, "counts are the samples' mean");
+            // Separate readings, each with its noise: σ = 2 g at 150 and 100 counts/g.
+            let mean = column.iter().sum::<f64>() / 200.0;
+            let sigma = (column.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / 199.0).sqrt();
+            let gain = if j == 0 { 150.0 } else { 100.0 };
+            assert!((sigma / gain - 2.0).abs() < 0.4, "channel column {j}: σ {} g", sigma / gain);
+            assert!((mean - truth).abs() / gain < 1.0, "column {j}: mean {mean}, truth {truth}");
+        }
+        // 1 s for the lanes to settle, then 200 readings at 80 Hz, in the cabinet's own time.
+        assert!(p.now() >= before + Duration::from_millis(3500), "{:?}", p.now() - before);
+        let few = p.handle("calibrate", &cmd(102, "v", sampled("verify", Some(500.0), 0)), BOOT).expect("ack");
+        assert_eq!(calibrate_result(&few).samples.len(), 1, "at least one");
+        let many = p.handle("calibrate", &cmd(103, "t", sampled("tare", None, 100_000)), BOOT).expect("ack");
+        assert_eq!(calibrate_result(&many).samples.len(), MAX_SAMPLES as usize, "at most {MAX_SAMPLES}");
+        // Not asked for: one steady reading per channel, as before.
+        let plain = p.handle("calibrate", &cmd(104, "t2", calibrate("tare", None)), BOOT).expect("ack");
+        assert_eq!(plain.result.as_ref().map(|r| r.get("samples").is_none()), Some(true));
+    }
+
+    #[test]
+    fn samples_start_once_the_lanes_settled() {
+        // Cells whose lanes ring hard after a change (half the change at first) and creep fast
+        // (0.1 % of the load, τ 2 s), so both would show.
+        let creep_tau = Duration::from_secs(2);
+        let opts =
+            ScaleOptions { settle: 0.5, load_creep: 1e-3, load_creep_tau: creep_tau, ..ScaleOptions::clean(0.0) };
+        let cells = (0..2).map(|ch| LoadCell::exact(100_000, 100.0, 300.0, opts, ch)).collect();
+        let mut p = Physical::with_cells(cells);
+        p.begin_boot(BOOT, 100);
+        p.read_counts();
+        // 80 readings from 1 s after the weight went on: no ringing (500 g off at first), and the
+        // creep toward +1 g goes on from 0.39 g (1 − e^−0.5) to 0.63 g (1 − e^−1).
+        let span = p.handle("calibrate", &cmd(101, "s", sampled("span", Some(1000.0), 80)), BOOT).expect("ack");
+        let r = calibrate_result(&span);
+        let grams = |c: i64| (c - 100_000) as f64 / 100.0 - 300.0 - 0.3;
+        for (first, last) in [(r.samples[0][0], r.samples[79][0]), (r.samples[0][1], r.samples[79][1])] {
+            assert!((grams(first) - 1000.39).abs() < 0.02 && (grams(last) - 1000.63).abs() < 0.02, "{first}, {last}");
+        }
+        assert!(r.samples.iter().flatten().all(|&c| (grams(c) - 1000.5).abs() < 0.15), "{:?}", r.samples);
+        // Verify takes the weight off when done: the lanes ring from then.
+        p.handle("calibrate", &cmd(102, "v", sampled("verify", Some(1000.0), 8)), BOOT).expect("ack");
+        let lifted = p.read_counts_at(p.now());
+        assert!(grams(lifted[0]) > 100.0, "still swinging back: {} g", grams(lifted[0]));
+    }
+
+    #[test]
+    fn a_realistic_cabinet_still_calibrates() {
+        let scale = ScaleOptions::realistic(2.0);
+        let mut p =
+            Physical::new(&PhysicalOptions { channels: 4, scale, seed: Some(11), ..PhysicalOptions::default() });
+        p.begin_boot(BOOT, 0);
+        let step = |p: &mut Physical, seq, name: &str, g: Option<f64>| {
+            let body = json!({"door": 0, "step": name, "channels": [0, 1, 2, 3], "standard_g": g, "samples": 256});
+            calibrate_result(&p.handle("calibrate", &cmd(seq, name, body), BOOT).expect("ack")).counts
+        };
+        let zero = step(&mut p, 1, "tare", None);
+        let span = step(&mut p, 2, "span", Some(1000.0));
+        let verify = step(&mut p, 3, "verify", Some(1000.0));
+        for ch in 0..4 {
+            let gain = (span[ch] - zero[ch]) as f64 / 1000.0;
+            let g = (verify[ch] - zero[ch]) as f64 / gain;
+            // A spike among the 256 readings moves the mean by at most 0.4 g.
+            assert!((g - 1000.0).abs() < 2.0, "channel {ch} verifies at {g} g");
+        }
+    }
+
+    #[test]
+    fn closing_a_door_shakes_its_lanes() {
+        let opts = ScaleOptions { shake_g: 10.0, ..ScaleOptions::clean(0.0) };
+        let cells = (0..4).map(|ch| LoadCell::exact(100_000, 100.0, 300.0, opts, ch)).collect();
+        let mut p = Physical::with_cells(cells);
+        p.begin_boot(BOOT, 100);
+        let still = p.read_counts_at(Duration::ZERO);
+        let moved = |p: &mut Physical, from: Duration| {
+            let mut moved = [false; 4];
+            for k in 1..24 {
+                let read = p.read_counts_at(from + SAMPLE_PERIOD * k);
+                for ch in 0..4 {
+                    moved[ch] |= read[ch] != still[ch];
+                }
+            }
+            moved
+        };
+        // Without a configuration the cabinet cannot tell the door's lanes: all shake.
+        p.open(0);
+        assert!(p.close_at(0, Duration::from_secs(1)));
+        assert_eq!(moved(&mut p, Duration::from_secs(1)), [true; 4]);
+        // Configured: door 1 holds channel 2 alone.
+        p.handle("config", &cmd(101, "c1", config(1)), BOOT).expect("ack");
+        p.open(1);
+        p.close_at(1, Duration::from_secs(10));
+        assert_eq!(moved(&mut p, Duration::from_secs(10)), [false, false, true, false]);
+        // A door already closed does not slam.
+        assert!(!p.close_at(1, Duration::from_secs(20)));
+        assert_eq!(moved(&mut p, Duration::from_secs(20)), [false; 4]);
+    }
+
+    #[test]
+    fn the_cells_feel_the_cabinets_temperature() {
+        let opts = ScaleOptions { zero_tc_g_per_c: 0.1, ..ScaleOptions::clean(0.0) };
+        let cells = vec![LoadCell::exact(100_000, 100.0, 300.0, opts, 0)];
+        let mut p = Physical::with_cells(cells).with_thermal(Thermal::fridge());
+        // The top of the band (5.5 °C) as the compressor starts, the bottom (2.5 °C) 12 min later.
+        let cold_at = Duration::from_secs(12 * 60);
+        assert!(p.heating_at(Duration::ZERO) && !p.heating_at(cold_at));
+        assert_eq!((p.temp_c_at(Duration::ZERO), p.temp_c_at(cold_at)), (5.5, 2.5));
+        let warm = p.read_counts_at(Duration::ZERO)[0];
+        let cold = p.read_counts_at(cold_at)[0];
+        assert_eq!(warm - cold, 30, "3 °C × 0.1 g/°C × 100 counts/g");
+        // Every cabinet of a fleet at its own point of the cycle, the same for a seed.
+        let at =
+            |seed| Physical::new(&PhysicalOptions { seed: Some(seed), ..PhysicalOptions::default() }).thermal().phase;
+        assert_eq!(at(1), at(1));
+        assert_ne!(at(1), at(2));
+        assert!(at(1) < Thermal::fridge().period);
     }
 
     #[test]

@@ -55,9 +55,10 @@ impl SimCabinetOptions {
     pub fn physical(&self) -> PhysicalOptions {
         PhysicalOptions {
             channels: self.channels,
-            scale: ScaleOptions { noise_g: self.noise_g, creep_g_per_h: self.creep_g_per_h },
+            scale: ScaleOptions { noise_g: self.noise_g, creep_g_per_h: self.creep_g_per_h, ..ScaleOptions::default() },
             seed: self.seed,
             faults: self.faults.clone(),
+            ..PhysicalOptions::default()
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod handle;
 pub mod scale;
 pub mod shopper;
 pub mod stage;
+pub mod thermal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,8 +28,9 @@ use crate::provision::{self, Credentials};
 use cabinet::{Physical, PhysicalOptions};
 use device::{ConnectOptions, DeviceClient, DeviceClientError};
 use handle::{CabinetRemote, Request};
-use scale::ScaleOptions;
+use scale::{CellKind, ScaleOptions};
 use shopper::{FleetSetup, PlanOptions, ShopperError, ShopperOptions, ShopperRun, Shoppers};
+use thermal::{Climate, Thermal};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
@@ -69,9 +71,25 @@ pub struct SimArgs {
     /// Noise of one load-cell reading, standard deviation in grams.
     #[arg(long, default_value_t = 2.0)]
     pub noise_g: f64,
-    /// Load-cell creep, grams per hour.
+    /// Slow zero drift of every load cell (aging), grams per hour, each cell in its own direction.
     #[arg(long, default_value_t = 0.5)]
     pub creep_g_per_h: f64,
+    /// Load-cell model: `realistic` adds to noise and drift what real cells do (spikes,
+    /// temperature, creep under load, settling, door-close shake, non-linearity; numbers in
+    /// src/sim/scale.rs); `clean` is noise and drift only.
+    #[arg(long, value_enum, default_value_t = CellKind::Realistic)]
+    pub cell: CellKind,
+    /// Wild single readings per hour per cell (default: the model's, 3 for a realistic cell).
+    #[arg(long)]
+    pub spikes_per_h: Option<f64>,
+    /// What keeps the cabinets' temperature, which the cells feel and heartbeats report.
+    #[arg(long, value_enum, default_value_t = Climate::Fridge)]
+    pub cabinet_temp: Climate,
+    /// How far the temperature swings either side of its middle, °C: over a fridge's compressor
+    /// cycle (default 1.5; beyond 2 it leaves the `sim` type's 2 to 10 °C and raises temperature
+    /// alerts) or an ambient cabinet's day (default 3).
+    #[arg(long)]
+    pub temp_swing_c: Option<f64>,
     /// New connections per second while ramping up.
     #[arg(long, default_value_t = 400)]
     pub ramp_per_s: u64,
@@ -211,13 +229,20 @@ pub struct Behaviour {
     pub without_login: Option<Cadence>,
 }
 
-pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
+/// The arguments' own checks, before anything starts.
+fn check(args: &SimArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.drop_heartbeats) || !(0.0..=1.0).contains(&args.bad_signatures) {
         anyhow::bail!("--drop-heartbeats and --bad-signatures are probabilities between 0 and 1");
     }
     if !(args.noise_g >= 0.0 && args.creep_g_per_h >= 0.0 && args.noise_g.is_finite() && args.creep_g_per_h.is_finite())
     {
         anyhow::bail!("--noise-g and --creep-g-per-h are grams, zero or more");
+    }
+    if args.spikes_per_h.is_some_and(|s| !(0.0..=3600.0).contains(&s)) {
+        anyhow::bail!("--spikes-per-h is wild readings an hour per cell, 0 to 3600");
+    }
+    if args.temp_swing_c.is_some_and(|s| !(0.0..=20.0).contains(&s)) {
+        anyhow::bail!("--temp-swing-c is °C either side of the cabinet's middle temperature, 0 to 20");
     }
     if !(0.0..=1.0).contains(&args.shop.p_nothing) || !(0.0..=1.0).contains(&args.shop.p_move) {
         anyhow::bail!("--p-nothing and --p-move are probabilities between 0 and 1");
@@ -228,6 +253,22 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     if args.shop.setup && (args.shop.ops_user.is_none() || args.shop.ops_password.is_none()) {
         anyhow::bail!("--setup signs in as an operator: give --ops-user and --ops-password (or HEFT_OPS_PASSWORD)");
     }
+    Ok(())
+}
+
+/// The fleet's cabinets as the arguments describe them (channels aside, which come per cabinet).
+fn fleet_physical(args: &SimArgs) -> PhysicalOptions {
+    let mut scale = ScaleOptions { creep_g_per_h: args.creep_g_per_h, ..args.cell.options(args.noise_g) };
+    if let Some(spikes) = args.spikes_per_h {
+        scale.spikes_per_h = spikes;
+    }
+    let climate = Thermal::of(args.cabinet_temp);
+    let thermal = Thermal { swing_c: args.temp_swing_c.unwrap_or(climate.swing_c), ..climate };
+    PhysicalOptions { channels: args.channels as u32, scale, thermal, ..PhysicalOptions::default() }
+}
+
+pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
+    check(&args)?;
     let creds = match &args.credentials {
         Some(path) => {
             let all: Vec<Credentials> = serde_json::from_slice(&std::fs::read(path)?)?;
@@ -256,8 +297,8 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
         weight_every_ms: weight_every_ms.clone(),
         without_login: None,
     };
-    let scale = ScaleOptions { noise_g: args.noise_g, creep_g_per_h: args.creep_g_per_h };
-    let physical = |b: &Behaviour| stocked_cabinet(b.lanes, scale);
+    let fleet = fleet_physical(&args);
+    let physical = |b: &Behaviour| stocked(PhysicalOptions { channels: b.lanes as u32, ..fleet.clone() });
     // Shoppers and the setup act on the cabinets, so those need remotes (kept until the end:
     // a cabinet stops when its remote is dropped).
     let (tasks, remotes) = if args.shop.shoppers > 0 || args.shop.setup {
@@ -470,7 +511,12 @@ async fn spawn_paced<T>(
 
 /// A fleet cabinet: random load cells, random products on every channel.
 pub fn stocked_cabinet(channels: usize, scale: ScaleOptions) -> Physical {
-    let mut p = Physical::new(&PhysicalOptions { channels: channels as u32, scale, ..PhysicalOptions::default() });
+    stocked(PhysicalOptions { channels: channels as u32, scale, ..PhysicalOptions::default() })
+}
+
+/// As [`stocked_cabinet`], built as `opts` says.
+pub fn stocked(opts: PhysicalOptions) -> Physical {
+    let mut p = Physical::new(&opts);
     p.stock_randomly(&mut rand::thread_rng());
     p
 }
@@ -480,7 +526,7 @@ async fn provision_fleet(config: &Config, args: &SimArgs) -> anyhow::Result<Vec<
     let db = crate::app::open_database(config).await?;
     let seal = crate::secrets::SealKey::load_or_create(&config.security.seal_key, &config.security.seal_key_file)?;
     let sns: Vec<String> = (args.first..args.first + args.cabinets).map(|i| format!("{}{i:05}", args.prefix)).collect();
-    let kind = sim_cabinet_type(args.channels as i32);
+    let kind = sim_cabinet_type(args.channels as i32, args.cabinet_temp);
     let creds = db
         .write(move |c| {
             // The type says what the simulated cabinets are, so they log in as what they are.
@@ -499,14 +545,19 @@ async fn provision_fleet(config: &Config, args: &SimArgs) -> anyhow::Result<Vec<
 /// The cabinet type `heft simulate` provisions its cabinets as.
 pub const SIM_TYPE: &str = "sim";
 
-/// What a simulated cabinet is: `channels` load cells, kept like a fridge (it reports about 4 °C).
-pub fn sim_cabinet_type(channels: i32) -> crate::db::models::CabinetType {
+/// What a simulated cabinet is: `channels` load cells, kept like a fridge (it reports 4 ± 1.5 °C)
+/// or at room temperature (22 ± 3 °C).
+pub fn sim_cabinet_type(channels: i32, climate: Climate) -> crate::db::models::CabinetType {
     let now = crate::db::now();
+    let (temp_min_c, temp_max_c) = match climate {
+        Climate::Fridge => (2.0, 10.0),
+        Climate::Ambient => (5.0, 35.0),
+    };
     crate::db::models::CabinetType {
         name: SIM_TYPE.to_string(),
         sensor_channels: channels,
-        temp_min_c: 2.0,
-        temp_max_c: 10.0,
+        temp_min_c,
+        temp_max_c,
         temp_alert_after_s: 900,
         created_at: now,
         updated_at: now,
@@ -798,7 +849,6 @@ async fn follow_cadence(
     let hb_period = Duration::from_secs(cadence.heartbeat_s);
     let mut next_hb = started + phase(hb_period);
     let mut next_weight = started + phase(period(cadence, rig, *rate.borrow(), after_close_until));
-    let mut temp: f64 = 4.0 + rand::thread_rng().gen_range(-0.5..0.5);
     loop {
         if b.disconnect_after.is_some_and(|limit| started.elapsed() >= limit) {
             return Ok(End::Planned);
@@ -906,11 +956,15 @@ async fn follow_cadence(
         let now = tokio::time::Instant::now();
         if now >= next_hb {
             next_hb += hb_period;
-            temp += rand::thread_rng().gen_range(-0.05..0.05);
             if rand::thread_rng().gen_bool(b.drop_heartbeats) {
                 stats.heartbeats_dropped.fetch_add(1, Ordering::Relaxed);
             } else {
-                let heating = temp < 3.5;
+                // The temperature the cells feel, and the compressor that makes it.
+                let (temp, heating) = {
+                    let p = rig.physical();
+                    let at = p.now();
+                    (p.temp_c_at(at), p.heating_at(at))
+                };
                 send(
                     dev,
                     b,
@@ -993,4 +1047,46 @@ async fn send(
     }
     stats.frames_sent.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimArgs,
+    }
+
+    fn args(extra: &[&str]) -> SimArgs {
+        let argv = std::iter::once("simulate").chain(extra.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).expect("parses").args
+    }
+
+    #[test]
+    fn the_fleet_gets_realistic_cells_in_a_fridge_by_default() {
+        let fleet = fleet_physical(&args(&[]));
+        assert_eq!(fleet.scale, ScaleOptions::realistic(2.0));
+        assert_eq!(fleet.thermal, Thermal::fridge());
+        let fleet = fleet_physical(&args(&["--cell", "clean", "--creep-g-per-h", "2", "--spikes-per-h", "6"]));
+        assert_eq!(fleet.scale, ScaleOptions { creep_g_per_h: 2.0, spikes_per_h: 6.0, ..ScaleOptions::clean(2.0) });
+        let fleet = fleet_physical(&args(&["--cabinet-temp", "ambient", "--temp-swing-c", "1"]));
+        assert_eq!(fleet.thermal, Thermal { swing_c: 1.0, ..Thermal::ambient() });
+    }
+
+    #[test]
+    fn bad_cell_arguments_are_refused_with_a_reason() {
+        assert!(check(&args(&["--spikes-per-h", "3600", "--temp-swing-c", "0"])).is_ok());
+        for (bad, says) in [
+            (["--spikes-per-h=-1", "--noise-g=2"], "--spikes-per-h"),
+            (["--spikes-per-h=NaN", "--noise-g=2"], "--spikes-per-h"),
+            (["--temp-swing-c=25", "--noise-g=2"], "--temp-swing-c"),
+            (["--creep-g-per-h=-2", "--noise-g=2"], "--creep-g-per-h"),
+        ] {
+            let e = check(&args(&bad)).expect_err("refused");
+            assert!(e.to_string().contains(says), "{bad:?}: {e}");
+        }
+        assert!(<Cli as clap::Parser>::try_parse_from(["simulate", "--cell", "perfect"]).is_err());
+    }
 }
