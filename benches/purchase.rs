@@ -12,6 +12,7 @@
 //! cargo bench --bench purchase                                  # production, 20 cabinets, 60 s
 //! cargo bench --bench purchase -- --cabinets 60 --seconds 90    # more load
 //! cargo bench --bench purchase -- --profile embedded
+//! cargo bench --bench purchase -- --cell realistic --noise-g 5 --creep-g-per-h 2 --visits 1000
 //! ```
 
 mod common;
@@ -35,16 +36,35 @@ struct Args {
     cabinets: usize,
     seconds: u64,
     production: bool,
+    /// Stop after this many visits instead (each shopper stops once the fleet has made them).
+    visits: Option<usize>,
+    noise_g: f64,
+    creep_g_per_h: f64,
+    realistic: bool,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { cabinets: 20, seconds: 60, production: true };
+    let mut args = Args {
+        cabinets: 20,
+        seconds: 60,
+        production: true,
+        visits: None,
+        noise_g: 2.0,
+        creep_g_per_h: 0.5,
+        realistic: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--cabinets" => args.cabinets = it.next().and_then(|v| v.parse().ok()).expect("--cabinets N"),
             "--seconds" => args.seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds N"),
             "--profile" => args.production = it.next().as_deref() == Some("production"),
+            "--visits" => args.visits = it.next().and_then(|v| v.parse().ok()),
+            "--noise-g" => args.noise_g = it.next().and_then(|v| v.parse().ok()).expect("--noise-g grams"),
+            "--creep-g-per-h" => {
+                args.creep_g_per_h = it.next().and_then(|v| v.parse().ok()).expect("--creep-g-per-h grams")
+            }
+            "--cell" => args.realistic = it.next().as_deref() == Some("realistic"),
             // cargo bench passes --bench; anything else is a mistake worth saying.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -91,36 +111,58 @@ async fn run(args: Args) {
     let broker = stage.broker();
     let mut cabs = Vec::new();
     for (i, c) in creds.into_iter().enumerate() {
-        let opts = SimCabinetOptions { noise_g: 2.0, seed: Some(i as u64), ..Default::default() };
+        let opts = SimCabinetOptions {
+            noise_g: args.noise_g,
+            creep_g_per_h: args.creep_g_per_h,
+            realistic: args.realistic,
+            seed: Some(i as u64),
+            ..Default::default()
+        };
         cabs.push(SimCabinet::start(c, &broker, opts).await.expect("cabinet logs in"));
     }
     let catalogue = setup.catalogue().await.expect("catalogue");
     let mut rng = StdRng::seed_from_u64(1);
-    for cab in &cabs {
-        setup.set_up(cab.remote(), &catalogue, &mut rng).await.expect("cabinet set up");
+    let mut ready = Vec::new();
+    for cab in cabs {
+        match setup.set_up(cab.remote(), &catalogue, &mut rng).await {
+            Ok(()) => ready.push(cab),
+            Err(e) => eprintln!("a cabinet could not be set up: {e}"),
+        }
     }
-    eprintln!(
-        "{} cabinets ready in {:.0} s; shopping for {} s",
+    let cabs = ready;
+    println!(
+        "fleet set up without a person: {}/{} cabinets in {:.0} s (cells: {}, σ {} g, drift {} g/h)",
         cabs.len(),
+        args.cabinets,
         started.elapsed().as_secs_f64(),
-        args.seconds
+        if args.realistic { "realistic" } else { "clean" },
+        args.noise_g,
+        args.creep_g_per_h
     );
+    eprintln!("shopping for {} s", args.seconds);
 
     // One shopper per cabinet, visit after visit, until the time is up.
     let client = ShopperClient::new(&heft_base, &stage.pay_sim_base()).expect("client");
     let opts = ShopperOptions::default();
     let until = Instant::now() + Duration::from_secs(args.seconds);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let enough = |done: &std::sync::atomic::AtomicUsize| {
+        args.visits.is_some_and(|v| done.load(std::sync::atomic::Ordering::Relaxed) >= v)
+    };
     let shoppers = cabs.iter().enumerate().map(|(i, cab)| {
-        let (client, opts) = (&client, &opts);
+        let (client, opts, done, enough) = (&client, &opts, &done, &enough);
         async move {
             let channel = if i % 2 == 0 { Channel::Wechat } else { Channel::Alipay };
             let uid = format!("bench-{i}-{}", rand::random::<u32>());
             let token = client.sign_in(channel, &uid).await.expect("sign in");
             let mut rng = StdRng::seed_from_u64(100 + i as u64);
             let mut out = Vec::new();
-            while Instant::now() < until {
+            while (args.visits.is_some() || Instant::now() < until) && !enough(done) {
                 match client.shop(&token, cab, 1 + (out.len() % 2) as u32, opts, &mut rng).await {
-                    Ok(t) => out.push(t),
+                    Ok(t) => {
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        out.push(t)
+                    }
                     Err(e) => eprintln!("visit failed: {e}"),
                 }
             }

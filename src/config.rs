@@ -301,8 +301,10 @@ pub struct CalibrationConfig {
     pub idle_timeout_s: u64,
     /// Separate readings asked for per step first; more when a lane's noise needs them.
     pub samples: u32,
-    /// Most readings asked for per step (the cabinet must take them within `commands.timeout_ms`).
+    /// Most readings asked for per step.
     pub max_samples: u32,
+    /// Time allowed per sample asked for, on top of the command timeout, ms (25: a 40 Hz board).
+    pub sample_ms: u64,
     /// Standard uncertainty wanted of each step's mean, grams.
     pub target_sem_g: f64,
     /// Largest share of a step's readings that may be spikes.
@@ -809,6 +811,7 @@ impl Config {
         finite_positive("calibration.target_sem_g", c.target_sem_g)?;
         finite_positive("calibration.max_spike_fraction", c.max_spike_fraction)?;
         finite_positive("calibration.drift_max_g", c.drift_max_g)?;
+        positive("calibration.sample_ms", c.sample_ms)?;
         if !(2..=c.max_samples).contains(&c.samples) || c.max_samples > 4096 {
             return Err(key_error("calibration.samples", "must be from 2 to calibration.max_samples, at most 4096"));
         }

@@ -30,6 +30,9 @@ pub struct SimCabinetOptions {
     /// Noise of one reading, standard deviation in grams.
     pub noise_g: f64,
     pub creep_g_per_h: f64,
+    /// Realistic cells (spikes, temperature, creep under load, settling, a shake at the door's
+    /// close, non-linearity: `ScaleOptions::realistic`) rather than noise and drift only.
+    pub realistic: bool,
     /// Seed for the load cells and their noise, for repeatable tests.
     pub seed: Option<u64>,
     pub faults: Vec<(u32, Fault)>,
@@ -44,6 +47,7 @@ impl Default for SimCabinetOptions {
             channels: 16,
             noise_g: scale.noise_g,
             creep_g_per_h: scale.creep_g_per_h,
+            realistic: false,
             seed: None,
             faults: Vec::new(),
             position: None,
@@ -55,7 +59,11 @@ impl SimCabinetOptions {
     pub fn physical(&self) -> PhysicalOptions {
         PhysicalOptions {
             channels: self.channels,
-            scale: ScaleOptions { noise_g: self.noise_g, creep_g_per_h: self.creep_g_per_h, ..ScaleOptions::default() },
+            scale: ScaleOptions {
+                noise_g: self.noise_g,
+                creep_g_per_h: self.creep_g_per_h,
+                ..if self.realistic { ScaleOptions::realistic(self.noise_g) } else { ScaleOptions::default() }
+            },
             seed: self.seed,
             faults: self.faults.clone(),
             ..PhysicalOptions::default()

@@ -74,7 +74,11 @@ impl CabinetActor {
     fn transmit(&mut self, cmd_id: &str, ctx: &mut Context<Self>) {
         let boot = self.session_boot();
         let seq = self.next_down_seq();
-        let timeout = Duration::from_millis(self.svc.config.protocol.command_timeout_ms);
+        let Some(p) = self.pending.get(cmd_id) else { return };
+        // A calibrate command asking for many samples is given the time to take them.
+        let samples = p.body.get("samples").and_then(|n| n.as_u64()).filter(|_| p.kind == DownKind::Calibrate);
+        let extra = samples.unwrap_or(0).saturating_mul(self.svc.config.calibration.sample_ms);
+        let timeout = Duration::from_millis(self.svc.config.protocol.command_timeout_ms.saturating_add(extra));
         let Some(p) = self.pending.get_mut(cmd_id) else { return };
         p.attempts += 1;
         let cmd = Command { boot: boot.unwrap_or(0), seq, cmd_id: cmd_id.to_string(), body: p.body.clone() };
