@@ -300,6 +300,45 @@ async fn bad_configurations(profile: Profile) {
 }
 both_profiles!(bad_input, bad_configurations);
 
+/// Calibration copes with noise: a realistic σ 8 g cell is calibrated from as many samples as it
+/// needs; one far too noisy to count anything is refused, saying so and naming the lane.
+async fn noisy_calibration(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let token = s.ops_login(Role::Operator).await;
+    let t = token.as_str();
+    let cola = product(&s, t, "Cola", "6901234567892", 355.0, 350).await;
+    let chips = product(&s, t, "Chips", "6901234567908", 78.0, 600).await;
+    for (sn, noise_g, refused) in [("CAL-8", 8.0, None), ("CAL-60", 60.0, Some("noisy"))] {
+        let opts = SimCabinetOptions { noise_g, realistic: true, ..quiet(21) };
+        let cab = sim(&s, sn, opts).await;
+        ok(&s, "PUT", &format!("/ops/cabinets/{sn}/config"), t, Some(layout(cola, chips))).await;
+        delivered(&s, t, sn).await;
+        ok(&s, "POST", &format!("/ops/cabinets/{sn}/calibration"), t, Some(json!({"door": 1}))).await;
+        ok(&s, "POST", &format!("/ops/cabinets/{sn}/calibration/tare"), t, None).await;
+        let span = json!({"standard_g": 500.0});
+        let (status, res) =
+            call(&s, "POST", &format!("/ops/cabinets/{sn}/calibration/span"), t, Some(span.clone())).await;
+        match refused {
+            None => {
+                assert_eq!(status, 200, "{sn}: {res}");
+                let done = ok(&s, "POST", &format!("/ops/cabinets/{sn}/calibration/verify"), t, Some(span)).await;
+                assert_eq!(done["done"], true, "{done}");
+                for lane in done["lanes"].as_array().expect("lanes") {
+                    let g = lane["grams"].as_f64().expect("grams");
+                    assert!((g - 500.0).abs() < 5.0, "{sn}: {lane}");
+                }
+            }
+            Some(code) => {
+                assert_eq!((status, res["error"].as_str()), (422, Some(code)), "{sn}: {res}");
+                assert!(res["message"].as_str().unwrap_or("").contains("too noisy"), "{res}");
+            }
+        }
+        cab.stop().await;
+    }
+    s.stop().await;
+}
+both_profiles!(noise, noisy_calibration);
+
 /// Commands are retried when the ack does not come, and end `timed_out` (freeing the cabinet)
 /// when it never does; a cabinet that refuses ends the command `failed`.
 async fn commands_retry_and_time_out(profile: Profile) {

@@ -482,6 +482,7 @@ impl CabinetActor {
         step: CalibrationStep,
         standard_g: Option<f64>,
         counts: &[i64],
+        limits: &CalibrationLimits,
     ) -> Vec<Option<f64>> {
         let zero = c.zero.clone().unwrap_or_default();
         (0..c.lanes.len())
@@ -490,9 +491,9 @@ impl CabinetActor {
                     let lane = self.lanes.iter().find(|l| l.setup.code == c.lanes[i]);
                     lane.and_then(|l| l.setup.cal).map(|cal| cal.counts_per_g)
                 }
-                CalibrationStep::Span => {
-                    Some((*counts.get(i)? - *zero.get(i)?) as f64 / standard_g?).filter(|g| *g > 0.0)
-                }
+                // A gain the cell cannot have is the span step's to refuse (not moved, reversed).
+                CalibrationStep::Span => Some((*counts.get(i)? - *zero.get(i)?) as f64 / standard_g?)
+                    .filter(|g| (limits.min_counts_per_g..=limits.max_counts_per_g).contains(g)),
                 CalibrationStep::Verify => c.counts_per_g.as_ref()?.get(i).copied(),
             })
             .collect()
@@ -513,7 +514,7 @@ impl CabinetActor {
             (Some(Held::Calibration(_, c)), CommandOutcome::Acked(Some(v))) => {
                 let counts: Vec<i64> =
                     v.get("counts").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
-                self.judging_gains(c, step, standard_g, &counts)
+                self.judging_gains(c, step, standard_g, &counts, &limits)
             }
             _ => Vec::new(),
         };
