@@ -255,6 +255,15 @@ fn report(args: &Args, truths: &[Truth], elapsed: f64) {
         by_status.get("review").copied().unwrap_or(0),
         by_status,
     );
+    let exact = truths.iter().filter(|t| t.matches() == Some(true)).count();
+    let reviews = by_status.get("review").copied().unwrap_or(0);
+    let pct = |n: usize| 100.0 * n as f64 / truths.len().max(1) as f64;
+    println!(
+        "charged exactly right: {exact}/{} ({:.2} %); reviews {reviews} ({:.2} %); wrong charges outside review: {mismatches}",
+        truths.len(),
+        pct(exact),
+        pct(reviews),
+    );
     println!(
         "door closed → paying (or no_purchase/review) ms: p50={} p99={} max={} (n={}); door closed → final ms: p50={} p99={}",
         quantile(&closed_to_paying, 0.5),

@@ -258,10 +258,15 @@ function clusterMap() {
 function openCabinet(sn) {
   if (app.cabinet && app.cabinet.sn === sn) return;
   if (app.cabinet) closeCabinet();
-  const c = { sn, snap: null, times: [], grams: new Map(), doors: [], orders: new Map(), commands: new Map(), alerts: new Map() };
+  const c = { sn, snap: null, times: [], grams: new Map(), doors: [], orders: new Map(), commands: new Map(), alerts: new Map(), health: new Map() };
   app.cabinet = c;
   $("#cabinet-sn").textContent = sn;
   c.sub = app.live.sub(`cabinet/${sn}`, (snap) => cabinetSnapshot(c, snap), (kind, d) => cabinetDelta(c, kind, d));
+  // Each lane's cell today (noise, drift followed): not live, it changes by the quarter hour.
+  api("GET", `/ops/cabinets/${encodeURIComponent(sn)}/lane-health?days=1`).then((h) => {
+    for (const d of h.days) c.health.set(d.lane, d);
+    if (app.cabinet === c && c.snap) renderCabinet(c);
+  }).catch(() => {});
 }
 
 function closeCabinet() {
@@ -339,6 +344,14 @@ function renderWeights(c, d) {
   }
 }
 
+/// "σ 2.1 · drift +3.0" for a lane's cell today, from `lane_health`.
+function noiseOf(c, code) {
+  const h = c.health.get(code);
+  if (!h || h.noise_g == null) return "–";
+  const drift = h.drift_g ? ` · ${h.drift_g > 0 ? "+" : ""}${h.drift_g.toFixed(1)}` : "";
+  return `σ ${h.noise_g.toFixed(1)}${drift}`;
+}
+
 function renderCabinet(c) {
   const cab = c.snap.cabinet;
   $("#cabinet-state").innerHTML = `<i class="dot ${stateOf(cab)}"></i>${esc(t("liveness." + cab.liveness))} · ${esc(t("status." + cab.status))}` +
@@ -348,9 +361,9 @@ function renderCabinet(c) {
   const cal = c.snap.lanes.filter((l) => l.calibrated).length;
   $("#setup").textContent = `${t(cab.configured ? "cabinet.configured" : "cabinet.not_configured")} · ${t("cabinet.calibrated", { n: cal, total: c.snap.lanes.length })}`;
   const closed = c.snap.closed_g || {};
-  $("#lanes").innerHTML = `<tr><th>${t("lane.code")}</th><th>${t("lane.product")}</th><th>${t("lane.stock")}</th><th>${t("lane.threshold")}</th><th>${t("lane.grams")}</th><th>${t("lane.calibrated")}</th></tr>` +
+  $("#lanes").innerHTML = `<tr><th>${t("lane.code")}</th><th>${t("lane.product")}</th><th>${t("lane.stock")}</th><th>${t("lane.threshold")}</th><th>${t("lane.grams")}</th><th>${t("lane.noise")}</th><th>${t("lane.calibrated")}</th></tr>` +
     c.snap.lanes.map((l) => `<tr class="${l.stock <= l.threshold ? "low" : ""}"><td>${esc(l.code)}</td><td>${esc(l.product ? l.product.name : "–")}</td>
-      <td>${l.stock} / ${l.capacity}</td><td>${l.threshold}</td><td data-grams="${esc(l.code)}">${closed[l.code] ?? "–"}</td><td>${l.calibrated ? "✓" : "✗"}</td></tr>`).join("");
+      <td>${l.stock} / ${l.capacity}</td><td>${l.threshold}</td><td data-grams="${esc(l.code)}">${closed[l.code] ?? "–"}</td><td data-noise="${esc(l.code)}">${noiseOf(c, l.code)}</td><td>${l.calibrated ? "✓" : "✗"}</td></tr>`).join("");
   $("#commands").innerHTML = [...c.commands.values()].sort((a, b) => (a.created_at < b.created_at ? 1 : -1)).slice(0, 20)
     .map((x) => `<li>${esc(x.kind)} · <span class="badge">${esc(x.status)}</span> · ${time(x.created_at)}</li>`).join("");
   $("#events").innerHTML = c.snap.events.map((e) => `<li>${esc(e.kind)} ${esc(e.from_state || "")}→${esc(e.to_state || "")} · ${time(e.created_at)}</li>`).join("") +

@@ -349,6 +349,36 @@ mod tests {
             prop_assert!(at_rest(&run, Some(sigma), sigma, &rule()).is_err());
         }
 
+        /// A spike among the readings after a close never changes what is counted: the units
+        /// taken from the rest with the spike are the units taken without it.
+        #[test]
+        fn a_spike_never_changes_a_count(
+            unit in 20.0f64..600.0,
+            units in 0u32..20,
+            taken in 0u32..5,
+            sigma in 0.5f64..3.0,
+            spike in prop_oneof![-300.0f64..-15.0, 15.0f64..300.0],
+            at in 0usize..10,
+            seed in any::<u64>(),
+        ) {
+            use crate::domain::count::{CountRule, Measured, count};
+            prop_assume!(taken <= units);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let before = unit * f64::from(units);
+            let after = unit * f64::from(units - taken);
+            let mut run: Vec<f64> = (0..10).map(|_| after + sigma * rng.gen_range(-1.0..1.0)).collect();
+            let clean = run.clone();
+            run[at] += spike * sigma;
+            let rule = CountRule { scale_error: 0.005, coverage: 3.0 };
+            let tol = Grams((unit / 10.0).max(2.0));
+            let counted = |run: &[f64]| {
+                let rest = at_rest(run, Some(sigma), sigma, &RestRule::default()).ok()?;
+                count(Measured::difference(Grams(before), Grams::ZERO, rest.mean_g, rest.sem_g), Grams(unit), tol, &rule).ok()
+            };
+            prop_assert_eq!(counted(&clean), Some(i64::from(taken)));
+            prop_assert_eq!(counted(&run), Some(i64::from(taken)));
+        }
+
         /// Whatever spike hits a resting run, its mean stays within its uncertainty of the level.
         #[test]
         fn a_spike_never_moves_the_mean(
