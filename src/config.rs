@@ -309,8 +309,10 @@ pub struct CalibrationConfig {
     pub target_sem_g: f64,
     /// Largest share of a step's readings that may be spikes.
     pub max_spike_fraction: f64,
-    /// A move larger than this while a step is read, grams, is drift.
+    /// A move larger than this while a step is read, grams, is drift…
     pub drift_max_g: f64,
+    /// …when it is also this many standard errors large.
+    pub trend_sigmas: f64,
 }
 
 impl CalibrationConfig {
@@ -321,6 +323,7 @@ impl CalibrationConfig {
             target_sem_g: self.target_sem_g,
             max_spike_fraction: self.max_spike_fraction,
             drift_max_g: self.drift_max_g,
+            trend_sigmas: self.trend_sigmas,
             rest: weights.rest_rule(),
         }
     }
@@ -811,6 +814,7 @@ impl Config {
         finite_positive("calibration.target_sem_g", c.target_sem_g)?;
         finite_positive("calibration.max_spike_fraction", c.max_spike_fraction)?;
         finite_positive("calibration.drift_max_g", c.drift_max_g)?;
+        finite_positive("calibration.trend_sigmas", c.trend_sigmas)?;
         positive("calibration.sample_ms", c.sample_ms)?;
         if !(2..=c.max_samples).contains(&c.samples) || c.max_samples > 4096 {
             return Err(key_error("calibration.samples", "must be from 2 to calibration.max_samples, at most 4096"));

@@ -163,9 +163,12 @@ pub struct SampleRule {
     pub target_sem_g: f64,
     /// Largest share of readings that may be spikes.
     pub max_spike_fraction: f64,
-    /// A move larger than this while the lane is read, grams, is drift.
+    /// A move larger than this while the lane is read, grams, is drift…
     pub drift_max_g: f64,
-    /// What counts as a spike and as a trend.
+    /// …when it is also this many standard errors large: stricter than a rest's test, since a
+    /// refused calibration sends someone back to the cabinet.
+    pub trend_sigmas: f64,
+    /// What counts as a spike.
     pub rest: RestRule,
 }
 
@@ -213,7 +216,7 @@ pub fn summarise(samples: &[Vec<i64>], lane: usize, rule: &SampleRule) -> Option
         readings: values.len(),
         spikes: values.len() - inliers.len(),
         moved_counts: slope * span,
-        trend_significant: sxx > 0.0 && slope.abs() / (sigma / sxx.sqrt()) > rule.rest.trend_sigmas,
+        trend_significant: sxx > 0.0 && slope.abs() / (sigma / sxx.sqrt()) > rule.trend_sigmas,
     })
 }
 
@@ -459,6 +462,7 @@ mod tests {
             target_sem_g: 0.25,
             max_spike_fraction: 0.05,
             drift_max_g: 1.0,
+            trend_sigmas: 5.0,
             rest: RestRule::default(),
         }
     }
