@@ -186,20 +186,53 @@ fn not_explained(lane: &LaneReading, own: Result<i64, Miscount>) -> ReviewReason
     }
 }
 
-/// The explanations that balance every lane with the fewest items moved (up to `max_moves`):
-/// each unexplained lane receives items from lanes that lost whole units of their own, never
-/// more items from a lane than it lost.
+/// The explanations that balance every lane with the fewest items moved (up to `max_moves`),
+/// and of those the fewest units taken: each unexplained lane receives items from lanes that lost
+/// whole units of their own, never more items from a lane than it lost. Explanations that charge
+/// the same and leave every lane the same (a product on two lanes) count as one.
 fn explain(lanes: &[LaneReading], own: &[i64], unexplained: &[usize], rule: &SettleRule) -> Vec<Explanation> {
     let sources: Vec<usize> = (0..lanes.len()).filter(|&j| own[j] >= 1 && !unexplained.contains(&j)).collect();
     for moves in unexplained.len()..=rule.max_moves {
         let mut found = Vec::new();
         let base = Explanation { taken: own.to_vec(), moved: Vec::new() };
         assign(lanes, &sources, unexplained, moves, base, rule, &mut found);
-        if !found.is_empty() {
-            return found;
+        let Some(fewest) = found.iter().map(|e| e.taken.iter().sum::<i64>()).min() else { continue };
+        let mut distinct: Vec<(Outcome, Explanation)> = Vec::new();
+        for e in found.into_iter().filter(|e| e.taken.iter().sum::<i64>() == fewest) {
+            let key = outcome(lanes, &e);
+            if !distinct.iter().any(|(k, _)| *k == key) {
+                distinct.push((key, e));
+            }
         }
+        return distinct.into_iter().map(|(_, e)| e).collect();
     }
     Vec::new()
+}
+
+/// What an explanation changes: units charged by product and price, units each lane lost, and the
+/// products each lane received.
+type Outcome = (Vec<(i64, Fen, i64)>, Vec<i64>, Vec<Vec<i64>>);
+
+fn outcome(lanes: &[LaneReading], e: &Explanation) -> Outcome {
+    let mut charged: Vec<(i64, Fen, i64)> = Vec::new();
+    for (i, lane) in lanes.iter().enumerate() {
+        let sold = e.taken[i] - e.moved.iter().filter(|(f, _)| *f == i).count() as i64;
+        match charged.iter_mut().find(|(p, f, _)| *p == lane.product_id && *f == lane.price_fen) {
+            Some(c) => c.2 += sold,
+            None => charged.push((lane.product_id, lane.price_fen, sold)),
+        }
+    }
+    charged.retain(|c| c.2 != 0);
+    charged.sort();
+    let received = (0..lanes.len())
+        .map(|i| {
+            let mut products: Vec<i64> =
+                e.moved.iter().filter(|(_, t)| *t == i).map(|(f, _)| lanes[*f].product_id).collect();
+            products.sort_unstable();
+            products
+        })
+        .collect();
+    (charged, e.taken.clone(), received)
 }
 
 /// Give `lanes[todo[0]]` some of `moves` items (each unexplained lane at least one), then the rest.
@@ -477,6 +510,34 @@ mod tests {
             matches!(&s, Settlement::Review { reasons } if matches!(reasons[0], ReviewReason::AmbiguousMove { .. })),
             "{s:?}"
         );
+    }
+
+    #[test]
+    fn of_two_balanced_moves_the_one_taking_fewer_units_wins() {
+        // 355 g on a lane of 52 g bars: a can moved there, or a 520 g bottle moved there and three
+        // bars taken (364 g, within tolerance). The can takes one unit, the bottle four.
+        let lanes = [
+            lane("A1", 1, 355.0, 350, 3550.0, Some(3195.0)),
+            lane("A2", 2, 520.0, 400, 5200.0, Some(4680.0)),
+            lane("A3", 3, 52.0, 550, 520.0, Some(875.0)),
+        ];
+        let (lines, moves, total) = settled(&settle(&lanes));
+        assert_eq!(lines, vec![("A2".to_string(), 1)]);
+        assert_eq!(moves[0].from_lane, "A1");
+        assert_eq!(total, 400);
+    }
+
+    #[test]
+    fn the_same_product_on_two_lanes_moves_either_way_alike() {
+        // A can from each of two cola lanes; one ends up on A3: which lane it came from changes
+        // neither the charge nor any lane's stock.
+        let lanes = [
+            lane("A1", 1, 355.0, 350, 3550.0, Some(3195.0)),
+            lane("A2", 1, 355.0, 350, 3550.0, Some(3195.0)),
+            lane("A3", 3, 1000.0, 900, 5000.0, Some(5355.0)),
+        ];
+        let (lines, moves, total) = settled(&settle(&lanes));
+        assert_eq!((lines.len(), moves.len(), total), (1, 1, 350));
     }
 
     #[test]
