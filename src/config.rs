@@ -282,6 +282,7 @@ impl WeightsConfig {
             event_min_g: self.drift_min_g.0,
             alert_total_g: self.drift_alert_total_g,
             coverage: self.coverage,
+            min_readings: 2 * self.stable_readings,
         }
     }
 }

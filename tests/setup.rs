@@ -413,10 +413,11 @@ async fn closed_door_drift(profile: Profile) {
             }
         }
     };
-    send(n + 1).await;
+    // A baseline moves on a rest of at least 2n readings.
+    send(2 * n + 1).await;
     // A can vanishes from A1 with the door locked.
     cab.take(0, 1).expect("take");
-    send(n + 1).await;
+    send(2 * n + 1).await;
     let alert = eventually("lane drift alert", || async {
         s.alerts("code=lane_drift&sn=DRIFT-1&open=true").await.into_iter().next()
     })

@@ -58,24 +58,27 @@ impl Lane {
 
 /// Tare, span and verify as the cabinet actor runs them, asking again for as many samples as the
 /// noise needs.
-fn calibrate(lane: &mut Lane, cfg: &Config, thermal: &Thermal) -> LaneCalibration {
+fn calibrate(lane: &mut Lane, cfg: &Config, thermal: &Thermal) -> (LaneCalibration, f64) {
     let rule = cfg.calibration.sample_rule(&cfg.weights);
     let codes = vec!["A1".to_string()];
     // The gain a step is judged with: none for a first tare, else from the readings' mean.
-    let mut step = |load_g: f64, gain: &dyn Fn(f64) -> Option<f64>| -> (i64, f64) {
-        let mut n = rule.samples;
+    let mut step = |load_g: f64, gain: &dyn Fn(f64) -> Option<f64>| -> (i64, f64, f64) {
+        let (mut n, mut asked_more) = (rule.samples, false);
         loop {
             let samples = lane.samples(load_g, n, thermal);
             let mean = samples.iter().map(|s| s[0] as f64).sum::<f64>() / samples.len() as f64;
-            match calibration::judge_samples(&codes, &samples, &[gain(mean)], &rule) {
-                Ok(s) => return (s[0].mean_counts.round() as i64, s[0].sigma_counts / (s[0].readings as f64).sqrt()),
-                Err(Ok(more)) if more > n => n = more,
+            match calibration::judge_samples(&codes, &samples, &[gain(mean)], &rule, asked_more) {
+                Ok(s) => {
+                    let sem = s[0].sigma_counts / (s[0].readings as f64).sqrt();
+                    return (s[0].mean_counts.round() as i64, sem, s[0].sigma_counts);
+                }
+                Err(Ok(more)) if !asked_more => (n, asked_more) = (more, true),
                 other => panic!("calibration refused: {other:?}"),
             }
         }
     };
-    let (zero, _) = step(0.0, &|_| None);
-    let (loaded, _) = step(STANDARD_G, &|mean| Some((mean - zero as f64) / STANDARD_G));
+    let (zero, ..) = step(0.0, &|_| None);
+    let (loaded, ..) = step(STANDARD_G, &|mean| Some((mean - zero as f64) / STANDARD_G));
     let limits = CalibrationLimits {
         min_counts_per_g: cfg.calibration.min_counts_per_g,
         max_counts_per_g: cfg.calibration.max_counts_per_g,
@@ -84,10 +87,11 @@ fn calibrate(lane: &mut Lane, cfg: &Config, thermal: &Thermal) -> LaneCalibratio
         coverage: cfg.weights.coverage,
     };
     let gains = calibration::span(&codes, &[zero], &[loaded], STANDARD_G, &limits).expect("span");
-    let (check, sem) = step(STANDARD_G, &|_| Some(gains[0]));
+    let (check, sem, sigma) = step(STANDARD_G, &|_| Some(gains[0]));
     let allowance = cfg.weights.coverage * sem * 2f64.sqrt() / gains[0];
     calibration::verify(&codes, &[zero], &gains, &[check], STANDARD_G, &limits, &[allowance]).expect("verify");
-    LaneCalibration { zero_counts: zero, counts_per_g: gains[0] }
+    // The noise verify measured is what the lane is judged by until its stream shows its own.
+    (LaneCalibration { zero_counts: zero, counts_per_g: gains[0] }, sigma / gains[0])
 }
 
 /// What a day of closed-door readings made of one lane: its count by weight, and the events.
@@ -98,13 +102,14 @@ struct Day {
     followed_g: f64,
 }
 
-fn one_day(lane: &mut Lane, cal: LaneCalibration, cfg: &Config, thermal: &Thermal) -> Day {
+fn one_day(lane: &mut Lane, (cal, noise_g): (LaneCalibration, f64), cfg: &Config, thermal: &Thermal) -> Day {
     let w = &cfg.weights;
     let (rest_rule, drift_rule, count_rule) = (w.rest_rule(), w.drift_rule(), w.count_rule());
     let load_g = lane.unit_g * f64::from(lane.units);
     let (unit_g, tolerance_g) = (Grams(lane.unit_g), Grams(TOLERANCE_G));
     let need = count::needed_sem(Some(unit_g), tolerance_g, &count_rule, w.rest_sem_max_g);
-    let (mut window, mut noise) = (LaneWindow::new(w.window), NoiseEstimate::new(w.noise_readings));
+    let mut window = LaneWindow::new(w.window);
+    let mut noise = NoiseEstimate::new(w.noise_readings).with_prior(Some(noise_g));
     let (mut base, mut moved, mut drifted_far, mut followed_g): (Option<Baseline>, _, _, _) = (None, 0, 0, 0.0);
     // The lane was just stocked: its first readings are the ones after the restock's close.
     lane.cell.set_load(load_g, lane.at);
@@ -121,13 +126,18 @@ fn one_day(lane: &mut Lane, cal: LaneCalibration, cfg: &Config, thermal: &Therma
         let at_ms = lane.at.as_millis() as i64;
         let (next, tracked) = baseline::track(base, &rest, at_ms, product, tolerance_g, &drift_rule, &count_rule);
         match tracked {
-            Tracked::Moved { .. } => moved += 1,
+            Tracked::Moved { .. } => {
+                if std::env::var("DEBUG_DAY").is_ok() {
+                    eprintln!("moved at {:?}: {tracked:?} rest {rest:?} base {base:?} window {readings:?}", lane.at);
+                }
+                moved += 1
+            }
             Tracked::DriftedFar { by_g, .. } => {
                 drifted_far += 1;
                 followed_g += by_g.0;
             }
             Tracked::Followed { by_g } => followed_g += by_g.0,
-            Tracked::Started => {}
+            Tracked::Started | Tracked::Kept => {}
         }
         base = Some(next);
     }
@@ -149,8 +159,8 @@ fn fleet_day(noise_g: f64, seed: u64) {
             units: rng.gen_range(1..=12),
             at: Duration::ZERO,
         };
-        let cal = calibrate(&mut lane, &cfg, &thermal);
-        let day = one_day(&mut lane, cal, &cfg, &thermal);
+        let calibrated = calibrate(&mut lane, &cfg, &thermal);
+        let day = one_day(&mut lane, calibrated, &cfg, &thermal);
         let what = format!(
             "σ {noise_g} g, lane {i}: {} × {} g, followed {:.1} g, {} drift reports",
             lane.units, lane.unit_g, day.followed_g, day.drifted_far

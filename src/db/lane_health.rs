@@ -71,3 +71,22 @@ pub fn for_cabinet(conn: &mut AnyConnection, sn: &str, since_day: &str) -> DbRes
         .order((lane_health::day.asc(), lane_health::lane.asc()))
         .load(conn)?)
 }
+
+/// Each lane's latest known noise (its newest day with one), grams.
+pub fn latest_noise(conn: &mut AnyConnection, sn: &str) -> DbResult<Vec<(String, f64)>> {
+    let rows: Vec<(String, Option<f64>)> = lane_health::table
+        .select((lane_health::lane, lane_health::noise_g))
+        .filter(lane_health::sn.eq(sn))
+        .filter(lane_health::noise_g.is_not_null())
+        .order((lane_health::lane.asc(), lane_health::day.desc(), lane_health::updated_at.desc()))
+        .load(conn)?;
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for (lane, noise) in rows {
+        if let Some(n) = noise
+            && out.last().is_none_or(|(l, _)| *l != lane)
+        {
+            out.push((lane, n));
+        }
+    }
+    Ok(out)
+}

@@ -24,6 +24,9 @@ pub struct DriftRule {
     pub alert_total_g: f64,
     /// Standard uncertainties a move may lie within and still be drift.
     pub coverage: f64,
+    /// Fewest readings a rest must have to move the baseline: a short rest of a noisy cell,
+    /// before its noise is known, can be off by more than drift.
+    pub min_readings: usize,
 }
 
 /// The tracked weight of a resting lane.
@@ -43,6 +46,8 @@ pub struct Baseline {
 pub enum Tracked {
     /// No baseline before: this rest is it.
     Started,
+    /// The rest rests on too few readings to move the baseline.
+    Kept,
     /// Slow drift, followed.
     Followed { by_g: Grams },
     /// Followed, and the drift accumulated since it was last reported reached `alert_total_g`.
@@ -70,6 +75,9 @@ pub fn track(
 ) -> (Baseline, Tracked) {
     let fresh = Baseline { g: rest.mean_g, sem_g: rest.sem_g, at_ms: now_ms, followed_g: Grams::ZERO };
     let Some(b) = prev else { return (fresh, Tracked::Started) };
+    if rest.readings < rule.min_readings {
+        return (b, Tracked::Kept);
+    }
     let change = Measured::difference(rest.mean_g, rest.sem_g, b.g, b.sem_g);
     let hours = ((now_ms - b.at_ms).max(0) as f64) / 3_600_000.0;
     let followable = rule.follow_g_per_h * hours + rule.coverage * change.u.0;
@@ -97,7 +105,7 @@ mod tests {
     }
 
     fn rule() -> DriftRule {
-        DriftRule { follow_g_per_h: 6.0, event_min_g: 5.0, alert_total_g: 30.0, coverage: 3.0 }
+        DriftRule { follow_g_per_h: 6.0, event_min_g: 5.0, alert_total_g: 30.0, coverage: 3.0, min_readings: 6 }
     }
 
     const COUNT: CountRule = CountRule { scale_error: 0.005, coverage: 3.0 };

@@ -248,12 +248,15 @@ pub fn judge_lane(
 
 /// Every lane's readings of a step, each judged with its gain when known (`None`: a first tare,
 /// whose noise in grams cannot be told yet, is only checked for spikes). The summaries, or the
-/// most readings a lane needs (`Err(Ok(n))`), or the first lane refused.
+/// most readings a lane needs (`Err(Ok(n))`), or the first lane refused. Once more readings were
+/// asked for (`asked_more`), what came is used: a second estimate of the noise always differs a
+/// little from the first, and verify allows for the uncertainty that is left.
 pub fn judge_samples(
     lanes: &[String],
     samples: &[Vec<i64>],
     gains: &[Option<f64>],
     rule: &SampleRule,
+    asked_more: bool,
 ) -> Result<Vec<LaneSamples>, Result<u32, CalibrationError>> {
     if let Some(bad) = samples.iter().find(|s| s.len() != lanes.len()) {
         return Err(Err(CalibrationError::CountMismatch { expected: lanes.len(), got: bad.len() }));
@@ -273,7 +276,7 @@ pub fn judge_samples(
         }
         out.push(s);
     }
-    if more > 0 { Err(Ok(more)) } else { Ok(out) }
+    if more > 0 && !asked_more { Err(Ok(more)) } else { Ok(out) }
 }
 
 /// A standard weight must be a finite number of grams in (0, `max_standard_g`].
@@ -485,13 +488,14 @@ mod tests {
         let l = lanes(&["A1"]);
         let r = sample_rule();
         let quiet = readings(64, |i| 500.0 + noise(i, 0.5));
-        let got = judge_samples(&l, &quiet, &[Some(100.0)], &r).expect("0.5 g noise: 16 readings do");
+        let got = judge_samples(&l, &quiet, &[Some(100.0)], &r, false).expect("0.5 g noise: 16 readings do");
         assert!((got[0].mean_counts / 100.0 - 1500.0).abs() < 0.2, "{got:?}");
         // 5 g noise wants (5 / 0.25)² = 400 readings.
         let noisy = readings(64, |i| 500.0 + noise(i, 5.0));
-        assert!(matches!(judge_samples(&l, &noisy, &[Some(100.0)], &r), Err(Ok(n)) if (300..=500).contains(&n)));
+        assert!(matches!(judge_samples(&l, &noisy, &[Some(100.0)], &r, false), Err(Ok(n)) if (300..=500).contains(&n)));
+        assert!(judge_samples(&l, &noisy, &[Some(100.0)], &r, true).is_ok(), "asked once more: what came is used");
         let awful = readings(64, |i| 500.0 + noise(i, 20.0));
-        let err = judge_samples(&l, &awful, &[Some(100.0)], &r).expect_err("refused").expect_err("noisy");
+        let err = judge_samples(&l, &awful, &[Some(100.0)], &r, false).expect_err("refused").expect_err("noisy");
         assert_eq!(err.code(), "noisy");
     }
 
@@ -500,14 +504,14 @@ mod tests {
         let l = lanes(&["A1"]);
         let r = sample_rule();
         let spiky = readings(64, |i| 500.0 + noise(i, 0.5) + if i % 8 == 0 { 60.0 } else { 0.0 });
-        let err = judge_samples(&l, &spiky, &[Some(100.0)], &r).expect_err("refused").expect_err("spiky");
+        let err = judge_samples(&l, &spiky, &[Some(100.0)], &r, false).expect_err("refused").expect_err("spiky");
         assert_eq!(err.code(), "spiky", "{err}");
         let creeping = readings(64, |i| 500.0 + 0.05 * i as f64 + noise(i, 0.5));
-        let err = judge_samples(&l, &creeping, &[Some(100.0)], &r).expect_err("refused").expect_err("drifting");
+        let err = judge_samples(&l, &creeping, &[Some(100.0)], &r, false).expect_err("refused").expect_err("drifting");
         assert_eq!(err.code(), "drifting", "{err}");
         // One spike in 64 is the board's ordinary hiccup: left out, not refused.
         let one = readings(64, |i| 500.0 + noise(i, 0.5) + if i == 10 { 60.0 } else { 0.0 });
-        let got = judge_samples(&l, &one, &[Some(100.0)], &r).expect("one spike");
+        let got = judge_samples(&l, &one, &[Some(100.0)], &r, false).expect("one spike");
         assert_eq!(got[0].spikes, 1);
         assert!((got[0].mean_counts / 100.0 - 1500.0).abs() < 0.2);
     }

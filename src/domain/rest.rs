@@ -185,6 +185,9 @@ pub struct NoiseEstimate {
     last: Option<f64>,
     diffs: VecDeque<f64>,
     capacity: usize,
+    /// What was known of the cell before this stream (its calibration, its history), used until
+    /// the stream has shown its own.
+    prior: Option<f64>,
 }
 
 /// Differences needed before the estimate is trusted.
@@ -194,7 +197,13 @@ impl NoiseEstimate {
     /// Keeps the last `capacity` differences (at least [`NOISE_MIN_DIFFS`]).
     pub fn new(capacity: usize) -> NoiseEstimate {
         let capacity = capacity.max(NOISE_MIN_DIFFS);
-        NoiseEstimate { last: None, diffs: VecDeque::with_capacity(capacity), capacity }
+        NoiseEstimate { last: None, diffs: VecDeque::with_capacity(capacity), capacity, prior: None }
+    }
+
+    /// Known noise from before (calibration, history), until the stream shows its own.
+    pub fn with_prior(mut self, sigma_g: Option<f64>) -> NoiseEstimate {
+        self.prior = sigma_g.filter(|s| s.is_finite() && *s > 0.0);
+        self
     }
 
     /// A closed-door reading, following the previous one with nothing moved in between.
@@ -216,9 +225,13 @@ impl NoiseEstimate {
         self.last = None;
     }
 
-    /// σ of one reading, once enough differences are known.
+    /// σ of one reading, once enough differences are known (else the prior, if any).
     pub fn sigma(&self) -> Option<Grams> {
-        (self.diffs.len() >= NOISE_MIN_DIFFS).then(|| Grams(diff_sigma(self.diffs.iter().copied().collect())))
+        if self.diffs.len() >= NOISE_MIN_DIFFS {
+            Some(Grams(diff_sigma(self.diffs.iter().copied().collect())))
+        } else {
+            self.prior.map(Grams)
+        }
     }
 }
 
@@ -297,6 +310,7 @@ mod tests {
         let mut fresh = NoiseEstimate::new(64);
         fresh.push(Grams(1.0));
         assert_eq!(fresh.sigma(), None);
+        assert_eq!(NoiseEstimate::new(64).with_prior(Some(7.5)).sigma(), Some(Grams(7.5)), "known from before");
     }
 
     proptest! {

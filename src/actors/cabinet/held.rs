@@ -169,6 +169,8 @@ pub struct Calib {
     pub span_sem: Vec<f64>,
     /// The current step's readings were too few for the noise and more were asked for.
     pub asked_more: bool,
+    /// Each lane's noise per reading as the verify step's samples showed it, grams.
+    pub noise_g: Vec<Option<f64>>,
     /// When the operator last took a step (the session ends after `calibration.idle_timeout_s`).
     pub last_step: Instant,
     /// The operator's request waiting for the current step's reading.
@@ -187,6 +189,7 @@ impl Calib {
             zero_sem: Vec::new(),
             span_sem: Vec::new(),
             asked_more: false,
+            noise_g: Vec::new(),
             last_step: Instant::now(),
             waiting: None,
         }

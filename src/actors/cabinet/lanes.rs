@@ -61,6 +61,8 @@ pub struct LaneSetup {
     pub price_fen: Option<Fen>,
     pub product_name: Option<String>,
     pub stock: i32,
+    /// The cell's noise as last known (its calibration, its history), grams.
+    pub noise_g: Option<f64>,
 }
 
 /// One lane as the actor weighs it.
@@ -88,11 +90,11 @@ pub struct HealthSince {
 impl LaneState {
     pub fn new(setup: LaneSetup, window: usize, noise_readings: usize) -> LaneState {
         LaneState {
+            noise: NoiseEstimate::new(noise_readings).with_prior(setup.noise_g),
             setup,
             window: LaneWindow::new(window),
             latest_counts: None,
             baseline: None,
-            noise: NoiseEstimate::new(noise_readings),
             unreliable_told: false,
             health: HealthSince::default(),
         }

@@ -599,9 +599,11 @@ pub(crate) async fn load_setup(svc: &Shared, sn: &str) -> Result<Setup, SessionE
 }
 
 fn read_setup(c: &mut db::AnyConnection, cab: crate::db::models::Cabinet) -> Result<Setup, DbError> {
+    let noise = db::lane_health::latest_noise(c, &cab.sn)?;
     let lanes = layout::lanes_with_products(c, &cab.sn)?
         .into_iter()
         .map(|(l, product)| LaneSetup {
+            noise_g: noise.iter().find(|(lane, _)| *lane == l.code).map(|n| n.1),
             code: l.code,
             door: u32::try_from(l.door).unwrap_or(0),
             channel: usize::try_from(l.channel).unwrap_or(usize::MAX),

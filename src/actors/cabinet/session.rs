@@ -93,6 +93,10 @@ fn take_step(
             let rounded = |i: usize| Some((grams[i] * 10.0).round() / 10.0);
             let steps = (0..lanes.len()).map(|i| lane_step(i, Some(zero[i]), Some(cpg[i]), rounded(i))).collect();
             let cal = lanes.iter().enumerate().map(|(i, code)| (code.clone(), zero[i], cpg[i])).collect();
+            c.noise_g = match judged {
+                Some(j) => j.iter().zip(&cpg).map(|(s, g)| Some(s.sigma_counts / g)).collect(),
+                None => Vec::new(),
+            };
             Ok((steps, Some(cal)))
         }
     }
@@ -109,11 +113,17 @@ enum Judged {
 
 /// A reading with separate samples is judged lane by lane; one without (older firmware) is used
 /// as the steady reading it is.
-fn judge_reading(mut reading: CalibrateResult, lanes: &[String], gains: &[Option<f64>], rule: &SampleRule) -> Judged {
+fn judge_reading(
+    mut reading: CalibrateResult,
+    lanes: &[String],
+    gains: &[Option<f64>],
+    rule: &SampleRule,
+    asked_more: bool,
+) -> Judged {
     if reading.samples.is_empty() {
         return Judged::Use(reading, None);
     }
-    match calibration::judge_samples(lanes, &reading.samples, gains, rule) {
+    match calibration::judge_samples(lanes, &reading.samples, gains, rule, asked_more) {
         Ok(judged) => {
             reading.counts = judged.iter().map(|s| s.mean_counts.round() as i64).collect();
             Judged::Use(reading, Some(judged))
@@ -536,17 +546,13 @@ impl CabinetActor {
             }
         };
         let door = c.door;
-        let (reading, judged) = match judge_reading(reading, &lanes, &gains, &rule) {
+        let (reading, judged) = match judge_reading(reading, &lanes, &gains, &rule, c.asked_more) {
             Judged::Use(reading, judged) => (reading, judged),
-            Judged::More(n) if !c.asked_more => {
+            Judged::More(n) => {
                 // Too few readings for this cell's noise: ask once more, for as many as it needs.
                 c.asked_more = true;
                 c.waiting = Some(tx);
                 self.send_calibrate(session_id, step, standard_g, n, ctx);
-                return;
-            }
-            Judged::More(_) => {
-                let _ = tx.send(Err(SessionError::Command("the cabinet sent fewer readings than asked for".into())));
                 return;
             }
             Judged::Refused(e) => {
@@ -579,6 +585,27 @@ impl CabinetActor {
     }
 
     /// Store a verified calibration, refresh the status, end the session, answer the operator.
+    /// `lane_health` rows carrying the noise the verify step measured, one per lane that has it.
+    fn calibration_noise(&self, cal: &[(String, i64, f64)]) -> Vec<crate::db::lane_health::LaneHealth> {
+        let Some(Held::Calibration(_, c)) = self.held.as_ref() else { return Vec::new() };
+        let (now, day) = (db::now(), crate::domain::calendar::business_day(chrono::Utc::now()).to_string());
+        cal.iter()
+            .zip(&c.noise_g)
+            .filter_map(|((lane, ..), noise)| {
+                Some(crate::db::lane_health::LaneHealth {
+                    sn: self.sn.to_string(),
+                    lane: lane.clone(),
+                    day: day.clone(),
+                    noise_g: Some((*noise)?),
+                    drift_g: 0.0,
+                    moves: 0,
+                    baseline_g: None,
+                    updated_at: now,
+                })
+            })
+            .collect()
+    }
+
     fn commit_calibration(
         &mut self,
         cal: Vec<(String, i64, f64)>,
@@ -587,9 +614,15 @@ impl CabinetActor {
         ctx: &mut Context<Self>,
     ) {
         let (svc, sn, node) = (self.svc.clone(), self.sn.to_string(), self.svc.node_id().to_string());
+        let noise = self.calibration_noise(&cal);
         ctx.wait(
             async move {
                 let status = flows::setup::save_calibration(&svc.db, sn.clone(), node, cal).await?;
+                // The cells' noise as calibration measured it: what they are judged by until their
+                // closed-door stream shows its own.
+                if let Err(e) = flows::cabinet::record_lane_health(&svc.db, noise).await {
+                    tracing::warn!(%sn, error = %e, "calibration noise not recorded");
+                }
                 let setup = load_setup(&svc, &sn).await?;
                 Ok::<_, SessionError>((status, setup, report))
             }

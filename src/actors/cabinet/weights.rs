@@ -252,7 +252,7 @@ impl CabinetActor {
                     drifted.push(d(rest.mean_g - total_g, total_g, None));
                 }
                 Tracked::Followed { by_g } => health.drift_g += by_g.0,
-                Tracked::Started => {}
+                Tracked::Started | Tracked::Kept => {}
             }
         }
         self.write_health(ctx);
