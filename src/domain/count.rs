@@ -50,12 +50,14 @@ pub fn count_tolerance(tolerance_g: Grams, change_g: Grams, scale_error: f64) ->
 }
 
 /// The standard uncertainty a lane's rest must reach for its counts to be told apart: a change
-/// between two such rests, widened by `coverage` uncertainties, keeps within half the room between
-/// the product's tolerance and half a unit. Never above `max_g`; a lane with no product, `max_g`.
+/// between two such rests, widened by `coverage` uncertainties on either side of the product's
+/// tolerance, leaves `coverage` more before the next count, so a count taken is wrong only when
+/// the noise is off by twice `coverage` uncertainties. Never above `max_g`; a lane with no
+/// product, `max_g`.
 pub fn needed_sem(unit_g: Option<Grams>, tolerance_g: Grams, rule: &CountRule, max_g: f64) -> f64 {
     let Some(unit) = unit_g else { return max_g };
-    let room = (unit.0 / 2.0 - tolerance_g.0).max(0.0) / 2.0;
-    (room / (rule.coverage.max(1.0) * std::f64::consts::SQRT_2)).min(max_g)
+    let room = (unit.0 - tolerance_g.0).max(0.0);
+    (room / (2.0 * rule.coverage.max(1.0) * std::f64::consts::SQRT_2)).min(max_g)
 }
 
 /// Why a change is not one count.

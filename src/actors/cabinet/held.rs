@@ -167,8 +167,9 @@ pub struct Calib {
     /// Standard uncertainty of each lane's zero and span reading, counts (0: one steady reading).
     pub zero_sem: Vec<f64>,
     pub span_sem: Vec<f64>,
-    /// The current step's readings were too few for the noise and more were asked for.
-    pub asked_more: bool,
+    /// The current step's samples so far: a cell that needs more than one answer can carry (the
+    /// frame limit) is asked again, and its answers are pooled.
+    pub pooled: Vec<Vec<i64>>,
     /// Each lane's noise per reading as the verify step's samples showed it, grams.
     pub noise_g: Vec<Option<f64>>,
     /// When the operator last took a step (the session ends after `calibration.idle_timeout_s`).
@@ -188,7 +189,7 @@ impl Calib {
             standard_g: None,
             zero_sem: Vec::new(),
             span_sem: Vec::new(),
-            asked_more: false,
+            pooled: Vec::new(),
             noise_g: Vec::new(),
             last_step: Instant::now(),
             waiting: None,

@@ -465,8 +465,17 @@ impl CabinetActor {
         }
         c.last_step = Instant::now();
         c.waiting = Some(tx);
-        let samples = self.svc.config.calibration.samples;
+        let lanes = c.lanes.len();
+        c.pooled.clear();
+        let samples = self.svc.config.calibration.samples.min(self.samples_per_answer(lanes));
         self.send_calibrate(session_id, step, standard_g, samples, ctx);
+    }
+
+    /// Most samples of `lanes` lanes one calibrate answer carries within `mqtt.max_frame_bytes`
+    /// (a raw count is at most 11 characters with its comma; half the frame is left for the rest).
+    fn samples_per_answer(&self, lanes: usize) -> u32 {
+        let per_sample = 11 * lanes.max(1) + 2;
+        u32::try_from((self.svc.config.mqtt.max_frame_bytes / 2) / per_sample).unwrap_or(u32::MAX).max(2)
     }
 
     /// The calibrate command for the held session's door, asking for `samples` separate readings.
@@ -528,6 +537,7 @@ impl CabinetActor {
             }
             _ => Vec::new(),
         };
+        let cap = self.samples_per_answer(lanes.len());
         let Some(Held::Calibration(info, c)) = self.held.as_mut() else { return };
         let session_id = info.id;
         let Some(tx) = c.waiting.take() else { return };
@@ -546,13 +556,18 @@ impl CabinetActor {
             }
         };
         let door = c.door;
-        let (reading, judged) = match judge_reading(reading, &lanes, &gains, &rule, c.asked_more) {
+        let mut reading = reading;
+        c.pooled.append(&mut reading.samples);
+        reading.samples = c.pooled.clone();
+        let last = reading.samples.len() >= rule.max_samples as usize;
+        let (reading, judged) = match judge_reading(reading, &lanes, &gains, &rule, last) {
             Judged::Use(reading, judged) => (reading, judged),
             Judged::More(n) => {
-                // Too few readings for this cell's noise: ask once more, for as many as it needs.
-                c.asked_more = true;
+                // Too few readings for this cell's noise: ask for more, as many as one answer
+                // carries, and pool them with these.
+                let more = (n as usize).saturating_sub(c.pooled.len()).max(1) as u32;
                 c.waiting = Some(tx);
-                self.send_calibrate(session_id, step, standard_g, n, ctx);
+                self.send_calibrate(session_id, step, standard_g, more.min(cap), ctx);
                 return;
             }
             Judged::Refused(e) => {
@@ -560,7 +575,7 @@ impl CabinetActor {
                 return;
             }
         };
-        c.asked_more = false;
+        c.pooled.clear();
         match take_step(c, step, standard_g, &lanes, &reading, judged.as_deref(), &limits) {
             Ok((steps, None)) => {
                 let report = StepReport {
