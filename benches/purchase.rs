@@ -256,6 +256,9 @@ fn report(args: &Args, truths: &[Truth], elapsed: f64) {
         by_status,
     );
     let exact = truths.iter().filter(|t| t.matches() == Some(true)).count();
+    for t in truths.iter().filter(|t| t.matches() == Some(false)) {
+        println!("wrong charge: {}", serde_json::to_string(t).unwrap_or_default());
+    }
     let reviews = by_status.get("review").copied().unwrap_or(0);
     let pct = |n: usize| 100.0 * n as f64 / truths.len().max(1) as f64;
     println!(

@@ -148,6 +148,10 @@ pub fn settle(lanes: &[LaneReading], rule: &SettleRule) -> Settlement {
     let unexplained: Vec<usize> = (0..lanes.len()).filter(|&i| !matches!(own[i], Ok(k) if k >= 0)).collect();
     let base = Explanation { taken: own.iter().map(|f| *f.as_ref().unwrap_or(&0)).collect(), moved: Vec::new() };
     if unexplained.is_empty() {
+        let hidden = hidden_moves(lanes, &base.taken, &rule.count);
+        if !hidden.is_empty() {
+            return Settlement::Review { reasons: hidden };
+        }
         return settled(lanes, &base);
     }
     match explain(lanes, &base.taken, &unexplained, rule).as_slice() {
@@ -163,6 +167,37 @@ pub fn settle(lanes: &[LaneReading], rule: &SettleRule) -> Settlement {
                 .collect(),
         },
     }
+}
+
+/// Lanes so noisy that an item from another lane of the door could have been put on them
+/// unseen: their own count fits only thanks to the noise's allowance (the product's tolerance
+/// alone would not), and with that item on them a count fits as well. Weight cannot say which, so
+/// a person does. Coincidences of weight that the tolerance alone allows (a can weighs two bars)
+/// are left to the fewest-moves rule.
+fn hidden_moves(lanes: &[LaneReading], taken: &[i64], rule: &CountRule) -> Vec<ReviewReason> {
+    let exact = CountRule { coverage: 0.0, ..*rule };
+    let mut reasons = Vec::new();
+    for (i, lane) in lanes.iter().enumerate() {
+        let Some(loss) = lane.loss() else { continue };
+        // Only a lane whose own count needed the noise's allowance can hide anything.
+        if count::count(loss, lane.unit_g, lane.tolerance_g, &exact) == Ok(taken[i]) {
+            continue;
+        }
+        let hides = (0..lanes.len()).filter(|&j| j != i && taken[j] >= 1).find_map(|j| {
+            let with = Measured { g: loss.g + lanes[j].unit_g, u: loss.u };
+            let tolerance = lane.tolerance_g.max(lanes[j].tolerance_g);
+            let fits = |r: &CountRule| match count::count(with, lane.unit_g, tolerance, r) {
+                Ok(k) => (k >= 0).then_some(k),
+                Err(Miscount::Ambiguous { to, .. }) => (to >= 0).then_some(to),
+                Err(Miscount::Residue { .. }) => None,
+            };
+            fits(rule)
+        });
+        if let Some(k) = hides {
+            reasons.push(uncertain(lane, loss, taken[i], k));
+        }
+    }
+    reasons
 }
 
 fn uncertain(lane: &LaneReading, loss: Measured, from: i64, to: i64) -> ReviewReason {
@@ -538,6 +573,25 @@ mod tests {
         ];
         let (lines, moves, total) = settled(&settle(&lanes));
         assert_eq!((lines.len(), moves.len(), total), (1, 1, 350));
+    }
+
+    #[test]
+    fn a_move_the_noise_could_hide_goes_to_review() {
+        // A 52 g bar moved onto a lane of 120 g noodles whose weight is known only to ±15 g: the
+        // gain fits "nothing changed" too. With a quiet lane the move is seen.
+        let rule = SettleRule { count: CountRule { scale_error: 0.0, coverage: 3.0 }, max_moves: 3 };
+        let bars = lane("B12", 1, 52.0, 550, 520.0, Some(468.0));
+        let mut noodles = lane("B16", 2, 120.0, 500, 1200.0, Some(1252.0));
+        noodles.tolerance_g = Grams(8.0);
+        noodles.after_sem_g = Grams(15.0);
+        let s = super::settle(&[bars.clone(), noodles.clone()], &rule);
+        assert!(
+            matches!(&s, Settlement::Review { reasons } if matches!(&reasons[0], ReviewReason::Uncertain { lane, .. } if lane == "B16")),
+            "{s:?}"
+        );
+        noodles.after_sem_g = Grams(1.0);
+        let (lines, moves, total) = settled(&super::settle(&[bars, noodles], &rule));
+        assert!(lines.is_empty() && moves.len() == 1 && total == 0, "{lines:?} {moves:?}");
     }
 
     #[test]
