@@ -171,9 +171,10 @@ pub fn settle(lanes: &[LaneReading], rule: &SettleRule) -> Settlement {
 
 /// Lanes so noisy that an item from another lane of the door could have been put on them
 /// unseen: their own count fits only thanks to the noise's allowance (the product's tolerance
-/// alone would not), and with that item on them a count fits as well. Weight cannot say which, so
-/// a person does. Coincidences of weight that the tolerance alone allows (a can weighs two bars)
-/// are left to the fewest-moves rule.
+/// alone would not), and with that item on them a count fits as well and closer. Weight cannot
+/// say which, so a person does. Where "nothing moved" fits at least as closely, it stands: it is
+/// the better fit and the simpler story. Coincidences of weight that the tolerance alone allows (a
+/// can weighs two bars) are left to the fewest-moves rule.
 fn hidden_moves(lanes: &[LaneReading], taken: &[i64], rule: &CountRule) -> Vec<ReviewReason> {
     let exact = CountRule { coverage: 0.0, ..*rule };
     let mut reasons = Vec::new();
@@ -183,15 +184,17 @@ fn hidden_moves(lanes: &[LaneReading], taken: &[i64], rule: &CountRule) -> Vec<R
         if count::count(loss, lane.unit_g, lane.tolerance_g, &exact) == Ok(taken[i]) {
             continue;
         }
+        let off_without = (loss.g - lane.unit_g * taken[i] as f64).abs();
         let hides = (0..lanes.len()).filter(|&j| j != i && taken[j] >= 1).find_map(|j| {
             let with = Measured { g: loss.g + lanes[j].unit_g, u: loss.u };
             let tolerance = lane.tolerance_g.max(lanes[j].tolerance_g);
-            let fits = |r: &CountRule| match count::count(with, lane.unit_g, tolerance, r) {
-                Ok(k) => (k >= 0).then_some(k),
-                Err(Miscount::Ambiguous { to, .. }) => (to >= 0).then_some(to),
-                Err(Miscount::Residue { .. }) => None,
+            let k = match count::count(with, lane.unit_g, tolerance, rule) {
+                Ok(k) => k,
+                Err(Miscount::Ambiguous { from, to }) => ((with.g / lane.unit_g).round() as i64).clamp(from, to),
+                Err(Miscount::Residue { .. }) => return None,
             };
-            fits(rule)
+            let off_with = (with.g - lane.unit_g * k as f64).abs();
+            (k >= 0 && off_with < off_without).then_some(k)
         });
         if let Some(k) = hides {
             reasons.push(uncertain(lane, loss, taken[i], k));
