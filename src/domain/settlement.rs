@@ -171,7 +171,7 @@ pub fn settle(lanes: &[LaneReading], rule: &SettleRule) -> Settlement {
 
 /// Lanes so noisy that an item from another lane of the door could have been put on them
 /// unseen: their own count fits only thanks to the noise's allowance (the product's tolerance
-/// alone would not), and with that item on them a count fits as well and closer. Weight cannot
+/// alone would not), and with that item on them the same count fits, and closer. Weight cannot
 /// say which, so a person does. Where "nothing moved" fits at least as closely, it stands: it is
 /// the better fit and the simpler story. Coincidences of weight that the tolerance alone allows (a
 /// can weighs two bars) are left to the fewest-moves rule.
@@ -193,8 +193,10 @@ fn hidden_moves(lanes: &[LaneReading], taken: &[i64], rule: &CountRule) -> Vec<R
                 Err(Miscount::Ambiguous { from, to }) => ((with.g / lane.unit_g).round() as i64).clamp(from, to),
                 Err(Miscount::Residue { .. }) => return None,
             };
+            // The same count of its own with the item on it: the move a noisy lane hides. Other
+            // counts would be a longer story (ten bars taken and a bottle put back).
             let off_with = (with.g - lane.unit_g * k as f64).abs();
-            (k >= 0 && off_with < off_without).then_some(k)
+            (k == taken[i] && off_with < off_without).then_some(k)
         });
         if let Some(k) = hides {
             reasons.push(uncertain(lane, loss, taken[i], k));
