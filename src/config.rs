@@ -223,9 +223,9 @@ pub struct ApiConfig {
 pub struct WeightsConfig {
     /// Readings kept per lane in the cabinet actor.
     pub window: usize,
-    /// A lane is stable when this many consecutive readings lie within its tolerance.
+    /// Fewest readings a rest is judged on (a baseline moves on twice as many).
     pub stable_readings: usize,
-    /// Stability tolerance of a lane without a product (with one, the product's tolerance).
+    /// Tolerance of a lane without a product (with one, the product's tolerance).
     pub default_tolerance_g: Grams,
     /// Closed-door change with no session that raises a drift alert: the larger of this and the
     /// lane product's tolerance.

@@ -60,6 +60,13 @@ pub fn needed_sem(unit_g: Option<Grams>, tolerance_g: Grams, rule: &CountRule, m
     (room / (2.0 * rule.coverage.max(1.0) * std::f64::consts::SQRT_2)).min(max_g)
 }
 
+/// Readings a lane of noise `sigma_g` needs for its rest to reach `need_sem_g`, when that is more
+/// than the `available` readings a settlement can wait for: its product cannot be counted there.
+pub fn readings_short(sigma_g: f64, need_sem_g: f64, available: u64) -> Option<u64> {
+    let needed = (sigma_g / need_sem_g.max(1e-3)).powi(2).ceil() as u64;
+    (needed > available.max(1)).then_some(needed)
+}
+
 /// Why a change is not one count.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "fit", rename_all = "snake_case")]
@@ -126,6 +133,14 @@ mod tests {
         // 365 g: 10 g off one 355 g can, beyond the 5 g tolerance; with u = 2 g the band is 11 g.
         assert_eq!(count(m(365.0, 0.0), Grams(355.0), Grams(5.0), &rule()), Err(Miscount::Residue { nearest: 1 }));
         assert_eq!(count(m(365.0, 2.0), Grams(355.0), Grams(5.0), &rule()), Ok(1));
+    }
+
+    #[test]
+    fn a_lane_too_noisy_for_its_product_is_told() {
+        // σ 12 g on 52 g bars (need 5.2 g) wants 6 readings: 26 available is enough; σ 40 g is not.
+        let need = needed_sem(Some(Grams(52.0)), Grams(8.0), &rule(), 6.0);
+        assert_eq!(readings_short(12.0, need, 26), None);
+        assert_eq!(readings_short(40.0, need, 26), Some((40.0 / need).powi(2).ceil() as u64));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Weight of one lane: turning raw load-cell counts into grams, deciding when a lane has
-//! settled, and spotting drift on a lane nobody is shopping from.
+//! Weight of one lane: turning raw load-cell counts into grams, and the window of its recent
+//! readings that `rest` judges.
 
 use std::collections::VecDeque;
 

@@ -318,15 +318,9 @@ impl CabinetActor {
             return None;
         }
         let p = &self.svc.config.protocol;
-        let readings = (self.svc.config.orders.settle_max_ms / p.after_close_weight_ms.max(1)).max(1) as f64;
-        let reachable = sigma.0 / readings.sqrt();
-        let need = self.need_sem(l);
-        (reachable > need).then(|| LaneNoise {
-            lane: l.setup.code.clone(),
-            noise_g: round1(sigma),
-            unit_g,
-            readings_needed: ((sigma.0 / need.max(1e-3)).powi(2)).ceil() as u64,
-        })
+        let readings = (self.svc.config.orders.settle_max_ms / p.after_close_weight_ms.max(1)).max(1);
+        let readings_needed = count::readings_short(sigma.0, self.need_sem(l), readings)?;
+        Some(LaneNoise { lane: l.setup.code.clone(), noise_g: round1(sigma), unit_g, readings_needed })
     }
 
     /// Temperature against the cabinet type's range: one alert per excursion, cleared once.
