@@ -8,6 +8,8 @@
 //! order (a door reported closed before its open, a door-open check after the open): one delivered
 //! twice moves nothing twice, and nothing sends `open` once the course has ended.
 
+use std::collections::BTreeMap;
+
 use super::session::Outcome;
 use super::units::{Fen, Grams};
 
@@ -332,6 +334,28 @@ pub fn merge_opening(
     differ
 }
 
+/// The weights before, weighed again as the door opens (`fresh`: lane, grams, standard
+/// uncertainty): the closed-door readings since the authorisation may know a lane better than
+/// those before it did. A lane takes the fresh weight when it is the more precise; a lane with no
+/// uncertainty on record (taken up from the database) counts as known no better than one reading
+/// and takes it too.
+pub fn refine_before(
+    before: &mut Vec<(String, Grams)>,
+    sems: &mut BTreeMap<String, Grams>,
+    fresh: &[(String, Grams, Grams)],
+) {
+    for (lane, g, sem) in fresh {
+        if sems.get(lane).is_some_and(|had| *had <= *sem) {
+            continue;
+        }
+        match before.iter_mut().find(|(l, _)| l == lane) {
+            Some(b) => b.1 = *g,
+            None => before.push((lane.clone(), *g)),
+        }
+        sems.insert(lane.clone(), *sem);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +505,21 @@ mod tests {
         assert_eq!(differ, ["A2"]);
         assert_eq!(before.len(), 3, "A3 had no weight before: it takes the snapshot's");
         assert_eq!(before[1].1, Grams(100.0), "a lane that differs keeps its resting weight");
+    }
+
+    #[test]
+    fn the_more_precise_weight_before_wins() {
+        let mut before = vec![("A1".to_string(), Grams(500.0)), ("A2".to_string(), Grams(100.0))];
+        let mut sems: BTreeMap<String, Grams> = [("A1".to_string(), Grams(1.0)), ("A2".to_string(), Grams(9.0))].into();
+        let fresh = [
+            ("A1".to_string(), Grams(503.0), Grams(2.0)),
+            ("A2".to_string(), Grams(104.0), Grams(3.0)),
+            ("A3".to_string(), Grams(20.0), Grams(4.0)),
+        ];
+        refine_before(&mut before, &mut sems, &fresh);
+        assert_eq!(before[0].1, Grams(500.0), "A1 was known better before");
+        assert_eq!((before[1].1, sems["A2"]), (Grams(104.0), Grams(3.0)), "A2 is known better now");
+        assert_eq!((before[2].1, sems["A3"]), (Grams(20.0), Grams(4.0)), "A3 had no weight before");
     }
 
     proptest! {

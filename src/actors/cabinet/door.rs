@@ -21,6 +21,7 @@ use crate::db::models::{Order, Session};
 use crate::device::messages::{DoorUp, OpenCmd, WeighCmd};
 use crate::device::topic::DownKind;
 use crate::domain::alert;
+use crate::domain::baseline::Baseline;
 use crate::domain::cabinet::CabinetStatus;
 use crate::domain::door::{self as course, Course, EndReason, Event, Opening, Phase, Wait};
 use crate::domain::live::Change;
@@ -119,6 +120,7 @@ impl Handler<StartPurchase> for CabinetActor {
                     let order = scanned.order;
                     let (course, start) = Course::purchase(m.door, order.id, order.cap_fen);
                     act.hold_door(&scanned.session, course, Vec::new());
+                    act.hurry_weights(scanned.session.id, m.door, ctx);
                     tracing::info!(sn = %act.sn, order = order.id, door = m.door, "purchase reserved");
                     act.carry_out(start, None, ctx);
                     Ok(order)
@@ -455,6 +457,21 @@ impl CabinetActor {
         self.issue(DownKind::Weigh, &WeighCmd::default(), Some(session), Purpose::Weigh, ctx);
     }
 
+    /// A shopper is authorising a purchase at `door` and some lane of it is not known as
+    /// precisely as its counts need (the closed-door readings are sparse, or it has just been
+    /// restocked): ask for readings now (`weigh`), so that by the time the door opens its weight
+    /// before is known from many (see [`Self::door_opened`]).
+    fn hurry_weights(&mut self, session_id: i64, door: u32, ctx: &mut Context<Self>) {
+        let imprecise = self
+            .lanes
+            .iter()
+            .filter(|l| l.setup.door == door && l.setup.cal.is_some())
+            .any(|l| self.rest_of(l).is_err());
+        if imprecise {
+            self.issue(DownKind::Weigh, &WeighCmd::default(), Some(session_id), Purpose::Weigh, ctx);
+        }
+    }
+
     /// Take up a restock or maintenance session an earlier actor left open: as if its door were
     /// open. The cabinet, asked to log in again, reports the door; a door it does not report open
     /// closed meanwhile and is settled from the readings that follow.
@@ -536,8 +553,9 @@ impl CabinetActor {
     }
 
     /// The weight on each lane of `door` as it rests now, with its standard uncertainty: its rest
-    /// (outliers left out, known as well as its counts need), else its tracked baseline, else the
-    /// median of its readings (the door is closed, so the lane is at rest) counted as one reading.
+    /// (outliers left out, known as well as its counts need), else its tracked baseline, else its
+    /// rest as precisely as its readings allow, else the median of its readings (the door is
+    /// closed, so the lane is at rest) counted as one reading.
     fn weigh_lanes(&self, door: u32) -> Vec<(String, Grams, Grams)> {
         self.lanes
             .iter()
@@ -545,8 +563,20 @@ impl CabinetActor {
             .filter_map(|l| {
                 let (g, sem) = match (self.rest_of(l), l.baseline) {
                     (Ok(r), _) => (r.mean_g, r.sem_g),
-                    (Err(_), Some(b)) => (b.g, b.sem_g),
-                    (Err(_), None) => (l.window.median()?, Grams(self.noise_of(l))),
+                    (Err(why), Some(b)) => {
+                        tracing::debug!(sn = %self.sn, lane = %l.setup.code, ?why, sem_g = b.sem_g.0, "weighed by its baseline");
+                        (b.g, b.sem_g)
+                    }
+                    (Err(why), None) => match self.weigh_after(l, true) {
+                        Some(rest) => {
+                            tracing::debug!(sn = %self.sn, lane = %l.setup.code, ?why, sem_g = rest.1.0, "weighed by a rough rest");
+                            rest
+                        }
+                        None => {
+                            tracing::debug!(sn = %self.sn, lane = %l.setup.code, ?why, noise_g = self.noise_of(l), "weighed by its median");
+                            (l.window.median()?, Grams(self.noise_of(l)))
+                        }
+                    },
                 };
                 Some((l.setup.code.clone(), g, sem))
             })
@@ -571,6 +601,28 @@ impl CabinetActor {
             Err(e) => Err(e),
         };
         rest.ok().map(|r| (r.mean_g, r.sem_g))
+    }
+
+    /// The doors are closed and a session has just ended: what each lane rests at now, as
+    /// precisely as its readings allow, is its baseline. The next shopper's weights before are
+    /// then known at once, with their uncertainty, rather than re-learnt from the slow
+    /// closed-door readings.
+    fn seed_baselines(&mut self) {
+        if !self.doors.open.is_empty() {
+            return;
+        }
+        let now = super::now_ms();
+        let seeds: Vec<Option<Baseline>> = self
+            .lanes
+            .iter()
+            .map(|l| {
+                let (g, sem_g) = self.weigh_after(l, true)?;
+                Some(Baseline { g, sem_g, at_ms: now, followed_g: Grams::ZERO })
+            })
+            .collect();
+        for (l, seed) in self.lanes.iter_mut().zip(seeds) {
+            l.baseline = seed;
+        }
     }
 
     fn send_open(&mut self, session_id: i64, door: u32, ctx: &mut Context<Self>) {
@@ -639,11 +691,13 @@ impl CabinetActor {
         self.drive(session_id, Event::ClosedUnseen, ctx);
     }
 
-    /// The door opened: the reading sent with the event fills lanes with no weight yet, and a
-    /// lane that disagrees with its resting weight is noted on the order (someone may have been
-    /// at it).
+    /// The door opened: the weights before are weighed again on the closed-door readings that
+    /// came since the authorisation, the reading sent with the event fills lanes with no weight
+    /// yet, and a lane that disagrees with its resting weight is noted on the order (someone may
+    /// have been at it).
     fn door_opened(&mut self, counts: Option<&[i64]>, ctx: &mut Context<Self>) {
         let Some(door) = self.door_run().map(|r| r.course.door) else { return };
+        let fresh = self.weigh_lanes(door);
         let snapshot: Vec<(String, Grams)> = match counts {
             Some(counts) => self
                 .lanes
@@ -656,6 +710,7 @@ impl CabinetActor {
         let allowed: Vec<(String, Grams)> =
             self.lanes.iter().map(|l| (l.setup.code.clone(), self.tolerance(l) * 3.0)).collect();
         let Some(run) = self.held.as_mut().and_then(Held::door_mut) else { return };
+        course::refine_before(&mut run.before, &mut run.before_sem, &fresh);
         let allowed_g = |lane: &str| allowed.iter().find(|(l, _)| l == lane).map_or(Grams(15.0), |t| t.1);
         let differ = course::merge_opening(&mut run.before, &snapshot, allowed_g);
         self.record_door_opened(differ, ctx);
@@ -815,6 +870,7 @@ impl CabinetActor {
                 if let Some(w) = run.closed_at.map(|t| t.elapsed()) {
                     self.svc.metrics.settle_seconds.observe(w.as_secs_f64());
                 }
+                tracing::debug!(%sn, order = order_id, ?readings, "settling from these weights");
                 let runner = self.svc.effects.clone();
                 Box::pin(async move {
                     let (settled, effects) =
@@ -854,12 +910,14 @@ impl CabinetActor {
         }));
     }
 
-    /// The door session's end is stored: free the cabinet, judge drift afresh, read the new book
-    /// stock, and deliver whatever waited for the cabinet.
+    /// The door session's end is stored: free the cabinet, start each lane's baseline from the
+    /// rest its end was judged on, read the new book stock, and deliver whatever waited for the
+    /// cabinet.
     fn let_go(&mut self, ctx: &mut Context<Self>) {
         self.forget_order(ctx);
         self.held = None;
         self.reset_baselines();
+        self.seed_baselines();
         self.reload_stock(ctx);
         self.deliver_pending(ctx);
     }
