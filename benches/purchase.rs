@@ -41,6 +41,8 @@ struct Args {
     noise_g: f64,
     creep_g_per_h: f64,
     realistic: bool,
+    /// Shoppers take between these many ms to confirm the payment.
+    confirm_ms: (u64, u64),
 }
 
 fn parse_args() -> Args {
@@ -52,6 +54,7 @@ fn parse_args() -> Args {
         noise_g: 2.0,
         creep_g_per_h: 0.5,
         realistic: false,
+        confirm_ms: (0, 0),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -65,6 +68,12 @@ fn parse_args() -> Args {
                 args.creep_g_per_h = it.next().and_then(|v| v.parse().ok()).expect("--creep-g-per-h grams")
             }
             "--cell" => args.realistic = it.next().as_deref() == Some("realistic"),
+            "--confirm-ms" => {
+                let v = it.next().unwrap_or_default();
+                let (low, high) = v.split_once(',').unwrap_or((&v, &v));
+                args.confirm_ms =
+                    (low.parse().expect("--confirm-ms LOW,HIGH"), high.parse().expect("--confirm-ms LOW,HIGH"));
+            }
             // cargo bench passes --bench; anything else is a mistake worth saying.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -139,11 +148,15 @@ async fn run(args: Args) {
         args.noise_g,
         args.creep_g_per_h
     );
-    eprintln!("shopping for {} s", args.seconds);
+    eprintln!("shopping for {} s; shoppers confirm in {}–{} ms", args.seconds, args.confirm_ms.0, args.confirm_ms.1);
 
     // One shopper per cabinet, visit after visit, until the time is up.
     let client = ShopperClient::new(&heft_base, &stage.pay_sim_base()).expect("client");
-    let opts = ShopperOptions::default();
+    let (low, high) = args.confirm_ms;
+    let opts = ShopperOptions {
+        confirm_pause: (Duration::from_millis(low), Duration::from_millis(high)),
+        ..ShopperOptions::default()
+    };
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let done = std::sync::atomic::AtomicUsize::new(0);
     let enough = |done: &std::sync::atomic::AtomicUsize| {

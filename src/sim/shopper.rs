@@ -57,6 +57,9 @@ pub struct ShopperOptions {
     /// The door stays open this many periods (drawn between the two, inclusive), so open-door
     /// weights stream.
     pub open_periods: (u32, u32),
+    /// How long the shopper looks at the payment page before confirming (drawn between the two):
+    /// a person takes a second or a few; zero is a shopper who confirms at once.
+    pub confirm_pause: (Duration, Duration),
     /// `cabinet_busy` is retried this many times after a random pause in `busy_pause`.
     pub busy_retries: u32,
     pub busy_pause: (Duration, Duration),
@@ -74,6 +77,7 @@ impl Default for ShopperOptions {
             plan: PlanOptions::default(),
             open_period: Duration::from_millis(300),
             open_periods: (2, 4),
+            confirm_pause: (Duration::ZERO, Duration::ZERO),
             busy_retries: 20,
             busy_pause: (Duration::from_millis(100), Duration::from_millis(500)),
             unlock_timeout: Duration::from_secs(30),
@@ -485,6 +489,8 @@ impl ShopperClient {
             closed_at: None,
             settled_at: None,
         };
+        let (low, high) = opts.confirm_pause;
+        tokio::time::sleep(if high > low { rng.gen_range(low..high) } else { low }).await;
         self.confirm(token, &confirm).await?;
         if !cab.wait_unlocked(door, opts.unlock_timeout).await {
             return Ok(truth);
