@@ -245,6 +245,9 @@ pub struct WeightsConfig {
     pub noise_readings: usize,
     /// The most uncertain a rest's mean may be, grams, however coarse the lane's product.
     pub rest_sem_max_g: f64,
+    /// Once `orders.settle_max_ms` is over, a lane's rest may be this many times less precise
+    /// than its counts would like: the count, with that uncertainty, judges whether it is enough.
+    pub late_sem_factor: f64,
     /// Standard uncertainties a change may lie from a count and still be that count.
     pub coverage: f64,
     /// Most items a shopper is taken to have moved between lanes in one visit.
@@ -796,6 +799,7 @@ impl Config {
             ("weights.noise_floor_g", w.noise_floor_g),
             ("weights.default_noise_g", w.default_noise_g),
             ("weights.rest_sem_max_g", w.rest_sem_max_g),
+            ("weights.late_sem_factor", w.late_sem_factor),
             ("weights.coverage", w.coverage),
             ("weights.drift_follow_g_per_h", w.drift_follow_g_per_h),
             ("weights.drift_alert_total_g", w.drift_alert_total_g),

@@ -37,10 +37,6 @@ use crate::flows;
 use crate::flows::scan::{ScanFail, ScanInput};
 use crate::flows::settle::Settled;
 
-/// At the end of the wait, a lane's rest may be this many times less precise than its counts
-/// would like: the count, with that uncertainty, then decides whether it is enough.
-const LATE_SEM_FACTOR: f64 = 4.0;
-
 /// An open order stays in the cache at most this long (its session ends long before).
 const ORDER_CACHE_TTL_MS: u64 = 24 * 3600 * 1000;
 
@@ -597,7 +593,7 @@ impl CabinetActor {
     fn weigh_after(&self, l: &LaneState, late: bool) -> Option<(Grams, Grams)> {
         let rest = match self.rest_of(l) {
             Ok(r) => Ok(r),
-            Err(_) if late => self.rest_within(l, LATE_SEM_FACTOR * self.need_sem(l)),
+            Err(_) if late => self.rest_within(l, self.svc.config.weights.late_sem_factor * self.need_sem(l)),
             Err(e) => Err(e),
         };
         rest.ok().map(|r| (r.mean_g, r.sem_g))
