@@ -443,6 +443,47 @@ async fn closed_door_drift(profile: Profile) {
 }
 both_profiles!(drift, closed_door_drift);
 
+/// A cell that turns too noisy to count its product (a loose wire): maintenance hears of it once,
+/// naming the lane, its noise and its product's unit; the quiet lane beside it is not named.
+async fn noisy_cell_is_reported(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &[]).await else { return };
+    let token = s.ops_login(Role::Operator).await;
+    let t = token.as_str();
+    let cola = product(&s, t, "Cola", "6901234567892", 355.0, 350).await;
+    let chips = product(&s, t, "Chips", "6901234567908", 78.0, 600).await;
+    let cab = sim(&s, "NOISY-1", quiet(10)).await;
+    ok(&s, "PUT", "/ops/cabinets/NOISY-1/config", t, Some(layout(cola, chips))).await;
+    delivered(&s, t, "NOISY-1").await;
+    calibrate(&s, t, "NOISY-1", 500.0).await;
+    cab.stock(0, 355.0, 5).expect("stock");
+    cab.stock(1, 78.0, 3).expect("stock");
+    // 60 g of noise: a 78 g bag's count would need (60 / 6)² = 100 readings, and a settlement
+    // waits for `settle_max_ms / after_close_weight_ms` of them.
+    cab.physical(|p| p.set_noise(1, 60.0)).expect("channel 1");
+    let w = &s.config.weights;
+    for _ in 0..(w.noise_readings + 16) {
+        cab.send_weights_now().await.expect("weights");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let alert = eventually("lane unreliable alert", || async {
+        s.alerts("code=lane_unreliable&sn=NOISY-1&open=true").await.into_iter().next()
+    })
+    .await;
+    let message = alert["message"].as_str().unwrap_or("");
+    assert!(message.contains("A2") && message.contains("units of 78 g"), "names the noisy lane: {alert}");
+    assert!(!message.contains("A1"), "the quiet lane is fine: {alert}");
+    // Told once, however long the cell stays noisy.
+    for _ in 0..10 {
+        cab.send_weights_now().await.expect("weights");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alerts = s.alerts("code=lane_unreliable&sn=NOISY-1").await;
+    assert_eq!((alerts.len(), &alerts[0]["occurrences"]), (1, &serde_json::json!(1)), "{alerts:?}");
+    cab.stop().await;
+    s.stop().await;
+}
+both_profiles!(noisy_cell, noisy_cell_is_reported);
+
 /// Temperature out of the type's range for longer than its duration: one alert, cleared once.
 async fn temperature_alert(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };

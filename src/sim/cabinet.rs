@@ -243,6 +243,14 @@ impl Physical {
         self.loads.get_mut(channel as usize).ok_or(CabinetError::NoSuchChannel { channel, channels })
     }
 
+    /// Channel `channel`'s cell reads with `noise_g` of noise from now on.
+    pub fn set_noise(&mut self, channel: u32, noise_g: f64) -> Result<(), CabinetError> {
+        let channels = self.channels();
+        let cell = self.cells.get_mut(channel as usize).ok_or(CabinetError::NoSuchChannel { channel, channels })?;
+        cell.set_noise(noise_g);
+        Ok(())
+    }
+
     /// Fill a lane: `units` products of `unit_g` each, replacing what it held.
     pub fn stock(&mut self, channel: u32, unit_g: f64, units: u32) -> Result<(), CabinetError> {
         positive(unit_g)?;

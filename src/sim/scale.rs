@@ -307,6 +307,11 @@ impl LoadCell {
         }
     }
 
+    /// The cell turns noisier (or quieter) from now on: a loose wire, moisture in the bridge.
+    pub fn set_noise(&mut self, noise_g: f64) {
+        self.opts.noise_g = noise_g.max(0.0);
+    }
+
     pub fn with_fault(mut self, fault: Option<Fault>) -> LoadCell {
         self.fault = fault;
         self
