@@ -205,6 +205,9 @@ async fn a_purchase_seen_live(profile: Profile) {
         })
         .await;
     assert!(moved["data"]["at_ms"].as_i64().is_some(), "{moved}");
+    // Each lane row says how noisy its cell is, once known (calibration measured it).
+    let rows = moved["data"]["lanes"].as_array().expect("lanes");
+    assert!(rows.iter().all(|l| l["noise_g"].as_f64().is_some_and(|g| g > 0.0 && g < 20.0)), "{moved}");
     cab.close_door(1).await.expect("door closes");
     shop::order_in(&s, &token, id, "paid").await;
     live.until("the order paid in the feed", |v| {

@@ -126,8 +126,11 @@ pub struct LaneGrams {
     pub code: String,
     /// The latest reading.
     pub grams: Option<Grams>,
-    /// The lane's stable weight, when its recent readings agree.
+    /// The lane's weight at rest, when its recent readings show it, as precisely as its counts
+    /// need.
     pub stable_g: Option<Grams>,
+    /// σ of one of the lane's readings, once its closed-door stream (or calibration) showed it.
+    pub noise_g: Option<Grams>,
 }
 
 impl std::fmt::Display for Topic {

@@ -381,7 +381,7 @@ impl CabinetActor {
         let lanes = self
             .lane_weights()
             .into_iter()
-            .map(|l| LaneGrams { code: l.code, grams: l.grams, stable_g: l.stable_g })
+            .map(|l| LaneGrams { code: l.code, grams: l.grams, stable_g: l.stable_g, noise_g: l.noise_g })
             .collect();
         self.svc.live.publish(Change::Weights { sn: self.sn.to_string(), at_ms: super::now_ms(), lanes });
     }
