@@ -390,19 +390,26 @@ async fn commands_retry_and_time_out(profile: Profile) {
 }
 both_profiles!(commands, commands_retry_and_time_out);
 
+/// A quiet cabinet `sn` ([`layout`]) configured, labelled, calibrated, with five colas on A1 and
+/// three bags of chips on A2.
+async fn stocked(s: &TestServer, t: &str, sn: &str, seed: u64) -> SimCabinet {
+    let cola = product(s, t, "Cola", "6901234567892", 355.0, 350).await;
+    let chips = product(s, t, "Chips", "6901234567908", 78.0, 600).await;
+    let cab = sim(s, sn, quiet(seed)).await;
+    ok(s, "PUT", &format!("/ops/cabinets/{sn}/config"), t, Some(layout(cola, chips))).await;
+    delivered(s, t, sn).await;
+    calibrate(s, t, sn, 500.0).await;
+    cab.stock(0, 355.0, 5).expect("stock");
+    cab.stock(1, 78.0, 3).expect("stock");
+    cab
+}
+
 /// Closed door, no session: a lane whose weight changes raises one alert naming it.
 async fn closed_door_drift(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[("HEFT__WEIGHTS__HEALTH_EVERY_S", "1")]).await else { return };
     let token = s.ops_login(Role::Operator).await;
     let t = token.as_str();
-    let cola = product(&s, t, "Cola", "6901234567892", 355.0, 350).await;
-    let chips = product(&s, t, "Chips", "6901234567908", 78.0, 600).await;
-    let cab = sim(&s, "DRIFT-1", quiet(9)).await;
-    ok(&s, "PUT", "/ops/cabinets/DRIFT-1/config", t, Some(layout(cola, chips))).await;
-    delivered(&s, t, "DRIFT-1").await;
-    calibrate(&s, t, "DRIFT-1", 500.0).await;
-    cab.stock(0, 355.0, 5).expect("stock");
-    cab.stock(1, 78.0, 3).expect("stock");
+    let cab = stocked(&s, t, "DRIFT-1", 9).await;
     let n = s.config.weights.stable_readings;
     let send = |k: usize| {
         let cab = &cab;
@@ -449,14 +456,7 @@ async fn noisy_cell_is_reported(profile: Profile) {
     let Some(s) = TestServer::start(profile, &[]).await else { return };
     let token = s.ops_login(Role::Operator).await;
     let t = token.as_str();
-    let cola = product(&s, t, "Cola", "6901234567892", 355.0, 350).await;
-    let chips = product(&s, t, "Chips", "6901234567908", 78.0, 600).await;
-    let cab = sim(&s, "NOISY-1", quiet(10)).await;
-    ok(&s, "PUT", "/ops/cabinets/NOISY-1/config", t, Some(layout(cola, chips))).await;
-    delivered(&s, t, "NOISY-1").await;
-    calibrate(&s, t, "NOISY-1", 500.0).await;
-    cab.stock(0, 355.0, 5).expect("stock");
-    cab.stock(1, 78.0, 3).expect("stock");
+    let cab = stocked(&s, t, "NOISY-1", 10).await;
     // 60 g of noise: a 78 g bag's count would need (60 / 6)² = 100 readings, and a settlement
     // waits for `settle_max_ms / after_close_weight_ms` of them.
     cab.physical(|p| p.set_noise(1, 60.0)).expect("channel 1");
