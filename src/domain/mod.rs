@@ -3,6 +3,7 @@
 pub mod account;
 pub mod alert;
 pub mod baseline;
+pub mod bills;
 pub mod cabinet;
 pub mod calendar;
 pub mod calibration;
