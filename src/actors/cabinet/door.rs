@@ -454,15 +454,13 @@ impl CabinetActor {
     }
 
     /// A shopper is authorising a purchase at `door` and some lane of it is not known as
-    /// precisely as its counts need (the closed-door readings are sparse, or it has just been
-    /// restocked): ask for readings now (`weigh`), so that by the time the door opens its weight
-    /// before is known from many (see [`Self::door_opened`]).
+    /// precisely as its counts need, by a rest or its baseline (the closed-door readings are
+    /// sparse, or it has just been restocked): ask for readings now (`weigh`), so that by the
+    /// time the door opens its weight before is known from many (see [`Self::door_opened`]).
     fn hurry_weights(&mut self, session_id: i64, door: u32, ctx: &mut Context<Self>) {
-        let imprecise = self
-            .lanes
-            .iter()
-            .filter(|l| l.setup.door == door && l.setup.cal.is_some())
-            .any(|l| self.rest_of(l).is_err());
+        let known =
+            |l: &LaneState| self.rest_of(l).is_ok() || l.baseline.is_some_and(|b| b.sem_g.0 <= self.need_sem(l));
+        let imprecise = self.lanes.iter().filter(|l| l.setup.door == door && l.setup.cal.is_some()).any(|l| !known(l));
         if imprecise {
             self.issue(DownKind::Weigh, &WeighCmd::default(), Some(session_id), Purpose::Weigh, ctx);
         }
