@@ -324,7 +324,7 @@ async fn refund_a_trade() {
         h.event("refund notify", |e| e.event_type == "trade_status_sync" && e.kind == PayEventKind::Other).await;
     assert!(notified.resource.contains("gmt_refund"), "{}", notified.resource);
     assert_eq!(h.hook("/sim/clock", json!({ "offset_s": NEXT_MORNING_S })).await.0, 200);
-    let rows = h.gateway.download_bill(beijing_now().date()).await.expect("bill");
+    let rows = h.gateway.download_bill(beijing_now().date()).await.expect("bill").rows;
     let mine: Vec<i64> = rows.iter().filter(|r| r.transaction_id == transaction_id).map(|r| r.amount_fen).collect();
     assert_eq!(mine, [900, -450], "{rows:?}");
     h.stop().await;
@@ -509,7 +509,10 @@ async fn todays_bill_lists_the_trades() {
         other => panic!("{other:?}"),
     }
     assert_eq!(h.hook("/sim/clock", json!({ "offset_s": NEXT_MORNING_S })).await.0, 200);
-    let rows = h.gateway.download_bill(today).await.expect("bill");
+    let bill = h.gateway.download_bill(today).await.expect("bill");
+    // The file as served (a zip) is kept, to show what the platform said.
+    assert!(bill.raw.starts_with(b"PK"), "{} bytes", bill.raw.len());
+    let rows = bill.rows;
     let mut got: Vec<(String, String, i64)> =
         rows.iter().map(|r| (r.transaction_id.clone(), r.out_order_no.clone(), r.amount_fen)).collect();
     got.sort();
@@ -518,7 +521,7 @@ async fn todays_bill_lists_the_trades() {
     assert!(rows.iter().all(|r| r.status == "交易" && r.time.date() == today));
     assert_eq!(rows.iter().find(|r| r.amount_fen == 1250).map(|r| r.fee_fen), Some(8));
     let empty_day = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("date");
-    assert_eq!(h.gateway.download_bill(empty_day).await.expect("empty bill"), vec![]);
+    assert_eq!(h.gateway.download_bill(empty_day).await.expect("empty bill").rows, vec![]);
     h.stop().await;
 }
 
@@ -771,7 +774,7 @@ async fn a_restarted_simulator_remembers() {
     assert_ne!(second, auth_no);
     // And the day's bill, once out, has the trade and its refund.
     assert_eq!(h.hook("/sim/clock", json!({ "offset_s": NEXT_MORNING_S })).await.0, 200);
-    let rows = h.gateway.download_bill(beijing_now().date()).await.expect("bill");
+    let rows = h.gateway.download_bill(beijing_now().date()).await.expect("bill").rows;
     let mine: Vec<i64> = rows.iter().filter(|r| r.transaction_id == transaction_id).map(|r| r.amount_fen).collect();
     assert_eq!(mine, [900, -450], "{rows:?}");
     h.stop().await;

@@ -252,7 +252,11 @@ async fn create_confirm_capture_paid_and_bill() {
         other => panic!("{other:?}"),
     }
     assert_eq!(env.post("/sim/clock", json!({ "offset_s": NEXT_MORNING_S })).await.0, 200);
-    let rows = gw.download_bill(today).await.expect("bill");
+    let bill = gw.download_bill(today).await.expect("bill");
+    // The file as served is kept, to show what the platform said.
+    assert!(String::from_utf8_lossy(&bill.raw).contains(&transaction_id), "{bill:?}");
+    assert_eq!(bill.sha256_hex().len(), 64);
+    let rows = bill.rows;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
         (rows[0].transaction_id.as_str(), rows[0].out_order_no.as_str()),
@@ -260,7 +264,7 @@ async fn create_confirm_capture_paid_and_bill() {
     );
     assert_eq!((rows[0].amount_fen, rows[0].fee_fen, rows[0].status.as_str()), (1250, 8, "SUCCESS"));
     let empty_day = today - chrono::Duration::days(3);
-    assert_eq!(gw.download_bill(empty_day).await.expect("empty bill"), vec![]);
+    assert_eq!(gw.download_bill(empty_day).await.expect("empty bill").rows, vec![]);
     env.sim.stop().await;
 }
 
@@ -310,7 +314,7 @@ async fn refund_by_transaction() {
     assert!(matches!(gw.refund(&over).await, Err(PayError::Permanent(_))));
     let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
     assert_eq!(env.post("/sim/clock", json!({ "offset_s": NEXT_MORNING_S })).await.0, 200);
-    let rows = gw.download_bill(today).await.expect("bill");
+    let rows = gw.download_bill(today).await.expect("bill").rows;
     let mine: Vec<(i64, &str)> =
         rows.iter().filter(|r| r.transaction_id == transaction_id).map(|r| (r.amount_fen, r.status.as_str())).collect();
     assert_eq!(mine, [(700, "SUCCESS"), (-350, "REFUND")], "{rows:?}");

@@ -467,7 +467,7 @@ async fn appeal_refunded(profile: Profile) {
             p["payment"]["transaction_id"].as_str().map(str::to_string)
         })
         .await;
-        let mine: Vec<i64> = bill.iter().filter(|r| r.transaction_id == txn).map(|r| r.amount_fen).collect();
+        let mine: Vec<i64> = bill.rows.iter().filter(|r| r.transaction_id == txn).map(|r| r.amount_fen).collect();
         assert_eq!(mine, [1300, -350], "{bill:?}");
         cab.stop().await;
     }

@@ -107,7 +107,7 @@ async fn thousand_purchases(profile: Profile) {
     for (channel, paid) in &paid_by_channel {
         let bill = s.heft.services.payments.get(*channel).download_bill(today).await.expect("bill");
         let mut billed: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for row in bill.iter().filter(|r| r.amount_fen > 0) {
+        for row in bill.rows.iter().filter(|r| r.amount_fen > 0) {
             billed.entry(row.out_order_no.clone()).or_default().push(row.amount_fen);
         }
         for (key, amount) in paid {

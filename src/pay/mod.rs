@@ -224,6 +224,22 @@ pub struct BillRow {
     pub time: chrono::NaiveDateTime,
 }
 
+/// A day's bill as the platform served it: the file's bytes, kept as evidence, and its rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BillFile {
+    /// As downloaded (WeChat: the CSV, unzipped; Alipay: the zip); empty for a day without one.
+    pub raw: Vec<u8>,
+    pub rows: Vec<BillRow>,
+}
+
+impl BillFile {
+    /// SHA-256 of [`BillFile::raw`], lower-case hex: what a kept file is known by.
+    pub fn sha256_hex(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&self.raw))
+    }
+}
+
 /// The shopper a mini-program login code stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformUser {
@@ -261,8 +277,8 @@ pub trait PaymentGateway: Send + Sync {
     /// Verify and decode a callback exactly as received.
     fn parse_callback(&self, headers: &CallbackHeaders, body: &[u8]) -> Result<PayEvent, CallbackError>;
 
-    /// Fetch and parse one day's bill (Asia/Shanghai date). An empty day is an empty list.
-    async fn download_bill(&self, date: NaiveDate) -> Result<Vec<BillRow>, PayError>;
+    /// Fetch and parse one day's bill (Asia/Shanghai date). An empty day has no rows.
+    async fn download_bill(&self, date: NaiveDate) -> Result<BillFile, PayError>;
 }
 
 /// The platforms Heft takes payments on.

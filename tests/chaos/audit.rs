@@ -203,8 +203,8 @@ pub async fn billed(world: &World) -> BTreeMap<String, Vec<i64>> {
     'days: for day in bill_days(world) {
         for channel in [Channel::Wechat, Channel::Alipay] {
             match gateways.get(channel).download_bill(day).await {
-                Ok(rows) => {
-                    for r in rows.into_iter().filter(|r| r.amount_fen > 0) {
+                Ok(bill) => {
+                    for r in bill.rows.into_iter().filter(|r| r.amount_fen > 0) {
                         let no = match channel {
                             Channel::Alipay => r.out_order_no.strip_suffix('T').unwrap_or(&r.out_order_no).to_string(),
                             Channel::Wechat => r.out_order_no.clone(),

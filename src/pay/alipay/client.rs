@@ -14,7 +14,7 @@ use super::{TIME_FORMAT, beijing_now, bill, sign};
 use crate::config::{AlipayConfig, PaymentsConfig};
 use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::{
-    BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, Fen, PayError, PayEvent,
+    BillFile, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, Fen, PayError, PayEvent,
     PayEventKind, PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState,
     fen_to_yuan, keys, yuan_to_fen,
 };
@@ -467,7 +467,7 @@ impl PaymentGateway for AlipayFundAuth {
         Ok(PayEvent { event_id, event_type, out_order_no, kind, resource: Value::Object(resource).to_string() })
     }
 
-    async fn download_bill(&self, date: NaiveDate) -> Result<Vec<BillRow>, PayError> {
+    async fn download_bill(&self, date: NaiveDate) -> Result<BillFile, PayError> {
         let biz = json!({ "bill_type": "trade", "bill_date": date.format("%Y-%m-%d").to_string() });
         let reply = self.call(BILL_URL, &[], Some(&biz), false).await?;
         // A day without trades has a bill (EMPTY_DATA_WITH_BILL_FILE); no bill at all means
@@ -477,7 +477,7 @@ impl PaymentGateway for AlipayFundAuth {
         }
         let reply = reply.ok(BILL_URL)?;
         let url = match (reply.str("bill_file_code"), reply.str("bill_download_url")) {
-            (Some("EMPTY_DATA_WITH_BILL_FILE"), _) | (_, None) => return Ok(Vec::new()),
+            (Some("EMPTY_DATA_WITH_BILL_FILE"), _) | (_, None) => return Ok(BillFile::default()),
             (_, Some(url)) => url.to_string(),
         };
         // The URL itself is the credential (valid 30 s): a plain GET.
@@ -486,7 +486,8 @@ impl PaymentGateway for AlipayFundAuth {
             return Err(PayError::Retryable(format!("bill download: HTTP {}", res.status())));
         }
         let bytes = res.bytes().await.map_err(|e| PayError::Retryable(format!("bill download: {e}")))?;
-        bill::parse_zip(&bytes).map_err(PayError::permanent)
+        let rows = bill::parse_zip(&bytes).map_err(PayError::permanent)?;
+        Ok(BillFile { raw: bytes.to_vec(), rows })
     }
 }
 

@@ -10,7 +10,7 @@ use crate::config::{PaymentsConfig, WechatConfig};
 use crate::pay::keys;
 use crate::pay::keys::{PrivateKey, PublicKey};
 use crate::pay::{
-    BillRow, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, Fen, PayError, PayEvent,
+    BillFile, CallbackError, CallbackHeaders, CaptureOutcome, CaptureRequest, Channel, Fen, PayError, PayEvent,
     PayEventKind, PaymentGateway, PlatformState, PlatformUser, Preauth, PreauthRequest, RefundRequest, RefundState,
 };
 
@@ -476,11 +476,11 @@ impl PaymentGateway for WechatPayScore {
         Ok(PayEvent { event_id: env.id, event_type: env.event_type, out_order_no, kind, resource })
     }
 
-    async fn download_bill(&self, date: NaiveDate) -> Result<Vec<BillRow>, PayError> {
+    async fn download_bill(&self, date: NaiveDate) -> Result<BillFile, PayError> {
         let path = format!("/v3/bill/tradebill?bill_date={}&bill_type=ALL", date.format("%Y-%m-%d"));
         let apply = match self.call(reqwest::Method::GET, &path, None).await {
             Ok(v) => v,
-            Err(PayError::Declined { code, .. }) if code == "NO_STATEMENT_EXIST" => return Ok(Vec::new()),
+            Err(PayError::Declined { code, .. }) if code == "NO_STATEMENT_EXIST" => return Ok(BillFile::default()),
             Err(PayError::Declined { code, .. }) if code == "STATEMENT_CREATING" => {
                 return Err(PayError::Retryable(format!("bill {date}: not published yet")));
             }
@@ -495,7 +495,8 @@ impl PaymentGateway for WechatPayScore {
         if !bill::sha1_hex(&csv).eq_ignore_ascii_case(hash.trim()) {
             return Err(PayError::Permanent(format!("bill {date}: SHA1 does not match hash_value")));
         }
-        bill::parse(&csv).map_err(PayError::permanent)
+        let rows = bill::parse(&csv).map_err(PayError::permanent)?;
+        Ok(BillFile { raw: csv, rows })
     }
 }
 
