@@ -92,9 +92,15 @@ pub struct BillRule {
 
 impl BillRule {
     /// The fee the platform should take on a payment of `amount`.
-    pub fn fee(&self, Fen(amount): Fen) -> Fen {
-        Fen((amount * self.fee_basis_points + 5_000).div_euclid(10_000))
+    pub fn fee(&self, amount: Fen) -> Fen {
+        fee(amount, self.fee_basis_points)
     }
+}
+
+/// A platform's fee of `basis_points` hundredths of a percent on `amount`, rounded half up to the
+/// fen, as WeChat and Alipay compute it per trade.
+pub fn fee(Fen(amount): Fen, basis_points: i64) -> Fen {
+    Fen((amount * basis_points + 5_000).div_euclid(10_000))
 }
 
 /// A disagreement, with both sides' figures.

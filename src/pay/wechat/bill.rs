@@ -90,7 +90,7 @@ pub struct BillRefund {
 
 /// The fee at 0.60 %, rounded half up to the fen.
 pub fn fee_fen(amount_fen: i64) -> i64 {
-    (amount_fen * 60 + 5000) / 10000
+    crate::domain::bills::fee(crate::domain::units::Fen(amount_fen), 60).0
 }
 
 // A bill value cannot contain the separators: the platform escapes them; we replace them.
