@@ -43,6 +43,9 @@ named_enum! {
         ReleaseFailed = "release_failed",
         PaymentStuck = "payment_stuck",
         RefundFailed = "refund_failed",
+        BillMissing = "bill_missing",
+        BillCases = "bill_cases",
+        ReconcileFailed = "reconcile_failed",
         RestockNeeded = "restock_needed",
         RestockUncounted = "restock_uncounted",
         MaintenanceWeightChange = "maintenance_weight_change",
@@ -358,6 +361,52 @@ pub fn refund_failed(sn: Option<&str>, out_refund_no: &str, amount_fen: Fen, ord
             "refund {out_refund_no} of {amount_fen} fen on order {order_id} failed ({reason}): give it back another way"
         ),
         detail: Some(serde_json::json!({ "out_refund_no": out_refund_no, "order_id": order_id }).to_string()),
+    }
+}
+
+// --- reconciliation ---------------------------------------------------------------------
+
+/// A platform's bill still not out `hours` after Heft first looked for it; Heft keeps trying.
+pub fn bill_missing(channel: &str, day: &str, hours: i64, error: &str) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Warning,
+        code: AlertCode::BillMissing,
+        sn: None,
+        subject: Some(format!("{channel} {day}")),
+        message: format!(
+            "the {channel} bill for {day} is still not available after {hours} h ({error}); Heft keeps trying — check the merchant platform"
+        ),
+        detail: Some(serde_json::json!({ "channel": channel, "day": day, "error": error }).to_string()),
+    }
+}
+
+/// A night's bill opened cases for a person to look at.
+pub fn bill_cases(channel: &str, day: &str, opened: usize) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Warning,
+        code: AlertCode::BillCases,
+        sn: None,
+        subject: Some(format!("{channel} {day}")),
+        message: format!(
+            "the {channel} bill for {day} disagrees with Heft in {opened} place(s): see GET /ops/bill-cases?channel={channel}&day={day}"
+        ),
+        detail: Some(serde_json::json!({ "channel": channel, "day": day, "opened": opened }).to_string()),
+    }
+}
+
+/// A nightly job failed for a reason retrying will not mend by itself (a bill Heft cannot read,
+/// our side's keys).
+pub fn reconcile_failed(job: &str, day: &str, error: &str) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Critical,
+        code: AlertCode::ReconcileFailed,
+        sn: None,
+        subject: Some(format!("{job} {day}")),
+        message: format!("reconciliation {job} for {day} failed: {error}; Heft tries again later"),
+        detail: Some(serde_json::json!({ "job": job, "day": day, "error": error }).to_string()),
     }
 }
 

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{NaiveDate, NaiveDateTime};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::names::named_enum;
 use super::payment::{PaymentState, RefundStatus};
@@ -31,7 +31,7 @@ named_enum! {
 
 named_enum! {
     /// Why a bill and Heft disagree.
-    pub enum CaseKind {
+    pub enum BillCaseKind {
         PlatformOnly = "platform_only",
         HeftOnly = "heft_only",
         Status = "status",
@@ -40,6 +40,28 @@ named_enum! {
         RefundUnknown = "refund_unknown",
         RefundAmount = "refund_amount",
         RefundMissing = "refund_missing",
+        /// The bill's own totals disagree with its rows: the file is incomplete or damaged.
+        Totals = "totals",
+    }
+}
+
+named_enum! {
+    /// Where a bill case stands.
+    pub enum BillCaseStatus {
+        Open = "open",
+        Resolved = "resolved",
+    }
+}
+
+named_enum! {
+    /// How an operator closed a bill case.
+    pub enum Resolution {
+        /// The difference is right as it is (a fee the platform was entitled to, say).
+        Accept = "accept",
+        /// Put right on one side or the other (Heft's record, or with the platform).
+        Correct = "correct",
+        /// Given up as a loss.
+        WriteOff = "write_off",
     }
 }
 
@@ -103,12 +125,68 @@ pub fn fee(Fen(amount): Fen, basis_points: i64) -> Fen {
     Fen((amount * basis_points + 5_000).div_euclid(10_000))
 }
 
+/// What a bill says its rows add up to (WeChat's summary rows, Alipay's 合计 lines).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillTotals {
+    /// Payment and refund rows together.
+    pub rows: i64,
+    pub payments_fen: Fen,
+    /// Refunded, positive.
+    pub refunds_fen: Fen,
+    /// Fees net of those returned with refunds, where the bill states them.
+    pub fee_fen: Option<Fen>,
+}
+
+impl BillTotals {
+    /// What `entries` add up to.
+    pub fn of(entries: &[BillEntry]) -> BillTotals {
+        let sum = |kind: EntryKind| Fen(entries.iter().filter(|e| e.kind == kind).map(|e| e.amount_fen.0).sum());
+        BillTotals {
+            rows: entries.len() as i64,
+            payments_fen: sum(EntryKind::Payment),
+            refunds_fen: sum(EntryKind::Refund),
+            fee_fen: Some(Fen(entries.iter().map(|e| e.fee_fen.0).sum())),
+        }
+    }
+}
+
+/// The bill's stated totals against its rows: a `totals` case when they differ.
+pub fn check_totals(entries: &[BillEntry], stated: &BillTotals) -> Option<Case> {
+    let found = BillTotals::of(entries);
+    let mut differ = Vec::new();
+    if found.rows != stated.rows {
+        differ.push(format!("{} rows where the bill states {}", found.rows, stated.rows));
+    }
+    if found.payments_fen != stated.payments_fen {
+        differ.push(format!("payments {} fen where it states {}", found.payments_fen.0, stated.payments_fen.0));
+    }
+    if found.refunds_fen != stated.refunds_fen {
+        differ.push(format!("refunds {} fen where it states {}", found.refunds_fen.0, stated.refunds_fen.0));
+    }
+    // Alipay prints a trade's fee negative (taken from the merchant), WeChat positive.
+    let fee_differs = |f: &Fen| Some(f.0.abs()) != found.fee_fen.map(|x| x.0.abs());
+    if let Some(fee) = stated.fee_fen.filter(fee_differs) {
+        differ.push(format!("fees {} fen where it states {}", found.fee_fen.unwrap_or_default().0, fee.0));
+    }
+    (!differ.is_empty()).then(|| Case {
+        kind: BillCaseKind::Totals,
+        out_order_no: String::new(),
+        transaction_id: None,
+        out_refund_no: None,
+        heft_fen: Some(found.payments_fen),
+        bill_fen: Some(stated.payments_fen),
+        detail: format!("the bill's rows add up to {}", differ.join("; ")),
+    })
+}
+
 /// A disagreement, with both sides' figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Case {
-    pub kind: CaseKind,
+    pub kind: BillCaseKind,
     pub out_order_no: String,
     pub transaction_id: Option<String>,
+    /// The refund a `refund_missing` case is about.
+    pub out_refund_no: Option<String>,
     /// What Heft recorded (amount, or fee for `fee`).
     pub heft_fen: Option<Fen>,
     /// What the bill shows.
@@ -147,7 +225,7 @@ pub fn reconcile(
         let found = by_tx.get(e.transaction_id.as_str()).or_else(|| by_no.get(e.out_order_no.as_str()));
         match found {
             None => out.cases.push(case(
-                CaseKind::PlatformOnly,
+                BillCaseKind::PlatformOnly,
                 e,
                 None,
                 "the platform was paid for a trade Heft does not know",
@@ -165,9 +243,10 @@ pub fn reconcile(
         match p.paid_on {
             Some(on) if (day - on).num_days() < rule.wait_days => out.waiting.push(p.out_order_no.clone()),
             _ => out.cases.push(Case {
-                kind: CaseKind::HeftOnly,
+                kind: BillCaseKind::HeftOnly,
                 out_order_no: p.out_order_no.clone(),
                 transaction_id: p.transaction_id.clone(),
+                out_refund_no: None,
                 heft_fen: p.amount_fen,
                 bill_fen: None,
                 detail: format!("paid in Heft, and no bill shows it after {} days", rule.wait_days),
@@ -183,10 +262,10 @@ fn judge_payment(p: &HeftPayment, e: &BillEntry, rule: &BillRule) -> Option<Case
     // Capturing: the platform collected before Heft heard; Heft's own query catches up.
     if !matches!(p.state, PaymentState::Paid | PaymentState::Capturing) {
         let detail = format!("the platform was paid for an order Heft holds as {}", p.state);
-        return Some(case(CaseKind::Status, e, p.amount_fen, &detail));
+        return Some(case(BillCaseKind::Status, e, p.amount_fen, &detail));
     }
     if p.amount_fen != Some(e.amount_fen) {
-        return Some(case(CaseKind::Amount, e, p.amount_fen, "the bill's amount is not what Heft charged"));
+        return Some(case(BillCaseKind::Amount, e, p.amount_fen, "the bill's amount is not what Heft charged"));
     }
     let fee = rule.fee(e.amount_fen);
     if e.fee_fen.0.abs() != fee.0 {
@@ -200,17 +279,18 @@ fn judge_payment(p: &HeftPayment, e: &BillEntry, rule: &BillRule) -> Option<Case
         return Some(Case {
             heft_fen: Some(fee),
             bill_fen: Some(Fen(e.fee_fen.0.abs())),
-            ..case(CaseKind::Fee, e, None, &detail)
+            ..case(BillCaseKind::Fee, e, None, &detail)
         });
     }
     None
 }
 
-fn case(kind: CaseKind, e: &BillEntry, heft_fen: Option<Fen>, detail: &str) -> Case {
+fn case(kind: BillCaseKind, e: &BillEntry, heft_fen: Option<Fen>, detail: &str) -> Case {
     Case {
         kind,
         out_order_no: e.out_order_no.clone(),
         transaction_id: Some(e.transaction_id.clone()),
+        out_refund_no: None,
         heft_fen,
         bill_fen: Some(e.amount_fen),
         detail: detail.to_string(),
@@ -234,7 +314,7 @@ fn reconcile_refunds(
         let of_order = open.get_mut(e.out_order_no.as_str());
         match of_order {
             None => out.cases.push(case(
-                CaseKind::RefundUnknown,
+                BillCaseKind::RefundUnknown,
                 e,
                 None,
                 "the platform refunded an order Heft made no refund on",
@@ -244,7 +324,7 @@ fn reconcile_refunds(
                 None => {
                     let heft = list.first().map(|r| r.amount_fen);
                     out.cases.push(case(
-                        CaseKind::RefundAmount,
+                        BillCaseKind::RefundAmount,
                         e,
                         heft,
                         "the bill's refund is not what Heft refunded",
@@ -261,9 +341,10 @@ fn reconcile_refunds(
             continue;
         }
         out.cases.push(Case {
-            kind: CaseKind::RefundMissing,
+            kind: BillCaseKind::RefundMissing,
             out_order_no: r.out_order_no.clone(),
             transaction_id: None,
+            out_refund_no: Some(r.out_refund_no.clone()),
             heft_fen: Some(r.amount_fen),
             bill_fen: None,
             detail: format!(
@@ -329,7 +410,7 @@ mod tests {
         }
     }
 
-    fn kinds(r: &Reconciled) -> Vec<CaseKind> {
+    fn kinds(r: &Reconciled) -> Vec<BillCaseKind> {
         r.cases.iter().map(|c| c.kind).collect()
     }
 
@@ -364,18 +445,18 @@ mod tests {
     fn each_mismatch_is_one_case() {
         let p = paid(1, 1200, 3);
         let unknown = BillEntry { transaction_id: "TX9".into(), out_order_no: "HO9".into(), ..row(&p) };
-        assert_eq!(kinds(&reconcile(day(3), &[unknown], &[], &[], &RULE)), [CaseKind::PlatformOnly]);
+        assert_eq!(kinds(&reconcile(day(3), &[unknown], &[], &[], &RULE)), [BillCaseKind::PlatformOnly]);
         let wrong_amount = BillEntry { amount_fen: Fen(1100), fee_fen: RULE.fee(Fen(1100)), ..row(&p) };
         assert_eq!(
             kinds(&reconcile(day(3), &[wrong_amount], std::slice::from_ref(&p), &[], &RULE)),
-            [CaseKind::Amount]
+            [BillCaseKind::Amount]
         );
         let wrong_fee = BillEntry { fee_fen: Fen(9), ..row(&p) };
         let r = reconcile(day(3), &[wrong_fee], std::slice::from_ref(&p), &[], &RULE);
-        assert_eq!(kinds(&r), [CaseKind::Fee]);
+        assert_eq!(kinds(&r), [BillCaseKind::Fee]);
         assert_eq!((r.cases[0].heft_fen, r.cases[0].bill_fen), (Some(Fen(7)), Some(Fen(9))));
         let cancelled = HeftPayment { state: PaymentState::Cancelled, ..p.clone() };
-        assert_eq!(kinds(&reconcile(day(3), &[row(&p)], &[cancelled], &[], &RULE)), [CaseKind::Status]);
+        assert_eq!(kinds(&reconcile(day(3), &[row(&p)], &[cancelled], &[], &RULE)), [BillCaseKind::Status]);
     }
 
     #[test]
@@ -383,25 +464,43 @@ mod tests {
         let p = paid(1, 1200, 3);
         let r = reconcile(day(5), &[], std::slice::from_ref(&p), &[], &RULE);
         assert_eq!((r.waiting.len(), r.cases.len()), (1, 0), "two days: Pay Score may still collect");
-        assert_eq!(kinds(&reconcile(day(6), &[], &[p], &[], &RULE)), [CaseKind::HeftOnly]);
+        assert_eq!(kinds(&reconcile(day(6), &[], &[p], &[], &RULE)), [BillCaseKind::HeftOnly]);
     }
 
     #[test]
     fn refunds_missing_unknown_or_of_another_amount() {
         let r1 = refund(1, 600, 3);
-        assert_eq!(kinds(&reconcile(day(6), &[], &[], std::slice::from_ref(&r1), &RULE)), [CaseKind::RefundMissing]);
+        assert_eq!(
+            kinds(&reconcile(day(6), &[], &[], std::slice::from_ref(&r1), &RULE)),
+            [BillCaseKind::RefundMissing]
+        );
         assert!(
             reconcile(day(4), &[], &[], std::slice::from_ref(&r1), &RULE).cases.is_empty(),
             "still within the wait"
         );
-        assert_eq!(kinds(&reconcile(day(3), &[refund_row(&r1)], &[], &[], &RULE)), [CaseKind::RefundUnknown]);
+        assert_eq!(kinds(&reconcile(day(3), &[refund_row(&r1)], &[], &[], &RULE)), [BillCaseKind::RefundUnknown]);
         let other = BillEntry { amount_fen: Fen(500), ..refund_row(&r1) };
         assert_eq!(
             kinds(&reconcile(day(6), &[other], &[], std::slice::from_ref(&r1), &RULE)),
-            [CaseKind::RefundAmount]
+            [BillCaseKind::RefundAmount]
         );
         let failed = HeftRefund { status: RefundStatus::Failed, ..r1 };
         assert!(reconcile(day(6), &[], &[], &[failed], &RULE).cases.is_empty(), "a failed refund moved nothing");
+    }
+
+    #[test]
+    fn totals_that_disagree_with_the_rows_are_one_case() {
+        let payments = [paid(1, 1200, 3), paid(2, 350, 3)];
+        let refunds = [refund(1, 600, 3)];
+        let entries: Vec<BillEntry> = payments.iter().map(row).chain(refunds.iter().map(refund_row)).collect();
+        let stated = BillTotals::of(&entries);
+        assert_eq!((stated.rows, stated.payments_fen, stated.refunds_fen), (3, Fen(1550), Fen(600)));
+        assert_eq!(stated.fee_fen, Some(Fen(7 + 2 - 4)), "refunded fees come back");
+        assert!(check_totals(&entries, &stated).is_none());
+        assert!(check_totals(&entries, &BillTotals { fee_fen: None, ..stated }).is_none(), "no stated fee");
+        let short = check_totals(&entries[1..], &stated).expect("a row is missing");
+        assert_eq!(short.kind, BillCaseKind::Totals);
+        assert!(short.detail.contains("2 rows where the bill states 3"), "{}", short.detail);
     }
 
     /// One fault put into an otherwise clean day.
@@ -443,13 +542,13 @@ mod tests {
             let i = pick.index(payments.len());
             let j = refund_rows[pick.index(refund_rows.len())];
             let expected = match fault {
-                Fault::Missing => { entries.remove(i); CaseKind::HeftOnly }
-                Fault::Unknown => { entries.push(BillEntry { transaction_id: "TX-NEW".into(), out_order_no: "HO-NEW".into(), ..entries[i].clone() }); CaseKind::PlatformOnly }
-                Fault::Amount => { entries[i].amount_fen = Fen(entries[i].amount_fen.0 + 1); entries[i].fee_fen = RULE.fee(entries[i].amount_fen); CaseKind::Amount }
-                Fault::Fee => { entries[i].fee_fen = Fen(entries[i].fee_fen.0 + 1); CaseKind::Fee }
-                Fault::RefundMissing => { entries.remove(j); CaseKind::RefundMissing }
-                Fault::RefundUnknown => { heft_refunds.retain(|r| r.out_order_no != entries[j].out_order_no); CaseKind::RefundUnknown }
-                Fault::RefundAmount => { entries[j].amount_fen = Fen(entries[j].amount_fen.0 + 1); CaseKind::RefundAmount }
+                Fault::Missing => { entries.remove(i); BillCaseKind::HeftOnly }
+                Fault::Unknown => { entries.push(BillEntry { transaction_id: "TX-NEW".into(), out_order_no: "HO-NEW".into(), ..entries[i].clone() }); BillCaseKind::PlatformOnly }
+                Fault::Amount => { entries[i].amount_fen = Fen(entries[i].amount_fen.0 + 1); entries[i].fee_fen = RULE.fee(entries[i].amount_fen); BillCaseKind::Amount }
+                Fault::Fee => { entries[i].fee_fen = Fen(entries[i].fee_fen.0 + 1); BillCaseKind::Fee }
+                Fault::RefundMissing => { entries.remove(j); BillCaseKind::RefundMissing }
+                Fault::RefundUnknown => { heft_refunds.retain(|r| r.out_order_no != entries[j].out_order_no); BillCaseKind::RefundUnknown }
+                Fault::RefundAmount => { entries[j].amount_fen = Fen(entries[j].amount_fen.0 + 1); BillCaseKind::RefundAmount }
             };
             let r = reconcile(day(4), &entries, &payments, &heft_refunds, &RULE);
             prop_assert_eq!(kinds(&r), vec![expected]);

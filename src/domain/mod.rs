@@ -20,6 +20,7 @@ pub mod order;
 pub mod outbox;
 pub mod payment;
 pub mod product;
+pub mod reconcile;
 pub mod rest;
 pub mod restock;
 pub mod review;

@@ -230,6 +230,8 @@ pub struct BillFile {
     /// As downloaded (WeChat: the CSV, unzipped; Alipay: the zip); empty for a day without one.
     pub raw: Vec<u8>,
     pub rows: Vec<BillRow>,
+    /// What the bill says its rows add up to, to check them by.
+    pub totals: Option<crate::domain::bills::BillTotals>,
 }
 
 impl BillFile {

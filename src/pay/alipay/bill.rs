@@ -7,6 +7,8 @@ use std::io::{Cursor, Read, Write};
 
 use chrono::{NaiveDate, NaiveDateTime};
 
+use crate::domain::bills::BillTotals;
+use crate::domain::units::Fen;
 use crate::pay::{BillRow, fee_to_fen, fen_to_yuan, yuan_to_fen};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,8 @@ pub enum BillError {
     MissingColumn(&'static str),
     #[error("bill line {line}: {message}")]
     Row { line: usize, message: String },
+    #[error("bill totals line unreadable: {0}")]
+    Totals(String),
 }
 
 const START: &str = "业务明细列表";
@@ -225,6 +229,44 @@ pub fn parse_zip(bytes: &[u8]) -> Result<Vec<BillRow>, BillError> {
     Err(BillError::NoDetail)
 }
 
+/// The totals a bill ZIP states: rows and amounts from the 业务明细's 合计 lines, fees from the
+/// 业务明细(汇总)'s 合计 row. `None` when the details state none.
+pub fn totals_zip(bytes: &[u8]) -> Result<Option<BillTotals>, BillError> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| BillError::Zip(e.to_string()))?;
+    let (mut totals, mut fee) = (None, None);
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).map_err(|e| BillError::Zip(e.to_string()))?;
+        let mut raw = Vec::new();
+        file.read_to_end(&mut raw).map_err(|e| BillError::Zip(e.to_string()))?;
+        let (text, _, _) = encoding_rs::GBK.decode(&raw);
+        for line in text.lines().map(|l| l.trim_end_matches('\r')) {
+            if let Some(rest) = line.strip_prefix("#交易合计：") {
+                let t = totals.get_or_insert(BillTotals::default());
+                let (n, fen) = footer(rest).ok_or_else(|| BillError::Totals(line.to_string()))?;
+                (t.rows, t.payments_fen) = (t.rows + n, Fen(fen));
+            } else if let Some(rest) = line.strip_prefix("#退款合计：") {
+                let t = totals.get_or_insert(BillTotals::default());
+                let (n, fen) = footer(rest).ok_or_else(|| BillError::Totals(line.to_string()))?;
+                (t.rows, t.refunds_fen) = (t.rows + n, Fen(fen.abs()));
+            } else if line.starts_with("合计,") {
+                let f: Vec<&str> = line.split(',').map(str::trim).collect();
+                fee = f.get(9).and_then(|s| yuan_to_fen(s)).map(Fen);
+                if fee.is_none() {
+                    return Err(BillError::Totals(line.to_string()));
+                }
+            }
+        }
+    }
+    Ok(totals.map(|t| BillTotals { fee_fen: fee, ..t }))
+}
+
+/// `3笔，商家实收共12.50元，…` → (3, 1250).
+fn footer(rest: &str) -> Option<(i64, i64)> {
+    let (count, rest) = rest.split_once('笔')?;
+    let amount = rest.split_once('共')?.1.split_once('元')?.0;
+    Some((count.trim().parse().ok()?, yuan_to_fen(amount)?))
+}
+
 /// Parse the 业务明细 CSV text (already decoded).
 pub fn parse_detail(text: &str) -> Result<Vec<BillRow>, BillError> {
     let mut rows = Vec::new();
@@ -350,6 +392,11 @@ mod tests {
         let (text, _, bad) = encoding_rs::GBK.decode(&raw);
         assert!(!bad);
         assert!(text.contains("\r\n#交易合计：1笔，商家实收共12.50元"), "{text}");
+        let stated = totals_zip(&zip).expect("totals").expect("stated");
+        assert_eq!(
+            stated,
+            BillTotals { rows: 2, payments_fen: Fen(1250), refunds_fen: Fen(300), fee_fen: Some(Fen(8 - 2)) }
+        );
     }
 
     #[test]

@@ -487,7 +487,8 @@ impl PaymentGateway for AlipayFundAuth {
         }
         let bytes = res.bytes().await.map_err(|e| PayError::Retryable(format!("bill download: {e}")))?;
         let rows = bill::parse_zip(&bytes).map_err(PayError::permanent)?;
-        Ok(BillFile { raw: bytes.to_vec(), rows })
+        let totals = bill::totals_zip(&bytes).map_err(PayError::permanent)?;
+        Ok(BillFile { raw: bytes.to_vec(), rows, totals })
     }
 }
 

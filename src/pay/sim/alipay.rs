@@ -884,6 +884,24 @@ fn bill_url(state: &SimState, biz: &Map<String, Value>, host: &str) -> Outcome {
     Ok((fields, vec![]))
 }
 
+impl super::FaultyLine for BillLine {
+    fn is_refund(&self) -> bool {
+        self.amount_fen < 0
+    }
+
+    fn add_amount(&mut self, fen: i64) {
+        self.amount_fen += fen;
+    }
+
+    fn add_fee(&mut self, fen: i64) {
+        self.fee_fen += fen;
+    }
+
+    fn unknown(&self, n: u32) -> Self {
+        BillLine { trade_no: format!("2099{:024}", n), out_trade_no: format!("UNKNOWN{n:08}"), ..self.clone() }
+    }
+}
+
 async fn bill_file(state: web::Data<SimState>, token: web::Path<String>) -> HttpResponse {
     let sim = &state.alipay;
     let (date, lines) = {
@@ -931,6 +949,7 @@ async fn bill_file(state: web::Data<SimState>, token: web::Path<String>) -> Http
             }
         }
         lines.sort_by(|a, b| (a.finished, &a.trade_no).cmp(&(b.finished, &b.trade_no)));
+        state.knob(|k| k.bill.clone()).apply(&mut lines);
         (date, lines)
     };
     // Alipay names the bill's account as the 16-digit PID followed by 0156.

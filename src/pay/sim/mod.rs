@@ -62,6 +62,60 @@ pub struct Knobs {
     /// Releases refused for good: WeChat cancel 400 `INVALID_ORDER_STATE`, Alipay unfreeze 40004
     /// `REQUEST_AMOUNT_EXCEED`, nothing applied.
     pub refuse_release: u32,
+    /// Differences every bill served has, for reconciliation to find.
+    pub bill: BillFaults,
+}
+
+/// Differences put into every bill the simulator serves (both platforms). They pick the day's
+/// trades in the bill's order, so downloading a day again gives the same file, as a published
+/// bill does not change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillFaults {
+    /// The day's first N payments are left out.
+    pub missing_trade: u32,
+    /// N payments that no merchant order stands behind are added (长款); needs a payment that
+    /// day to model them on.
+    pub unknown_trade: u32,
+    /// The next N payments show one yuan more than was charged.
+    pub wrong_amount: u32,
+    /// The next N payments show a fee one fen above the rate.
+    pub wrong_fee: u32,
+    /// The day's first N refunds are left out.
+    pub missing_refund: u32,
+}
+
+/// A bill line the faults can change.
+pub trait FaultyLine: Clone {
+    fn is_refund(&self) -> bool;
+    fn add_amount(&mut self, fen: i64);
+    fn add_fee(&mut self, fen: i64);
+    /// A payment like this one that no merchant order stands behind, the `n`th of the day.
+    fn unknown(&self, n: u32) -> Self;
+}
+
+impl BillFaults {
+    pub fn apply<L: FaultyLine>(&self, lines: &mut Vec<L>) {
+        let payments: Vec<usize> = (0..lines.len()).filter(|&i| !lines[i].is_refund()).collect();
+        let refunds: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].is_refund()).collect();
+        let (missing, amount, fee) = (self.missing_trade as usize, self.wrong_amount as usize, self.wrong_fee as usize);
+        for &i in payments.iter().skip(missing).take(amount) {
+            lines[i].add_amount(100);
+        }
+        for &i in payments.iter().skip(missing + amount).take(fee) {
+            lines[i].add_fee(1);
+        }
+        let model = payments.first().map(|&i| lines[i].clone());
+        let mut gone: Vec<usize> = payments.iter().take(missing).copied().collect();
+        gone.extend(refunds.iter().take(self.missing_refund as usize));
+        gone.sort_unstable();
+        for i in gone.into_iter().rev() {
+            lines.remove(i);
+        }
+        if let Some(model) = model {
+            lines.extend((0..self.unknown_trade).map(|n| model.unknown(n)));
+        }
+    }
 }
 
 /// A pre-authorisation as the platform holds it (`GET /sim/holds`): the platform's own account of

@@ -963,6 +963,29 @@ fn bill_lines(w: &WechatSim, date: chrono::NaiveDate) -> Vec<bill::BillLine> {
     lines
 }
 
+impl super::FaultyLine for bill::BillLine {
+    fn is_refund(&self) -> bool {
+        self.refund.is_some()
+    }
+
+    fn add_amount(&mut self, fen: i64) {
+        self.amount_fen += fen;
+    }
+
+    fn add_fee(&mut self, fen: i64) {
+        self.fee_fen += fen;
+    }
+
+    fn unknown(&self, n: u32) -> Self {
+        bill::BillLine {
+            transaction_id: format!("42000099{:020}", n),
+            trade_no: format!("UNKNOWN{n:08}"),
+            attach: format!("wxzff|0|UNKNOWN{n:08}"),
+            ..self.clone()
+        }
+    }
+}
+
 async fn tradebill(state: web::Data<SimState>, req: HttpRequest) -> HttpResponse {
     let w = &state.wechat;
     let hang = match w.admit(&state, &req, b"", false) {
@@ -981,7 +1004,8 @@ async fn tradebill(state: web::Data<SimState>, req: HttpRequest) -> HttpResponse
         return answer(hang, w.error(StatusCode::BAD_REQUEST, "STATEMENT_CREATING", "账单生成中，请稍后再试")).await;
     }
     let gzip = q.get("tar_type").is_some_and(|t| t == "GZIP");
-    let lines = bill_lines(w, date);
+    let mut lines = bill_lines(w, date);
+    state.knob(|k| k.bill.clone()).apply(&mut lines);
     if lines.is_empty() {
         return answer(hang, w.error(StatusCode::BAD_REQUEST, "NO_STATEMENT_EXIST", "请求的账单文件不存在")).await;
     }

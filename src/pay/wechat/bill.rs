@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use chrono::NaiveDateTime;
 use sha1::{Digest, Sha1};
 
+use crate::domain::bills::BillTotals;
+use crate::domain::units::Fen;
 use crate::pay::{BillRow, fee_to_fen, fen_to_yuan, yuan_to_fen};
 
 /// The 27 detail columns of an `ALL` bill.
@@ -214,6 +216,25 @@ fn signed_fee(s: &str) -> Option<i64> {
     }
 }
 
+/// The totals an `ALL` bill states in its summary rows; `None` when it has none.
+pub fn totals(bytes: &[u8]) -> Result<Option<BillTotals>, BillError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| BillError::Encoding)?;
+    let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).enumerate();
+    if !lines.any(|(_, l)| l.split(',').next().map(field) == Some(SUMMARY_HEADERS[0])) {
+        return Ok(None);
+    }
+    let Some((i, line)) = lines.find(|(_, l)| !l.trim().is_empty()) else { return Ok(None) };
+    let f: Vec<&str> = line.split(',').map(field).collect();
+    let bad = |what: &str| BillError::Row { line: i + 1, message: format!("summary {what}") };
+    let get = |n: usize| f.get(n).copied().ok_or_else(|| bad("is short"));
+    Ok(Some(BillTotals {
+        rows: get(0)?.parse().map_err(|_| bad("总交易单数"))?,
+        payments_fen: Fen(yuan_to_fen(get(1)?).ok_or_else(|| bad("应结订单总金额"))?),
+        refunds_fen: Fen(yuan_to_fen(get(2)?).ok_or_else(|| bad("退款总金额"))?),
+        fee_fen: Some(Fen(signed_fee(get(4)?).ok_or_else(|| bad("手续费总金额"))?)),
+    }))
+}
+
 /// Parse an `ALL` bill: detail rows into [`BillRow`]s, columns found by header name.
 pub fn parse(bytes: &[u8]) -> Result<Vec<BillRow>, BillError> {
     let text = std::str::from_utf8(bytes).map_err(|_| BillError::Encoding)?;
@@ -309,6 +330,12 @@ mod tests {
         assert_eq!((rows[1].status.as_str(), rows[1].amount_fen, rows[1].fee_fen), ("REFUND", -500, -3));
         assert_eq!(rows[1].out_order_no, "VC20250101120000A1B2");
         assert!(csv.contains("`2,`12.50,`5.00,`"), "summary: rows, settled, refunded: {csv}");
+        let stated = totals(csv.as_bytes()).expect("totals").expect("a summary");
+        assert_eq!(
+            stated,
+            BillTotals { rows: 2, payments_fen: Fen(1250), refunds_fen: Fen(500), fee_fen: Some(Fen(8 - 3)) }
+        );
+        assert_eq!(totals(csv.split("总交易单数").next().expect("details").as_bytes()).expect("no summary"), None);
     }
 
     #[test]

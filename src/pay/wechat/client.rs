@@ -496,7 +496,8 @@ impl PaymentGateway for WechatPayScore {
             return Err(PayError::Permanent(format!("bill {date}: SHA1 does not match hash_value")));
         }
         let rows = bill::parse(&csv).map_err(PayError::permanent)?;
-        Ok(BillFile { raw: csv, rows })
+        let totals = bill::totals(&csv).map_err(PayError::permanent)?;
+        Ok(BillFile { raw: csv, rows, totals })
     }
 }
 
