@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer};
 use crate::actors::consumers::Consumer;
 use crate::actors::effects::EffectRunner;
 use crate::actors::registry::{Cabinets, CrashCabinet, Registry};
+use crate::actors::scheduler::{Round, RunDue, Scheduler, SchedulerError};
 use crate::actors::watchdog::{CheckNow, RoundReport, Watchdog, WatchdogError};
 use crate::actors::weight_log::WeightLog;
 use crate::actors::{Services, Shared};
@@ -72,6 +73,37 @@ pub async fn open_cache(config: &Config) -> Result<Arc<dyn Cache>, StartError> {
     })
 }
 
+/// The bridge from the broker's link to the cabinet actors, on an arbiter of its own.
+fn spawn_bridge(
+    config: &Config,
+    routes: Routes,
+    registry: &Addr<Registry>,
+    metrics: Metrics,
+    link_rx: rumqttd::local::LinkRx,
+) -> Arbiter {
+    let bridge = Arbiter::new();
+    bridge.spawn(
+        Bridge {
+            routes,
+            fallback: registry.clone().recipient(),
+            metrics,
+            max_frame_bytes: config.mqtt.max_frame_bytes,
+            permits: Arc::new(tokio::sync::Semaphore::new(config.mqtt.bridge_queue.max(1))),
+        }
+        .run(link_rx),
+    );
+    bridge
+}
+
+/// What the flows need, for a command that runs them without serving (`heft reconcile`):
+/// the database, the cache and the payment platforms, nothing listening.
+pub async fn flows_ctx(config: Config) -> Result<crate::flows::Ctx, StartError> {
+    let db = open_database(&config).await?;
+    let cache = open_cache(&config).await?;
+    let payments = crate::pay::Gateways::from_config(&config, &notify_base(&config, config.http.listen))?;
+    Ok(crate::flows::Ctx { db, cache, payments, config: Arc::new(config) })
+}
+
 /// Where the payment platforms send their callbacks: the configured base, or this node's own
 /// HTTP address.
 fn notify_base(config: &Config, http_addr: SocketAddr) -> String {
@@ -130,6 +162,7 @@ pub struct Heft {
     pub live: crate::actors::live::Hub,
     pub registry: Addr<Registry>,
     pub watchdog: Addr<Watchdog>,
+    pub scheduler: Addr<Scheduler>,
     /// The payment platform simulator, when `pay_sim.enabled`.
     pub pay_sim: Option<crate::pay::sim::RunningSim>,
     http: actix_web::dev::ServerHandle,
@@ -194,18 +227,9 @@ impl Heft {
             live,
         });
         let registry = Registry::new(services.clone(), routes.clone(), cabinets.clone()).start();
-        let bridge = Arbiter::new();
-        bridge.spawn(
-            Bridge {
-                routes,
-                fallback: registry.clone().recipient(),
-                metrics,
-                max_frame_bytes: config.mqtt.max_frame_bytes,
-                permits: Arc::new(tokio::sync::Semaphore::new(config.mqtt.bridge_queue.max(1))),
-            }
-            .run(link_rx),
-        );
+        let bridge = spawn_bridge(&config, routes, &registry, metrics, link_rx);
         let watchdog = Watchdog::new(services.clone(), registry.clone()).start();
+        let scheduler = Scheduler::new(services.clone()).start();
         let auth = Arc::new(web::auth::AuthState::new(&config.auth, &services.seal));
         let hub = crate::actors::live::Hub::start(&services);
         let state = AppState { svc: services.clone(), registry: registry.clone(), cabinets, auth, live: hub.clone() };
@@ -218,6 +242,7 @@ impl Heft {
             live: hub,
             registry,
             watchdog,
+            scheduler,
             pay_sim,
             http,
             broker,
@@ -228,6 +253,11 @@ impl Heft {
     /// Run one liveness round now.
     pub async fn check_liveness(&self) -> Result<RoundReport, WatchdogError> {
         self.watchdog.send(CheckNow).await.unwrap_or(Ok(RoundReport::Busy))
+    }
+
+    /// Look at the nightly timetable now and run what is due, as the scheduler's timer does.
+    pub async fn run_due_reconciliation(&self) -> Result<Round, SchedulerError> {
+        self.scheduler.send(RunDue).await.unwrap_or(Ok(Round::Busy))
     }
 
     /// Fault injection: make a cabinet's actor panic. True when it had one.

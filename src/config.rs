@@ -56,6 +56,8 @@ pub struct Config {
     pub pay_sim: PaySimConfig,
     pub live: LiveConfig,
     #[serde(default)]
+    pub reconcile: ReconcileConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -606,6 +608,96 @@ pub struct LiveConfig {
     pub event_backlog: usize,
 }
 
+/// The nightly reconciliation (`heft reconcile`, and the scheduler in `serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// Run the nightly jobs in `serve` (one node at a time, under the `reconcile` lease).
+    pub enabled: bool,
+    /// Local time (Asia/Shanghai, `HH:MM`) on the next day at which a day's bills are fetched:
+    /// after the platforms publish them (WeChat from 10:00).
+    pub bills_at: String,
+    /// Days back a starting node looks for nights it missed.
+    pub catch_up_days: i64,
+    /// A bill not out yet, or a run that failed, is tried again this many minutes later.
+    pub retry_minutes: i64,
+    /// A run left `running` this long was cut off with its node; another may take it over.
+    pub stale_minutes: i64,
+    /// How often the scheduler looks for due runs.
+    pub check_s: u64,
+    /// Hours after its time past which a bill still not out raises `bill_missing`.
+    pub bill_alert_hours: i64,
+    /// Days a payment or refund Heft recorded may wait for a bill to show it (Pay Score may
+    /// collect days after the order).
+    pub wait_days: i64,
+    /// The platforms' fee rates in basis points (60 = 0.60 %), rounded half up per trade.
+    pub wechat_fee_bp: i64,
+    pub alipay_fee_bp: i64,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            enabled: true,
+            bills_at: "10:30".into(),
+            catch_up_days: 7,
+            retry_minutes: 30,
+            stale_minutes: 120,
+            check_s: 60,
+            bill_alert_hours: 24,
+            wait_days: 3,
+            wechat_fee_bp: 60,
+            alipay_fee_bp: 60,
+        }
+    }
+}
+
+impl ReconcileConfig {
+    /// The scheduler's timetable; the times were checked by [`Config::validate`].
+    pub fn timetable(&self) -> crate::domain::reconcile::Timetable {
+        let time = |s: &str| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap_or_default();
+        crate::domain::reconcile::Timetable {
+            bills_at: time(&self.bills_at),
+            catch_up_days: self.catch_up_days,
+            retry_after: chrono::Duration::minutes(self.retry_minutes),
+            stale_after: chrono::Duration::minutes(self.stale_minutes),
+        }
+    }
+
+    /// How a platform's bill is judged.
+    pub fn bill_rule(&self, channel: crate::domain::payment::Channel) -> crate::domain::bills::BillRule {
+        let fee_basis_points = match channel {
+            crate::domain::payment::Channel::Wechat => self.wechat_fee_bp,
+            crate::domain::payment::Channel::Alipay => self.alipay_fee_bp,
+        };
+        crate::domain::bills::BillRule { fee_basis_points, wait_days: self.wait_days }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if chrono::NaiveTime::parse_from_str(&self.bills_at, "%H:%M").is_err() {
+            return Err(key_error("reconcile.bills_at", "must be a time of day, HH:MM"));
+        }
+        for (key, v, min) in [
+            ("reconcile.catch_up_days", self.catch_up_days, 1),
+            ("reconcile.retry_minutes", self.retry_minutes, 1),
+            ("reconcile.stale_minutes", self.stale_minutes, 1),
+            ("reconcile.check_s", i64::try_from(self.check_s).unwrap_or(0), 1),
+            ("reconcile.bill_alert_hours", self.bill_alert_hours, 1),
+            ("reconcile.wait_days", self.wait_days, 0),
+            ("reconcile.wechat_fee_bp", self.wechat_fee_bp, 0),
+            ("reconcile.alipay_fee_bp", self.alipay_fee_bp, 0),
+        ] {
+            if v < min {
+                return Err(key_error(key, format!("must be at least {min}")));
+            }
+        }
+        if self.wechat_fee_bp > 10_000 || self.alipay_fee_bp > 10_000 {
+            return Err(key_error("reconcile.wechat_fee_bp", "a fee rate is at most 10000 bp (100 %)"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
@@ -728,6 +820,7 @@ impl Config {
             return Err(key_error("cache.prefix", "must be non-empty with no spaces"));
         }
         self.validate_live()?;
+        self.reconcile.validate()?;
         positive("mqtt.max_connections", self.mqtt.max_connections as u64)?;
         positive("mqtt.max_frame_bytes", self.mqtt.max_frame_bytes as u64)?;
         if self.mqtt.max_packet_bytes < self.mqtt.max_frame_bytes {

@@ -2,11 +2,13 @@
 //! in one test process do not share counts.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::device::frame::Reject;
 use crate::device::topic::UpKind;
+use crate::domain::reconcile::{Job, RunStatus};
 
 /// Buckets of `heft_frame_latency_seconds` (the ingest benchmark's bare-broker reader uses the same).
 pub const LATENCY_BUCKETS: [f64; 15] =
@@ -15,6 +17,10 @@ pub const LATENCY_BUCKETS: [f64; 15] =
 /// Buckets of `heft_weight_log_batch_rows`: a batch holds 1 to `weight_log.batch_rows` rows.
 pub const BATCH_ROWS_BUCKETS: [f64; 12] =
     [1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 5000.0];
+
+/// Buckets of `heft_reconcile_run_seconds`: one job for one day, from a small fleet's seconds to
+/// a large one's minutes.
+pub const RUN_SECONDS_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 180.0, 600.0, 1800.0];
 
 /// Buckets of `heft_weight_log_write_seconds`: one batch, from taking a connection to commit.
 pub const WRITE_SECONDS_BUCKETS: [f64; 13] =
@@ -47,6 +53,16 @@ impl Registering {
 
     fn counters(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
         self.keep(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histograms(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> Result<HistogramVec, MetricsError> {
+        self.keep(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?)
     }
 
     fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Result<Histogram, MetricsError> {
@@ -157,6 +173,22 @@ metrics! {
         "Payment platform callbacks by channel and outcome",
         &["channel", "outcome"],
     ),
+    /// Nightly reconciliation runs by job and how they ended (done, waiting, failed).
+    reconcile_runs: IntCounterVec =
+        counters("heft_reconcile_runs_total", "Reconciliation runs by job and outcome", &["job", "status"]),
+    /// How long each run took.
+    reconcile_seconds: HistogramVec = histograms(
+        "heft_reconcile_run_seconds",
+        "Time one reconciliation run took, by job",
+        &RUN_SECONDS_BUCKETS,
+        &["job"],
+    ),
+    /// Bill rows reconciled.
+    reconcile_rows: IntCounterVec =
+        counters("heft_reconcile_bill_rows_total", "Platform bill rows reconciled, by job", &["job"]),
+    /// Cases opened for a person to look at.
+    reconcile_cases_opened: IntCounterVec =
+        counters("heft_reconcile_cases_opened_total", "Reconciliation cases opened, by job", &["job"]),
 }
 
 impl Metrics {
@@ -168,6 +200,13 @@ impl Metrics {
         }
         for reason in Reject::ALL {
             m.frames_rejected.with_label_values(&[reason.as_str()]);
+        }
+        for job in Job::ALL.iter().map(|j| j.as_str()) {
+            for status in [RunStatus::Done, RunStatus::Waiting, RunStatus::Failed] {
+                m.reconcile_runs.with_label_values(&[job, status.as_str()]);
+            }
+            m.reconcile_rows.with_label_values(&[job]);
+            m.reconcile_cases_opened.with_label_values(&[job]);
         }
         m.heartbeat_ratio.set(1.0);
         Ok(m)

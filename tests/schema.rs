@@ -456,6 +456,7 @@ fn accepted_db_types(backend: Backend, ty: &Ty, sole_primary_key: bool) -> Optio
         (Backend::Postgres, "Bool") => return pg("boolean"),
         (Backend::Postgres, "Timestamp") => return pg("timestamp without time zone"),
         (Backend::Postgres, "Float8" | "Double") => return pg("double precision"),
+        (Backend::Postgres, "Binary" | "Bytea") => return pg("bytea"),
         // SQLite only makes `INTEGER PRIMARY KEY` (exactly that spelling) an alias of the 64-bit
         // rowid; any other integer column keeps its declared type.
         (Backend::Sqlite, "Int8" | "BigInt") if sole_primary_key => vec!["BIGINT", "INTEGER"],
@@ -465,6 +466,7 @@ fn accepted_db_types(backend: Backend, ty: &Ty, sole_primary_key: bool) -> Optio
         (Backend::Sqlite, "Bool") => vec!["BOOLEAN"],
         (Backend::Sqlite, "Timestamp") => vec!["TIMESTAMP"],
         (Backend::Sqlite, "Float8" | "Double") => vec!["DOUBLE"],
+        (Backend::Sqlite, "Binary" | "Blob") => vec!["BLOB"],
         _ => return None,
     })
 }

@@ -8,6 +8,7 @@ pub mod effects;
 pub mod live;
 pub mod registry;
 pub mod relay;
+pub mod scheduler;
 pub mod watchdog;
 pub mod weight_log;
 

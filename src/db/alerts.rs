@@ -64,7 +64,18 @@ fn open_id(c: &mut AnyConnection, code: AlertCode, sn: Option<&str>, subject: Op
 /// Resolve the open alert with this code and cabinet (and no subject), if any. Returns how many
 /// were resolved.
 pub fn resolve(conn: &mut AnyConnection, code: AlertCode, sn: Option<&str>, at: NaiveDateTime) -> DbResult<usize> {
-    let Some(id) = open_id(conn, code, sn, None)? else {
+    resolve_about(conn, code, sn, None, at)
+}
+
+/// Resolve the open alert with this code, cabinet and subject, if any.
+pub fn resolve_about(
+    conn: &mut AnyConnection,
+    code: AlertCode,
+    sn: Option<&str>,
+    subject: Option<&str>,
+    at: NaiveDateTime,
+) -> DbResult<usize> {
+    let Some(id) = open_id(conn, code, sn, subject)? else {
         return Ok(0);
     };
     Ok(diesel::update(alerts::table.find(id)).set(alerts::resolved_at.eq(Some(at))).execute(conn)?)

@@ -8,6 +8,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::{BigInt, Double, Text};
 
 use crate::domain::alert::{AlertCode, Audience, Severity};
+use crate::domain::bills::{BillCaseKind, BillCaseStatus, EntryKind, Resolution};
 use crate::domain::cabinet::{CabinetEventKind, CabinetStatus};
 use crate::domain::command::{CommandStatus, DownKind};
 use crate::domain::liveness::Liveness;
@@ -15,6 +16,7 @@ use crate::domain::operator::Role;
 use crate::domain::order::OrderStatus;
 use crate::domain::outbox::OutboxStatus;
 use crate::domain::payment::{Channel, EventOutcome, PaymentState, RefundStatus};
+use crate::domain::reconcile::{Job, RunStatus};
 use crate::domain::restock::TaskStatus;
 use crate::domain::review::{CaseKind, CaseStatus};
 use crate::domain::session::{Outcome, SessionKind};
@@ -59,6 +61,8 @@ macro_rules! stored_as_text {
 stored_as_text!(
     AlertCode,
     Audience,
+    BillCaseKind,
+    BillCaseStatus,
     CabinetEventKind,
     CabinetStatus,
     CaseKind,
@@ -66,7 +70,9 @@ stored_as_text!(
     Channel,
     CommandStatus,
     DownKind,
+    EntryKind,
     EventOutcome,
+    Job,
     Liveness,
     OrderStatus,
     Outcome,
@@ -74,7 +80,9 @@ stored_as_text!(
     PaymentState,
     ReadingKind,
     RefundStatus,
+    Resolution,
     Role,
+    RunStatus,
     SessionKind,
     Severity,
     StockReason,

@@ -7,6 +7,7 @@
 //! through [`Db::run`], which uses the blocking thread pool.
 
 pub mod alerts;
+pub mod bills;
 pub mod cabinets;
 pub mod columns;
 pub mod commands;
@@ -20,6 +21,7 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 pub mod products;
+pub mod reconcile;
 pub mod refunds;
 pub mod restock;
 pub mod reviews;

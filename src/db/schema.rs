@@ -30,6 +30,59 @@ diesel::table! {
 }
 
 diesel::table! {
+    bill_cases (id) {
+        id -> Int8,
+        channel -> Text,
+        day -> Text,
+        kind -> Text,
+        out_order_no -> Text,
+        subject -> Text,
+        transaction_id -> Nullable<Text>,
+        out_refund_no -> Nullable<Text>,
+        heft_fen -> Nullable<Int8>,
+        bill_fen -> Nullable<Int8>,
+        detail -> Text,
+        file_id -> Nullable<Int8>,
+        status -> Text,
+        resolution -> Nullable<Text>,
+        note -> Nullable<Text>,
+        resolved_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        resolved_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    bill_files (id) {
+        id -> Int8,
+        channel -> Text,
+        day -> Text,
+        sha256 -> Text,
+        size_bytes -> Int8,
+        row_count -> Int8,
+        totals -> Nullable<Text>,
+        raw -> Binary,
+        fetched_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    bill_rows (id) {
+        id -> Int8,
+        file_id -> Int8,
+        channel -> Text,
+        day -> Text,
+        kind -> Text,
+        transaction_id -> Text,
+        out_order_no -> Text,
+        amount_fen -> Int8,
+        fee_fen -> Int8,
+        status -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
     cabinet_events (id) {
         id -> Int8,
         sn -> Text,
@@ -250,6 +303,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    reconcile_runs (job, day) {
+        job -> Text,
+        day -> Text,
+        status -> Text,
+        attempts -> Int4,
+        node -> Text,
+        summary -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     refunds (out_refund_no) {
         out_refund_no -> Text,
         order_id -> Int8,
@@ -354,6 +421,8 @@ diesel::table! {
 }
 
 diesel::joinable!(accounts -> users (user_id));
+diesel::joinable!(bill_cases -> bill_files (file_id));
+diesel::joinable!(bill_rows -> bill_files (file_id));
 diesel::joinable!(cabinet_events -> cabinets (sn));
 diesel::joinable!(commands -> cabinets (sn));
 diesel::joinable!(commands -> sessions (session_id));
@@ -376,6 +445,9 @@ diesel::joinable!(sessions -> cabinets (sn));
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     alerts,
+    bill_cases,
+    bill_files,
+    bill_rows,
     cabinet_events,
     cabinet_types,
     cabinets,
@@ -390,6 +462,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payment_events,
     payments,
     products,
+    reconcile_runs,
     refunds,
     restock_tasks,
     review_cases,

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod authorise;
+pub mod bills;
 pub mod cabinet;
 pub mod callbacks;
 pub mod capture;
@@ -15,6 +16,7 @@ pub mod door;
 pub mod messages;
 pub mod operators;
 pub mod order;
+pub mod reconcile;
 pub mod refund;
 pub mod release;
 pub mod restock;

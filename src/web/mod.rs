@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod bearer;
+pub mod bills;
 pub mod catalogue;
 pub mod dashboard;
 pub mod error;
@@ -110,6 +111,14 @@ fn ops_routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/reviews/{id}").route(web::get().to(reviews::get)))
         .service(web::resource("/reviews/{id}/resolve").route(web::post().to(reviews::resolve)))
         .service(web::resource("/refunds").route(web::get().to(refunds::list)))
+        .service(web::resource("/bill-cases").route(web::get().to(bills::list_cases)))
+        .service(web::resource("/bill-cases/{id}/resolve").route(web::post().to(bills::resolve_case)))
+        .service(web::resource("/bill-files/{id}").route(web::get().to(bills::get_file)))
+        .service(
+            web::resource("/reconcile/runs")
+                .route(web::get().to(bills::list_runs))
+                .route(web::post().to(bills::run_day)),
+        )
         .service(web::resource("/refunds/{out_refund_no}/retry").route(web::post().to(refunds::retry)))
         .service(web::resource("/cabinets/{sn}/weights").route(web::get().to(setup::live_weights)))
         .service(web::resource("/cabinets/{sn}/weight-log").route(web::get().to(setup::weight_log)))

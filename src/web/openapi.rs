@@ -10,8 +10,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::{
-    auth, catalogue, health, live, messages, nearby, operators, ops, orders, pay_notify, refunds, restock, reviews,
-    setup, shoppers,
+    auth, bills, catalogue, health, live, messages, nearby, operators, ops, orders, pay_notify, refunds, restock,
+    reviews, setup, shoppers,
 };
 use crate::config::Config;
 use crate::domain::validation::FieldError;
@@ -139,6 +139,11 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
         reviews::resolve,
         refunds::list,
         refunds::retry,
+        bills::list_cases,
+        bills::resolve_case,
+        bills::get_file,
+        bills::list_runs,
+        bills::run_day,
         messages::list,
         messages::retry,
         pay_notify::ops_payment,

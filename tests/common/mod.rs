@@ -138,6 +138,8 @@ pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Conf
         ("HEFT__LIVENESS__OFFLINE_AFTER_S".into(), "2".into()),
         ("HEFT__LIVENESS__WINDOW_S".into(), "2".into()),
         ("HEFT__LOG__FILTER".into(), "warn".into()),
+        // The nightly scheduler runs only where a test asks for it.
+        ("HEFT__RECONCILE__ENABLED".into(), "false".into()),
         // The payment simulator on its own free port, callbacks compressed 1000×.
         ("HEFT__PAY_SIM__LISTEN".into(), sim.clone()),
         ("HEFT__PAY_SIM__TIME_SCALE".into(), "1000.0".into()),

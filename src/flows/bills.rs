@@ -1,0 +1,258 @@
+//! A platform's bill for one business day against Heft's payments and refunds: download it,
+//! keep the file and its rows, gather what Heft holds that the bill may show, let
+//! `domain::bills` decide, and open the cases it finds (each once, however often the day runs).
+
+use chrono::{Duration, NaiveDate, NaiveDateTime};
+use serde::Serialize;
+
+use super::Ctx;
+use crate::db::bills::{self as stored, BillRowRecord, NewBillCase, NewBillFile};
+use crate::db::models::{Payment, Refund};
+use crate::db::{self, DbError};
+use crate::domain::bills::{
+    self as decide, BillCaseStatus, BillEntry, Case, EntryKind, HeftPayment, HeftRefund, Reconciled,
+};
+use crate::domain::calendar::{SHANGHAI, business_day};
+use crate::domain::payment::{Channel, PaymentState};
+use crate::domain::units::Fen;
+use crate::pay::{BillFile, BillRow, PayError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillsError {
+    /// The bill is not out yet, or the platform could not be reached: try again later.
+    #[error("{channel} bill for {day} not available yet: {reason}")]
+    NotYet { channel: Channel, day: NaiveDate, reason: String },
+    #[error("{channel} bill for {day}: {source}")]
+    Platform { channel: Channel, day: NaiveDate, source: PayError },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("bill totals: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<diesel::result::Error> for BillsError {
+    fn from(e: diesel::result::Error) -> Self {
+        BillsError::Db(e.into())
+    }
+}
+
+/// What a day's bill came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct BillReport {
+    pub file_id: Option<i64>,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub rows: usize,
+    pub matched: usize,
+    pub refunds_matched: usize,
+    /// Paid in Heft, still within `reconcile.wait_days` for a bill to show it.
+    pub waiting: usize,
+    /// Cases this day has (found again on a re-run too).
+    pub cases: usize,
+    /// Of those, opened by this run.
+    pub opened: usize,
+    /// Whether the bill stated totals to check its rows by.
+    pub totals_checked: bool,
+}
+
+/// Reconcile `channel`'s bill of `day`.
+pub async fn reconcile_day(ctx: &Ctx, channel: Channel, day: NaiveDate) -> Result<BillReport, BillsError> {
+    let file = match ctx.payments.get(channel).download_bill(day).await {
+        Ok(f) => f,
+        Err(PayError::Retryable(reason)) => return Err(BillsError::NotYet { channel, day, reason }),
+        Err(source) => return Err(BillsError::Platform { channel, day, source }),
+    };
+    let rule = ctx.config.reconcile.bill_rule(channel);
+    ctx.db
+        .run(move |c| {
+            let (file_id, entries, payments, refunds) = gather(c, channel, day, &file, rule.wait_days)?;
+            let mut decided = decide::reconcile(day, &entries, &payments, &refunds, &rule);
+            let stated = file.totals.as_ref();
+            decided.cases.extend(stated.and_then(|t| decide::check_totals(&entries, t)));
+            let opened = stored::open_cases(c, &new_cases(channel, day, file_id, &decided.cases))?;
+            Ok(report(&file, file_id, &decided, opened))
+        })
+        .await
+}
+
+type Gathered = (i64, Vec<BillEntry>, Vec<HeftPayment>, Vec<HeftRefund>);
+
+/// Keep the file and its rows, and read what Heft holds that the bill may show: the payments
+/// and refunds it names, and those of the last `wait_days` that no kept bill shows.
+fn gather(
+    c: &mut db::AnyConnection,
+    channel: Channel,
+    day: NaiveDate,
+    file: &BillFile,
+    wait_days: i64,
+) -> Result<Gathered, BillsError> {
+    let mut keys: Vec<String> =
+        file.rows.iter().flat_map(|r| [r.transaction_id.clone(), r.out_order_no.clone()]).collect();
+    keys.sort();
+    keys.dedup();
+    let named = stored::payments_named(c, channel, &keys)?;
+    let entries: Vec<BillEntry> = file.rows.iter().map(|r| entry(r, &named)).collect();
+    let file_id = stored::store_file(c, &new_file(channel, day, file)?, &records(channel, day, &entries, file))?;
+    let (from, to) = window(day, wait_days);
+    let mut payments = named;
+    payments.extend(stored::paid_unshown(c, channel, from, to)?);
+    payments.sort_by(|a, b| a.out_order_no.cmp(&b.out_order_no));
+    payments.dedup_by(|a, b| a.out_order_no == b.out_order_no);
+    let refunded: Vec<String> =
+        entries.iter().filter(|e| e.kind == EntryKind::Refund).map(|e| e.out_order_no.clone()).collect();
+    let mut refunds = stored::refunds_of(c, &refunded, &day.to_string())?;
+    refunds.extend(stored::refunds_unshown(c, channel, from, to)?);
+    refunds.sort_by(|a, b| a.out_refund_no.cmp(&b.out_refund_no));
+    refunds.dedup_by(|a, b| a.out_refund_no == b.out_refund_no);
+    Ok((file_id, entries, payments.iter().map(heft_payment).collect(), refunds.iter().map(heft_refund).collect()))
+}
+
+/// UTC bounds of the business days `day - wait_days` ..= `day`.
+fn window(day: NaiveDate, wait_days: i64) -> (NaiveDateTime, NaiveDateTime) {
+    let start = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_local_timezone(SHANGHAI).single())
+            .map(|t| t.naive_utc())
+            .unwrap_or_default()
+    };
+    (start(day - Duration::days(wait_days)), start(day + Duration::days(1)))
+}
+
+/// A bill row as the decision reads it: Heft's number for the trade where Heft knows it (Alipay
+/// bills show the `out_trade_no`), amounts positive.
+fn entry(row: &BillRow, named: &[Payment]) -> BillEntry {
+    let ours = named.iter().find(|p| {
+        p.transaction_id.as_deref() == Some(row.transaction_id.as_str())
+            || p.out_trade_no.as_deref() == Some(row.out_order_no.as_str())
+            || p.out_order_no == row.out_order_no
+    });
+    BillEntry {
+        kind: if row.amount_fen < 0 { EntryKind::Refund } else { EntryKind::Payment },
+        transaction_id: row.transaction_id.clone(),
+        out_order_no: ours.map_or_else(|| row.out_order_no.clone(), |p| p.out_order_no.clone()),
+        amount_fen: Fen(row.amount_fen.abs()),
+        fee_fen: Fen(row.fee_fen),
+        at: row.time,
+    }
+}
+
+fn heft_payment(p: &Payment) -> HeftPayment {
+    HeftPayment {
+        out_order_no: p.out_order_no.clone(),
+        transaction_id: p.transaction_id.clone(),
+        state: p.state,
+        amount_fen: p.amount_fen,
+        paid_on: (p.state == PaymentState::Paid).then(|| business_day(p.updated_at.and_utc())),
+    }
+}
+
+fn heft_refund(r: &Refund) -> HeftRefund {
+    HeftRefund {
+        out_refund_no: r.out_refund_no.clone(),
+        out_order_no: r.out_order_no.clone(),
+        amount_fen: r.amount_fen,
+        status: r.status,
+        done_on: r.finished_at.map(|t| business_day(t.and_utc())),
+    }
+}
+
+fn new_file(channel: Channel, day: NaiveDate, file: &BillFile) -> Result<NewBillFile, BillsError> {
+    Ok(NewBillFile {
+        channel,
+        day: day.to_string(),
+        sha256: file.sha256_hex(),
+        size_bytes: file.raw.len() as i64,
+        row_count: file.rows.len() as i64,
+        totals: file.totals.as_ref().map(serde_json::to_string).transpose()?,
+        raw: file.raw.clone(),
+        fetched_at: db::now(),
+    })
+}
+
+fn records(channel: Channel, day: NaiveDate, entries: &[BillEntry], file: &BillFile) -> Vec<BillRowRecord> {
+    entries
+        .iter()
+        .zip(&file.rows)
+        .map(|(e, row)| BillRowRecord {
+            channel,
+            day: day.to_string(),
+            kind: e.kind,
+            transaction_id: e.transaction_id.clone(),
+            out_order_no: e.out_order_no.clone(),
+            amount_fen: e.amount_fen,
+            fee_fen: e.fee_fen,
+            status: row.status.clone(),
+            at: e.at,
+        })
+        .collect()
+}
+
+fn new_cases(channel: Channel, day: NaiveDate, file_id: i64, cases: &[Case]) -> Vec<NewBillCase> {
+    let now = db::now();
+    cases
+        .iter()
+        .map(|c| NewBillCase {
+            channel,
+            day: day.to_string(),
+            kind: c.kind,
+            out_order_no: c.out_order_no.clone(),
+            subject: c.out_refund_no.clone().or_else(|| c.transaction_id.clone()).unwrap_or_default(),
+            transaction_id: c.transaction_id.clone(),
+            out_refund_no: c.out_refund_no.clone(),
+            heft_fen: c.heft_fen,
+            bill_fen: c.bill_fen,
+            detail: c.detail.clone(),
+            file_id: Some(file_id),
+            status: BillCaseStatus::Open,
+            created_at: now,
+        })
+        .collect()
+}
+
+fn report(file: &BillFile, file_id: i64, decided: &Reconciled, opened: usize) -> BillReport {
+    BillReport {
+        file_id: Some(file_id),
+        sha256: file.sha256_hex(),
+        size_bytes: file.raw.len() as i64,
+        rows: file.rows.len(),
+        matched: decided.matched.len(),
+        refunds_matched: decided.refunds_matched.len(),
+        waiting: decided.waiting.len(),
+        cases: decided.cases.len(),
+        opened,
+        totals_checked: file.totals.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("time")
+    }
+
+    #[test]
+    fn a_day_is_beijing_midnight_to_midnight() {
+        let day = NaiveDate::from_ymd_opt(2026, 12, 3).expect("day");
+        assert_eq!(window(day, 0), (utc("2026-12-02 16:00:00"), utc("2026-12-03 16:00:00")));
+        assert_eq!(window(day, 3).0, utc("2026-11-29 16:00:00"), "three days back");
+        // 23:59:59 and 00:00:00 in Beijing are on two days.
+        let paid = |at: &str| Payment {
+            out_order_no: "HO1".into(),
+            channel: Channel::Wechat,
+            user_id: 1,
+            state: PaymentState::Paid,
+            cap_fen: Fen(5000),
+            amount_fen: Some(Fen(350)),
+            platform_order_id: None,
+            payer_id: None,
+            out_trade_no: None,
+            transaction_id: None,
+            created_at: utc(at),
+            updated_at: utc(at),
+        };
+        assert_eq!(heft_payment(&paid("2026-12-03 15:59:59")).paid_on, Some(day));
+        assert_eq!(heft_payment(&paid("2026-12-03 16:00:00")).paid_on, day.succ_opt());
+    }
+}

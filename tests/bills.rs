@@ -1,0 +1,216 @@
+//! The platforms' bills against Heft, in both profiles and on both platforms: shoppers buy and
+//! one is refunded, the day's bills come out, and reconciliation matches them. Bills with every
+//! mismatch the simulator can put in give exactly one case each, a clean bill none, and running
+//! the day again opens nothing twice. Operators resolve a case with a note and fetch the kept
+//! bill behind it; the scheduler runs missed nights once.
+
+mod common;
+mod purchase {
+    pub mod shop;
+}
+
+use std::time::Duration;
+
+use common::{Profile, TestServer};
+use heft::domain::calendar::business_day;
+use heft::domain::operator::Role;
+use heft::domain::reconcile::{Job, RunStatus};
+use heft::flows::reconcile::RunOutcome;
+use purchase::shop::{self, FAST, call, ok};
+use serde_json::{Value, json};
+
+const CHANNELS: [&str; 2] = ["wechat", "alipay"];
+
+/// Three purchases on `channel` (one cola and one bag of chips each), the first refunded one
+/// cola after an appeal. Their orders' numbers.
+async fn shop_day(s: &TestServer, cab: &heft::sim::handle::SimCabinet, channel: &str) -> Vec<String> {
+    let t = s.ops_login(Role::Operator).await;
+    let uid = format!("bills-{channel}");
+    let token = shop::shopper(s, channel, &uid).await;
+    let mut numbers = Vec::new();
+    for i in 0..3 {
+        let id = shop::open_visit(s, cab, &token, channel, &uid).await;
+        cab.take(0, 1).expect("a cola");
+        cab.take(1, 1).expect("chips");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cab.close_door(1).await.expect("close");
+        let paid = shop::order_in(s, &token, id, "paid").await;
+        numbers.push(paid["out_order_no"].as_str().expect("number").to_string());
+        if i == 0 {
+            let appeal =
+                ok(s, "POST", &format!("/api/v1/orders/{id}/appeal"), &token, Some(json!({"reason": "no cola"}))).await;
+            let lines = json!([{"lane": "A2", "qty": 1}]);
+            let decision = json!({"decision": "refund", "lines": lines, "note": "video: chips only"});
+            ok(s, "POST", &format!("/ops/reviews/{}/resolve", appeal["case_id"]), &t, Some(decision)).await;
+            common::eventually("the refund went through", || async {
+                let o = shop::order(s, &token, id).await;
+                (o["refunds"][0]["status"] == "succeeded").then_some(())
+            })
+            .await;
+        }
+    }
+    numbers
+}
+
+async fn reconcile(s: &TestServer, job: Job, day: chrono::NaiveDate) -> RunOutcome {
+    heft::flows::reconcile::run(&s.heft.services.flows(), job, day, "test").await.expect("the run is recorded")
+}
+
+async fn cases(s: &TestServer, query: &str) -> Vec<Value> {
+    let t = s.ops_login(Role::Operator).await;
+    let listed = ok(s, "GET", &format!("/ops/bill-cases?{query}"), &t, None).await;
+    listed["cases"].as_array().cloned().expect("cases")
+}
+
+fn kinds(cases: &[Value]) -> Vec<String> {
+    let mut k: Vec<String> = cases.iter().map(|c| c["kind"].as_str().unwrap_or("?").to_string()).collect();
+    k.sort();
+    k
+}
+
+async fn bills_match_and_each_mismatch_is_one_case(profile: Profile) {
+    let env = [FAST[0], FAST[1], ("HEFT__RECONCILE__WAIT_DAYS", "0")];
+    let Some(s) = TestServer::start(profile, &env).await else { return };
+    let cab = shop::ready_cabinet_with(&s, "BIL-1", shop::quiet(41), Some((10, 12))).await;
+    let mut orders = Vec::new();
+    for channel in CHANNELS {
+        orders.push(shop_day(&s, &cab, channel).await);
+    }
+    let today = business_day(chrono::Utc::now());
+    s.platforms_next_morning().await;
+
+    // Clean bills: everything matches, no case.
+    for job in [Job::BillsWechat, Job::BillsAlipay] {
+        let o = reconcile(&s, job, today).await;
+        assert_eq!(o.status, RunStatus::Done, "{o:?}");
+        let r = o.report.expect("a report");
+        assert_eq!((r.rows, r.matched, r.refunds_matched, r.cases), (4, 3, 1, 0), "{job}: {r:?}");
+        assert!(r.totals_checked, "{job}: the bill states its totals");
+    }
+    assert!(cases(&s, "").await.is_empty());
+
+    // Every mismatch once: exactly one case each, on each platform.
+    let faults =
+        json!({"missing_trade": 1, "unknown_trade": 1, "wrong_amount": 1, "wrong_fee": 1, "missing_refund": 1});
+    shop::knobs(&s, json!({ "bill": faults })).await;
+    for (job, numbers) in [Job::BillsWechat, Job::BillsAlipay].into_iter().zip(&orders) {
+        let channel = job.channel().as_str();
+        let r = reconcile(&s, job, today).await.report.expect("done");
+        assert_eq!((r.cases, r.opened), (5, 5), "{job}: {r:?}");
+        let found = cases(&s, &format!("channel={channel}&day={today}")).await;
+        assert_eq!(kinds(&found), ["amount", "fee", "heft_only", "platform_only", "refund_missing"], "{found:?}");
+        let about = |kind: &str| found.iter().find(|c| c["kind"] == kind).cloned().expect("case");
+        // The bill's payments in order: the first left out, the second one yuan over, the third's fee up.
+        assert_eq!(about("heft_only")["out_order_no"], numbers[0].as_str());
+        assert_eq!(about("refund_missing")["out_order_no"], numbers[0].as_str());
+        let amount = about("amount");
+        assert_eq!(amount["out_order_no"], numbers[1].as_str());
+        assert_eq!(amount["bill_fen"].as_i64(), amount["heft_fen"].as_i64().map(|f| f + 100), "{amount}");
+        let fee = about("fee");
+        assert_eq!(fee["out_order_no"], numbers[2].as_str());
+        assert_eq!(fee["bill_fen"].as_i64(), fee["heft_fen"].as_i64().map(|f| f + 1), "{fee}");
+        assert!(about("platform_only")["out_order_no"].as_str().is_some_and(|n| n.starts_with("UNKNOWN")));
+
+        // Again: nothing new.
+        let again = reconcile(&s, job, today).await.report.expect("done");
+        assert_eq!((again.cases, again.opened), (5, 0), "{job}: {again:?}");
+        assert_eq!(cases(&s, &format!("channel={channel}")).await.len(), 5);
+
+        // The kept bill is the evidence: served as downloaded, its hash as recorded.
+        let file_id = amount["file_id"].as_i64().expect("file id");
+        let t = s.ops_login(Role::Operator).await;
+        let res =
+            s.http.get(format!("{}/ops/bill-files/{file_id}", s.base)).bearer_auth(&t).send().await.expect("file");
+        assert_eq!(res.status(), 200);
+        let sha = res.headers()["x-content-sha256"].to_str().expect("sha").to_string();
+        let bytes = res.bytes().await.expect("bytes");
+        assert_eq!(sha, again.sha256);
+        assert_eq!(sha, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    }
+    let alerts = s.alerts("code=bill_cases").await;
+    assert_eq!(alerts.len(), 2, "one alert per platform's day: {alerts:?}");
+    cab.stop().await;
+}
+both_profiles!(bills_reconcile, bills_match_and_each_mismatch_is_one_case);
+
+/// An operator resolves a case with a note, once; a bad note and an unknown case are refused.
+/// The API runs a day that is over, never today.
+async fn operators_resolve_cases_and_run_days(profile: Profile) {
+    let env = [FAST[0], FAST[1], ("HEFT__RECONCILE__WAIT_DAYS", "0")];
+    let Some(s) = TestServer::start(profile, &env).await else { return };
+    let cab = shop::ready_cabinet_with(&s, "BIL-2", shop::quiet(42), Some((10, 12))).await;
+    let token = shop::shopper(&s, "alipay", "bills-ops").await;
+    let id = shop::open_visit(&s, &cab, &token, "alipay", "bills-ops").await;
+    cab.take(0, 1).expect("a cola");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cab.close_door(1).await.expect("close");
+    shop::order_in(&s, &token, id, "paid").await;
+    let today = business_day(chrono::Utc::now());
+    s.platforms_next_morning().await;
+    shop::knobs(&s, json!({"bill": {"wrong_fee": 1}})).await;
+    reconcile(&s, Job::BillsAlipay, today).await;
+    let case = cases(&s, "status=open&kind=fee").await.pop().expect("the fee case");
+    let t = s.ops_login(Role::Operator).await;
+    let path = format!("/ops/bill-cases/{}/resolve", case["id"]);
+    let (status, body) = call(&s, "POST", &path, &t, Some(json!({"resolution": "accept", "note": "  "}))).await;
+    assert_eq!((status, body["fields"][0]["field"].as_str()), (422, Some("note")), "{body}");
+    let note = json!({"resolution": "accept", "note": "the platform's promotional rate that day"});
+    let resolved = ok(&s, "POST", &path, &t, Some(note.clone())).await;
+    assert_eq!((resolved["status"].as_str(), resolved["resolution"].as_str()), (Some("resolved"), Some("accept")));
+    assert_eq!(resolved["resolved_by"], "test-operator", "{resolved}");
+    let (status, body) = call(&s, "POST", &path, &t, Some(note.clone())).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("already_resolved")), "{body}");
+    let (status, _) = call(&s, "POST", "/ops/bill-cases/999999/resolve", &t, Some(note)).await;
+    assert_eq!(status, 404);
+    assert!(cases(&s, "status=open").await.is_empty());
+
+    let (status, body) = call(&s, "POST", "/ops/reconcile/runs", &t, Some(json!({"day": today}))).await;
+    assert_eq!((status, body["fields"][0]["field"].as_str()), (422, Some("day")), "today is not over: {body}");
+    let yesterday = today.pred_opt().expect("yesterday");
+    let ran = ok(&s, "POST", "/ops/reconcile/runs", &t, Some(json!({"day": yesterday, "only": "bills"}))).await;
+    let statuses: Vec<(&str, &str)> = ran["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| (r["job"].as_str().unwrap_or("?"), r["status"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(statuses, [("bills_wechat", "done"), ("bills_alipay", "done")], "{ran}");
+    let runs = ok(&s, "GET", &format!("/ops/reconcile/runs?since={yesterday}"), &t, None).await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(3), "yesterday's two and today's alipay: {runs}");
+    let todays = &runs["runs"][2];
+    assert_eq!(
+        (todays["job"].as_str(), todays["summary"]["cases"].as_i64()),
+        (Some("bills_alipay"), Some(1)),
+        "{runs}"
+    );
+    cab.stop().await;
+}
+both_profiles!(bill_cases_resolved, operators_resolve_cases_and_run_days);
+
+/// The scheduler runs every night it missed, once: a second look finds nothing due. A bill not
+/// out yet waits and is counted as waiting.
+async fn the_scheduler_catches_up_once(profile: Profile) {
+    let env = [("HEFT__RECONCILE__CATCH_UP_DAYS", "3")];
+    let Some(s) = TestServer::start(profile, &env).await else { return };
+    let first = s.heft.run_due_reconciliation().await.expect("a round");
+    let heft::actors::scheduler::Round::Ran(ran) = first else { panic!("the only node leads: {first:?}") };
+    let today = business_day(chrono::Utc::now());
+    let days: Vec<chrono::NaiveDate> = ran.iter().map(|o| o.day).collect();
+    assert!(days.len() >= 4, "two nights back at least, both platforms: {ran:?}");
+    assert!(days.iter().all(|d| *d < today && *d >= today - chrono::Duration::days(3)), "{days:?}");
+    assert!(ran.iter().all(|o| o.status == RunStatus::Done), "{ran:?}");
+    let again = s.heft.run_due_reconciliation().await.expect("a round");
+    assert_eq!(again, heft::actors::scheduler::Round::Ran(Vec::new()), "nothing is run twice");
+    let done = s.metric("heft_reconcile_runs_total{job=\"bills_wechat\",status=\"done\"}").await;
+    assert_eq!(done as usize, ran.iter().filter(|o| o.job == Job::BillsWechat).count());
+
+    // The platforms' clock back a day: yesterday's bills are not out, and the run waits.
+    let clock = json!({ "offset_s": -24 * 3600 });
+    s.http.post(format!("{}/sim/clock", s.sim_base())).json(&clock).send().await.expect("clock");
+    let yesterday = today.pred_opt().expect("yesterday");
+    let o = reconcile(&s, Job::BillsWechat, yesterday).await;
+    assert_eq!(o.status, RunStatus::Waiting, "{o:?}");
+    let o = reconcile(&s, Job::BillsAlipay, yesterday).await;
+    assert_eq!(o.status, RunStatus::Waiting, "{o:?}");
+}
+both_profiles!(scheduler, the_scheduler_catches_up_once);
