@@ -617,6 +617,8 @@ pub struct ReconcileConfig {
     /// Local time (Asia/Shanghai, `HH:MM`) on the next day at which a day's bills are fetched:
     /// after the platforms publish them (WeChat from 10:00).
     pub bills_at: String,
+    /// …and at which its settlement is written (after the bills, whose fees it takes).
+    pub settlement_at: String,
     /// Days back a starting node looks for nights it missed.
     pub catch_up_days: i64,
     /// A bill not out yet, or a run that failed, is tried again this many minutes later.
@@ -640,6 +642,7 @@ impl Default for ReconcileConfig {
         ReconcileConfig {
             enabled: true,
             bills_at: "10:30".into(),
+            settlement_at: "11:00".into(),
             catch_up_days: 7,
             retry_minutes: 30,
             stale_minutes: 120,
@@ -658,6 +661,7 @@ impl ReconcileConfig {
         let time = |s: &str| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap_or_default();
         crate::domain::reconcile::Timetable {
             bills_at: time(&self.bills_at),
+            settlement_at: time(&self.settlement_at),
             catch_up_days: self.catch_up_days,
             retry_after: chrono::Duration::minutes(self.retry_minutes),
             stale_after: chrono::Duration::minutes(self.stale_minutes),
@@ -674,8 +678,10 @@ impl ReconcileConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if chrono::NaiveTime::parse_from_str(&self.bills_at, "%H:%M").is_err() {
-            return Err(key_error("reconcile.bills_at", "must be a time of day, HH:MM"));
+        for (key, v) in [("reconcile.bills_at", &self.bills_at), ("reconcile.settlement_at", &self.settlement_at)] {
+            if chrono::NaiveTime::parse_from_str(v, "%H:%M").is_err() {
+                return Err(key_error(key, "must be a time of day, HH:MM"));
+            }
         }
         for (key, v, min) in [
             ("reconcile.catch_up_days", self.catch_up_days, 1),

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use heft::config::{Config, LogFormat};
 use heft::domain::operator::Role;
 use heft::domain::reconcile::{Job, Part, RunStatus};
+use heft::flows::reconcile::JobReport;
 
 #[derive(Parser)]
 #[command(name = "heft", version, about = "Backend for weight-sensing smart vending cabinets")]
@@ -187,6 +188,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// `heft reconcile` runs outside `serve`: no live view to tell, progress goes to the terminal.
+struct NoLiveView;
+
+impl heft::flows::Runner for NoLiveView {
+    fn run(&self, _: heft::flows::Effects) {}
+}
+
 /// `heft reconcile`: each job of the day in a night's order, a line of progress per job. Fails
 /// when a job did not finish, so a script sees it.
 async fn reconcile(config: Config, date: chrono::NaiveDate, only: Option<Part>) -> anyhow::Result<()> {
@@ -195,11 +203,21 @@ async fn reconcile(config: Config, date: chrono::NaiveDate, only: Option<Part>) 
     let mut unfinished = Vec::new();
     for job in Job::ALL.iter().copied().filter(|j| only.is_none_or(|p| j.part() == p)) {
         println!("{date} {job}: running");
-        let outcome = heft::flows::reconcile::run(&ctx, job, date, &node).await?;
+        let outcome = heft::flows::reconcile::run(&ctx, &NoLiveView, job, date, &node).await?;
         match (&outcome.report, &outcome.error) {
-            (Some(r), _) => println!(
+            (Some(JobReport::Bills(r)), _) => println!(
                 "{date} {job}: {} — {} rows, {} payments and {} refunds matched, {} waiting, {} cases ({} new)",
                 outcome.status, r.rows, r.matched, r.refunds_matched, r.waiting, r.cases, r.opened
+            ),
+            (Some(JobReport::Settlement(r)), _) => println!(
+                "{date} {job}: {} — {} orders, {} rows; gross {} net {} (fees {} of {} from the bills)",
+                outcome.status,
+                r.orders,
+                r.rows,
+                r.gross_fen.yuan(),
+                r.net_fen.yuan(),
+                r.fees_from_bills,
+                r.fees_counted
             ),
             (None, error) => println!("{date} {job}: {} — {}", outcome.status, error.as_deref().unwrap_or("")),
         }

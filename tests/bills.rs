@@ -53,7 +53,18 @@ async fn shop_day(s: &TestServer, cab: &heft::sim::handle::SimCabinet, channel: 
 }
 
 async fn reconcile(s: &TestServer, job: Job, day: chrono::NaiveDate) -> RunOutcome {
-    heft::flows::reconcile::run(&s.heft.services.flows(), job, day, "test").await.expect("the run is recorded")
+    let svc = &s.heft.services;
+    heft::flows::reconcile::run(&svc.flows(), svc.effects.as_ref(), job, day, "test")
+        .await
+        .expect("the run is recorded")
+}
+
+/// The figures of a bill run that finished.
+fn bill_report(o: RunOutcome) -> heft::flows::bills::BillReport {
+    match o.report {
+        Some(heft::flows::reconcile::JobReport::Bills(r)) => r,
+        _ => panic!("a finished bill run: {o:?}"),
+    }
 }
 
 async fn cases(s: &TestServer, query: &str) -> Vec<Value> {
@@ -81,9 +92,7 @@ async fn bills_match_and_each_mismatch_is_one_case(profile: Profile) {
 
     // Clean bills: everything matches, no case.
     for job in [Job::BillsWechat, Job::BillsAlipay] {
-        let o = reconcile(&s, job, today).await;
-        assert_eq!(o.status, RunStatus::Done, "{o:?}");
-        let r = o.report.expect("a report");
+        let r = bill_report(reconcile(&s, job, today).await);
         assert_eq!((r.rows, r.matched, r.refunds_matched, r.cases), (4, 3, 1, 0), "{job}: {r:?}");
         assert!(r.totals_checked, "{job}: the bill states its totals");
     }
@@ -94,8 +103,8 @@ async fn bills_match_and_each_mismatch_is_one_case(profile: Profile) {
         json!({"missing_trade": 1, "unknown_trade": 1, "wrong_amount": 1, "wrong_fee": 1, "missing_refund": 1});
     shop::knobs(&s, json!({ "bill": faults })).await;
     for (job, numbers) in [Job::BillsWechat, Job::BillsAlipay].into_iter().zip(&orders) {
-        let channel = job.channel().as_str();
-        let r = reconcile(&s, job, today).await.report.expect("done");
+        let channel = job.channel().expect("a bill job").as_str();
+        let r = bill_report(reconcile(&s, job, today).await);
         assert_eq!((r.cases, r.opened), (5, 5), "{job}: {r:?}");
         let found = cases(&s, &format!("channel={channel}&day={today}")).await;
         assert_eq!(kinds(&found), ["amount", "fee", "heft_only", "platform_only", "refund_missing"], "{found:?}");
@@ -112,7 +121,7 @@ async fn bills_match_and_each_mismatch_is_one_case(profile: Profile) {
         assert!(about("platform_only")["out_order_no"].as_str().is_some_and(|n| n.starts_with("UNKNOWN")));
 
         // Again: nothing new.
-        let again = reconcile(&s, job, today).await.report.expect("done");
+        let again = bill_report(reconcile(&s, job, today).await);
         assert_eq!((again.cases, again.opened), (5, 0), "{job}: {again:?}");
         assert_eq!(cases(&s, &format!("channel={channel}")).await.len(), 5);
 
@@ -179,7 +188,7 @@ async fn operators_resolve_cases_and_run_days(profile: Profile) {
     assert_eq!(runs["runs"].as_array().map(Vec::len), Some(3), "yesterday's two and today's alipay: {runs}");
     let todays = &runs["runs"][2];
     assert_eq!(
-        (todays["job"].as_str(), todays["summary"]["cases"].as_i64()),
+        (todays["job"].as_str(), todays["summary"]["bills"]["cases"].as_i64()),
         (Some("bills_alipay"), Some(1)),
         "{runs}"
     );
@@ -214,3 +223,67 @@ async fn the_scheduler_catches_up_once(profile: Profile) {
     assert_eq!(o.status, RunStatus::Waiting, "{o:?}");
 }
 both_profiles!(scheduler, the_scheduler_catches_up_once);
+
+/// The day's settlement per cabinet and product: what was sold as it was charged, the refund on
+/// the product a correction took back, the fees the bills show, and the net; the same again when
+/// the day runs again; as JSON with the fleet's totals and as CSV.
+async fn the_day_settles_per_cabinet_and_product(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let cab = shop::ready_cabinet_with(&s, "BIL-3", shop::quiet(43), Some((10, 12))).await;
+    for channel in CHANNELS {
+        shop_day(&s, &cab, channel).await;
+    }
+    let today = business_day(chrono::Utc::now());
+    s.platforms_next_morning().await;
+    for job in Job::ALL.iter().copied() {
+        assert_eq!(reconcile(&s, job, today).await.status, RunStatus::Done, "{job}");
+    }
+    let t = s.ops_login(Role::Operator).await;
+    let daily = ok(&s, "GET", &format!("/ops/reports/daily?from={today}&to={today}&sn=BIL-3"), &t, None).await;
+    let row = |name: &str| {
+        daily["rows"].as_array().and_then(|r| r.iter().find(|r| r["product_name"] == name).cloned()).expect("row")
+    };
+    let figures = |r: &Value| -> Vec<i64> {
+        ["orders", "units_sold", "gross_fen", "refunds_fen", "fees_fen", "net_fen", "reviews"]
+            .iter()
+            .map(|k| r[k].as_i64().unwrap_or(-1))
+            .collect()
+    };
+    // Six orders of a cola (350) and chips (600); two corrected to chips only, 350 back each.
+    // Fees 6 fen an order (0.6 % of 9.50), shared 2:4; 2 fen back with each refund.
+    assert_eq!(figures(&row("Cola 330 ml")), [6, 6, 2100, 700, 8, 1392, 0], "{daily}");
+    assert_eq!(figures(&row("Chips 70 g")), [6, 6, 3600, 0, 24, 3576, 2], "{daily}");
+    let total = &daily["totals"][0];
+    let fleet: Vec<i64> = ["orders", "gross_fen", "refunds_fen", "fees_fen", "net_fen", "reviews"]
+        .iter()
+        .map(|k| total[k].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(fleet, [6, 5700, 700, 32, 4968, 2], "{total}");
+
+    // Again: the same figures.
+    let again = reconcile(&s, Job::Settlement, today).await;
+    let Some(heft::flows::reconcile::JobReport::Settlement(r)) = again.report else { panic!("{again:?}") };
+    assert_eq!((r.orders, r.fees_from_bills, r.net_fen.0), (6, 6, 4968), "{r:?}");
+    let rerun = ok(&s, "GET", &format!("/ops/reports/daily?from={today}&to={today}&sn=BIL-3"), &t, None).await;
+    assert_eq!(figures(&rerun["rows"][0]), figures(&daily["rows"][0]));
+
+    let res = s
+        .http
+        .get(format!("{}/ops/reports/daily?from={today}&to={today}&format=csv", s.base))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().is_ok_and(|c| c.starts_with("text/csv")));
+    let csv = res.text().await.expect("text");
+    assert!(csv.starts_with("\u{feff}day,sn,product_id,product,"), "{csv}");
+    assert!(
+        csv.contains(&format!("{today},BIL-3,")) && csv.contains("\"Cola 330 ml\",6,6,21.00,7.00,0.08,13.92,"),
+        "{csv}"
+    );
+    let backwards = ok(&s, "GET", &format!("/ops/reports/daily?from={today}&to=2020-01-01"), &t, None).await;
+    assert_eq!(backwards["rows"].as_array().map(Vec::len), Some(0), "a range that ends before it starts: {backwards}");
+    cab.stop().await;
+}
+both_profiles!(daily_settlement, the_day_settles_per_cabinet_and_product);

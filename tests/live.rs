@@ -181,6 +181,31 @@ async fn fleet_snapshot_then_deltas(profile: Profile) {
 }
 both_profiles!(fleet_snapshot_then_deltas, fleet_snapshot_then_deltas);
 
+/// A reconciliation run is seen live as it starts and as it ends, with its figures; a role that
+/// may not see money may not follow it.
+async fn reconciliation_seen_live(profile: Profile) {
+    let Some(s) = TestServer::start(profile, &FAST).await else { return };
+    let mut live = Live::signed_in(&s, Role::Operator).await;
+    let snapshot = live.sub(1, "reconcile").await;
+    assert!(snapshot["data"].as_array().is_some(), "{snapshot}");
+    let yesterday = heft::domain::calendar::business_day(chrono::Utc::now()) - chrono::Duration::days(1);
+    let t = s.ops_login(Role::Operator).await;
+    common::ok(&s, "POST", "/ops/reconcile/runs", &t, Some(json!({"day": yesterday, "only": "settlement"}))).await;
+    let done = live
+        .until("the settlement run done", |v| {
+            v["sub"] == 1 && v["kind"] == "run" && v["data"]["job"] == "settlement" && v["data"]["status"] == "done"
+        })
+        .await;
+    assert_eq!(done["data"]["day"], yesterday.to_string(), "{done}");
+    assert_eq!(done["data"]["summary"]["settlement"]["orders"], 0, "{done}");
+    assert_in_order(&live.seen);
+    let mut restocker = Live::signed_in(&s, Role::Restocker).await;
+    restocker.send(json!({"type": "sub", "id": 1, "topic": "reconcile"})).await;
+    let refused = restocker.until("refused", |v| v["type"] == "error").await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+}
+both_profiles!(reconciliation_seen_live, reconciliation_seen_live);
+
 async fn a_purchase_seen_live(profile: Profile) {
     let Some(s) = TestServer::start(profile, &FAST).await else { return };
     let sn = "LIVE-BUY-1";

@@ -12,7 +12,7 @@ use crate::cache::Lease;
 use crate::db::reconcile as runs;
 use crate::domain::calendar::business_day;
 use crate::domain::reconcile::{self, RunState, RunStatus};
-use crate::flows::reconcile::RunOutcome;
+use crate::flows::reconcile::{JobReport, RunOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
@@ -81,7 +81,7 @@ async fn run_due(svc: &Shared) -> Result<Round, SchedulerError> {
     for (job, day) in reconcile::due(now, &table, &states) {
         let started = std::time::Instant::now();
         tracing::info!(%job, %day, "reconciliation run starting");
-        let outcome = crate::flows::reconcile::run(&ctx, job, day, svc.node_id()).await?;
+        let outcome = crate::flows::reconcile::run(&ctx, svc.effects.as_ref(), job, day, svc.node_id()).await?;
         observe(svc, &outcome, started.elapsed());
         ran.push(outcome);
     }
@@ -99,7 +99,7 @@ fn observe(svc: &Shared, o: &RunOutcome, took: Duration) {
     let m = &svc.metrics;
     m.reconcile_runs.with_label_values(&[o.job.as_str(), o.status.as_str()]).inc();
     m.reconcile_seconds.with_label_values(&[o.job.as_str()]).observe(took.as_secs_f64());
-    if let Some(r) = &o.report {
+    if let Some(JobReport::Bills(r)) = &o.report {
         m.reconcile_rows.with_label_values(&[o.job.as_str()]).inc_by(r.rows as u64);
         m.reconcile_cases_opened.with_label_values(&[o.job.as_str()]).inc_by(r.opened as u64);
     }

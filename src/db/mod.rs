@@ -23,6 +23,7 @@ pub mod payments;
 pub mod products;
 pub mod reconcile;
 pub mod refunds;
+pub mod reports;
 pub mod restock;
 pub mod reviews;
 pub mod schema;

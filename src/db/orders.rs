@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::models::{NewOrder, Order, OrderLine};
-use super::schema::{order_lines, orders, payments};
+use super::schema::{charged_lines, order_lines, orders, payments};
 use super::{AnyConnection, DbError, DbResult, write_tx};
 use crate::domain::order::OrderStatus;
 use crate::domain::settlement::Line;
@@ -112,6 +112,27 @@ pub fn write_lines(conn: &mut AnyConnection, id: i64, lines: &[Line]) -> DbResul
             amount_fen: l.amount_fen,
         };
         diesel::insert_into(order_lines::table).values(&row).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Keep the order's lines as they stand as its charged lines, unless it has some already.
+pub fn keep_charged_lines(conn: &mut AnyConnection, id: i64) -> DbResult<()> {
+    let kept: i64 = charged_lines::table.filter(charged_lines::order_id.eq(id)).count().get_result(conn)?;
+    if kept > 0 {
+        return Ok(());
+    }
+    for l in lines(conn, id)? {
+        let row = (
+            charged_lines::order_id.eq(l.order_id),
+            charged_lines::lane.eq(l.lane),
+            charged_lines::product_id.eq(l.product_id),
+            charged_lines::product_name.eq(l.product_name),
+            charged_lines::qty.eq(l.qty),
+            charged_lines::unit_fen.eq(l.unit_fen),
+            charged_lines::amount_fen.eq(l.amount_fen),
+        );
+        diesel::insert_into(charged_lines::table).values(row).execute(conn)?;
     }
     Ok(())
 }

@@ -88,3 +88,9 @@ pub fn since(conn: &mut AnyConnection, since_day: &str) -> DbResult<Vec<Run>> {
         .select(Run::as_select())
         .load(conn)?)
 }
+
+/// One run, by its job's name and day.
+pub fn find(conn: &mut AnyConnection, job: &str, day: &str) -> DbResult<Option<Run>> {
+    let Some(job) = Job::parse(job) else { return Ok(None) };
+    Ok(reconcile_runs::table.find((job, day)).select(Run::as_select()).first(conn).optional()?)
+}

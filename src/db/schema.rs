@@ -133,6 +133,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    charged_lines (order_id, lane) {
+        order_id -> Int8,
+        lane -> Text,
+        product_id -> Int8,
+        product_name -> Text,
+        qty -> Int8,
+        unit_fen -> Int8,
+        amount_fen -> Int8,
+    }
+}
+
+diesel::table! {
     commands (id) {
         id -> Text,
         sn -> Text,
@@ -153,6 +165,55 @@ diesel::table! {
         consumer -> Text,
         message_id -> Text,
         consumed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    daily_settlement (day, sn, product_id) {
+        day -> Text,
+        sn -> Text,
+        product_id -> Int8,
+        product_name -> Text,
+        orders -> Int8,
+        units_sold -> Int8,
+        gross_fen -> Int8,
+        refunds_fen -> Int8,
+        fees_fen -> Int8,
+        net_fen -> Int8,
+        debt_opened_fen -> Int8,
+        debt_recovered_fen -> Int8,
+        loss_units -> Int8,
+        loss_fen -> Int8,
+        reviews -> Int8,
+        written_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    daily_totals (day) {
+        day -> Text,
+        orders -> Int8,
+        units_sold -> Int8,
+        gross_fen -> Int8,
+        refunds_fen -> Int8,
+        fees_fen -> Int8,
+        net_fen -> Int8,
+        debt_opened_fen -> Int8,
+        debt_recovered_fen -> Int8,
+        loss_units -> Int8,
+        loss_fen -> Int8,
+        reviews -> Int8,
+        written_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    debt_ledger (id) {
+        id -> Int8,
+        user_id -> Int8,
+        order_id -> Int8,
+        delta_fen -> Int8,
+        at -> Timestamp,
     }
 }
 
@@ -424,8 +485,10 @@ diesel::joinable!(accounts -> users (user_id));
 diesel::joinable!(bill_cases -> bill_files (file_id));
 diesel::joinable!(bill_rows -> bill_files (file_id));
 diesel::joinable!(cabinet_events -> cabinets (sn));
+diesel::joinable!(charged_lines -> orders (order_id));
 diesel::joinable!(commands -> cabinets (sn));
 diesel::joinable!(commands -> sessions (session_id));
+diesel::joinable!(debt_ledger -> orders (order_id));
 diesel::joinable!(lane_health -> cabinets (sn));
 diesel::joinable!(lanes -> cabinets (sn));
 diesel::joinable!(lanes -> products (product_id));
@@ -451,8 +514,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     cabinet_events,
     cabinet_types,
     cabinets,
+    charged_lines,
     commands,
     consumed_messages,
+    daily_settlement,
+    daily_totals,
+    debt_ledger,
     lane_health,
     lanes,
     operators,

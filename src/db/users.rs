@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::models::{Account, NewUser, User};
-use super::schema::{accounts, users};
+use super::schema::{accounts, debt_ledger, users};
 use super::{AnyConnection, DbResult, write_tx};
 use crate::domain::account;
 use crate::domain::payment::Channel;
@@ -101,10 +101,22 @@ fn on_backend_insert_user(conn: &mut AnyConnection, new: &NewUser<'_>) -> DbResu
     }))
 }
 
-/// Add `fen` (negative: take it off) to what the shopper owes.
-pub fn add_debt(conn: &mut AnyConnection, user_id: i64, fen: Fen, now: NaiveDateTime) -> DbResult<()> {
+/// Add `fen` (negative: take it off) to what the shopper owes because of `order_id`, and keep
+/// the change in the debt ledger.
+pub fn add_debt(conn: &mut AnyConnection, user_id: i64, order_id: i64, fen: Fen, now: NaiveDateTime) -> DbResult<()> {
+    if fen == Fen(0) {
+        return Ok(());
+    }
     diesel::update(accounts::table.find(user_id))
         .set((accounts::debt_fen.eq(accounts::debt_fen + fen), accounts::updated_at.eq(now)))
+        .execute(conn)?;
+    diesel::insert_into(debt_ledger::table)
+        .values((
+            debt_ledger::user_id.eq(user_id),
+            debt_ledger::order_id.eq(order_id),
+            debt_ledger::delta_fen.eq(fen),
+            debt_ledger::at.eq(now),
+        ))
         .execute(conn)?;
     Ok(())
 }

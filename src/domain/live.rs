@@ -29,11 +29,13 @@ pub enum Topic {
     Alerts,
     Reviews,
     Restock,
+    /// The nightly reconciliation runs: each as it starts and as it ends.
+    Reconcile,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
-    #[error("unknown topic {0:?}: fleet, cabinet/{{sn}}, orders, alerts, reviews or restock")]
+    #[error("unknown topic {0:?}: fleet, cabinet/{{sn}}, orders, alerts, reviews, restock or reconcile")]
     Unknown(String),
     #[error("cabinet topic: {0}")]
     Sn(#[from] SnError),
@@ -47,6 +49,7 @@ impl Topic {
             "alerts" => Topic::Alerts,
             "reviews" => Topic::Reviews,
             "restock" => Topic::Restock,
+            "reconcile" => Topic::Reconcile,
             other => match other.strip_prefix("cabinet/") {
                 Some(sn) => Topic::Cabinet(Sn::parse(sn)?),
                 None => return Err(TopicError::Unknown(other.to_string())),
@@ -61,7 +64,7 @@ impl Topic {
     /// through the ops API.
     pub fn allowed(&self, role: Role) -> bool {
         match self {
-            Topic::Orders => matches!(role, Role::Admin | Role::Operator),
+            Topic::Orders | Topic::Reconcile => matches!(role, Role::Admin | Role::Operator),
             Topic::Fleet | Topic::Cabinet(_) | Topic::Alerts | Topic::Reviews | Topic::Restock => true,
         }
     }
@@ -118,6 +121,12 @@ pub enum Change {
     Operator {
         id: i64,
     },
+    /// A reconciliation run started or ended.
+    Reconcile {
+        job: super::reconcile::Job,
+        /// `YYYY-MM-DD`.
+        day: String,
+    },
 }
 
 /// One lane's grams in a [`Change::Weights`].
@@ -142,6 +151,7 @@ impl std::fmt::Display for Topic {
             Topic::Alerts => f.write_str("alerts"),
             Topic::Reviews => f.write_str("reviews"),
             Topic::Restock => f.write_str("restock"),
+            Topic::Reconcile => f.write_str("reconcile"),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod payment;
 pub mod product;
 pub mod reconcile;
+pub mod report;
 pub mod rest;
 pub mod restock;
 pub mod review;

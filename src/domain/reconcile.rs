@@ -9,12 +9,15 @@ use super::names::named_enum;
 use super::payment::Channel;
 
 named_enum! {
-    /// One night's work for one business day. `Job::ALL` is in the order a night runs them.
+    /// One night's work for one business day. `Job::ALL` is in the order a night runs them:
+    /// settlement last, as it takes the fees from the bills.
     pub enum Job {
         /// The WeChat Pay bill against Heft's payments and refunds.
         BillsWechat = "bills_wechat",
         /// The Alipay bill.
         BillsAlipay = "bills_alipay",
+        /// The day's figures per cabinet and product.
+        Settlement = "settlement",
     }
 }
 
@@ -33,6 +36,7 @@ named_enum! {
     /// What `--only` picks: one part of a night.
     pub enum Part {
         Bills = "bills",
+        Settlement = "settlement",
     }
 }
 
@@ -45,16 +49,19 @@ impl Job {
         }
     }
 
-    pub fn channel(self) -> Channel {
+    /// The platform whose bill a bill job reconciles.
+    pub fn channel(self) -> Option<Channel> {
         match self {
-            Job::BillsWechat => Channel::Wechat,
-            Job::BillsAlipay => Channel::Alipay,
+            Job::BillsWechat => Some(Channel::Wechat),
+            Job::BillsAlipay => Some(Channel::Alipay),
+            Job::Settlement => None,
         }
     }
 
     pub fn part(self) -> Part {
         match self {
             Job::BillsWechat | Job::BillsAlipay => Part::Bills,
+            Job::Settlement => Part::Settlement,
         }
     }
 }
@@ -64,6 +71,7 @@ impl Job {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timetable {
     pub bills_at: NaiveTime,
+    pub settlement_at: NaiveTime,
     /// Days back a starting node looks for nights it missed.
     pub catch_up_days: i64,
     /// A waiting or failed run is tried again this long after it last started.
@@ -77,6 +85,7 @@ impl Timetable {
     pub fn starts(&self, job: Job, day: NaiveDate) -> Option<DateTime<Utc>> {
         let at = match job.part() {
             Part::Bills => self.bills_at,
+            Part::Settlement => self.settlement_at,
         };
         let local = day.succ_opt()?.and_time(at);
         local.and_local_timezone(SHANGHAI).single().map(|t| t.with_timezone(&Utc))
@@ -131,6 +140,7 @@ mod tests {
     fn table() -> Timetable {
         Timetable {
             bills_at: NaiveTime::from_hms_opt(10, 30, 0).expect("time"),
+            settlement_at: NaiveTime::from_hms_opt(11, 0, 0).expect("time"),
             catch_up_days: 3,
             retry_after: Duration::minutes(30),
             stale_after: Duration::hours(2),
@@ -156,7 +166,8 @@ mod tests {
         let of_the_9th =
             |now| -> Vec<Job> { due(now, &t, &[]).into_iter().filter(|(_, d)| *d == day(9)).map(|(j, _)| j).collect() };
         assert!(of_the_9th(at(10, 10, 29)).is_empty(), "nothing for the 9th before 10:30 on the 10th");
-        assert_eq!(of_the_9th(at(10, 10, 30)), Job::ALL.to_vec(), "in a night's order");
+        assert_eq!(of_the_9th(at(10, 10, 30)), [Job::BillsWechat, Job::BillsAlipay]);
+        assert_eq!(of_the_9th(at(10, 11, 0)), Job::ALL.to_vec(), "in a night's order");
         assert!(due(at(10, 10, 29), &t, &[]).iter().all(|(_, d)| *d < day(9)));
     }
 

@@ -12,7 +12,7 @@ use crate::db::{self, DbError};
 use crate::domain::bills::{
     self as decide, BillCaseStatus, BillEntry, Case, EntryKind, HeftPayment, HeftRefund, Reconciled,
 };
-use crate::domain::calendar::{SHANGHAI, business_day};
+use crate::domain::calendar::{business_day, day_bounds};
 use crate::domain::payment::{Channel, PaymentState};
 use crate::domain::units::Fen;
 use crate::pay::{BillFile, BillRow, PayError};
@@ -109,13 +109,7 @@ fn gather(
 
 /// UTC bounds of the business days `day - wait_days` ..= `day`.
 fn window(day: NaiveDate, wait_days: i64) -> (NaiveDateTime, NaiveDateTime) {
-    let start = |d: NaiveDate| {
-        d.and_hms_opt(0, 0, 0)
-            .and_then(|t| t.and_local_timezone(SHANGHAI).single())
-            .map(|t| t.naive_utc())
-            .unwrap_or_default()
-    };
-    (start(day - Duration::days(wait_days)), start(day + Duration::days(1)))
+    (day_bounds(day - Duration::days(wait_days)).0, day_bounds(day).1)
 }
 
 /// A bill row as the decision reads it: Heft's number for the trade where Heft knows it (Alipay

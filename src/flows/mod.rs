@@ -19,6 +19,7 @@ pub mod order;
 pub mod reconcile;
 pub mod refund;
 pub mod release;
+pub mod report;
 pub mod restock;
 pub mod review;
 pub mod scan;

@@ -171,8 +171,10 @@ pub fn paid(conn: &mut AnyConnection, id: i64, amount_fen: Fen, now: NaiveDateTi
             ..Default::default()
         };
         orders::update(conn, id, &changes, now)?;
+        // The basket as paid, for the day's settlement: a later correction replaces the lines.
+        orders::keep_charged_lines(conn, id)?;
         if debt.cleared_fen.is_positive() {
-            users::add_debt(conn, o.user_id, -debt.cleared_fen, now)?;
+            users::add_debt(conn, o.user_id, o.id, -debt.cleared_fen, now)?;
         }
         Ok(())
     })
@@ -184,7 +186,7 @@ pub fn payment_failed(conn: &mut AnyConnection, id: i64, now: NaiveDateTime) -> 
     apply(conn, id, OrderEvent::PaymentFailed, now, |conn, o, _| {
         let owed = pay_rules::charge_fen(o.total_fen.unwrap_or_default(), o.cap_fen);
         orders::update(conn, id, &OrderChanges { debt_fen: Some(o.debt_fen + owed), ..Default::default() }, now)?;
-        users::add_debt(conn, o.user_id, owed, now)
+        users::add_debt(conn, o.user_id, o.id, owed, now)
     })
 }
 
@@ -213,7 +215,7 @@ pub fn owe_excess(conn: &mut AnyConnection, o: &Order, total_fen: Fen, now: Naiv
         return Ok(());
     }
     orders::update(conn, o.id, &OrderChanges { debt_fen: Some(excess), ..Default::default() }, now)?;
-    users::add_debt(conn, o.user_id, excess, now)?;
+    users::add_debt(conn, o.user_id, o.id, excess, now)?;
     add_notice(conn, o.id, NoticeCode::OverCapDebt, &texts::over_cap_debt(excess), now)
 }
 

@@ -5,11 +5,13 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::Ctx;
 use super::bills::{self, BillReport, BillsError};
+use super::report::{self, SettlementReport};
+use super::{Ctx, Effects, Runner};
 use crate::config::ReconcileConfig;
 use crate::db::{self, DbError, alerts, reconcile as runs};
 use crate::domain::alert::{self, AlertCode, AlertSpec};
+use crate::domain::live::Change;
 use crate::domain::reconcile::{Job, RunStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,21 +30,60 @@ pub struct RunOutcome {
     pub day: NaiveDate,
     pub status: RunStatus,
     /// The job's figures when it finished.
-    pub report: Option<BillReport>,
+    pub report: Option<JobReport>,
     /// Why it is waiting or failed.
     pub error: Option<String>,
 }
 
+/// A run on record as operators see it: its figures as an object.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub run: runs::Run,
+    /// What the job found: `{"bills": {rows, matched, waiting, cases, opened…}}` or
+    /// `{"settlement": {orders, rows, gross_fen, net_fen…}}`.
+    #[schema(value_type = Option<Object>)]
+    pub summary: Option<serde_json::Value>,
+}
+
+impl RunView {
+    pub fn of(mut run: runs::Run) -> RunView {
+        let summary = run.summary.take().and_then(|s| serde_json::from_str(&s).ok());
+        RunView { run, summary }
+    }
+}
+
+/// What a finished job found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobReport {
+    Bills(BillReport),
+    Settlement(SettlementReport),
+}
+
 /// Run `job` for `day` on `node`, recording the run. A job's own failure is recorded and
 /// returned as the outcome; only a failure to record it is an error.
-pub async fn run(ctx: &Ctx, job: Job, day: NaiveDate, node: &str) -> Result<RunOutcome, ReconcileError> {
+pub async fn run(
+    ctx: &Ctx,
+    runner: &dyn Runner,
+    job: Job,
+    day: NaiveDate,
+    node: &str,
+) -> Result<RunOutcome, ReconcileError> {
     let (day_s, node_s) = (day.to_string(), node.to_string());
     ctx.db.write(move |c| runs::start(c, job, &day_s, &node_s, db::now())).await?;
-    let result = bills::reconcile_day(ctx, job.channel(), day).await;
-    let (status, report, error) = match result {
-        Ok(r) => (RunStatus::Done, Some(r), None),
-        Err(e @ BillsError::NotYet { .. }) => (RunStatus::Waiting, None, Some(e.to_string())),
-        Err(e) => (RunStatus::Failed, None, Some(e.to_string())),
+    let told = || Effects { live: vec![Change::Reconcile { job, day: day.to_string() }], ..Effects::default() };
+    runner.run(told());
+    let (status, report, error) = match job.channel() {
+        Some(channel) => match bills::reconcile_day(ctx, channel, day).await {
+            Ok(r) => (RunStatus::Done, Some(JobReport::Bills(r)), None),
+            Err(e @ BillsError::NotYet { .. }) => (RunStatus::Waiting, None, Some(e.to_string())),
+            Err(e) => (RunStatus::Failed, None, Some(e.to_string())),
+        },
+        None => match report::settle_day(ctx, day).await {
+            Ok(r) => (RunStatus::Done, Some(JobReport::Settlement(r)), None),
+            Err(e) => (RunStatus::Failed, None, Some(e.to_string())),
+        },
     };
     let outcome = RunOutcome { job, day, status, report, error };
     let summary = outcome.report.as_ref().map(serde_json::to_string).transpose()?;
@@ -62,6 +103,7 @@ pub async fn run(ctx: &Ctx, job: Job, day: NaiveDate, node: &str) -> Result<RunO
             Ok::<_, DbError>(())
         })
         .await?;
+    runner.run(told());
     Ok(outcome)
 }
 
@@ -73,16 +115,17 @@ enum AlertChange {
 /// What a run tells people: new bill cases, a bill long overdue, a failure; and which of its
 /// earlier alerts a finished run ends.
 fn alerts_for(o: &RunOutcome, config: &ReconcileConfig) -> Vec<AlertChange> {
-    let (job, day, channel) = (o.job.as_str(), o.day.to_string(), o.job.channel().as_str());
+    let (job, day) = (o.job.as_str(), o.day.to_string());
+    let channel = o.job.channel().map_or("", |c| c.as_str());
     let error = o.error.as_deref().unwrap_or("");
     match (o.status, &o.report) {
         (RunStatus::Done, Some(r)) => {
-            let mut out = vec![
-                AlertChange::Resolve(AlertCode::BillMissing, format!("{channel} {day}")),
-                AlertChange::Resolve(AlertCode::ReconcileFailed, format!("{job} {day}")),
-            ];
-            if r.opened > 0 {
-                out.push(AlertChange::Raise(alert::bill_cases(channel, &day, r.opened)));
+            let mut out = vec![AlertChange::Resolve(AlertCode::ReconcileFailed, format!("{job} {day}"))];
+            if let JobReport::Bills(r) = r {
+                out.push(AlertChange::Resolve(AlertCode::BillMissing, format!("{channel} {day}")));
+                if r.opened > 0 {
+                    out.push(AlertChange::Raise(alert::bill_cases(channel, &day, r.opened)));
+                }
             }
             out
         }

@@ -158,7 +158,7 @@ fn correct_paid(
     orders::write_lines(conn, order.id, &lines)?;
     let changes = OrderChanges { total_fen: Some(Some(total)), debt_fen: Some(money.debt_fen), ..Default::default() };
     orders::update(conn, order.id, &changes, now)?;
-    users::add_debt(conn, order.user_id, money.debt_fen - order.debt_fen, now)?;
+    users::add_debt(conn, order.user_id, order.id, money.debt_fen - order.debt_fen, now)?;
     let refs = LedgerRefs { order_id: Some(order.id), session_id: order.session_id, task_id: None };
     stock::change_in(conn, &order.sn, &correction_changes(&charged, &lines), refs, now)?;
     if money.refund_fen.is_positive() {

@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use super::ApiError;
 use super::extract::{AnyRole, Managers, Ops, page_limit};
 use crate::db::bills::{self, BillCase, CaseFilter};
-use crate::db::reconcile::{self as runs, Run};
+use crate::db::reconcile as runs;
 use crate::domain::bills::{BillCaseKind, BillCaseStatus, Resolution};
 use crate::domain::calendar::business_day;
 use crate::domain::payment::Channel;
 use crate::domain::reconcile::{Job, Part};
 use crate::domain::validation::FieldError;
-use crate::flows::reconcile::{self, RunOutcome};
+use crate::flows::reconcile::{self, RunOutcome, RunView};
 
 /// Longest note on a resolution, in characters.
 const MAX_NOTE: usize = 1000;
@@ -160,16 +160,6 @@ pub struct RunsOut {
     pub runs: Vec<RunView>,
 }
 
-/// A run, its figures as an object.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RunView {
-    #[serde(flatten)]
-    pub run: Run,
-    /// What the job found (for a bill: rows, matched, waiting, cases, opened…).
-    #[schema(value_type = Option<Object>)]
-    pub summary: Option<serde_json::Value>,
-}
-
 /// `GET /ops/reconcile/runs?since=YYYY-MM-DD` → the nightly runs, oldest day first. Roles: any.
 #[utoipa::path(
     get, path = "/ops/reconcile/runs", operation_id = "list_reconcile_runs", tag = "ops: money", security(("operator" = [])), params(RunsQuery),
@@ -179,14 +169,7 @@ pub async fn list_runs(ops: Ops<AnyRole>, q: web::Query<RunsQuery>) -> Result<Ht
     let today = business_day(chrono::Utc::now());
     let since = q.since.unwrap_or(today - chrono::Duration::days(7)).to_string();
     let runs = ops.read(move |c| runs::since(c, &since)).await?;
-    let runs = runs
-        .into_iter()
-        .map(|mut run| {
-            let summary = run.summary.take().and_then(|s| serde_json::from_str(&s).ok());
-            RunView { run, summary }
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(RunsOut { runs }))
+    Ok(HttpResponse::Ok().json(RunsOut { runs: runs.into_iter().map(RunView::of).collect() }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -224,7 +207,8 @@ pub async fn run_day(ops: Ops<Managers>, body: web::Json<RunIn>) -> Result<HttpR
     let ctx = svc.flows();
     let mut done = Vec::new();
     for job in Job::ALL.iter().copied().filter(|j| only.is_none_or(|p| j.part() == p)) {
-        done.push(reconcile::run(&ctx, job, day, svc.node_id()).await.map_err(ApiError::internal)?);
+        let outcome = reconcile::run(&ctx, svc.effects.as_ref(), job, day, svc.node_id()).await;
+        done.push(outcome.map_err(ApiError::internal)?);
     }
     Ok(HttpResponse::Ok().json(RunsDone { runs: done }))
 }

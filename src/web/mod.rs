@@ -18,6 +18,7 @@ pub mod ops;
 pub mod orders;
 pub mod pay_notify;
 pub mod refunds;
+pub mod reports;
 pub mod restock;
 mod reviews;
 pub mod setup;
@@ -111,6 +112,7 @@ fn ops_routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/reviews/{id}").route(web::get().to(reviews::get)))
         .service(web::resource("/reviews/{id}/resolve").route(web::post().to(reviews::resolve)))
         .service(web::resource("/refunds").route(web::get().to(refunds::list)))
+        .service(web::resource("/reports/daily").route(web::get().to(reports::daily)))
         .service(web::resource("/bill-cases").route(web::get().to(bills::list_cases)))
         .service(web::resource("/bill-cases/{id}/resolve").route(web::post().to(bills::resolve_case)))
         .service(web::resource("/bill-files/{id}").route(web::get().to(bills::get_file)))

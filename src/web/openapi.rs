@@ -10,8 +10,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::{
-    auth, bills, catalogue, health, live, messages, nearby, operators, ops, orders, pay_notify, refunds, restock,
-    reviews, setup, shoppers,
+    auth, bills, catalogue, health, live, messages, nearby, operators, ops, orders, pay_notify, refunds, reports,
+    restock, reviews, setup, shoppers,
 };
 use crate::config::Config;
 use crate::domain::validation::FieldError;
@@ -144,6 +144,7 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
         bills::get_file,
         bills::list_runs,
         bills::run_day,
+        reports::daily,
         messages::list,
         messages::retry,
         pay_notify::ops_payment,

@@ -151,6 +151,12 @@ impl Hub {
             }
             Topic::Reviews => json(&db.run(move |c| crate::db::live::open_cases(c, rows)).await?),
             Topic::Restock => json(&db.run(move |c| crate::db::live::open_tasks(c, None, rows)).await?),
+            Topic::Reconcile => {
+                let since =
+                    (crate::domain::calendar::business_day(chrono::Utc::now()) - chrono::Duration::days(7)).to_string();
+                let runs = db.run(move |c| crate::db::reconcile::since(c, &since)).await?;
+                json(&runs.into_iter().map(crate::flows::reconcile::RunView::of).collect::<Vec<_>>())
+            }
         })
     }
 
@@ -236,7 +242,7 @@ impl Hub {
     }
 
     async fn read_and_deliver(&self, dirty: Dirty) -> Result<(), LiveError> {
-        let Dirty { cabinets, rows, orders, alerts, reviews, tasks, commands, operators } = dirty;
+        let Dirty { cabinets, rows, orders, alerts, reviews, tasks, commands, operators, runs } = dirty;
         if !cabinets.is_empty() {
             let sns: Vec<String> = cabinets.into_iter().collect();
             let (rows, open) = self.read_cabinets(sns.clone()).await?;
@@ -263,6 +269,11 @@ impl Hub {
                     commands: commands
                         .iter()
                         .filter_map(|id| crate::db::live::command(c, id).transpose())
+                        .collect::<Result<Vec<_>, _>>()?,
+                    runs: runs
+                        .iter()
+                        .filter_map(|(job, day)| crate::db::reconcile::find(c, job, day).transpose())
+                        .map(|r| r.map(crate::flows::reconcile::RunView::of))
                         .collect::<Result<Vec<_>, _>>()?,
                 })
             })

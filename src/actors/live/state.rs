@@ -54,6 +54,7 @@ pub struct Read {
     pub cases: Vec<ReviewCase>,
     pub tasks: Vec<RestockTask>,
     pub commands: Vec<CommandRow>,
+    pub runs: Vec<crate::flows::reconcile::RunView>,
 }
 
 /// What a socket sends next.
@@ -87,6 +88,8 @@ pub struct Dirty {
     pub tasks: BTreeSet<i64>,
     pub commands: BTreeSet<String>,
     pub operators: BTreeSet<i64>,
+    /// Reconciliation runs, by job and day.
+    pub runs: BTreeSet<(String, String)>,
 }
 
 impl Dirty {
@@ -99,6 +102,7 @@ impl Dirty {
             && self.tasks.is_empty()
             && self.commands.is_empty()
             && self.operators.is_empty()
+            && self.runs.is_empty()
     }
 }
 
@@ -358,6 +362,11 @@ impl HubState {
                     self.dirty.operators.insert(*id);
                 }
             }
+            Change::Reconcile { job, day } => {
+                if self.watched(&Topic::Reconcile) {
+                    self.dirty.runs.insert((job.to_string(), day.clone()));
+                }
+            }
         }
     }
 
@@ -474,7 +483,7 @@ impl HubState {
     /// Rows a flush read by their keys.
     pub fn rows_read(&mut self, read: Read) {
         let now = Instant::now();
-        let Read { orders, alerts, cases, tasks, commands } = read;
+        let Read { orders, alerts, cases, tasks, commands, runs } = read;
         for o in &orders {
             let (out, key) = (Out::of("order", o), format!("order:{}", o.id));
             self.deliver(&Topic::Orders, Some(&key), &out, now);
@@ -503,6 +512,10 @@ impl HubState {
             if let Some(topic) = Self::cabinet_topic(&c.sn) {
                 self.deliver(&topic, Some(&format!("command:{}", c.id)), &Out::of("command", c), now);
             }
+        }
+        for r in &runs {
+            let key = format!("run:{}:{}", r.run.job, r.run.day);
+            self.deliver(&Topic::Reconcile, Some(&key), &Out::of("run", r), now);
         }
     }
 

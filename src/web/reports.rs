@@ -1,0 +1,110 @@
+//! The daily settlement for operators: rows per day × cabinet × product with the fleet's totals
+//! per day, as JSON or as a CSV to open in a spreadsheet.
+
+use actix_web::{HttpResponse, web};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use super::extract::{AnyRole, Ops};
+use crate::db::reports::{self, DailyRow, DayTotal, ReportFilter};
+use crate::domain::calendar::business_day;
+
+/// Most rows one answer holds.
+const MAX_ROWS: i64 = 100_000;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DailyQuery {
+    /// First business day, `YYYY-MM-DD` (default: a week back).
+    #[param(value_type = Option<String>, format = Date)]
+    pub from: Option<NaiveDate>,
+    /// Last business day (default: yesterday). A range that ends before it starts is empty.
+    #[param(value_type = Option<String>, format = Date)]
+    pub to: Option<NaiveDate>,
+    /// Only this cabinet's rows.
+    pub sn: Option<String>,
+    /// Only this product's rows.
+    pub product_id: Option<i64>,
+    /// `json` (rows and totals) or `csv` (rows).
+    #[param(inline)]
+    pub format: Option<Format>,
+    /// Most rows (default 10,000).
+    #[param(minimum = 1, maximum = 100000)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DailyOut {
+    /// Per day, cabinet and product, filtered.
+    pub rows: Vec<DailyRow>,
+    /// Per day over the whole fleet (the filters do not apply).
+    pub totals: Vec<DayTotal>,
+}
+
+/// `GET /ops/reports/daily?from=&to=&sn=&product_id=&format=json|csv` → the daily settlement.
+/// Roles: any.
+#[utoipa::path(
+    get, path = "/ops/reports/daily", operation_id = "daily_settlement", tag = "ops: money", security(("operator" = [])), params(DailyQuery),
+    responses(
+        (status = 200, description = "Rows and per-day totals (JSON), or the rows as CSV", content((DailyOut = "application/json"), (String = "text/csv"))),
+    )
+)]
+pub async fn daily(ops: Ops<AnyRole>, q: web::Query<DailyQuery>) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let yesterday = business_day(chrono::Utc::now()) - chrono::Duration::days(1);
+    let to = q.to.unwrap_or(yesterday);
+    let from = q.from.unwrap_or(to - chrono::Duration::days(6));
+    let limit = match q.limit.unwrap_or(10_000) {
+        n if (1..=MAX_ROWS).contains(&n) => n,
+        n => return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_ROWS}, got {n}"))),
+    };
+    let filter = ReportFilter { from: from.to_string(), to: to.to_string(), sn: q.sn, product_id: q.product_id };
+    let (rows, totals) = ops
+        .read(move |c| Ok((reports::rows(c, &filter, limit)?, reports::day_totals(c, &filter.from, &filter.to)?)))
+        .await?;
+    match q.format.unwrap_or_default() {
+        Format::Json => Ok(HttpResponse::Ok().json(DailyOut { rows, totals })),
+        Format::Csv => Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header(("Content-Disposition", format!("attachment; filename=\"heft-daily-{from}-{to}.csv\"")))
+            .body(csv(&rows))),
+    }
+}
+
+/// The rows as CSV, amounts in yuan, with a BOM so spreadsheet programs read the names as UTF-8.
+fn csv(rows: &[DailyRow]) -> String {
+    let mut out = String::from(
+        "\u{feff}day,sn,product_id,product,orders,units_sold,gross_yuan,refunds_yuan,fees_yuan,net_yuan,debt_opened_yuan,debt_recovered_yuan,loss_units,loss_yuan,reviews\r\n",
+    );
+    for r in rows {
+        let name = r.product_name.replace('"', "\"\"");
+        out.push_str(&format!(
+            "{},{},{},\"{name}\",{},{},{},{},{},{},{},{},{},{},{}\r\n",
+            r.day,
+            r.sn,
+            r.product_id,
+            r.orders,
+            r.units_sold,
+            r.gross_fen.yuan(),
+            r.refunds_fen.yuan(),
+            r.fees_fen.yuan(),
+            r.net_fen.yuan(),
+            r.debt_opened_fen.yuan(),
+            r.debt_recovered_fen.yuan(),
+            r.loss_units,
+            r.loss_fen.yuan(),
+            r.reviews,
+        ));
+    }
+    out
+}
