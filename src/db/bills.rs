@@ -189,22 +189,28 @@ pub fn payments_named(conn: &mut AnyConnection, channel: Channel, keys: &[String
     Ok(out)
 }
 
-/// Payments of `channel` paid between `from` and `to` (UTC) that no kept bill shows.
+/// Payments of `channel` paid between `from` and `to` (UTC) that no kept bill shows and that
+/// `day`'s bill does not name at all, after `after` by number, `limit` at most.
 pub fn paid_unshown(
     conn: &mut AnyConnection,
     channel: Channel,
-    from: NaiveDateTime,
-    to: NaiveDateTime,
+    (from, to): (NaiveDateTime, NaiveDateTime),
+    day: &str,
+    after: &str,
+    limit: i64,
 ) -> DbResult<Vec<Payment>> {
     let shown = bill_rows::table
         .filter(bill_rows::out_order_no.eq(payments::out_order_no))
-        .filter(bill_rows::kind.eq(EntryKind::Payment));
+        .filter(bill_rows::kind.eq(EntryKind::Payment).or(bill_rows::day.eq(day)));
     Ok(payments::table
         .filter(payments::channel.eq(channel))
         .filter(payments::state.eq(PaymentState::Paid))
         .filter(payments::updated_at.ge(from))
         .filter(payments::updated_at.lt(to))
+        .filter(payments::out_order_no.gt(after))
         .filter(diesel::dsl::not(diesel::dsl::exists(shown)))
+        .order(payments::out_order_no.asc())
+        .limit(limit)
         .select(Payment::as_select())
         .load(conn)?)
 }
@@ -229,25 +235,31 @@ pub fn refunds_of(conn: &mut AnyConnection, out_order_nos: &[String], day: &str)
     Ok(out)
 }
 
-/// Refunds on `channel`'s payments that succeeded between `from` and `to` (UTC) and that no kept
-/// bill shows.
+/// Refunds on `channel`'s payments that succeeded between `from` and `to` (UTC), that no kept
+/// bill shows and whose order `day`'s bill does not refund, after `after` by number, `limit` at
+/// most.
 pub fn refunds_unshown(
     conn: &mut AnyConnection,
     channel: Channel,
-    from: NaiveDateTime,
-    to: NaiveDateTime,
+    (from, to): (NaiveDateTime, NaiveDateTime),
+    day: &str,
+    after: &str,
+    limit: i64,
 ) -> DbResult<Vec<Refund>> {
     let shown = bill_rows::table
         .filter(bill_rows::out_order_no.eq(refunds::out_order_no))
         .filter(bill_rows::kind.eq(EntryKind::Refund))
-        .filter(bill_rows::amount_fen.eq(refunds::amount_fen));
+        .filter(bill_rows::amount_fen.eq(refunds::amount_fen).or(bill_rows::day.eq(day)));
     Ok(refunds::table
         .inner_join(payments::table)
         .filter(payments::channel.eq(channel))
         .filter(refunds::status.eq(RefundStatus::Succeeded))
         .filter(refunds::finished_at.ge(from))
         .filter(refunds::finished_at.lt(to))
+        .filter(refunds::out_refund_no.gt(after))
         .filter(diesel::dsl::not(diesel::dsl::exists(shown)))
+        .order(refunds::out_refund_no.asc())
+        .limit(limit)
         .select(Refund::as_select())
         .load(conn)?)
 }

@@ -28,24 +28,35 @@ pub struct PaidOrder {
     pub paid_fen: Fen,
     /// The fee the platform's bill shows for it, when a kept bill has it.
     pub billed_fee: Option<Fen>,
+    pub paid_at: NaiveDateTime,
 }
 
-/// Orders paid in `[from, to)` with ids above `after`, up to `limit`, oldest id first.
+/// id, sn, channel, out_order_no, paid_fen, finished_at.
+type PaidRow = (i64, String, Channel, String, Option<Fen>, Option<NaiveDateTime>);
+
+/// Where a page of paid orders ended: when the last was paid, and its id.
+pub type PageEnd = Option<(NaiveDateTime, i64)>;
+
+/// Orders paid in `[from, to)` after `after`, in the order they were paid, up to `limit`.
 pub fn paid_orders(
     conn: &mut AnyConnection,
-    from: NaiveDateTime,
-    to: NaiveDateTime,
-    after: i64,
+    (from, to): (NaiveDateTime, NaiveDateTime),
+    after: PageEnd,
     limit: i64,
 ) -> DbResult<Vec<PaidOrder>> {
-    let page: Vec<(i64, String, Channel, String, Option<Fen>)> = orders::table
+    let mut q = orders::table
         .filter(orders::status.eq(OrderStatus::Paid))
         .filter(orders::finished_at.ge(from))
         .filter(orders::finished_at.lt(to))
-        .filter(orders::id.gt(after))
-        .order(orders::id.asc())
+        .into_boxed();
+    if let Some((at, id)) = after {
+        // The first condition alone starts the index range; the second skips what the page took.
+        q = q.filter(orders::finished_at.ge(at)).filter(orders::finished_at.gt(at).or(orders::id.gt(id)));
+    }
+    let page: Vec<PaidRow> = q
+        .order((orders::finished_at.asc(), orders::id.asc()))
         .limit(limit)
-        .select((orders::id, orders::sn, orders::channel, orders::out_order_no, orders::paid_fen))
+        .select((orders::id, orders::sn, orders::channel, orders::out_order_no, orders::paid_fen, orders::finished_at))
         .load(conn)?;
     let ids: Vec<i64> = page.iter().map(|p| p.0).collect();
     let mut lines = lines_of(conn, &ids, Lines::Charged)?;
@@ -53,11 +64,12 @@ pub fn paid_orders(
     let fees = billed(conn, &numbers, EntryKind::Payment)?;
     Ok(page
         .into_iter()
-        .map(|(id, sn, channel, no, paid)| PaidOrder {
+        .map(|(id, sn, channel, no, paid, at)| PaidOrder {
             order: OrderFact { order_id: id, sn, lines: lines.remove(&id).unwrap_or_default() },
             channel,
             paid_fen: paid.unwrap_or_default(),
             billed_fee: fees.get(&(no, 0)).copied(),
+            paid_at: at.unwrap_or(from),
         })
         .collect())
 }

@@ -2,6 +2,8 @@
 //! keep the file and its rows, gather what Heft holds that the bill may show, let
 //! `domain::bills` decide, and open the cases it finds (each once, however often the day runs).
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
@@ -62,49 +64,185 @@ pub async fn reconcile_day(ctx: &Ctx, channel: Channel, day: NaiveDate) -> Resul
         Err(PayError::Retryable(reason)) => return Err(BillsError::NotYet { channel, day, reason }),
         Err(source) => return Err(BillsError::Platform { channel, day, source }),
     };
+    reconcile_file(ctx, channel, day, file).await
+}
+
+/// Bill rows decided at once: the payments and refunds they name are read a chunk at a time.
+const CHUNK: usize = 2_000;
+/// Payments and refunds no bill shows, read a page at a time.
+const PAGE: i64 = 2_000;
+
+/// Reconcile a downloaded bill: what [`reconcile_day`] does once it has the file (the
+/// reconciliation benchmark hands it a bill of its own making). Memory grows with the bill's
+/// rows, never with Heft's orders: those are read a chunk or a page at a time.
+pub async fn reconcile_file(
+    ctx: &Ctx,
+    channel: Channel,
+    day: NaiveDate,
+    file: BillFile,
+) -> Result<BillReport, BillsError> {
     let rule = ctx.config.reconcile.bill_rule(channel);
     ctx.db
         .run(move |c| {
-            let (file_id, entries, payments, refunds) = gather(c, channel, day, &file, rule.wait_days)?;
-            let mut decided = decide::reconcile(day, &entries, &payments, &refunds, &rule);
-            let stated = file.totals.as_ref();
-            decided.cases.extend(stated.and_then(|t| decide::check_totals(&entries, t)));
-            let opened = stored::open_cases(c, &new_cases(channel, day, file_id, &decided.cases))?;
-            Ok(report(&file, file_id, &decided, opened))
+            let entries = entries(c, channel, &file.rows)?;
+            let records = records(channel, day, &entries, &file);
+            let file_id = stored::store_file(c, &new_file(channel, day, &file)?, &records)?;
+            drop(records);
+            let mut tally = Tally { file_id, ..Tally::default() };
+            for chunk in by_order(&entries).chunks(CHUNK) {
+                let chunk: Vec<BillEntry> = chunk.iter().map(|&i| entries[i].clone()).collect();
+                let (payments, refunds) = named(c, channel, day, &chunk)?;
+                tally.add(c, channel, day, decide::reconcile(day, &chunk, &payments, &refunds, &rule))?;
+            }
+            unshown(c, channel, day, &rule, &mut tally)?;
+            if let Some(case) = file.totals.as_ref().and_then(|t| decide::check_totals(&entries, t)) {
+                tally.add(c, channel, day, Reconciled { cases: vec![case], ..Reconciled::default() })?;
+            }
+            Ok(tally.report(&file))
         })
         .await
 }
 
-type Gathered = (i64, Vec<BillEntry>, Vec<HeftPayment>, Vec<HeftRefund>);
+/// What the chunks and pages came to so far.
+#[derive(Debug, Default)]
+struct Tally {
+    file_id: i64,
+    matched: usize,
+    refunds_matched: usize,
+    waiting: usize,
+    cases: usize,
+    opened: usize,
+}
 
-/// Keep the file and its rows, and read what Heft holds that the bill may show: the payments
-/// and refunds it names, and those of the last `wait_days` that no kept bill shows.
-fn gather(
+impl Tally {
+    /// Count a decided chunk and open its cases.
+    fn add(
+        &mut self,
+        c: &mut db::AnyConnection,
+        channel: Channel,
+        day: NaiveDate,
+        d: Reconciled,
+    ) -> Result<(), BillsError> {
+        self.matched += d.matched.len();
+        self.refunds_matched += d.refunds_matched.len();
+        self.waiting += d.waiting.len();
+        self.cases += d.cases.len();
+        self.opened += stored::open_cases(c, &new_cases(channel, day, self.file_id, &d.cases))?;
+        Ok(())
+    }
+
+    fn report(&self, file: &BillFile) -> BillReport {
+        BillReport {
+            file_id: Some(self.file_id),
+            sha256: file.sha256_hex(),
+            size_bytes: file.raw.len() as i64,
+            rows: file.rows.len(),
+            matched: self.matched,
+            refunds_matched: self.refunds_matched,
+            waiting: self.waiting,
+            cases: self.cases,
+            opened: self.opened,
+            totals_checked: file.totals.is_some(),
+        }
+    }
+}
+
+/// The bill's rows as the decision reads them, with Heft's number for each trade Heft knows.
+fn entries(c: &mut db::AnyConnection, channel: Channel, rows: &[BillRow]) -> Result<Vec<BillEntry>, BillsError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(CHUNK) {
+        let mut keys: Vec<String> =
+            chunk.iter().flat_map(|r| [r.transaction_id.clone(), r.out_order_no.clone()]).collect();
+        keys.sort();
+        keys.dedup();
+        let known = Known::of(stored::payments_named(c, channel, &keys)?);
+        out.extend(chunk.iter().map(|r| entry(r, &known)));
+    }
+    Ok(out)
+}
+
+/// Indices of `entries` ordered by order number, so an order's rows fall in one chunk.
+fn by_order(entries: &[BillEntry]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..entries.len()).collect();
+    idx.sort_by(|&a, &b| entries[a].out_order_no.cmp(&entries[b].out_order_no));
+    idx
+}
+
+/// The payments and refunds a chunk of rows names.
+fn named(
     c: &mut db::AnyConnection,
     channel: Channel,
     day: NaiveDate,
-    file: &BillFile,
-    wait_days: i64,
-) -> Result<Gathered, BillsError> {
-    let mut keys: Vec<String> =
-        file.rows.iter().flat_map(|r| [r.transaction_id.clone(), r.out_order_no.clone()]).collect();
-    keys.sort();
-    keys.dedup();
-    let named = stored::payments_named(c, channel, &keys)?;
-    let entries: Vec<BillEntry> = file.rows.iter().map(|r| entry(r, &named)).collect();
-    let file_id = stored::store_file(c, &new_file(channel, day, file)?, &records(channel, day, &entries, file))?;
-    let (from, to) = window(day, wait_days);
-    let mut payments = named;
-    payments.extend(stored::paid_unshown(c, channel, from, to)?);
-    payments.sort_by(|a, b| a.out_order_no.cmp(&b.out_order_no));
-    payments.dedup_by(|a, b| a.out_order_no == b.out_order_no);
+    chunk: &[BillEntry],
+) -> Result<(Vec<HeftPayment>, Vec<HeftRefund>), BillsError> {
+    let mut orders: Vec<String> = chunk.iter().map(|e| e.out_order_no.clone()).collect();
+    orders.dedup();
+    let payments = stored::payments_named(c, channel, &orders)?;
     let refunded: Vec<String> =
-        entries.iter().filter(|e| e.kind == EntryKind::Refund).map(|e| e.out_order_no.clone()).collect();
-    let mut refunds = stored::refunds_of(c, &refunded, &day.to_string())?;
-    refunds.extend(stored::refunds_unshown(c, channel, from, to)?);
-    refunds.sort_by(|a, b| a.out_refund_no.cmp(&b.out_refund_no));
-    refunds.dedup_by(|a, b| a.out_refund_no == b.out_refund_no);
-    Ok((file_id, entries, payments.iter().map(heft_payment).collect(), refunds.iter().map(heft_refund).collect()))
+        chunk.iter().filter(|e| e.kind == EntryKind::Refund).map(|e| e.out_order_no.clone()).collect();
+    let refunds = stored::refunds_of(c, &refunded, &day.to_string())?;
+    Ok((payments.iter().map(heft_payment).collect(), refunds.iter().map(heft_refund).collect()))
+}
+
+/// Heft's payments and refunds of the last `wait_days` that no kept bill shows: waiting, or
+/// cases once the wait is over.
+fn unshown(
+    c: &mut db::AnyConnection,
+    channel: Channel,
+    day: NaiveDate,
+    rule: &decide::BillRule,
+    tally: &mut Tally,
+) -> Result<(), BillsError> {
+    let (from, to) = window(day, rule.wait_days);
+    let mut after = String::new();
+    loop {
+        let page = stored::paid_unshown(c, channel, (from, to), &day.to_string(), &after, PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.out_order_no.clone();
+        let payments: Vec<HeftPayment> = page.iter().map(heft_payment).collect();
+        tally.add(c, channel, day, decide::reconcile(day, &[], &payments, &[], rule))?;
+    }
+    let mut after = String::new();
+    loop {
+        let page = stored::refunds_unshown(c, channel, (from, to), &day.to_string(), &after, PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.out_refund_no.clone();
+        let refunds: Vec<HeftRefund> = page.iter().map(heft_refund).collect();
+        tally.add(c, channel, day, decide::reconcile(day, &[], &[], &refunds, rule))?;
+    }
+    Ok(())
+}
+
+/// Payments by each number a bill may show for them.
+struct Known {
+    by_transaction: HashMap<String, String>,
+    by_trade_no: HashMap<String, String>,
+    by_order_no: HashSet<String>,
+}
+
+impl Known {
+    fn of(payments: Vec<Payment>) -> Known {
+        let mut k = Known { by_transaction: HashMap::new(), by_trade_no: HashMap::new(), by_order_no: HashSet::new() };
+        for p in payments {
+            if let Some(t) = p.transaction_id {
+                k.by_transaction.insert(t, p.out_order_no.clone());
+            }
+            if let Some(t) = p.out_trade_no {
+                k.by_trade_no.insert(t, p.out_order_no.clone());
+            }
+            k.by_order_no.insert(p.out_order_no);
+        }
+        k
+    }
+
+    /// Heft's number for the row's trade, when Heft knows it.
+    fn order_no(&self, row: &BillRow) -> Option<String> {
+        self.by_transaction
+            .get(&row.transaction_id)
+            .or_else(|| self.by_trade_no.get(&row.out_order_no))
+            .cloned()
+            .or_else(|| self.by_order_no.contains(&row.out_order_no).then(|| row.out_order_no.clone()))
+    }
 }
 
 /// UTC bounds of the business days `day - wait_days` ..= `day`.
@@ -114,16 +252,11 @@ fn window(day: NaiveDate, wait_days: i64) -> (NaiveDateTime, NaiveDateTime) {
 
 /// A bill row as the decision reads it: Heft's number for the trade where Heft knows it (Alipay
 /// bills show the `out_trade_no`), amounts positive.
-fn entry(row: &BillRow, named: &[Payment]) -> BillEntry {
-    let ours = named.iter().find(|p| {
-        p.transaction_id.as_deref() == Some(row.transaction_id.as_str())
-            || p.out_trade_no.as_deref() == Some(row.out_order_no.as_str())
-            || p.out_order_no == row.out_order_no
-    });
+fn entry(row: &BillRow, known: &Known) -> BillEntry {
     BillEntry {
         kind: if row.amount_fen < 0 { EntryKind::Refund } else { EntryKind::Payment },
         transaction_id: row.transaction_id.clone(),
-        out_order_no: ours.map_or_else(|| row.out_order_no.clone(), |p| p.out_order_no.clone()),
+        out_order_no: known.order_no(row).unwrap_or_else(|| row.out_order_no.clone()),
         amount_fen: Fen(row.amount_fen.abs()),
         fee_fen: Fen(row.fee_fen),
         at: row.time,
@@ -201,21 +334,6 @@ fn new_cases(channel: Channel, day: NaiveDate, file_id: i64, cases: &[Case]) -> 
             created_at: now,
         })
         .collect()
-}
-
-fn report(file: &BillFile, file_id: i64, decided: &Reconciled, opened: usize) -> BillReport {
-    BillReport {
-        file_id: Some(file_id),
-        sha256: file.sha256_hex(),
-        size_bytes: file.raw.len() as i64,
-        rows: file.rows.len(),
-        matched: decided.matched.len(),
-        refunds_matched: decided.refunds_matched.len(),
-        waiting: decided.waiting.len(),
-        cases: decided.cases.len(),
-        opened,
-        totals_checked: file.totals.is_some(),
-    }
 }
 
 #[cfg(test)]

@@ -41,11 +41,11 @@ pub async fn settle_day(ctx: &Ctx, day: NaiveDate) -> Result<SettlementReport, D
             let (from, to) = day_bounds(day);
             let mut totals = DayTotals::default();
             let mut report = SettlementReport::default();
-            let mut after = 0;
+            let mut after = None;
             loop {
-                let page = reports::paid_orders(c, from, to, after, PAGE)?;
+                let page = reports::paid_orders(c, (from, to), after, PAGE)?;
                 let Some(last) = page.last() else { break };
-                after = last.order.order_id;
+                after = Some((last.paid_at, last.order.order_id));
                 for p in &page {
                     report.fees_counted += 1;
                     report.fees_from_bills += usize::from(p.billed_fee.is_some());
