@@ -67,6 +67,20 @@ fn bill_report(o: RunOutcome) -> heft::flows::bills::BillReport {
     }
 }
 
+/// Change what the database holds behind Heft's back.
+async fn sql(s: &TestServer, statement: &str) {
+    let statement = statement.to_string();
+    s.heft
+        .services
+        .db
+        .write(move |c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(statement).execute(c).map_err(heft::db::DbError::from)
+        })
+        .await
+        .expect("sql");
+}
+
 async fn cases(s: &TestServer, query: &str) -> Vec<Value> {
     let t = s.ops_login(Role::Operator).await;
     let listed = ok(s, "GET", &format!("/ops/bill-cases?{query}"), &t, None).await;
@@ -97,6 +111,18 @@ async fn bills_match_and_each_mismatch_is_one_case(profile: Profile) {
         assert!(r.totals_checked, "{job}: the bill states its totals");
     }
     assert!(cases(&s, "").await.is_empty());
+
+    // A refund in a later bill than its payment: as if yesterday's bills had shown the payments,
+    // today's show only the refunds. Nothing is missing.
+    let yesterday = today.pred_opt().expect("yesterday").to_string();
+    let moved = format!("UPDATE bill_rows SET day = '{yesterday}' WHERE kind = 'payment'");
+    sql(&s, &moved).await;
+    shop::knobs(&s, json!({"bill": {"missing_trade": 3}})).await;
+    for job in [Job::BillsWechat, Job::BillsAlipay] {
+        let r = bill_report(reconcile(&s, job, today).await);
+        assert_eq!((r.rows, r.refunds_matched, r.cases), (1, 1, 0), "{job}: {r:?}");
+    }
+    sql(&s, &format!("DELETE FROM bill_rows WHERE day = '{yesterday}'")).await;
 
     // Every mismatch once: exactly one case each, on each platform.
     let faults =

@@ -189,19 +189,18 @@ pub fn payments_named(conn: &mut AnyConnection, channel: Channel, keys: &[String
     Ok(out)
 }
 
-/// Payments of `channel` paid between `from` and `to` (UTC) that no kept bill shows and that
-/// `day`'s bill does not name at all, after `after` by number, `limit` at most.
+/// Payments of `channel` paid between `from` and `to` (UTC) that no kept bill shows, after
+/// `after` by number, `limit` at most.
 pub fn paid_unshown(
     conn: &mut AnyConnection,
     channel: Channel,
     (from, to): (NaiveDateTime, NaiveDateTime),
-    day: &str,
     after: &str,
     limit: i64,
 ) -> DbResult<Vec<Payment>> {
     let shown = bill_rows::table
         .filter(bill_rows::out_order_no.eq(payments::out_order_no))
-        .filter(bill_rows::kind.eq(EntryKind::Payment).or(bill_rows::day.eq(day)));
+        .filter(bill_rows::kind.eq(EntryKind::Payment));
     Ok(payments::table
         .filter(payments::channel.eq(channel))
         .filter(payments::state.eq(PaymentState::Paid))

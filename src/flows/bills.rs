@@ -89,8 +89,7 @@ pub async fn reconcile_file(
             let file_id = stored::store_file(c, &new_file(channel, day, &file)?, &records)?;
             drop(records);
             let mut tally = Tally { file_id, ..Tally::default() };
-            for chunk in by_order(&entries).chunks(CHUNK) {
-                let chunk: Vec<BillEntry> = chunk.iter().map(|&i| entries[i].clone()).collect();
+            for chunk in by_order(&entries, CHUNK) {
                 let (payments, refunds) = named(c, channel, day, &chunk)?;
                 tally.add(c, channel, day, decide::reconcile(day, &chunk, &payments, &refunds, &rule))?;
             }
@@ -161,11 +160,21 @@ fn entries(c: &mut db::AnyConnection, channel: Channel, rows: &[BillRow]) -> Res
     Ok(out)
 }
 
-/// Indices of `entries` ordered by order number, so an order's rows fall in one chunk.
-fn by_order(entries: &[BillEntry]) -> Vec<usize> {
+/// `entries` in chunks of about `size`, ordered by order number, an order's rows never split.
+fn by_order(entries: &[BillEntry], size: usize) -> Vec<Vec<BillEntry>> {
     let mut idx: Vec<usize> = (0..entries.len()).collect();
     idx.sort_by(|&a, &b| entries[a].out_order_no.cmp(&entries[b].out_order_no));
-    idx
+    let mut chunks: Vec<Vec<BillEntry>> = Vec::new();
+    let mut current: Vec<BillEntry> = Vec::new();
+    for i in idx {
+        let e = &entries[i];
+        if current.len() >= size && current.last().is_some_and(|l| l.out_order_no != e.out_order_no) {
+            chunks.push(std::mem::take(&mut current));
+        }
+        current.push(e.clone());
+    }
+    chunks.extend((!current.is_empty()).then_some(current));
+    chunks
 }
 
 /// The payments and refunds a chunk of rows names.
@@ -175,9 +184,12 @@ fn named(
     day: NaiveDate,
     chunk: &[BillEntry],
 ) -> Result<(Vec<HeftPayment>, Vec<HeftRefund>), BillsError> {
-    let mut orders: Vec<String> = chunk.iter().map(|e| e.out_order_no.clone()).collect();
-    orders.dedup();
-    let payments = stored::payments_named(c, channel, &orders)?;
+    // A refund row names its payment too, but that payment was shown (or not) by a bill of
+    // its own day: only payment rows bring their payments in.
+    let mut paid: Vec<String> =
+        chunk.iter().filter(|e| e.kind == EntryKind::Payment).map(|e| e.out_order_no.clone()).collect();
+    paid.dedup();
+    let payments = stored::payments_named(c, channel, &paid)?;
     let refunded: Vec<String> =
         chunk.iter().filter(|e| e.kind == EntryKind::Refund).map(|e| e.out_order_no.clone()).collect();
     let refunds = stored::refunds_of(c, &refunded, &day.to_string())?;
@@ -196,7 +208,7 @@ fn unshown(
     let (from, to) = window(day, rule.wait_days);
     let mut after = String::new();
     loop {
-        let page = stored::paid_unshown(c, channel, (from, to), &day.to_string(), &after, PAGE)?;
+        let page = stored::paid_unshown(c, channel, (from, to), &after, PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.out_order_no.clone();
         let payments: Vec<HeftPayment> = page.iter().map(heft_payment).collect();
@@ -342,6 +354,29 @@ mod tests {
 
     fn utc(s: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("time")
+    }
+
+    #[test]
+    fn chunks_never_split_an_order() {
+        let at = utc("2026-12-03 12:00:00");
+        let row = |no: &str, kind| BillEntry {
+            kind,
+            transaction_id: format!("T{no}"),
+            out_order_no: no.into(),
+            amount_fen: Fen(100),
+            fee_fen: Fen(1),
+            at,
+        };
+        let entries = [
+            row("B", EntryKind::Payment),
+            row("A", EntryKind::Payment),
+            row("A", EntryKind::Refund),
+            row("C", EntryKind::Payment),
+        ];
+        let chunks = by_order(&entries, 1);
+        let chunks: Vec<Vec<&str>> =
+            chunks.iter().map(|c| c.iter().map(|e| e.out_order_no.as_str()).collect()).collect();
+        assert_eq!(chunks, [vec!["A", "A"], vec!["B"], vec!["C"]]);
     }
 
     #[test]
