@@ -201,7 +201,7 @@ async fn reconcile(config: Config, date: chrono::NaiveDate, only: Option<Part>) 
     let node = format!("{} (heft reconcile)", config.node.id);
     let ctx = heft::app::flows_ctx(config).await?;
     let mut unfinished = Vec::new();
-    for job in Job::ALL.iter().copied().filter(|j| only.is_none_or(|p| j.part() == p)) {
+    for job in Job::of(only) {
         println!("{date} {job}: running");
         let outcome = heft::flows::reconcile::run(&ctx, &NoLiveView, job, date, &node).await?;
         match (&outcome.report, &outcome.error) {

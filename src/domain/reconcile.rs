@@ -58,6 +58,11 @@ impl Job {
         }
     }
 
+    /// The jobs of a night, in order, or only those of `part`.
+    pub fn of(part: Option<Part>) -> impl Iterator<Item = Job> {
+        Job::ALL.iter().copied().filter(move |j| part.is_none_or(|p| j.part() == p))
+    }
+
     pub fn part(self) -> Part {
         match self {
             Job::BillsWechat | Job::BillsAlipay => Part::Bills,

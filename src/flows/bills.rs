@@ -12,7 +12,7 @@ use crate::db::bills::{self as stored, BillRowRecord, NewBillCase, NewBillFile};
 use crate::db::models::{Payment, Refund};
 use crate::db::{self, DbError};
 use crate::domain::bills::{
-    self as decide, BillCaseStatus, BillEntry, Case, EntryKind, HeftPayment, HeftRefund, Reconciled,
+    self as decide, BillCaseStatus, BillEntry, BillTotals, Case, EntryKind, HeftPayment, HeftRefund, Reconciled,
 };
 use crate::domain::calendar::{business_day, day_bounds};
 use crate::domain::payment::{Channel, PaymentState};
@@ -84,20 +84,35 @@ pub async fn reconcile_file(
     let rule = ctx.config.reconcile.bill_rule(channel);
     ctx.db
         .run(move |c| {
-            let entries = entries(c, channel, &file.rows)?;
-            let records = records(channel, day, &entries, &file);
-            let file_id = stored::store_file(c, &new_file(channel, day, &file)?, &records)?;
-            drop(records);
+            // The file's bytes move into the row that keeps them: a bill can be tens of MB.
+            let BillFile { raw, rows, totals } = file;
+            let entries = entries(c, channel, &rows)?;
+            let records = records(channel, day, &entries, &rows);
+            let kept = new_file(channel, day, raw, rows.len(), totals.as_ref())?;
+            let (sha256, size_bytes) = (kept.sha256.clone(), kept.size_bytes);
+            let file_id = stored::store_file(c, &kept, &records)?;
+            drop((kept, records));
             let mut tally = Tally { file_id, ..Tally::default() };
             for chunk in by_order(&entries, CHUNK) {
                 let (payments, refunds) = named(c, channel, day, &chunk)?;
                 tally.add(c, channel, day, decide::reconcile(day, &chunk, &payments, &refunds, &rule))?;
             }
             unshown(c, channel, day, &rule, &mut tally)?;
-            if let Some(case) = file.totals.as_ref().and_then(|t| decide::check_totals(&entries, t)) {
+            if let Some(case) = totals.as_ref().and_then(|t| decide::check_totals(&entries, t)) {
                 tally.add(c, channel, day, Reconciled { cases: vec![case], ..Reconciled::default() })?;
             }
-            Ok(tally.report(&file))
+            Ok(BillReport {
+                file_id: Some(file_id),
+                sha256,
+                size_bytes,
+                rows: rows.len(),
+                matched: tally.matched,
+                refunds_matched: tally.refunds_matched,
+                waiting: tally.waiting,
+                cases: tally.cases,
+                opened: tally.opened,
+                totals_checked: totals.is_some(),
+            })
         })
         .await
 }
@@ -128,21 +143,6 @@ impl Tally {
         self.cases += d.cases.len();
         self.opened += stored::open_cases(c, &new_cases(channel, day, self.file_id, &d.cases))?;
         Ok(())
-    }
-
-    fn report(&self, file: &BillFile) -> BillReport {
-        BillReport {
-            file_id: Some(self.file_id),
-            sha256: file.sha256_hex(),
-            size_bytes: file.raw.len() as i64,
-            rows: file.rows.len(),
-            matched: self.matched,
-            refunds_matched: self.refunds_matched,
-            waiting: self.waiting,
-            cases: self.cases,
-            opened: self.opened,
-            totals_checked: file.totals.is_some(),
-        }
     }
 }
 
@@ -295,23 +295,29 @@ fn heft_refund(r: &Refund) -> HeftRefund {
     }
 }
 
-fn new_file(channel: Channel, day: NaiveDate, file: &BillFile) -> Result<NewBillFile, BillsError> {
+fn new_file(
+    channel: Channel,
+    day: NaiveDate,
+    raw: Vec<u8>,
+    rows: usize,
+    totals: Option<&BillTotals>,
+) -> Result<NewBillFile, BillsError> {
     Ok(NewBillFile {
         channel,
         day: day.to_string(),
-        sha256: file.sha256_hex(),
-        size_bytes: file.raw.len() as i64,
-        row_count: file.rows.len() as i64,
-        totals: file.totals.as_ref().map(serde_json::to_string).transpose()?,
-        raw: file.raw.clone(),
+        sha256: crate::pay::sha256_hex(&raw),
+        size_bytes: raw.len() as i64,
+        row_count: rows as i64,
+        totals: totals.map(serde_json::to_string).transpose()?,
+        raw,
         fetched_at: db::now(),
     })
 }
 
-fn records(channel: Channel, day: NaiveDate, entries: &[BillEntry], file: &BillFile) -> Vec<BillRowRecord> {
+fn records(channel: Channel, day: NaiveDate, entries: &[BillEntry], rows: &[BillRow]) -> Vec<BillRowRecord> {
     entries
         .iter()
-        .zip(&file.rows)
+        .zip(rows)
         .map(|(e, row)| BillRowRecord {
             channel,
             day: day.to_string(),

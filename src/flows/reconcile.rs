@@ -141,3 +141,41 @@ fn alerts_for(o: &RunOutcome, config: &ReconcileConfig) -> Vec<AlertChange> {
         _ => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: RunStatus, report: Option<JobReport>, day: NaiveDate) -> RunOutcome {
+        RunOutcome { job: Job::BillsWechat, day, status, report, error: Some("not out".into()) }
+    }
+
+    fn kinds(changes: &[AlertChange]) -> Vec<(bool, AlertCode)> {
+        changes
+            .iter()
+            .map(|c| match c {
+                AlertChange::Raise(spec) => (true, spec.code),
+                AlertChange::Resolve(code, _) => (false, *code),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_tells_what_it_found_and_ends_what_it_mended() {
+        let config = ReconcileConfig::default();
+        let today = crate::domain::calendar::business_day(chrono::Utc::now());
+        let yesterday = today - chrono::Duration::days(1);
+        let long_ago = today - chrono::Duration::days(3);
+        assert!(kinds(&alerts_for(&outcome(RunStatus::Waiting, None, today), &config)).is_empty(), "not late yet");
+        let late = alerts_for(&outcome(RunStatus::Waiting, None, long_ago), &config);
+        assert_eq!(kinds(&late), [(true, AlertCode::BillMissing)]);
+        let failed = alerts_for(&outcome(RunStatus::Failed, None, yesterday), &config);
+        assert_eq!(kinds(&failed), [(true, AlertCode::ReconcileFailed)]);
+        let found = BillReport { opened: 2, ..BillReport::default() };
+        let done = alerts_for(&outcome(RunStatus::Done, Some(JobReport::Bills(found)), yesterday), &config);
+        assert_eq!(
+            kinds(&done),
+            [(false, AlertCode::ReconcileFailed), (false, AlertCode::BillMissing), (true, AlertCode::BillCases)]
+        );
+    }
+}

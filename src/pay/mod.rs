@@ -237,9 +237,14 @@ pub struct BillFile {
 impl BillFile {
     /// SHA-256 of [`BillFile::raw`], lower-case hex: what a kept file is known by.
     pub fn sha256_hex(&self) -> String {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&self.raw))
+        sha256_hex(&self.raw)
     }
+}
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The shopper a mini-program login code stands for.

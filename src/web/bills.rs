@@ -206,7 +206,7 @@ pub async fn run_day(ops: Ops<Managers>, body: web::Json<RunIn>) -> Result<HttpR
     let svc = &ops.state.svc;
     let ctx = svc.flows();
     let mut done = Vec::new();
-    for job in Job::ALL.iter().copied().filter(|j| only.is_none_or(|p| j.part() == p)) {
+    for job in Job::of(only) {
         let outcome = reconcile::run(&ctx, svc.effects.as_ref(), job, day, svc.node_id()).await;
         done.push(outcome.map_err(ApiError::internal)?);
     }
