@@ -76,16 +76,19 @@ pub fn due(
     horizon: NaiveDateTime,
     lease_until: NaiveDateTime,
 ) -> DbResult<Vec<OutboxRow>> {
-    let at = now();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     write_tx(conn, |c| {
+        let at = now();
         // A macro, not a closure: the selection's type is tied to one backend.
         macro_rules! query {
             () => {
                 outbox::table
                     .select(OutboxRow::as_select())
                     .filter(outbox::status.eq(OutboxStatus::Pending))
-                    .filter(outbox::next_attempt_at.le(at))
+                    // A row never claimed is ready whatever its clock says: a transaction that
+                    // committed just before this claim may have stamped rows after `at`, and
+                    // one commit's messages then go out in one round, not split over two.
+                    .filter(outbox::next_attempt_at.le(at).or(outbox::next_attempt_at.eq(outbox::created_at)))
                     .filter(outbox::deliver_at.le(horizon))
                     .order((outbox::next_attempt_at, outbox::id))
                     .limit(limit)
