@@ -614,6 +614,13 @@ pub struct LiveConfig {
 pub struct ReconcileConfig {
     /// Run the nightly jobs in `serve` (one node at a time, under the `reconcile` lease).
     pub enabled: bool,
+    /// Local time (Asia/Shanghai, `HH:MM`) on the next day at which a day's stock is taken by
+    /// weight (from the lanes' rest at the day's end).
+    pub stock_at: String,
+    /// Newest readings of a cabinet the stocktake takes a lane's rest from.
+    pub stock_readings: i64,
+    /// Days back a difference is traced when the lane has no earlier night on record.
+    pub stock_trace_days: i64,
     /// Local time (Asia/Shanghai, `HH:MM`) on the next day at which a day's bills are fetched:
     /// after the platforms publish them (WeChat from 10:00).
     pub bills_at: String,
@@ -641,6 +648,9 @@ impl Default for ReconcileConfig {
     fn default() -> Self {
         ReconcileConfig {
             enabled: true,
+            stock_at: "03:00".into(),
+            stock_readings: 40,
+            stock_trace_days: 7,
             bills_at: "10:30".into(),
             settlement_at: "11:00".into(),
             catch_up_days: 7,
@@ -660,6 +670,7 @@ impl ReconcileConfig {
     pub fn timetable(&self) -> crate::domain::reconcile::Timetable {
         let time = |s: &str| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap_or_default();
         crate::domain::reconcile::Timetable {
+            stock_at: time(&self.stock_at),
             bills_at: time(&self.bills_at),
             settlement_at: time(&self.settlement_at),
             catch_up_days: self.catch_up_days,
@@ -678,13 +689,19 @@ impl ReconcileConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        for (key, v) in [("reconcile.bills_at", &self.bills_at), ("reconcile.settlement_at", &self.settlement_at)] {
+        for (key, v) in [
+            ("reconcile.stock_at", &self.stock_at),
+            ("reconcile.bills_at", &self.bills_at),
+            ("reconcile.settlement_at", &self.settlement_at),
+        ] {
             if chrono::NaiveTime::parse_from_str(v, "%H:%M").is_err() {
                 return Err(key_error(key, "must be a time of day, HH:MM"));
             }
         }
         for (key, v, min) in [
             ("reconcile.catch_up_days", self.catch_up_days, 1),
+            ("reconcile.stock_readings", self.stock_readings, 2),
+            ("reconcile.stock_trace_days", self.stock_trace_days, 1),
             ("reconcile.retry_minutes", self.retry_minutes, 1),
             ("reconcile.stale_minutes", self.stale_minutes, 1),
             ("reconcile.check_s", i64::try_from(self.check_s).unwrap_or(0), 1),

@@ -205,6 +205,19 @@ async fn reconcile(config: Config, date: chrono::NaiveDate, only: Option<Part>) 
         println!("{date} {job}: running");
         let outcome = heft::flows::reconcile::run(&ctx, &NoLiveView, job, date, &node).await?;
         match (&outcome.report, &outcome.error) {
+            (Some(JobReport::Stock(r)), _) => println!(
+                "{date} {job}: {} — {} cabinets, {} lanes: {} agree, {} differ, {} unreadable; {} findings, {} charged, {} units lost ({})",
+                outcome.status,
+                r.cabinets,
+                r.lanes,
+                r.agree,
+                r.differ,
+                r.unreadable,
+                r.findings,
+                r.charged_fen.yuan(),
+                r.loss_units,
+                r.loss_fen.yuan()
+            ),
             (Some(JobReport::Bills(r)), _) => println!(
                 "{date} {job}: {} — {} rows, {} payments and {} refunds matched, {} waiting, {} cases ({} new)",
                 outcome.status, r.rows, r.matched, r.refunds_matched, r.waiting, r.cases, r.opened

@@ -21,6 +21,7 @@ use crate::domain::restock::TaskStatus;
 use crate::domain::review::{CaseKind, CaseStatus};
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::stock::StockReason;
+use crate::domain::stocktake::{FindingKind, LaneStatus, Unreadable};
 use crate::domain::units::{Fen, Grams};
 use crate::domain::weight::ReadingKind;
 
@@ -72,7 +73,9 @@ stored_as_text!(
     DownKind,
     EntryKind,
     EventOutcome,
+    FindingKind,
     Job,
+    LaneStatus,
     Liveness,
     OrderStatus,
     Outcome,
@@ -87,6 +90,7 @@ stored_as_text!(
     Severity,
     StockReason,
     TaskStatus,
+    Unreadable,
 );
 
 /// Store a number newtype as its number: `$t(pub $inner)` in a `$sql` column.

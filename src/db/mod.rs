@@ -29,6 +29,7 @@ pub mod reviews;
 pub mod schema;
 pub mod sessions;
 pub mod stock;
+pub mod stocktake;
 pub mod users;
 pub mod weight_log;
 

@@ -458,6 +458,47 @@ diesel::table! {
 }
 
 diesel::table! {
+    stock_findings (id) {
+        id -> Int8,
+        stocktake_id -> Int8,
+        day -> Text,
+        sn -> Text,
+        lane -> Text,
+        product_id -> Nullable<Int8>,
+        kind -> Text,
+        units -> Int4,
+        value_fen -> Int8,
+        charged_fen -> Int8,
+        session_id -> Nullable<Int8>,
+        order_id -> Nullable<Int8>,
+        user_id -> Nullable<Int8>,
+        from_at -> Nullable<Timestamp>,
+        to_at -> Nullable<Timestamp>,
+        from_g -> Nullable<Float8>,
+        to_g -> Nullable<Float8>,
+    }
+}
+
+diesel::table! {
+    stocktake_lanes (id) {
+        id -> Int8,
+        day -> Text,
+        sn -> Text,
+        lane -> Text,
+        product_id -> Nullable<Int8>,
+        status -> Text,
+        unreadable -> Nullable<Text>,
+        book -> Int4,
+        implied -> Nullable<Int4>,
+        difference -> Int4,
+        night_g -> Nullable<Float8>,
+        taken_at -> Timestamp,
+        trace -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         channel -> Text,
@@ -490,6 +531,7 @@ diesel::joinable!(commands -> cabinets (sn));
 diesel::joinable!(commands -> sessions (session_id));
 diesel::joinable!(debt_ledger -> orders (order_id));
 diesel::joinable!(lane_health -> cabinets (sn));
+diesel::joinable!(stock_findings -> stocktake_lanes (stocktake_id));
 diesel::joinable!(lanes -> cabinets (sn));
 diesel::joinable!(lanes -> products (product_id));
 diesel::joinable!(order_lines -> orders (order_id));
@@ -534,7 +576,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     restock_tasks,
     review_cases,
     sessions,
+    stock_findings,
     stock_ledger,
+    stocktake_lanes,
     users,
     weight_log,
 );

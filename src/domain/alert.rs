@@ -46,6 +46,8 @@ named_enum! {
         BillMissing = "bill_missing",
         BillCases = "bill_cases",
         ReconcileFailed = "reconcile_failed",
+        StockUnreadable = "stock_unreadable",
+        StockLoss = "stock_loss",
         RestockNeeded = "restock_needed",
         RestockUncounted = "restock_uncounted",
         MaintenanceWeightChange = "maintenance_weight_change",
@@ -407,6 +409,34 @@ pub fn reconcile_failed(job: &str, day: &str, error: &str) -> AlertSpec {
         subject: Some(format!("{job} {day}")),
         message: format!("reconciliation {job} for {day} failed: {error}; Heft tries again later"),
         detail: Some(serde_json::json!({ "job": job, "day": day, "error": error }).to_string()),
+    }
+}
+
+/// Lanes the nightly stocktake could not read: not a loss, a cell or calibration to look at.
+pub fn stock_unreadable(sn: &str, day: &str, lanes: &[(String, &'static str)]) -> AlertSpec {
+    let each: Vec<String> = lanes.iter().map(|(lane, why)| format!("{lane} ({why})")).collect();
+    AlertSpec {
+        audience: Audience::Maintenance,
+        severity: Severity::Warning,
+        code: AlertCode::StockUnreadable,
+        sn: Some(sn.into()),
+        subject: Some(day.into()),
+        message: format!("cabinet {sn}: stock could not be read by weight on {day} for lane {}", each.join(", ")),
+        detail: Some(serde_json::json!({ "day": day, "lanes": each }).to_string()),
+    }
+}
+
+/// Units gone from a cabinet that no shopper could be charged for: a loss (损耗) for an operator to
+/// look at, with the findings on the stocktake record.
+pub fn stock_loss(sn: &str, day: &str, units: i64, value_fen: Fen) -> AlertSpec {
+    AlertSpec {
+        audience: Audience::Ops,
+        severity: Severity::Warning,
+        code: AlertCode::StockLoss,
+        sn: Some(sn.into()),
+        subject: Some(day.into()),
+        message: format!("cabinet {sn}: {units} unit(s) worth {value_fen} fen lost on {day} (stocktake)"),
+        detail: Some(serde_json::json!({ "day": day, "units": units, "value_fen": value_fen }).to_string()),
     }
 }
 

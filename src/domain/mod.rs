@@ -28,6 +28,7 @@ pub mod review;
 pub mod session;
 pub mod settlement;
 pub mod stock;
+pub mod stocktake;
 pub mod temperature;
 pub mod texts;
 pub mod units;

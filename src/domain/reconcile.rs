@@ -10,8 +10,10 @@ use super::payment::Channel;
 
 named_enum! {
     /// One night's work for one business day. `Job::ALL` is in the order a night runs them:
-    /// settlement last, as it takes the fees from the bills.
+    /// settlement last, as it takes the fees from the bills and the losses from the stocktake.
     pub enum Job {
+        /// Each lane's stock by weight against its book.
+        Stock = "stock",
         /// The WeChat Pay bill against Heft's payments and refunds.
         BillsWechat = "bills_wechat",
         /// The Alipay bill.
@@ -35,6 +37,7 @@ named_enum! {
 named_enum! {
     /// What `--only` picks: one part of a night.
     pub enum Part {
+        Stock = "stock",
         Bills = "bills",
         Settlement = "settlement",
     }
@@ -54,7 +57,7 @@ impl Job {
         match self {
             Job::BillsWechat => Some(Channel::Wechat),
             Job::BillsAlipay => Some(Channel::Alipay),
-            Job::Settlement => None,
+            Job::Stock | Job::Settlement => None,
         }
     }
 
@@ -66,6 +69,7 @@ impl Job {
     pub fn part(self) -> Part {
         match self {
             Job::BillsWechat | Job::BillsAlipay => Part::Bills,
+            Job::Stock => Part::Stock,
             Job::Settlement => Part::Settlement,
         }
     }
@@ -75,6 +79,7 @@ impl Job {
 /// the scheduler waits; `reconcile.*` in the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timetable {
+    pub stock_at: NaiveTime,
     pub bills_at: NaiveTime,
     pub settlement_at: NaiveTime,
     /// Days back a starting node looks for nights it missed.
@@ -89,6 +94,7 @@ impl Timetable {
     /// When `job` may first run for `day`, UTC.
     pub fn starts(&self, job: Job, day: NaiveDate) -> Option<DateTime<Utc>> {
         let at = match job.part() {
+            Part::Stock => self.stock_at,
             Part::Bills => self.bills_at,
             Part::Settlement => self.settlement_at,
         };
@@ -144,6 +150,7 @@ mod tests {
 
     fn table() -> Timetable {
         Timetable {
+            stock_at: NaiveTime::from_hms_opt(3, 0, 0).expect("time"),
             bills_at: NaiveTime::from_hms_opt(10, 30, 0).expect("time"),
             settlement_at: NaiveTime::from_hms_opt(11, 0, 0).expect("time"),
             catch_up_days: 3,
@@ -170,10 +177,11 @@ mod tests {
         let t = table();
         let of_the_9th =
             |now| -> Vec<Job> { due(now, &t, &[]).into_iter().filter(|(_, d)| *d == day(9)).map(|(j, _)| j).collect() };
-        assert!(of_the_9th(at(10, 10, 29)).is_empty(), "nothing for the 9th before 10:30 on the 10th");
-        assert_eq!(of_the_9th(at(10, 10, 30)), [Job::BillsWechat, Job::BillsAlipay]);
+        assert!(of_the_9th(at(10, 2, 59)).is_empty(), "nothing for the 9th before 03:00 on the 10th");
+        assert_eq!(of_the_9th(at(10, 10, 29)), [Job::Stock], "stock first, bills from 10:30");
+        assert_eq!(of_the_9th(at(10, 10, 30)), [Job::Stock, Job::BillsWechat, Job::BillsAlipay]);
         assert_eq!(of_the_9th(at(10, 11, 0)), Job::ALL.to_vec(), "in a night's order");
-        assert!(due(at(10, 10, 29), &t, &[]).iter().all(|(_, d)| *d < day(9)));
+        assert!(due(at(10, 2, 59), &t, &[]).iter().all(|(_, d)| *d < day(9)));
     }
 
     #[test]

@@ -146,6 +146,16 @@ impl DayTotals {
         }
     }
 
+    /// Units of a product gone from cabinet `sn` that no shopper was charged for (the night's
+    /// stocktake), and their value; negative for units found.
+    pub fn lost(&mut self, sn: &str, product_id: i64, product_name: &str, units: i64, value: Fen) {
+        let key =
+            LineFact { lane: String::new(), product_id, product_name: product_name.into(), qty: 0, amount: Fen(0) };
+        let r = self.row(sn, &key);
+        r.loss_units += units;
+        r.loss_fen = Fen(r.loss_fen.0 + value.0);
+    }
+
     /// A review case opened on the order.
     pub fn reviewed(&mut self, o: &OrderFact) {
         for line in &o.lines {

@@ -13,6 +13,8 @@ named_enum! {
         Review = "review",
         /// Put in (or taken out) by a restocker, counted by weight.
         Restock = "restock",
+        /// Set to what the shelf's weight implies by the nightly stocktake.
+        Stocktake = "stocktake",
     }
 }
 

@@ -36,6 +36,9 @@ named_enum! {
         /// The confirmation came too long after the scan: the door stayed shut and the hold is
         /// given back.
         AuthorisedTooLate = "authorised_too_late",
+        /// The nightly stocktake found units gone from the shelf after this purchase was
+        /// weighed: they are added to the order as debt.
+        StocktakeCharge = "stocktake_charge",
     }
 }
 
@@ -55,6 +58,12 @@ pub fn over_cap(excess_fen: Fen) -> String {
 /// "The goods chosen exceed the authorised amount; the {excess} fen over it are owed."
 pub fn over_cap_debt(excess_fen: Fen) -> String {
     format!("所选商品超出授权额度，超出的 {excess_fen} 分计为欠款")
+}
+
+/// "A stock check found {units} more item(s) taken in this purchase; {fen} fen are recorded as
+/// owed."
+pub fn stocktake_charge(units: i64, fen: Fen) -> String {
+    format!("库存盘点发现本次购物另取走 {units} 件商品，{fen} 分计为欠款")
 }
 
 /// "The payment confirmation arrived too late, so the door was not opened; the frozen amount is

@@ -27,6 +27,7 @@ pub mod sessions;
 pub mod settle;
 pub mod setup;
 pub mod stock;
+pub mod stocktake;
 
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::bills::{self, BillReport, BillsError};
 use super::report::{self, SettlementReport};
+use super::stocktake::{self, StockReport};
 use super::{Ctx, Effects, Runner};
 use crate::config::ReconcileConfig;
 use crate::db::{self, DbError, alerts, reconcile as runs};
@@ -40,7 +41,8 @@ pub struct RunOutcome {
 pub struct RunView {
     #[serde(flatten)]
     pub run: runs::Run,
-    /// What the job found: `{"bills": {rows, matched, waiting, cases, opened…}}` or
+    /// What the job found: `{"stock": {lanes, agree, differ, unreadable, findings, charged_fen,
+    /// loss_units…}}`, `{"bills": {rows, matched, waiting, cases, opened…}}` or
     /// `{"settlement": {orders, rows, gross_fen, net_fen…}}`.
     #[schema(value_type = Option<Object>)]
     pub summary: Option<serde_json::Value>,
@@ -57,6 +59,7 @@ impl RunView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobReport {
+    Stock(StockReport),
     Bills(BillReport),
     Settlement(SettlementReport),
 }
@@ -78,6 +81,10 @@ pub async fn run(
         Some(channel) => match bills::reconcile_day(ctx, channel, day).await {
             Ok(r) => (RunStatus::Done, Some(JobReport::Bills(r)), None),
             Err(e @ BillsError::NotYet { .. }) => (RunStatus::Waiting, None, Some(e.to_string())),
+            Err(e) => (RunStatus::Failed, None, Some(e.to_string())),
+        },
+        None if job == Job::Stock => match stocktake::take_day(ctx, day).await {
+            Ok(r) => (RunStatus::Done, Some(JobReport::Stock(r)), None),
             Err(e) => (RunStatus::Failed, None, Some(e.to_string())),
         },
         None => match report::settle_day(ctx, day).await {

@@ -1,7 +1,7 @@
 //! A business day's settlement per cabinet and product (`daily_settlement`): the day's paid
 //! orders read a page at a time, its refunds, debt changes and review cases, added up by
 //! `domain::report`, and written whole in place of any earlier run's rows. Fees are the ones the
-//! platforms' kept bills show, else the configured rate.
+//! platforms' kept bills show, else the configured rate; losses are the night's stocktake's.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::Serialize;
@@ -59,6 +59,9 @@ pub async fn settle_day(ctx: &Ctx, day: NaiveDate) -> Result<SettlementReport, D
             }
             for (order, delta) in reports::debt_changes(c, from, to)? {
                 totals.debt(&order, delta);
+            }
+            for (sn, product, name, units, value) in crate::db::stocktake::losses_of_day(c, &day.to_string())? {
+                totals.lost(&sn, product, &name, units, value);
             }
             let reviewed = reports::reviewed(c, from, to)?;
             for order in &reviewed {

@@ -18,6 +18,8 @@ use crate::domain::restock::{
 use crate::domain::session::{Outcome, SessionKind};
 use crate::domain::settlement::LaneReading;
 use crate::domain::stock::{StockChange, StockReason};
+use crate::domain::stocktake::SessionWeights;
+use crate::domain::units::Grams;
 use crate::mq::topics::{Payload, RestockCheck};
 
 fn json<T: serde::Serialize>(v: &T) -> DbResult<String> {
@@ -112,8 +114,15 @@ pub async fn finish(
     rule: &CountRule,
 ) -> DbResult<Effects> {
     let count = count_restock(&readings, rule);
+    let weights = weights_json(readings.iter().map(|r| (r.lane.as_str(), r.before_g, r.after_g)));
     let cabinet = Change::Cabinet { sn: sn.clone() };
-    let task = db.write(move |c| finish_in(c, &sn, session_id, &count, &by, db::now())).await?;
+    let task = db
+        .write(move |c| {
+            let task = finish_in(c, &sn, session_id, &count, &by, db::now())?;
+            db::sessions::set_evidence(c, session_id, &weights)?;
+            Ok::<_, DbError>(task)
+        })
+        .await?;
     let effects = Effects::wake().changed(cabinet);
     Ok(match task {
         Some(id) => effects.changed(Change::Restock { id }),
@@ -178,11 +187,20 @@ pub async fn finish_maintenance(
 ) -> DbResult<()> {
     let moved = maintenance_moves(&changes);
     let detail = serde_json::json!({ "by": by, "weight_changes": moved }).to_string();
+    let weights = weights_json(changes.iter().map(|l| (l.lane.as_str(), l.before_g, l.after_g)));
     db.write(move |c| {
         if !moved.is_empty() {
             alerts::raise_in(c, &alert::maintenance_weight_change(&sn, &by, &moved))?;
         }
-        sessions::close_in(c, session_id, Outcome::Done, Some(&detail), db::now()).map(|_| ())
+        if sessions::close_in(c, session_id, Outcome::Done, Some(&detail), db::now())? {
+            db::sessions::set_evidence(c, session_id, &weights)?;
+        }
+        Ok(())
     })
     .await
+}
+
+/// A door session's lane weights, kept on it for the nightly stocktake to trace through.
+fn weights_json<'a>(lanes: impl Iterator<Item = (&'a str, Option<Grams>, Option<Grams>)>) -> String {
+    serde_json::to_string(&SessionWeights::of(lanes)).unwrap_or_default()
 }

@@ -113,6 +113,7 @@ fn ops_routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/reviews/{id}/resolve").route(web::post().to(reviews::resolve)))
         .service(web::resource("/refunds").route(web::get().to(refunds::list)))
         .service(web::resource("/reports/daily").route(web::get().to(reports::daily)))
+        .service(web::resource("/stocktake").route(web::get().to(reports::stocktake)))
         .service(web::resource("/bill-cases").route(web::get().to(bills::list_cases)))
         .service(web::resource("/bill-cases/{id}/resolve").route(web::post().to(bills::resolve_case)))
         .service(web::resource("/bill-files/{id}").route(web::get().to(bills::get_file)))

@@ -145,6 +145,7 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
         bills::list_runs,
         bills::run_day,
         reports::daily,
+        reports::stocktake,
         messages::list,
         messages::retry,
         pay_notify::ops_payment,

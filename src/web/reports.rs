@@ -8,7 +8,45 @@ use serde::{Deserialize, Serialize};
 use super::ApiError;
 use super::extract::{AnyRole, Ops};
 use crate::db::reports::{self, DailyRow, DayTotal, ReportFilter};
+use crate::db::stocktake::{self as stocktake_store, NewFinding, NewLaneNight};
 use crate::domain::calendar::business_day;
+
+/// `GET /ops/stocktake` filters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StocktakeQuery {
+    /// Business day, `YYYY-MM-DD` (default: yesterday).
+    #[param(value_type = Option<String>, format = Date)]
+    pub day: Option<NaiveDate>,
+    /// Only this cabinet's lanes.
+    pub sn: Option<String>,
+}
+
+/// One lane's night with what explains its difference.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StocktakeLane {
+    pub id: i64,
+    #[serde(flatten)]
+    pub night: NewLaneNight,
+    pub findings: Vec<NewFinding>,
+}
+
+/// `GET /ops/stocktake?day=&sn=` → each lane's stock by weight that night: agrees, differs (with
+/// its findings: the shopper charged, the loss and its evidence) or unreadable, and the weight
+/// trace it was decided from. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/stocktake", operation_id = "stocktake", tag = "ops: money", security(("operator" = [])), params(StocktakeQuery),
+    responses((status = 200, description = "The day's lanes, by cabinet and lane", body = Vec<StocktakeLane>))
+)]
+pub async fn stocktake(ops: Ops<AnyRole>, q: web::Query<StocktakeQuery>) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let day = q.day.unwrap_or_else(|| business_day(chrono::Utc::now()) - chrono::Duration::days(1)).to_string();
+    let rows = ops.read(move |c| stocktake_store::of_day(c, &day, q.sn.as_deref())).await?;
+    let out: Vec<StocktakeLane> =
+        rows.into_iter().map(|(id, night, findings)| StocktakeLane { id, night, findings }).collect();
+    Ok(HttpResponse::Ok().json(out))
+}
 
 /// Most rows one answer holds.
 const MAX_ROWS: i64 = 100_000;

@@ -1,0 +1,2 @@
+DROP TABLE stock_findings;
+DROP TABLE stocktake_lanes;
