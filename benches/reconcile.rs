@@ -1,5 +1,6 @@
 //! Reconciliation benchmark: one business day of a large fleet on PostgreSQL, reconciled by the
-//! real jobs (`flows::bills::reconcile_file`, `flows::report::settle_day`).
+//! real jobs (`flows::stocktake::take_day`, `flows::bills::reconcile_file`,
+//! `flows::report::settle_day`).
 //!
 //! ```sh
 //! cargo bench --bench reconcile -- --cabinets 10000 --orders 300000     # what BENCHMARKS.md reports
@@ -8,7 +9,10 @@
 //! A fresh database is seeded in the server (`generate_series`): 16 products, the cabinets with
 //! 16 lanes each, shoppers, and the day's orders (one or two lines), paid half on WeChat Pay and
 //! half on Alipay, with 1 % refunded one unit, 0.5 % appealed into review, and 0.5 % leaving
-//! debt; plus a week of earlier orders, so the day is not the whole table. Each platform's bill is
+//! debt; plus a week of earlier orders, so the day is not the whole table. Every order has its
+//! purchase session with the door's weights before and after, and every cabinet 20 closed-door
+//! readings before midnight, one lane in a hundred cabinets a unit short: the stocktake reads
+//! 160,000 lanes, traces each through its week of sessions and charges the 100 shoppers. Each platform's bill is
 //! then built in its real format (WeChat's CSV, Alipay's GBK ZIP) from those payments, with a few
 //! differences put in, parsed as a download is, and reconciled; then the day's settlement is
 //! written. Reported per job: wall time, this process's peak resident memory during the job
@@ -100,6 +104,11 @@ async fn bench(args: &Args, url: &str) {
     );
     println!("|---|---|---|---|---|---|---|---|");
     let mut total = Duration::ZERO;
+    let (took, report) =
+        measure(&mut conn, "stock", || async { heft::flows::stocktake::take_day(&ctx, day()).await.expect("stock") })
+            .await;
+    println!("<!-- stock: {report:?} -->");
+    total += took;
     for (channel, (raw, build)) in bills {
         let job = format!("bills_{channel}");
         let (took, report) = measure(&mut conn, &job, || async {
@@ -310,8 +319,33 @@ fn seed(conn: &mut PgConnection, a: &Args) {
                 CASE WHEN channel = 'alipay' THEN 'AT' || no END, at, at
          FROM o"
             .into(),
-        "INSERT INTO orders (id, user_id, sn, door, channel, status, out_order_no, cap_fen, total_fen, paid_fen, debt_fen, notices, created_at, updated_at, finished_at)
-         SELECT id, user_id, sn, 1, channel, 'paid', no, 20000, total, total, 0, '[]', at, at, at FROM o"
+        // Each order's purchase session, with the door's 16 lanes weighed before and after: the
+        // shelves hold 8 units a lane all week (the bench books no sales), so the walk is even.
+        "INSERT INTO sessions (id, sn, kind, door, started_by, node_id, started_at, ended_at, outcome)
+         SELECT id, sn, 'purchase', 1, 'u' || user_id, 'bench', at - INTERVAL '1 minute', at, 'done' FROM o"
+            .into(),
+        "CREATE TEMP TABLE shelf AS
+         SELECT '{' || string_agg('\"A' || l || '\": ' || (8 * (50 + (l + 1) * 25)), ', ' ORDER BY l) || '}' AS grams
+         FROM generate_series(0, 15) l"
+            .into(),
+        "INSERT INTO orders (id, user_id, sn, door, channel, status, out_order_no, session_id, cap_fen, total_fen, paid_fen, debt_fen, before_g, after_g, notices, created_at, updated_at, finished_at)
+         SELECT id, user_id, sn, 1, channel, 'paid', no, id, 20000, total, total, 0, shelf.grams, shelf.grams, '[]', at, at, at FROM o, shelf"
+            .into(),
+        "UPDATE lanes SET calibrated_at = TIMESTAMP '2026-11-01', zero_counts = 0, counts_per_g = 1.0".into(),
+        // The night's readings: 20 closed-door ones a cabinet before midnight (Beijing), ±0.3 g.
+        // In 1 % of the cabinets lane A3 holds a unit fewer than the book: a settlement missed it.
+        format!(
+            "CREATE TEMP TABLE night AS
+             SELECT 'CAB-' || lpad(c::text, 5, '0') AS sn, p AS parity,
+                    '{{' || string_agg('\"A' || l || '\": ' || (8 * (50 + (l + 1) * 25) + p * 0.3
+                        - CASE WHEN c % 100 = 0 AND l = 3 THEN 150 ELSE 0 END), ', ' ORDER BY l) || '}}' AS grams,
+                    '[' || string_agg((8 * (50 + (l + 1) * 25) + p)::text, ',' ORDER BY l) || ']' AS counts
+             FROM generate_series(1, {cabinets}) c, generate_series(0, 1) p, generate_series(0, 15) l
+             GROUP BY c, p"
+        ),
+        "INSERT INTO weight_log (sn, session_id, kind, recorded_at, device_ts, counts, grams)
+         SELECT sn, NULL, 'closed', TIMESTAMP '2026-12-03 15:40' + r * INTERVAL '1 minute', NULL, counts, grams
+         FROM night, generate_series(0, 19) r WHERE parity = r % 2"
             .into(),
         "INSERT INTO order_lines (order_id, lane, product_id, product_name, qty, unit_fen, amount_fen)
          SELECT id, 'A' || lane, lane + 1, 'Product ' || (lane + 1), 1, 250 + (lane + 1) * 50, 250 + (lane + 1) * 50 FROM o

@@ -1,9 +1,10 @@
-//! Stock by weight, one night, in both profiles: a cabinet's day with two faults the stocktake
+//! Stock by weight, one night, in both profiles: a cabinet's day with every fault the stocktake
 //! must catch. A shopper's settlement misses a unit that leaves the lane after the door closed
 //! (a reading hidden from Heft): that shopper is charged it, once, as debt with a notice. A door
 //! is pulled open while nothing holds the cabinet and a unit taken: a loss, put down to that
-//! door. Book stock ends equal to the shelf, the settlement counts the loss, and running the
-//! night again changes nothing.
+//! door. A restock is counted by weight and the restocker takes one back out after: a loss,
+//! put down to that restock. Book stock ends equal to the cabinet's truth, the settlement counts
+//! the losses, and running the night again changes nothing.
 
 mod common;
 mod purchase {
@@ -20,6 +21,7 @@ use heft::domain::weight::ReadingKind;
 use heft::flows::reconcile::JobReport;
 use heft::flows::stocktake::StockReport;
 use purchase::shop::{self, FAST, ok};
+use serde_json::json;
 
 /// Readings the night's rest is taken from.
 const NIGHT_READINGS: usize = 10;
@@ -34,6 +36,31 @@ async fn take_stock(s: &TestServer, day: chrono::NaiveDate) -> StockReport {
         Some(JobReport::Stock(r)) => r,
         other => panic!("a stock report: {other:?}"),
     }
+}
+
+/// A restocker fills `units` of `channel` through a restock session on door 1, counted by weight.
+async fn restock(s: &TestServer, cab: &heft::sim::handle::SimCabinet, sn: &str, channel: u32, units: u32) {
+    let t = s.ops_login(Role::Restocker).await;
+    let started = eventually("the cabinet is free for a restock", || async {
+        let (status, body) =
+            common::call(s, "POST", &format!("/ops/cabinets/{sn}/restock"), &t, Some(json!({"door": 1}))).await;
+        (status == 201).then_some(body)
+    })
+    .await;
+    let session = started["session"]["id"].clone();
+    assert!(cab.wait_unlocked(1, common::EVENTUALLY).await, "the restock unlocked the door");
+    cab.open_door(1).await.expect("open");
+    cab.put(channel, units).expect("restocked");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cab.close_door(1).await.expect("close");
+    eventually("the restock is counted", || async {
+        let v = ok(s, "GET", &format!("/ops/cabinets/{sn}/sessions"), &t, None).await;
+        let ended = v["recent"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == session && !x["ended_at"].is_null()).cloned());
+        ended.filter(|e| e["outcome"] == "done")
+    })
+    .await;
 }
 
 /// Closed-door readings until the newest `NIGHT_READINGS` of the log are all closed-door ones.
@@ -74,7 +101,7 @@ async fn night_with_faults(profile: Profile) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     cab.close_door(1).await.expect("close");
     shop::order_in(&s, &ta, a, "paid").await;
-    cab.take(0, 1).expect("the unit the settlement missed");
+    cab.slip_out(0, 1).expect("the unit the settlement missed");
     shop::settle_readings(&cab).await;
 
     // B buys a bottle of water: the weights at B's open show lane A1 a unit short.
@@ -86,20 +113,20 @@ async fn night_with_faults(profile: Profile) {
 
     // The door is forced and a bag of chips taken while nothing holds the cabinet.
     tokio::time::sleep(Duration::from_millis(1_300)).await;
-    cab.open_door(1).await.expect("forced open");
-    cab.take(1, 1).expect("chips");
-    for _ in 0..3 {
-        cab.send_weights_now().await.expect("weights with the door open");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cab.close_door(1).await.expect("close");
+    cab.force_take(1, 1, 1).await.expect("a forced door");
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    shop::settle_readings(&cab).await;
+
+    // A restock of three waters, counted by weight; the restocker takes one back out after.
+    restock(&s, &cab, sn, 2, 3).await;
+    cab.slip_out(2, 1).expect("the water taken back after the count");
     rest_at_night(&s, &cab, sn).await;
 
     let today = business_day(chrono::Utc::now());
     let r = take_stock(&s, today).await;
-    assert_eq!((r.lanes, r.agree, r.differ, r.unreadable), (3, 1, 2, 0), "{r:?}");
+    assert_eq!((r.lanes, r.agree, r.differ, r.unreadable, r.findings), (3, 0, 3, 0, 3), "{r:?}");
     assert_eq!(r.charged_fen.0, 350, "A is charged the cola: {r:?}");
-    assert_eq!((r.loss_units, r.loss_fen.0), (1, 600), "the chips are a loss: {r:?}");
+    assert_eq!((r.loss_units, r.loss_fen.0), (2, 800), "the chips and the water are lost: {r:?}");
 
     // The record an operator reads: who and what each difference is put down to.
     let t = s.ops_login(Role::Operator).await;
@@ -120,16 +147,22 @@ async fn night_with_faults(profile: Profile) {
         (f["kind"].as_str(), f["units"].as_i64(), f["charged_fen"].as_i64()),
         (Some("door_unheld"), Some(-1), Some(0))
     );
-    assert_eq!(lane("A3")["status"], "agrees");
+    let a3 = lane("A3");
+    assert_eq!((a3["book"].as_i64(), a3["implied"].as_i64()), (Some(12), Some(11)), "{a3}");
+    let f = &a3["findings"][0];
+    assert_eq!((f["kind"].as_str(), f["units"].as_i64()), (Some("restock"), Some(-1)), "{a3}");
+    assert!(f["session_id"].as_i64().is_some(), "the restock session is named: {a3}");
 
     // A sees it on the order, owed.
     let order = shop::order(&s, &ta, a).await;
     assert_eq!(order["debt_fen"], 350, "{order}");
     assert!(order.to_string().contains("stocktake_charge"), "the notice is on the order: {order}");
 
-    // Book stock equals the shelf: 10 − 2 colas, 10 − 1 chips, 10 − 1 water.
+    // Book stock equals the shelf: 10 − 2 colas, 10 − 1 chips, 10 − 1 + 3 − 1 water.
     let book = shop::book_stock(&s, sn).await;
-    assert_eq!(book, [("A1".to_string(), 8), ("A2".to_string(), 9), ("A3".to_string(), 9)]);
+    assert_eq!(book, [("A1".to_string(), 8), ("A2".to_string(), 9), ("A3".to_string(), 11)]);
+    let truth: Vec<i64> = cab.truth().iter().take(3).map(|l| i64::from(l.units)).collect();
+    assert_eq!(book.iter().map(|b| b.1).collect::<Vec<_>>(), truth, "book is the cabinet's truth");
 
     // The night again: every lane already taken, nothing charged or corrected twice.
     let again = take_stock(&s, today).await;

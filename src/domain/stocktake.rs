@@ -6,8 +6,9 @@
 //! weight before and after it, then tonight's rest. Within a session the weight change is what
 //! was booked for it (a sale, a restock); between two sessions the weight should not move. Each
 //! whole-unit move found is a finding: after a purchase with no door opened since, the units left
-//! with that shopper (the settlement weighed before they were gone); with a door opened while no
-//! session held the cabinet, a loss at that door; otherwise a closed-door move.
+//! with that shopper (the settlement weighed before they were gone); after a restock, its count was
+//! off; with a door opened while no session held the cabinet, a loss at that door; otherwise a
+//! closed-door move.
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -50,7 +51,8 @@ named_enum! {
         /// Units left the lane after a purchase settled, with no door opened since: the shopper
         /// took them and is charged.
         Shopper = "shopper",
-        /// A restock put in a different number of units than its count booked.
+        /// A restock put in a different number of units than its count booked: the weighed
+        /// change differs, or units moved after the count with no door opened since.
         Restock = "restock",
         /// A maintenance door moved whole units, which maintenance never books.
         Maintenance = "maintenance",
@@ -257,6 +259,9 @@ fn between(n: &LaneNight, from: Point, to: Point, rule: &CountRule) -> Option<Fi
     let (kind, session) = match (door, from.after) {
         (Some(_), _) => (FindingKind::DoorUnheld, None),
         (None, Some(s @ SessionRef::Purchase { .. })) if units < 0 => (FindingKind::Shopper, Some(s)),
+        // The restock's count weighed before the restocker was done (one taken back out, one
+        // slid in as the door shut): its count was off by this much.
+        (None, Some(s @ SessionRef::Restock { .. })) => (FindingKind::Restock, Some(s)),
         _ => (FindingKind::ClosedDoor, None),
     };
     Some(Finding {
@@ -389,6 +394,26 @@ mod tests {
         let d = decide(&n, &RULE);
         assert_eq!(d.findings.len(), 1);
         assert_eq!((d.findings[0].kind, d.findings[0].units), (FindingKind::Restock, -1));
+    }
+
+    #[test]
+    fn a_unit_taken_back_after_a_restock_counted_it_is_the_restocks() {
+        let mut n = night(14.0, 15);
+        n.sessions = vec![Weighed {
+            session: SessionRef::Restock { session_id: 4 },
+            started_at: t(10),
+            ended_at: t(11),
+            before_g: Some(Grams(10.0 * 330.0)),
+            after_g: Some(Grams(15.0 * 330.0)),
+            booked: 5,
+        }];
+        let d = decide(&n, &RULE);
+        assert_eq!(d.findings.len(), 1);
+        let f = &d.findings[0];
+        assert_eq!(
+            (f.kind, f.units, f.session),
+            (FindingKind::Restock, -1, Some(SessionRef::Restock { session_id: 4 }))
+        );
     }
 
     #[test]

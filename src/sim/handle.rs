@@ -14,6 +14,15 @@ use super::{Behaviour, Connected, Rig, SimStats, first_boot, lock, open_session,
 use crate::device::messages::{ConfigCmd, PriceTag};
 use crate::provision::Credentials;
 
+/// A staged fault that failed: the cabinet's goods or its connection.
+#[derive(Debug, thiserror::Error)]
+pub enum SimFault {
+    #[error(transparent)]
+    Goods(#[from] CabinetError),
+    #[error(transparent)]
+    Device(#[from] DeviceClientError),
+}
+
 /// What the handle asks of the running cabinet. Replies carry errors as text because the
 /// connection's error stays with the task (which ends the session on it).
 pub(crate) enum Request {
@@ -214,6 +223,28 @@ impl SimCabinet {
 
     pub fn put(&self, channel: u32, units: u32) -> Result<(), CabinetError> {
         lock(&self.remote.physical).put(channel, units)
+    }
+
+    /// A fault the nightly stocktake must catch: the door pulled open with no session (a broken
+    /// lock, a forced door), `units` taken from `channel` while a few open-door readings go out,
+    /// and the door shut again.
+    pub async fn force_take(&self, door: u32, channel: u32, units: u32) -> Result<(), SimFault> {
+        self.open_door(door).await?;
+        self.take(channel, units)?;
+        for _ in 0..3 {
+            self.send_weights_now().await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.close_door(door).await?;
+        Ok(())
+    }
+
+    /// A fault the nightly stocktake must catch: `units` leave `channel` behind the closed door
+    /// after Heft weighed the session before (a settlement or a restock count that missed them:
+    /// the shopper's hand still in the door, the restocker taking one back). The readings that
+    /// follow show it.
+    pub fn slip_out(&self, channel: u32, units: u32) -> Result<(), CabinetError> {
+        self.take(channel, units)
     }
 
     pub fn place_grams(&self, channel: u32, g: f64) -> Result<(), CabinetError> {

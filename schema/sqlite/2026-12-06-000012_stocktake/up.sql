@@ -13,7 +13,7 @@ CREATE TABLE stocktake_lanes (
     book        INTEGER NOT NULL,
     implied     INTEGER,
     difference  INTEGER NOT NULL,
-    night_g     DOUBLE PRECISION,
+    night_g     DOUBLE,
     taken_at    TIMESTAMP NOT NULL,
     trace       TEXT NOT NULL,
     created_at  TIMESTAMP NOT NULL
@@ -40,7 +40,7 @@ CREATE TABLE stock_findings (
     user_id       BIGINT,
     from_at       TIMESTAMP,
     to_at         TIMESTAMP,
-    from_g        DOUBLE PRECISION,
-    to_g          DOUBLE PRECISION
+    from_g        DOUBLE,
+    to_g          DOUBLE
 );
 CREATE INDEX stock_findings_day ON stock_findings (day, sn);
