@@ -44,3 +44,8 @@ CREATE TABLE stock_findings (
     to_g          DOUBLE PRECISION
 );
 CREATE INDEX stock_findings_day ON stock_findings (day, sn);
+
+-- What the stocktake reads a cabinet at a time: a session's order (also what a settlement looks
+-- up), and the book changes since a moment.
+CREATE INDEX orders_session ON orders (session_id);
+CREATE INDEX stock_ledger_sn_created ON stock_ledger (sn, created_at);
