@@ -109,6 +109,7 @@ function show(view) {
   if (name !== "cabinet" && app.cabinet) closeCabinet();
   if (name === "cabinet" && arg) openCabinet(decodeURIComponent(arg));
   if (name === "fleet") { renderFleet(); if (app.map) app.map.resize(); }
+  if (name === "money") showMoney().catch((e) => { $("#case-result").textContent = t("act.failed").replace("{why}", e.message); });
   if (location.hash.slice(1) !== view) history.replaceState(null, "", "#" + view);
 }
 
@@ -490,12 +491,94 @@ function renderTasks() {
     rows.map((x) => `<tr data-task="${x.id}"><td>#${x.id}</td><td>${esc(x.sn)}</td><td><span class="badge">${esc(x.status)}</span></td><td>${esc(wanted(x.wanted))}</td><td>${time(x.created_at)}</td></tr>`).join("");
 }
 
+// ---------- money: the nightly reconciliation and the daily settlement ----------
+
+/// Today in Beijing, `YYYY-MM-DD`: business days are Asia/Shanghai.
+const beijingDay = (offsetDays = 0) => new Date(Date.now() + 8 * 3600e3 + offsetDays * 86400e3).toISOString().slice(0, 10);
+
+async function showMoney() {
+  const dayInput = $("#money-day");
+  if (!dayInput.value) dayInput.value = beijingDay();
+  const day = dayInput.value;
+  const from = new Date(Date.parse(day + "T00:00:00Z") - 13 * 86400e3).toISOString().slice(0, 10);
+  const [daily, cases, lanes] = await Promise.all([
+    api("GET", `/ops/reports/daily?from=${from}&to=${day}`),
+    api("GET", "/ops/bill-cases?status=open"),
+    api("GET", `/ops/stocktake?day=${day}`),
+  ]);
+  app.money = { ...(app.money || {}), day, daily, cases: cases.cases || [], lanes };
+  renderMoney();
+}
+
+function renderMoney() {
+  const m = app.money;
+  if (!m || app.view !== "money") return;
+  const sum = (rows, k) => rows.reduce((n, r) => n + (r[k] || 0), 0);
+  const dayRows = m.daily.rows.filter((r) => r.day === m.day);
+  const totals = m.daily.totals;
+  const gross = sum(totals, "gross_fen"), orders = sum(totals, "orders");
+  const pct = (a, b) => (b ? ((100 * a) / b).toFixed(2) + "%" : "–");
+  const figures = [
+    ["gross", yuan(gross)], ["net", yuan(sum(totals, "net_fen"))], ["fees", yuan(sum(totals, "fees_fen"))],
+    ["debt", yuan(sum(totals, "debt_opened_fen"))], ["loss_rate", pct(sum(totals, "loss_fen"), gross)],
+    ["review_rate", pct(sum(totals, "reviews"), orders)], ["units", (sum(totals, "units_sold") / Math.max(totals.length, 1)).toFixed(1)],
+  ];
+  $("#money-figures").innerHTML = figures.map(([k, v]) => `<span data-figure="${k}"><span>${t("money." + k)}</span> <b>${esc(v)}</b></span>`).join("");
+  const days = totals.map((d) => d.day);
+  // Bars per day: a day on its own still shows, and the money side by side reads at a glance.
+  const line = (k, f) => ({ name: t("money." + k), type: "bar", data: totals.map((d) => (d[f] || 0) / 100) });
+  app.money.chart = app.money.chart || echarts.init($("#money-chart"));
+  app.money.chart.setOption({
+    animation: false, tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 50, right: 10, top: 40, bottom: 30 },
+    xAxis: { type: "category", data: days }, yAxis: { type: "value" },
+    series: [line("gross", "gross_fen"), line("net", "net_fen"), line("fees", "fees_fen"), line("refunds", "refunds_fen"), line("debt", "debt_opened_fen"), line("loss", "loss_fen")],
+  }, true);
+  const top = (key) => {
+    const by = new Map();
+    for (const r of dayRows) by.set(r[key], (by.get(r[key]) || 0) + r.gross_fen);
+    return [...by.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5);
+  };
+  const cabinets = top("sn"), products = top("product_name");
+  app.money.top = app.money.top || echarts.init($("#money-top"));
+  app.money.top.setOption({
+    animation: false, tooltip: {}, grid: [{ left: 90, right: "55%", bottom: 20 }, { left: "70%", right: 10, bottom: 20 }],
+    xAxis: [{ type: "value", gridIndex: 0 }, { type: "value", gridIndex: 1 }],
+    yAxis: [{ type: "category", gridIndex: 0, data: cabinets.map((c) => c[0]) }, { type: "category", gridIndex: 1, data: products.map((p) => p[0]) }],
+    series: [
+      { type: "bar", xAxisIndex: 0, yAxisIndex: 0, data: cabinets.map((c) => c[1] / 100) },
+      { type: "bar", xAxisIndex: 1, yAxisIndex: 1, data: products.map((p) => p[1] / 100) },
+    ],
+  }, true);
+  $("#bill-cases").innerHTML = m.cases.length === 0 ? `<tr><td class="muted">${t("money.none")}</td></tr>` :
+    `<tr><th>#</th><th>${t("review.kind")}</th><th>${t("order.no")}</th><th>Heft</th><th>Bill</th><th></th></tr>` +
+    m.cases.map((c) => `<tr data-case="${c.id}"><td>${c.id}</td><td><span class="badge">${esc(c.channel)} ${esc(c.kind)}</span> ${esc(c.day)}</td><td>${esc(c.out_order_no)}</td><td>${yuan(c.heft_fen)}</td><td>${yuan(c.bill_fen)}</td>` +
+      `<td><select data-resolution><option>accept</option><option>correct</option><option>write_off</option></select> <input data-note placeholder="${t("money.note")}"> <button data-resolve="${c.id}">${t("money.resolve")}</button></td></tr>`).join("");
+  const differing = m.lanes.filter((l) => l.status !== "agrees");
+  $("#stocktake").innerHTML = differing.length === 0 ? `<tr><td class="muted">${t("money.none")}</td></tr>` :
+    `<tr><th>${t("alerts.cabinet")}</th><th>${t("lane.code")}</th><th>${t("lane.stock")}</th><th></th></tr>` +
+    differing.map((l) => `<tr data-stock="${esc(l.sn)}/${esc(l.lane)}"><td>${esc(l.sn)}</td><td>${esc(l.lane)}</td><td>${l.book} → ${l.implied ?? "?"}</td><td>${esc(l.unreadable || "")} ` +
+      l.findings.map((f) => `<span class="badge">${esc(f.kind)} ${f.units} · ${yuan(f.value_fen)}${f.order_id ? " #" + f.order_id : ""}</span>`).join(" ") + `</td></tr>`).join("");
+}
+
+async function resolveCase(button) {
+  const row = button.closest("tr");
+  try {
+    await api("POST", `/ops/bill-cases/${button.dataset.resolve}/resolve`, {
+      resolution: row.querySelector("[data-resolution]").value, note: row.querySelector("[data-note]").value,
+    });
+    $("#case-result").textContent = t("money.resolved");
+    await showMoney();
+  } catch (e) {
+    $("#case-result").textContent = t("act.failed").replace("{why}", e.message);
+  }
+}
+
 // ---------- wiring ----------
 
 function rerender() {
   applyI18n();
   if (!app.operator) return;
-  renderCounts(); renderFleet(); renderOrders(); renderReviews(); renderAlerts(); renderTasks();
+  renderCounts(); renderFleet(); renderOrders(); renderReviews(); renderAlerts(); renderTasks(); renderMoney();
   if (app.cabinet && app.cabinet.snap) renderCabinet(app.cabinet);
 }
 
@@ -518,7 +601,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#fleet-liveness").addEventListener("change", () => requestAnimationFrame(renderFleet));
   $("#orders").addEventListener("click", (e) => { const r = e.target.closest("[data-order]"); if (r) showOrder(r.dataset.order); });
   $("#reviews").addEventListener("click", (e) => { const r = e.target.closest("[data-review]"); if (r) showReview(r.dataset.review); });
+  $("#bill-cases").addEventListener("click", (e) => { const b = e.target.closest("[data-resolve]"); if (b) resolveCase(b); });
+  $("#money-day").addEventListener("change", () => showMoney());
   for (const what of ["labels", "restock", "maintenance", "end"]) $(`#btn-${what === "end" ? "end" : what}`).addEventListener("click", () => cabinetAction(what));
-  window.addEventListener("resize", () => { if (app.map) app.map.resize(); });
+  window.addEventListener("resize", () => { if (app.map) app.map.resize(); if (app.money && app.money.chart) { app.money.chart.resize(); app.money.top.resize(); } });
   if (app.token && app.operator) start();
 });

@@ -71,6 +71,20 @@ async fn spread_fleet(s: &TestServer, n: u32) {
         .expect("the fleet placed");
 }
 
+/// The day's night, run now: the platforms' bills (WeChat's with one fee off, a case for the
+/// page to resolve), the stocktake and the settlement.
+async fn night(s: &TestServer) {
+    use heft::domain::reconcile::{Job, RunStatus};
+    s.platforms_next_morning().await;
+    shop::knobs(s, json!({"bill": {"wrong_fee": 1}})).await;
+    let today = heft::domain::calendar::business_day(chrono::Utc::now());
+    let svc = &s.heft.services;
+    for job in [Job::Stock, Job::BillsWechat, Job::Settlement] {
+        let o = heft::flows::reconcile::run(&svc.flows(), svc.effects.as_ref(), job, today, "test").await.expect("run");
+        assert_eq!(o.status, RunStatus::Done, "{o:?}");
+    }
+}
+
 #[actix_rt::test]
 async fn an_operator_watches_a_purchase_and_resolves_a_review() {
     let chromium = match browser() {
@@ -130,6 +144,10 @@ async fn an_operator_watches_a_purchase_and_resolves_a_review() {
                 shop::order_in(&s, &buyer, order.expect("the purchase"), "paid").await;
                 stdin.write_all(b"door closed\n").await.expect("tell the page");
             }
+            Some("money") => {
+                night(&s).await;
+                stdin.write_all(b"night done\n").await.expect("tell the page");
+            }
             _ => {}
         }
         if let Some(step) = line.strip_prefix("STEP ") {
@@ -140,15 +158,33 @@ async fn an_operator_watches_a_purchase_and_resolves_a_review() {
     assert!(status.success(), "the browser test failed after {steps:?}");
     assert_eq!(
         steps,
-        ["signed-in", "fleet", "found-on-map", "watching", "chart-moved", "paid-seen", "review-resolved", "english"]
+        [
+            "signed-in",
+            "fleet",
+            "found-on-map",
+            "watching",
+            "chart-moved",
+            "paid-seen",
+            "review-resolved",
+            "money",
+            "case-resolved",
+            "english"
+        ]
     );
     // The case is resolved, as the page said.
     let case = s.get_ok(&format!("/ops/reviews/{case_id}")).await;
     assert_eq!(case["case"]["status"], "resolved", "{case}");
+    let bill_cases = s.get_ok("/ops/bill-cases?status=resolved").await;
+    let resolved = &bill_cases["cases"][0];
+    assert_eq!(
+        (resolved["resolution"].as_str(), resolved["note"].as_str()),
+        (Some("write_off"), Some("手续费差 1 分，核销")),
+        "{bill_cases}"
+    );
     if let Ok(to) = std::env::var("HEFT_SCREENSHOTS_TO") {
         let to = Path::new(ROOT).join(to);
         std::fs::create_dir_all(&to).expect("screenshot destination");
-        for name in ["fleet.png", "cabinet-purchase.png", "review.png"] {
+        for name in ["fleet.png", "cabinet-purchase.png", "review.png", "money.png"] {
             std::fs::copy(shots.join(name), to.join(name)).expect("copy a screenshot");
         }
     }

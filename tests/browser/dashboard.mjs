@@ -1,6 +1,6 @@
 // The dashboard in real headless Chromium (tests/dashboard.rs runs this against a node it
 // started): sign in, see the fleet count, open a cabinet, watch its lane chart move during a
-// purchase, resolve a review, switch the language. Screenshots go to SCREENSHOTS.
+// purchase, resolve a review, read the day's money and resolve a bill case, switch the language. Screenshots go to SCREENSHOTS.
 //
 // Talks to the Rust test over stdio: prints `STEP <name>` lines, and waits for a line on stdin
 // where the test must act (the purchase). Exits non-zero on the first failure.
@@ -97,6 +97,25 @@ try {
   await page.waitForFunction(() => document.querySelector("#review-result").textContent === "已处理");
   await page.waitForFunction((id) => !document.querySelector(`#reviews [data-review="${id}"]`), caseId);
   step("review-resolved");
+
+  // The night's reconciliation, run by the test: the day's figures, a bill case to resolve.
+  step("money");
+  await waitLine();
+  await page.click('#nav button[data-view="money"]');
+  await page.waitForSelector("#money-chart canvas");
+  await page.waitForSelector("#bill-cases [data-case]");
+  const gross = await page.textContent('[data-figure="gross"] b');
+  if (!/^¥[1-9]/.test(gross)) throw new Error(`the day's gross reads ${gross}`);
+  console.log(`MONEY gross ${gross}`);
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: `${shots}/money.png` });
+  const row = page.locator("#bill-cases [data-case]").first();
+  await row.locator("[data-resolution]").selectOption("write_off");
+  await row.locator("[data-note]").fill("手续费差 1 分，核销");
+  await row.locator("[data-resolve]").click();
+  await page.waitForFunction(() => document.querySelector("#case-result").textContent === "已处理");
+  await page.waitForFunction(() => !document.querySelector("#bill-cases [data-case]"));
+  step("case-resolved");
 
   // English, one click away.
   await page.click("#lang");
