@@ -522,6 +522,8 @@ function renderMoney() {
     ["gross", yuan(gross)], ["net", yuan(sum(totals, "net_fen"))], ["fees", yuan(sum(totals, "fees_fen"))],
     ["debt", yuan(sum(totals, "debt_opened_fen"))], ["loss_rate", pct(sum(totals, "loss_fen"), gross)],
     ["review_rate", pct(sum(totals, "reviews"), orders)], ["units", (sum(totals, "units_sold") / Math.max(totals.length, 1)).toFixed(1)],
+    // The day's units sold against the stock its lanes held that night (the stocktake's book).
+    ["turnover", pct(sum(dayRows, "units_sold"), sum(m.lanes, "book"))],
   ];
   $("#money-figures").innerHTML = figures.map(([k, v]) => `<span data-figure="${k}"><span>${t("money." + k)}</span> <b>${esc(v)}</b></span>`).join("");
   const days = totals.map((d) => d.day);
