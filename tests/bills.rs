@@ -308,6 +308,28 @@ async fn the_day_settles_per_cabinet_and_product(profile: Profile) {
         csv.contains(&format!("{today},BIL-3,")) && csv.contains("\"Cola 330 ml\",6,6,21.00,7.00,0.08,13.92,"),
         "{csv}"
     );
+    // The same as a workbook: the rows and the totals, money as numbers in yuan.
+    let res = s
+        .http
+        .get(format!("{}/ops/reports/daily?from={today}&to={today}&format=xlsx", s.base))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("xlsx");
+    assert_eq!(res.status(), 200);
+    let bytes = res.bytes().await.expect("bytes");
+    let mut book = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("an xlsx is a zip");
+    let part = |book: &mut zip::ZipArchive<std::io::Cursor<Vec<u8>>>, name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut book.by_name(name).expect(name), &mut text).expect("utf-8");
+        text
+    };
+    let workbook = part(&mut book, "xl/workbook.xml");
+    assert!(workbook.contains("name=\"daily\"") && workbook.contains("name=\"totals\""), "{workbook}");
+    let strings = part(&mut book, "xl/sharedStrings.xml");
+    assert!(strings.contains("Cola 330 ml") && strings.contains("BIL-3"), "{strings}");
+    let rows = part(&mut book, "xl/worksheets/sheet1.xml");
+    assert!(rows.contains("<v>21</v>") && rows.contains("<v>13.92</v>"), "the cola's gross and net in yuan: {rows}");
     let backwards = ok(&s, "GET", &format!("/ops/reports/daily?from={today}&to=2020-01-01"), &t, None).await;
     assert_eq!(backwards["rows"].as_array().map(Vec::len), Some(0), "a range that ends before it starts: {backwards}");
     cab.stop().await;

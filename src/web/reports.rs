@@ -10,6 +10,7 @@ use super::extract::{AnyRole, Ops};
 use crate::db::reports::{self, DailyRow, DayTotal, ReportFilter};
 use crate::db::stocktake::{self as stocktake_store, NewFinding, NewLaneNight};
 use crate::domain::calendar::business_day;
+use crate::domain::units::Fen;
 
 /// `GET /ops/stocktake` filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -57,6 +58,7 @@ pub enum Format {
     #[default]
     Json,
     Csv,
+    Xlsx,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -73,7 +75,7 @@ pub struct DailyQuery {
     pub sn: Option<String>,
     /// Only this product's rows.
     pub product_id: Option<i64>,
-    /// `json` (rows and totals) or `csv` (rows).
+    /// `json` (rows and totals), `csv` (rows) or `xlsx` (a workbook: the rows, and the totals).
     #[param(inline)]
     pub format: Option<Format>,
     /// Most rows (default 10,000).
@@ -94,7 +96,7 @@ pub struct DailyOut {
 #[utoipa::path(
     get, path = "/ops/reports/daily", operation_id = "daily_settlement", tag = "ops: money", security(("operator" = [])), params(DailyQuery),
     responses(
-        (status = 200, description = "Rows and per-day totals (JSON), or the rows as CSV", content((DailyOut = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "Rows and per-day totals (JSON), the rows as CSV, or both as an xlsx workbook", content((DailyOut = "application/json"), (String = "text/csv"), (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))),
     )
 )]
 pub async fn daily(ops: Ops<AnyRole>, q: web::Query<DailyQuery>) -> Result<HttpResponse, ApiError> {
@@ -112,6 +114,10 @@ pub async fn daily(ops: Ops<AnyRole>, q: web::Query<DailyQuery>) -> Result<HttpR
         .await?;
     match q.format.unwrap_or_default() {
         Format::Json => Ok(HttpResponse::Ok().json(DailyOut { rows, totals })),
+        Format::Xlsx => Ok(HttpResponse::Ok()
+            .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+            .insert_header(("Content-Disposition", format!("attachment; filename=\"heft-daily-{from}-{to}.xlsx\"")))
+            .body(xlsx(&rows, &totals).map_err(ApiError::internal)?)),
         Format::Csv => Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .insert_header(("Content-Disposition", format!("attachment; filename=\"heft-daily-{from}-{to}.csv\"")))
@@ -120,10 +126,123 @@ pub async fn daily(ops: Ops<AnyRole>, q: web::Query<DailyQuery>) -> Result<HttpR
 }
 
 /// The rows as CSV, amounts in yuan, with a BOM so spreadsheet programs read the names as UTF-8.
+/// The columns of a row and of a day's totals, in the spreadsheet's order.
+const ROW_HEADER: [&str; 15] = [
+    "day",
+    "sn",
+    "product_id",
+    "product",
+    "orders",
+    "units_sold",
+    "gross_yuan",
+    "refunds_yuan",
+    "fees_yuan",
+    "net_yuan",
+    "debt_opened_yuan",
+    "debt_recovered_yuan",
+    "loss_units",
+    "loss_yuan",
+    "reviews",
+];
+const TOTAL_HEADER: [&str; 12] = [
+    "day",
+    "orders",
+    "units_sold",
+    "gross_yuan",
+    "refunds_yuan",
+    "fees_yuan",
+    "net_yuan",
+    "debt_opened_yuan",
+    "debt_recovered_yuan",
+    "loss_units",
+    "loss_yuan",
+    "reviews",
+];
+
+/// A cell of the workbook: text, a count, or money shown in yuan (kept exact: fen / 100).
+enum Cell<'a> {
+    Text(&'a str),
+    Count(i64),
+    Money(Fen),
+}
+
+/// The rows and the per-day totals as a workbook of two sheets, numbers as numbers.
+fn xlsx(rows: &[DailyRow], totals: &[DayTotal]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    use Cell::{Count, Money, Text};
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let yuan = rust_xlsxwriter::Format::new().set_num_format("0.00");
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let mut sheet = |name: &str, header: &[&str], cells: Vec<Vec<Cell>>| {
+        let ws = book.add_worksheet().set_name(name)?;
+        for (c, h) in header.iter().enumerate() {
+            ws.write_string_with_format(0, c as u16, *h, &bold)?;
+        }
+        for (r, line) in cells.iter().enumerate() {
+            let r = r as u32 + 1;
+            for (c, cell) in line.iter().enumerate() {
+                let c = c as u16;
+                match cell {
+                    Text(t) => ws.write_string(r, c, *t).map(|_| ())?,
+                    Count(n) => ws.write_number(r, c, *n as f64).map(|_| ())?,
+                    Money(f) => ws.write_number_with_format(r, c, f.0 as f64 / 100.0, &yuan).map(|_| ())?,
+                }
+            }
+        }
+        Ok::<_, rust_xlsxwriter::XlsxError>(())
+    };
+    sheet(
+        "daily",
+        &ROW_HEADER,
+        rows.iter()
+            .map(|r| {
+                vec![
+                    Text(&r.day),
+                    Text(&r.sn),
+                    Count(r.product_id),
+                    Text(&r.product_name),
+                    Count(r.orders),
+                    Count(r.units_sold),
+                    Money(r.gross_fen),
+                    Money(r.refunds_fen),
+                    Money(r.fees_fen),
+                    Money(r.net_fen),
+                    Money(r.debt_opened_fen),
+                    Money(r.debt_recovered_fen),
+                    Count(r.loss_units),
+                    Money(r.loss_fen),
+                    Count(r.reviews),
+                ]
+            })
+            .collect(),
+    )?;
+    sheet(
+        "totals",
+        &TOTAL_HEADER,
+        totals
+            .iter()
+            .map(|t| {
+                vec![
+                    Text(&t.day),
+                    Count(t.orders),
+                    Count(t.units_sold),
+                    Money(t.gross_fen),
+                    Money(t.refunds_fen),
+                    Money(t.fees_fen),
+                    Money(t.net_fen),
+                    Money(t.debt_opened_fen),
+                    Money(t.debt_recovered_fen),
+                    Count(t.loss_units),
+                    Money(t.loss_fen),
+                    Count(t.reviews),
+                ]
+            })
+            .collect(),
+    )?;
+    book.save_to_buffer()
+}
+
 fn csv(rows: &[DailyRow]) -> String {
-    let mut out = String::from(
-        "\u{feff}day,sn,product_id,product,orders,units_sold,gross_yuan,refunds_yuan,fees_yuan,net_yuan,debt_opened_yuan,debt_recovered_yuan,loss_units,loss_yuan,reviews\r\n",
-    );
+    let mut out = format!("\u{feff}{}\r\n", ROW_HEADER.join(","));
     for r in rows {
         let name = r.product_name.replace('"', "\"\"");
         out.push_str(&format!(
