@@ -250,6 +250,48 @@ async fn the_scheduler_catches_up_once(profile: Profile) {
 }
 both_profiles!(scheduler, the_scheduler_catches_up_once);
 
+/// Two nodes on the same database and Redis: whichever takes the `reconcile` lease runs the
+/// missed nights, the other runs nothing, and every job of every day is on record once.
+async fn one_node_runs_the_night() {
+    let env = [("HEFT__RECONCILE__CATCH_UP_DAYS", "2"), ("HEFT__NODE__ID", "node-a")];
+    let Some(a) = TestServer::start(Profile::Production, &env).await else { return };
+    let shared = a.storage.shared();
+    let config = common::config(
+        &shared,
+        common::free_port(),
+        &[("HEFT__RECONCILE__CATCH_UP_DAYS", "2"), ("HEFT__NODE__ID", "node-b")],
+    );
+    let b = TestServer::start_with(shared, config).await;
+    let (ra, rb) = tokio::join!(a.heft.run_due_reconciliation(), b.heft.run_due_reconciliation());
+    let rounds = [ra.expect("a round on a"), rb.expect("a round on b")];
+    let ran: Vec<&Vec<RunOutcome>> = rounds
+        .iter()
+        .filter_map(|r| match r {
+            heft::actors::scheduler::Round::Ran(runs) => Some(runs),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ran.len(), 1, "one node leads: {rounds:?}");
+    assert!(rounds.contains(&heft::actors::scheduler::Round::NotLeader), "{rounds:?}");
+    // The night before yesterday is wholly due whatever the hour; yesterday's stock job from 03:00.
+    assert!(ran[0].len() >= Job::ALL.len(), "the missed nights: {:?}", ran[0]);
+    // The follower, asked again, still runs nothing; every run on record is the leader's, once.
+    assert_eq!(b.heft.run_due_reconciliation().await.ok(), Some(heft::actors::scheduler::Round::NotLeader));
+    let t = a.ops_login(Role::Operator).await;
+    let runs = ok(&a, "GET", "/ops/reconcile/runs", &t, None).await;
+    let runs = runs["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), ran[0].len(), "{runs:?}");
+    let mut nodes: Vec<&str> = runs.iter().filter_map(|r| r["node"].as_str()).collect();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 1, "one node ran them all: {nodes:?}");
+    b.stop().await;
+}
+
+#[actix_rt::test]
+async fn one_node_runs_the_night_production() {
+    one_node_runs_the_night().await;
+}
+
 /// The day's settlement per cabinet and product: what was sold as it was charged, the refund on
 /// the product a correction took back, the fees the bills show, and the net; the same again when
 /// the day runs again; as JSON with the fleet's totals and as CSV.

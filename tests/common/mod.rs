@@ -68,6 +68,21 @@ impl Drop for Storage {
     }
 }
 
+impl Storage {
+    /// The same database and cache for a second node; the first keeps them (and removes them when
+    /// it is dropped), so this one must be dropped first. Its messages stay in process.
+    pub fn shared(&self) -> Storage {
+        Storage {
+            database_url: self.database_url.clone(),
+            cache_url: self.cache_url.clone(),
+            cache_prefix: self.cache_prefix.clone(),
+            _dir: tempfile::tempdir().expect("tempdir"),
+            pg_db: None,
+            mq: None,
+        }
+    }
+}
+
 fn reachable(addr: &str) -> bool {
     addr.parse::<SocketAddr>().ok().is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
 }
