@@ -122,7 +122,18 @@ async fn night_with_faults(profile: Profile) {
     cab.slip_out(2, 1).expect("the water taken back after the count");
     rest_at_night(&s, &cab, sn).await;
 
+    // Yesterday the cabinet sent no readings: its lanes cannot be read, which is maintenance's
+    // alert naming them, not a loss, and the book is left as it is.
     let today = business_day(chrono::Utc::now());
+    let book_before = shop::book_stock(&s, sn).await;
+    let y = take_stock(&s, today - chrono::Duration::days(1)).await;
+    assert_eq!((y.lanes, y.unreadable, y.findings, y.loss_units), (3, 3, 0, 0), "{y:?}");
+    let unreadable = s.alerts("code=stock_unreadable").await;
+    assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+    let message = unreadable[0]["message"].as_str().unwrap_or_default();
+    assert!(["A1", "A2", "A3"].iter().all(|l| message.contains(l)), "the alert names each lane: {message}");
+    assert_eq!(shop::book_stock(&s, sn).await, book_before);
+
     let r = take_stock(&s, today).await;
     assert_eq!((r.lanes, r.agree, r.differ, r.unreadable, r.findings), (3, 0, 3, 0, 3), "{r:?}");
     assert_eq!(r.charged_fen.0, 350, "A is charged the cola: {r:?}");

@@ -219,6 +219,24 @@ pub fn owe_excess(conn: &mut AnyConnection, o: &Order, total_fen: Fen, now: Naiv
     add_notice(conn, o.id, NoticeCode::OverCapDebt, &texts::over_cap_debt(excess), now)
 }
 
+/// `fen` more owed on order `id` (the stocktake found units its settlement missed): added to the
+/// order's debt and the shopper's account, with a notice. What was added; nothing when the order
+/// is gone.
+pub fn owe_more(
+    conn: &mut AnyConnection,
+    id: i64,
+    fen: Fen,
+    code: NoticeCode,
+    message: &str,
+    now: NaiveDateTime,
+) -> DbResult<Fen> {
+    let Some(o) = orders::lock(conn, id)? else { return Ok(Fen::ZERO) };
+    orders::update(conn, id, &OrderChanges { debt_fen: Some(Fen(o.debt_fen.0 + fen.0)), ..Default::default() }, now)?;
+    users::add_debt(conn, o.user_id, id, fen, now)?;
+    add_notice(conn, id, code, message, now)?;
+    Ok(fen)
+}
+
 /// The money of a fixed basket moves: `payment.capture`, or for nothing taken (`no_purchase`) the
 /// pre-authorisation cancelled and `payment.release`.
 pub fn charge_or_release(conn: &mut AnyConnection, o: &Order, to: OrderStatus, now: NaiveDateTime) -> DbResult<()> {

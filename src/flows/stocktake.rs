@@ -16,12 +16,11 @@ use chrono::{Duration, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
 use super::Ctx;
-use super::order::add_notice;
+use super::order::owe_more;
 use crate::config::Config;
-use crate::db::orders::OrderChanges;
 use crate::db::stock::LedgerRefs;
 use crate::db::stocktake::{self as store, BookChange, DoorSession, LaneSetup, NewFinding, NewLaneNight, Reading};
-use crate::db::{self, AnyConnection, DbError, alerts, orders, users};
+use crate::db::{self, AnyConnection, DbError, alerts};
 use crate::domain::alert;
 use crate::domain::calendar::{business_day, day_bounds};
 use crate::domain::count;
@@ -355,7 +354,10 @@ fn settle_finding(
         None => (None, None, None),
     };
     let charged = match (f.kind, order_id, user_id) {
-        (FindingKind::Shopper, Some(o), Some(u)) if f.value_fen.0 > 0 => charge(c, o, u, -f.units, f.value_fen)?,
+        (FindingKind::Shopper, Some(o), Some(_)) if f.value_fen.0 > 0 => {
+            let notice = texts::stocktake_charge(-f.units, f.value_fen);
+            owe_more(c, o, f.value_fen, NoticeCode::StocktakeCharge, &notice, db::now())?
+        }
         _ => Fen(0),
     };
     if f.kind != FindingKind::Shopper {
@@ -381,20 +383,4 @@ fn settle_finding(
         from_g: f.from_g,
         to_g: f.to_g,
     })
-}
-
-/// The shopper of `order_id` owes `fen` more for `units` the settlement missed: debt on the order
-/// and the account, with a notice the shopper sees.
-fn charge(c: &mut AnyConnection, order_id: i64, user_id: i64, units: i64, fen: Fen) -> Result<Fen, DbError> {
-    let now = db::now();
-    let Some(o) = orders::lock(c, order_id)? else { return Ok(Fen(0)) };
-    orders::update(
-        c,
-        order_id,
-        &OrderChanges { debt_fen: Some(Fen(o.debt_fen.0 + fen.0)), ..Default::default() },
-        now,
-    )?;
-    users::add_debt(c, user_id, order_id, fen, now)?;
-    add_notice(c, order_id, NoticeCode::StocktakeCharge, &texts::stocktake_charge(units, fen), now)?;
-    Ok(fen)
 }
