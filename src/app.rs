@@ -11,7 +11,9 @@ use actix_web::{App, HttpServer};
 
 use crate::actors::consumers::Consumer;
 use crate::actors::effects::EffectRunner;
+use crate::actors::ownership::Ownership;
 use crate::actors::registry::{Cabinets, CrashCabinet, Registry};
+use crate::actors::route::Router;
 use crate::actors::scheduler::{Round, RunDue, Scheduler, SchedulerError};
 use crate::actors::watchdog::{CheckNow, RoundReport, Watchdog, WatchdogError};
 use crate::actors::weight_log::WeightLog;
@@ -153,6 +155,23 @@ fn live_bus(config: &Config) -> Result<crate::mq::live::LiveBus, StartError> {
     })
 }
 
+/// The cabinets this node owns, and the router to those other nodes own.
+fn cluster(config: &Config, cache: &Arc<dyn Cache>, metrics: &Metrics) -> Result<(Ownership, Router), StartError> {
+    let ownership = Ownership::new(config.node.id.clone(), cache.clone(), config.cluster.clone(), metrics.clone());
+    let timeout = Duration::from_millis(config.cluster.route_timeout_ms);
+    let router = Router::new(rpc(config)?, cache.clone(), ownership.clone(), metrics.clone(), timeout);
+    Ok((ownership, router))
+}
+
+/// Requests between nodes: through RabbitMQ when messages go that way, else nobody to ask.
+fn rpc(config: &Config) -> Result<crate::mq::rpc::Rpc, StartError> {
+    use crate::mq::rpc::Rpc;
+    Ok(match crate::mq::Transport::parse(&config.messages.url)? {
+        crate::mq::Transport::Embedded => Rpc::embedded(),
+        crate::mq::Transport::Rabbit { url } => Rpc::rabbit(url, &config.messages.prefix, config.node.id.clone()),
+    })
+}
+
 /// A running Heft node.
 pub struct Heft {
     pub http_addr: SocketAddr,
@@ -206,10 +225,13 @@ impl Heft {
         let (routes, cabinets) = (Routes::default(), Cabinets::default());
         let relay = crate::actors::relay::Relay::new();
         let live = live_bus(&config)?;
+        let (ownership, router) = cluster(&config, &cache, &metrics)?;
+        let (relay2, cabinets2, live2, router2) = (relay.clone(), cabinets.clone(), live.clone(), router.clone());
         let effects: Arc<dyn crate::flows::Runner> =
-            Arc::new(EffectRunner { relay: relay.clone(), cabinets: cabinets.clone(), live: live.clone() });
+            Arc::new(EffectRunner { relay: relay2, cabinets: cabinets2, live: live2, router: router2 });
         let ctx = crate::flows::Ctx { db: db.clone(), cache: cache.clone(), payments, config: config.clone() };
-        let consumer = Consumer { ctx: ctx.clone(), runner: effects.clone(), cabinets: cabinets.clone() };
+        let consumer =
+            Consumer { ctx: ctx.clone(), runner: effects.clone(), cabinets: cabinets.clone(), router: router.clone() };
         let consumers = crate::actors::consumers::handlers(&consumer).into_iter().chain(handlers).collect();
         relay.start(db, config.messages.clone(), metrics.clone(), crate::mq::Consumers::new(consumers))?;
         let services: Shared = Arc::new(Services {
@@ -225,7 +247,10 @@ impl Heft {
             effects,
             connects,
             live,
+            ownership,
+            router,
         });
+        services.ownership.start();
         let registry = Registry::new(services.clone(), routes.clone(), cabinets.clone()).start();
         let bridge = spawn_bridge(&config, routes, &registry, metrics, link_rx);
         let watchdog = Watchdog::new(services.clone(), registry.clone()).start();
@@ -233,6 +258,7 @@ impl Heft {
         let auth = Arc::new(web::auth::AuthState::new(&config.auth, &services.seal));
         let hub = crate::actors::live::Hub::start(&services);
         let state = AppState { svc: services.clone(), registry: registry.clone(), cabinets, auth, live: hub.clone() };
+        web::cabinet_call::serve(&state);
         let http = serve_http(state, listener, config.http.workers)?;
         tracing::info!(%http_addr, mqtt = %config.mqtt.listen, node = %config.node.id, "heft is serving");
         Ok(Heft {
@@ -278,6 +304,7 @@ impl Heft {
     /// Stop HTTP, close the MQTT listener and every device connection.
     pub async fn stop(self) {
         self.http.stop(true).await;
+        self.services.ownership.stop();
         self.services.relay.stop().await;
         self.broker.stop().await;
         crate::device::broker::stop_arbiter(self.bridge).await;

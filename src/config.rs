@@ -59,6 +59,48 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// Many nodes, one fleet: cabinet ownership and routing between nodes (DESIGN.md "Cluster").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// A cabinet's ownership lease lasts this long unless renewed: how long a node that died
+    /// (or was paused) keeps its cabinets from another that they did not reconnect to.
+    pub lease_ttl_ms: u64,
+    /// The node renews all the leases it holds this often (one round trip per 500 cabinets).
+    pub renew_every_ms: u64,
+    /// A request routed to the cabinet's owner gets its answer within this long, or is tried
+    /// once more after looking the owner up again, then refused (503 `cabinet_unreachable`).
+    /// It covers a scan's pre-authorisation at the owner, so it exceeds
+    /// `payments.http_timeout_ms`.
+    pub route_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { lease_ttl_ms: 15_000, renew_every_ms: 5_000, route_timeout_ms: 20_000 }
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("cluster.lease_ttl_ms", self.lease_ttl_ms),
+            ("cluster.renew_every_ms", self.renew_every_ms),
+            ("cluster.route_timeout_ms", self.route_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(key_error(key, "must be greater than 0"));
+            }
+        }
+        if self.renew_every_ms.saturating_mul(2) > self.lease_ttl_ms {
+            return Err(key_error("cluster.renew_every_ms", "must be at most half of cluster.lease_ttl_ms"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -844,6 +886,7 @@ impl Config {
         }
         self.validate_live()?;
         self.reconcile.validate()?;
+        self.cluster.validate()?;
         positive("mqtt.max_connections", self.mqtt.max_connections as u64)?;
         positive("mqtt.max_frame_bytes", self.mqtt.max_frame_bytes as u64)?;
         if self.mqtt.max_packet_bytes < self.mqtt.max_frame_bytes {

@@ -186,6 +186,22 @@ metrics! {
     /// Bill rows reconciled.
     reconcile_rows: IntCounterVec =
         counters("heft_reconcile_bill_rows_total", "Platform bill rows reconciled, by job", &["job"]),
+    /// Cabinets whose ownership lease this node holds.
+    cabinets_owned: IntGauge = int_gauge("heft_cabinets_owned", "Cabinets whose ownership lease this node holds"),
+    /// Renewal rounds of the ownership leases that failed (the cache did not answer).
+    lease_renew_failures: IntCounter =
+        counter("heft_lease_renew_failures_total", "Ownership lease renewal rounds that failed"),
+    /// Ownership leases lost: taken by another node, or lapsed.
+    leases_lost: IntCounter = counter("heft_leases_lost_total", "Ownership leases lost to another node or expiry"),
+    /// Requests routed to the node that owns their cabinet, by outcome (ok, not_owner, unreachable).
+    route_requests: IntCounterVec =
+        counters("heft_route_requests_total", "Requests routed to the cabinet's owner node, by outcome", &["outcome"]),
+    /// Round trips of requests routed to another node.
+    route_seconds: Histogram = histogram(
+        "heft_route_seconds",
+        "Round trip of a request routed to the cabinet's owner node",
+        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0],
+    ),
     /// Cases opened for a person to look at.
     reconcile_cases_opened: IntCounterVec =
         counters("heft_reconcile_cases_opened_total", "Reconciliation cases opened, by job", &["job"]),
@@ -197,6 +213,9 @@ impl Metrics {
         // Every label value exists from the start, so dashboards and tests see zeros, not gaps.
         for kind in UpKind::ALL.iter().copied() {
             m.frames.with_label_values(&[kind.as_str()]);
+        }
+        for outcome in ["ok", "not_owner", "unreachable"] {
+            m.route_requests.with_label_values(&[outcome]);
         }
         for reason in Reject::ALL {
             m.frames_rejected.with_label_values(&[reason.as_str()]);

@@ -703,7 +703,7 @@ async fn cache_wiped_mid_run() {
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.expect("keys");
     let fixed = |k: &str| {
         let rest = k.strip_prefix(&format!("{prefix}:")).unwrap_or(k);
-        rest == "hb" || rest == "geo" || rest.starts_with("count:")
+        rest == "hb" || rest == "geo" || rest == "nodes" || rest.starts_with("count:")
     };
     for key in keys.iter().filter(|k| !fixed(k)) {
         let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await.expect("pttl");

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::cabinet::door::OpenForOrder;
-use super::registry::{self, Cabinets};
+use super::registry::Cabinets;
+use super::route::{self, Reply, Router, Tell};
 use crate::domain::door::Opening;
 use crate::flows::{self, Ctx, Runner};
 use crate::mq::topics::{self, Payload};
@@ -18,8 +18,10 @@ use crate::mq::{Handler, HandlerError, Message};
 pub struct Consumer {
     pub ctx: Ctx,
     pub runner: Arc<dyn Runner>,
-    /// The cabinet actors of this node, asked where a door stands (`door.open_check`).
+    /// The cabinet actors of this node, asked where a door stands (`door.open_check`)...
     pub cabinets: Cabinets,
+    /// ...or the node that owns the cabinet.
+    pub router: Router,
 }
 
 impl Consumer {
@@ -103,12 +105,10 @@ impl OpenCheck {
         let Some(order) = flows::authorise::waiting_for_door(&self.0.ctx.db, m.order_id).await? else {
             return Ok(flows::Effects::none());
         };
-        let actor = registry::cabinet(&self.0.cabinets, &order.sn);
-        let answer = match actor {
-            Some(addr) => {
-                addr.send(OpenForOrder { order_id: order.id, send: m.attempt < 2 }).await.unwrap_or(Opening::NotHeld)
-            }
-            None => Opening::NotHeld,
+        let tell = Tell::OpenForOrder { order_id: order.id, send: m.attempt < 2 };
+        let answer = match route::tell(&self.0.router, &self.0.cabinets, &order.sn, tell).await {
+            Reply::Opening(answer) => answer,
+            _ => Opening::NotHeld,
         };
         Ok(flows::authorise::open_check(&self.0.ctx, &order, m.attempt, answer).await?)
     }

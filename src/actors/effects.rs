@@ -1,11 +1,10 @@
 //! Carrying out what flows return once their transaction has committed (`flows::Effects`): wake
-//! the outbox relay, tell cabinet actors on this node what became of their orders and that their
-//! setup changed, and tell the live view what changed.
+//! the outbox relay, tell cabinet actors (here, or on the node that owns them) what became of
+//! their orders and that their setup changed, and tell the live view what changed.
 
-use super::cabinet::door::{OpenForOrder, OrderEnded};
-use super::cabinet::requests::SetupChanged as Reload;
 use super::registry::{self, Cabinets};
 use super::relay::Relay;
+use super::route::{self, Router, Tell};
 use crate::domain::order::OrderStatus;
 use crate::flows::{Effects, OrderMoved, Runner, SetupChanged};
 use crate::mq::live::LiveBus;
@@ -15,19 +14,27 @@ pub struct EffectRunner {
     pub relay: Relay,
     pub cabinets: Cabinets,
     pub live: LiveBus,
+    pub router: Router,
 }
 
 impl EffectRunner {
-    /// Tell the cabinet's actor on this node what became of an order: authorised → open the door;
-    /// cancelled → let go of the session. Without an actor here there is nobody to tell: the
-    /// order's timers finish it (`door.open_check`).
+    /// Tell the cabinet's actor what became of an order: authorised → open the door; cancelled →
+    /// let go of the session. Without an actor anywhere there is nobody to tell: the order's
+    /// timers finish it (`door.open_check`).
     fn tell(&self, moved: &OrderMoved) {
-        let Some(addr) = registry::cabinet(&self.cabinets, &moved.sn) else { return };
-        match moved.status {
-            OrderStatus::Authorized => addr.do_send(OpenForOrder { order_id: moved.order_id, send: true }),
-            OrderStatus::Cancelled => addr.do_send(OrderEnded { order_id: moved.order_id }),
-            _ => {}
+        if !matches!(moved.status, OrderStatus::Authorized | OrderStatus::Cancelled) {
+            return;
         }
+        let (router, cabinets, sn) = (self.router.clone(), self.cabinets.clone(), moved.sn.clone());
+        let tell = Tell::OrderMoved { order_id: moved.order_id, status: moved.status };
+        actix_rt::spawn(async move { route::tell(&router, &cabinets, &sn, tell).await });
+    }
+
+    /// Every node's actors reload their setup.
+    fn reload_everywhere(&self) {
+        registry::all(&self.cabinets).iter().for_each(|a| a.do_send(super::cabinet::requests::SetupChanged));
+        let router = self.router.clone();
+        actix_rt::spawn(async move { router.everywhere(Tell::SetupChanged).await });
     }
 }
 
@@ -40,9 +47,12 @@ impl Runner for EffectRunner {
             self.tell(moved);
         }
         match effects.setup_changed {
-            Some(SetupChanged::All) => registry::all(&self.cabinets).iter().for_each(|a| a.do_send(Reload)),
+            Some(SetupChanged::All) => self.reload_everywhere(),
             Some(SetupChanged::Cabinets(sns)) => {
-                sns.iter().filter_map(|sn| registry::cabinet(&self.cabinets, sn)).for_each(|a| a.do_send(Reload))
+                for sn in sns {
+                    let (router, cabinets) = (self.router.clone(), self.cabinets.clone());
+                    actix_rt::spawn(async move { route::tell(&router, &cabinets, &sn, Tell::SetupChanged).await });
+                }
             }
             None => {}
         }

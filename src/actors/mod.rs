@@ -6,8 +6,10 @@ pub mod cabinet;
 pub mod consumers;
 pub mod effects;
 pub mod live;
+pub mod ownership;
 pub mod registry;
 pub mod relay;
+pub mod route;
 pub mod scheduler;
 pub mod watchdog;
 pub mod weight_log;
@@ -40,6 +42,10 @@ pub struct Services {
     pub connects: crate::device::auth::Connects,
     /// What changed, for the operators' live view on every node.
     pub live: crate::mq::live::LiveBus,
+    /// The cabinets this node owns, and the renewal of their leases.
+    pub ownership: ownership::Ownership,
+    /// Requests to the node that owns a cabinet.
+    pub router: route::Router,
 }
 
 pub type Shared = Arc<Services>;

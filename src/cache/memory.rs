@@ -35,6 +35,8 @@ struct State {
     fences: HashMap<String, (u64, Instant)>,
     /// Lease acquisitions since expired leases and fences were last swept.
     since_sweep: u32,
+    /// Node reports and when they lapse.
+    nodes: HashMap<String, (String, Option<Instant>)>,
     /// Open orders: value and when it lapses (`None`: beyond what `Instant` can hold).
     orders: HashMap<i64, (String, Option<Instant>)>,
 }
@@ -131,6 +133,11 @@ fn set_fields(hash: &mut HashMap<String, String>, fields: &[(&str, String)]) {
 }
 
 /// Redis refuses a zero expiry (`SET … PX 0`); both adapters treat it as the shortest one.
+/// Ownerships live beside the leases, under their Redis key's name.
+fn owner_key(sn: &str) -> String {
+    format!("owner:{sn}")
+}
+
 fn lease_deadline(now: Instant, ttl_ms: u64) -> Option<Instant> {
     now.checked_add(Duration::from_millis(ttl_ms.max(1)))
 }
@@ -307,6 +314,59 @@ impl Cache for MemoryCache {
             state.leases.remove(&lease.name);
         }
         Ok(ours)
+    }
+
+    async fn own(&self, sn: &str, node: &str, floor: u64, ttl_ms: u64) -> CacheResult<u64> {
+        let now = Instant::now();
+        let name = owner_key(sn);
+        let mut state = self.state();
+        state.sweep(now);
+        let fence = state.fences.entry(name.clone()).or_insert((0, now));
+        *fence = ((fence.0 + 1).max(floor.saturating_add(1)), now);
+        let epoch = fence.0;
+        state
+            .leases
+            .insert(name, Held { owner: node.to_owned(), token: epoch, expires_at: lease_deadline(now, ttl_ms) });
+        Ok(epoch)
+    }
+
+    async fn renew_owned(&self, node: &str, owned: &[(String, u64)], ttl_ms: u64) -> CacheResult<Vec<String>> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let mut lost = Vec::new();
+        for (sn, epoch) in owned {
+            match state.leases.get_mut(&owner_key(sn)).filter(|h| h.is_live(now)) {
+                Some(held) if held.owner == node && held.token == *epoch => {
+                    held.expires_at = lease_deadline(now, ttl_ms)
+                }
+                _ => lost.push(sn.clone()),
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn owner(&self, sn: &str) -> CacheResult<Option<(String, u64)>> {
+        Ok(self.lease_holder(&owner_key(sn)).await?.map(|l| (l.owner, l.token)))
+    }
+
+    async fn disown(&self, sn: &str, node: &str, epoch: u64) -> CacheResult<bool> {
+        let lease = Lease { name: owner_key(sn), owner: node.to_owned(), token: epoch };
+        self.lease_release(&lease).await
+    }
+
+    async fn node_report(&self, node: &str, report: &str, ttl_ms: u64) -> CacheResult<()> {
+        let expires = lease_deadline(Instant::now(), ttl_ms);
+        self.state().nodes.insert(node.to_owned(), (report.to_owned(), expires));
+        Ok(())
+    }
+
+    async fn node_reports(&self) -> CacheResult<Vec<(String, String)>> {
+        let now = Instant::now();
+        let mut state = self.state();
+        state.nodes.retain(|_, (_, at)| at.is_none_or(|at| now < at));
+        let mut alive: Vec<_> = state.nodes.iter().map(|(id, (r, _))| (id.clone(), r.clone())).collect();
+        alive.sort();
+        Ok(alive)
     }
 
     async fn lease_holder(&self, name: &str) -> CacheResult<Option<Lease>> {

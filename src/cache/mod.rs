@@ -9,11 +9,19 @@
 //! - `{prefix}:lock:{name}` lease value `"{owner}|{token}"` with a TTL
 //! - `{prefix}:fence:{name}` fencing-token counter, only ever increases while it lives: it lapses
 //!   [`FENCE_TTL_MS`] after the lease was last taken, long after any holder's lease has
+//! - `{prefix}:owner:{sn}` the node that owns a cabinet, `"{node}|{epoch}"`, with a TTL its
+//!   owner renews while the cabinet is connected
+//! - `{prefix}:epoch:{sn}`  the cabinet's ownership epoch, only ever increasing while it lives
+//!   (lapses [`FENCE_TTL_MS`] after it was last taken; the database keeps the highest one in
+//!   use, and a new owner starts above it, so losing it costs nothing)
+//! - `{prefix}:node:{id}`   what a node reports of itself (JSON), lapsing unless renewed
+//! - `{prefix}:nodes`       set of node ids that have reported (members whose report lapsed are
+//!   dropped when read)
 //! - `{prefix}:order:{id}`  an open order's cached start (lapses with its TTL)
 //! - `{prefix}:count:{name}` plain counters
 //!
-//! Every key has a bounded lifetime or is one of a fixed few (`hb`, `geo`, `count:*`), so the
-//! key count follows the fleet, not the orders. Everything here can be lost at any moment: what
+//! Every key has a bounded lifetime or is one of a fixed few (`hb`, `geo`, `nodes`, `count:*`),
+//! so the key count follows the fleet, not the orders. Everything here can be lost at any moment: what
 //! Heft reads back is rebuilt from the database (the watchdog's round refills the heartbeat set and
 //! the GEO index; a heartbeat the cache did not expect refills its cabinet's hash).
 //!
@@ -123,6 +131,23 @@ pub trait Cache: Send + Sync + 'static {
     async fn lease_release(&self, lease: &Lease) -> CacheResult<bool>;
     /// The current holder, if any.
     async fn lease_holder(&self, name: &str) -> CacheResult<Option<Lease>>;
+
+    // --- cabinet ownership -----------------------------------------------------------------
+    /// Take the cabinet's ownership for `node`, whoever held it: the epoch goes up by one (and
+    /// above `floor`, the highest epoch the database has seen), and the owner is set with a TTL.
+    /// Returns the new epoch.
+    async fn own(&self, sn: &str, node: &str, floor: u64, ttl_ms: u64) -> CacheResult<u64>;
+    /// Extend each ownership `node` still holds under its epoch; returns the serial numbers whose
+    /// ownership is no longer `node`'s (taken by another node, or lapsed).
+    async fn renew_owned(&self, node: &str, owned: &[(String, u64)], ttl_ms: u64) -> CacheResult<Vec<String>>;
+    /// The owner of a cabinet and its epoch, if any.
+    async fn owner(&self, sn: &str) -> CacheResult<Option<(String, u64)>>;
+    /// Give up the ownership if `node` still holds it under `epoch`; false when it did not.
+    async fn disown(&self, sn: &str, node: &str, epoch: u64) -> CacheResult<bool>;
+    /// Record what a node reports of itself (JSON) for `ttl_ms`.
+    async fn node_report(&self, node: &str, report: &str, ttl_ms: u64) -> CacheResult<()>;
+    /// Every node's report still alive, by node id.
+    async fn node_reports(&self) -> CacheResult<Vec<(String, String)>>;
 
     // --- open orders ------------------------------------------------------------------------
     /// `heft:order:{id}`: an order and the weights it started from (JSON) while its session is

@@ -35,6 +35,42 @@ return false
     )
 });
 
+/// Take a cabinet's ownership, whoever held it: the epoch goes up by one, and above the floor
+/// (the database's highest), and the owner is set. Returns the epoch.
+/// KEYS: owner, epoch. ARGV: node, floor, ttl_ms, epoch_ttl_ms.
+static OWN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local epoch = redis.call('INCR', KEYS[2])
+if epoch <= tonumber(ARGV[2]) then
+  epoch = tonumber(ARGV[2]) + 1
+  redis.call('SET', KEYS[2], epoch)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. epoch, 'PX', ARGV[3])
+return epoch
+",
+    )
+});
+
+/// Extend every ownership still held with exactly its value; returns the indexes (1-based) of
+/// those lost. KEYS: the owner keys. ARGV: ttl_ms, then one value per key.
+static RENEW_OWNED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local lost = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+  else
+    table.insert(lost, i)
+  end
+end
+return lost
+",
+    )
+});
+
 /// Extend the lease only if its value is exactly ours. KEYS: lock. ARGV: value, ttl_ms.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -346,6 +382,84 @@ impl Cache for RedisCache {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(released == 1)
+    }
+
+    async fn own(&self, sn: &str, node: &str, floor: u64, ttl_ms: u64) -> CacheResult<u64> {
+        let key = self.key("owner", sn);
+        let epoch: i64 = OWN
+            .key(&key)
+            .key(self.key("epoch", sn))
+            .arg(node)
+            .arg(floor)
+            .arg(ttl_arg(ttl_ms))
+            .arg(ttl_arg(super::FENCE_TTL_MS))
+            .invoke_async(&mut self.conn())
+            .await?;
+        u64::try_from(epoch).map_err(|_| CacheError::Malformed { key, reason: format!("epoch {epoch}") })
+    }
+
+    async fn renew_owned(&self, node: &str, owned: &[(String, u64)], ttl_ms: u64) -> CacheResult<Vec<String>> {
+        let mut lost = Vec::new();
+        // Bounded scripts: one long one would hold Redis up for every other client.
+        for chunk in owned.chunks(500) {
+            let mut script = RENEW_OWNED.prepare_invoke();
+            script.arg(ttl_arg(ttl_ms));
+            for (sn, epoch) in chunk {
+                script.key(self.key("owner", sn)).arg(lease_value(node, *epoch));
+            }
+            let gone: Vec<usize> = script.invoke_async(&mut self.conn()).await?;
+            lost.extend(gone.into_iter().filter_map(|i| chunk.get(i.wrapping_sub(1)).map(|(sn, _)| sn.clone())));
+        }
+        Ok(lost)
+    }
+
+    async fn owner(&self, sn: &str) -> CacheResult<Option<(String, u64)>> {
+        let key = self.key("owner", sn);
+        let value: Option<String> = ::redis::cmd("GET").arg(&key).query_async(&mut self.conn()).await?;
+        Ok(value.map(|v| parse_lease(&key, sn, &v)).transpose()?.map(|l| (l.owner, l.token)))
+    }
+
+    async fn disown(&self, sn: &str, node: &str, epoch: u64) -> CacheResult<bool> {
+        let released: i64 =
+            RELEASE.key(self.key("owner", sn)).arg(lease_value(node, epoch)).invoke_async(&mut self.conn()).await?;
+        Ok(released == 1)
+    }
+
+    async fn node_report(&self, node: &str, report: &str, ttl_ms: u64) -> CacheResult<()> {
+        ::redis::pipe()
+            .cmd("SET")
+            .arg(self.key("node", node))
+            .arg(report)
+            .arg("PX")
+            .arg(ttl_arg(ttl_ms))
+            .ignore()
+            .cmd("SADD")
+            .arg(format!("{}:nodes", self.prefix))
+            .arg(node)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn node_reports(&self) -> CacheResult<Vec<(String, String)>> {
+        let set = format!("{}:nodes", self.prefix);
+        let mut ids: Vec<String> = ::redis::cmd("SMEMBERS").arg(&set).query_async(&mut self.conn()).await?;
+        ids.sort();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.key("node", id)).collect();
+        let reports: Vec<Option<String>> = ::redis::cmd("MGET").arg(&keys).query_async(&mut self.conn()).await?;
+        let mut alive = Vec::new();
+        for (id, report) in ids.into_iter().zip(reports) {
+            match report {
+                Some(r) => alive.push((id, r)),
+                // Lapsed: the node is gone; it adds itself again if it comes back.
+                None => ::redis::cmd("SREM").arg(&set).arg(&id).query_async::<()>(&mut self.conn()).await?,
+            }
+        }
+        Ok(alive)
     }
 
     async fn lease_holder(&self, name: &str) -> CacheResult<Option<Lease>> {

@@ -100,6 +100,10 @@ macro_rules! cache_suite {
                 lease_names_are_independent,
                 open_order_put_get_forget,
                 open_order_lapses,
+                ownership_moves_with_a_larger_epoch,
+                ownership_starts_above_the_floor,
+                ownership_lapses_unless_renewed,
+                node_reports_lapse,
             );
         }
     };
@@ -544,4 +548,47 @@ async fn open_order_lapses(c: &dyn Cache) {
     assert_eq!(c.order_get(9).await.unwrap().as_deref(), Some("short"));
     tokio::time::sleep(PAST_TTL).await;
     assert_eq!(c.order_get(9).await.unwrap(), None);
+}
+
+async fn ownership_moves_with_a_larger_epoch(c: &dyn Cache) {
+    assert_eq!(c.owner("CAB-1").await.unwrap(), None);
+    let first = c.own("CAB-1", "a", 0, LONG_TTL_MS).await.unwrap();
+    assert_eq!(c.owner("CAB-1").await.unwrap(), Some(("a".to_string(), first)));
+    // Another node takes it at once (the cabinet logged in there): a larger epoch.
+    let second = c.own("CAB-1", "b", 0, LONG_TTL_MS).await.unwrap();
+    assert!(second > first, "{second} > {first}");
+    assert_eq!(c.owner("CAB-1").await.unwrap(), Some(("b".to_string(), second)));
+    let owned = vec![("CAB-1".to_string(), first), ("CAB-2".to_string(), 1)];
+    assert_eq!(c.renew_owned("a", &owned, LONG_TTL_MS).await.unwrap(), vec!["CAB-1", "CAB-2"]);
+    assert_eq!(c.renew_owned("b", &[("CAB-1".to_string(), second)], LONG_TTL_MS).await.unwrap(), Vec::<String>::new());
+    assert!(!c.disown("CAB-1", "a", first).await.unwrap(), "not a's to give up");
+    assert!(c.disown("CAB-1", "b", second).await.unwrap());
+    assert_eq!(c.owner("CAB-1").await.unwrap(), None);
+    assert!(c.own("CAB-1", "a", 0, LONG_TTL_MS).await.unwrap() > second, "epochs never go back");
+}
+
+async fn ownership_starts_above_the_floor(c: &dyn Cache) {
+    // The cache lost its epochs (Redis restarted) while the database had seen 41.
+    assert_eq!(c.own("CAB-9", "a", 41, LONG_TTL_MS).await.unwrap(), 42);
+    assert_eq!(c.own("CAB-9", "b", 41, LONG_TTL_MS).await.unwrap(), 43);
+}
+
+async fn ownership_lapses_unless_renewed(c: &dyn Cache) {
+    let kept = c.own("CAB-K", "a", 0, SHORT_TTL_MS).await.unwrap();
+    let lapsing = c.own("CAB-L", "a", 0, SHORT_TTL_MS).await.unwrap();
+    let keep = [("CAB-K".to_string(), kept)];
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(SHORT_TTL_MS / 3)).await;
+        assert!(c.renew_owned("a", &keep, SHORT_TTL_MS).await.unwrap().is_empty());
+    }
+    assert_eq!(c.owner("CAB-K").await.unwrap(), Some(("a".to_string(), kept)));
+    assert_eq!(c.owner("CAB-L").await.unwrap(), None);
+    assert_eq!(c.renew_owned("a", &[("CAB-L".to_string(), lapsing)], SHORT_TTL_MS).await.unwrap(), vec!["CAB-L"]);
+}
+
+async fn node_reports_lapse(c: &dyn Cache) {
+    c.node_report("n1", "{\"cabinets\":3}", LONG_TTL_MS).await.unwrap();
+    c.node_report("n2", "{}", SHORT_TTL_MS).await.unwrap();
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(c.node_reports().await.unwrap(), vec![("n1".to_string(), "{\"cabinets\":3}".to_string())]);
 }

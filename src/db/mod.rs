@@ -33,9 +33,11 @@ pub mod stocktake;
 pub mod users;
 pub mod weight_log;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection};
 use diesel::{Connection, ConnectionError, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -74,6 +76,10 @@ pub enum DbError {
     Corrupt(String),
     #[error("database task was cancelled")]
     Cancelled,
+    /// A write for a cabinet under an ownership epoch older than the one its state was last
+    /// written under: another node owns the cabinet now.
+    #[error("cabinet {sn} is owned under epoch {current}; a write under epoch {epoch} is refused")]
+    Fenced { sn: String, epoch: i64, current: i64 },
 }
 
 impl DbError {
@@ -154,6 +160,16 @@ pub type PooledConn = r2d2::PooledConnection<Manager>;
 pub struct Db {
     pool: Pool,
     writer: Pool,
+    /// Set on a cabinet owner's handle ([`Db::fenced`]): every write checks it first.
+    fence: Option<Arc<Fence>>,
+}
+
+/// The ownership epoch a cabinet's owner writes under (the cluster's fencing token, taken with
+/// the ownership lease in the cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub sn: String,
+    pub epoch: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +205,20 @@ impl Db {
             Backend::Sqlite => build(1)?,
             Backend::Postgres => pool.clone(),
         };
-        Ok(Db { pool, writer })
+        Ok(Db { pool, writer, fence: None })
+    }
+
+    /// This handle, with every write transaction fenced: it first raises the cabinet's stored
+    /// epoch to `fence.epoch`, and fails with [`DbError::Fenced`] (writing nothing) when the
+    /// stored one is already higher. The row lock it takes is held to the commit, so a new owner
+    /// raising the epoch waits for an old owner's write in flight, and sees it.
+    pub fn fenced(&self, fence: Fence) -> Db {
+        Db { fence: Some(Arc::new(fence)), ..self.clone() }
+    }
+
+    /// The fence this handle writes under, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_deref()
     }
 
     /// Run read-only diesel code on the blocking thread pool.
@@ -210,7 +239,16 @@ impl Db {
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
     {
-        Self::on(self.writer.clone(), move |c| write_tx(c, f)).await
+        let fence = self.fence.clone();
+        Self::on(self.writer.clone(), move |c| {
+            write_tx(c, |c| {
+                if let Some(fence) = &fence {
+                    check_fence(c, fence)?;
+                }
+                f(c)
+            })
+        })
+        .await
     }
 
     async fn on<T, E, F>(pool: Pool, f: F) -> Result<T, E>
@@ -308,6 +346,19 @@ where
             Err(e)
         }
     }
+}
+
+/// Raise the cabinet's stored epoch to the fence's, or fail when it is already higher.
+pub fn check_fence(conn: &mut AnyConnection, fence: &Fence) -> DbResult<()> {
+    use schema::cabinets::dsl as c;
+    let raised = diesel::update(c::cabinets.filter(c::sn.eq(&fence.sn)).filter(c::owner_epoch.le(fence.epoch)))
+        .set(c::owner_epoch.eq(fence.epoch))
+        .execute(conn)?;
+    if raised == 1 {
+        return Ok(());
+    }
+    let current: Option<i64> = c::cabinets.find(&fence.sn).select(c::owner_epoch).first(conn).optional()?;
+    Err(DbError::Fenced { sn: fence.sn.clone(), epoch: fence.epoch, current: current.unwrap_or(i64::MAX) })
 }
 
 /// Now, as stored: UTC without zone.

@@ -129,6 +129,7 @@ diesel::table! {
         config_acked_version -> Int8,
         tags_version -> Int8,
         tags_acked_version -> Int8,
+        owner_epoch -> Int8,
     }
 }
 

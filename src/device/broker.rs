@@ -17,11 +17,16 @@ use crate::config::MqttConfig;
 pub type AuthFn =
     Box<dyn Fn(String, String, String) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync + 'static>;
 
+/// Opens a local link to the router under a client id (what [`Downlink::kick`] needs, without
+/// naming rumqttd's private event type).
+type Connect = Arc<dyn Fn(&str) -> Result<LinkTx, String> + Send + Sync>;
+
 /// Publishes downstream frames through the broker's local link. Local publishes are QoS 0
 /// (rumqttd's limit), which is why every command has its own ack in the protocol.
 #[derive(Clone)]
 pub struct Downlink {
     tx: Arc<Mutex<LinkTx>>,
+    connect: Connect,
 }
 
 impl Downlink {
@@ -33,6 +38,25 @@ impl Downlink {
         tx.try_publish(topic.clone(), payload)
             .map(|_| ())
             .map_err(|e| DeviceError::Publish { topic, reason: e.to_string() })
+    }
+
+    /// Drop the device connection with this client id, if the broker has one. The router drops
+    /// a connection when another connects with its client id (MQTT 3.1.1 §3.1.4): a local link
+    /// does so under the id, then disconnects itself.
+    pub async fn kick(&self, client_id: &str) -> Result<(), DeviceError> {
+        let (connect, id) = (self.connect.clone(), client_id.to_string());
+        // Building a link waits for the router's answer on a blocking channel.
+        let link = tokio::task::spawn_blocking(move || connect(&id))
+            .await
+            .map_err(|e| DeviceError::Link(e.to_string()))?
+            .map_err(DeviceError::Link);
+        let mut tx = link?;
+        let bye =
+            rumqttd::protocol::Disconnect { reason_code: rumqttd::protocol::DisconnectReasonCode::NormalDisconnection };
+        tx.send(rumqttd::protocol::Packet::Disconnect(bye, None))
+            .await
+            .map_err(|e| DeviceError::Link(e.to_string()))?;
+        Ok(())
     }
 }
 
@@ -91,6 +115,7 @@ impl Broker {
             }
             None => None,
         };
+        let kicker = router_tx.clone();
         let listener = Arbiter::new();
         let listen = cfg.listen;
         listener.spawn(async move {
@@ -110,7 +135,10 @@ impl Broker {
             });
             tracing::info!(listen = ?cfg.tls.listen, client_certs = ?cfg.tls.client_certs, "MQTT TLS listening");
         }
-        Ok((Broker { listener, downlink: Downlink { tx: Arc::new(Mutex::new(link_tx)) } }, link_rx))
+        let connect: Connect = Arc::new(move |id: &str| {
+            LinkBuilder::new(id, kicker.clone()).build().map(|(tx, _, _)| tx).map_err(|e| e.to_string())
+        });
+        Ok((Broker { listener, downlink: Downlink { tx: Arc::new(Mutex::new(link_tx)), connect } }, link_rx))
     }
 
     /// Close the listener and every device connection, and wait until they are closed (so the

@@ -14,7 +14,7 @@ use super::session::Outcome;
 use super::units::{Fen, Grams};
 
 /// Where a purchase's door stands when the order's door-open check asks the cabinet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Opening {
     /// `open` was sent (again).
     Sent,

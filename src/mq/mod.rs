@@ -9,6 +9,7 @@
 pub mod embedded;
 pub mod live;
 pub mod rabbit;
+pub mod rpc;
 pub mod topics;
 
 use std::collections::BTreeMap;

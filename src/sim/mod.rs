@@ -37,7 +37,9 @@ pub struct SimArgs {
     /// How many cabinets to simulate.
     #[arg(long, default_value_t = 10)]
     pub cabinets: usize,
-    /// Heft's MQTT listener.
+    /// Heft's MQTT listener, or several nodes' (comma-separated): a cabinet starts at one (spread
+    /// by its index) and, when its connection is lost or refused, tries the next, as firmware
+    /// behind a load balancer lands on another node.
     #[arg(long, default_value = "127.0.0.1:1884")]
     pub broker: String,
     /// Serial numbers are PREFIX plus a five-digit index.
@@ -163,6 +165,8 @@ pub struct SimStats {
     pub down_rejected: AtomicU64,
     pub doors_sent: AtomicU64,
     pub acks_sent: AtomicU64,
+    /// Connection attempts so far: each takes the next broker of the list.
+    pub attempts: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -209,9 +213,21 @@ impl SimStats {
     }
 }
 
+impl Behaviour {
+    /// The broker of the next connection attempt: the list in turn, one attempt after another.
+    fn next_broker(&self, stats: &SimStats) -> &str {
+        let brokers: Vec<&str> = self.broker.split(',').map(str::trim).filter(|b| !b.is_empty()).collect();
+        let attempts = stats.attempts.fetch_add(1, Ordering::Relaxed);
+        let turn = usize::try_from(attempts).unwrap_or(0) % brokers.len().max(1);
+        brokers.get(turn).copied().unwrap_or(&self.broker)
+    }
+}
+
 /// Behaviour of one simulated cabinet.
 #[derive(Debug, Clone)]
 pub struct Behaviour {
+    /// One broker address, or several separated by commas: each connection attempt takes the
+    /// next.
     pub broker: String,
     pub drop_heartbeats: f64,
     pub bad_signatures: f64,
@@ -741,7 +757,7 @@ pub(crate) async fn open_session(
     stats: &SimStats,
     boot: &mut u64,
 ) -> Result<(DeviceClient, Cadence), DeviceClientError> {
-    let mut dev = match DeviceClient::connect(&b.broker, creds, *boot, ConnectOptions::default()).await {
+    let mut dev = match DeviceClient::connect(b.next_broker(stats), creds, *boot, ConnectOptions::default()).await {
         Ok(d) => d,
         Err(e) => {
             stats.connect_failures.fetch_add(1, Ordering::Relaxed);

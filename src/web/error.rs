@@ -67,6 +67,13 @@ pub enum ApiError {
     Scan { refusal: crate::domain::order::ScanRefusal, detail: Option<serde_json::Value> },
     #[error("{0}")]
     Unavailable(String),
+    /// The node that owns the cabinet did not answer, or no longer owns it (its device moved to
+    /// another node): asking again in a moment reaches the new owner.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Another node's answer to a request routed there, passed on as it is.
+    #[error("answered by the cabinet's node")]
+    Routed { status: u16, body: serde_json::Value },
     /// Something failed on our side; the caller learns nothing more, the log has the cause.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -94,6 +101,8 @@ impl ApiError {
             ApiError::TooManyRequests { code, .. } => code,
             ApiError::Scan { refusal, .. } => refusal.code(),
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unreachable(_) => "cabinet_unreachable",
+            ApiError::Routed { .. } => "routed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -121,7 +130,10 @@ impl ResponseError for ApiError {
                     OrderOpen | CabinetNotOnline | CabinetBusy => StatusCode::CONFLICT,
                 }
             }
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Routed { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,13 +156,23 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
+        match self {
+            ApiError::Routed { body, .. } => res.json(body),
+            _ => res.json(self.body()),
+        }
+    }
+}
+
+impl ApiError {
+    /// The JSON body this error leaves as.
+    pub fn body(&self) -> ErrorBody {
         let mut body = ErrorBody { error: self.code(), message: self.to_string(), fields: None, detail: None };
         match self {
             ApiError::Invalid(fields) => body.fields = Some(fields.clone()),
             ApiError::Conflict { detail, .. } | ApiError::Scan { detail, .. } => body.detail = detail.clone(),
             _ => {}
         }
-        res.json(body)
+        body
     }
 }
 
@@ -158,6 +180,9 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Pool(_) | DbError::Connect(_) => ApiError::Unavailable("database unavailable".into()),
+            DbError::Fenced { sn, .. } => {
+                ApiError::Unreachable(format!("cabinet {sn} moved to another node; ask again in a moment"))
+            }
             other => ApiError::internal(other),
         }
     }

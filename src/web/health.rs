@@ -30,9 +30,15 @@ pub struct Ready {
 pub struct Checks {
     pub database: String,
     pub cache: String,
+    /// The cabinets' ownership leases: `ok` while the last renewal round reached the cache
+    /// within a lease's life; else the node may no longer own its cabinets.
+    pub leases: String,
+    /// Ownership leases this node holds.
+    pub cabinets_owned: usize,
 }
 
-/// 200 when the database and the cache answer, 503 naming what does not.
+/// 200 when the database and the cache answer and the node's leases are renewed, 503 naming
+/// what is wrong.
 #[utoipa::path(
     get, path = "/readyz", tag = "health",
     responses(
@@ -43,11 +49,16 @@ pub struct Checks {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.svc.db.ping().await.map_err(|e| e.to_string());
     let cache = state.svc.cache.ping().await.map_err(|e| e.to_string());
-    let ready = db.is_ok() && cache.is_ok();
+    let health = state.svc.ownership.health();
+    let leases = match health.healthy {
+        true => Ok(()),
+        false => Err(format!("not renewed since {} (Unix ms)", health.renewed_ms)),
+    };
+    let ready = db.is_ok() && cache.is_ok() && leases.is_ok();
     let show = |r: Result<(), String>| r.map_or_else(|e| e, |()| "ok".to_string());
     let body = Ready {
         status: if ready { "ready" } else { "unavailable" },
-        checks: Checks { database: show(db), cache: show(cache) },
+        checks: Checks { database: show(db), cache: show(cache), leases: show(leases), cabinets_owned: health.owned },
     };
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

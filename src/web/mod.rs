@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod bearer;
 pub mod bills;
+pub mod cabinet_call;
 pub mod catalogue;
 pub mod dashboard;
 pub mod error;
@@ -15,12 +16,14 @@ pub mod nearby;
 pub mod openapi;
 pub mod operators;
 pub mod ops;
+pub mod order_view;
 pub mod orders;
 pub mod pay_notify;
 pub mod refunds;
 pub mod reports;
 pub mod restock;
 mod reviews;
+mod scan;
 pub mod setup;
 pub mod shoppers;
 
@@ -90,6 +93,7 @@ fn ops_routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/operators/{id}").route(web::patch().to(operators::patch)))
         .service(web::resource("/cabinets").route(web::get().to(ops::list_cabinets)))
+        .service(web::resource("/nodes").route(web::get().to(ops::list_nodes)))
         .service(web::resource("/cabinets/{sn}").route(web::get().to(ops::get_cabinet)))
         .service(web::resource("/cabinets/{sn}/events").route(web::get().to(ops::cabinet_events)))
         .service(

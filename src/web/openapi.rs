@@ -113,6 +113,7 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
         operators::list,
         operators::patch,
         ops::list_cabinets,
+        ops::list_nodes,
         ops::get_cabinet,
         ops::cabinet_events,
         ops::list_alerts,

@@ -8,8 +8,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
+pub use super::cabinet_call::ConnectionOut;
 use super::extract::{AnyRole, Ops, OpsCabinet, SnPath, page_limit};
-use crate::actors::registry;
 use crate::db::alerts::{self, AlertFilter};
 use crate::db::cabinets::{self, CabinetFilter};
 use crate::db::models::{Alert, Cabinet, CabinetEvent};
@@ -44,13 +44,6 @@ pub struct CabinetOut {
     /// it, when the actor is on this node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionOut>,
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct ConnectionOut {
-    pub logged_in: bool,
-    pub boot: Option<u64>,
-    pub last_seq: Option<u64>,
 }
 
 pub(super) fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
@@ -103,6 +96,32 @@ pub struct CabinetPage {
     pub next_after: Option<String>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NodesOut {
+    /// The node that answered.
+    pub this: String,
+    /// Every node that reported itself within three renewal rounds, by id.
+    pub nodes: Vec<crate::actors::ownership::NodeReport>,
+}
+
+/// `GET /ops/nodes` → the cluster's nodes: the cabinets each owns, its connections and its last
+/// lease renewal. Roles: any.
+#[utoipa::path(
+    get, path = "/ops/nodes", tag = "ops: fleet", security(("operator" = [])),
+    responses((status = 200, description = "The nodes", body = NodesOut))
+)]
+pub async fn list_nodes(ops: Ops<AnyRole>) -> Result<HttpResponse, ApiError> {
+    let svc = &ops.state.svc;
+    let mut nodes = Vec::new();
+    for (id, json) in svc.cache.node_reports().await? {
+        match serde_json::from_str(&json) {
+            Ok(report) => nodes.push(report),
+            Err(e) => tracing::warn!(node = %id, error = %e, "node report does not read"),
+        }
+    }
+    Ok(HttpResponse::Ok().json(NodesOut { this: svc.node_id().to_string(), nodes }))
+}
+
 /// `GET /ops/cabinets?status=&liveness=&after=&limit=` → cabinets by serial number, paged. Roles:
 /// any.
 #[utoipa::path(
@@ -144,11 +163,11 @@ pub async fn get_cabinet(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<
         ops.read(move |c| cabinets::find(c, &key)).await?.ok_or_else(|| ApiError::NotFound(format!("cabinet {sn}")))?;
     let facts = ops.state.svc.cache.cabinet_get(sn.as_str()).await?;
     let mut out = cabinet_out(row, &facts);
-    out.connection = registry::inspect(&ops.state.registry, sn.as_str()).await.map(|v| ConnectionOut {
-        logged_in: v.logged_in,
-        boot: v.boot,
-        last_seq: v.last_seq,
-    });
+    // Asked of the node that owns the cabinet; a cabinet connected nowhere has none.
+    out.connection = match super::cabinet_call::ask(&ops.state, &sn, super::cabinet_call::Call::Connection).await {
+        Ok(answer) => serde_json::from_value(answer.body).ok(),
+        Err(_) => None,
+    };
     Ok(HttpResponse::Ok().json(out))
 }
 

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiError;
 use super::extract::{AnyRole, Calibrators, IdPath, Ops, OpsCabinet, Restockers, SnPath, page_limit};
-use super::setup::{actor, mailbox};
-use crate::actors::cabinet::door::{DoorSessionStarted, StartDoorSession};
+use crate::actors::cabinet::door::DoorSessionStarted;
 use crate::db::models::RestockTask;
 use crate::db::restock;
 use crate::domain::cabinet::Sn;
@@ -133,10 +132,6 @@ pub async fn start_maintenance(
 }
 
 async fn start<R>(ops: &Ops<R>, sn: Sn, door: u32, kind: SessionKind) -> Result<HttpResponse, ApiError> {
-    let started = actor(&ops.state, &sn)
-        .await?
-        .send(StartDoorSession { kind, door, by: ops.user.username.clone() })
-        .await
-        .map_err(mailbox)??;
-    Ok(HttpResponse::Created().json(started))
+    let by = ops.user.username.clone();
+    super::cabinet_call::call(&ops.state, &sn, super::cabinet_call::Call::DoorSession { kind, door, by }).await
 }

@@ -2,37 +2,26 @@
 //! calibration, cabinet types, and what came of each: sessions, commands, live weights and the
 //! weight log.
 
-use actix::Addr;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::ApiError;
+use super::cabinet_call::{Call, call};
+pub use super::cabinet_call::{EndedOut, WeightsOut};
 use super::extract::{Admins, AnyRole, Calibrators, Managers, Ops, OpsCabinet, SnPath, page_limit, parse_sn};
-use super::{ApiError, AppState};
-use crate::actors::cabinet::CabinetActor;
 use crate::actors::cabinet::held::{SessionInfo, StepReport};
-use crate::actors::cabinet::lanes::LaneWeight;
-use crate::actors::cabinet::requests::{AbortSession, CalibrateStep, SaveConfig, SendTags, StartCalibration};
 use crate::actors::cabinet::session::{ConfigSaved, Delivery};
-use crate::actors::registry::{Ensure, inspect};
 use crate::db::lane_health::LaneHealth;
 use crate::db::models::{CabinetType, CommandRow, Lane, Session};
 use crate::db::weight_log::WeightLogRow;
 use crate::db::{self, cabinets, commands, layout, sessions};
 use crate::device::messages::CalibrationStep;
-use crate::domain::cabinet::{CabinetStatus, Sn};
+use crate::domain::cabinet::CabinetStatus;
 use crate::domain::calendar::business_day;
 use crate::domain::layout::LayoutInput;
 use crate::domain::validation::FieldErrors;
 use crate::flows;
-
-pub(super) async fn actor(state: &AppState, sn: &Sn) -> Result<Addr<CabinetActor>, ApiError> {
-    state.registry.send(Ensure(sn.clone())).await.map_err(ApiError::internal)
-}
-
-pub(super) fn mailbox(e: actix::MailboxError) -> ApiError {
-    ApiError::Unavailable(format!("cabinet actor unavailable: {e}"))
-}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LaneOut {
@@ -133,12 +122,8 @@ pub async fn put_config(
     OpsCabinet { ops, sn }: OpsCabinet<Managers>,
     body: web::Json<LayoutInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let saved = actor(&ops.state, &sn)
-        .await?
-        .send(SaveConfig { layout: body.into_inner(), by: ops.user.username.clone() })
-        .await
-        .map_err(mailbox)??;
-    Ok(HttpResponse::Ok().json(saved))
+    let by = ops.user.username.clone();
+    call(&ops.state, &sn, Call::SaveConfig { layout: body.into_inner(), by }).await
 }
 
 /// `POST /ops/cabinets/{sn}/price-tags` — admin, operator: send the shelf labels again.
@@ -150,8 +135,7 @@ pub async fn put_config(
     )
 )]
 pub async fn send_price_tags(OpsCabinet { ops, sn }: OpsCabinet<Managers>) -> Result<HttpResponse, ApiError> {
-    let d = actor(&ops.state, &sn).await?.send(SendTags { by: ops.user.username.clone() }).await.map_err(mailbox)??;
-    Ok(HttpResponse::Accepted().json(d))
+    call(&ops.state, &sn, Call::SendTags { by: ops.user.username.clone() }).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -174,12 +158,7 @@ pub async fn start_calibration(
     OpsCabinet { ops, sn }: OpsCabinet<Calibrators>,
     body: web::Json<StartCalibrationIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let info = actor(&ops.state, &sn)
-        .await?
-        .send(StartCalibration { door: body.door, by: ops.user.username.clone() })
-        .await
-        .map_err(mailbox)??;
-    Ok(HttpResponse::Created().json(info))
+    call(&ops.state, &sn, Call::StartCalibration { door: body.door, by: ops.user.username.clone() }).await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -235,14 +214,7 @@ pub async fn calibration_step(
             .map_err(|e| super::json_error(actix_web::error::JsonPayloadError::Deserialize(e), usize::MAX))?,
     };
     let standard_g = step_in.unwrap_or_default().standard_g;
-    let report = actor(&ops.state, &sn).await?.send(CalibrateStep { step, standard_g }).await.map_err(mailbox)??;
-    Ok(HttpResponse::Ok().json(report))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EndedOut {
-    /// The session that was ended.
-    pub ended: SessionInfo,
+    call(&ops.state, &sn, Call::CalibrateStep { step, standard_g }).await
 }
 
 /// `DELETE /ops/cabinets/{sn}/session` — admin, operator, maintainer: end a calibration.
@@ -254,9 +226,7 @@ pub struct EndedOut {
     )
 )]
 pub async fn abort_session(OpsCabinet { ops, sn }: OpsCabinet<Calibrators>) -> Result<HttpResponse, ApiError> {
-    let info =
-        actor(&ops.state, &sn).await?.send(AbortSession { by: ops.user.username.clone() }).await.map_err(mailbox)??;
-    Ok(HttpResponse::Ok().json(EndedOut { ended: info }))
+    call(&ops.state, &sn, Call::AbortSession { by: ops.user.username.clone() }).await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -336,16 +306,6 @@ pub async fn get_command(ops: Ops<AnyRole>, path: web::Path<String>) -> Result<H
     Ok(HttpResponse::Ok().json(row))
 }
 
-/// A connected cabinet's weights as its actor holds them.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WeightsOut {
-    pub sn: String,
-    pub logged_in: bool,
-    pub doors_open: Vec<u32>,
-    pub session: Option<SessionInfo>,
-    pub lanes: Vec<LaneWeight>,
-}
-
 /// `GET /ops/cabinets/{sn}/weights` — any role: live per-lane weights from the cabinet's actor.
 #[utoipa::path(
     get, path = "/ops/cabinets/{sn}/weights", tag = "ops: fleet", security(("operator" = [])), params(SnPath),
@@ -355,18 +315,7 @@ pub struct WeightsOut {
     )
 )]
 pub async fn live_weights(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<HttpResponse, ApiError> {
-    let view = inspect(&ops.state.registry, sn.as_str()).await.ok_or_else(|| ApiError::Conflict {
-        code: "cabinet_not_connected",
-        message: format!("cabinet {sn} is not connected to this node"),
-        detail: None,
-    })?;
-    Ok(HttpResponse::Ok().json(WeightsOut {
-        sn: sn.to_string(),
-        logged_in: view.logged_in,
-        doors_open: view.doors_open,
-        session: view.session,
-        lanes: view.lanes,
-    }))
+    call(&ops.state, &sn, Call::Weights).await
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]

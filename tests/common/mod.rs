@@ -243,6 +243,27 @@ impl TestServer {
         s
     }
 
+    /// A second node of this one's cluster (production): the same database, cache, RabbitMQ
+    /// prefix, seal key and payment platforms, its own node id and MQTT port. Drop (or stop) it
+    /// before this one.
+    pub async fn another_node(&self, node: &str) -> TestServer {
+        let mut config = self.config.clone();
+        config.node.id = node.to_string();
+        config.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+        let heft = Heft::start(config.clone()).await.expect("the second node starts");
+        let (base, broker) = (format!("http://{}", heft.http_addr), heft.mqtt_addr.to_string());
+        TestServer {
+            heft,
+            own_sim: None,
+            storage: self.storage.shared(),
+            config,
+            http: reqwest::Client::new(),
+            base,
+            broker,
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Create an active operator with [`TEST_PASSWORD`] unless the username exists.
     pub async fn ensure_operator(&self, username: &str, role: Role) {
         let db = &self.heft.services.db;

@@ -36,7 +36,7 @@ impl CabinetActor {
         };
         let row = flows::commands::new_row(self.sn.as_str(), kind, &body, session_id);
         let id = row.id.clone();
-        let db = self.svc.db.clone();
+        let db = self.db.clone();
         // `wait`: the row exists before the cabinet can ack, so the ack always finds it.
         ctx.wait(async move { flows::commands::record(&db, row).await }.into_actor(self).map(
             move |result, act, ctx| match result {
@@ -133,7 +133,7 @@ impl CabinetActor {
             error,
             result,
         };
-        let (db, sn, id) = (self.svc.db.clone(), self.sn.to_string(), cmd_id.to_string());
+        let (db, sn, id) = (self.db.clone(), self.sn.to_string(), cmd_id.to_string());
         let live = self.svc.live.clone();
         ctx.spawn(
             async move {

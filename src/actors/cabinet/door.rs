@@ -108,7 +108,7 @@ impl Handler<StartPurchase> for CabinetActor {
         }
         let input = self.scan_input(&m);
         let held = self.held.as_ref().map(|h| h.info().clone());
-        let db = self.svc.db.clone();
+        let db = self.db.clone();
         AtomicResponse::new(Box::pin(async move { flows::scan::reserve(&db, input).await }.into_actor(self).map(
             move |r, act, ctx| match r {
                 Ok((scanned, effects)) => {
@@ -209,7 +209,7 @@ impl Handler<StartDoorSession> for CabinetActor {
         let before = self.weigh_door(m.door);
         let mut new = self.new_session(m.kind, Some(m.door), &m.by);
         new.detail = Some(before_record(&before));
-        let db = self.svc.db.clone();
+        let db = self.db.clone();
         AtomicResponse::new(Box::pin(async move { flows::restock::open_session(&db, new).await }.into_actor(self).map(
             move |r, act, ctx| match r? {
                 Err(held) => Err(SessionError::Busy(SessionInfo::from(&held))),
@@ -525,7 +525,7 @@ impl CabinetActor {
         ctx.run_later(after, move |act, ctx| {
             let waiting = act.door_run().filter(|r| matches!(r.course.phase, Phase::AwaitingAuth | Phase::Opening));
             let Some(order_id) = waiting.and_then(|r| r.course.purpose.order_id()) else { return };
-            let db = act.svc.db.clone();
+            let db = act.db.clone();
             ctx.spawn(async move { db.run(move |c| crate::db::orders::find(c, order_id)).await }.into_actor(act).map(
                 move |r, act, ctx| match r {
                     Ok(Some(o)) if o.status.is_final() => {
@@ -716,7 +716,7 @@ impl CabinetActor {
         let Some(run) = self.door_run() else { return };
         let Some(order_id) = run.course.purpose.order_id() else { return };
         let before = before_json(&run.before);
-        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
+        let (db, sn, live) = (self.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
                 match flows::door::opened(&db, order_id, before, differ).await {
@@ -734,7 +734,7 @@ impl CabinetActor {
         let Some(run) = self.door_run() else { return };
         let Some(order_id) = run.course.purpose.order_id() else { return };
         let opened_before = unseen_open.then(|| before_json(&run.before));
-        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
+        let (db, sn, live) = (self.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
                 match flows::door::closed(&db, order_id, opened_before).await {
@@ -751,7 +751,7 @@ impl CabinetActor {
         tracing::warn!(sn = %self.sn, order = ?order_id, "door open too long");
         self.raise(alert::door_open_too_long(self.sn.as_str(), order_id, limit), ctx);
         let Some(order_id) = order_id else { return };
-        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
+        let (db, sn, live) = (self.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
                 match flows::door::open_too_long(&db, order_id).await {
@@ -786,7 +786,7 @@ impl CabinetActor {
 
     fn notice_over_cap(&mut self, order_id: Option<i64>, excess_fen: Fen, ctx: &mut Context<Self>) {
         let Some(order_id) = order_id else { return };
-        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
+        let (db, sn, live) = (self.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
                 match flows::door::over_cap(&db, order_id, excess_fen).await {
@@ -857,7 +857,7 @@ impl CabinetActor {
         let Some(run) = self.door_run() else { return };
         let readings = self.lane_readings(run, |l| self.weigh_after(l, true));
         let evidence = self.evidence(run.course.door);
-        let (db, sn, w) = (self.svc.db.clone(), self.sn.to_string(), &self.svc.config.weights);
+        let (db, sn, w) = (self.db.clone(), self.sn.to_string(), &self.svc.config.weights);
         let (settle_rule, count_rule) = (w.settle_rule(), w.count_rule());
         let stored: Pin<Box<dyn Future<Output = Result<(), DbError>>>> = match run.course.purpose.clone() {
             course::Purpose::Purchase { order_id, .. } => {

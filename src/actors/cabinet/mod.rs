@@ -23,6 +23,7 @@ use actix::prelude::*;
 
 use self::held::{DoorView, Held, Pending, SessionError, SessionInfo};
 use self::lanes::{Doors, LaneSetup, LaneState, LaneWeight, Setup, Versions};
+use super::ownership::LeaseLost;
 use super::{Shared, now_ms};
 use crate::db::{self, DbError, alerts, cabinets, commands as command_rows, layout, sessions};
 use crate::device::bridge::Inbound;
@@ -56,6 +57,11 @@ enum State {
 pub struct CabinetActor {
     sn: Sn,
     svc: Shared,
+    /// Where the actor writes: fenced with its ownership epoch once it owns the cabinet, so a
+    /// write after another node took the cabinet over is refused (`DbError::Fenced`).
+    db: crate::db::Db,
+    /// The epoch of this node's ownership of the cabinet, while the actor holds it.
+    epoch: Option<u64>,
     state: State,
     key: Vec<u8>,
     last_boot: u64,
@@ -159,7 +165,9 @@ impl CabinetActor {
         };
         CabinetActor {
             sn,
+            db: svc.db.clone(),
             svc,
+            epoch: None,
             state: State::Loading,
             key: Vec::new(),
             last_boot: 0,
@@ -376,11 +384,15 @@ impl CabinetActor {
         };
         let seq = login.h.seq;
         let svc = self.svc.clone();
+        let me = ctx.address().recipient();
+        // Nothing held here: a session another node (or an earlier actor) left is taken up.
+        let take_over = self.held.is_none() && !self.opening;
         // `wait`: no other frame of this cabinet is handled until the login is stored, so the
         // frames that follow it see the new session.
-        ctx.wait(async move { persist_login(&svc, record).await }.into_actor(self).map(move |result, act, ctx| {
-            match result {
-                Ok(LoginDone::Accepted { previous }) => {
+        ctx.wait(async move { persist_login(&svc, record, me, take_over).await }.into_actor(self).map(
+            move |result, act, ctx| match result {
+                Ok(LoginDone::Accepted { previous, epoch, resume }) => {
+                    act.own(epoch);
                     act.last_boot = boot;
                     act.state = State::Session { boot, last_seq: seq };
                     if previous != Liveness::Online {
@@ -395,6 +407,7 @@ impl CabinetActor {
                     act.doors_reporting = true;
                     act.channels_alerted = false;
                     act.failed_deliveries.clear();
+                    act.resume(resume.map(|r| *r), ctx);
                     act.deliver_pending(ctx);
                     act.weigh_if_settling(ctx);
                 }
@@ -405,9 +418,26 @@ impl CabinetActor {
                 Ok(LoginDone::Unknown) => act.state = State::Unknown,
                 // No ack: the cabinet times out and logs in again with the next boot.
                 Err(e) => tracing::error!(sn = %act.sn, error = %e, "could not store login"),
-            }
-        }));
+            },
+        ));
         Ok(())
+    }
+
+    /// This node owns the cabinet under `epoch`: from now on every write carries it.
+    fn own(&mut self, epoch: u64) {
+        self.epoch = Some(epoch);
+        let fence = crate::db::Fence { sn: self.sn.to_string(), epoch: i64::try_from(epoch).unwrap_or(i64::MAX) };
+        self.db = self.svc.db.fenced(fence);
+    }
+
+    /// Take up a session left open: by an earlier actor here, or by the node that owned the
+    /// cabinet before.
+    fn resume(&mut self, resume: Option<Resume>, ctx: &mut Context<Self>) {
+        match resume {
+            Some(Resume::Purchase(session, order, before)) => self.resume_purchase(&session, &order, before, ctx),
+            Some(Resume::Door(session)) => self.resume_door_session(&session, ctx),
+            None => {}
+        }
     }
 
     fn heartbeat(&mut self, hb: Heartbeat, ctx: &mut Context<Self>) {
@@ -493,15 +523,49 @@ impl CabinetActor {
 }
 
 enum LoginDone {
-    Accepted { previous: Liveness },
+    Accepted { previous: Liveness, epoch: u64, resume: Option<Box<Resume>> },
     Stale { last_boot: u64 },
     Unknown,
 }
 
-async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<LoginDone, SessionError> {
+/// Take the cabinet's ownership and store the login under it, in one fenced transaction: from
+/// its commit on, the node that owned the cabinet before cannot write for it. When the cache's
+/// epoch is behind the database's (the cache lost it), ownership is taken again above it.
+async fn owned_login(
+    svc: &Shared,
+    record: &cabinets::LoginRecord,
+    me: &Recipient<LeaseLost>,
+) -> Result<(u64, cabinets::LoginResult), SessionError> {
+    let sn = record.sn.clone();
+    let mut floor = 0;
+    loop {
+        let epoch = svc.ownership.take(&sn, floor, me.clone()).await?;
+        let fence = crate::db::Fence { sn: sn.clone(), epoch: i64::try_from(epoch).unwrap_or(i64::MAX) };
+        match crate::flows::cabinet::login(&svc.db.fenced(fence), record.clone()).await {
+            Err(DbError::Fenced { current, .. }) if floor == 0 => floor = u64::try_from(current).unwrap_or(0),
+            Err(e) => {
+                svc.ownership.give_up(&sn, epoch).await;
+                return Err(e.into());
+            }
+            Ok(result) => {
+                if !matches!(result, cabinets::LoginResult::Accepted { .. }) {
+                    svc.ownership.give_up(&sn, epoch).await;
+                }
+                return Ok((epoch, result));
+            }
+        }
+    }
+}
+
+async fn persist_login(
+    svc: &Shared,
+    record: cabinets::LoginRecord,
+    me: Recipient<LeaseLost>,
+    take_over: bool,
+) -> Result<LoginDone, SessionError> {
     let sn = record.sn.clone();
     let at_ms = now_ms();
-    let result = crate::flows::cabinet::login(&svc.db, record).await?;
+    let (epoch, result) = owned_login(svc, &record, &me).await?;
     svc.live.publish(Change::Cabinet { sn: sn.clone() });
     let (previous, cabinet) = match result {
         cabinets::LoginResult::Accepted { previous, cabinet } => (previous, cabinet),
@@ -509,6 +573,10 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
             return Ok(LoginDone::Stale { last_boot: u64::try_from(last_boot).unwrap_or(0) });
         }
         cabinets::LoginResult::Unknown => return Ok(LoginDone::Unknown),
+    };
+    let resume = match take_over {
+        true => to_resume(svc, &owned_db(svc, &sn, epoch), &sn).await?.map(Box::new),
+        false => None,
     };
     let mut fields = cached_facts(&cabinet, Liveness::Online, svc.node_id());
     fields.push(("last_login_ms", at_ms.to_string()));
@@ -519,7 +587,12 @@ async fn persist_login(svc: &Shared, record: cabinets::LoginRecord) -> Result<Lo
     }
     svc.cache.cabinet_set(&sn, &fields).await?;
     svc.cache.heartbeat_track(&sn, at_ms).await?;
-    Ok(LoginDone::Accepted { previous })
+    Ok(LoginDone::Accepted { previous, epoch, resume })
+}
+
+/// The database handle of the cabinet's owner under `epoch`.
+fn owned_db(svc: &Shared, sn: &str, epoch: u64) -> crate::db::Db {
+    svc.db.fenced(crate::db::Fence { sn: sn.to_string(), epoch: i64::try_from(epoch).unwrap_or(i64::MAX) })
 }
 
 /// The cabinet hash's facts that the database also holds.
@@ -645,11 +718,12 @@ struct Started {
     loaded: Loaded,
     setup: Setup,
     temp_alert: bool,
-    /// A session an earlier actor of this cabinet on this node was in the middle of.
-    resume: Option<Resume>,
+    /// This node already owns the cabinet (an earlier actor here crashed): its epoch, and the
+    /// session that actor was in the middle of.
+    owned: Option<(u64, Option<Resume>)>,
 }
 
-/// A door session to take up at start.
+/// A door session to take up.
 enum Resume {
     /// With what was cached at the authorisation (the door's weights before), if anything.
     Purchase(crate::db::models::Session, Box<crate::db::models::Order>, Option<String>),
@@ -657,11 +731,8 @@ enum Resume {
     Door(crate::db::models::Session),
 }
 
-/// At actor start: the cabinet row, its setup, whether a temperature alert is open, and cleanup
-/// of what an earlier actor of this cabinet on this node left behind (an open session, pending
-/// commands): no other actor of this cabinet runs here now, so they can never complete. A
-/// purchase, restock or maintenance is not dropped but resumed: someone may be at the open door,
-/// and what they take or put in must be counted.
+/// At actor start: the cabinet row, its setup, and whether a temperature alert is open. When this
+/// node already owns the cabinet (the actor before this one crashed), also what that actor left.
 async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, SessionError> {
     let owned = sn.clone();
     let read = svc
@@ -674,24 +745,38 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, SessionErr
                 open_only: true,
             };
             let temp_alert = !alerts::list(c, &filter, 1)?.is_empty();
-            let stale = sessions::current(c, &owned)?;
-            let order = match &stale {
+            let (sealed, last_boot, liveness) = (cab.frame_key_sealed.clone(), cab.last_boot, cab.liveness);
+            let setup = read_setup(c, cab)?;
+            Ok(Some((sealed, last_boot, liveness, setup, temp_alert)))
+        })
+        .await?;
+    let Some((sealed, last_boot, liveness, setup, temp_alert)) = read else { return Ok(None) };
+    let loaded = Loaded { key: svc.seal.unseal(&sealed)?, last_boot: u64::try_from(last_boot).unwrap_or(0), liveness };
+    let owned = match svc.ownership.epoch(&sn) {
+        Some(epoch) => Some((epoch, to_resume(&svc, &owned_db(&svc, &sn, epoch), &sn).await?)),
+        None => None,
+    };
+    Ok(Some(Started { loaded, setup, temp_alert, owned }))
+}
+
+/// What the cabinet's new owner takes up: the open session, whichever node or actor opened it,
+/// and its pending commands. A purchase, restock or maintenance is resumed, not dropped: someone
+/// may be at the open door, and what they take or put in must be counted. Anything else (a
+/// delivery, a calibration) was its old actor's to finish, and is ended as abandoned, with its
+/// commands.
+async fn to_resume(svc: &Shared, db: &crate::db::Db, sn: &str) -> Result<Option<Resume>, SessionError> {
+    let owned = sn.to_string();
+    let (open, order, pending) = db
+        .run(move |c| {
+            let open = sessions::current(c, &owned)?;
+            let order = match &open {
                 Some(s) if s.kind == crate::domain::session::SessionKind::Purchase => db::orders::for_session(c, s.id)?,
                 _ => None,
             };
-            let pending = command_rows::has_pending(c, &owned)?;
-            let (sealed, last_boot, liveness) = (cab.frame_key_sealed.clone(), cab.last_boot, cab.liveness);
-            let setup = read_setup(c, cab)?;
-            Ok(Some((sealed, last_boot, liveness, setup, temp_alert, stale, order, pending)))
+            Ok::<_, DbError>((open, order, command_rows::has_pending(c, &owned)?))
         })
         .await?;
-    let Some((sealed, last_boot, liveness, setup, temp_alert, stale, order, pending)) = read else { return Ok(None) };
-    let loaded = Loaded { key: svc.seal.unseal(&sealed)?, last_boot: u64::try_from(last_boot).unwrap_or(0), liveness };
-    let node = svc.node_id().to_string();
-    // A session another node opened is that node's (it may be live); only this node's own are
-    // left over from an earlier actor here.
-    let stale = stale.filter(|s| s.node_id == node);
-    let resume = match (&stale, order) {
+    let resume = match (&open, order) {
         (Some(s), Some(o)) if !o.status.is_final() => {
             let cached = svc.cache.order_get(o.id).await.unwrap_or_else(|e| {
                 tracing::warn!(%sn, order = o.id, error = %e, "cached order not read");
@@ -709,15 +794,15 @@ async fn start_up(svc: Shared, sn: String) -> Result<Option<Started>, SessionErr
         }
         _ => None,
     };
-    let stale = stale.filter(|_| resume.is_none());
+    let stale = open.filter(|_| resume.is_none());
     // Reads first: at a login storm most actors find nothing to clean, and write nothing.
     if stale.is_some() || pending {
         if let Some(s) = &stale {
-            tracing::warn!(%sn, session = s.id, kind = %s.kind, "closing a session left open by an earlier actor");
+            tracing::warn!(%sn, session = s.id, kind = %s.kind, node = %s.node_id, "closing a session its actor left open");
         }
-        crate::flows::sessions::abandon(&svc.db, sn, stale.map(|s| s.id)).await?;
+        crate::flows::sessions::abandon(db, sn.to_string(), stale.map(|s| s.id)).await?;
     }
-    Ok(Some(Started { loaded, setup, temp_alert, resume }))
+    Ok(resume)
 }
 
 impl Actor for CabinetActor {
@@ -727,19 +812,17 @@ impl Actor for CabinetActor {
         // Frames that arrive while loading wait in the mailbox: `wait` holds them back.
         ctx.wait(start_up(self.svc.clone(), self.sn.to_string()).into_actor(self).map(|result, act, ctx| {
             match result {
-                Ok(Some(Started { loaded, setup, temp_alert, resume })) => {
+                Ok(Some(Started { loaded, setup, temp_alert, owned })) => {
                     act.key = loaded.key;
                     act.last_boot = loaded.last_boot;
                     act.liveness = loaded.liveness;
                     act.state = State::AwaitingLogin;
                     act.temp_watch = TempWatch::new(temp_alert);
                     act.apply_setup(setup);
-                    match resume {
-                        Some(Resume::Purchase(session, order, before)) => {
-                            act.resume_purchase(&session, &order, before, ctx)
-                        }
-                        Some(Resume::Door(session)) => act.resume_door_session(&session, ctx),
-                        None => {}
+                    if let Some((epoch, resume)) = owned {
+                        act.svc.ownership.adopt(act.sn.as_str(), epoch, ctx.address().recipient());
+                        act.own(epoch);
+                        act.resume(resume, ctx);
                     }
                     if act.restarted {
                         tracing::warn!(sn = %act.sn, "cabinet actor restarted; asking the cabinet to log in again");
@@ -789,6 +872,30 @@ impl Handler<Inbound> for CabinetActor {
             }
             Err(reason) => self.reject(reason, ctx),
         }
+    }
+}
+
+/// Another node owns the cabinet now (its device logged in there), or the lease lapsed: whatever
+/// this actor holds is the new owner's to finish, and its writes would be refused anyway. It
+/// stops, and the cabinet's connection here, if any is left, is dropped so the device logs in
+/// again wherever it lands.
+impl Handler<LeaseLost> for CabinetActor {
+    type Result = ();
+
+    fn handle(&mut self, m: LeaseLost, ctx: &mut Context<Self>) {
+        if self.epoch != Some(m.epoch) {
+            return;
+        }
+        tracing::warn!(sn = %self.sn, epoch = m.epoch, "cabinet owned elsewhere now; its actor here stops");
+        self.epoch = None;
+        let (downlink, sn) = (self.svc.downlink.clone(), self.sn.to_string());
+        actix::spawn(async move {
+            if let Err(e) = downlink.kick(&sn).await {
+                tracing::warn!(%sn, error = %e, "the cabinet's connection here could not be dropped");
+            }
+        });
+        self.notice.on_purpose = true;
+        ctx.stop();
     }
 }
 

@@ -36,9 +36,10 @@ impl Handler<SaveConfig> for CabinetActor {
         // configuration cannot be stored without the cabinet being held for its delivery.
         let delivery = self.session_boot().map(|_| self.new_session(SessionKind::Config, None, &m.by));
         let (svc, sn, node) = (self.svc.clone(), self.sn.to_string(), self.svc.node_id().to_string());
+        let db = self.db.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let saved = flows::setup::save_config(&svc.db, sn.clone(), m.layout, node, delivery).await.map_err(
+                let saved = flows::setup::save_config(&db, sn.clone(), m.layout, node, delivery).await.map_err(
                     |e| match e {
                         SaveFail::NotFound(_) => SessionError::NotFound,
                         SaveFail::Invalid(fields) => SessionError::Invalid(fields),
@@ -136,7 +137,7 @@ impl Handler<StartCalibration> for CabinetActor {
             Ok(p) => p,
             Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
         };
-        let db = self.svc.db.clone();
+        let db = self.db.clone();
         let door = m.door;
         AtomicResponse::new(Box::pin(async move { crate::flows::sessions::open(&db, new).await }.into_actor(self).map(
             move |r: Result<_, DbError>, act, ctx| match r? {

@@ -197,7 +197,7 @@ impl CabinetActor {
             let _ = tx.send(Err(SessionError::NoSession("calibration")));
         }
         tracing::info!(sn = %self.sn, session = info.id, kind = %info.kind, outcome = outcome.as_str(), "session ended");
-        let db = self.svc.db.clone();
+        let db = self.db.clone();
         let id = info.id;
         // `wait`: the next session must not start before this one is closed in the database.
         ctx.wait(async move { crate::flows::sessions::end(&db, id, outcome, detail).await }.into_actor(self).map(
@@ -255,7 +255,7 @@ impl CabinetActor {
         }
         self.opening = true;
         let new = self.new_session(kind, None, &by);
-        let db = self.svc.db.clone();
+        let db = self.db.clone();
         ctx.wait(async move { flows::setup::open_delivery(&db, new, kind).await }.into_actor(self).map(
             move |r, act, ctx| {
                 act.opening = false;
@@ -357,7 +357,7 @@ impl CabinetActor {
 
     /// The cabinet acknowledged a configuration or labels: store it, refresh the status, end.
     fn record_delivery(&mut self, is_config: bool, version: i64, ours: bool, ctx: &mut Context<Self>) {
-        let (db, sn, node) = (self.svc.db.clone(), self.sn.to_string(), self.svc.node_id().to_string());
+        let (db, sn, node) = (self.db.clone(), self.sn.to_string(), self.svc.node_id().to_string());
         ctx.wait(
             async move { flows::setup::record_ack(&db, sn, node, is_config, version).await }.into_actor(self).map(
                 move |r, act, ctx| {
@@ -629,13 +629,14 @@ impl CabinetActor {
         ctx: &mut Context<Self>,
     ) {
         let (svc, sn, node) = (self.svc.clone(), self.sn.to_string(), self.svc.node_id().to_string());
+        let db = self.db.clone();
         let noise = self.calibration_noise(&cal);
         ctx.wait(
             async move {
-                let status = flows::setup::save_calibration(&svc.db, sn.clone(), node, cal).await?;
+                let status = flows::setup::save_calibration(&db, sn.clone(), node, cal).await?;
                 // The cells' noise as calibration measured it: what they are judged by until their
                 // closed-door stream shows its own.
-                if let Err(e) = flows::cabinet::record_lane_health(&svc.db, noise).await {
+                if let Err(e) = flows::cabinet::record_lane_health(&db, noise).await {
                     tracing::warn!(%sn, error = %e, "calibration noise not recorded");
                 }
                 let setup = load_setup(&svc, &sn).await?;

@@ -299,7 +299,7 @@ impl CabinetActor {
                 }
             })
             .collect();
-        let (db, sn) = (self.svc.db.clone(), self.sn.to_string());
+        let (db, sn) = (self.db.clone(), self.sn.to_string());
         ctx.spawn(
             async move {
                 if let Err(e) = flows::cabinet::record_lane_health(&db, rows).await {
@@ -335,7 +335,7 @@ impl CabinetActor {
             }
             Some(TempEvent::Clear { temp_c }) => {
                 tracing::info!(sn = %self.sn, temp_c, "temperature back in range");
-                let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
+                let (db, sn, live) = (self.db.clone(), self.sn.to_string(), self.svc.live.clone());
                 ctx.spawn(
                     async move {
                         match flows::alerts::resolve(&db, AlertCode::TemperatureOutOfRange, Some(sn.clone())).await {
@@ -357,7 +357,7 @@ impl CabinetActor {
 
     /// [`Self::raise`], counting `occurrences` at once.
     pub(super) fn raise_counted(&self, spec: AlertSpec, occurrences: i64, ctx: &mut Context<Self>) {
-        let (db, sn, live) = (self.svc.db.clone(), self.sn.to_string(), self.svc.live.clone());
+        let (db, sn, live) = (self.db.clone(), self.sn.to_string(), self.svc.live.clone());
         ctx.spawn(
             async move {
                 let (code, message) = (spec.code, spec.message.clone());

@@ -1,0 +1,1 @@
+ALTER TABLE cabinets DROP COLUMN owner_epoch;
