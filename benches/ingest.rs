@@ -429,6 +429,7 @@ async fn run(args: &Args, target: Target, load: Load) -> RunResult {
     let rate = weight_every_ms.clone();
     let behaviour = move |i: usize| Behaviour {
         broker: broker.clone(),
+        keep_alive: heft::sim::KEEP_ALIVE,
         drop_heartbeats: 0.0,
         bad_signatures: 0.0,
         disconnect_after: None,

@@ -102,6 +102,7 @@ async fn run(args: Args) {
     let (broker, open) = (stage.broker(), args.open);
     let behaviour = move |i: usize| Behaviour {
         broker: broker.clone(),
+        keep_alive: heft::sim::KEEP_ALIVE,
         drop_heartbeats: 0.0,
         bad_signatures: 0.0,
         disconnect_after: None,

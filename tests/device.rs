@@ -639,6 +639,7 @@ async fn simulated_fleet(profile: Profile) {
     // login) with a wrong key.
     let behaviour = |i: usize| Behaviour {
         broker: broker.clone(),
+        keep_alive: heft::sim::KEEP_ALIVE,
         drop_heartbeats: 0.0,
         bad_signatures: if i == 3 { 1.0 } else { 0.0 },
         disconnect_after: Some(Duration::from_secs(2)),

@@ -47,6 +47,8 @@ pub struct SimCabinetOptions {
     pub faults: Vec<(u32, Fault)>,
     /// GCJ-02 (lat, lng) reported at login.
     pub position: Option<(f64, f64)>,
+    /// MQTT keep-alive ([`super::KEEP_ALIVE`] unless set).
+    pub keep_alive: Duration,
 }
 
 impl Default for SimCabinetOptions {
@@ -60,6 +62,7 @@ impl Default for SimCabinetOptions {
             seed: None,
             faults: Vec::new(),
             position: None,
+            keep_alive: super::KEEP_ALIVE,
         }
     }
 }
@@ -175,6 +178,7 @@ impl SimCabinet {
         let (_, weight_every_ms) = watch::channel(0);
         let b = Behaviour {
             broker: broker.to_string(),
+            keep_alive: opts.keep_alive,
             drop_heartbeats: 0.0,
             bad_signatures: 0.0,
             disconnect_after: None,

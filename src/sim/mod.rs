@@ -223,12 +223,17 @@ impl Behaviour {
     }
 }
 
+/// The MQTT keep-alive a simulated cabinet asks for unless told otherwise.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(60);
+
 /// Behaviour of one simulated cabinet.
 #[derive(Debug, Clone)]
 pub struct Behaviour {
     /// One broker address, or several separated by commas: each connection attempt takes the
     /// next.
     pub broker: String,
+    /// MQTT keep-alive: a node that stops answering (paused, cut off) is given up after 1.5×.
+    pub keep_alive: Duration,
     pub drop_heartbeats: f64,
     pub bad_signatures: f64,
     pub disconnect_after: Option<Duration>,
@@ -305,6 +310,7 @@ pub async fn run(args: SimArgs, config: Config) -> anyhow::Result<()> {
     let (_rate, weight_every_ms) = tokio::sync::watch::channel(args.weight_every_ms.unwrap_or(0));
     let behaviour = |i: usize| Behaviour {
         broker: args.broker.clone(),
+        keep_alive: KEEP_ALIVE,
         drop_heartbeats: args.drop_heartbeats,
         bad_signatures: args.bad_signatures,
         disconnect_after: args.disconnect_after.map(Duration::from_secs),
@@ -757,7 +763,8 @@ pub(crate) async fn open_session(
     stats: &SimStats,
     boot: &mut u64,
 ) -> Result<(DeviceClient, Cadence), DeviceClientError> {
-    let mut dev = match DeviceClient::connect(b.next_broker(stats), creds, *boot, ConnectOptions::default()).await {
+    let opts = ConnectOptions { keep_alive: b.keep_alive, ..ConnectOptions::default() };
+    let mut dev = match DeviceClient::connect(b.next_broker(stats), creds, *boot, opts).await {
         Ok(d) => d,
         Err(e) => {
             stats.connect_failures.fetch_add(1, Ordering::Relaxed);

@@ -136,6 +136,12 @@ pub fn storage(profile: Profile) -> Option<Storage> {
 /// watchdog timer off (tests run rounds by hand), plus `extra` overrides, all applied the way
 /// an operator would: as `HEFT__SECTION__KEY` variables.
 pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Config {
+    let env = env_vars(storage, mqtt_port, extra);
+    Config::from_toml_and_env(SHIPPED_CONFIG, Path::new("config.toml"), env).expect("test config is valid")
+}
+
+/// The variables [`config`] applies over the shipped config (for a `heft serve` process too).
+pub fn env_vars(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let seal = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
     let sim = format!("127.0.0.1:{}", free_port());
     let mut env: Vec<(String, String)> = vec![
@@ -175,7 +181,7 @@ pub fn config(storage: &Storage, mqtt_port: u16, extra: &[(&str, &str)]) -> Conf
         env.retain(|(key, _)| key != k);
         env.push((k.to_string(), v.to_string()));
     }
-    Config::from_toml_and_env(SHIPPED_CONFIG, Path::new("config.toml"), env).expect("test config is valid")
+    env
 }
 
 /// A running instance plus what a test needs to reach it.
