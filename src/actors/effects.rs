@@ -27,14 +27,15 @@ impl EffectRunner {
         }
         let (router, cabinets, sn) = (self.router.clone(), self.cabinets.clone(), moved.sn.clone());
         let tell = Tell::OrderMoved { order_id: moved.order_id, status: moved.status };
-        actix_rt::spawn(async move { route::tell(&router, &cabinets, &sn, tell).await });
+        // A plain tokio task: the consumers run the effects outside any actix arbiter.
+        tokio::spawn(async move { route::tell(&router, &cabinets, &sn, tell).await });
     }
 
     /// Every node's actors reload their setup.
     fn reload_everywhere(&self) {
         registry::all(&self.cabinets).iter().for_each(|a| a.do_send(super::cabinet::requests::SetupChanged));
         let router = self.router.clone();
-        actix_rt::spawn(async move { router.everywhere(Tell::SetupChanged).await });
+        tokio::spawn(async move { router.everywhere(Tell::SetupChanged).await });
     }
 }
 
@@ -51,7 +52,7 @@ impl Runner for EffectRunner {
             Some(SetupChanged::Cabinets(sns)) => {
                 for sn in sns {
                     let (router, cabinets) = (self.router.clone(), self.cabinets.clone());
-                    actix_rt::spawn(async move { route::tell(&router, &cabinets, &sn, Tell::SetupChanged).await });
+                    tokio::spawn(async move { route::tell(&router, &cabinets, &sn, Tell::SetupChanged).await });
                 }
             }
             None => {}
