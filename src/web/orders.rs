@@ -41,6 +41,7 @@ pub use super::order_view::{LineView, OrderView, RefundView, ScanRequest, ScanRe
         (status = 409, description = "order_open, cabinet_not_online, cabinet_busy, preauth_declined", body = crate::web::error::ErrorBody),
         (status = 422, description = "A field is invalid", body = crate::web::error::ErrorBody),
         (status = 502, description = "The payment platform failed; nothing is held", body = crate::web::error::ErrorBody),
+        (status = 503, description = "cabinet_unreachable: the node that owns the cabinet did not answer, or no longer owns it; ask again in a moment", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn scan(

@@ -104,6 +104,7 @@ pub struct DoorIn {
         (status = 201, description = "The door is opening for the restocker", body = DoorSessionStarted),
         (status = 409, description = "cabinet_busy (with the session holding it), cabinet_not_connected, not_configured", body = crate::web::error::ErrorBody),
         (status = 502, description = "device_failed: the cabinet did not open the door", body = crate::web::error::ErrorBody),
+        (status = 503, description = "cabinet_unreachable: the node that owns the cabinet did not answer, or no longer owns it; ask again in a moment", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn start_restock(
@@ -122,6 +123,7 @@ pub async fn start_restock(
         (status = 201, description = "The door is opening for the maintainer", body = DoorSessionStarted),
         (status = 409, description = "cabinet_busy (with the session holding it), cabinet_not_connected, not_configured", body = crate::web::error::ErrorBody),
         (status = 502, description = "device_failed: the cabinet did not open the door", body = crate::web::error::ErrorBody),
+        (status = 503, description = "cabinet_unreachable: the node that owns the cabinet did not answer, or no longer owns it; ask again in a moment", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn start_maintenance(

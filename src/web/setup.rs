@@ -116,6 +116,7 @@ pub async fn get_config(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<H
         (status = 200, description = "Stored; sent to the cabinet now or at its next login", body = ConfigSaved),
         (status = 409, description = "cabinet_busy: a session holds the cabinet", body = crate::web::error::ErrorBody),
         (status = 422, description = "Refused whole, every problem listed (a channel the type lacks, an unknown product, …)", body = crate::web::error::ErrorBody),
+        (status = 503, description = "cabinet_unreachable: the node that owns the cabinet did not answer, or no longer owns it; ask again in a moment", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn put_config(
@@ -132,6 +133,7 @@ pub async fn put_config(
     responses(
         (status = 202, description = "Sent; the cabinet's acknowledgement is the command's outcome", body = Delivery),
         (status = 409, description = "cabinet_busy, cabinet_not_connected, not_configured", body = crate::web::error::ErrorBody),
+        (status = 503, description = "cabinet_unreachable: the node that owns the cabinet did not answer, or no longer owns it; ask again in a moment", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn send_price_tags(OpsCabinet { ops, sn }: OpsCabinet<Managers>) -> Result<HttpResponse, ApiError> {
@@ -152,6 +154,7 @@ pub struct StartCalibrationIn {
     responses(
         (status = 201, description = "The calibration session holds the cabinet", body = SessionInfo),
         (status = 409, description = "cabinet_busy, cabinet_not_connected, not_configured", body = crate::web::error::ErrorBody),
+        (status = 503, description = "cabinet_unreachable: the node that owns the cabinet did not answer, or no longer owns it; ask again in a moment", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn start_calibration(
@@ -191,6 +194,7 @@ pub struct StepPath {
         (status = 409, description = "no_session (no calibration is running), calibration_step_order, cabinet_not_connected", body = crate::web::error::ErrorBody),
         (status = 422, description = "The reading is refused (a span that did not move, a verify off the standard weight, …)", body = crate::web::error::ErrorBody),
         (status = 502, description = "device_failed: the cabinet did not take the reading", body = crate::web::error::ErrorBody),
+        (status = 503, description = "cabinet_unreachable: the node that owns the cabinet did not answer, or no longer owns it; ask again in a moment", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn calibration_step(
@@ -223,6 +227,7 @@ pub async fn calibration_step(
     responses(
         (status = 200, description = "Ended", body = EndedOut),
         (status = 409, description = "no_session to end, or purchase_in_progress (a shopper's session is never aborted)", body = crate::web::error::ErrorBody),
+        (status = 503, description = "cabinet_unreachable: the node that owns the cabinet did not answer, or no longer owns it; ask again in a moment", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn abort_session(OpsCabinet { ops, sn }: OpsCabinet<Calibrators>) -> Result<HttpResponse, ApiError> {
@@ -312,6 +317,7 @@ pub async fn get_command(ops: Ops<AnyRole>, path: web::Path<String>) -> Result<H
     responses(
         (status = 200, description = "Live weights", body = WeightsOut),
         (status = 409, description = "cabinet_not_connected to this node", body = crate::web::error::ErrorBody),
+        (status = 503, description = "cabinet_unreachable: the node that owns the cabinet did not answer, or no longer owns it; ask again in a moment", body = crate::web::error::ErrorBody),
     )
 )]
 pub async fn live_weights(OpsCabinet { ops, sn }: OpsCabinet<AnyRole>) -> Result<HttpResponse, ApiError> {
