@@ -195,10 +195,29 @@ impl Stage {
     /// Start a program; its log (stderr) is appended to `dir/{node|pay-sim}.log` when `log`,
     /// inherited otherwise.
     pub fn spawn(&self, program: Program, log: bool) -> Result<Process, StageError> {
+        self.spawn_with(program, &[], log.then(|| self.log_path(program)))
+    }
+
+    /// One node of a cluster: `heft serve` as node `id` on its own ports, logging to
+    /// `dir/{id}.log`. Every node of the stage shares its database, cache, messages and keys.
+    pub fn spawn_node(&self, id: &str, http: u16, mqtt: u16) -> Result<Process, StageError> {
+        let env = [
+            ("HEFT__NODE__ID".to_string(), id.to_string()),
+            ("HEFT__HTTP__LISTEN".to_string(), format!("127.0.0.1:{http}")),
+            ("HEFT__MQTT__LISTEN".to_string(), format!("127.0.0.1:{mqtt}")),
+        ];
+        self.spawn_with(Program::Node, &env, Some(self.opts.dir.join(format!("{id}.log"))))
+    }
+
+    fn spawn_with(
+        &self,
+        program: Program,
+        extra: &[(String, String)],
+        log: Option<PathBuf>,
+    ) -> Result<Process, StageError> {
         let what = program.name();
         let stderr = match log {
-            true => {
-                let path = self.log_path(program);
+            Some(path) => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -206,13 +225,13 @@ impl Stage {
                     .map_err(|source| StageError::Spawn { what, source })?;
                 Stdio::from(file)
             }
-            false => Stdio::inherit(),
+            None => Stdio::inherit(),
         };
         let child = Command::new(&self.opts.binary)
             .arg("--config")
             .arg(&self.opts.config_file)
             .arg(program.subcommand())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env.iter().chain(extra).map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&self.opts.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
