@@ -167,7 +167,7 @@ async fn run(args: Args) {
     let truths = shop_for(&client, &cabs, Duration::from_secs(args.seconds), &nodes).await;
     report(&args, &truths, args.seconds as f64);
     if args.nodes == 3 {
-        takeover(&stage, &mut nodes, idle).await;
+        takeover(&stage, &mut nodes, idle, &stats).await;
     }
     for cab in cabs {
         cab.stop().await;
@@ -340,7 +340,12 @@ fn report(args: &Args, truths: &[Truth], seconds: f64) {
 
 /// kill -9 of the node owning the most idle cabinets: until every one of them is owned by
 /// another node (logged in there, its state taken up).
-async fn takeover(stage: &Stage, nodes: &mut [Node], idle: &[heft::provision::Credentials]) {
+async fn takeover(stage: &Stage, nodes: &mut [Node], idle: &[heft::provision::Credentials], stats: &SimStats) {
+    let count = |s: &SimStats| {
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        (g(&s.connect_failures), g(&s.logins_refused), g(&s.reconnects))
+    };
+    let before = count(stats);
     let cache = heft::app::open_cache(&stage.config).await.expect("cache");
     let counts = owned(nodes).await;
     let (victim, n) = counts.iter().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, v)| (k.clone(), *v)).expect("nodes");
@@ -370,6 +375,13 @@ async fn takeover(stage: &Stage, nodes: &mut [Node], idle: &[heft::provision::Cr
         assert!(killed.elapsed() < Duration::from_secs(600), "takeover did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let after = count(stats);
+    println!(
+        "takeover's fleet: connect failures {}, logins refused or unanswered {}, reconnects {}",
+        after.0 - before.0,
+        after.1 - before.1,
+        after.2 - before.2
+    );
     println!(
         "takeover: kill -9 of {victim} ({n:.0} cabinets owned, {} idle): half owned elsewhere after {:.1} s, all after {:.1} s",
         theirs.len(),
