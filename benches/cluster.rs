@@ -214,6 +214,16 @@ async fn owned(nodes: &[Node]) -> BTreeMap<String, f64> {
     out
 }
 
+/// Every series of a metric on one node, by its labels.
+async fn series(http: u16, name: &str) -> Vec<(String, f64)> {
+    let Ok(res) = reqwest::get(format!("http://127.0.0.1:{http}/metrics")).await else { return Vec::new() };
+    let text = res.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| Some((k[name.len()..].to_string(), v.parse().ok()?))))
+        .collect()
+}
+
 async fn metric(http: u16, name: &str) -> Option<f64> {
     let text = reqwest::get(format!("http://127.0.0.1:{http}/metrics")).await.ok()?.text().await.ok()?;
     let line = text.lines().find(|l| l.split([' ', '{']).next() == Some(name))?;
@@ -376,6 +386,9 @@ async fn takeover(stage: &Stage, nodes: &mut [Node], idle: &[heft::provision::Cr
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let after = count(stats);
+    for n in nodes.iter().filter(|n| n.id != victim) {
+        println!("{} MQTT connects by result: {:?}", n.id, series(n.http, "heft_mqtt_auth_total").await);
+    }
     println!(
         "takeover's fleet: connect failures {}, logins refused or unanswered {}, reconnects {}",
         after.0 - before.0,
