@@ -185,15 +185,14 @@ impl Router {
     }
 }
 
-/// Tell the cabinet's actor, here or on its owner; without either nobody is told, and the
-/// order's own timers finish what it would have done.
+/// Tell the cabinet's actor on the node that owns the cabinet; when nobody does, its actor here if
+/// it has one. Without either nobody is told, and the order's own timers finish what it would
+/// have done. (An actor here that does not own the cabinet, say one started to configure it
+/// while it was offline, is never told: the owner elsewhere holds its sessions.)
 pub async fn tell(router: &Router, cabinets: &Cabinets, sn: &str, tell: Tell) -> Reply {
-    if let Some(reply) = told_here(cabinets, sn, &tell).await {
-        return reply;
-    }
-    match router.route(sn, What::Tell(tell)).await {
+    match router.route(sn, What::Tell(tell.clone())).await {
         Ok(Routing::Remote(reply)) => reply,
-        Ok(Routing::Local(_)) => Reply::NotOwner,
+        Ok(Routing::Local(_)) => told_here(cabinets, sn, &tell).await.unwrap_or(Reply::NotOwner),
         Err(e) => {
             tracing::warn!(%sn, error = %e, "cabinet not told");
             Reply::NotOwner

@@ -357,8 +357,11 @@ pub fn check_fence(conn: &mut AnyConnection, fence: &Fence) -> DbResult<()> {
     if raised == 1 {
         return Ok(());
     }
-    let current: Option<i64> = c::cabinets.find(&fence.sn).select(c::owner_epoch).first(conn).optional()?;
-    Err(DbError::Fenced { sn: fence.sn.clone(), epoch: fence.epoch, current: current.unwrap_or(i64::MAX) })
+    match c::cabinets.find(&fence.sn).select(c::owner_epoch).first::<i64>(conn).optional()? {
+        Some(current) => Err(DbError::Fenced { sn: fence.sn.clone(), epoch: fence.epoch, current }),
+        // No such cabinet: nothing to fence; the write finds it missing itself.
+        None => Ok(()),
+    }
 }
 
 /// Now, as stored: UTC without zone.
