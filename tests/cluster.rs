@@ -139,3 +139,37 @@ async fn a_cabinet_that_moves_mid_purchase_is_taken_over_and_the_old_owner_fence
     b.stop().await;
     a.stop().await;
 }
+
+/// A cabinet named as owned by a node that is gone answers 503 `cabinet_unreachable` (after one
+/// more look at the owner); a node that loses a cabinet's lease drops the device's connection, and
+/// the device logs in again; `/readyz` reports the leases.
+#[actix_rt::test]
+async fn a_lost_lease_drops_the_connection_and_a_gone_owner_is_unreachable() {
+    let Some((a, b)) = two_nodes().await else { return };
+    let t = b.ops_login(Role::Operator).await;
+    a.provision("CAB-GHOST");
+    let cache = a.heft.services.cache.clone();
+    cache.own("CAB-GHOST", "node-ghost", 0, 60_000).await.expect("own");
+    let (status, body) = call(&b, "GET", "/ops/cabinets/CAB-GHOST/weights", &t, None).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("cabinet_unreachable")), "{body}");
+
+    let sn = "CAB-STEAL";
+    let cab = heft::sim::handle::SimCabinet::start(a.provision(sn), &a.broker, shop::quiet(23)).await.expect("logs in");
+    let (_, first) = owner(&a, sn).await.expect("owned");
+    let (status, ready) = call(&a, "GET", "/readyz", "", None).await;
+    assert_eq!((status, &ready["checks"]["leases"]), (200, &serde_json::json!("ok")), "{ready}");
+    assert_eq!(ready["checks"]["cabinets_owned"], 1, "{ready}");
+    // Another node takes the lease while the device stays connected to node-1.
+    let stolen = cache.own(sn, "node-b", 0, 60_000).await.expect("own");
+    let reconnects = || cab.stats().reconnects.load(std::sync::atomic::Ordering::Relaxed);
+    eventually("node-1 dropped the connection and the device logged in again", || async {
+        let back = owner(&a, sn).await.filter(|(node, epoch)| node == "node-1" && *epoch > stolen);
+        (reconnects() >= 1).then_some(back).flatten()
+    })
+    .await;
+    assert!(stolen > first);
+    assert!(a.metric("heft_leases_lost_total").await >= 1.0);
+    cab.stop().await;
+    b.stop().await;
+    a.stop().await;
+}
