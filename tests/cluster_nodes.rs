@@ -56,6 +56,7 @@ struct Cluster {
     lb_http: String,
     lb_mqtt: String,
     db: heft::db::Db,
+    cache: std::sync::Arc<dyn heft::cache::Cache>,
     http: reqwest::Client,
     dir: tempfile::TempDir,
     admin: String,
@@ -119,6 +120,7 @@ impl Cluster {
                 .expect("config");
         let sim = heft::pay::sim::start(&config.pay_sim, &config.wechat, &config.alipay).await.expect("platforms");
         let db = heft::app::open_database(&config).await.expect("database migrated");
+        let cache = heft::app::open_cache(&config).await.expect("cache");
         let nodes = (1..=NODES)
             .map(|i| Node { id: format!("node-{i}"), http: free_port(), mqtt: free_port(), child: None })
             .collect::<Vec<_>>();
@@ -135,6 +137,7 @@ impl Cluster {
             lb_http: format!("http://127.0.0.1:{lb_http_port}"),
             lb_mqtt: format!("127.0.0.1:{lb_mqtt_port}"),
             db,
+            cache,
             http: reqwest::Client::new(),
             dir,
             admin: String::new(),
@@ -229,8 +232,7 @@ impl Cluster {
     }
 
     async fn owner(&self, sn: &str) -> Option<String> {
-        let cache = heft::app::open_cache(&self.config).await.expect("cache");
-        cache.owner(sn).await.expect("owner").map(|o| o.0)
+        self.cache.owner(sn).await.expect("owner").map(|o| o.0)
     }
 
     fn provision(&self, sn: &str) -> Credentials {
@@ -554,9 +556,8 @@ async fn scheduler_leader_dies(c: &mut Cluster) {
     for i in 0..NODES {
         c.start_node(i, &extra).await;
     }
-    let cache = heft::app::open_cache(&c.config).await.expect("cache");
     let leader =
-        eventually("a scheduler leader", || async { cache.lease_holder("reconcile").await.ok().flatten() }).await;
+        eventually("a scheduler leader", || async { c.cache.lease_holder("reconcile").await.ok().flatten() }).await;
     let runs_before = c.db.run(|conn| heft::db::reconcile::since(conn, "0000-01-01")).await.expect("runs");
     assert!(runs_before.is_empty(), "nothing due before {due}: {runs_before:?}");
     let i = c.nodes.iter().position(|n| n.id == leader.owner).expect("leader is a node");

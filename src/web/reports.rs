@@ -125,7 +125,6 @@ pub async fn daily(ops: Ops<AnyRole>, q: web::Query<DailyQuery>) -> Result<HttpR
     }
 }
 
-/// The rows as CSV, amounts in yuan, with a BOM so spreadsheet programs read the names as UTF-8.
 /// The columns of a row and of a day's totals, in the spreadsheet's order.
 const ROW_HEADER: [&str; 15] = [
     "day",
@@ -241,6 +240,7 @@ fn xlsx(rows: &[DailyRow], totals: &[DayTotal]) -> Result<Vec<u8>, rust_xlsxwrit
     book.save_to_buffer()
 }
 
+/// The rows as CSV, amounts in yuan, with a BOM so spreadsheet programs read the names as UTF-8.
 fn csv(rows: &[DailyRow]) -> String {
     let mut out = format!("\u{feff}{}\r\n", ROW_HEADER.join(","));
     for r in rows {
