@@ -3,6 +3,7 @@
 //! a cabinet that moves to the other node mid-purchase is taken over there, with the old owner
 //! fenced out.
 
+#[macro_use]
 mod common;
 mod purchase {
     pub mod shop;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use common::{EVENTUALLY, Profile, TestServer, eventually};
 use heft::db::{DbError, Fence};
 use heft::domain::operator::Role;
+use heft::sim::device::{ConnectOptions, DeviceClient};
 use purchase::shop::{self, FAST, call, ok};
 
 /// Leases renewed twice a second and lapsing after three: a lost one shows within a second.
@@ -173,3 +175,36 @@ async fn a_lost_lease_drops_the_connection_and_a_gone_owner_is_unreachable() {
     b.stop().await;
     a.stop().await;
 }
+
+/// A new boot on the node that owns the cabinet keeps the epoch: the node's own writes still in
+/// flight under it land. Only a login that comes from elsewhere takes a larger one.
+async fn a_new_boot_on_its_owner_keeps_the_epoch(profile: Profile) {
+    // No renewal round within the test: the node learns of the other owner only at the login.
+    let quiet =
+        [FAST[0], FAST[1], ("HEFT__CLUSTER__RENEW_EVERY_MS", "60000"), ("HEFT__CLUSTER__LEASE_TTL_MS", "180000")];
+    let Some(a) = TestServer::start(profile, &quiet).await else { return };
+    let sn = "CAB-REBOOT";
+    let creds = a.provision(sn);
+    let mut dev = DeviceClient::connect(&a.broker, &creds, 1, ConnectOptions::default()).await.expect("connects");
+    assert!(dev.login(Duration::from_secs(10)).await.expect("login_ack").ok);
+    let (_, first) = owner(&a, sn).await.expect("owned");
+    let held = a.heft.services.db.fenced(Fence { sn: sn.to_string(), epoch: first as i64 });
+
+    dev.boot = 2;
+    assert!(dev.login(Duration::from_secs(10)).await.expect("login_ack").ok);
+    assert_eq!(owner(&a, sn).await, Some(("node-1".to_string(), first)), "the same epoch");
+    let key = sn.to_string();
+    held.write(move |c| heft::db::sessions::current(c, &key).map(|_| ())).await.expect("a write under it lands");
+
+    // Another node took the cabinet meanwhile (as far as the cache knows): the next login here
+    // takes it back under a larger epoch.
+    let stolen = a.heft.services.cache.own(sn, "node-x", 0, 60_000).await.expect("own");
+    dev.boot = 3;
+    assert!(dev.login(Duration::from_secs(10)).await.expect("login_ack").ok);
+    let (node, now) = owner(&a, sn).await.expect("owned");
+    assert_eq!(node, "node-1");
+    assert!(now > stolen, "{now} > {stolen}");
+    dev.disconnect().await;
+    a.stop().await;
+}
+both_profiles!(a_new_boot_keeps_the_epoch, a_new_boot_on_its_owner_keeps_the_epoch);

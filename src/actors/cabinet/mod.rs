@@ -536,6 +536,9 @@ async fn owned_login(
     record: &cabinets::LoginRecord,
     me: &Recipient<LeaseLost>,
 ) -> Result<(u64, cabinets::LoginResult), SessionError> {
+    if let Some(kept) = login_as_owner(svc, record, me).await? {
+        return Ok(kept);
+    }
     let sn = record.sn.clone();
     let mut floor = 0;
     loop {
@@ -554,6 +557,28 @@ async fn owned_login(
                 return Ok((epoch, result));
             }
         }
+    }
+}
+
+/// A new login on the node that already owns the cabinet (a new boot on a live connection)
+/// keeps the epoch it holds: a new one would fence this node's own writes still in flight under
+/// it (the door records are spawned). `None` when the node does not hold it, or no longer does
+/// (the cache names another owner, or the database has seen a larger epoch): then it is taken anew.
+async fn login_as_owner(
+    svc: &Shared,
+    record: &cabinets::LoginRecord,
+    me: &Recipient<LeaseLost>,
+) -> Result<Option<(u64, cabinets::LoginResult)>, SessionError> {
+    let sn = record.sn.as_str();
+    let Some(epoch) = svc.ownership.epoch(sn) else { return Ok(None) };
+    if svc.cache.owner(sn).await? != Some((svc.node_id().to_string(), epoch)) {
+        return Ok(None);
+    }
+    svc.ownership.adopt(sn, epoch, me.clone());
+    match crate::flows::cabinet::login(&owned_db(svc, sn, epoch), record.clone()).await {
+        Ok(result) => Ok(Some((epoch, result))),
+        Err(DbError::Fenced { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
