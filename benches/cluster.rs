@@ -10,6 +10,7 @@
 //! ```sh
 //! cargo bench --bench cluster                                   # 3 nodes, 9,000 + 30 cabinets
 //! cargo bench --bench cluster -- --nodes 1 --cabinets 3000      # one node, for the comparison
+//! HEFT_BENCH_KEEP=1 cargo bench --bench cluster                  # keep the nodes' and HAProxy's logs
 //! ```
 
 mod common;
@@ -132,7 +133,8 @@ async fn run(args: Args) {
         bad_signatures: 0.0,
         disconnect_after: None,
         door_open: false,
-        lanes: 8,
+        // As many as the cabinet type has: a reading with fewer raises an alert at every login.
+        lanes: SimCabinetOptions::default().channels as usize,
         weight_every_ms: weight_every_ms.clone(),
         without_login: None,
     };
@@ -167,7 +169,7 @@ async fn run(args: Args) {
     let truths = shop_for(&client, &cabs, Duration::from_secs(args.seconds), &nodes).await;
     report(&args, &truths, args.seconds as f64);
     if args.nodes == 3 {
-        takeover(&stage, &mut nodes, idle, &stats).await;
+        takeover(&stage, &mut nodes, &creds, &stats).await;
     }
     for cab in cabs {
         cab.stop().await;
@@ -176,6 +178,10 @@ async fn run(args: Args) {
     drop(nodes);
     if let Err(e) = stage.remove().await {
         eprintln!("the run's storage was not all removed: {e}");
+    }
+    // HEFT_BENCH_KEEP=1 keeps the nodes' and HAProxy's logs, and the run's config.
+    if std::env::var_os("HEFT_BENCH_KEEP").is_some() {
+        println!("logs kept in {}", dir.keep().display());
     }
 }
 
@@ -348,19 +354,20 @@ fn report(args: &Args, truths: &[Truth], seconds: f64) {
     );
 }
 
-/// kill -9 of the node owning the most idle cabinets: until every one of them is owned by
-/// another node (logged in there, its state taken up).
-async fn takeover(stage: &Stage, nodes: &mut [Node], idle: &[heft::provision::Credentials], stats: &SimStats) {
+/// kill -9 of the node owning the most cabinets: until every one of them is owned by another
+/// node (logged in there, its state taken up).
+async fn takeover(stage: &Stage, nodes: &mut [Node], fleet: &[heft::provision::Credentials], stats: &SimStats) {
     let count = |s: &SimStats| {
         let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         (g(&s.connect_failures), g(&s.logins_refused), g(&s.reconnects))
     };
     let before = count(stats);
+    let failures_before = stats.failures();
     let cache = heft::app::open_cache(&stage.config).await.expect("cache");
     let counts = owned(nodes).await;
     let (victim, n) = counts.iter().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, v)| (k.clone(), *v)).expect("nodes");
     let mut theirs = Vec::new();
-    for c in idle {
+    for c in fleet {
         if cache.owner(&c.sn).await.ok().flatten().is_some_and(|(o, _)| o == victim) {
             theirs.push(c.sn.clone());
         }
@@ -371,11 +378,15 @@ async fn takeover(stage: &Stage, nodes: &mut [Node], idle: &[heft::provision::Cr
     let mut left = theirs.clone();
     let mut half = None;
     while !left.is_empty() {
+        // Taken over: owned by another node, and that node's login done, the session taken up
+        // included (the cabinet's cached facts name the node only after that).
+        let facts = cache.cabinet_get_many(&left).await.unwrap_or_default();
         let mut still = Vec::new();
-        for sn in left {
-            match cache.owner(&sn).await {
-                Ok(Some((o, _))) if o != victim => {}
-                _ => still.push(sn),
+        for (sn, f) in left.into_iter().zip(facts.into_iter().map(Some).chain(std::iter::repeat(None))) {
+            let logged_in = f.and_then(|f| f.get("node").cloned()).is_some_and(|n| n != victim);
+            let owned = logged_in && matches!(cache.owner(&sn).await, Ok(Some((o, _))) if o != victim);
+            if !owned {
+                still.push(sn);
             }
         }
         left = still;
@@ -386,6 +397,12 @@ async fn takeover(stage: &Stage, nodes: &mut [Node], idle: &[heft::provision::Cr
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let after = count(stats);
+    for (why, n) in stats.failures() {
+        let n = n - failures_before.get(&why).copied().unwrap_or(0);
+        if n > 0 {
+            println!("  {n:>6} × {why}");
+        }
+    }
     for n in nodes.iter().filter(|n| n.id != victim) {
         println!("{} MQTT connects by result: {:?}", n.id, series(n.http, "heft_mqtt_auth_total").await);
     }
@@ -396,7 +413,7 @@ async fn takeover(stage: &Stage, nodes: &mut [Node], idle: &[heft::provision::Cr
         after.2 - before.2
     );
     println!(
-        "takeover: kill -9 of {victim} ({n:.0} cabinets owned, {} idle): half owned elsewhere after {:.1} s, all after {:.1} s",
+        "takeover: kill -9 of {victim} ({n:.0} cabinets owned, {} of the fleet's): half taken over after {:.1} s, all after {:.1} s",
         theirs.len(),
         half.unwrap_or_default().as_secs_f64(),
         killed.elapsed().as_secs_f64()

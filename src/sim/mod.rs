@@ -167,6 +167,9 @@ pub struct SimStats {
     pub acks_sent: AtomicU64,
     /// Connection attempts so far: each takes the next broker of the list.
     pub attempts: AtomicU64,
+    /// Why sessions failed (connect, login or later), counted by the error's text: what a
+    /// reconnect storm runs into.
+    pub failures: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -210,6 +213,19 @@ impl SimStats {
             doors_sent: g(&self.doors_sent),
             acks_sent: g(&self.acks_sent),
         }
+    }
+
+    fn count_failure(&self, stage: &str, e: &DeviceClientError) {
+        let mut text = format!("{stage}: {e}");
+        text.truncate(120);
+        if let Ok(mut m) = self.failures.lock() {
+            *m.entry(text).or_default() += 1;
+        }
+    }
+
+    /// The failures counted so far, by stage and error.
+    pub fn failures(&self) -> std::collections::BTreeMap<String, u64> {
+        self.failures.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
 
@@ -768,6 +784,7 @@ pub(crate) async fn open_session(
         Ok(d) => d,
         Err(e) => {
             stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+            stats.count_failure("connect", &e);
             return Err(e);
         }
     };
@@ -790,6 +807,7 @@ pub(crate) async fn open_session(
     match logged_in {
         Ok(cadence) => Ok((dev, cadence)),
         Err(e) => {
+            stats.count_failure("login", &e);
             stats.connected.fetch_sub(1, Ordering::Relaxed);
             dev.disconnect().await;
             Err(e)
