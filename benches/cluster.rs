@@ -18,7 +18,6 @@ mod common;
 use common::{cpu_seconds, free_port, raise_fd_limit};
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,7 +116,8 @@ async fn run(args: Args) {
         ports.push((http, mqtt));
         nodes.push(Node { id, http, process });
     }
-    let _haproxy = (args.nodes == 3).then(|| haproxy(dir.path(), lb_http, lb_mqtt, &ports));
+    let _haproxy = (args.nodes == 3)
+        .then(|| heft::sim::stage::spawn_haproxy(dir.path(), lb_http, lb_mqtt, &ports).expect("haproxy"));
     let base = stage.http_base();
     heft::sim::stage::wait_http("haproxy", &format!("{base}/readyz"), Duration::from_secs(30)).await.expect("lb up");
 
@@ -182,30 +182,6 @@ async fn run(args: Args) {
     // HEFT_BENCH_KEEP=1 keeps the nodes' and HAProxy's logs, and the run's config.
     if std::env::var_os("HEFT_BENCH_KEEP").is_some() {
         println!("logs kept in {}", dir.keep().display());
-    }
-}
-
-fn haproxy(dir: &std::path::Path, http: u16, mqtt: u16, nodes: &[(u16, u16)]) -> ChildGuard {
-    let mut cfg = include_str!("../deploy/haproxy.local.cfg.tmpl")
-        .replace("{{HTTP_PORT}}", &http.to_string())
-        .replace("{{MQTT_PORT}}", &mqtt.to_string());
-    for (i, (h, m)) in nodes.iter().enumerate() {
-        cfg = cfg
-            .replace(&format!("{{{{NODE{}_HTTP}}}}", i + 1), &h.to_string())
-            .replace(&format!("{{{{NODE{}_MQTT}}}}", i + 1), &m.to_string());
-    }
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, cfg).expect("haproxy.cfg");
-    let log = std::fs::File::create(dir.join("haproxy.log")).expect("log");
-    ChildGuard(Command::new("haproxy").arg("-f").arg(&path).stdout(Stdio::null()).stderr(log).spawn().expect("haproxy"))
-}
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

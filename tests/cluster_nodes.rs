@@ -52,7 +52,7 @@ struct Cluster {
     env: Vec<(String, String)>,
     _sim: heft::pay::sim::RunningSim,
     nodes: Vec<Node>,
-    haproxy: Child,
+    _haproxy: heft::sim::stage::Process,
     lb_http: String,
     lb_mqtt: String,
     db: heft::db::Db,
@@ -81,8 +81,6 @@ impl Drop for Cluster {
                 let _ = c.wait();
             }
         }
-        let _ = self.haproxy.kill();
-        let _ = self.haproxy.wait();
     }
 }
 
@@ -126,14 +124,15 @@ impl Cluster {
             .collect::<Vec<_>>();
         let dir = tempfile::tempdir().expect("tempdir");
         eprintln!("cluster logs in {}", dir.path().display());
-        let haproxy = haproxy(&dir, lb_http_port, lb_mqtt_port, &nodes);
+        let ports: Vec<(u16, u16)> = nodes.iter().map(|n| (n.http, n.mqtt)).collect();
+        let haproxy = heft::sim::stage::spawn_haproxy(dir.path(), lb_http_port, lb_mqtt_port, &ports).expect("haproxy");
         let mut c = Cluster {
             _storage: storage,
             config,
             env,
             _sim: sim,
             nodes,
-            haproxy,
+            _haproxy: haproxy,
             lb_http: format!("http://127.0.0.1:{lb_http_port}"),
             lb_mqtt: format!("127.0.0.1:{lb_mqtt_port}"),
             db,
@@ -345,20 +344,6 @@ impl Cluster {
         let c = self.ok("GET", &format!("/ops/cabinets/{sn}/config"), None).await;
         c["doors"][0]["lanes"].as_array().expect("lanes").iter().map(|l| l["stock"].as_i64().unwrap_or(-1)).collect()
     }
-}
-
-fn haproxy(dir: &tempfile::TempDir, http: u16, mqtt: u16, nodes: &[Node]) -> Child {
-    let template = include_str!("../deploy/haproxy.local.cfg.tmpl");
-    let mut cfg = template.replace("{{HTTP_PORT}}", &http.to_string()).replace("{{MQTT_PORT}}", &mqtt.to_string());
-    for (i, n) in nodes.iter().enumerate() {
-        cfg = cfg
-            .replace(&format!("{{{{NODE{}_HTTP}}}}", i + 1), &n.http.to_string())
-            .replace(&format!("{{{{NODE{}_MQTT}}}}", i + 1), &n.mqtt.to_string());
-    }
-    let path = dir.path().join("haproxy.cfg");
-    std::fs::write(&path, cfg).expect("haproxy.cfg");
-    let log = std::fs::File::create(dir.path().join("haproxy.log")).expect("log");
-    Command::new("haproxy").arg("-f").arg(&path).stdout(Stdio::null()).stderr(log).spawn().expect("haproxy starts")
 }
 
 /// A purchase at `cab` taking one cola and one chips, up to the closed door.

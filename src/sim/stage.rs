@@ -405,3 +405,31 @@ impl Drop for Process {
         self.kill();
     }
 }
+
+/// HAProxy in front of nodes on this machine: `deploy/haproxy.local.cfg.tmpl` filled in with the
+/// balancer's ports and each node's `(http, mqtt)` (three of them), run in the foreground with
+/// its config and log (`haproxy.cfg`, `haproxy.log`) in `dir`.
+pub fn spawn_haproxy(dir: &std::path::Path, http: u16, mqtt: u16, nodes: &[(u16, u16)]) -> Result<Process, StageError> {
+    const WHAT: &str = "haproxy";
+    let mut cfg = include_str!("../../deploy/haproxy.local.cfg.tmpl")
+        .replace("{{HTTP_PORT}}", &http.to_string())
+        .replace("{{MQTT_PORT}}", &mqtt.to_string());
+    for (i, (h, m)) in nodes.iter().enumerate() {
+        cfg = cfg
+            .replace(&format!("{{{{NODE{}_HTTP}}}}", i + 1), &h.to_string())
+            .replace(&format!("{{{{NODE{}_MQTT}}}}", i + 1), &m.to_string());
+    }
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).map_err(|source| StageError::Spawn { what: WHAT, source })?;
+    let log =
+        std::fs::File::create(dir.join("haproxy.log")).map_err(|source| StageError::Spawn { what: WHAT, source })?;
+    let child = Command::new("haproxy")
+        .arg("-f")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|source| StageError::Spawn { what: WHAT, source })?;
+    Ok(Process { child: Some(child), what: WHAT })
+}
