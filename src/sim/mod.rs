@@ -216,8 +216,7 @@ impl SimStats {
     }
 
     fn count_failure(&self, stage: &str, e: &DeviceClientError) {
-        let mut text = format!("{stage}: {e}");
-        text.truncate(120);
+        let text: String = format!("{stage}: {e}").chars().take(120).collect();
         if let Ok(mut m) = self.failures.lock() {
             *m.entry(text).or_default() += 1;
         }
