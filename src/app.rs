@@ -81,9 +81,10 @@ fn spawn_bridge(
     routes: Routes,
     registry: &Addr<Registry>,
     metrics: Metrics,
-    link_rx: rumqttd::local::LinkRx,
+    links: crate::device::broker::Links,
 ) -> Arbiter {
     let bridge = Arbiter::new();
+    bridge.spawn(Bridge::count_strays(metrics.clone(), links.strays));
     bridge.spawn(
         Bridge {
             routes,
@@ -92,7 +93,7 @@ fn spawn_bridge(
             max_frame_bytes: config.mqtt.max_frame_bytes,
             permits: Arc::new(tokio::sync::Semaphore::new(config.mqtt.bridge_queue.max(1))),
         }
-        .run(link_rx),
+        .run(links.up),
     );
     bridge
 }
@@ -213,7 +214,7 @@ impl Heft {
         crate::flows::cabinet::index_positions(&db, cache.as_ref()).await;
 
         let connects = auth::Connects::default();
-        let (broker, link_rx) =
+        let (broker, links) =
             Broker::start(&config.mqtt, Box::new(auth::handler(db.clone(), metrics.clone(), connects.clone()))).await?;
         let weight_log = WeightLog::start(db.clone(), config.weight_log.clone(), &metrics);
         // Bound before anything is built on it: the platforms' callback address is this one.
@@ -252,7 +253,7 @@ impl Heft {
         });
         services.ownership.start();
         let registry = Registry::new(services.clone(), routes.clone(), cabinets.clone()).start();
-        let bridge = spawn_bridge(&config, routes, &registry, metrics, link_rx);
+        let bridge = spawn_bridge(&config, routes, &registry, metrics, links);
         let watchdog = Watchdog::new(services.clone(), registry.clone()).start();
         let scheduler = Scheduler::new(services.clone()).start();
         let auth = Arc::new(web::auth::AuthState::new(&config.auth, &services.seal));

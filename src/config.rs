@@ -156,9 +156,17 @@ pub struct MqttConfig {
     pub next_connection_delay_ms: u64,
     /// How many frames may wait for the cabinet actors before the bridge holds back the broker.
     pub bridge_queue: usize,
+    /// The broker's log of upstream frames the bridge has not read yet. rumqttd does not slow a
+    /// publisher down for a slow subscriber: a bridge further behind than this loses frames.
+    #[serde(default = "default_bridge_log_bytes")]
+    pub bridge_log_bytes: usize,
     /// The TLS listener, beside the plain one (off unless `listen` is set).
     #[serde(default)]
     pub tls: MqttTlsConfig,
+}
+
+fn default_bridge_log_bytes() -> usize {
+    8 << 20
 }
 
 /// MQTT over TLS: Heft terminates TLS (server certificate, and client certificates when asked)
@@ -901,6 +909,9 @@ impl Config {
         positive("mqtt.max_segment_size", self.mqtt.max_segment_size as u64)?;
         positive("mqtt.max_segment_count", self.mqtt.max_segment_count as u64)?;
         positive("mqtt.bridge_queue", self.mqtt.bridge_queue as u64)?;
+        if self.mqtt.bridge_log_bytes < 4 * self.mqtt.max_packet_bytes {
+            return Err(key_error("mqtt.bridge_log_bytes", "must be at least 4 × mqtt.max_packet_bytes"));
+        }
         let tls = &self.mqtt.tls;
         if tls.listen.is_some() {
             if tls.cert_file.trim().is_empty() || tls.key_file.trim().is_empty() {

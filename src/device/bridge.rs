@@ -88,6 +88,31 @@ impl Bridge {
         }
     }
 
+    /// Count the frames on topics outside the protocol (`unknown_topic`) until the link closes.
+    /// They are only counted, so this link never holds the broker back.
+    pub async fn count_strays(metrics: Metrics, mut link: LinkRx) {
+        loop {
+            match link.next().await {
+                Ok(Some(Notification::Forward(f))) => {
+                    if !topic::is_down(&f.publish.topic) {
+                        metrics.rejected(Reject::UnknownTopic);
+                    }
+                }
+                Ok(Some(Notification::Unschedule)) => {
+                    if let Err(e) = link.wake().await {
+                        tracing::error!(error = %e, "MQTT strays' link could not wake");
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(error = %e, "MQTT strays' link closed");
+                    break;
+                }
+            }
+        }
+    }
+
     async fn forward(&self, topic: Bytes, payload: Bytes) {
         if topic::is_down(&topic) {
             return;

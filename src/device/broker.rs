@@ -64,12 +64,21 @@ impl Downlink {
 pub struct Broker {
     listener: Arbiter,
     pub downlink: Downlink,
+    /// Kept so the strays' link stays subscribed.
+    _strays_tx: LinkTx,
+}
+
+/// What the broker hands the bridge: every cabinet's upstream frames, and frames on topics
+/// outside the protocol (to be counted).
+pub struct Links {
+    pub up: LinkRx,
+    pub strays: LinkRx,
 }
 
 impl Broker {
-    /// Start the router, open the local link (subscribed to every topic) and the listener.
-    /// Returns the broker and the link's receiving half for the bridge.
-    pub async fn start(cfg: &MqttConfig, auth: AuthFn) -> Result<(Broker, LinkRx), DeviceError> {
+    /// Start the router, open the bridge's local links and the listener. Returns the broker and
+    /// the links' receiving halves for the bridge.
+    pub async fn start(cfg: &MqttConfig, auth: AuthFn) -> Result<(Broker, Links), DeviceError> {
         // Fail fast, with the address, when the port is taken; rumqttd would only log it. (tokio
         // sets SO_REUSEADDR like rumqttd's own bind does, so a restart is not refused for sockets
         // of the previous run in TIME_WAIT.)
@@ -81,11 +90,14 @@ impl Broker {
 
         let router = rumqttd::Router::new(0, router_config(cfg));
         let router_tx = router.spawn();
-        let (mut link_tx, link_rx, _ack) = LinkBuilder::new("heft-bridge", router_tx.clone())
-            .dynamic_filters(true)
-            .build()
-            .map_err(|e| DeviceError::Link(e.to_string()))?;
-        link_tx.subscribe(super::topic::BRIDGE_FILTER).map_err(|e| DeviceError::Link(e.to_string()))?;
+        let link = |id: &str| {
+            LinkBuilder::new(id, router_tx.clone())
+                .dynamic_filters(true)
+                .build()
+                .map_err(|e| DeviceError::Link(e.to_string()))
+        };
+        let (link_tx, up) = subscribed(link("heft-bridge"), &[super::topic::UP_FILTER])?;
+        let (strays_tx, strays) = subscribed(link("heft-strays"), &super::topic::STRAY_FILTERS)?;
 
         let mut connections = ConnectionSettings {
             connection_timeout_ms: cfg.connection_timeout_ms,
@@ -138,7 +150,12 @@ impl Broker {
         let connect: Connect = Arc::new(move |id: &str| {
             LinkBuilder::new(id, kicker.clone()).build().map(|(tx, _, _)| tx).map_err(|e| e.to_string())
         });
-        Ok((Broker { listener, downlink: Downlink { tx: Arc::new(Mutex::new(link_tx)), connect } }, link_rx))
+        let broker = Broker {
+            listener,
+            downlink: Downlink { tx: Arc::new(Mutex::new(link_tx)), connect },
+            _strays_tx: strays_tx,
+        };
+        Ok((broker, Links { up, strays }))
     }
 
     /// Close the listener and every device connection, and wait until they are closed (so the
@@ -148,14 +165,37 @@ impl Broker {
     }
 }
 
+/// A local link just built, subscribed to `filters`.
+fn subscribed(
+    built: Result<(LinkTx, LinkRx, rumqttd::Notification), DeviceError>,
+    filters: &[&str],
+) -> Result<(LinkTx, LinkRx), DeviceError> {
+    let (mut tx, rx, _ack) = built?;
+    for filter in filters {
+        tx.subscribe(*filter).map_err(|e| DeviceError::Link(e.to_string()))?;
+    }
+    Ok((tx, rx))
+}
+
+/// The bridge's log is dropped a segment at a time once full: four keep three quarters of it.
+const BRIDGE_LOG_SEGMENTS: usize = 4;
+
 fn router_config(cfg: &MqttConfig) -> RouterConfig {
     RouterConfig {
-        // One more than the devices: the bridge's local link counts as a connection.
-        max_connections: cfg.max_connections + 1,
+        // Two more than the devices: the bridge's two local links count as connections.
+        max_connections: cfg.max_connections + 2,
         max_outgoing_packet_count: cfg.max_outgoing_packet_count,
         max_segment_size: cfg.max_segment_size,
         max_segment_count: cfg.max_segment_count,
-        custom_segment: None,
+        // The bridge's log: its filter is the only one this key matches (not the cabinets'
+        // `cabinets/{sn}/down/+`, nor the strays').
+        custom_segment: Some(std::collections::HashMap::from([(
+            super::topic::UP_FILTER.to_string(),
+            rumqttd::SegmentConfig {
+                max_segment_size: cfg.bridge_log_bytes / BRIDGE_LOG_SEGMENTS,
+                max_segment_count: BRIDGE_LOG_SEGMENTS,
+            },
+        )])),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
     }

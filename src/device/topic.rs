@@ -4,9 +4,15 @@ use crate::domain::cabinet::Sn;
 pub use crate::domain::command::DownKind;
 use crate::domain::names::named_enum;
 
-/// The bridge reads every topic, so that frames on topics outside the protocol are counted
-/// (a misconfigured or misbehaving device shows up in the metrics instead of vanishing).
-pub const BRIDGE_FILTER: &str = "#";
+/// What the bridge reads: every cabinet's upstream frames. rumqttd keeps one log per
+/// subscription filter, so this filter's log is the bridge's slack (`mqtt.bridge_log_bytes`).
+pub const UP_FILTER: &str = "cabinets/+/up/+";
+
+/// Topics of one, two, three, or five and more levels: where frames outside the protocol land,
+/// so a misconfigured or misbehaving device shows up in the metrics instead of vanishing. None
+/// of them matches [`UP_FILTER`] (a second match would deliver each frame twice) nor a cabinet's
+/// `cabinets/{sn}/down/+`; four-level topics other than the protocol's are not seen.
+pub const STRAY_FILTERS: [&str; 4] = ["+", "+/+", "+/+/+", "+/+/+/+/+/#"];
 
 /// Whether a topic is one Heft publishes on (the bridge sees its own publishes and skips them).
 pub fn is_down(topic: &[u8]) -> bool {

@@ -418,7 +418,8 @@ pub(crate) mod fake_heft {
             .expect("mqtt config");
             cfg.max_connections = 16;
             let auth: crate::device::broker::AuthFn = Box::new(|_, _, _| Box::pin(async { true }));
-            let (running, mut link) = Broker::start(&cfg, auth).await.expect("broker starts");
+            let (running, links) = Broker::start(&cfg, auth).await.expect("broker starts");
+            let mut link = links.up;
             // The listener binds on its own thread, a moment after start returns.
             let mut tries = 0;
             while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
