@@ -166,7 +166,7 @@ pub struct MqttConfig {
 }
 
 fn default_bridge_log_bytes() -> usize {
-    8 << 20
+    2 << 20
 }
 
 /// MQTT over TLS: Heft terminates TLS (server certificate, and client certificates when asked)
