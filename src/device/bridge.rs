@@ -70,45 +70,17 @@ pub struct Bridge {
 impl Bridge {
     /// Read the link until it closes.
     pub async fn run(self, mut link: LinkRx) {
-        loop {
-            match link.next().await {
-                Ok(Some(Notification::Forward(f))) => self.forward(f.publish.topic, f.publish.payload).await,
-                Ok(Some(Notification::Unschedule)) => {
-                    if let Err(e) = link.wake().await {
-                        tracing::error!(error = %e, "MQTT bridge could not wake its link");
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::info!(error = %e, "MQTT bridge link closed");
-                    break;
-                }
-            }
+        while let Some(f) = next_forward(&mut link, "bridge").await {
+            self.forward(f.publish.topic, f.publish.payload).await;
         }
     }
 
     /// Count the frames on topics outside the protocol (`unknown_topic`) until the link closes.
     /// They are only counted, so this link never holds the broker back.
     pub async fn count_strays(metrics: Metrics, mut link: LinkRx) {
-        loop {
-            match link.next().await {
-                Ok(Some(Notification::Forward(f))) => {
-                    if !topic::is_down(&f.publish.topic) {
-                        metrics.rejected(Reject::UnknownTopic);
-                    }
-                }
-                Ok(Some(Notification::Unschedule)) => {
-                    if let Err(e) = link.wake().await {
-                        tracing::error!(error = %e, "MQTT strays' link could not wake");
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::info!(error = %e, "MQTT strays' link closed");
-                    break;
-                }
+        while let Some(f) = next_forward(&mut link, "strays").await {
+            if !topic::is_down(&f.publish.topic) {
+                metrics.rejected(Reject::UnknownTopic);
             }
         }
     }
@@ -138,6 +110,26 @@ impl Bridge {
         match route {
             Some(inbox) if inbox.connected() => inbox.do_send(frame),
             _ => self.fallback.do_send(frame),
+        }
+    }
+}
+
+/// The next frame the link forwards, answering `Unschedule` on the way; `None` once it closes.
+async fn next_forward(link: &mut LinkRx, which: &str) -> Option<rumqttd::Forward> {
+    loop {
+        match link.next().await {
+            Ok(Some(Notification::Forward(f))) => return Some(f),
+            Ok(Some(Notification::Unschedule)) => {
+                if let Err(e) = link.wake().await {
+                    tracing::error!(link = which, error = %e, "MQTT link could not wake");
+                    return None;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::info!(link = which, error = %e, "MQTT link closed");
+                return None;
+            }
         }
     }
 }
