@@ -78,17 +78,12 @@ impl Bridge {
     /// Count the frames on topics outside the protocol (`unknown_topic`) until the link closes.
     /// They are only counted, so this link never holds the broker back.
     pub async fn count_strays(metrics: Metrics, mut link: LinkRx) {
-        while let Some(f) = next_forward(&mut link, "strays").await {
-            if !topic::is_down(&f.publish.topic) {
-                metrics.rejected(Reject::UnknownTopic);
-            }
+        while next_forward(&mut link, "strays").await.is_some() {
+            metrics.rejected(Reject::UnknownTopic);
         }
     }
 
     async fn forward(&self, topic: Bytes, payload: Bytes) {
-        if topic::is_down(&topic) {
-            return;
-        }
         if payload.len() > self.max_frame_bytes {
             self.metrics.rejected(Reject::Oversize);
             return;

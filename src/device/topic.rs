@@ -14,12 +14,6 @@ pub const UP_FILTER: &str = "cabinets/+/up/+";
 /// `cabinets/{sn}/down/+`; four-level topics other than the protocol's are not seen.
 pub const STRAY_FILTERS: [&str; 4] = ["+", "+/+", "+/+/+", "+/+/+/+/+/#"];
 
-/// Whether a topic is one Heft publishes on (the bridge sees its own publishes and skips them).
-pub fn is_down(topic: &[u8]) -> bool {
-    let mut parts = topic.split(|b| *b == b'/');
-    matches!((parts.next(), parts.next(), parts.next()), (Some(b"cabinets"), Some(_), Some(b"down")))
-}
-
 named_enum! {
     /// What a cabinet sends (`cabinets/{sn}/up/{kind}`).
     pub enum UpKind {
@@ -78,11 +72,27 @@ mod tests {
         }
     }
 
+    /// The bridge's filters as rumqttd matches them: each frame reaches one link once, Heft's
+    /// own downlink reaches neither, and the bridge's log size (a `custom_segment` keyed by
+    /// `UP_FILTER`) applies to the bridge's filter and not to a cabinet's.
     #[test]
-    fn recognises_downstream_topics() {
-        assert!(is_down(down("CAB-1", DownKind::LoginAck).as_bytes()));
-        assert!(!is_down(up("CAB-1", UpKind::Login).as_bytes()));
-        assert!(!is_down(b"cabinets"));
+    fn the_bridge_filters_split_the_topics() {
+        use rumqttd::protocol::matches;
+        let strays = |t: &str| STRAY_FILTERS.iter().filter(|f| matches(t, f)).count();
+        for t in [up("CAB-1", UpKind::Login), up("CAB-1", UpKind::Weight)] {
+            assert!(matches(&t, UP_FILTER), "{t}");
+            assert_eq!(strays(&t), 0, "{t}");
+        }
+        let own = down("CAB-1", DownKind::LoginAck);
+        assert!(!matches(&own, UP_FILTER));
+        assert_eq!(strays(&own), 0);
+        for t in ["somewhere", "somewhere/else", "cabinets/CAB-1/up", "a/b/c/d/e", "cabinets/CAB-1/up/x/y"] {
+            assert!(!matches(t, UP_FILTER), "{t}");
+            assert_eq!(strays(t), 1, "{t}");
+        }
+        assert!(matches(UP_FILTER, UP_FILTER));
+        assert!(!matches("cabinets/CAB-1/down/+", UP_FILTER));
+        assert!(STRAY_FILTERS.iter().all(|f| !matches(f, UP_FILTER)));
     }
 
     #[test]
