@@ -196,20 +196,18 @@ async fn owned(nodes: &[Node]) -> BTreeMap<String, f64> {
     out
 }
 
-/// Every series of a metric on one node, by its labels.
+/// Every series of a metric on one node: its labels (empty for none) and value.
 async fn series(http: u16, name: &str) -> Vec<(String, f64)> {
     let Ok(res) = reqwest::get(format!("http://127.0.0.1:{http}/metrics")).await else { return Vec::new() };
     let text = res.text().await.unwrap_or_default();
     text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| Some((k[name.len()..].to_string(), v.parse().ok()?))))
         .collect()
 }
 
 async fn metric(http: u16, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{http}/metrics")).await.ok()?.text().await.ok()?;
-    let line = text.lines().find(|l| l.split([' ', '{']).next() == Some(name))?;
-    line.rsplit_once(' ')?.1.parse().ok()
+    series(http, name).await.first().map(|(_, v)| *v)
 }
 
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
@@ -333,11 +331,7 @@ fn report(args: &Args, truths: &[Truth], seconds: f64) {
 /// kill -9 of the node owning the most cabinets: until every one of them is owned by another
 /// node (logged in there, its state taken up).
 async fn takeover(stage: &Stage, nodes: &mut [Node], fleet: &[heft::provision::Credentials], stats: &SimStats) {
-    let count = |s: &SimStats| {
-        let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        (g(&s.connect_failures), g(&s.logins_refused), g(&s.reconnects))
-    };
-    let before = count(stats);
+    let before = stats.line(Duration::ZERO, 0.0);
     let failures_before = stats.failures();
     let cache = heft::app::open_cache(&stage.config).await.expect("cache");
     let counts = owned(nodes).await;
@@ -372,7 +366,7 @@ async fn takeover(stage: &Stage, nodes: &mut [Node], fleet: &[heft::provision::C
         assert!(killed.elapsed() < Duration::from_secs(600), "takeover did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let after = count(stats);
+    let after = stats.line(Duration::ZERO, 0.0);
     for (why, n) in stats.failures() {
         let n = n - failures_before.get(&why).copied().unwrap_or(0);
         if n > 0 {
@@ -384,9 +378,9 @@ async fn takeover(stage: &Stage, nodes: &mut [Node], fleet: &[heft::provision::C
     }
     println!(
         "takeover's fleet: connect failures {}, logins refused or unanswered {}, reconnects {}",
-        after.0 - before.0,
-        after.1 - before.1,
-        after.2 - before.2
+        after.connect_failures - before.connect_failures,
+        after.logins_refused - before.logins_refused,
+        after.reconnects - before.reconnects
     );
     println!(
         "takeover: kill -9 of {victim} ({n:.0} cabinets owned, {} of the fleet's): half taken over after {:.1} s, all after {:.1} s",
